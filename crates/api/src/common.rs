@@ -1,0 +1,36 @@
+//! Types and CEL rule fragments shared by the three resources.
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// API group of every Tidegate resource.
+pub const GROUP: &str = "tidegate.dev";
+/// Annotation that records an approval of a Promotion; its value is the approver's user name.
+pub const ANNOTATION_APPROVED_BY: &str = "tidegate.dev/approved-by";
+/// Annotation that records a rejection of a Promotion; its value is the rejecting user's name.
+pub const ANNOTATION_REJECTED_BY: &str = "tidegate.dev/rejected-by";
+/// Annotation that asks for a manual rollback; its value is the requesting user's name.
+pub const ANNOTATION_ROLLBACK_REQUESTED_BY: &str = "tidegate.dev/rollback-requested-by";
+
+/// CEL: the string is a `sha256:` digest (64 lowercase hex characters).
+pub(crate) const CEL_DIGEST: &str = "self.matches('^sha256:[a-f0-9]{64}$')";
+
+/// CEL: a bounded Go-style duration string (`90s`, `15m`, `1h30m`).
+///
+/// The regex is checked first so that an unparsable value is rejected by the message instead of
+/// by a CEL evaluation error.
+pub(crate) fn cel_duration_between(min: &str, max: &str) -> String {
+    format!(
+        "self.matches('^([0-9]+(ms|s|m|h))+$') && duration(self) >= duration('{min}') && duration(self) <= duration('{max}')"
+    )
+}
+
+/// Schema override for `conditions`: a list-map keyed by `type`, so server-side apply merges
+/// conditions one by one and two conditions of the same type are rejected.
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("x-kubernetes-list-type".into(), "map".into());
+        object.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    }
+    schema
+}

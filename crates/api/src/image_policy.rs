@@ -1,0 +1,675 @@
+//! `ImagePolicy`: one per image, the lifecycle rules for it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{cel_duration_between, conditions_schema, Condition};
+
+/// The lifecycle rules of one container image: what starts a new Release, how a fix is rebuilt,
+/// scanned and signed, which workloads run the image and how each one is rolled out, what must
+/// pass on staging, and who may approve a change to production.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tidegate.dev",
+    version = "v1alpha1",
+    kind = "ImagePolicy",
+    namespaced,
+    doc = "An ImagePolicy holds the lifecycle rules of one container image: triggers, build, scan, signing, the workloads that run it, staging tests and who may approve production.",
+    status = "ImagePolicyStatus",
+    shortname = "ipol",
+    category = "tidegate",
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
+    printcolumn(name = "Production", type_ = "string", json_path = ".status.productionDigest", description = "Digest running in production"),
+    printcolumn(name = "Staging", type_ = "string", json_path = ".status.stagingDigest", description = "Digest running in staging"),
+    printcolumn(name = "Latest Release", type_ = "string", json_path = ".status.latestRelease"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePolicySpec {
+    /// The repository whose exact versions Tidegate produces and promotes, with its registry and
+    /// without tag or digest, for example `myregistry.azurecr.io/shop/web`.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+$')")
+        .message("spec.image must be a repository with its registry and without tag or digest, e.g. registry.example.com/team/app"))]
+    #[schemars(length(min = 1, max = 255))]
+    pub image: String,
+
+    /// What starts a new Release. With no trigger set, Releases are only created by hand or by CI.
+    #[serde(default)]
+    pub triggers: Triggers,
+
+    /// How a fix is rebuilt.
+    #[serde(default)]
+    pub build: Build,
+
+    /// How candidate images are scanned and which findings block them.
+    #[serde(default)]
+    pub scan: Scan,
+
+    /// How images are signed and how signatures are verified before every deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<Sign>,
+
+    /// Every workload that runs this image, with its staging and production targets and its
+    /// rollout strategy. Names are unique within the policy.
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(min = 1, max = 32))]
+    pub workloads: Vec<Workload>,
+
+    /// What must pass on staging before a Release is `Verified`.
+    #[serde(default)]
+    pub tests: StagingTests,
+
+    /// Who may approve a change to production, and how production is watched after it.
+    #[serde(default)]
+    pub promotion: PromotionRules,
+}
+
+/// What starts a new Release.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Triggers {
+    /// Start a Release when the digest behind the base image reference changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<BaseImageTrigger>,
+    /// Start a Release when a rescan of the digest now in production finds blocking
+    /// vulnerabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescan: Option<RescanTrigger>,
+    /// Start a Release when a new application build is pushed with a tag that matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_build: Option<NewBuildTrigger>,
+    /// Start a Release on a schedule, even when nothing else changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleTrigger>,
+}
+
+/// Watch a base image tag for a new digest.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseImageTrigger {
+    /// The base image tag to watch, for example `mcr.microsoft.com/dotnet/aspnet:8.0`. It must be a
+    /// tag: a digest never changes, so there would be nothing to watch.
+    #[x_kube(validation = Rule::new("self.matches('^[^@]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$') && !self.contains('@')")
+        .message("spec.triggers.baseImage.ref must be an image reference with a tag (repo:tag), not a digest"))]
+    #[serde(rename = "ref")]
+    #[schemars(length(min = 1, max = 512))]
+    pub reference: String,
+    /// How often the tag is resolved to a digest, as a duration between `1m` and `24h`.
+    /// Default `15m`.
+    #[serde(default = "default_base_interval")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1m", "24h"))
+        .message("spec.triggers.baseImage.interval must be a duration between 1m and 24h, e.g. 15m"))]
+    #[schemars(length(max = 32))]
+    pub interval: String,
+}
+
+/// Rescan production for newly published vulnerabilities.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RescanTrigger {
+    /// How often the production digest is rescanned, as a duration between `1h` and `720h`.
+    /// Default `24h`.
+    #[serde(default = "default_rescan_interval")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1h", "720h"))
+        .message("spec.triggers.rescan.interval must be a duration between 1h and 720h, e.g. 24h"))]
+    #[schemars(length(max = 32))]
+    pub interval: String,
+}
+
+/// Watch the policy's repository for new application builds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NewBuildTrigger {
+    /// Regular expression that a tag must match in full to become a Release, for example
+    /// `^v[0-9]+\.[0-9]+\.[0-9]+$`. The tag is resolved to a digest once; only the digest is used
+    /// after that.
+    #[schemars(length(min = 1, max = 256))]
+    pub tag_pattern: String,
+}
+
+/// Start a Release on a schedule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleTrigger {
+    /// Standard five-field cron expression, evaluated in UTC, for example `0 6 * * 1`.
+    #[x_kube(validation = Rule::new("self.matches('^\\\\S+( \\\\S+){4}$')")
+        .message("spec.triggers.schedule.cron must be a five-field cron expression, e.g. '0 6 * * 1'"))]
+    #[schemars(length(min = 9, max = 128))]
+    pub cron: String,
+}
+
+/// How a fix is rebuilt.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.strategy != 'external' || has(self.external)")
+        .message("spec.build.external is required when spec.build.strategy is external"),
+    validation = Rule::new("self.strategy != 'job' || has(self.job)")
+        .message("spec.build.job is required when spec.build.strategy is job"),
+    validation = Rule::new("self.strategy != 'acrTask' || has(self.acrTask)")
+        .message("spec.build.acrTask is required when spec.build.strategy is acrTask")
+)]
+pub struct Build {
+    /// `rebase` (default): re-base the application image natively onto the new base image.
+    /// `acrTask`: run an Azure Container Registry Task. `job`: run a Kubernetes Job with the
+    /// user's builder. `external`: someone else's CI builds; Tidegate waits for the image.
+    #[serde(default)]
+    pub strategy: BuildStrategy,
+    /// Settings of the `rebase` strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebase: Option<RebaseBuild>,
+    /// Settings of the `external` strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalBuild>,
+    /// Settings of the `job` strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobBuild>,
+    /// Settings of the `acrTask` strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "acrTask")]
+    pub acr_task: Option<AcrTaskBuild>,
+}
+
+/// How a fix is rebuilt.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum BuildStrategy {
+    /// Re-base the application image onto the new base image, natively, without a builder.
+    #[default]
+    Rebase,
+    /// Run an Azure Container Registry Task.
+    AcrTask,
+    /// Run a Kubernetes Job from a template.
+    Job,
+    /// Wait for an image built by someone else's CI.
+    External,
+}
+
+/// Settings of the native rebase.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RebaseBuild {
+    /// The tag of the application image to rebase, when the image's own base annotations
+    /// (`org.opencontainers.image.base.name`) do not say enough. Default: the production digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub source_tag: Option<String>,
+}
+
+/// Settings of the `external` build strategy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalBuild {
+    /// Webhook called to ask for a rebuild (for example a CI pipeline dispatch), `https://` or,
+    /// for local testing, `http://`.
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
+        .message("spec.build.external.webhookUrl must be an http(s) URL"))]
+    #[schemars(length(min = 8, max = 2048))]
+    pub webhook_url: String,
+    /// How long to wait for the rebuilt image, between `1m` and `6h`. Default `1h`.
+    #[serde(default = "default_external_timeout")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1m", "6h"))
+        .message("spec.build.external.timeout must be a duration between 1m and 6h"))]
+    #[schemars(length(max = 32))]
+    pub timeout: String,
+}
+
+/// Settings of the `job` build strategy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobBuild {
+    /// Name of a ConfigMap in the policy's namespace that holds the Job template (key `job.yaml`).
+    #[schemars(length(min = 1, max = 253))]
+    pub template_config_map: String,
+    /// How long the build Job may run, between `1m` and `6h`. Default `1h`.
+    #[serde(default = "default_external_timeout")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1m", "6h"))
+        .message("spec.build.job.timeout must be a duration between 1m and 6h"))]
+    #[schemars(length(max = 32))]
+    pub timeout: String,
+}
+
+/// Settings of the `acrTask` build strategy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcrTaskBuild {
+    /// Azure resource ID of the container registry that runs the task.
+    #[x_kube(validation = Rule::new("self.matches('^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.ContainerRegistry/registries/[^/]+$')")
+        .message("spec.build.acrTask.registryId must be an Azure container registry resource ID"))]
+    #[schemars(length(min = 1, max = 1024))]
+    pub registry_id: String,
+    /// Name of the ACR Task to run.
+    #[schemars(length(min = 1, max = 50))]
+    pub task_name: String,
+}
+
+/// How candidate images are scanned and which findings block them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Scan {
+    /// The scanner: `osv` (built in, default), `trivy`, or `defender` (Microsoft Defender for
+    /// Containers).
+    #[serde(default)]
+    pub scanner: Scanner,
+    /// Severities that block a Release. Default `[Critical, High]`.
+    #[serde(default = "default_block_severities")]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 5))]
+    pub block_severities: Vec<Severity>,
+    /// Count only findings that have a fixed version available. Default `true`.
+    #[serde(default = "default_true")]
+    pub only_fixable: bool,
+    /// Accepted findings. Each one needs a reason and an expiry, and lapses on its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
+    #[schemars(length(max = 256))]
+    pub exceptions: Vec<VulnerabilityException>,
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Self {
+            scanner: Scanner::default(),
+            block_severities: default_block_severities(),
+            only_fixable: true,
+            exceptions: Vec::new(),
+        }
+    }
+}
+
+/// Which scanner inspects a candidate image.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Scanner {
+    /// The built-in scanner, backed by the OSV database.
+    #[default]
+    Osv,
+    /// Trivy.
+    Trivy,
+    /// Microsoft Defender for Containers.
+    Defender,
+}
+
+/// Vulnerability severity.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Critical.
+    Critical,
+    /// High.
+    High,
+    /// Medium.
+    Medium,
+    /// Low.
+    Low,
+    /// Severity not known.
+    Unknown,
+}
+
+/// An accepted vulnerability finding.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VulnerabilityException {
+    /// The vulnerability ID, for example `CVE-2024-3094` or `GHSA-xxxx-xxxx-xxxx`.
+    #[schemars(length(min = 3, max = 64))]
+    pub id: String,
+    /// Why the finding is accepted (for example "not reachable: the affected module is not
+    /// loaded"). Required.
+    #[x_kube(validation = Rule::new("self.trim().size() >= 10")
+        .message("spec.scan.exceptions[].reason must explain in at least 10 characters why the finding is accepted"))]
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+    /// Who owns the exception and answers for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub owner: Option<String>,
+    /// When the exception lapses (RFC 3339). Required: an exception is never permanent.
+    pub expires: Time,
+}
+
+/// How images are signed and verified.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.keySecret) != has(self.keyVaultKeyId)")
+    .message("spec.sign: set exactly one of keySecret or keyVaultKeyId"))]
+pub struct Sign {
+    /// Name of a Secret in the policy's namespace holding the Notary Project signing key
+    /// (`tls.key`) and its certificate chain (`tls.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "keySecret")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key_secret: Option<String>,
+    /// Azure Key Vault key identifier used to sign, instead of a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "keyVaultKeyId")]
+    #[x_kube(validation = Rule::new("self.startsWith('https://')")
+        .message("spec.sign.keyVaultKeyId must be an https:// Key Vault key identifier"))]
+    #[schemars(length(max = 1024))]
+    pub key_vault_key_id: Option<String>,
+    /// Name of a ConfigMap holding the Notary Project trust policy (`trustpolicy.json`) and trust
+    /// store certificates used to verify before every deployment.
+    #[schemars(length(min = 1, max = 253))]
+    pub trust_policy_config_map: String,
+}
+
+/// The kind of a workload decides how it is released.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum WorkloadKind {
+    /// Serves HTTP; traffic can be routed between revisions (default strategy `blueGreen`).
+    Http,
+    /// Consumes a queue; two active revisions would both consume (default strategy `replace`).
+    Worker,
+    /// Runs to completion on a schedule or on demand (strategy `direct`).
+    Job,
+}
+
+/// One workload that runs the policy's image.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.strategy) || self.kind != 'job' || self.strategy.type == 'direct'")
+        .message("spec.workloads[].strategy.type must be direct for a job workload: jobs have no revisions or traffic to split"),
+    validation = Rule::new("!has(self.strategy) || self.kind != 'worker' || self.strategy.type in ['replace', 'overlap']")
+        .message("spec.workloads[].strategy.type must be replace or overlap for a worker workload"),
+    validation = Rule::new("!has(self.strategy) || self.kind != 'http' || self.strategy.type in ['blueGreen', 'canary', 'rolling']")
+        .message("spec.workloads[].strategy.type must be blueGreen, canary or rolling for an http workload"),
+    validation = Rule::new("self.kind == 'job' ? (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'CronJob') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'CronJob') && !has(self.staging.containerApp) && !has(self.production.containerApp) : (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'Deployment') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'Deployment') && !has(self.staging.containerAppsJob) && !has(self.production.containerAppsJob)")
+        .message("spec.workloads[]: a job workload targets a CronJob or a Container Apps Job; http and worker workloads target a Deployment or a Container App")
+)]
+pub struct Workload {
+    /// Name of the workload, unique within the policy (lowercase, digits and `-`).
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("spec.workloads[].name must be a DNS label: lowercase letters, digits and '-'"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// `http`, `worker` or `job`; decides the default rollout strategy.
+    pub kind: WorkloadKind,
+    /// Where candidates run and are tested before approval.
+    pub staging: Target,
+    /// Where an approved digest runs. Only an approved Promotion writes here.
+    #[x_kube(validation = Rule::new("!has(self.image) || self.image.matches('^[^@:]+(:[0-9]+)?(/[^@:]+)*@sha256:[a-f0-9]{64}$')")
+        .message("spec.workloads[].production.image must be pinned by digest (repo@sha256:<64 hex>): a tag is never allowed in production"))]
+    pub production: Target,
+    /// How a new digest is rolled out to this workload. Default: `blueGreen` for `http`,
+    /// `replace` for `worker`, `direct` for `job`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+}
+
+/// Where a workload runs: exactly one of `kubernetes`, `containerApp` or `containerAppsJob`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.kubernetes) ? 1 : 0) + (has(self.containerApp) ? 1 : 0) + (has(self.containerAppsJob) ? 1 : 0) == 1")
+    .message("a target must set exactly one of kubernetes, containerApp or containerAppsJob"))]
+pub struct Target {
+    /// A Kubernetes Deployment (for `http` and `worker`) or CronJob (for `job`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesTarget>,
+    /// An Azure Container App (for `http` and `worker`).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerApp")]
+    pub container_app: Option<AzureTarget>,
+    /// An Azure Container Apps Job (for `job`).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerAppsJob")]
+    pub container_apps_job: Option<AzureTarget>,
+    /// The image this target runs when Tidegate adopts it, recorded as the first rollback point.
+    /// Production accepts only a digest reference (`repo@sha256:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+}
+
+/// A Kubernetes workload object.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesTarget {
+    /// `Deployment` or `CronJob`.
+    pub kind: KubernetesKind,
+    /// Namespace of the object. Default: the policy's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// Name of the object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Name of the container whose image Tidegate manages. Default: the first container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub container: Option<String>,
+    /// For `http` workloads: the Service that routes to the active colour (blue-green), also the
+    /// URL base that staging tests call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub service: Option<String>,
+}
+
+/// Kind of a Kubernetes target.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KubernetesKind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `batch/v1` CronJob.
+    CronJob,
+}
+
+/// An Azure Container App or Container Apps Job.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureTarget {
+    /// Azure resource ID, for example
+    /// `/subscriptions/…/resourceGroups/rg/providers/Microsoft.App/containerApps/web`.
+    #[x_kube(validation = Rule::new("self.matches('^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.App/(containerApps|jobs)/[^/]+$')")
+        .message("resourceId must be a Microsoft.App containerApps or jobs resource ID"))]
+    #[schemars(length(min = 1, max = 1024))]
+    pub resource_id: String,
+    /// Name of the container whose image Tidegate manages. Default: the first container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub container: Option<String>,
+}
+
+/// How a new digest is rolled out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type == 'canary' ? has(self.canarySteps) : !has(self.canarySteps)")
+    .message("spec.workloads[].strategy.canarySteps is required for, and only allowed with, type canary"))]
+pub struct Strategy {
+    /// `blueGreen`, `canary` or `rolling` for `http`; `replace` or `overlap` for `worker`;
+    /// `direct` for `job`.
+    #[serde(rename = "type")]
+    pub kind: StrategyKind,
+    /// Traffic percentages given to the new revision in order before the full switch, for
+    /// example `[10, 50]`, each between 1 and 99.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "canarySteps")]
+    #[x_kube(validation = Rule::new("self.all(w, w >= 1 && w <= 99)")
+        .message("spec.workloads[].strategy.canarySteps must be percentages between 1 and 99"))]
+    #[schemars(length(min = 1, max = 10))]
+    pub canary_steps: Option<Vec<i32>>,
+}
+
+/// Rollout strategy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum StrategyKind {
+    /// New revision at 0 % traffic, checked through its own URL, then switched; the previous one
+    /// is kept for instant rollback.
+    BlueGreen,
+    /// Like blue-green with intermediate traffic steps.
+    Canary,
+    /// A plain rolling update of one Deployment.
+    Rolling,
+    /// The new revision becomes the only active one once healthy.
+    Replace,
+    /// Old and new revisions run side by side for a while; only for workers that tolerate two
+    /// consumers.
+    Overlap,
+    /// The job definition is updated to the digest.
+    Direct,
+}
+
+/// What must pass on staging.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StagingTests {
+    /// HTTP checks against the staging URL of `http` workloads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 32))]
+    pub http: Vec<HttpCheck>,
+    /// A test Job, run in the staging namespace; its success or failure decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<TestJob>,
+}
+
+/// One HTTP check.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCheck {
+    /// Name of the check, shown in the Release's test results.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// The workload whose staging URL is called.
+    #[schemars(length(min = 1, max = 63))]
+    pub workload: String,
+    /// Path to request, starting with `/`.
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.tests.http[].path must start with /"))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub path: String,
+    /// Expected HTTP status. Default 200.
+    #[serde(default = "default_status")]
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: i32,
+    /// Per-request timeout, between `1s` and `5m`. Default `10s`.
+    #[serde(default = "default_http_timeout")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1s", "5m"))
+        .message("spec.tests.http[].timeout must be a duration between 1s and 5m"))]
+    #[schemars(length(max = 32))]
+    pub timeout: String,
+}
+
+/// A test Job.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TestJob {
+    /// Name of a ConfigMap in the policy's namespace holding the Job template (key `job.yaml`).
+    /// The candidate's digest reference is passed as the environment variable `TIDEGATE_IMAGE`.
+    #[schemars(length(min = 1, max = 253))]
+    pub template_config_map: String,
+    /// How long the Job may run, between `10s` and `2h`. Default `10m`.
+    #[serde(default = "default_test_timeout")]
+    #[x_kube(validation = Rule::new(cel_duration_between("10s", "2h"))
+        .message("spec.tests.job.timeout must be a duration between 10s and 2h"))]
+    #[schemars(length(max = 32))]
+    pub timeout: String,
+}
+
+/// Approval and post-deployment rules.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRules {
+    /// Number of distinct approvers needed, 1 to 5. Default 1.
+    #[serde(default = "default_approvals")]
+    #[schemars(range(min = 1, max = 5))]
+    pub required_approvals: i32,
+    /// How long an approval stays valid before it must be given again, between `5m` and `720h`.
+    /// Default `24h`.
+    #[serde(default = "default_approval_ttl")]
+    #[x_kube(validation = Rule::new(cel_duration_between("5m", "720h"))
+        .message("spec.promotion.approvalValidFor must be a duration between 5m and 720h"))]
+    #[schemars(length(max = 32))]
+    pub approval_valid_for: String,
+    /// How long production is watched after a change, between `1m` and `24h`. Default `10m`.
+    #[serde(default = "default_monitor_window")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1m", "24h"))
+        .message("spec.promotion.monitorWindow must be a duration between 1m and 24h"))]
+    #[schemars(length(max = 32))]
+    pub monitor_window: String,
+    /// Roll back to the previous digest automatically when the monitor window fails.
+    /// Default `true`.
+    #[serde(default = "default_true")]
+    pub auto_rollback: bool,
+}
+
+impl Default for PromotionRules {
+    fn default() -> Self {
+        Self {
+            required_approvals: default_approvals(),
+            approval_valid_for: default_approval_ttl(),
+            monitor_window: default_monitor_window(),
+            auto_rollback: true,
+        }
+    }
+}
+
+/// What Tidegate observed and did for this policy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePolicyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The digest now running in production (all workloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_digest: Option<String>,
+    /// The digest now running in staging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_digest: Option<String>,
+    /// Earlier production digests, newest first; the first one is the rollback target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub production_history: Vec<DigestRecord>,
+    /// The last digest seen behind `spec.triggers.baseImage.ref`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
+    /// Name of the newest Release of this policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_release: Option<String>,
+    /// Current conditions (`Ready`, `BaseImageWatched`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A digest that ran in production, and when.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestRecord {
+    /// The digest.
+    pub digest: String,
+    /// The Promotion that deployed it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<String>,
+    /// When it was deployed.
+    pub deployed_at: Time,
+}
+
+fn default_base_interval() -> String {
+    "15m".into()
+}
+fn default_rescan_interval() -> String {
+    "24h".into()
+}
+fn default_external_timeout() -> String {
+    "1h".into()
+}
+fn default_http_timeout() -> String {
+    "10s".into()
+}
+fn default_test_timeout() -> String {
+    "10m".into()
+}
+fn default_approval_ttl() -> String {
+    "24h".into()
+}
+fn default_monitor_window() -> String {
+    "10m".into()
+}
+fn default_approvals() -> i32 {
+    1
+}
+fn default_status() -> i32 {
+    200
+}
+fn default_true() -> bool {
+    true
+}
+fn default_block_severities() -> Vec<Severity> {
+    vec![Severity::Critical, Severity::High]
+}

@@ -1,0 +1,21 @@
+//! Custom resource types of Tidegate, group `tidegate.dev`, version `v1alpha1`.
+//!
+//! - [`ImagePolicy`]: the lifecycle rules of one image (triggers, build, scan, sign, workloads,
+//!   tests, promotion).
+//! - [`Release`]: one candidate image walked through the automatic stages up to `Verified`.
+//! - [`Promotion`]: the request, gated by human approval, to run one Release's digest in production.
+//!
+//! Every field carries a doc comment: it becomes the text of `kubectl explain`. Validation that
+//! the API server enforces at admission (schema and CEL rules) is declared next to the field it
+//! guards, each rule with a message that names the field.
+
+pub mod common;
+pub mod crds;
+pub mod image_policy;
+pub mod promotion;
+pub mod release;
+
+pub use common::{Condition, ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_ROLLBACK_REQUESTED_BY, GROUP};
+pub use image_policy::{ImagePolicy, ImagePolicySpec, ImagePolicyStatus};
+pub use promotion::{Promotion, PromotionPhase, PromotionSpec, PromotionStatus};
+pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};

@@ -1,0 +1,116 @@
+//! `Promotion`: the request to run one Release's digest in production.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{conditions_schema, Condition, CEL_DIGEST};
+
+/// The request to run one Release's exact digest in production. Nothing happens until it is
+/// approved: `kubectl annotate promotion <name> tidegate.dev/approved-by=<your user name>`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "tidegate.dev",
+    version = "v1alpha1",
+    kind = "Promotion",
+    namespaced,
+    doc = "A Promotion is the request to run one Release's exact digest in production. It waits for approval: kubectl annotate promotion NAME tidegate.dev/approved-by=USER.",
+    status = "PromotionStatus",
+    shortname = "promo",
+    category = "tidegate",
+    printcolumn(name = "Release", type_ = "string", json_path = ".spec.release"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Approved By", type_ = "string", json_path = ".status.approvedBy"),
+    printcolumn(name = "Digest", type_ = "string", json_path = ".spec.digest", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// Name of the ImagePolicy (same namespace) whose production this changes.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.policy is immutable"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub policy: String,
+    /// Name of the Release (same namespace) to promote. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("spec.release is immutable: create a new Promotion to promote another Release"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub release: String,
+    /// The exact digest to run in production, `sha256:` and 64 hex characters; it must be the
+    /// Release's digest. Immutable: an approval is bound to this digest.
+    #[x_kube(
+        validation = Rule::new(CEL_DIGEST)
+            .message("spec.digest must be sha256: followed by 64 lowercase hex characters; tags are never promoted"),
+        validation = Rule::new("self == oldSelf")
+            .message("spec.digest is immutable: an approval is bound to one digest")
+    )]
+    #[schemars(length(max = 71))]
+    pub digest: String,
+    /// Names of the policy's workloads to change. Default: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(min = 1, max = 32))]
+    pub workloads: Option<Vec<String>>,
+    /// Who asked for this Promotion (set by the controller or the person creating it); that user
+    /// may not approve it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub requested_by: Option<String>,
+}
+
+/// Where a Promotion is.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PromotionPhase {
+    /// Waiting for enough valid approvals.
+    #[default]
+    AwaitingApproval,
+    /// Approved; checks before the change are running.
+    Approved,
+    /// Production is being changed.
+    Promoting,
+    /// Production runs the digest; the monitor window is open.
+    Monitoring,
+    /// The monitor window closed healthy.
+    Succeeded,
+    /// Production was restored to the previous digest.
+    RolledBack,
+    /// A person rejected it.
+    Rejected,
+    /// The approval or the request expired.
+    Expired,
+    /// A newer Promotion replaced this one before it ran.
+    Superseded,
+    /// The change failed and could not be completed or rolled back.
+    Failed,
+}
+
+/// What happened to a Promotion.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Current phase.
+    #[serde(default)]
+    pub phase: PromotionPhase,
+    /// Approvers the controller accepted, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
+    /// When the last accepted approval was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// The production digest this Promotion replaced: the rollback target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_digest: Option<String>,
+    /// When production was changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Time>,
+    /// When the monitor window closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_until: Option<Time>,
+    /// Current conditions (`Approved`, `Healthy`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,113 @@
+//! Project automation: `cargo xtask <command>`.
+
+mod demo;
+mod env;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Tidegate's project tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Tidegate's project tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build (once) the control-plane binaries from the pinned Go modules and print their paths.
+    Tools,
+    /// Write the CRD YAML in crds/ from the Rust types (with --check, fail if it differs instead).
+    Crds {
+        /// Do not write; exit non-zero when crds/ differs from the generated CRDs.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Start the local control plane and keep it running until Ctrl-C.
+    Env(env::EnvArgs),
+    /// Run the demo on the local control plane.
+    Demo(demo::DemoArgs),
+    /// Run the whole test suite (builds the tools first, or reuses the cache).
+    Test {
+        /// Extra arguments passed to `cargo test`, e.g. `-- --nocapture`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Task::Tools => tools().map(drop),
+        Task::Crds { check } => crds(check),
+        Task::Env(args) => runtime()?.block_on(env::run(args)),
+        Task::Demo(args) => {
+            tools()?;
+            runtime()?.block_on(demo::run(args))
+        }
+        Task::Test { args } => test(&args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the Tokio runtime")
+}
+
+/// The repository root (the parent of `xtask/`).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn tools() -> Result<tidegate_testenv::tools::Tools> {
+    let started = std::time::Instant::now();
+    let tools = tidegate_testenv::tools::build(&mut |line| eprintln!("[tools] {line}"))?;
+    for name in tidegate_testenv::tools::BINARIES {
+        println!("{}", tools.path(name).display());
+    }
+    eprintln!("[tools] ready after {:.0?}", started.elapsed());
+    Ok(tools)
+}
+
+fn crds(check: bool) -> Result<()> {
+    let dir = root().join("crds");
+    std::fs::create_dir_all(&dir)?;
+    let mut drift = Vec::new();
+    for (file, crd) in tidegate_api::crds::all() {
+        let path = dir.join(file);
+        let yaml = tidegate_api::crds::to_yaml(&crd)?;
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == yaml {
+            continue;
+        }
+        if check {
+            drift.push(path.display().to_string());
+        } else {
+            std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+    }
+    if !drift.is_empty() {
+        bail!("CRDs differ from the Rust types: {}; run `cargo xtask crds`", drift.join(", "));
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let tools = tools()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["test", "--workspace", "--all-targets"])
+        .args(args)
+        .env(tidegate_testenv::tools::TOOLS_DIR_ENV, tools.dir())
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    Ok(())
+}
