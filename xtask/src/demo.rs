@@ -26,12 +26,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let kubectl = Kubectl { binary: Tools::locate()?.path("kubectl"), kubeconfig: env.admin_kubeconfig_path() };
     kubectl.show(&["version"])?;
     kubectl.show(&["get", "nodes", "-o", "wide"])?;
-    kubectl.show(&["get", "crds", "-l", "!nonexistent", "-o", "custom-columns=NAME:.metadata.name,ESTABLISHED:.status.conditions[?(@.type=='Established')].status"])?;
+    kubectl.show(&["get", "crds", "-o", "custom-columns=NAME:.metadata.name,ESTABLISHED:.status.conditions[?(@.type=='Established')].status"])?;
 
-    step("Applying docs/examples: workloads in shop and shop-staging, one ImagePolicy for an http app, a worker and a scheduled job sharing one image");
+    step("Applying docs/examples: workloads in shop and shop-staging, one ImagePolicy for an http app, a worker and a scheduled job sharing one image, a hand-made Release and its Promotion");
     let client = env.client().await?;
     let examples = crate::root().join("docs").join("examples");
     for object in apply::apply_dir(&client, &examples, "default", "tidegate-demo").await? {
+        println!("  applied {object}");
+    }
+
+    for object in apply::apply_dir(&client, &examples.join("manual"), "default", "tidegate-demo").await? {
         println!("  applied {object}");
     }
 

@@ -72,10 +72,22 @@ fn tools() -> Result<tidegate_testenv::tools::Tools> {
     Ok(tools)
 }
 
+/// Where generated CRDs are kept: the plain directory and the Helm chart's `crds/`.
+pub(crate) const CRD_DIRS: [&str; 2] = ["crds", "charts/tidegate/crds"];
+
 fn crds(check: bool) -> Result<()> {
-    let dir = root().join("crds");
-    std::fs::create_dir_all(&dir)?;
     let mut drift = Vec::new();
+    for dir in CRD_DIRS {
+        crds_into(&root().join(dir), check, &mut drift)?;
+    }
+    if !drift.is_empty() {
+        bail!("CRDs differ from the Rust types: {}; run `cargo xtask crds`", drift.join(", "));
+    }
+    Ok(())
+}
+
+fn crds_into(dir: &Path, check: bool, drift: &mut Vec<String>) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
     for (file, crd) in tidegate_api::crds::all() {
         let path = dir.join(file);
         let yaml = tidegate_api::crds::to_yaml(&crd)?;
@@ -89,9 +101,6 @@ fn crds(check: bool) -> Result<()> {
             std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
             println!("wrote {}", path.display());
         }
-    }
-    if !drift.is_empty() {
-        bail!("CRDs differ from the Rust types: {}; run `cargo xtask crds`", drift.join(", "));
     }
     Ok(())
 }

@@ -8,10 +8,53 @@ use crate::{ImagePolicy, Promotion, Release};
 /// Every CRD of Tidegate, with the file name it is stored under in `crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("imagepolicies.tidegate.dev.yaml", ImagePolicy::crd()),
-        ("releases.tidegate.dev.yaml", Release::crd()),
-        ("promotions.tidegate.dev.yaml", Promotion::crd()),
+        ("imagepolicies.tidegate.dev.yaml", tidy(ImagePolicy::crd())),
+        ("releases.tidegate.dev.yaml", tidy(Release::crd())),
+        ("promotions.tidegate.dev.yaml", tidy(Promotion::crd())),
     ]
+}
+
+/// Rewraps doc-comment descriptions: `kubectl explain` wraps text itself, so the line breaks of
+/// the source comments only get in the way. Blank lines (paragraphs) stay.
+fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if key == "description" => *text = unwrap_lines(text),
+                        _ => walk(child),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else { return crd };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
+fn unwrap_lines(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| paragraph.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_unwrapped_but_keep_paragraphs() {
+        assert_eq!(unwrap_lines("one\ntwo\n\nthree\n four"), "one two\n\nthree four");
+        for (_, crd) in all() {
+            let yaml = serde_json::to_string(&crd).unwrap_or_default();
+            assert!(!yaml.contains("for\\nexample"), "line breaks left in descriptions");
+        }
+    }
 }
 
 /// The YAML document for one CRD, as written to `crds/`.

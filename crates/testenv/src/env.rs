@@ -163,7 +163,7 @@ impl TestEnv {
             "--leader-elect=false".into(),
             format!("--service-account-private-key-file={}", p("sa.key")),
             format!("--root-ca-file={}", p("ca.crt")),
-            "--use-service-account-credentials=false".into(),
+            "--use-service-account-credentials=true".into(),
             "--controllers=*".into(),
             "--v=1".into(),
         ])?;
