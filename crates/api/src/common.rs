@@ -10,6 +10,18 @@ pub const ANNOTATION_APPROVED_BY: &str = "tidegate.dev/approved-by";
 pub const ANNOTATION_REJECTED_BY: &str = "tidegate.dev/rejected-by";
 /// Annotation that asks for a manual rollback; its value is the requesting user's name.
 pub const ANNOTATION_ROLLBACK_REQUESTED_BY: &str = "tidegate.dev/rollback-requested-by";
+/// Optional free-text reason that goes with a rejection.
+pub const ANNOTATION_REJECTION_REASON: &str = "tidegate.dev/rejection-reason";
+/// Annotation on an ImagePolicy that asks for a Release now (a manual trigger). Its value is any
+/// token; each new value starts one Release, and a repeated value starts nothing new.
+pub const ANNOTATION_TRIGGER: &str = "tidegate.dev/trigger";
+/// Label on Releases and Promotions naming their ImagePolicy.
+pub const LABEL_POLICY: &str = "tidegate.dev/policy";
+
+/// Splits the `approved-by` annotation into user names: comma-separated, in approval order.
+pub fn approvers(annotation: &str) -> Vec<String> {
+    annotation.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
 
 /// CEL: the string is a `sha256:` digest (64 lowercase hex characters).
 pub(crate) const CEL_DIGEST: &str = "self.matches('^sha256:[a-f0-9]{64}$')";

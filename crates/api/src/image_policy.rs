@@ -529,6 +529,14 @@ pub struct HttpCheck {
     /// The workload whose staging URL is called.
     #[schemars(length(min = 1, max = 63))]
     pub workload: String,
+    /// Base URL to call instead of the staging Service's in-cluster address
+    /// (`http://<service>.<namespace>.svc`), for example an ingress, or a loopback address when the
+    /// controller runs outside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')")
+        .message("spec.tests.http[].baseUrl must be an http(s) URL"))]
+    #[schemars(length(max = 2048))]
+    pub base_url: Option<String>,
     /// Path to request, starting with `/`.
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.tests.http[].path must start with /"))]
     #[schemars(length(min = 1, max = 2048))]

@@ -15,7 +15,10 @@ pub mod image_policy;
 pub mod promotion;
 pub mod release;
 
-pub use common::{Condition, ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_ROLLBACK_REQUESTED_BY, GROUP};
+pub use common::{
+    approvers, Condition, ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON,
+    ANNOTATION_ROLLBACK_REQUESTED_BY, ANNOTATION_TRIGGER, GROUP, LABEL_POLICY,
+};
 pub use image_policy::{ImagePolicy, ImagePolicySpec, ImagePolicyStatus};
 pub use promotion::{Promotion, PromotionPhase, PromotionSpec, PromotionStatus};
 pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};

@@ -51,8 +51,8 @@ pub struct PromotionSpec {
     #[x_kube(merge_strategy = ListMerge::Set)]
     #[schemars(length(min = 1, max = 32))]
     pub workloads: Option<Vec<String>>,
-    /// Who asked for this Promotion (set by the controller or the person creating it); that user
-    /// may not approve it.
+    /// Who asked for this Promotion: the user that creates it must put its own name here (the
+    /// approval policy checks it), and that user may not approve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub requested_by: Option<String>,
