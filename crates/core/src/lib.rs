@@ -1,9 +1,25 @@
 //! Tidegate's pure decision logic. No Kubernetes client, no I/O, no clock: a decision that needs
 //! the time takes it as an argument.
+//!
+//! - [`release`]: the automatic pipeline of a Release, stage by stage.
+//! - [`promotion`]: the approval-gated pipeline of a Promotion; the only place that decides to
+//!   change production.
+//! - [`approval`]: distinct approvers, self-approval, expiry.
+//! - [`gate`]: which vulnerability findings block.
+//! - [`rollout`]: strategies per workload kind.
+//! - [`names`]: deterministic object names.
+//! - [`conditions`]: condition bookkeeping that keeps status stable.
 
+pub mod approval;
+pub mod conditions;
 pub mod digest;
 pub mod duration;
+pub mod gate;
+pub mod names;
+pub mod promotion;
 pub mod reference;
+pub mod release;
+pub mod rollout;
 
 pub use digest::Digest;
 pub use duration::parse_duration;

@@ -1,4 +1,35 @@
-//! `kubectl tidegate`: approve, reject, roll back, and show the state of policies, releases and
-//! promotions.
+//! `kubectl tidegate`: approve, reject and roll back Promotions, and show the state of
+//! ImagePolicies, Releases and production history.
 //!
-//! The commands arrive with the promotion engine; this crate holds nothing else yet.
+//! The binary `kubectl-tidegate` is a kubectl plugin: with it on `PATH`, `kubectl tidegate …`
+//! runs it. Every change it makes is an annotation on a Promotion, written under the caller's
+//! own authenticated name (learned from a `SelfSubjectReview`), so the server-side approval
+//! policy and the controller see exactly what `kubectl annotate` would have written.
+//!
+//! Modules: [`cli`] (arguments), [`client`] (kubeconfig, namespace, identity, errors, the
+//! conflict-retrying annotation patch), one module per command, [`promotions`] (pure rules about
+//! phases, approver lists and rollback targets) and [`render`] (pure text formatting).
+
+pub mod approve;
+pub mod cli;
+pub mod client;
+pub mod history;
+pub mod promotions;
+pub mod reject;
+pub mod render;
+pub mod rollback;
+pub mod status;
+
+pub use cli::{Cli, Command, GlobalArgs};
+
+/// Runs one command and returns what it prints on standard output.
+pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    let session = client::Session::connect(&cli.global).await?;
+    match cli.command {
+        Command::Approve { promotion } => approve::run(&session, &promotion).await,
+        Command::Reject { promotion, reason } => reject::run(&session, &promotion, reason.as_deref()).await,
+        Command::Rollback { target } => rollback::run(&session, &target).await,
+        Command::Status { policy } => status::run(&session, policy.as_deref(), render::use_colour()).await,
+        Command::History { policy } => history::run(&session, &policy).await,
+    }
+}

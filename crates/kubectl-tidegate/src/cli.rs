@@ -1,0 +1,124 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `kubectl tidegate`: approve, reject and roll back Tidegate Promotions, and see what runs where.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "kubectl-tidegate",
+    bin_name = "kubectl tidegate",
+    version,
+    about = "Approve, reject and roll back Tidegate Promotions; show policies, releases and production history",
+    long_about = "Approve, reject and roll back Tidegate Promotions; show policies, releases and production history.\n\n\
+Everything up to staging is automatic; production changes only when people approve a Promotion. \
+This plugin records approvals, rejections and rollback requests as annotations on the Promotion \
+(tidegate.dev/approved-by, tidegate.dev/rejected-by, tidegate.dev/rollback-requested-by), always \
+under your own authenticated user name, exactly as `kubectl annotate` would. The cluster's approval \
+policy checks that the name is yours and that you hold the `approve` verb on promotions.tidegate.dev.",
+    after_help = "Examples:\n  \
+kubectl tidegate status -n shop\n  \
+kubectl tidegate approve shop-app-base-7bde398e02aa -n shop\n  \
+kubectl tidegate reject shop-app-base-7bde398e02aa --reason \"breaks checkout\"\n  \
+kubectl tidegate rollback shop-app            # the policy's Monitoring or newest Succeeded Promotion\n  \
+kubectl tidegate history shop-app"
+)]
+pub struct Cli {
+    /// Connection and namespace options, as in kubectl.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The flags every command takes, with kubectl's names and defaults.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// Namespace of the objects. Default: the namespace of the kubeconfig context, else `default`.
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Path to the kubeconfig file. Default: $KUBECONFIG (a list of files is merged), else
+    /// ~/.kube/config, else the in-cluster service account.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Name of the kubeconfig context to use. Default: the current context.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// The plugin's commands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Approve a Promotion: add your user name to its tidegate.dev/approved-by list.
+    ///
+    /// Your name comes from the API server (a SelfSubjectReview), never from a flag. Approving
+    /// twice is a no-op. A Promotion that has finished (Succeeded, RolledBack, Rejected, Expired,
+    /// Superseded, Failed), that was rejected, or that you requested yourself cannot be approved.
+    #[command(after_help = "Example:\n  kubectl tidegate approve shop-app-base-7bde398e02aa -n shop")]
+    Approve {
+        /// Name of the Promotion.
+        #[arg(value_name = "PROMOTION")]
+        promotion: String,
+    },
+    /// Reject a Promotion: set tidegate.dev/rejected-by to your user name.
+    ///
+    /// The controller then moves it to Rejected and production is never touched by it.
+    #[command(after_help = "Example:\n  kubectl tidegate reject shop-app-base-7bde398e02aa --reason \"checkout fails on staging\"")]
+    Reject {
+        /// Name of the Promotion.
+        #[arg(value_name = "PROMOTION")]
+        promotion: String,
+        /// Why, for the people after you (stored in tidegate.dev/rejection-reason).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Ask for a rollback: set tidegate.dev/rollback-requested-by to your user name.
+    ///
+    /// Given a Promotion, that one. Given an ImagePolicy, its Promotion in Monitoring, or else its
+    /// newest Succeeded one. Write `promotion/NAME` or `imagepolicy/NAME` when a name is both.
+    /// The controller restores the previous production digest.
+    #[command(after_help = "Examples:\n  kubectl tidegate rollback shop-app\n  kubectl tidegate rollback promotion/shop-app-base-7bde398e02aa")]
+    Rollback {
+        /// An ImagePolicy or a Promotion (`imagepolicy/NAME`, `promotion/NAME` to be explicit).
+        #[arg(value_name = "POLICY_OR_PROMOTION")]
+        target: String,
+    },
+    /// Show each ImagePolicy as a tree: image, production and staging digests, its Releases
+    /// (newest first) and their Promotions.
+    Status {
+        /// Only this ImagePolicy. Default: every ImagePolicy in the namespace.
+        #[arg(value_name = "POLICY")]
+        policy: Option<String>,
+    },
+    /// Show a policy's production history and its finished Promotions, newest first.
+    History {
+        /// Name of the ImagePolicy.
+        #[arg(value_name = "POLICY")]
+        policy: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from(["kubectl-tidegate", "approve", "p1", "-n", "shop", "--context", "prod"])
+            .expect("parses");
+        assert_eq!(cli.global.namespace.as_deref(), Some("shop"));
+        assert_eq!(cli.global.context.as_deref(), Some("prod"));
+        let cli = Cli::try_parse_from(["kubectl-tidegate", "--kubeconfig", "/tmp/k", "reject", "p1", "--reason", "no"])
+            .expect("parses");
+        assert_eq!(cli.global.kubeconfig, Some(PathBuf::from("/tmp/k")));
+        assert!(matches!(cli.command, Command::Reject { reason: Some(ref r), .. } if r == "no"));
+    }
+}
