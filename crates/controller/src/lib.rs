@@ -1,4 +1,215 @@
-//! The Tidegate controller: watches ImagePolicy, Release and Promotion, observes the world, asks
-//! `tidegate-core` for a plan, executes it through the provider traits and writes status once.
-//!
-//! The reconcilers arrive with the promotion engine; this crate holds nothing else yet.
+//! The Tidegate controller: watches ImagePolicy, Release and Promotion; for each object it
+//! observes the world, asks `tidegate-core` for a plan, executes the plan through the provider
+//! traits and writes status once, only when it changed.
+
+pub mod backoff;
+pub mod context;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
+pub mod policy;
+pub mod promotion;
+pub mod release;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use tidegate_api::{ImagePolicy, Promotion, Release};
+use tidegate_providers::inprocess::{HmacSigner, InProcessBuilder};
+use tidegate_providers::kubernetes::KubernetesTargets;
+use tidegate_providers::report::ReportScanner;
+
+use crate::context::{Context, MANAGER};
+use crate::error::Error;
+use crate::metrics::{FailureLabels, Metrics};
+
+/// How the controller runs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "TIDEGATE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tidegate-system")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "tidegate-controller")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease. Default: the host name and process ID.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Run without leader election (only ever one replica).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// Watch ImagePolicies, Releases and Promotions in this namespace only. Default: all.
+    #[arg(long, env = "TIDEGATE_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// File with the key that signs candidates (at least 16 bytes). Without it a random key is
+    /// used, and signatures made before a restart no longer verify (they fail closed).
+    #[arg(long, env = "TIDEGATE_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// Runs the controller until the process is stopped or leadership is lost.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let identity = whoami(&client).await?;
+    let metrics = Arc::new(Metrics::default());
+    let server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone()));
+
+    let replica = config.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    if !config.no_leader_election {
+        let election = leader::LeaderElection::new(client.clone(), &config.lease_namespace, &config.lease_name, &replica);
+        election.acquire().await?;
+        tokio::spawn(async move {
+            election.keep_renewing().await;
+            tracing::error!("leadership lost; exiting so that a single replica acts");
+            std::process::exit(1);
+        });
+    }
+
+    let key = match &config.signing_key_file {
+        Some(path) => std::fs::read(path).map_err(|e| anyhow::anyhow!("--signing-key-file {}: {e}", path.display()))?,
+        None => {
+            tracing::warn!("no --signing-key-file: signing with a random key that dies with this process");
+            (0..32).map(|_| rand::random::<u8>()).collect()
+        }
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        targets: KubernetesTargets::new(client.clone(), MANAGER),
+        builder: Arc::new(InProcessBuilder),
+        scanner: Arc::new(ReportScanner::new(client.clone())),
+        signer: Arc::new(HmacSigner::new(key)?),
+        recorder: Recorder::new(client.clone(), MANAGER.into()),
+        metrics: metrics.clone(),
+        backoff: backoff::Backoff::default(),
+        identity: identity.clone(),
+        clock: Arc::new(jiff::Timestamp::now),
+    });
+    tracing::info!(%identity, %replica, "controller starting");
+    metrics.set_ready(true);
+
+    let watch = watcher::Config::default;
+    let scope = config.namespace.clone();
+    let api = |client: &kube::Client| -> (Api<Release>, Api<Promotion>, Api<ImagePolicy>) {
+        match &scope {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        }
+    };
+    let (release_api, promotion_api, policy_api) = api(&client);
+    let releases = Controller::new(release_api.clone(), watch());
+    let release_store = releases.store();
+    let releases = releases
+        .watches(policy_api.clone(), watch(), move |policy| {
+            let ns = policy.namespace();
+            release_store
+                .state()
+                .iter()
+                .filter(|r| r.spec.policy == policy.name_any() && r.namespace() == ns)
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile_release, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let promotions = Controller::new(promotion_api.clone(), watch());
+    let promotion_store = promotions.store();
+    let promotions = promotions
+        .watches(release_api.clone(), watch(), move |release| {
+            let ns = release.namespace();
+            promotion_store
+                .state()
+                .iter()
+                .filter(|p| p.spec.release == release.name_any() && p.namespace() == ns)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile_promotion, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let policies = Controller::new(policy_api, watch())
+        .watches(release_api, watch(), |r| {
+            r.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&r.spec.policy).within(&ns))
+        })
+        .watches(promotion_api, watch(), |p| {
+            p.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&p.spec.policy).within(&ns))
+        })
+        .shutdown_on_signal()
+        .run(reconcile_policy, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    tokio::select! {
+        _ = futures::future::join3(releases, promotions, policies) => {}
+        result = server => result??,
+    }
+    Ok(())
+}
+
+async fn whoami(client: &kube::Client) -> anyhow::Result<String> {
+    let reviews: Api<SelfSubjectReview> = Api::all(client.clone());
+    let review = reviews.create(&PostParams::default(), &SelfSubjectReview::default()).await?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .ok_or_else(|| anyhow::anyhow!("the API server did not say who this controller is (SelfSubjectReview)"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "tidegate".into())
+}
+
+fn key<K: ResourceExt>(kind: &str, object: &K) -> String {
+    format!("{kind}/{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+async fn instrumented(ctx: &Context, kind: &'static str, key: String, work: impl std::future::Future<Output = Result<Action, Error>>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = work.await;
+    ctx.metrics.observe(kind, started.elapsed());
+    match &result {
+        Ok(_) => ctx.backoff.succeeded(&key),
+        Err(e) => {
+            ctx.metrics.failures.get_or_create(&FailureLabels { kind, category: e.category() }).inc();
+        }
+    }
+    result
+}
+
+async fn reconcile_release(object: Arc<Release>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key("Release", object.as_ref());
+    instrumented(&ctx.clone(), "Release", key, release::reconcile(object, ctx)).await
+}
+
+async fn reconcile_promotion(object: Arc<Promotion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key("Promotion", object.as_ref());
+    instrumented(&ctx.clone(), "Promotion", key, promotion::reconcile(object, ctx)).await
+}
+
+async fn reconcile_policy(object: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key("ImagePolicy", object.as_ref());
+    instrumented(&ctx.clone(), "ImagePolicy", key, policy::reconcile(object, ctx)).await
+}
+
+fn error_policy<K: kube::Resource<DynamicType = ()> + ResourceExt>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = key(&K::kind(&()), object.as_ref());
+    let delay = ctx.backoff.failed(&key);
+    tracing::warn!(object = %key, category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -64,7 +64,7 @@ pub struct PromotionFacts {
     pub rollback_requested_by: Option<String>,
     /// Whether the digest's signature verifies now (checked right before production changes).
     pub signature_valid: bool,
-    /// A newer Promotion of the same policy was approved, or the Release was superseded.
+    /// A newer Promotion of the same policy was approved or changed production since.
     pub superseded: bool,
     /// The digest production runs now, when all its workloads agree.
     pub production: Option<Digest>,
@@ -185,6 +185,7 @@ pub fn plan(facts: &PromotionFacts) -> PromotionPlan {
         AwaitingApproval | Approved => before_production(facts),
         Promoting => promoting(facts),
         Monitoring => monitoring(facts),
+        Succeeded if facts.superseded => PromotionPlan::stay(Succeeded, "Succeeded", "a newer promotion changed production since; roll back that one instead"),
         Succeeded => match (&facts.rollback_requested_by, &facts.previous_digest) {
             (Some(user), Some(previous)) => roll_back(previous, format!("rollback requested by {user}")),
             (Some(user), None) => PromotionPlan::stay(Succeeded, "NoRollbackTarget", format!("rollback requested by {user}, but no previous digest is recorded")),

@@ -39,8 +39,8 @@ impl Session {
         let options = KubeConfigOptions { context: global.context.clone(), cluster: None, user: None };
         let config = match &global.kubeconfig {
             Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+                // The error names the file already.
+                let kubeconfig = Kubeconfig::read_from(path)?;
                 from_kubeconfig(kubeconfig, &options).await?
             }
             None => match Kubeconfig::read() {

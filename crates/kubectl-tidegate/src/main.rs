@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {}", render::one_line(&format!("{error:#}")));
+            eprintln!("error: {}", render::error_line(&error));
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,80 @@
-//! Adapters behind Tidegate's provider traits: OCI registry, builders, scanners, signer, deploy
-//! targets (Kubernetes, Azure Container Apps).
+//! Adapters behind Tidegate's provider traits. The controller only sees the traits; each adapter
+//! is tested against a real server or tool.
 //!
-//! The traits and their first adapters arrive with the promotion engine; this crate holds nothing
-//! else yet.
+//! - [`Builder`]: produces the candidate image of a Release ([`inprocess::InProcessBuilder`]).
+//! - [`Scanner`]: reports vulnerability findings ([`report::ReportScanner`]: Trivy JSON reports).
+//! - [`Signer`]: signs a digest and verifies it again before every deployment
+//!   ([`inprocess::HmacSigner`]).
+//! - [`kubernetes::KubernetesTargets`]: staging and production on Deployments and CronJobs.
+//! - [`staging_tests`]: HTTP checks and test Jobs.
+
+pub mod inprocess;
+pub mod kubernetes;
+pub mod report;
+pub mod staging_tests;
+
+use tidegate_api::{ImagePolicy, Release};
+use tidegate_core::gate::Finding;
+use tidegate_core::{Digest, ImageRef};
+
+/// What a provider call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth retrying with backoff (network, conflicts, server errors).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help until something is fixed (a missing target, an invalid template).
+    #[error("{0}")]
+    Permanent(String),
+    /// The Kubernetes API answered with an error.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+impl ProviderError {
+    /// Whether retrying can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transient(_) => true,
+            Self::Permanent(_) => false,
+            Self::Kube(kube::Error::Api(status)) => status.code >= 500 || status.code == 409 || status.code == 429,
+            Self::Kube(_) => true,
+        }
+    }
+}
+
+/// Result of provider calls.
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// A finished build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Built {
+    /// The exact digest of the candidate.
+    pub digest: Digest,
+    /// An identifier of the build run, for people.
+    pub run: String,
+}
+
+/// Produces the candidate image of a Release.
+#[async_trait::async_trait]
+pub trait Builder: Send + Sync {
+    /// Builds (or finds) the candidate. Called again until it returns; must be idempotent per
+    /// Release.
+    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef) -> Result<Built>;
+}
+
+/// Reports vulnerability findings for an exact image.
+#[async_trait::async_trait]
+pub trait Scanner: Send + Sync {
+    /// Findings for `image` (`repo@sha256:…`). `None`: no result yet (the scan is still running).
+    async fn scan(&self, namespace: &str, image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>>;
+}
+
+/// Signs digests and verifies signatures.
+#[async_trait::async_trait]
+pub trait Signer: Send + Sync {
+    /// Signs `digest`; returns a reference to the signature.
+    async fn sign(&self, image: &str, digest: &Digest) -> Result<String>;
+    /// Whether `signature` is a valid signature of `digest` by a trusted key.
+    async fn verify(&self, image: &str, digest: &Digest, signature: &str) -> Result<bool>;
+}

@@ -1,0 +1,60 @@
+//! What every reconcile shares: the client, the providers, metrics, backoff, the clock.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::Resource;
+use tidegate_providers::kubernetes::KubernetesTargets;
+use tidegate_providers::{Builder, Scanner, Signer};
+
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+
+/// Field manager of every write the controller makes.
+pub const MANAGER: &str = "tidegate-controller";
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// The API client.
+    pub client: kube::Client,
+    /// Kubernetes deploy targets.
+    pub targets: KubernetesTargets,
+    /// Produces candidates.
+    pub builder: Arc<dyn Builder>,
+    /// Reports findings.
+    pub scanner: Arc<dyn Scanner>,
+    /// Signs and verifies.
+    pub signer: Arc<dyn Signer>,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Per-object retry delays.
+    pub backoff: Backoff,
+    /// The controller's own user name (it creates Promotions as this user).
+    pub identity: String,
+    /// The clock; tests may move it.
+    pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+}
+
+impl Context {
+    /// The time now.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// Publishes an Event about `object`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String, action: &str) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "publishing an Event failed");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Prometheus metrics and the `/metrics`, `/healthz` and `/readyz` endpoints.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of reconcile metrics: the resource kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `ImagePolicy`, `Release` or `Promotion`.
+    pub kind: &'static str,
+}
+
+/// Labels of failure metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// The resource kind.
+    pub kind: &'static str,
+    /// The error category (bounded).
+    pub category: &'static str,
+}
+
+/// Labels of phase transitions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// The resource kind.
+    pub kind: &'static str,
+    /// The phase entered.
+    pub phase: String,
+}
+
+/// The controller's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles run.
+    pub reconciles: Family<KindLabel, Counter>,
+    /// Reconciles failed, by category.
+    pub failures: Family<FailureLabels, Counter>,
+    /// Reconcile duration.
+    pub duration: Family<KindLabel, Histogram>,
+    /// Phase transitions.
+    pub transitions: Family<PhaseLabels, Counter>,
+    /// Status writes (a quiet cluster has none).
+    pub status_writes: Family<KindLabel, Counter>,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tidegate");
+        let reconciles = Family::<KindLabel, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)));
+        let transitions = Family::<PhaseLabels, Counter>::default();
+        let status_writes = Family::<KindLabel, Counter>::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        registry.register("reconcile_failures", "Reconciles that failed, by error category", failures.clone());
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
+        registry.register("phase_transitions", "Phase transitions, by the phase entered", transitions.clone());
+        registry.register("status_writes", "Status patches sent", status_writes.clone());
+        Self { registry, reconciles, failures, duration, transitions, status_writes, ready: AtomicBool::new(false) }
+    }
+}
+
+impl Metrics {
+    /// Records that a reconcile of `kind` took `elapsed`.
+    pub fn observe(&self, kind: &'static str, elapsed: Duration) {
+        self.reconciles.get_or_create(&KindLabel { kind }).inc();
+        self.duration.get_or_create(&KindLabel { kind }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Marks the controller ready (leader, caches synced) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the process runs) and `/readyz` (leader and controllers
+/// started) on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, app).await
+}
+
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
+}
+
+async fn ready_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    if metrics.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not leading yet")
+    }
+}

@@ -1,0 +1,107 @@
+//! Reading what the reconcilers need: policies, their Releases and Promotions, production.
+
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+use tidegate_api::image_policy::Workload;
+use tidegate_api::{ImagePolicy, Promotion, Release};
+use tidegate_core::rollout::{self, RolloutPlan};
+use tidegate_core::{Digest, ImageRef};
+use tidegate_providers::kubernetes::Resolved;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// The ImagePolicy `name` in `namespace`, if it exists.
+pub async fn policy(ctx: &Context, namespace: &str, name: &str) -> Result<Option<ImagePolicy>> {
+    Ok(Api::<ImagePolicy>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?)
+}
+
+/// Releases of a policy.
+pub async fn releases_of(ctx: &Context, namespace: &str, policy: &str) -> Result<Vec<Release>> {
+    let all = Api::<Release>::namespaced(ctx.client.clone(), namespace).list(&ListParams::default()).await?;
+    Ok(all.items.into_iter().filter(|r| r.spec.policy == policy).collect())
+}
+
+/// Promotions of a policy.
+pub async fn promotions_of(ctx: &Context, namespace: &str, policy: &str) -> Result<Vec<Promotion>> {
+    let all = Api::<Promotion>::namespaced(ctx.client.clone(), namespace).list(&ListParams::default()).await?;
+    Ok(all.items.into_iter().filter(|p| p.spec.policy == policy).collect())
+}
+
+/// Orders objects by creation, then name, oldest first.
+pub fn creation_key<K: ResourceExt>(object: &K) -> (Option<jiff::Timestamp>, String) {
+    (object.creation_timestamp().map(|t| t.0), object.name_any())
+}
+
+/// The policy's repository.
+pub fn repository(policy: &ImagePolicy) -> Result<ImageRef> {
+    policy.spec.image.parse().map_err(|e| Error::Invalid(format!("spec.image: {e}")))
+}
+
+/// The Kubernetes target of a workload side (staging or production); Azure targets are not
+/// served by this build.
+pub fn kubernetes<'a>(workload: &'a Workload, production: bool, namespace: &str) -> Result<Resolved<'a>> {
+    let target = if production { &workload.production } else { &workload.staging };
+    let side = if production { "production" } else { "staging" };
+    match &target.kubernetes {
+        Some(k) => Ok(Resolved::new(k, namespace)),
+        None => Err(Error::Invalid(format!(
+            "workload {} {side}: only Kubernetes targets are supported by this controller build (Azure Container Apps targets are not)",
+            workload.name
+        ))),
+    }
+}
+
+/// The production rollout plan of a workload.
+pub fn production_plan(workload: &Workload) -> Result<RolloutPlan> {
+    let strategy = rollout::strategy(workload);
+    rollout::plan(workload.kind, strategy)
+        .ok_or_else(|| Error::Invalid(format!("workload {}: strategy {strategy:?} does not fit kind {:?}", workload.name, workload.kind)))
+}
+
+/// The plan for staging: always in place.
+pub fn staging_plan(workload: &Workload) -> RolloutPlan {
+    use tidegate_api::image_policy::{StrategyKind, WorkloadKind};
+    RolloutPlan {
+        strategy: if workload.kind == WorkloadKind::Job { StrategyKind::Direct } else { StrategyKind::Rolling },
+        side_by_side: false,
+        switch_traffic: false,
+        retire_previous: rollout::Retire::NotApplicable,
+    }
+}
+
+/// The digest of a pinned image reference, if it is one.
+pub fn digest_of(image: &str) -> Option<Digest> {
+    image.parse::<ImageRef>().ok().and_then(|r| r.digest)
+}
+
+/// The digest production runs, when every selected workload runs the same pinned image.
+pub async fn production_digest(ctx: &Context, policy: &ImagePolicy, workloads: &[&Workload]) -> Result<Option<Digest>> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let mut seen: Option<Digest> = None;
+    for workload in workloads {
+        let target = kubernetes(workload, true, &namespace)?;
+        let plan = production_plan(workload)?;
+        let Some(digest) = ctx.targets.current_image(&target, &plan).await?.as_deref().and_then(digest_of) else {
+            return Ok(None);
+        };
+        match &seen {
+            Some(d) if *d != digest => return Ok(None),
+            _ => seen = Some(digest),
+        }
+    }
+    Ok(seen)
+}
+
+/// The workloads a Promotion changes: the listed ones, or all.
+pub fn selected_workloads<'a>(policy: &'a ImagePolicy, promotion: &Promotion) -> Result<Vec<&'a Workload>> {
+    match &promotion.spec.workloads {
+        None => Ok(policy.spec.workloads.iter().collect()),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                policy.spec.workloads.iter().find(|w| &w.name == n).ok_or_else(|| Error::Invalid(format!("spec.workloads: the policy has no workload {n}")))
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,141 @@
+//! The ImagePolicy reconciler: turns manual triggers into Releases and keeps the policy's status
+//! (production and staging digests, history, latest Release) true to the world.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tidegate_api::image_policy::DigestRecord;
+use tidegate_api::release::{ReasonKind, ReleaseReason};
+use tidegate_api::{ImagePolicy, PromotionPhase, Release, ReleaseSpec, ANNOTATION_TRIGGER, LABEL_POLICY};
+use tidegate_core::conditions::{self, Wanted};
+use tidegate_core::names;
+
+use crate::context::{Context, MANAGER};
+use crate::error::Result;
+use crate::observe;
+
+/// How often the observed digests are refreshed when nothing else happens. A refresh that finds
+/// nothing new writes nothing.
+const REFRESH: Duration = Duration::from_secs(30);
+/// Production history entries kept.
+const HISTORY: usize = 10;
+
+/// Reconciles one ImagePolicy.
+#[tracing::instrument(skip(policy, ctx), fields(kind = "ImagePolicy", namespace = %policy.namespace().unwrap_or_default(), name = %policy.name_any()))]
+pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let api: Api<ImagePolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let old = policy.status.clone();
+    let mut status = old.clone().unwrap_or_default();
+    let now = ctx.now();
+
+    if let Some(token) = policy.annotations().get(ANNOTATION_TRIGGER).filter(|t| !t.trim().is_empty()) {
+        trigger(&ctx, &policy, token).await?;
+    }
+
+    let all: Vec<&tidegate_api::image_policy::Workload> = policy.spec.workloads.iter().collect();
+    let mut problems = Vec::new();
+    let production = match observe::production_digest(&ctx, &policy, &all).await {
+        Ok(digest) => digest,
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let staging = match staging_digest(&ctx, &policy).await {
+        Ok(digest) => digest,
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    status.production_digest = production.map(|d| d.to_string());
+    status.staging_digest = staging.map(|d| d.to_string());
+
+    let releases = observe::releases_of(&ctx, &namespace, &name).await?;
+    status.latest_release = releases.iter().max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
+    let mut promotions = observe::promotions_of(&ctx, &namespace, &name).await?;
+    promotions.sort_by_key(|p| std::cmp::Reverse(p.status.as_ref().and_then(|s| s.promoted_at.clone())));
+    status.production_history = promotions
+        .iter()
+        .filter_map(|p| {
+            let s = p.status.as_ref()?;
+            let finished = matches!(s.phase, PromotionPhase::Succeeded | PromotionPhase::RolledBack | PromotionPhase::Monitoring);
+            Some(DigestRecord { digest: p.spec.digest.clone(), promotion: Some(p.name_any()), deployed_at: s.promoted_at.clone()? }).filter(|_| finished)
+        })
+        .take(HISTORY)
+        .collect();
+    status.observed_generation = policy.meta().generation;
+    let ready = problems.is_empty();
+    let message = if ready { "watching the policy's workloads".to_string() } else { problems.join("; ") };
+    status.conditions = conditions::merge(
+        &status.conditions,
+        &[Wanted::new("Ready", ready, if ready { "Observed" } else { "TargetsUnavailable" }, message)],
+        policy.meta().generation,
+        now,
+    );
+    crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+    Ok(Action::requeue(REFRESH))
+}
+
+/// Starts the Release of a manual trigger; the same token always names the same Release.
+async fn trigger(ctx: &Context, policy: &ImagePolicy, token: &str) -> Result<()> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let name = names::release_name(&policy.name_any(), "manual", token);
+    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let mut release = Release::new(
+        &name,
+        ReleaseSpec {
+            policy: policy.name_any(),
+            reason: ReleaseReason {
+                kind: ReasonKind::Manual,
+                base_image: None,
+                vulnerabilities: None,
+                message: Some(format!("requested with {ANNOTATION_TRIGGER}={token}")),
+            },
+            source: None,
+        },
+    );
+    release.metadata.namespace = Some(namespace);
+    release.metadata.labels = Some([(LABEL_POLICY.to_string(), policy.name_any())].into());
+    release.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: ImagePolicy::api_version(&()).to_string(),
+        kind: ImagePolicy::kind(&()).to_string(),
+        name: policy.name_any(),
+        uid: policy.uid().unwrap_or_default(),
+        controller: Some(false),
+        block_owner_deletion: None,
+    }]);
+    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &release).await {
+        Ok(_) => {
+            ctx.event(policy, false, "ReleaseStarted", format!("release {name} started by a manual trigger"), "Trigger").await;
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn staging_digest(ctx: &Context, policy: &ImagePolicy) -> Result<Option<tidegate_core::Digest>> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let mut seen = None;
+    for workload in &policy.spec.workloads {
+        let target = observe::kubernetes(workload, false, &namespace)?;
+        let Some(digest) = ctx.targets.current_image(&target, &observe::staging_plan(workload)).await?.as_deref().and_then(observe::digest_of) else {
+            return Ok(None);
+        };
+        if seen.as_ref().is_some_and(|d| *d != digest) {
+            return Ok(None);
+        }
+        seen = Some(digest);
+    }
+    Ok(seen)
+}

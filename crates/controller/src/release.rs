@@ -1,0 +1,291 @@
+//! The Release reconciler: walks a candidate through build, scan, sign, staging and tests, then
+//! opens its Promotion. It never touches production.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tidegate_api::release::{ScanSummary, StageRecord, TestResult};
+use tidegate_api::{ImagePolicy, Promotion, PromotionSpec, Release, ReleasePhase, ReleaseStatus, LABEL_POLICY};
+use tidegate_core::conditions::{self, Wanted};
+use tidegate_core::gate::{self, Exception, GatePolicy};
+use tidegate_core::release::{self, ReleasePhaseExt, StageOutcome};
+use tidegate_core::{names, Digest};
+use tidegate_providers::staging_tests::{self, JobOutcome};
+use tidegate_providers::ProviderError;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::observe;
+
+/// How often a stage that waits (a rollout, a test Job, a scan report) is looked at again.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Reconciles one Release.
+#[tracing::instrument(skip(release, ctx), fields(kind = "Release", namespace = %release.namespace().unwrap_or_default(), name = %release.name_any()))]
+pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = release.namespace().unwrap_or_default();
+    let name = release.name_any();
+    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
+    let old = release.status.clone();
+    let mut status = old.clone().unwrap_or_default();
+    let now = ctx.now();
+    let phase = status.phase;
+
+    let Some(policy) = observe::policy(&ctx, &namespace, &release.spec.policy).await? else {
+        status.conditions = conditions::merge(
+            &status.conditions,
+            &[Wanted::new("Ready", false, "PolicyNotFound", format!("ImagePolicy {namespace}/{} does not exist", release.spec.policy))],
+            release.meta().generation,
+            now,
+        );
+        crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+        return Ok(Action::await_change());
+    };
+
+    if phase.is_terminal() {
+        return Ok(Action::await_change());
+    }
+
+    let superseded_by = newer_release(&ctx, &release, &namespace).await?;
+    let outcome = if superseded_by.is_some() {
+        StageOutcome::Done
+    } else {
+        match run_stage(&ctx, &policy, &release, &mut status, now).await {
+            Ok(outcome) => outcome,
+            Err(Error::Provider(e)) if !e.is_transient() => StageOutcome::Failed { message: e.to_string() },
+            Err(Error::Invalid(message)) => StageOutcome::Failed { message },
+            Err(e) => return Err(e),
+        }
+    };
+    let step = release::step(phase, superseded_by.as_deref(), &outcome);
+    status.phase = step.phase;
+    status.observed_generation = release.meta().generation;
+    let ready = step.phase == ReleasePhase::Verified;
+    let failed = matches!(step.phase, ReleasePhase::Rejected | ReleasePhase::Failed);
+    let mut wanted = vec![Wanted::new("Ready", ready, step.reason, step.message.clone())];
+    if failed || step.phase == ReleasePhase::Superseded {
+        wanted.push(Wanted::new("Blocked", failed, step.reason, step.message.clone()));
+    }
+    status.conditions = conditions::merge(&status.conditions, &wanted, release.meta().generation, now);
+
+    if step.phase == ReleasePhase::Verified {
+        ensure_promotion(&ctx, &release, &status).await?;
+    }
+    crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+    if step.phase != phase {
+        ctx.metrics.transitions.get_or_create(&crate::metrics::PhaseLabels { kind: "Release", phase: format!("{:?}", step.phase) }).inc();
+        ctx.event(release.as_ref(), failed, step.reason, step.message, &format!("{:?}", step.phase)).await;
+    }
+    Ok(match step.phase {
+        p if p != phase => Action::requeue(Duration::ZERO),
+        p if p.has_work() => Action::requeue(POLL),
+        _ => Action::await_change(),
+    })
+}
+
+/// The newest other Release of the same policy, if it is newer than this one and still in the
+/// running (not Rejected or Failed).
+async fn newer_release(ctx: &Context, release: &Release, namespace: &str) -> Result<Option<String>> {
+    let mine = observe::creation_key(release);
+    Ok(observe::releases_of(ctx, namespace, &release.spec.policy)
+        .await?
+        .into_iter()
+        .filter(|r| observe::creation_key(r) > mine)
+        .filter(|r| !matches!(r.status.as_ref().map(|s| s.phase), Some(ReleasePhase::Rejected | ReleasePhase::Failed)))
+        .max_by_key(observe::creation_key)
+        .map(|r| r.name_any()))
+}
+
+fn digest(status: &ReleaseStatus) -> Result<Digest> {
+    status
+        .digest
+        .as_deref()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| Error::Invalid("status.digest is missing or malformed".into()))
+}
+
+async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, status: &mut ReleaseStatus, now: jiff::Timestamp) -> Result<StageOutcome> {
+    let namespace = release.namespace().unwrap_or_default();
+    let repository = observe::repository(policy)?;
+    match status.phase {
+        ReleasePhase::Pending | ReleasePhase::Verified => Ok(StageOutcome::Done),
+        ReleasePhase::Building => {
+            let built = ctx.builder.build(policy, release, &repository).await?;
+            status.image = Some(repository.pinned(&built.digest));
+            status.digest = Some(built.digest.to_string());
+            status.build = Some(StageRecord { reference: Some(built.run), started_at: None, finished_at: Some(Time(now)) });
+            Ok(StageOutcome::Done)
+        }
+        ReleasePhase::Scanning => {
+            let digest = digest(status)?;
+            let image = repository.pinned(&digest);
+            let Some(findings) = ctx.scanner.scan(&namespace, &image, &digest).await? else {
+                return Ok(StageOutcome::InProgress(format!("waiting for the scan report of {digest}")));
+            };
+            let gate_policy = GatePolicy {
+                block: policy.spec.scan.block_severities.clone(),
+                only_fixable: policy.spec.scan.only_fixable,
+                exceptions: policy.spec.scan.exceptions.iter().map(|e| Exception { id: e.id.clone(), expires: e.expires.0 }).collect(),
+            };
+            let decision = gate::evaluate(&findings, &gate_policy, now);
+            status.scan = Some(ScanSummary {
+                scanner: Some(format!("{:?}", policy.spec.scan.scanner).to_lowercase()),
+                critical: decision.counts[0],
+                high: decision.counts[1],
+                medium: decision.counts[2],
+                low: decision.counts[3],
+                blocking: i32::try_from(decision.blocking.len()).unwrap_or(i32::MAX),
+                blocking_ids: decision.blocking.iter().take(50).cloned().collect(),
+                finished_at: Some(Time(now)),
+            });
+            if decision.passes() {
+                Ok(StageOutcome::Done)
+            } else {
+                Ok(StageOutcome::Rejected {
+                    reason: "BlockingVulnerabilities",
+                    message: format!("{} blocking finding(s): {}", decision.blocking.len(), decision.blocking.join(", ")),
+                })
+            }
+        }
+        ReleasePhase::Signing => {
+            let digest = digest(status)?;
+            let image = repository.pinned(&digest);
+            let signature = ctx.signer.sign(&image, &digest).await?;
+            status.signature = Some(StageRecord { reference: Some(signature), started_at: None, finished_at: Some(Time(now)) });
+            Ok(StageOutcome::Done)
+        }
+        ReleasePhase::Staging => {
+            let digest = digest(status)?;
+            let image = repository.pinned(&digest);
+            if !signature_verifies(ctx, &image, &digest, status).await? {
+                return Ok(StageOutcome::Rejected { reason: "SignatureInvalid", message: format!("the signature of {digest} does not verify; staging untouched") });
+            }
+            let mut waiting = Vec::new();
+            for workload in &policy.spec.workloads {
+                let target = observe::kubernetes(workload, false, &namespace)?;
+                match ctx.targets.converge(&target, &observe::staging_plan(workload), &image).await? {
+                    tidegate_core::promotion::Progress::Done => {}
+                    tidegate_core::promotion::Progress::InProgress(m) => waiting.push(m),
+                    tidegate_core::promotion::Progress::Failed(m) => return Ok(StageOutcome::Failed { message: m }),
+                }
+            }
+            if !waiting.is_empty() {
+                return Ok(StageOutcome::InProgress(waiting.join("; ")));
+            }
+            status.staging = Some(StageRecord { reference: Some(image), started_at: None, finished_at: Some(Time(now)) });
+            Ok(StageOutcome::Done)
+        }
+        ReleasePhase::Testing => run_tests(ctx, policy, release, status, now).await,
+        ReleasePhase::Rejected | ReleasePhase::Failed | ReleasePhase::Superseded => Ok(StageOutcome::Done),
+    }
+}
+
+async fn signature_verifies(ctx: &Context, image: &str, digest: &Digest, status: &ReleaseStatus) -> Result<bool> {
+    let Some(signature) = status.signature.as_ref().and_then(|s| s.reference.as_deref()) else { return Ok(false) };
+    Ok(ctx.signer.verify(image, digest, signature).await?)
+}
+
+async fn run_tests(ctx: &Context, policy: &ImagePolicy, release: &Release, status: &mut ReleaseStatus, now: jiff::Timestamp) -> Result<StageOutcome> {
+    let namespace = release.namespace().unwrap_or_default();
+    let digest = digest(status)?;
+    let image = observe::repository(policy)?.pinned(&digest);
+    let mut results = Vec::new();
+    for check in &policy.spec.tests.http {
+        let workload = policy
+            .spec
+            .workloads
+            .iter()
+            .find(|w| w.name == check.workload)
+            .ok_or_else(|| Error::Invalid(format!("spec.tests.http {}: no workload {}", check.name, check.workload)))?;
+        let target = observe::kubernetes(workload, false, &namespace)?;
+        let base = match (&check.base_url, &target.target.service) {
+            (Some(url), _) => url.clone(),
+            (None, Some(service)) => format!("http://{service}.{}.svc", target.namespace),
+            (None, None) => {
+                return Err(Error::Invalid(format!("spec.tests.http {}: set baseUrl, or a service on workload {}'s staging target", check.name, workload.name)))
+            }
+        };
+        let result = staging_tests::http_check(check, &base).await;
+        results.push(TestResult { name: result.name, passed: result.passed, message: Some(result.message), finished_at: Some(Time(now)) });
+    }
+    let mut job_running = false;
+    if let Some(job) = &policy.spec.tests.job {
+        let staging_namespace = policy
+            .spec
+            .workloads
+            .first()
+            .map(|w| observe::kubernetes(w, false, &namespace).map(|t| t.namespace))
+            .transpose()?
+            .unwrap_or_else(|| namespace.clone());
+        let job_name = format!("{}-test", release.name_any().chars().take(57).collect::<String>());
+        let outcome = staging_tests::test_job(
+            &ctx.client,
+            &namespace,
+            &job.template_config_map,
+            &staging_namespace,
+            &job_name,
+            &image,
+            &[(LABEL_POLICY, &policy.name_any()), ("tidegate.dev/release", &release.name_any())],
+        )
+        .await?;
+        match outcome {
+            JobOutcome::Running => job_running = true,
+            JobOutcome::Succeeded => results.push(TestResult { name: "job".into(), passed: true, message: Some(format!("Job {staging_namespace}/{job_name} completed")), finished_at: Some(Time(now)) }),
+            JobOutcome::Failed(message) => results.push(TestResult { name: "job".into(), passed: false, message: Some(message), finished_at: Some(Time(now)) }),
+        }
+    }
+    // Keep recorded results stable while waiting, so the status is not rewritten every poll.
+    if job_running {
+        return Ok(StageOutcome::InProgress("waiting for the test Job".into()));
+    }
+    status.tests = results;
+    let failed: Vec<String> = status.tests.iter().filter(|t| !t.passed).map(|t| format!("{}: {}", t.name, t.message.clone().unwrap_or_default())).collect();
+    if failed.is_empty() {
+        Ok(StageOutcome::Done)
+    } else {
+        Ok(StageOutcome::Rejected { reason: "StagingTestsFailed", message: failed.join("; ") })
+    }
+}
+
+/// Opens the Promotion of a Verified Release; a second call finds it already there.
+async fn ensure_promotion(ctx: &Context, release: &Release, status: &ReleaseStatus) -> Result<()> {
+    let namespace = release.namespace().unwrap_or_default();
+    let digest = digest(status)?;
+    let name = names::promotion_name(&release.name_any(), digest.hex());
+    let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let mut promotion = Promotion::new(
+        &name,
+        PromotionSpec {
+            policy: release.spec.policy.clone(),
+            release: release.name_any(),
+            digest: digest.to_string(),
+            workloads: None,
+            requested_by: Some(ctx.identity.clone()),
+        },
+    );
+    promotion.metadata.namespace = Some(namespace);
+    promotion.metadata.labels = Some([(LABEL_POLICY.to_string(), release.spec.policy.clone())].into());
+    promotion.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: Release::api_version(&()).to_string(),
+        kind: Release::kind(&()).to_string(),
+        name: release.name_any(),
+        uid: release.uid().unwrap_or_default(),
+        controller: Some(false),
+        block_owner_deletion: None,
+    }]);
+    match api.create(&PostParams { field_manager: Some(crate::context::MANAGER.into()), ..Default::default() }, &promotion).await {
+        Ok(_) => {
+            ctx.event(release, false, "PromotionOpened", format!("promotion {name} waits for approval"), "OpenPromotion").await;
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::Provider(ProviderError::Kube(e))),
+    }
+}

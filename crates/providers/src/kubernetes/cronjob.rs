@@ -1,0 +1,73 @@
+//! CronJobs: the job definition is updated to the digest in place (`direct`); jobs have no
+//! revisions to run side by side.
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{Api, ListParams, Patch};
+use serde_json::json;
+use tidegate_core::promotion::{Health, Progress};
+
+use super::{container_index, KubernetesTargets, Resolved};
+use crate::{ProviderError, Result};
+
+async fn get(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<(Api<CronJob>, CronJob)> {
+    let api: Api<CronJob> = Api::namespaced(targets.client().clone(), &target.namespace);
+    let cronjob = api
+        .get_opt(&target.target.name)
+        .await?
+        .ok_or_else(|| ProviderError::Permanent(format!("target {} not found", target.display())))?;
+    Ok((api, cronjob))
+}
+
+fn containers(cronjob: &CronJob) -> &[k8s_openapi::api::core::v1::Container] {
+    cronjob
+        .spec
+        .job_template
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| p.containers.as_slice())
+        .unwrap_or_default()
+}
+
+pub(super) async fn image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
+    let (_, cronjob) = get(targets, target).await?;
+    let containers = containers(&cronjob);
+    Ok(container_index(containers, target.target.container.as_deref()).and_then(|i| containers[i].image.clone()))
+}
+
+pub(super) async fn converge(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<Progress> {
+    let (api, cronjob) = get(targets, target).await?;
+    let list = containers(&cronjob);
+    let i = container_index(list, target.target.container.as_deref())
+        .ok_or_else(|| ProviderError::Permanent(format!("{} has no container {}", target.display(), target.target.container.as_deref().unwrap_or("at all"))))?;
+    if list[i].image.as_deref() == Some(image) {
+        return Ok(Progress::Done);
+    }
+    let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": list[i].name, "image": image}]}}}}}});
+    api.patch(&target.target.name, &targets.params(), &Patch::Strategic(&patch)).await?;
+    Ok(Progress::InProgress(format!("{}: job definition set to {image}", target.display())))
+}
+
+/// Unhealthy when a Job of this CronJob that runs `image` failed.
+pub(super) async fn health(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<Health> {
+    let (_, cronjob) = get(targets, target).await?;
+    let uid = cronjob.metadata.uid.clone().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(targets.client().clone(), &target.namespace);
+    for job in jobs.list(&ListParams::default()).await?.items {
+        let owned = job.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|r| r.uid == uid));
+        let runs_image = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .is_some_and(|p| p.containers.iter().any(|c| c.image.as_deref() == Some(image)));
+        let failed = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+        if owned && runs_image && failed {
+            return Ok(Health::Unhealthy(format!("{}: Job {} failed", target.display(), job.metadata.name.unwrap_or_default())));
+        }
+    }
+    Ok(Health::Healthy)
+}

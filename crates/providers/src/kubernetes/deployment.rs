@@ -1,0 +1,322 @@
+//! Deployments: in place (a rolling update of the one Deployment), or side by side in two colour
+//! slots: the user's Deployment is slot `blue`, Tidegate's copy `<name>-green` is slot `green`.
+//! The live slot is recorded on the user's Deployment; for `http` workloads the Service selector
+//! follows it (blue-green), for workers the other slot is scaled down (replace) or kept until the
+//! monitor window ends (overlap).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ListParams, Patch, PostParams};
+use serde_json::json;
+use tidegate_core::promotion::{Health, Progress};
+use tidegate_core::rollout::{Retire, RolloutPlan};
+
+use super::{container_index, KubernetesTargets, Resolved, ANNOTATION_ACTIVE_SLOT, ANNOTATION_REPLICAS, LABEL_SLOT};
+use crate::{ProviderError, Result};
+
+const BLUE: &str = "blue";
+const GREEN: &str = "green";
+
+fn other(slot: &str) -> &'static str {
+    if slot == GREEN { BLUE } else { GREEN }
+}
+
+fn slot_name(base: &str, slot: &str) -> String {
+    if slot == BLUE { base.to_string() } else { format!("{base}-{GREEN}") }
+}
+
+async fn get_base(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<(Api<Deployment>, Deployment)> {
+    let api: Api<Deployment> = Api::namespaced(targets.client().clone(), &target.namespace);
+    let deployment = api
+        .get_opt(&target.target.name)
+        .await?
+        .ok_or_else(|| ProviderError::Permanent(format!("target {} not found", target.display())))?;
+    Ok((api, deployment))
+}
+
+/// The managed container's image.
+pub(crate) fn image_of(deployment: &Deployment, container: Option<&str>) -> Option<String> {
+    let pod = deployment.spec.as_ref()?.template.spec.as_ref()?;
+    let i = container_index(&pod.containers, container)?;
+    pod.containers[i].image.clone()
+}
+
+fn container_name(deployment: &Deployment, container: Option<&str>) -> Result<String> {
+    let pod = deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let containers = pod.map(|p| p.containers.as_slice()).unwrap_or_default();
+    container_index(containers, container).map(|i| containers[i].name.clone()).ok_or_else(|| {
+        ProviderError::Permanent(format!(
+            "Deployment {} has no container {}",
+            deployment.metadata.name.clone().unwrap_or_default(),
+            container.unwrap_or("at all")
+        ))
+    })
+}
+
+/// Rolled out: the controller saw the current spec and every replica is updated and available.
+fn rolled_out(deployment: &Deployment) -> Result<bool> {
+    let Some(status) = deployment.status.as_ref() else { return Ok(false) };
+    if let Some(stuck) = status.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == "Progressing" && c.status == "False")) {
+        return Err(ProviderError::Permanent(format!(
+            "Deployment {} is not progressing: {}",
+            deployment.metadata.name.clone().unwrap_or_default(),
+            stuck.message.clone().unwrap_or_default()
+        )));
+    }
+    let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    Ok(status.observed_generation >= deployment.metadata.generation
+        && status.updated_replicas.unwrap_or(0) >= wanted
+        && status.available_replicas.unwrap_or(0) >= wanted
+        && status.replicas.unwrap_or(0) == wanted)
+}
+
+async fn set_image(targets: &KubernetesTargets, api: &Api<Deployment>, deployment: &Deployment, container: Option<&str>, image: &str, replicas: Option<i32>) -> Result<()> {
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let container = container_name(deployment, container)?;
+    let mut patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+    if let Some(replicas) = replicas {
+        patch["spec"]["replicas"] = json!(replicas);
+    }
+    api.patch(&name, &targets.params(), &Patch::Strategic(&patch)).await?;
+    Ok(())
+}
+
+/// Rolling update of the one Deployment.
+pub(super) async fn converge_in_place(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<Progress> {
+    let (api, deployment) = get_base(targets, target).await?;
+    if image_of(&deployment, target.target.container.as_deref()).as_deref() != Some(image) {
+        set_image(targets, &api, &deployment, target.target.container.as_deref(), image, None).await?;
+        return Ok(Progress::InProgress(format!("{}: image set to {image}", target.display())));
+    }
+    match rolled_out(&deployment) {
+        Ok(true) => Ok(Progress::Done),
+        Ok(false) => Ok(Progress::InProgress(format!("{}: rolling out {image}", target.display()))),
+        Err(e) => Ok(Progress::Failed(e.to_string())),
+    }
+}
+
+pub(super) async fn in_place_image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
+    let (_, deployment) = get_base(targets, target).await?;
+    Ok(image_of(&deployment, target.target.container.as_deref()))
+}
+
+/// Makes the user's Deployment slot `blue`: its Pods carry the slot label, and it records the
+/// live slot and the replicas a live slot runs.
+async fn adopt(targets: &KubernetesTargets, api: &Api<Deployment>, base: Deployment) -> Result<Deployment> {
+    let annotations = base.metadata.annotations.clone().unwrap_or_default();
+    let labelled = base
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .is_some_and(|l| l.get(LABEL_SLOT).map(String::as_str) == Some(BLUE));
+    if labelled && annotations.contains_key(ANNOTATION_ACTIVE_SLOT) && annotations.contains_key(ANNOTATION_REPLICAS) {
+        return Ok(base);
+    }
+    let replicas = base.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let patch = json!({
+        "metadata": {"annotations": {
+            ANNOTATION_ACTIVE_SLOT: annotations.get(ANNOTATION_ACTIVE_SLOT).cloned().unwrap_or_else(|| BLUE.into()),
+            ANNOTATION_REPLICAS: annotations.get(ANNOTATION_REPLICAS).cloned().unwrap_or_else(|| replicas.to_string()),
+        }},
+        "spec": {"template": {"metadata": {"labels": {LABEL_SLOT: BLUE}}}}
+    });
+    let name = base.metadata.name.clone().unwrap_or_default();
+    Ok(api.patch(&name, &targets.params(), &Patch::Strategic(&patch)).await?)
+}
+
+fn live_slot(base: &Deployment) -> &str {
+    match base.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_ACTIVE_SLOT)).map(String::as_str) {
+        Some(GREEN) => GREEN,
+        _ => BLUE,
+    }
+}
+
+fn slot_replicas(base: &Deployment) -> i32 {
+    base.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REPLICAS))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| base.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+}
+
+/// A copy of the base Deployment for slot green.
+fn green_from(base: &Deployment, image: &str, container: Option<&str>, replicas: i32) -> Result<Deployment> {
+    let name = slot_name(base.metadata.name.as_deref().unwrap_or_default(), GREEN);
+    let mut spec = base.spec.clone().ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: base has no spec")))?;
+    spec.replicas = Some(replicas);
+    spec.selector.match_labels.get_or_insert_with(BTreeMap::new).insert(LABEL_SLOT.into(), GREEN.into());
+    let template_meta = spec.template.metadata.get_or_insert_with(Default::default);
+    template_meta.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_SLOT.into(), GREEN.into());
+    let pod = spec.template.spec.as_mut().ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: no pod spec")))?;
+    let i = container_index(&pod.containers, container).ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: container not found")))?;
+    pod.containers[i].image = Some(image.to_string());
+    let mut labels = base.metadata.labels.clone().unwrap_or_default();
+    labels.insert(LABEL_SLOT.into(), GREEN.into());
+    labels.insert("app.kubernetes.io/managed-by".into(), "tidegate".into());
+    Ok(Deployment {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            namespace: base.metadata.namespace.clone(),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+async fn switch_service(targets: &KubernetesTargets, target: &Resolved<'_>, slot: &str) -> Result<bool> {
+    let Some(service) = target.target.service.as_deref() else { return Ok(false) };
+    let api: Api<Service> = Api::namespaced(targets.client().clone(), &target.namespace);
+    let current = api
+        .get_opt(service)
+        .await?
+        .ok_or_else(|| ProviderError::Permanent(format!("Service {}/{service} not found", target.namespace)))?;
+    let selected = current.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| s.get(LABEL_SLOT)).map(String::as_str);
+    if selected == Some(slot) {
+        return Ok(false);
+    }
+    let patch = json!({"spec": {"selector": {LABEL_SLOT: slot}}});
+    api.patch(service, &targets.params(), &Patch::Strategic(&patch)).await?;
+    Ok(true)
+}
+
+/// One step of a side-by-side rollout to `image`.
+pub(super) async fn converge_slots(targets: &KubernetesTargets, target: &Resolved<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
+    let (api, base) = get_base(targets, target).await?;
+    let base = adopt(targets, &api, base).await?;
+    let container = target.target.container.as_deref();
+    let replicas = slot_replicas(&base);
+    let live = live_slot(&base).to_string();
+    let base_name = target.target.name.clone();
+    let slot = |s: &str| slot_name(&base_name, s);
+    let green = api.get_opt(&slot(GREEN)).await?;
+    let deployment_of = |s: &str| if s == BLUE { Some(base.clone()) } else { green.clone() };
+
+    let live_deployment = deployment_of(&live).ok_or_else(|| ProviderError::Permanent(format!("live slot {live} of {} is missing", target.display())))?;
+    if image_of(&live_deployment, container).as_deref() == Some(image) {
+        // The live slot runs the image: make sure traffic points at it and it is healthy.
+        if plan.switch_traffic && switch_service(targets, target, &live).await? {
+            return Ok(Progress::InProgress(format!("{}: traffic switched to slot {live}", target.display())));
+        }
+        if live_deployment.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
+            set_image(targets, &api, &live_deployment, container, image, Some(replicas)).await?;
+            return Ok(Progress::InProgress(format!("{}: scaling slot {live} to {replicas}", target.display())));
+        }
+        if !rolled_out(&live_deployment).map_err(|e| ProviderError::Permanent(e.to_string()))? {
+            return Ok(Progress::InProgress(format!("{}: slot {live} is not available yet", target.display())));
+        }
+        if plan.retire_previous == Retire::WhenAvailable {
+            retire(targets, &api, deployment_of(other(&live))).await?;
+        }
+        return Ok(Progress::Done);
+    }
+
+    // Bring the idle slot up with the image, then make it live.
+    let idle = other(&live);
+    match deployment_of(idle) {
+        None => {
+            let created = green_from(&base, image, container, replicas)?;
+            api.create(&PostParams { field_manager: targets.params().field_manager, ..Default::default() }, &created).await?;
+            return Ok(Progress::InProgress(format!("{}: created slot {idle} with {image}", target.display())));
+        }
+        Some(deployment) => {
+            let running = image_of(&deployment, container);
+            let scaled = deployment.spec.as_ref().and_then(|s| s.replicas) == Some(replicas);
+            if running.as_deref() != Some(image) || !scaled {
+                set_image(targets, &api, &deployment, container, image, Some(replicas)).await?;
+                return Ok(Progress::InProgress(format!("{}: slot {idle} set to {image}", target.display())));
+            }
+            match rolled_out(&deployment) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Progress::InProgress(format!("{}: waiting for slot {idle} to become available", target.display()))),
+                Err(e) => return Ok(Progress::Failed(e.to_string())),
+            }
+        }
+    }
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_ACTIVE_SLOT: idle}}});
+    api.patch(&base_name, &targets.params(), &Patch::Merge(&patch)).await?;
+    if plan.switch_traffic {
+        switch_service(targets, target, idle).await?;
+    }
+    Ok(Progress::InProgress(format!("{}: slot {idle} is live", target.display())))
+}
+
+async fn retire(targets: &KubernetesTargets, api: &Api<Deployment>, deployment: Option<Deployment>) -> Result<()> {
+    let Some(deployment) = deployment else { return Ok(()) };
+    if deployment.spec.as_ref().and_then(|s| s.replicas) == Some(0) {
+        return Ok(());
+    }
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    api.patch(&name, &targets.params(), &Patch::Merge(&json!({"spec": {"replicas": 0}}))).await?;
+    Ok(())
+}
+
+pub(super) async fn retire_idle(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<()> {
+    let (api, base) = get_base(targets, target).await?;
+    let idle = other(live_slot(&base));
+    let deployment = if idle == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
+    retire(targets, &api, deployment).await
+}
+
+pub(super) async fn live_slot_image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
+    let (api, base) = get_base(targets, target).await?;
+    let live = live_slot(&base);
+    let deployment = if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
+    Ok(deployment.and_then(|d| image_of(&d, target.target.container.as_deref())))
+}
+
+/// Available, and no container of the live Pods running `image` has restarted.
+pub(super) async fn health(targets: &KubernetesTargets, target: &Resolved<'_>, plan: &RolloutPlan, image: &str) -> Result<Health> {
+    let (api, base) = get_base(targets, target).await?;
+    let (deployment, slot) = if plan.side_by_side {
+        let live = live_slot(&base);
+        let d = if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
+        (d, Some(live))
+    } else {
+        (Some(base.clone()), None)
+    };
+    let Some(deployment) = deployment else {
+        return Ok(Health::Unhealthy(format!("{}: the live Deployment is gone", target.display())));
+    };
+    let available = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
+    if !available {
+        return Ok(Health::Unhealthy(format!("{}: Deployment {} is not Available", target.display(), deployment.metadata.name.clone().unwrap_or_default())));
+    }
+    let mut selector: BTreeMap<String, String> =
+        deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+    if let Some(slot) = slot {
+        selector.insert(LABEL_SLOT.into(), slot.into());
+    }
+    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pods: Api<Pod> = Api::namespaced(targets.client().clone(), &target.namespace);
+    let pods = pods.list(&ListParams::default().labels(&labels.join(","))).await?;
+    for pod in pods.items {
+        let runs_image = pod.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.image.as_deref() == Some(image)));
+        if !runs_image {
+            continue;
+        }
+        let restarts: i32 = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+            .unwrap_or(0);
+        if restarts > 0 {
+            return Ok(Health::Unhealthy(format!(
+                "{}: Pod {} restarted {restarts} time(s)",
+                target.display(),
+                pod.metadata.name.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(Health::Healthy)
+}

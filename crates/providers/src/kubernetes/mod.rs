@@ -1,0 +1,108 @@
+//! Kubernetes deploy targets: Deployments (in place, or side by side in two colour slots with a
+//! Service selector switch) and CronJobs (in place).
+//!
+//! Every call converges one step towards the wanted image and reports [`Progress`]; calling it
+//! again when the world already matches writes nothing. That makes a controller restart in the
+//! middle of a rollout harmless: the next call picks up where the world is.
+
+mod cronjob;
+mod deployment;
+
+use tidegate_api::image_policy::{KubernetesKind, KubernetesTarget};
+use tidegate_core::promotion::{Health, Progress};
+use tidegate_core::rollout::RolloutPlan;
+
+use crate::Result;
+
+/// Label that marks which colour slot a Deployment's Pods belong to.
+pub const LABEL_SLOT: &str = "tidegate.dev/slot";
+/// Annotation on the base Deployment: the slot that is live.
+pub const ANNOTATION_ACTIVE_SLOT: &str = "tidegate.dev/active-slot";
+/// Annotation on the base Deployment: replicas each slot runs when live.
+pub const ANNOTATION_REPLICAS: &str = "tidegate.dev/replicas";
+
+/// Kubernetes workloads as deploy targets.
+#[derive(Clone)]
+pub struct KubernetesTargets {
+    client: kube::Client,
+    manager: String,
+}
+
+/// One target resolved: its kind, namespace and name.
+#[derive(Clone, Debug)]
+pub struct Resolved<'a> {
+    /// The target from the policy.
+    pub target: &'a KubernetesTarget,
+    /// Its namespace (the policy's when the target names none).
+    pub namespace: String,
+}
+
+impl<'a> Resolved<'a> {
+    /// Resolves `target` against the policy's namespace.
+    pub fn new(target: &'a KubernetesTarget, policy_namespace: &str) -> Self {
+        Self { namespace: target.namespace.clone().unwrap_or_else(|| policy_namespace.to_string()), target }
+    }
+
+    /// `namespace/name`, for messages.
+    pub fn display(&self) -> String {
+        format!("{:?} {}/{}", self.target.kind, self.namespace, self.target.name)
+    }
+}
+
+impl KubernetesTargets {
+    /// Targets changed through `client`, writing as field manager `manager`.
+    pub fn new(client: kube::Client, manager: impl Into<String>) -> Self {
+        Self { client, manager: manager.into() }
+    }
+
+    /// Converges the target one step towards `image` with `plan`.
+    pub async fn converge(&self, target: &Resolved<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
+        match target.target.kind {
+            KubernetesKind::Deployment if plan.side_by_side => deployment::converge_slots(self, target, plan, image).await,
+            KubernetesKind::Deployment => deployment::converge_in_place(self, target, image).await,
+            KubernetesKind::CronJob => cronjob::converge(self, target, image).await,
+        }
+    }
+
+    /// The image the live version of the target runs.
+    pub async fn current_image(&self, target: &Resolved<'_>, plan: &RolloutPlan) -> Result<Option<String>> {
+        match target.target.kind {
+            KubernetesKind::Deployment if plan.side_by_side => deployment::live_slot_image(self, target).await,
+            KubernetesKind::Deployment => deployment::in_place_image(self, target).await,
+            KubernetesKind::CronJob => cronjob::image(self, target).await,
+        }
+    }
+
+    /// Health of the live version running `image`: available, and no container restarts.
+    pub async fn health(&self, target: &Resolved<'_>, plan: &RolloutPlan, image: &str) -> Result<Health> {
+        match target.target.kind {
+            KubernetesKind::Deployment => deployment::health(self, target, plan, image).await,
+            KubernetesKind::CronJob => cronjob::health(self, target, image).await,
+        }
+    }
+
+    /// Stops the previous version kept running beside the live one (`overlap`, after the monitor
+    /// window).
+    pub async fn retire_previous(&self, target: &Resolved<'_>, plan: &RolloutPlan) -> Result<()> {
+        match target.target.kind {
+            KubernetesKind::Deployment if plan.side_by_side => deployment::retire_idle(self, target).await,
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    pub(crate) fn params(&self) -> kube::api::PatchParams {
+        kube::api::PatchParams { field_manager: Some(self.manager.clone()), ..Default::default() }
+    }
+}
+
+/// The container to manage: the named one, or the first.
+pub(crate) fn container_index(containers: &[k8s_openapi::api::core::v1::Container], wanted: Option<&str>) -> Option<usize> {
+    match wanted {
+        Some(name) => containers.iter().position(|c| c.name == name),
+        None => (!containers.is_empty()).then_some(0),
+    }
+}
