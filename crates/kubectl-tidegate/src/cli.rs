@@ -64,7 +64,9 @@ pub enum Command {
     },
     /// Reject a Promotion: set tidegate.dev/rejected-by to your user name.
     ///
-    /// The controller then moves it to Rejected and production is never touched by it.
+    /// The controller then moves it to Rejected and production is never touched by it. A
+    /// Promotion already in Promoting or Monitoring is undone with `rollback` instead. A
+    /// rejection by somebody else is left as it is.
     #[command(after_help = "Example:\n  kubectl tidegate reject shop-app-base-7bde398e02aa --reason \"checkout fails on staging\"")]
     Reject {
         /// Name of the Promotion.

@@ -1,7 +1,7 @@
 //! `kubectl tidegate reject PROMOTION [--reason TEXT]`.
 
 use anyhow::anyhow;
-use tidegate_api::{Promotion, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON};
+use tidegate_api::{Promotion, PromotionPhase, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON};
 
 use crate::client::{update_promotion, Session, Step};
 use crate::promotions::{annotation, is_terminal, phase, phase_name};
@@ -16,12 +16,21 @@ pub enum RejectionPlan {
     Already(String),
 }
 
-/// Decides a rejection by `user`, or refuses it. A rejection by somebody else is kept as it is;
-/// the caller's own rejection only gains a new reason.
+/// Decides a rejection by `user`, or refuses it: a finished Promotion, and one already changing
+/// production (the controller only acts on a rejection before production is touched; a rollback
+/// is what undoes a change). A rejection by somebody else is kept as it is; the caller's own
+/// rejection only gains a new reason.
 pub fn plan(promotion: &Promotion, qualified: &str, user: &str, reason: Option<&str>) -> Result<RejectionPlan, String> {
     let phase = phase(promotion);
     if is_terminal(phase) {
         return Err(format!("promotion {qualified} is {}; a finished Promotion cannot be rejected", phase_name(phase)));
+    }
+    if matches!(phase, PromotionPhase::Promoting | PromotionPhase::Monitoring) {
+        return Err(format!(
+            "promotion {qualified} is {}: production already runs its digest and a rejection would not undo that; use `kubectl tidegate rollback promotion/{}`",
+            phase_name(phase),
+            promotion.metadata.name.as_deref().unwrap_or_default()
+        ));
     }
     let reason = reason.map(one_line).filter(|r| !r.is_empty());
     match annotation(&promotion.metadata, ANNOTATION_REJECTED_BY) {
@@ -63,7 +72,6 @@ pub async fn run(session: &Session, name: &str, reason: Option<&str>) -> anyhow:
 mod tests {
     use super::*;
     use crate::promotions::tests::promotion;
-    use tidegate_api::PromotionPhase;
 
     #[test]
     fn rejection_sets_name_and_optional_reason() {
@@ -92,5 +100,9 @@ mod tests {
     fn finished_promotions_cannot_be_rejected() {
         let p = promotion("p", "app", Some(PromotionPhase::Expired));
         assert!(plan(&p, "shop/p", "carol", None).expect_err("terminal").contains("is Expired"));
+        let p = promotion("p", "app", Some(PromotionPhase::Monitoring));
+        assert!(plan(&p, "shop/p", "carol", None).expect_err("live").contains("kubectl tidegate rollback promotion/p"));
+        let p = promotion("p", "app", Some(PromotionPhase::Approved));
+        assert!(plan(&p, "shop/p", "carol", None).is_ok(), "an approved Promotion can still be stopped");
     }
 }
