@@ -78,6 +78,10 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         Wanted::new("Approved", facts.approval.is_approved() || status.phase.touched_production(), plan.reason, approval_message(&facts)),
         Wanted::new("Ready", status.phase == PromotionPhase::Succeeded, plan.reason, plan.message.clone()),
     ];
+    if plan.phase == PromotionPhase::RolledBack && facts.phase != PromotionPhase::RolledBack {
+        // Why production was rolled back stays readable after the rollback completes.
+        wanted.push(Wanted::new("RolledBack", true, "RollbackStarted", plan.message.clone()));
+    }
     if let Some(progress) = rolled_out {
         wanted.push(progress_condition(ROLLED_OUT, &progress));
     }

@@ -1,0 +1,336 @@
+//! Harness for controller scenarios: a namespace pair per scenario on the shared control plane,
+//! the shipped RBAC and approval policy, the real controller binary running as its own
+//! ServiceAccount, approvers with real client certificates, and a loopback HTTP server for
+//! staging checks.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
+use tidegate_testenv::{apply, shared, TestEnv};
+
+/// The controller's user name, as its ServiceAccount.
+pub const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegate-controller";
+/// The digest production runs before any promotion.
+pub const BEFORE: &str = "sha256:ce1b317e127fb4b0d72f66285df6a71cad81e71ec2ec2512fbdce9faa94939dc";
+/// The policy's repository.
+pub const REPO: &str = "registry.example.com/shop/app";
+
+/// One isolated scenario: namespaces `<name>` (production and the Tidegate objects) and
+/// `<name>-staging`.
+pub struct Scenario {
+    pub env: &'static TestEnv,
+    pub ns: String,
+    pub staging: String,
+    pub admin: kube::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    pub async fn new(name: &str) -> Self {
+        let env = shared().expect("environment starts");
+        let admin = env.client().await.expect("admin client");
+        install_shipped_manifests(&admin).await;
+        let staging = format!("{name}-staging");
+        env.create_namespace(name).await.expect("namespace");
+        env.create_namespace(&staging).await.expect("staging namespace");
+        let scenario = Self { env, ns: name.to_string(), staging, admin, dir: tempfile::tempdir().expect("temp dir") };
+        for (ns, file) in [(&scenario.staging, "10-staging-workloads.yaml"), (&scenario.ns, "11-production-workloads.yaml")] {
+            let text = std::fs::read_to_string(examples().join(file)).expect("example workloads");
+            let text = text.replace("namespace: shop-staging", &format!("namespace: {ns}")).replace("namespace: shop", &format!("namespace: {ns}"));
+            apply::apply_yaml(&scenario.admin, &text, ns, "scenario").await.expect("apply workloads");
+        }
+        scenario
+    }
+
+    /// Applies the example policy with `changes` merged into its spec (JSON merge patch).
+    pub async fn policy(&self, changes: serde_json::Value) {
+        let text = std::fs::read_to_string(examples().join("20-imagepolicy.yaml")).expect("example policy");
+        let mut policy: serde_json::Value = serde_yaml::from_str(&text).expect("policy YAML");
+        policy["metadata"]["namespace"] = json!(self.ns);
+        for workload in policy["spec"]["workloads"].as_array_mut().expect("workloads") {
+            workload["staging"]["kubernetes"]["namespace"] = json!(self.staging);
+            workload["production"]["kubernetes"]["namespace"] = json!(self.ns);
+        }
+        merge(&mut policy["spec"], changes);
+        let api: Api<ImagePolicy> = Api::namespaced(self.admin.clone(), &self.ns);
+        api.patch("shop-app", &PatchParams::apply("scenario").force(), &Patch::Apply(&policy)).await.expect("apply policy");
+    }
+
+    /// Starts the controller for this scenario's namespace.
+    pub fn controller(&self) -> ControllerProcess {
+        ControllerProcess::start(self)
+    }
+
+    /// A client for a user with real client certificates.
+    pub async fn user(&self, name: &str, groups: &[&str]) -> kube::Client {
+        self.env.client_for(name, groups).await.expect("user client")
+    }
+
+    /// Asks for a Release now (the manual trigger).
+    pub async fn trigger(&self, token: &str) {
+        let api: Api<ImagePolicy> = Api::namespaced(self.admin.clone(), &self.ns);
+        let patch = json!({"metadata": {"annotations": {"tidegate.dev/trigger": token}}});
+        api.patch("shop-app", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("trigger");
+    }
+
+    pub fn releases(&self) -> Api<Release> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    pub fn promotions(&self) -> Api<Promotion> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    /// Waits for the only Release of the scenario to reach `phase`, and returns it.
+    pub async fn release_in(&self, phase: ReleasePhase, timeout: Duration) -> Release {
+        let api = self.releases();
+        wait(&format!("a Release in {phase:?}"), timeout, || {
+            let api = api.clone();
+            async move {
+                let list = api.list(&Default::default()).await.ok()?;
+                list.items.into_iter().find(|r| r.status.as_ref().is_some_and(|s| s.phase == phase))
+            }
+        })
+        .await
+    }
+
+    /// Waits for the Release to have a digest and uploads a scan report for it.
+    pub async fn upload_scan_report(&self, report: &str) -> String {
+        let release = self.release_in(ReleasePhase::Scanning, Duration::from_secs(60)).await;
+        let digest = release.status.and_then(|s| s.digest).expect("digest while scanning");
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("scan-{}", &digest[7..19]),
+                "labels": {"tidegate.dev/scan-report": "true"},
+                "annotations": {"tidegate.dev/digest": digest}
+            },
+            "data": {"report.json": report}
+        }))
+        .expect("configmap");
+        Api::<ConfigMap>::namespaced(self.admin.clone(), &self.ns).create(&PostParams::default(), &cm).await.expect("upload report");
+        digest
+    }
+
+    /// Waits for a Promotion in `phase`.
+    pub async fn promotion_in(&self, phase: PromotionPhase, timeout: Duration) -> Promotion {
+        let api = self.promotions();
+        wait(&format!("a Promotion in {phase:?}"), timeout, || {
+            let api = api.clone();
+            async move {
+                let list = api.list(&Default::default()).await.ok()?;
+                list.items.into_iter().find(|p| p.status.as_ref().is_some_and(|s| s.phase == phase))
+            }
+        })
+        .await
+    }
+
+    /// Appends `user` to the approvers of `promotion`, as that user.
+    pub async fn approve(&self, client: &kube::Client, promotion: &str, user: &str) -> Result<(), kube::Error> {
+        let api: Api<Promotion> = Api::namespaced(client.clone(), &self.ns);
+        let current = api.get(promotion).await?;
+        let mut list = current
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("tidegate.dev/approved-by"))
+            .map(|v| tidegate_api::approvers(v))
+            .unwrap_or_default();
+        list.push(user.to_string());
+        let patch = json!({"metadata": {"annotations": {"tidegate.dev/approved-by": list.join(",")}}});
+        api.patch(promotion, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
+    }
+
+    /// The image of a Deployment's first container in production.
+    pub async fn deployment_image(&self, ns: &str, name: &str) -> Option<String> {
+        let d = Api::<Deployment>::namespaced(self.admin.clone(), ns).get_opt(name).await.ok()??;
+        d.spec?.template.spec?.containers.first()?.image.clone()
+    }
+
+    pub async fn deployment(&self, ns: &str, name: &str) -> Option<Deployment> {
+        Api::<Deployment>::namespaced(self.admin.clone(), ns).get_opt(name).await.ok()?
+    }
+
+    pub async fn cronjob_image(&self, ns: &str, name: &str) -> Option<String> {
+        let c = Api::<CronJob>::namespaced(self.admin.clone(), ns).get_opt(name).await.ok()??;
+        c.spec.job_template.spec?.template.spec?.containers.first()?.image.clone()
+    }
+
+    pub async fn service_slot(&self, ns: &str, name: &str) -> Option<String> {
+        let s = Api::<Service>::namespaced(self.admin.clone(), ns).get_opt(name).await.ok()??;
+        s.spec?.selector?.get("tidegate.dev/slot").cloned()
+    }
+
+    /// Production images of the three workloads: web (live slot), worker (live slot), job.
+    pub async fn production(&self) -> (Option<String>, Option<String>, Option<String>) {
+        let slot = |base: &str, slot: Option<String>| if slot.as_deref() == Some("green") { format!("{base}-green") } else { base.to_string() };
+        let web_slot = self.service_slot(&self.ns, "web").await;
+        let worker = self.deployment(&self.ns, "worker").await;
+        let worker_slot = worker.and_then(|d| d.metadata.annotations?.get("tidegate.dev/active-slot").cloned());
+        (
+            self.deployment_image(&self.ns, &slot("web", web_slot)).await,
+            self.deployment_image(&self.ns, &slot("worker", worker_slot)).await,
+            self.cronjob_image(&self.ns, "nightly-report").await,
+        )
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Applies deploy/rbac.yaml and deploy/approval-policy.yaml, and binds the approver role to
+/// group `tidegate-approvers`.
+async fn install_shipped_manifests(admin: &kube::Client) {
+    let deploy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    apply::apply_dir(admin, &deploy, "default", "scenario").await.expect("apply deploy/");
+    apply::apply_yaml(
+        admin,
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: scenario-approvers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-approver}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: tidegate-approvers}
+"#,
+        "default",
+        "scenario",
+    )
+    .await
+    .expect("bind approvers");
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples")
+}
+
+fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge(t.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+/// Polls `check` until it yields a value.
+pub async fn wait<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The controller binary, running as its ServiceAccount with the shipped least-privilege role.
+pub struct ControllerProcess {
+    child: Child,
+    pub metrics: String,
+    log: PathBuf,
+    kubeconfig: PathBuf,
+    key: PathBuf,
+    namespace: String,
+}
+
+static PORT: AtomicU16 = AtomicU16::new(0);
+
+impl ControllerProcess {
+    fn start(scenario: &Scenario) -> Self {
+        let kubeconfig = scenario.path("controller.kubeconfig");
+        if !kubeconfig.exists() {
+            let yaml = scenario.env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts", "system:serviceaccounts:tidegate-system"]).expect("kubeconfig");
+            std::fs::write(&kubeconfig, yaml).expect("write kubeconfig");
+        }
+        let key = scenario.path("signing.key");
+        if !key.exists() {
+            std::fs::write(&key, format!("scenario-key-{}", scenario.ns)).expect("write key");
+        }
+        Self::spawn(kubeconfig, key, scenario.ns.clone(), scenario.path(&format!("controller-{}.log", PORT.fetch_add(1, Ordering::SeqCst))))
+    }
+
+    fn spawn(kubeconfig: PathBuf, key: PathBuf, namespace: String, log: PathBuf) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_tidegate-controller"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--namespace", &namespace])
+            .args(["--lease-name", &format!("tidegate-{namespace}")])
+            .args(["--signing-key-file", &key.display().to_string()])
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start tidegate-controller");
+        Self { child, metrics: format!("http://127.0.0.1:{port}"), log, kubeconfig, key, namespace }
+    }
+
+    /// Kills the process without warning (SIGKILL) and starts a new one with the same settings.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = self.log.with_extension(format!("{}.log", PORT.fetch_add(1, Ordering::SeqCst)));
+        *self = Self::spawn(self.kubeconfig.clone(), self.key.clone(), self.namespace.clone(), log);
+    }
+
+    /// The end of the log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback HTTP server answering every request with `status`; stops with the test.
+pub async fn http_server(status: u16) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 2048];
+            let _ = socket.read(&mut buf).await;
+            let response = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    (url, hits)
+}
+
+/// A scan report with no findings.
+pub const CLEAN_REPORT: &str = r#"{"SchemaVersion":2,"ArtifactName":"scenario","Results":[{"Target":"app","Vulnerabilities":[]}]}"#;

@@ -1,0 +1,250 @@
+//! The promotion engine end to end on the real local control plane: the controller binary, the
+//! shipped RBAC and approval policy, users with real client certificates.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http_server, Scenario, BEFORE, CLEAN_REPORT, REPO};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use tidegate_api::{PromotionPhase, ReleasePhase};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn pinned(digest: &str) -> String {
+    format!("{REPO}@{digest}")
+}
+
+/// Trigger → Release Verified → Promotion waits (production untouched) → two approvals →
+/// production runs the exact digest with the right strategy per kind → Succeeded.
+#[tokio::test]
+async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind() {
+    let s = Scenario::new("engine-happy").await;
+    let (url, hits) = http_server(200).await;
+    s.policy(json!({
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
+        "promotion": {"requiredApprovals": 2, "monitorWindow": "1m"}
+    }))
+    .await;
+    let controller = s.controller();
+    s.trigger("first").await;
+    let digest = s.upload_scan_report(CLEAN_REPORT).await;
+    let release = s.release_in(ReleasePhase::Verified, MINUTE).await;
+    assert_eq!(release.status.as_ref().and_then(|st| st.image.clone()), Some(pinned(&digest)));
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > 0, "the staging HTTP check ran");
+    assert_eq!(s.deployment_image(&s.staging, "web").await, Some(pinned(&digest)), "staging runs the candidate");
+    assert_eq!(s.cronjob_image(&s.staging, "nightly-report").await, Some(pinned(&digest)));
+
+    let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
+    let name = promotion.metadata.name.clone().expect("name");
+    assert_eq!(promotion.spec.digest, digest);
+    assert_eq!(promotion.spec.requested_by.as_deref(), Some(common::CONTROLLER_USER));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let untouched = (Some(pinned(BEFORE)), Some(pinned(BEFORE)), Some(pinned(BEFORE)));
+    assert_eq!(s.production().await, untouched, "production stays untouched while the promotion waits");
+
+    let alice = s.user("alice", &["tidegate-approvers"]).await;
+    let bob = s.user("bob", &["tidegate-approvers"]).await;
+    s.approve(&alice, &name, "alice").await.expect("alice approves");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = s.promotions().get(&name).await.expect("promotion");
+    assert_eq!(waiting.status.map(|st| st.phase), Some(PromotionPhase::AwaitingApproval), "one of two approvals is not enough");
+    assert_eq!(s.production().await, untouched);
+    s.approve(&bob, &name, "bob").await.expect("bob approves");
+
+    let done = s.promotion_in(PromotionPhase::Succeeded, 3 * MINUTE).await;
+    let status = done.status.expect("status");
+    assert_eq!(status.approved_by, ["alice", "bob"]);
+    assert_eq!(status.previous_digest.as_deref(), Some(BEFORE));
+    let want = Some(pinned(&digest));
+    assert_eq!(s.production().await, (want.clone(), want.clone(), want.clone()), "every production workload runs the digest");
+    // http: blue-green — the new slot took the traffic, the previous one stays up for rollback.
+    assert_eq!(s.service_slot(&s.ns, "web").await.as_deref(), Some("green"));
+    assert_eq!(s.deployment_image(&s.ns, "web").await, Some(pinned(BEFORE)), "previous colour kept");
+    assert_eq!(s.deployment(&s.ns, "web").await.and_then(|d| d.spec?.replicas), Some(2));
+    // worker: replace — the previous one is scaled down.
+    assert_eq!(s.deployment(&s.ns, "worker").await.and_then(|d| d.spec?.replicas), Some(0));
+    assert_eq!(s.deployment(&s.ns, "worker-green").await.and_then(|d| d.spec?.replicas), Some(1));
+
+    let policy = Api::<tidegate_api::ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
+    common::wait("the policy to report the production digest", MINUTE, || {
+        let policy = policy.clone();
+        let digest = digest.clone();
+        async move { (policy.get("shop-app").await.ok()?.status?.production_digest? == digest).then_some(()) }
+    })
+    .await;
+    let metrics = reqwest_get(&format!("{}/metrics", controller.metrics)).await;
+    assert!(metrics.contains("tidegate_phase_transitions_total"), "metrics are served");
+    drop(controller);
+}
+
+/// A staging test that fails ends the Release Rejected, and no Promotion is opened.
+#[tokio::test]
+async fn failing_staging_test_rejects_the_release() {
+    let s = Scenario::new("engine-reject").await;
+    let (url, _) = http_server(500).await;
+    s.policy(json!({"tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}})).await;
+    let controller = s.controller();
+    s.trigger("bad").await;
+    s.upload_scan_report(CLEAN_REPORT).await;
+    let rejected = s.release_in(ReleasePhase::Rejected, MINUTE).await;
+    let ready = rejected.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Ready").expect("Ready condition");
+    assert_eq!(ready.reason, "StagingTestsFailed");
+    assert!(ready.message.contains("500"), "{}", ready.message);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(s.promotions().list(&Default::default()).await.expect("list").items.is_empty(), "no promotion for a rejected release");
+    assert_eq!(s.production().await.0, Some(pinned(BEFORE)));
+    drop(controller);
+}
+
+/// Blocking vulnerabilities in the scan report reject the Release before staging.
+#[tokio::test]
+async fn blocking_findings_reject_the_release_before_staging() {
+    let s = Scenario::new("engine-vulns").await;
+    let (url, hits) = http_server(200).await;
+    s.policy(json!({"tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}})).await;
+    let controller = s.controller();
+    s.trigger("vulnerable").await;
+    s.upload_scan_report(r#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
+        {"VulnerabilityID":"CVE-2099-0001","Severity":"CRITICAL","FixedVersion":"1.0.1"},
+        {"VulnerabilityID":"CVE-2024-0727","Severity":"HIGH","FixedVersion":"3.0.13"}]}]}"#)
+    .await;
+    let rejected = s.release_in(ReleasePhase::Rejected, MINUTE).await;
+    let scan = rejected.status.expect("status").scan.expect("scan summary");
+    assert_eq!(scan.blocking_ids, ["CVE-2099-0001"], "CVE-2024-0727 has a live exception in the policy");
+    assert_eq!(s.deployment_image(&s.staging, "web").await, Some(pinned(BEFORE)), "staging untouched");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    drop(controller);
+}
+
+/// Restarts during the monitor window make production unhealthy: it is rolled back to exactly
+/// the previous digest.
+#[tokio::test]
+async fn failing_monitor_window_rolls_production_back() {
+    let s = Scenario::new("engine-rollback").await;
+    let (url, _) = http_server(200).await;
+    s.policy(json!({
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
+        "promotion": {"monitorWindow": "5m"}
+    }))
+    .await;
+    let controller = s.controller();
+    s.trigger("unstable").await;
+    let digest = s.upload_scan_report(CLEAN_REPORT).await;
+    let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
+    let name = promotion.metadata.name.expect("name");
+    let alice = s.user("alice", &["tidegate-approvers"]).await;
+    s.approve(&alice, &name, "alice").await.expect("approve");
+    s.promotion_in(PromotionPhase::Monitoring, 2 * MINUTE).await;
+    assert_eq!(s.production().await.0, Some(pinned(&digest)));
+
+    // A container of the new web Pods restarts.
+    let pods: Api<Pod> = Api::namespaced(s.admin.clone(), &s.ns);
+    let list = pods.list(&ListParams::default().labels("tidegate.dev/slot=green,app.kubernetes.io/name=web")).await.expect("pods");
+    let pod = list.items.first().expect("a green web pod");
+    let mut statuses = pod.status.clone().and_then(|st| st.container_statuses).unwrap_or_default();
+    assert!(!statuses.is_empty(), "kwok reports container statuses");
+    statuses[0].restart_count = 3;
+    let patch = json!({"status": {"containerStatuses": statuses}});
+    pods.patch_status(pod.metadata.name.as_deref().expect("pod name"), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("simulate restarts");
+
+    let rolled_back = s.promotion_in(PromotionPhase::RolledBack, MINUTE).await;
+    common::wait("production restored", MINUTE, || async {
+        let before = Some(pinned(BEFORE));
+        (s.production().await == (before.clone(), before.clone(), before)).then_some(())
+    })
+    .await;
+    assert_eq!(s.service_slot(&s.ns, "web").await.as_deref(), Some("blue"), "traffic back on the previous colour");
+    let why = rolled_back.status.expect("status").conditions.into_iter().find(|c| c.type_ == "RolledBack").expect("RolledBack condition");
+    assert!(why.message.contains("restarted") && why.message.contains("automatically"), "{}", why.message);
+    drop(controller);
+}
+
+/// The controller killed (SIGKILL) and restarted at every phase change ends in the same state as
+/// an undisturbed run, with no duplicate production change.
+#[tokio::test]
+async fn controller_killed_in_every_phase_converges_without_duplicate_changes() {
+    let s = Scenario::new("engine-restart").await;
+    let (url, _) = http_server(200).await;
+    s.policy(json!({
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
+        "promotion": {"monitorWindow": "1m"}
+    }))
+    .await;
+    let mut controller = s.controller();
+    s.trigger("restarts").await;
+    let alice = s.user("alice", &["tidegate-approvers"]).await;
+
+    let mut seen = Vec::new();
+    let mut approved = false;
+    let mut reported = false;
+    let deadline = std::time::Instant::now() + 5 * MINUTE;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no end state; phases seen {seen:?}; log:\n{}", controller.log_tail());
+        let release = s.releases().list(&Default::default()).await.expect("releases").items.into_iter().next();
+        let promotion = s.promotions().list(&Default::default()).await.expect("promotions").items.into_iter().next();
+        let phase = format!(
+            "{:?}/{:?}",
+            release.as_ref().and_then(|r| r.status.as_ref()).map(|st| st.phase),
+            promotion.as_ref().and_then(|p| p.status.as_ref()).map(|st| st.phase)
+        );
+        if seen.last() != Some(&phase) {
+            seen.push(phase.clone());
+            controller.kill_and_restart();
+        }
+        if !reported && release.as_ref().and_then(|r| r.status.as_ref()).is_some_and(|st| st.phase == ReleasePhase::Scanning) {
+            s.upload_scan_report(CLEAN_REPORT).await;
+            reported = true;
+        }
+        if let Some(p) = &promotion {
+            let phase = p.status.as_ref().map(|st| st.phase);
+            if !approved && phase == Some(PromotionPhase::AwaitingApproval) {
+                s.approve(&alice, p.metadata.name.as_deref().expect("name"), "alice").await.expect("approve");
+                approved = true;
+            }
+            if phase == Some(PromotionPhase::Succeeded) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen.len() >= 8, "the controller was killed in many phases: {seen:?}");
+    let release = s.releases().list(&Default::default()).await.expect("releases").items.remove(0);
+    let digest = release.status.and_then(|st| st.digest).expect("digest");
+    let want = Some(pinned(&digest));
+    assert_eq!(s.production().await, (want.clone(), want.clone(), want));
+    assert_eq!(s.releases().list(&Default::default()).await.expect("list").items.len(), 1, "one release");
+    assert_eq!(s.promotions().list(&Default::default()).await.expect("list").items.len(), 1, "one promotion");
+    // One production change per workload: the green slots have exactly one ReplicaSet each, and
+    // the job definition changed once (generation 2).
+    let replicasets: Api<ReplicaSet> = Api::namespaced(s.admin.clone(), &s.ns);
+    for name in ["web-green", "worker-green"] {
+        let owned = replicasets
+            .list(&Default::default())
+            .await
+            .expect("replicasets")
+            .items
+            .into_iter()
+            .filter(|rs| rs.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|r| r.name == name)))
+            .count();
+        assert_eq!(owned, 1, "{name} was rolled out once");
+    }
+    let cronjob = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(s.admin.clone(), &s.ns).get("nightly-report").await.expect("cronjob");
+    assert_eq!(cronjob.metadata.generation, Some(2), "the job definition changed exactly once");
+}
+
+async fn reqwest_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let without_scheme = url.trim_start_matches("http://");
+    let (host, path) = without_scheme.split_once('/').expect("path");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("read");
+    body
+}
