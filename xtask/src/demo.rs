@@ -1,67 +1,176 @@
-//! `cargo xtask demo`: brings the local control plane up, applies the examples and shows what a
-//! person sees with kubectl.
+//! `cargo xtask demo`: the whole Tidegate story on the local control plane, printed step by step.
+//! Everything up to staging happens by itself; the demo then stops at the approval and shows the
+//! command to approve (`--approve` approves as the demo approver `alice`).
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::{apply, tools::Tools, TestEnv};
 
 /// Arguments of `cargo xtask demo`.
 #[derive(Args)]
 pub struct DemoArgs {
+    /// Approve the Promotion as the demo approver `alice` instead of waiting for you to.
+    #[arg(long)]
+    approve: bool,
     /// Keep the environment running after the demo until Ctrl-C.
     #[arg(long)]
     keep: bool,
 }
 
+const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegate-controller";
+
 pub async fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
+    step("Building the controller and the kubectl plugin");
+    let bin = build_binaries()?;
+
     step("Starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)");
     let env = TestEnv::start().await?;
     println!("  API server {} ready after {:.1?}", env.server(), started.elapsed());
-    let kubectl = Kubectl { binary: Tools::locate()?.path("kubectl"), kubeconfig: env.admin_kubeconfig_path() };
-    kubectl.show(&["version"])?;
-    kubectl.show(&["get", "nodes", "-o", "wide"])?;
-    kubectl.show(&["get", "crds", "-o", "custom-columns=NAME:.metadata.name,ESTABLISHED:.status.conditions[?(@.type=='Established')].status"])?;
+    let dir = env.dir().to_path_buf();
+    let kubectl = Kubectl { binary: Tools::locate()?.path("kubectl"), kubeconfig: env.admin_kubeconfig_path(), plugin_dir: bin.clone() };
+    kubectl.show(&["get", "nodes"])?;
 
-    step("Applying docs/examples: workloads in shop and shop-staging, one ImagePolicy for an http app, a worker and a scheduled job sharing one image, a hand-made Release and its Promotion");
+    step("Installing Tidegate: CRDs (already there), RBAC and the approval policy from deploy/");
     let client = env.client().await?;
+    for object in apply::apply_dir(&client, &crate::root().join("deploy"), "default", "tidegate-demo").await? {
+        println!("  applied {object}");
+    }
+    apply::apply_yaml(
+        &client,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: demo-approvers}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-approver}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: tidegate-approvers}\n",
+        "default",
+        "tidegate-demo",
+    )
+    .await?;
+    println!("  bound ClusterRole tidegate-approver to group tidegate-approvers");
+
+    step("Applying docs/examples: shop and shop-staging, an http app, a worker and a nightly job sharing one image, and ImagePolicy shop-app");
     let examples = crate::root().join("docs").join("examples");
     for object in apply::apply_dir(&client, &examples, "default", "tidegate-demo").await? {
         println!("  applied {object}");
     }
+    let health = HealthServer::start().await?;
+    let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), "shop");
+    let patch = json!({"spec": {
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": health.url}]},
+        "promotion": {"monitorWindow": "1m"}
+    }});
+    policies.patch("shop-app", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    println!("  the staging check calls {} (the controller runs outside the cluster); monitor window 1m", health.url);
+    wait_deployments(&client, "shop").await?;
+    kubectl.show(&["get", "deployments,cronjobs", "-n", "shop", "-o", "wide"])?;
 
-    for object in apply::apply_dir(&client, &examples.join("manual"), "default", "tidegate-demo").await? {
-        println!("  applied {object}");
+    step("Starting the controller as ServiceAccount tidegate-system/tidegate-controller, with the least-privilege role");
+    let controller = Controller::start(&env, &bin, &dir)?;
+    println!("  logs: {}", controller.log.display());
+
+    step("A trigger fires: someone asks for a rebuild of shop-app");
+    println!("$ kubectl annotate imagepolicy shop-app -n shop tidegate.dev/trigger=demo-1");
+    policies
+        .patch("shop-app", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"annotations": {"tidegate.dev/trigger": "demo-1"}}})))
+        .await?;
+
+    let releases: Api<Release> = Api::namespaced(client.clone(), "shop");
+    let mut last = None;
+    let mut reported = false;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let release = loop {
+        if Instant::now() > deadline {
+            bail!("the Release did not reach Verified; controller log: {}", controller.log.display());
+        }
+        if let Some(release) = releases.list(&Default::default()).await?.items.into_iter().next() {
+            let phase = release.status.as_ref().map(|s| s.phase);
+            if phase != last {
+                let message = release.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.message.clone()).unwrap_or_default();
+                println!("  release {} → {:?}  {message}", release.metadata.name.clone().unwrap_or_default(), phase.unwrap_or_default());
+                last = phase;
+            }
+            if phase == Some(ReleasePhase::Scanning) && !reported {
+                let digest = release.status.as_ref().and_then(|s| s.digest.clone()).unwrap_or_default();
+                upload_clean_report(&client, &digest).await?;
+                println!("  CI uploads the scan report for {digest} (no findings) as ConfigMap scan-report");
+                reported = true;
+            }
+            match phase {
+                Some(ReleasePhase::Verified) => break release,
+                Some(p @ (ReleasePhase::Rejected | ReleasePhase::Failed | ReleasePhase::Superseded)) => bail!("the Release ended {p:?}"),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let digest = release.status.as_ref().and_then(|s| s.digest.clone()).unwrap_or_default();
+    kubectl.show(&["get", "releases", "-n", "shop", "-o", "wide"])?;
+    kubectl.show(&["get", "deployments", "-n", "shop-staging", "-o", "wide"])?;
+
+    step("Automation stops here: the Promotion waits for a human, production is untouched");
+    let promotions: Api<Promotion> = Api::namespaced(client.clone(), "shop");
+    let promotion = wait_promotion(&promotions, PromotionPhase::AwaitingApproval, Duration::from_secs(60)).await?;
+    let name = promotion.metadata.name.clone().unwrap_or_default();
+    kubectl.show(&["get", "promotions", "-n", "shop"])?;
+    kubectl.show(&["tidegate", "status", "-n", "shop"])?;
+    kubectl.show(&["get", "deployments,cronjobs", "-n", "shop", "-o", "wide"])?;
+
+    let alice = dir.join("alice.kubeconfig");
+    std::fs::write(&alice, env.user_kubeconfig("alice", &["tidegate-approvers"])?)?;
+    let mallory = dir.join("mallory.kubeconfig");
+    std::fs::write(&mallory, env.user_kubeconfig("mallory", &[])?)?;
+    step("Admission refuses what it must");
+    kubectl.show_as_expect_failure(&mallory, &["tidegate", "approve", &name, "-n", "shop"], "mallory has no approve verb")?;
+    kubectl.show_as_expect_failure(&alice, &["annotate", "promotion", &name, "-n", "shop", "tidegate.dev/approved-by=bob"], "alice cannot approve in bob's name")?;
+
+    step("Approval");
+    println!("  To approve as the demo approver, in another terminal:");
+    println!("    PATH={}:$PATH KUBECONFIG={} \\", bin.display(), alice.display());
+    println!("      {} tidegate approve {name} -n shop", kubectl.binary.display());
+    if args.approve {
+        kubectl.show_as(&alice, &["tidegate", "approve", &name, "-n", "shop"])?;
+    } else {
+        println!("  Waiting for that approval (run the demo with --approve to do it automatically) …");
     }
+    let _ = wait_promotion(&promotions, PromotionPhase::Approved, Duration::from_secs(24 * 3600)).await;
 
-    step("Waiting for the Deployments to become Available on the simulated nodes");
-    for ns in ["shop", "shop-staging"] {
-        wait_available(&client, ns).await?;
+    step("Tidegate deploys exactly the approved digest, watches it for the monitor window, and stops");
+    let mut last = None;
+    loop {
+        let p = promotions.get(&name).await?;
+        let phase = p.status.as_ref().map(|s| s.phase);
+        if phase != last {
+            let message = p.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.message.clone()).unwrap_or_default();
+            println!("  promotion {name} → {:?}  {message}", phase.unwrap_or_default());
+            last = phase;
+        }
+        match phase {
+            Some(PromotionPhase::Succeeded) => break,
+            Some(p @ (PromotionPhase::RolledBack | PromotionPhase::Failed | PromotionPhase::Rejected | PromotionPhase::Expired | PromotionPhase::Superseded)) => {
+                println!("  the promotion ended {p:?}");
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
-    kubectl.show(&["get", "deployments,cronjobs", "-n", "shop"])?;
-    kubectl.show(&["get", "pods", "-n", "shop", "-o", "wide"])?;
-
-    step("What Tidegate knows: policies, releases, promotions");
-    kubectl.show(&["get", "imagepolicies", "-A"])?;
-    kubectl.show(&["get", "releases", "-A", "-o", "wide"])?;
-    kubectl.show(&["get", "promotions", "-A", "-o", "wide"])?;
-    kubectl.show(&["explain", "imagepolicy.spec.workloads.strategy"])?;
-
-    step("Admission rejects what it must: a tag in production");
-    let bad = r#"{"apiVersion":"tidegate.dev/v1alpha1","kind":"Promotion","metadata":{"name":"by-tag","namespace":"shop"},"spec":{"policy":"shop-app","release":"shop-app-manual","digest":"latest"}}"#;
-    kubectl.show_expect_failure(&["create", "-f", "-"], bad)?;
-
-    println!("\nDemo finished in {:.0?}.", started.elapsed());
+    kubectl.show(&["get", "deployments,cronjobs", "-n", "shop", "-o", "wide"])?;
+    kubectl.show(&["get", "service", "web", "-n", "shop", "-o", "jsonpath={.spec.selector}"])?;
+    println!();
+    kubectl.show(&["tidegate", "history", "shop-app", "-n", "shop"])?;
+    kubectl.show(&["get", "events", "-n", "shop", "--field-selector", "reportingComponent=tidegate-controller", "--sort-by", ".lastTimestamp"]).ok();
+    println!("\nProduction runs {digest}, approved by alice. Demo finished in {:.0?}.", started.elapsed());
     if args.keep {
         println!("The environment keeps running; KUBECONFIG={}", env.admin_kubeconfig_path().display());
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
     }
+    drop(controller);
     Ok(())
 }
 
@@ -69,21 +178,143 @@ fn step(text: &str) {
     println!("\n==> {text}");
 }
 
+/// Builds the controller and plugin binaries and returns the directory that holds them.
+fn build_binaries() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(crate::root())
+        .args(["build", "--quiet", "-p", "tidegate-controller", "-p", "kubectl-tidegate"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the controller and plugin failed");
+    }
+    let metadata = Command::new(&cargo).current_dir(crate::root()).args(["metadata", "--format-version", "1", "--no-deps"]).output()?;
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("reading cargo metadata")?;
+    let target = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
+    Ok(Path::new(target).join("debug"))
+}
+
+async fn upload_clean_report(client: &kube::Client, digest: &str) -> Result<()> {
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "scan-report", "labels": {"tidegate.dev/scan-report": "true"}, "annotations": {"tidegate.dev/digest": digest}},
+        "data": {"report.json": r#"{"SchemaVersion":2,"ArtifactName":"shop-app","Results":[{"Target":"app","Vulnerabilities":[]}]}"#}
+    }))?;
+    Api::<ConfigMap>::namespaced(client.clone(), "shop").create(&PostParams::default(), &cm).await?;
+    Ok(())
+}
+
+async fn wait_promotion(api: &Api<Promotion>, phase: PromotionPhase, timeout: Duration) -> Result<Promotion> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = api.list(&Default::default()).await?.items.into_iter().find(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.phase == phase
+                    || (phase == PromotionPhase::Approved && !matches!(s.phase, PromotionPhase::AwaitingApproval))
+            })
+        });
+        if let Some(p) = found {
+            return Ok(p);
+        }
+        if Instant::now() > deadline {
+            bail!("no Promotion reached {phase:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn wait_deployments(client: &kube::Client, namespace: &str) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = api.list(&Default::default()).await?;
+        if list.items.iter().all(tidegate_testenv::workloads::deployment_available) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("Deployments in {namespace} not Available after 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The controller binary as a child process.
+struct Controller {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Controller {
+    fn start(env: &TestEnv, bin: &Path, dir: &Path) -> Result<Self> {
+        let kubeconfig = dir.join("controller.kubeconfig");
+        std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
+        let key = dir.join("signing.key");
+        std::fs::write(&key, (0..32).map(|i| (i * 7 + 3) as u8).collect::<Vec<u8>>())?;
+        let log = dir.join("controller.log");
+        let out = std::fs::File::create(&log)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(bin.join("tidegate-controller"))
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--signing-key-file", &key.display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting tidegate-controller")?;
+        println!("  metrics: http://127.0.0.1:{port}/metrics");
+        Ok(Self { child, log })
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback HTTP server that answers 200, standing in for the staging app's health endpoint.
+struct HealthServer {
+    url: String,
+}
+
+impl HealthServer {
+    async fn start() -> Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 2048];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+            }
+        });
+        Ok(Self { url })
+    }
+}
+
 struct Kubectl {
-    binary: std::path::PathBuf,
-    kubeconfig: std::path::PathBuf,
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+    plugin_dir: PathBuf,
 }
 
 impl Kubectl {
-    fn command(&self, args: &[&str]) -> Command {
+    fn command(&self, kubeconfig: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        let path = format!("{}:{}", self.plugin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        cmd.env("PATH", path).env("KUBECONFIG", kubeconfig).args(args);
         cmd
     }
 
     fn show(&self, args: &[&str]) -> Result<()> {
+        self.show_as(&self.kubeconfig.clone(), args)
+    }
+
+    fn show_as(&self, kubeconfig: &Path, args: &[&str]) -> Result<()> {
         println!("\n$ kubectl {}", args.join(" "));
-        let out = self.command(args).output().with_context(|| format!("running {}", self.binary.display()))?;
+        let out = self.command(kubeconfig, args).output().with_context(|| format!("running {}", self.binary.display()))?;
         print!("{}", String::from_utf8_lossy(&out.stdout));
         if !out.status.success() {
             bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
@@ -91,44 +322,13 @@ impl Kubectl {
         Ok(())
     }
 
-    fn show_expect_failure(&self, args: &[&str], stdin: &str) -> Result<()> {
-        use std::io::Write;
-        println!("\n$ kubectl {} <<< '{stdin}'", args.join(" "));
-        let mut child = self
-            .command(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        if let Some(mut input) = child.stdin.take() {
-            input.write_all(stdin.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
+    fn show_as_expect_failure(&self, kubeconfig: &Path, args: &[&str], why: &str) -> Result<()> {
+        println!("\n$ kubectl {}    # {why}", args.join(" "));
+        let out = self.command(kubeconfig, args).output()?;
         print!("{}", String::from_utf8_lossy(&out.stderr));
         if out.status.success() {
-            bail!("kubectl {} was accepted but admission should have rejected it", args.join(" "));
+            bail!("kubectl {} was accepted but should have been refused", args.join(" "));
         }
         Ok(())
-    }
-}
-
-async fn wait_available(client: &kube::Client, namespace: &str) -> Result<()> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let list = api.list(&Default::default()).await?;
-        let pending: Vec<String> = list
-            .items
-            .iter()
-            .filter(|d| !tidegate_testenv::workloads::deployment_available(d))
-            .filter_map(|d| d.metadata.name.clone())
-            .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("Deployments in {namespace} not Available after 120s: {}", pending.join(", "));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -620,7 +620,8 @@ pub struct ImagePolicyStatus {
     /// The digest now running in staging.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_digest: Option<String>,
-    /// Earlier production digests, newest first; the first one is the rollback target.
+    /// Digests production ran before the current one, newest first; the first one is where a
+    /// rollback of the current Promotion goes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub production_history: Vec<DigestRecord>,
     /// The last digest seen behind `spec.triggers.baseImage.ref`.
@@ -644,8 +645,10 @@ pub struct DigestRecord {
     /// The Promotion that deployed it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<String>,
-    /// When it was deployed.
-    pub deployed_at: Time,
+    /// When Tidegate deployed it; empty for a digest that ran before Tidegate managed the
+    /// workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<Time>,
 }
 
 fn default_base_interval() -> String {

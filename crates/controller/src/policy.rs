@@ -59,17 +59,8 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
 
     let releases = observe::releases_of(&ctx, &namespace, &name).await?;
     status.latest_release = releases.iter().max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
-    let mut promotions = observe::promotions_of(&ctx, &namespace, &name).await?;
-    promotions.sort_by_key(|p| std::cmp::Reverse(p.status.as_ref().and_then(|s| s.promoted_at.clone())));
-    status.production_history = promotions
-        .iter()
-        .filter_map(|p| {
-            let s = p.status.as_ref()?;
-            let finished = matches!(s.phase, PromotionPhase::Succeeded | PromotionPhase::RolledBack | PromotionPhase::Monitoring);
-            Some(DigestRecord { digest: p.spec.digest.clone(), promotion: Some(p.name_any()), deployed_at: s.promoted_at.clone()? }).filter(|_| finished)
-        })
-        .take(HISTORY)
-        .collect();
+    let promotions = observe::promotions_of(&ctx, &namespace, &name).await?;
+    status.production_history = history(&promotions, status.production_digest.as_deref());
     status.observed_generation = policy.meta().generation;
     let ready = problems.is_empty();
     let message = if ready { "watching the policy's workloads".to_string() } else { problems.join("; ") };
@@ -81,6 +72,38 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     );
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
     Ok(Action::requeue(REFRESH))
+}
+
+/// Digests production ran before `current`, newest first, learned from the Promotions that
+/// changed production: each one recorded the digest it replaced.
+fn history(promotions: &[tidegate_api::Promotion], current: Option<&str>) -> Vec<DigestRecord> {
+    let promoted_at = |p: &tidegate_api::Promotion| p.status.as_ref().and_then(|s| s.promoted_at.clone());
+    let mut touched: Vec<&tidegate_api::Promotion> = promotions
+        .iter()
+        .filter(|p| {
+            p.status.as_ref().is_some_and(|s| matches!(s.phase, PromotionPhase::Monitoring | PromotionPhase::Succeeded | PromotionPhase::RolledBack))
+        })
+        .filter(|p| promoted_at(p).is_some())
+        .collect();
+    touched.sort_by_key(|p| std::cmp::Reverse(promoted_at(p)));
+    let mut records: Vec<DigestRecord> = Vec::new();
+    for (i, promotion) in touched.iter().enumerate() {
+        let Some(previous) = promotion.status.as_ref().and_then(|s| s.previous_digest.clone()) else { continue };
+        if Some(previous.as_str()) == current || records.iter().any(|r| r.digest == previous) {
+            continue;
+        }
+        // The Promotion that had deployed it: an older one with that digest.
+        let deployed_by = touched[i + 1..].iter().find(|p| p.spec.digest == previous);
+        records.push(DigestRecord {
+            digest: previous,
+            promotion: deployed_by.map(|p| p.name_any()),
+            deployed_at: deployed_by.and_then(|p| promoted_at(p)),
+        });
+        if records.len() == HISTORY {
+            break;
+        }
+    }
+    records
 }
 
 /// Starts the Release of a manual trigger; the same token always names the same Release.
@@ -138,4 +161,43 @@ async fn staging_digest(ctx: &Context, policy: &ImagePolicy) -> Result<Option<ti
         seen = Some(digest);
     }
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use tidegate_api::{Promotion, PromotionSpec, PromotionStatus};
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn promotion(name: &str, d: char, previous: char, at: i64, phase: PromotionPhase) -> Promotion {
+        let mut p = Promotion::new(
+            name,
+            PromotionSpec { policy: "p".into(), release: "r".into(), digest: digest(d), workloads: None, requested_by: None },
+        );
+        p.status = Some(PromotionStatus {
+            phase,
+            previous_digest: Some(digest(previous)),
+            promoted_at: Some(Time(jiff::Timestamp::from_second(at).expect("time"))),
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn history_lists_replaced_digests_newest_first() {
+        let first = promotion("one", 'a', '0', 100, PromotionPhase::Succeeded);
+        let second = promotion("two", 'b', 'a', 200, PromotionPhase::Succeeded);
+        let waiting = promotion("three", 'c', 'b', 300, PromotionPhase::AwaitingApproval);
+        let records = history(&[first.clone(), second.clone(), waiting], Some(&digest('b')));
+        let got: Vec<(String, Option<String>)> = records.iter().map(|r| (r.digest.clone(), r.promotion.clone())).collect();
+        assert_eq!(got, [(digest('a'), Some("one".into())), (digest('0'), None)]);
+        // After rolling "two" back, production runs "a" again: only the original digest is earlier.
+        let rolled_back = promotion("two", 'b', 'a', 200, PromotionPhase::RolledBack);
+        let records = history(&[first, rolled_back], Some(&digest('a')));
+        assert_eq!(records.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(), [digest('0')]);
+    }
 }

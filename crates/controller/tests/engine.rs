@@ -76,6 +76,8 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
         async move { (policy.get("shop-app").await.ok()?.status?.production_digest? == digest).then_some(()) }
     })
     .await;
+    let history = policy.get("shop-app").await.expect("policy").status.expect("status").production_history;
+    assert_eq!(history.first().map(|r| r.digest.as_str()), Some(BEFORE), "the replaced digest heads the history");
     let metrics = reqwest_get(&format!("{}/metrics", controller.metrics)).await;
     assert!(metrics.contains("tidegate_phase_transitions_total"), "metrics are served");
     drop(controller);

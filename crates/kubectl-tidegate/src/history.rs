@@ -36,7 +36,7 @@ pub fn view(policy: &ImagePolicy, promotions: &[Promotion]) -> HistoryView {
         .map(|record| HistoryEntry {
             digest: record.digest.clone(),
             promotion: record.promotion.clone(),
-            deployed_at: Some(record.deployed_at.0.as_second()),
+            deployed_at: record.deployed_at.as_ref().map(|t| t.0.as_second()),
         })
         .collect();
     let mut finished: Vec<&Promotion> = mine.into_iter().filter(|p| FINISHED.contains(&phase(p))).collect();
@@ -75,7 +75,7 @@ mod tests {
         let mut policy = ImagePolicy::new("app", spec);
         policy.status = Some(ImagePolicyStatus {
             production_digest: Some(DIGEST.into()),
-            production_history: vec![DigestRecord { digest: "sha256:aaaa".into(), promotion: None, deployed_at: time(50) }],
+            production_history: vec![DigestRecord { digest: "sha256:aaaa".into(), promotion: None, deployed_at: Some(time(50)) }],
             ..Default::default()
         });
         let mut succeeded = promotion("ok", "app", Some(PromotionPhase::Succeeded));
