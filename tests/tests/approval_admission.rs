@@ -135,8 +135,11 @@ fn promotion(namespace: &str, name: &str, requested_by: Option<&str>) -> Dynamic
     let mut value = example("manual/promotion.yaml", "Promotion", "shop-app-manual-1");
     value["metadata"]["namespace"] = json!(namespace);
     value["metadata"]["name"] = json!(name);
-    if let Some(user) = requested_by {
-        value["spec"]["requestedBy"] = json!(user);
+    match requested_by {
+        Some(user) => value["spec"]["requestedBy"] = json!(user),
+        None => {
+            value["spec"].as_object_mut().expect("spec").remove("requestedBy");
+        }
     }
     serde_json::from_value(value).expect("promotion")
 }

@@ -110,7 +110,7 @@ fn test(args: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
-        .args(["test", "--workspace", "--all-targets"])
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .args(args)
         .env(tidegate_testenv::tools::TOOLS_DIR_ENV, tools.dir())
         .status()

@@ -24,8 +24,12 @@ fn pinned(digest: &str) -> String {
 async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind() {
     let s = Scenario::new("engine-happy").await;
     let (url, hits) = http_server(200).await;
+    s.test_job_template("smoke-test").await;
     s.policy(json!({
-        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
+        "tests": {
+            "http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}],
+            "job": {"templateConfigMap": "smoke-test"}
+        },
         "promotion": {"requiredApprovals": 2, "monitorWindow": "1m"}
     }))
     .await;
@@ -35,6 +39,14 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     let release = s.release_in(ReleasePhase::Verified, MINUTE).await;
     assert_eq!(release.status.as_ref().and_then(|st| st.image.clone()), Some(pinned(&digest)));
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > 0, "the staging HTTP check ran");
+    let tests = release.status.as_ref().map(|st| st.tests.clone()).unwrap_or_default();
+    assert!(tests.iter().any(|t| t.name == "job" && t.passed), "the test Job ran and passed: {tests:?}");
+    let job = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(s.admin.clone(), &s.staging)
+        .get(&format!("{}-test", release.metadata.name.clone().unwrap_or_default()))
+        .await
+        .expect("test Job in the staging namespace");
+    let env = job.spec.and_then(|j| j.template.spec).map(|p| p.containers[0].env.clone().unwrap_or_default()).unwrap_or_default();
+    assert!(env.iter().any(|e| e.name == "TIDEGATE_IMAGE" && e.value.as_deref() == Some(pinned(&digest).as_str())), "{env:?}");
     assert_eq!(s.deployment_image(&s.staging, "web").await, Some(pinned(&digest)), "staging runs the candidate");
     assert_eq!(s.cronjob_image(&s.staging, "nightly-report").await, Some(pinned(&digest)));
 
@@ -80,6 +92,25 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     assert_eq!(history.first().map(|r| r.digest.as_str()), Some(BEFORE), "the replaced digest heads the history");
     let metrics = reqwest_get(&format!("{}/metrics", controller.metrics)).await;
     assert!(metrics.contains("tidegate_phase_transitions_total"), "metrics are served");
+
+    // An idle cluster makes no writes: nothing changes for a while, the controller writes nothing.
+    let writes = |m: &str| -> u64 {
+        m.lines().filter(|l| l.starts_with("tidegate_status_writes_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = writes(&reqwest_get(&format!("{}/metrics", controller.metrics)).await);
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let after = writes(&reqwest_get(&format!("{}/metrics", controller.metrics)).await);
+    assert_eq!(before, after, "status writes while idle");
+
+    // A manual rollback by an approver restores the previous digest.
+    s.request_rollback(&alice, &name, "alice").await.expect("alice asks for a rollback");
+    s.promotion_in(PromotionPhase::RolledBack, MINUTE).await;
+    common::wait("production restored by the manual rollback", MINUTE, || async {
+        let before = Some(pinned(BEFORE));
+        (s.production().await == (before.clone(), before.clone(), before)).then_some(())
+    })
+    .await;
     drop(controller);
 }
 
@@ -92,12 +123,16 @@ async fn failing_staging_test_rejects_the_release() {
     let controller = s.controller();
     s.trigger("bad").await;
     s.upload_scan_report(CLEAN_REPORT).await;
+    s.trigger("other").await;
+    s.trigger("bad").await;
     let rejected = s.release_in(ReleasePhase::Rejected, MINUTE).await;
     let ready = rejected.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Ready").expect("Ready condition");
     assert_eq!(ready.reason, "StagingTestsFailed");
     assert!(ready.message.contains("500"), "{}", ready.message);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(s.promotions().list(&Default::default()).await.expect("list").items.is_empty(), "no promotion for a rejected release");
+    let names: Vec<String> = s.releases().list(&Default::default()).await.expect("list").items.into_iter().filter_map(|r| r.metadata.name).collect();
+    assert_eq!(names.len(), 2, "a repeated trigger token starts nothing new: {names:?}");
     assert_eq!(s.production().await.0, Some(pinned(BEFORE)));
     drop(controller);
 }
@@ -240,11 +275,42 @@ async fn controller_killed_in_every_phase_converges_without_duplicate_changes() 
     assert_eq!(cronjob.metadata.generation, Some(2), "the job definition changed exactly once");
 }
 
+/// Two replicas: one leads (ready), the other waits (not ready) and takes over when the leader
+/// dies.
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_fail_over() {
+    let s = Scenario::new("engine-leader").await;
+    let ready = |url: String| async move { reqwest_get(&format!("{url}/readyz")).await.starts_with("HTTP/1.1 200") };
+    let first = s.controller();
+    let first_url = first.metrics.clone();
+    common::wait("the first replica to lead", MINUTE, || {
+        let url = first_url.clone();
+        async move { ready(url).await.then_some(()) }
+    })
+    .await;
+    let second = s.controller();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(reqwest_get(&format!("{}/healthz", second.metrics)).await.starts_with("HTTP/1.1 200"), "the follower is alive");
+    assert!(!ready(second.metrics.clone()).await, "the follower is not ready while the leader holds the lease");
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(s.admin.clone(), "tidegate-system")
+        .get("tidegate-engine-leader")
+        .await
+        .expect("lease");
+    assert!(lease.spec.and_then(|l| l.holder_identity).is_some(), "the lease names its holder");
+    drop(first);
+    let second_url = second.metrics.clone();
+    common::wait("the second replica to take over", 2 * MINUTE, || {
+        let url = second_url.clone();
+        async move { ready(url).await.then_some(()) }
+    })
+    .await;
+}
+
 async fn reqwest_get(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let without_scheme = url.trim_start_matches("http://");
     let (host, path) = without_scheme.split_once('/').expect("path");
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else { return String::new() };
     stream.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
     let mut body = String::new();
     stream.read_to_string(&mut body).await.expect("read");

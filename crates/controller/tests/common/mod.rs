@@ -152,6 +152,20 @@ impl Scenario {
         api.patch(promotion, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
     }
 
+    /// Asks for a rollback of `promotion`, as `user`.
+    pub async fn request_rollback(&self, client: &kube::Client, promotion: &str, user: &str) -> Result<(), kube::Error> {
+        let api: Api<Promotion> = Api::namespaced(client.clone(), &self.ns);
+        let patch = json!({"metadata": {"annotations": {"tidegate.dev/rollback-requested-by": user}}});
+        api.patch(promotion, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
+    }
+
+    /// A ConfigMap holding a test Job template that kwok completes.
+    pub async fn test_job_template(&self, name: &str) {
+        let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: smoke\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: smoke\n        image: registry.example.com/tools/smoke@sha256:4c184c0d25773ebecb5b46cfb86c87aede83bf6fb921f9d21292fab3deb4aa26\n        args: [\"--target=http://web\"]\n";
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}, "data": {"job.yaml": job}})).expect("configmap");
+        Api::<ConfigMap>::namespaced(self.admin.clone(), &self.ns).create(&PostParams::default(), &cm).await.expect("test job template");
+    }
+
     /// The image of a Deployment's first container in production.
     pub async fn deployment_image(&self, ns: &str, name: &str) -> Option<String> {
         let d = Api::<Deployment>::namespaced(self.admin.clone(), ns).get_opt(name).await.ok()??;

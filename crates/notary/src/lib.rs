@@ -1,0 +1,1 @@
+//! Notary Project signatures: work in progress by the supply-chain work.
