@@ -20,6 +20,7 @@ pub mod promotion;
 pub mod reference;
 pub mod release;
 pub mod rollout;
+pub mod watch;
 
 pub use digest::Digest;
 pub use duration::parse_duration;

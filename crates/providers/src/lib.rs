@@ -10,6 +10,8 @@
 
 pub mod inprocess;
 pub mod kubernetes;
+pub mod rebase;
+pub mod registry;
 pub mod report;
 pub mod staging_tests;
 

@@ -1,0 +1,511 @@
+//! An OCI distribution client: manifests and indexes, blobs, cross-repository mounts, tag listing
+//! with paging, and the OCI 1.1 referrers API with the referrers tag-schema fallback.
+//!
+//! Digest checks use `HEAD`, which costs no pull quota. Every registry host has a request budget
+//! (a token bucket); `429` answers are retried after their `Retry-After`, server errors with
+//! exponential backoff and jitter; `401` answers are met with Basic credentials or the bearer
+//! token flow, and tokens are cached per scope until they expire.
+
+pub mod auth;
+mod budget;
+pub mod error;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+
+pub use auth::Credentials;
+use auth::{parse_challenge, Challenge, TokenResponse};
+use budget::Budget;
+pub use error::RegistryError;
+use types::{Descriptor, Fetched, ImageIndex, MANIFEST_ACCEPT, OCI_INDEX};
+
+/// How the client talks to registries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Credentials per registry host (`host[:port]`).
+    pub credentials: BTreeMap<String, Credentials>,
+    /// Hosts reached over plain HTTP. Loopback hosts (`localhost`, `127.*`, `[::1]`) always are.
+    pub plain_http: BTreeSet<String>,
+    /// Requests per second each registry host may receive (burst: one second's worth).
+    pub requests_per_second: f64,
+    /// Retries of a request answered with 429 or a server error.
+    pub max_retries: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { credentials: BTreeMap::new(), plain_http: BTreeSet::new(), requests_per_second: 20.0, max_retries: 4, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// A repository in a registry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Repository {
+    /// Registry host with port.
+    pub host: String,
+    /// Repository path.
+    pub name: String,
+}
+
+impl Repository {
+    /// `host/name`.
+    pub fn new(host: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { host: host.into(), name: name.into() }
+    }
+}
+
+impl From<&tidegate_core::ImageRef> for Repository {
+    fn from(r: &tidegate_core::ImageRef) -> Self {
+        Self::new(r.registry.clone(), r.repository.clone())
+    }
+}
+
+impl std::fmt::Display for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.host, self.name)
+    }
+}
+
+/// The registry client. Cheap to share behind an `Arc`.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    options: ClientOptions,
+    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    budgets: Mutex<HashMap<String, Arc<Budget>>>,
+    requests: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+/// What a request is allowed to do, for the token scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Pull,
+    Push,
+}
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+impl RegistryClient {
+    /// A client with `options`.
+    pub fn new(options: ClientOptions) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| RegistryError::Transport { host: String::new(), message: e.to_string() })?;
+        Ok(Self { http, options, tokens: Mutex::default(), budgets: Mutex::default(), requests: Mutex::default() })
+    }
+
+    /// Requests sent to `host` so far (each HTTP request counts, retries and token requests to
+    /// the registry host included).
+    pub fn request_count(&self, host: &str) -> u64 {
+        self.counter(host).load(Ordering::SeqCst)
+    }
+
+    fn counter(&self, host: &str) -> Arc<AtomicU64> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry(host.to_string()).or_default().clone()
+    }
+
+    fn budget(&self, host: &str) -> Arc<Budget> {
+        self.budgets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Budget::new(self.options.requests_per_second)))
+            .clone()
+    }
+
+    fn base(&self, host: &str) -> String {
+        let loopback = host.starts_with("localhost") || host.starts_with("127.") || host.starts_with("[::1]");
+        let scheme = if loopback || self.options.plain_http.contains(host) { "http" } else { "https" };
+        format!("{scheme}://{host}")
+    }
+
+    /// Sends a request with budget, auth and retries. `body` is cloned for retries.
+    async fn send(
+        &self,
+        repo: &Repository,
+        access: Access,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response> {
+        let scope = format!("repository:{}:{}", repo.name, if access == Access::Push { "pull,push" } else { "pull" });
+        let credentials = self.options.credentials.get(&repo.host).cloned().unwrap_or_default();
+        let mut authorization = self.cached_token(&repo.host, &scope).map(|t| format!("Bearer {t}"));
+        let mut answered_challenge = false;
+        let mut attempt = 0;
+        loop {
+            self.budget(&repo.host).take().await;
+            let mut request = self.http.request(method.clone(), url).headers(headers.clone());
+            if let Some(value) = &authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            self.counter(&repo.host).fetch_add(1, Ordering::SeqCst);
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) if attempt < self.options.max_retries && (e.is_connect() || e.is_timeout()) => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(RegistryError::Transport { host: repo.host.clone(), message: e.to_string() }),
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !answered_challenge {
+                answered_challenge = true;
+                let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
+                authorization = match challenge {
+                    Some(Challenge::Basic) => credentials.basic_header(),
+                    Some(Challenge::Bearer { realm, service, scope: asked }) => {
+                        let scope = asked.unwrap_or_else(|| scope.clone());
+                        Some(format!("Bearer {}", self.fetch_token(repo, &credentials, &realm, service.as_deref(), &scope).await?))
+                    }
+                    None => None,
+                };
+                if authorization.is_some() {
+                    continue;
+                }
+            }
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            if retryable && attempt < self.options.max_retries {
+                attempt += 1;
+                let wait = retry_after(response.headers()).unwrap_or_else(|| backoff(attempt));
+                tracing::debug!(host = %repo.host, %status, ?wait, "registry asked to slow down; retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::ACCEPTED || status == StatusCode::CREATED {
+                return Ok(response);
+            }
+            return Err(error::from_response(repo, response).await);
+        }
+    }
+
+    fn cached_token(&self, host: &str, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.get(&(host.to_string(), scope.to_string())).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
+    }
+
+    async fn fetch_token(&self, repo: &Repository, credentials: &Credentials, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+        let mut request = self.http.get(realm).query(&[("scope", scope)]);
+        if let Some(service) = service {
+            request = request.query(&[("service", service)]);
+        }
+        if let Some(basic) = credentials.basic_header() {
+            request = request.header(AUTHORIZATION, basic);
+        }
+        let response = request.send().await.map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: format!("token endpoint {realm}: {e}") })?;
+        if !response.status().is_success() {
+            return Err(RegistryError::Denied {
+                repository: repo.to_string(),
+                message: format!("the token endpoint {realm} refused the credentials for {scope} ({})", response.status()),
+            });
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("token endpoint {realm}: {e}") })?;
+        let token = body.token.or(body.access_token).ok_or_else(|| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("token endpoint {realm} returned no token"),
+        })?;
+        // Renew a little before the registry would refuse it.
+        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(60).saturating_sub(10).max(10));
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((repo.host.clone(), scope.to_string()), (token.clone(), Instant::now() + lifetime));
+        Ok(token)
+    }
+
+    /// `HEAD` a manifest by tag or digest: its descriptor, or `None` when it does not exist.
+    pub async fn head_manifest(&self, repo: &Repository, reference: &str) -> Result<Option<Descriptor>> {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Pull, Method::HEAD, &url, accept(MANIFEST_ACCEPT), None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let headers = response.headers();
+        let digest = header(headers, "docker-content-digest").ok_or_else(|| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("HEAD {reference} answered without Docker-Content-Digest"),
+        })?;
+        if reference.starts_with("sha256:") && digest != reference {
+            return Err(RegistryError::BadDigest { repository: repo.to_string(), expected: reference.to_string(), actual: digest });
+        }
+        Ok(Some(Descriptor {
+            media_type: header(headers, CONTENT_TYPE.as_str()).unwrap_or_default(),
+            digest,
+            size: header(headers, "content-length").and_then(|l| l.parse().ok()).unwrap_or(0),
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        }))
+    }
+
+    /// Fetches a manifest or index by tag or digest, checking its digest.
+    pub async fn get_manifest(&self, repo: &Repository, reference: &str) -> Result<Fetched> {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Pull, Method::GET, &url, accept(MANIFEST_ACCEPT), None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound { what: format!("manifest {repo}:{reference}") });
+        }
+        let media_type = header(response.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
+        let served = header(response.headers(), "docker-content-digest");
+        let bytes = response.bytes().await.map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: e.to_string() })?.to_vec();
+        let digest = sha256(&bytes);
+        let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { served };
+        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:")) {
+            if expected != digest {
+                return Err(RegistryError::BadDigest { repository: repo.to_string(), expected, actual: digest });
+            }
+        }
+        let media_type = if media_type.is_empty() || media_type == "application/json" {
+            serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["mediaType"].as_str().map(str::to_string)).unwrap_or(media_type)
+        } else {
+            media_type
+        };
+        Ok(Fetched { bytes, media_type, digest })
+    }
+
+    /// Uploads a manifest under `reference` (a tag, or its own digest). Returns its digest, and
+    /// whether the registry processed its `subject` (the `OCI-Subject` header of OCI 1.1).
+    pub async fn put_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(String, bool)> {
+        let digest = sha256(bytes);
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base(&repo.host), repo.name);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, media_type.parse().map_err(|_| RegistryError::Protocol { repository: repo.to_string(), message: format!("bad media type {media_type}") })?);
+        let response = self.send(repo, Access::Push, Method::PUT, &url, headers, Some(bytes.to_vec())).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(error::from_response(repo, response).await);
+        }
+        let subject_processed = response.headers().contains_key("oci-subject");
+        Ok((digest, subject_processed))
+    }
+
+    /// Whether a blob exists (`HEAD`).
+    pub async fn blob_exists(&self, repo: &Repository, digest: &str) -> Result<bool> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Pull, Method::HEAD, &url, HeaderMap::new(), None).await?;
+        Ok(response.status().is_success())
+    }
+
+    /// Downloads a blob and checks its digest.
+    pub async fn get_blob(&self, repo: &Repository, digest: &str) -> Result<Vec<u8>> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Pull, Method::GET, &url, HeaderMap::new(), None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound { what: format!("blob {repo}@{digest}") });
+        }
+        let bytes = response.bytes().await.map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: e.to_string() })?.to_vec();
+        let actual = sha256(&bytes);
+        if actual != digest {
+            return Err(RegistryError::BadDigest { repository: repo.to_string(), expected: digest.to_string(), actual });
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads a blob unless it is already there (monolithic POST + PUT). Returns its digest.
+    pub async fn push_blob(&self, repo: &Repository, bytes: &[u8]) -> Result<String> {
+        let digest = sha256(bytes);
+        if self.blob_exists(repo, &digest).await? {
+            return Ok(digest);
+        }
+        let url = format!("{}/v2/{}/blobs/uploads/", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Push, Method::POST, &url, HeaderMap::new(), None).await?;
+        let location = self.upload_location(repo, &response)?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/octet-stream"));
+        let put = format!("{location}{separator}digest={digest}");
+        let response = self.send(repo, Access::Push, Method::PUT, &put, headers, Some(bytes.to_vec())).await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(error::from_response(repo, response).await);
+        }
+        Ok(digest)
+    }
+
+    /// Mounts a blob from another repository of the same registry without copying it. Returns
+    /// `false` when the registry would not mount (then upload it instead).
+    pub async fn mount_blob(&self, repo: &Repository, from: &str, digest: &str) -> Result<bool> {
+        let url = format!("{}/v2/{}/blobs/uploads/?mount={digest}&from={from}", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Push, Method::POST, &url, HeaderMap::new(), None).await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // The registry opened an upload instead; cancel it, the caller uploads.
+                if let Ok(location) = self.upload_location(repo, &response) {
+                    let _ = self.send(repo, Access::Push, Method::DELETE, &location, HeaderMap::new(), None).await;
+                }
+                Ok(false)
+            }
+            _ => Err(error::from_response(repo, response).await),
+        }
+    }
+
+    fn upload_location(&self, repo: &Repository, response: &reqwest::Response) -> Result<String> {
+        let location = header(response.headers(), LOCATION.as_str()).ok_or_else(|| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: "upload started without a Location".into(),
+        })?;
+        Ok(if location.starts_with("http") { location } else { format!("{}{location}", self.base(&repo.host)) })
+    }
+
+    /// Every tag of a repository, following `Link` pagination.
+    pub async fn tags(&self, repo: &Repository) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut url = format!("{}/v2/{}/tags/list?n=100", self.base(&repo.host), repo.name);
+        let mut tags = Vec::new();
+        for _ in 0..10_000 {
+            let response = self.send(repo, Access::Pull, Method::GET, &url, HeaderMap::new(), None).await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Err(error::from_response(repo, response).await);
+            }
+            let next = header(response.headers(), "link").and_then(|l| next_link(&l));
+            let page: TagList = response.json().await.map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("tag list: {e}") })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(path) if path.starts_with("http") => url = path,
+                Some(path) => url = format!("{}{path}", self.base(&repo.host)),
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::Protocol { repository: repo.to_string(), message: "tag list pagination does not end".into() })
+    }
+
+    /// Manifests that refer to `digest` (signatures, SBOMs), optionally of one artifact type:
+    /// the OCI 1.1 referrers API, or the `sha256-<hex>` tag-schema index where the API is absent.
+    pub async fn referrers(&self, repo: &Repository, digest: &str, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+        let url = format!("{}/v2/{}/referrers/{digest}", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Pull, Method::GET, &url, accept(OCI_INDEX), None).await?;
+        let index: ImageIndex = if response.status() == StatusCode::NOT_FOUND {
+            match self.get_manifest(repo, &fallback_tag(digest)).await {
+                Ok(fetched) => serde_json::from_slice(&fetched.bytes)
+                    .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("referrers index: {e}") })?,
+                Err(RegistryError::NotFound { .. }) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        } else {
+            response.json().await.map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("referrers: {e}") })?
+        };
+        Ok(index.manifests.into_iter().filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t))).collect())
+    }
+
+    /// Pushes an artifact manifest whose `subject` is `subject`, so that it is found among the
+    /// subject's referrers: through the referrers API when the registry processes subjects, else
+    /// by adding it to the `sha256-<hex>` fallback index tag.
+    pub async fn push_referrer(&self, repo: &Repository, media_type: &str, manifest: &[u8], subject: &str, descriptor: Descriptor) -> Result<String> {
+        let digest = sha256(manifest);
+        let (_, processed) = self.put_manifest(repo, &digest, media_type, manifest).await?;
+        if processed || self.referrers_api(repo, subject).await? {
+            return Ok(digest);
+        }
+        let tag = fallback_tag(subject);
+        let mut index = match self.get_manifest(repo, &tag).await {
+            Ok(fetched) => serde_json::from_slice::<ImageIndex>(&fetched.bytes)
+                .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("referrers index {tag}: {e}") })?,
+            Err(RegistryError::NotFound { .. }) => ImageIndex { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests: Vec::new(), annotations: None },
+            Err(e) => return Err(e),
+        };
+        if !index.manifests.iter().any(|d| d.digest == digest) {
+            index.manifests.push(descriptor);
+            let bytes = serde_json::to_vec(&index).map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: e.to_string() })?;
+            self.put_manifest(repo, &tag, OCI_INDEX, &bytes).await?;
+        }
+        Ok(digest)
+    }
+
+    async fn referrers_api(&self, repo: &Repository, subject: &str) -> Result<bool> {
+        let url = format!("{}/v2/{}/referrers/{subject}", self.base(&repo.host), repo.name);
+        let response = self.send(repo, Access::Pull, Method::GET, &url, accept(OCI_INDEX), None).await?;
+        Ok(response.status().is_success())
+    }
+}
+
+/// The referrers tag-schema fallback tag of a digest: `sha256-<hex>`.
+pub fn fallback_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
+/// `sha256:` digest of bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn accept(value: &'static str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, reqwest::header::HeaderValue::from_static(value));
+    headers
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find(|part| part.contains("rel=\"next\"") || part.contains("rel=next")).and_then(|part| {
+        let start = part.find('<')? + 1;
+        let end = part.find('>')?;
+        Some(part[start..end].to_string())
+    })
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as "soon").
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = header(headers, "retry-after")?;
+    Some(value.trim().parse::<u64>().map(Duration::from_secs).unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(60)))
+}
+
+/// Exponential backoff with jitter: 250 ms doubling, between half and all of it, capped at 10 s.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250).saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(10));
+    let jitter = 0.5 + (rand_fraction() / 2.0);
+    base.mul_f64(jitter)
+}
+
+fn rand_fraction() -> f64 {
+    // Sub-second clock noise is jitter enough for retry spreading; no RNG dependency needed.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_and_retry_headers() {
+        assert_eq!(next_link(r#"</v2/shop/app/tags/list?n=100&last=v99>; rel="next""#).as_deref(), Some("/v2/shop/app/tags/list?n=100&last=v99"));
+        assert_eq!(next_link(r#"<https://r.io/v2/x/tags/list?last=a>; rel="prev""#), None);
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert("retry-after", "999".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(60)), "capped");
+        assert!(backoff(1) <= Duration::from_millis(500) && backoff(20) <= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn digests_and_fallback_tags() {
+        assert_eq!(sha256(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(fallback_tag("sha256:abc"), "sha256-abc");
+    }
+}
