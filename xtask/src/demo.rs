@@ -256,6 +256,7 @@ impl Controller {
         let child = Command::new(bin.join("tidegate-controller"))
             .env("KUBECONFIG", &kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--signing-key-file", &key.display().to_string()])
+            .args(["--builder", "in-process"])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

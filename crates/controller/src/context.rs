@@ -36,6 +36,8 @@ pub struct Context {
     pub identity: String,
     /// The clock; tests may move it.
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    /// Digests of watched base images.
+    pub watcher: Arc<crate::watcher::BaseWatcher>,
 }
 
 impl Context {

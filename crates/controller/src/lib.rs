@@ -12,6 +12,7 @@ pub mod policy;
 pub mod promotion;
 pub mod release;
 pub mod status;
+pub mod watcher;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,11 +25,13 @@ use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::watcher as kube_watcher;
 use kube::ResourceExt;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_providers::inprocess::{HmacSigner, InProcessBuilder};
 use tidegate_providers::kubernetes::KubernetesTargets;
+use tidegate_providers::registry::{ClientOptions, RegistryClient};
+use tidegate_providers::registry_builder::RegistryBuilder;
 use tidegate_providers::report::ReportScanner;
 
 use crate::context::{Context, MANAGER};
@@ -56,10 +59,33 @@ pub struct Config {
     /// Watch ImagePolicies, Releases and Promotions in this namespace only. Default: all.
     #[arg(long, env = "TIDEGATE_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// How candidates are built: `registry` (rebase in the registry, resolve external builds) or
+    /// `in-process` (no registry; digests derived from the build inputs, for demos and tests).
+    #[arg(long, value_enum, default_value = "registry")]
+    pub builder: BuilderKind,
+    /// A `.dockerconfigjson` file with registry credentials (the content of a
+    /// `kubernetes.io/dockerconfigjson` Secret).
+    #[arg(long, env = "TIDEGATE_REGISTRY_CREDENTIALS")]
+    pub registry_credentials: Option<PathBuf>,
+    /// Registry hosts reached over plain HTTP (loopback hosts always are). Repeatable.
+    #[arg(long = "plain-http-registry")]
+    pub plain_http_registries: Vec<String>,
+    /// Requests per second each registry may receive from this controller.
+    #[arg(long, default_value_t = 20.0)]
+    pub registry_requests_per_second: f64,
     /// File with the key that signs candidates (at least 16 bytes). Without it a random key is
     /// used, and signatures made before a restart no longer verify (they fail closed).
     #[arg(long, env = "TIDEGATE_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+}
+
+/// How candidates are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuilderKind {
+    /// Rebase in the registry; resolve external builds there.
+    Registry,
+    /// No registry: digests derived from the build inputs.
+    InProcess,
 }
 
 /// Runs the controller until the process is stopped or leadership is lost.
@@ -67,7 +93,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let identity = whoami(&client).await?;
     let metrics = Arc::new(Metrics::default());
-    let server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone()));
+    let registry = Arc::new(registry_client(&config)?);
+    let watcher = Arc::new(watcher::BaseWatcher::new(registry.clone()));
+    let server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone(), watcher.clone()));
 
     let replica = config.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     if !config.no_leader_election {
@@ -90,7 +118,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         targets: KubernetesTargets::new(client.clone(), MANAGER),
-        builder: Arc::new(InProcessBuilder),
+        builder: match config.builder {
+            BuilderKind::Registry => Arc::new(RegistryBuilder::new(registry.clone())),
+            BuilderKind::InProcess => Arc::new(InProcessBuilder),
+        },
         scanner: Arc::new(ReportScanner::new(client.clone())),
         signer: Arc::new(HmacSigner::new(key)?),
         recorder: Recorder::new(client.clone(), MANAGER.into()),
@@ -98,11 +129,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         backoff: backoff::Backoff::default(),
         identity: identity.clone(),
         clock: Arc::new(jiff::Timestamp::now),
+        watcher: watcher.clone(),
     });
     tracing::info!(%identity, %replica, "controller starting");
     metrics.set_ready(true);
 
-    let watch = watcher::Config::default;
+    let watch = kube_watcher::Config::default;
     let scope = config.namespace.clone();
     let api = |client: &kube::Client| -> (Api<Release>, Api<Promotion>, Api<ImagePolicy>) {
         match &scope {
@@ -143,7 +175,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .run(reconcile_promotion, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let policies = Controller::new(policy_api, watch())
+    let policy_controller = Controller::new(policy_api, watch());
+    let (changed_tx, changed_rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(watcher.clone().run(policy_controller.store(), changed_tx));
+    let policies = policy_controller
+        .reconcile_all_on(tokio_stream_from(changed_rx))
         .watches(release_api, watch(), |r| {
             r.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&r.spec.policy).within(&ns))
         })
@@ -159,6 +195,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         result = server => result??,
     }
     Ok(())
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {
+    let credentials = match &config.registry_credentials {
+        Some(path) => {
+            let json = std::fs::read(path).map_err(|e| anyhow::anyhow!("--registry-credentials {}: {e}", path.display()))?;
+            tidegate_providers::registry::auth::from_docker_config(&json).map_err(|e| anyhow::anyhow!("--registry-credentials {}: {e}", path.display()))?
+        }
+        None => Default::default(),
+    };
+    Ok(RegistryClient::new(ClientOptions {
+        credentials,
+        plain_http: config.plain_http_registries.iter().cloned().collect(),
+        requests_per_second: config.registry_requests_per_second,
+        ..Default::default()
+    })?)
 }
 
 async fn whoami(client: &kube::Client) -> anyhow::Result<String> {

@@ -8,12 +8,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::watcher::BaseWatcher;
 
 /// Labels of reconcile metrics: the resource kind.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,14 +96,16 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` (the process runs) and `/readyz` (leader and controllers
-/// started) on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+/// Serves `/metrics`, `/healthz` (the process runs), `/readyz` (leader and controllers
+/// started) and `POST /webhooks/registry` (registry push notifications) on `addr` until the
+/// process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, watcher: Arc<BaseWatcher>) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready_handler))
-        .with_state(metrics);
+        .with_state(metrics)
+        .merge(axum::Router::new().route("/webhooks/registry", post(notification_handler)).with_state(watcher));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     axum::serve(listener, app).await
@@ -109,6 +113,15 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
 
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
+}
+
+async fn notification_handler(State(watcher): State<Arc<BaseWatcher>>, body: axum::body::Bytes) -> impl IntoResponse {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "expected a JSON registry notification".to_string());
+    };
+    let pushes = crate::watcher::parse_notification(&json);
+    let matched: usize = pushes.iter().map(|(repository, tag)| watcher.notify(repository, tag.as_deref())).sum();
+    (StatusCode::ACCEPTED, format!("{} push(es), {matched} watched base image(s) to check now", pushes.len()))
 }
 
 async fn ready_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -9,7 +9,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::DigestRecord;
-use tidegate_api::release::{ReasonKind, ReleaseReason};
+use tidegate_api::release::{BaseImageChange, ReasonKind, ReleaseReason};
 use tidegate_api::{ImagePolicy, PromotionPhase, Release, ReleaseSpec, ANNOTATION_TRIGGER, LABEL_POLICY};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::names;
@@ -35,7 +35,27 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     let now = ctx.now();
 
     if let Some(token) = policy.annotations().get(ANNOTATION_TRIGGER).filter(|t| !t.trim().is_empty()) {
-        trigger(&ctx, &policy, token).await?;
+        let reason = ReleaseReason { kind: ReasonKind::Manual, base_image: None, vulnerabilities: None, message: Some(format!("requested with {ANNOTATION_TRIGGER}={token}")) };
+        start_release(&ctx, &policy, names::release_name(&name, "manual", token), reason).await?;
+    }
+    if let Some(base) = &policy.spec.triggers.base_image {
+        if let Some(digest) = ctx.watcher.digest(&base.reference) {
+            match status.base_digest.clone() {
+                // The first digest seen is the baseline, not a change.
+                None => status.base_digest = Some(digest),
+                Some(old) if old != digest => {
+                    let reason = ReleaseReason {
+                        kind: ReasonKind::BaseImageUpdated,
+                        base_image: Some(BaseImageChange { reference: base.reference.clone(), old_digest: Some(old), new_digest: digest.clone() }),
+                        vulnerabilities: None,
+                        message: None,
+                    };
+                    start_release(&ctx, &policy, names::release_name(&name, "base", &digest), reason).await?;
+                    status.base_digest = Some(digest);
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     let all: Vec<&tidegate_api::image_policy::Workload> = policy.spec.workloads.iter().collect();
@@ -106,27 +126,15 @@ fn history(promotions: &[tidegate_api::Promotion], current: Option<&str>) -> Vec
     records
 }
 
-/// Starts the Release of a manual trigger; the same token always names the same Release.
-async fn trigger(ctx: &Context, policy: &ImagePolicy, token: &str) -> Result<()> {
+/// Starts a Release under a deterministic name: a trigger that fires again finds it there.
+async fn start_release(ctx: &Context, policy: &ImagePolicy, name: String, reason: ReleaseReason) -> Result<()> {
     let namespace = policy.namespace().unwrap_or_default();
-    let name = names::release_name(&policy.name_any(), "manual", token);
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
     if api.get_opt(&name).await?.is_some() {
         return Ok(());
     }
-    let mut release = Release::new(
-        &name,
-        ReleaseSpec {
-            policy: policy.name_any(),
-            reason: ReleaseReason {
-                kind: ReasonKind::Manual,
-                base_image: None,
-                vulnerabilities: None,
-                message: Some(format!("requested with {ANNOTATION_TRIGGER}={token}")),
-            },
-            source: None,
-        },
-    );
+    let why = format!("{:?}", reason.kind);
+    let mut release = Release::new(&name, ReleaseSpec { policy: policy.name_any(), reason, source: None });
     release.metadata.namespace = Some(namespace);
     release.metadata.labels = Some([(LABEL_POLICY.to_string(), policy.name_any())].into());
     release.metadata.owner_references = Some(vec![OwnerReference {
@@ -139,7 +147,7 @@ async fn trigger(ctx: &Context, policy: &ImagePolicy, token: &str) -> Result<()>
     }]);
     match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &release).await {
         Ok(_) => {
-            ctx.event(policy, false, "ReleaseStarted", format!("release {name} started by a manual trigger"), "Trigger").await;
+            ctx.event(policy, false, "ReleaseStarted", format!("release {name} started ({why})"), "Trigger").await;
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

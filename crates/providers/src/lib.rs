@@ -12,12 +12,19 @@ pub mod inprocess;
 pub mod kubernetes;
 pub mod rebase;
 pub mod registry;
+pub mod registry_builder;
 pub mod report;
 pub mod staging_tests;
 
 use tidegate_api::{ImagePolicy, Release};
 use tidegate_core::gate::Finding;
 use tidegate_core::{Digest, ImageRef};
+
+/// Makes sure a TLS crypto provider is installed for the process (ring, as kube uses). HTTP
+/// clients of the providers call this before they are built; installing twice is harmless.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// What a provider call can fail with.
 #[derive(Debug, thiserror::Error)]

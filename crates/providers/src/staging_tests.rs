@@ -24,6 +24,7 @@ pub struct CheckResult {
 pub async fn http_check(check: &HttpCheck, base_url: &str) -> CheckResult {
     let url = format!("{}{}", base_url.trim_end_matches('/'), check.path);
     let timeout = tidegate_core::parse_duration(&check.timeout).unwrap_or(Duration::from_secs(10));
+    crate::ensure_crypto_provider();
     let client = match reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build() {
         Ok(client) => client,
         Err(e) => return CheckResult { name: check.name.clone(), passed: false, message: format!("cannot build an HTTP client: {e}") },

@@ -297,6 +297,7 @@ impl ControllerProcess {
             .args(["--namespace", &namespace])
             .args(["--lease-name", &format!("tidegate-{namespace}")])
             .args(["--signing-key-file", &key.display().to_string()])
+            .args(["--builder", "in-process"])
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .stdin(Stdio::null())

@@ -96,6 +96,7 @@ type Result<T> = std::result::Result<T, RegistryError>;
 impl RegistryClient {
     /// A client with `options`.
     pub fn new(options: ClientOptions) -> Result<Self> {
+        crate::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::limited(5))

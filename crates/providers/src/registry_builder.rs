@@ -1,0 +1,89 @@
+//! The registry-backed builder: rebases the image production runs onto the new base image, or
+//! resolves an externally built image's tag to its digest, once.
+
+use std::sync::Arc;
+
+use tidegate_api::release::ReasonKind;
+use tidegate_api::{ImagePolicy, Release};
+use tidegate_core::{Digest, ImageRef};
+
+use crate::rebase::{rebase, RebaseRequest};
+use crate::registry::{RegistryClient, Repository};
+use crate::{Builder, Built, ProviderError, Result};
+
+/// Builds with a real registry.
+pub struct RegistryBuilder {
+    client: Arc<RegistryClient>,
+}
+
+impl RegistryBuilder {
+    /// A builder using `client`.
+    pub fn new(client: Arc<RegistryClient>) -> Self {
+        Self { client }
+    }
+
+    async fn resolve(&self, image: &ImageRef) -> Result<Digest> {
+        if let Some(digest) = &image.digest {
+            return Ok(digest.clone());
+        }
+        let tag = image.tag.clone().unwrap_or_else(|| "latest".into());
+        let descriptor = self
+            .client
+            .head_manifest(&Repository::from(image), &tag)
+            .await?
+            .ok_or_else(|| ProviderError::Permanent(format!("{image} does not exist in the registry")))?;
+        descriptor.digest.parse().map_err(|e| ProviderError::Permanent(format!("{image}: {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl Builder for RegistryBuilder {
+    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef) -> Result<Built> {
+        let name = release.metadata.name.clone().unwrap_or_default();
+        if let Some(source) = &release.spec.source {
+            let source: ImageRef = source.image.parse().map_err(|e| ProviderError::Permanent(format!("spec.source.image: {e}")))?;
+            if source.repository_ref() != repository.repository_ref() {
+                return Err(ProviderError::Permanent(format!(
+                    "spec.source.image is in {}, but the policy promotes {}",
+                    source.repository_ref(),
+                    repository.repository_ref()
+                )));
+            }
+            let digest = self.resolve(&source).await?;
+            return Ok(Built { run: format!("resolved {source} to {digest}"), digest });
+        }
+        let base = policy.spec.triggers.base_image.as_ref().ok_or_else(|| {
+            ProviderError::Permanent("nothing to rebuild: set spec.triggers.baseImage (to rebase) or spec.source.image (an external build)".into())
+        })?;
+        let base_ref: ImageRef = base.reference.parse().map_err(|e| ProviderError::Permanent(format!("spec.triggers.baseImage.ref: {e}")))?;
+        let new_base = match (&release.spec.reason.kind, &release.spec.reason.base_image) {
+            (ReasonKind::BaseImageUpdated, Some(change)) => change.new_digest.clone(),
+            _ => self.resolve(&base_ref).await?.to_string(),
+        };
+        let source_reference = match (policy.spec.build.rebase.as_ref().and_then(|r| r.source_tag.clone()), policy.status.as_ref().and_then(|s| s.production_digest.clone())) {
+            (Some(tag), _) => tag,
+            (None, Some(digest)) => digest,
+            (None, None) => {
+                return Err(ProviderError::Permanent(
+                    "nothing to rebase: production runs no digest yet; set spec.build.rebase.sourceTag".into(),
+                ))
+            }
+        };
+        let short = new_base.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+        let tag = format!("tidegate-{short}-{}", name.chars().rev().take(10).collect::<String>().chars().rev().collect::<String>());
+        let request = RebaseRequest {
+            repository: Repository::from(repository),
+            reference: source_reference.clone(),
+            old_base: None,
+            new_base: (Repository::from(&base_ref), new_base.clone()),
+            new_base_name: base.reference.clone(),
+            tag: tag.clone(),
+        };
+        let rebased = rebase(&self.client, &request).await?;
+        let digest: Digest = rebased.digest.parse().map_err(|e| ProviderError::Permanent(format!("rebased digest: {e}")))?;
+        Ok(Built {
+            run: format!("rebased {source_reference} onto {new_base} as :{tag} ({} blobs mounted, {} uploaded)", rebased.mounted, rebased.uploaded),
+            digest,
+        })
+    }
+}
