@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build (once) the control-plane binaries from the pinned Go modules and print their paths.
+    /// Build (once) the control-plane binaries and the supply-chain tools (registry, crane,
+    /// notation, ocireg) from the pinned Go modules and print their paths.
     Tools,
     /// Write the CRD YAML in crds/ from the Rust types (with --check, fail if it differs instead).
     Crds {
@@ -67,6 +68,9 @@ fn tools() -> Result<tidegate_testenv::tools::Tools> {
     let tools = tidegate_testenv::tools::build(&mut |line| eprintln!("[tools] {line}"))?;
     for name in tidegate_testenv::tools::BINARIES {
         println!("{}", tools.path(name).display());
+    }
+    for name in tidegate_testenv::tools::SUPPLY_CHAIN_BINARIES {
+        println!("{}", tidegate_testenv::tools::supply_chain_dir().join(name).display());
     }
     eprintln!("[tools] ready after {:.0?}", started.elapsed());
     Ok(tools)

@@ -7,6 +7,9 @@
 //! removes its temporary directory. [`shared`] gives one environment per test binary, cleaned up
 //! when the binary exits, also after a failed test.
 //!
+//! [`registry`] runs real OCI registries on loopback: the CNCF distribution registry (anonymous,
+//! basic or bearer-token auth) and `ocireg` (the OCI 1.1 referrers API).
+//!
 //! The binaries come from [`tools`]: built once from the pinned Go modules by
 //! `cargo xtask tools` and cached outside the repository.
 
@@ -17,6 +20,7 @@ pub mod kubeconfig;
 pub mod nodes;
 pub mod pki;
 pub mod process;
+pub mod registry;
 mod shared;
 pub mod tools;
 pub mod workloads;
@@ -24,6 +28,7 @@ pub mod workloads;
 use std::path::{Path, PathBuf};
 
 pub use env::{established_crds, ready_nodes, Options, TestEnv, ADMIN_USER};
+pub use registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 pub use shared::shared;
 
 /// What can go wrong while building, starting or talking to the environment.
@@ -73,6 +78,9 @@ pub enum Error {
     /// A manifest is not valid YAML.
     #[error("invalid YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    /// A test registry or its token server misbehaved, or a request to it failed.
+    #[error("registry: {0}")]
+    Registry(String),
     /// The API server answered with an error.
     #[error(transparent)]
     Kube(#[from] kube::Error),

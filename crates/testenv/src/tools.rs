@@ -6,6 +6,11 @@
 //! wrapper module replaces each of them with its published `v0.x` version. The list is read from
 //! the downloaded `go.mod`, since it changes between releases. etcd's server module has replace
 //! directives too, which a wrapper module ignores.
+//!
+//! The supply-chain tools ([`SupplyChainTools`]: the CNCF distribution `registry`, `crane`,
+//! `notation` and our own `ocireg`, whose Go source is in `crates/testenv/go/ocireg`) are built the
+//! same way into a directory of their own, so that the control-plane cache stays valid when one
+//! of them is re-pinned.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +26,14 @@ pub const KUBERNETES_STAGING_VERSION: &str = "v0.36.3";
 pub const ETCD_VERSION: &str = "v3.6.16";
 /// kwok release.
 pub const KWOK_VERSION: &str = "v0.8.0";
+
+/// CNCF distribution registry release (`github.com/distribution/distribution/v3/cmd/registry`).
+pub const DISTRIBUTION_VERSION: &str = "v3.1.2";
+/// go-containerregistry release: `crane`, and the `pkg/registry` that `ocireg` is built on (the
+/// version is also required in `crates/testenv/go/ocireg/go.mod`).
+pub const GO_CONTAINERREGISTRY_VERSION: &str = "v0.22.1";
+/// Notary Project `notation` CLI release.
+pub const NOTATION_VERSION: &str = "v1.3.2";
 
 /// Binaries the local control plane needs, all in one directory.
 pub const BINARIES: [&str; 6] = [
@@ -91,6 +104,110 @@ impl Tools {
     }
 }
 
+/// The supply-chain tools: registries, `crane` and `notation`, all in one directory.
+pub const SUPPLY_CHAIN_BINARIES: [&str; 4] = ["registry", "crane", "notation", "ocireg"];
+
+/// Environment variable naming a directory that holds all of [`SUPPLY_CHAIN_BINARIES`], checked
+/// first. [`TOOLS_DIR_ENV`] is used too when its directory holds them all.
+pub const SUPPLY_CHAIN_TOOLS_DIR_ENV: &str = "TIDEGATE_SUPPLY_CHAIN_TOOLS_DIR";
+
+/// Source of `ocireg`, our small OCI registry with the referrers API, compiled into this crate so
+/// that a change to it gets a new cache directory.
+pub mod ocireg_source {
+    /// `main.go`.
+    pub const MAIN_GO: &str = include_str!("../go/ocireg/main.go");
+    /// `go.mod`.
+    pub const GO_MOD: &str = include_str!("../go/ocireg/go.mod");
+    /// `go.sum`.
+    pub const GO_SUM: &str = include_str!("../go/ocireg/go.sum");
+
+    /// A short fingerprint of the three files (FNV-1a), part of the cache directory's name.
+    pub fn fingerprint() -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in [MAIN_GO, "\0", GO_MOD, "\0", GO_SUM].iter().flat_map(|s| s.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{:08x}", hash >> 32)
+    }
+}
+
+/// Where the supply-chain tools are: the distribution `registry`, `crane`, `notation` and
+/// `ocireg`.
+#[derive(Clone, Debug)]
+pub struct SupplyChainTools {
+    dir: PathBuf,
+}
+
+impl SupplyChainTools {
+    /// Finds the binaries: `$TIDEGATE_SUPPLY_CHAIN_TOOLS_DIR`, then `$TIDEGATE_TOOLS_DIR` if it
+    /// holds all of them, then the build cache ([`supply_chain_dir`]).
+    pub fn locate() -> Result<Self, Error> {
+        if let Some(dir) = std::env::var_os(SUPPLY_CHAIN_TOOLS_DIR_ENV).filter(|v| !v.is_empty()) {
+            let tools = Self { dir: PathBuf::from(dir) };
+            return match tools.check() {
+                Ok(()) => Ok(tools),
+                Err(missing) => Err(Error::ToolsMissing {
+                    dir: tools.dir,
+                    missing,
+                    hint: format!("{SUPPLY_CHAIN_TOOLS_DIR_ENV} is set; put the missing files there or unset it"),
+                }),
+            };
+        }
+        if let Some(dir) = std::env::var_os(TOOLS_DIR_ENV).filter(|v| !v.is_empty()) {
+            let tools = Self { dir: PathBuf::from(dir) };
+            if tools.check().is_ok() {
+                return Ok(tools);
+            }
+        }
+        let tools = Self { dir: supply_chain_dir() };
+        tools.check().map(|()| tools).map_err(|missing| Error::ToolsMissing {
+            dir: supply_chain_dir(),
+            missing,
+            hint: "run `cargo xtask tools` to build them".into(),
+        })
+    }
+
+    /// Directory holding the binaries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of one binary.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The CNCF distribution registry.
+    pub fn registry(&self) -> PathBuf {
+        self.path("registry")
+    }
+
+    /// `crane`.
+    pub fn crane(&self) -> PathBuf {
+        self.path("crane")
+    }
+
+    /// `notation`.
+    pub fn notation(&self) -> PathBuf {
+        self.path("notation")
+    }
+
+    /// `ocireg`, the registry with the OCI 1.1 referrers API.
+    pub fn ocireg(&self) -> PathBuf {
+        self.path("ocireg")
+    }
+
+    fn check(&self) -> Result<(), Vec<String>> {
+        let missing: Vec<String> = SUPPLY_CHAIN_BINARIES
+            .iter()
+            .filter(|name| !self.path(name).is_file())
+            .map(|name| (*name).to_string())
+            .collect();
+        if missing.is_empty() { Ok(()) } else { Err(missing) }
+    }
+}
+
 /// Root of Tidegate's cache: `$TIDEGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/tidegate`, else
 /// `~/.cache/tidegate`.
 pub fn cache_root() -> PathBuf {
@@ -112,11 +229,31 @@ pub fn default_dir() -> PathBuf {
         .join("bin")
 }
 
-/// Builds every binary into [`default_dir`] unless it is already there, and returns them.
+/// Directory the pinned supply-chain tools are cached in; a new pin (or a change to `ocireg`'s
+/// source) gets a new directory.
+pub fn supply_chain_dir() -> PathBuf {
+    cache_root()
+        .join("tools")
+        .join(format!(
+            "supply-chain_registry-{DISTRIBUTION_VERSION}_crane-{GO_CONTAINERREGISTRY_VERSION}_notation-{NOTATION_VERSION}_ocireg-{}",
+            ocireg_source::fingerprint()
+        ))
+        .join("bin")
+}
+
+/// Builds every binary, the control plane's into [`default_dir`] and the supply-chain tools into
+/// [`supply_chain_dir`], unless they are already there, and returns the control plane's.
 ///
 /// `progress` receives one line per step. Takes a few minutes cold on two cores; the Go build
 /// cache (`go env GOCACHE`) and module cache make a rebuild fast.
 pub fn build(progress: &mut dyn FnMut(&str)) -> Result<Tools, Error> {
+    let tools = build_control_plane(progress)?;
+    build_supply_chain(progress)?;
+    Ok(tools)
+}
+
+/// Builds the control-plane binaries into [`default_dir`] unless they are already there.
+pub fn build_control_plane(progress: &mut dyn FnMut(&str)) -> Result<Tools, Error> {
     let out = default_dir();
     let tools = Tools { dir: out.clone() };
     if tools.check().is_ok() {
@@ -162,6 +299,85 @@ pub fn build(progress: &mut dyn FnMut(&str)) -> Result<Tools, Error> {
     })?;
     progress(&format!("tools ready in {}", out.display()));
     Ok(tools)
+}
+
+/// Builds the supply-chain tools into [`supply_chain_dir`], each one unless it is already there.
+pub fn build_supply_chain(progress: &mut dyn FnMut(&str)) -> Result<SupplyChainTools, Error> {
+    let out = supply_chain_dir();
+    let tools = SupplyChainTools { dir: out.clone() };
+    if tools.check().is_ok() {
+        progress(&format!("supply-chain tools already built in {}", out.display()));
+        return Ok(tools);
+    }
+    go_version()?;
+    let work = cache_root().join("tools").join("src");
+    fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+
+    if !tools.registry().is_file() {
+        progress(&format!("building registry (CNCF distribution) {DISTRIBUTION_VERSION}"));
+        let dir = work.join("distribution");
+        wrapper_module(&dir, "distribution")?;
+        let cmd = "github.com/distribution/distribution/v3/cmd/registry";
+        go(&dir, &["get", &format!("{cmd}@{DISTRIBUTION_VERSION}")])?;
+        let ldflags =
+            format!("-s -w -X github.com/distribution/distribution/v3/version.version={DISTRIBUTION_VERSION}");
+        go_build_to(&dir, &tools.registry(), &ldflags, cmd)?;
+    }
+
+    if !tools.crane().is_file() {
+        progress(&format!("building crane {GO_CONTAINERREGISTRY_VERSION}"));
+        let dir = work.join("crane");
+        wrapper_module(&dir, "crane")?;
+        let cmd = "github.com/google/go-containerregistry/cmd/crane";
+        go(&dir, &["get", &format!("{cmd}@{GO_CONTAINERREGISTRY_VERSION}")])?;
+        let ldflags = format!("-s -w -X {cmd}/cmd.Version={GO_CONTAINERREGISTRY_VERSION}");
+        go_build_to(&dir, &tools.crane(), &ldflags, cmd)?;
+    }
+
+    if !tools.notation().is_file() {
+        progress(&format!("building notation {NOTATION_VERSION}"));
+        let dir = work.join("notation");
+        wrapper_module(&dir, "notation")?;
+        let module = "github.com/notaryproject/notation";
+        go(&dir, &["get", &format!("{module}/cmd/notation@{NOTATION_VERSION}")])?;
+        // The release build sets these (`make build`): no "+unreleased" suffix, and the commit.
+        let version = format!("{module}/internal/version");
+        let mut ldflags = format!("-s -w -X {version}.Version={NOTATION_VERSION} -X {version}.BuildMetadata=");
+        if let Some(commit) = module_commit(&dir, &format!("{module}@{NOTATION_VERSION}")) {
+            ldflags.push_str(&format!(" -X {version}.GitCommit={commit}"));
+        }
+        go_build_to(&dir, &tools.notation(), &ldflags, &format!("{module}/cmd/notation"))?;
+    }
+
+    if !tools.ocireg().is_file() {
+        progress(&format!("building ocireg (go-containerregistry {GO_CONTAINERREGISTRY_VERSION} pkg/registry)"));
+        let dir = work.join("ocireg");
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        for (name, text) in [
+            ("main.go", ocireg_source::MAIN_GO),
+            ("go.mod", ocireg_source::GO_MOD),
+            ("go.sum", ocireg_source::GO_SUM),
+        ] {
+            let path = dir.join(name);
+            fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
+        go_build_to(&dir, &tools.ocireg(), "-s -w", ".")?;
+    }
+
+    tools.check().map_err(|missing| Error::ToolsMissing {
+        dir: out.clone(),
+        missing,
+        hint: "the build finished without producing them; see the output above".into(),
+    })?;
+    progress(&format!("supply-chain tools ready in {}", out.display()));
+    Ok(tools)
+}
+
+/// The VCS commit a module version was tagged at, as the module proxy reports it.
+fn module_commit(dir: &Path, module: &str) -> Option<String> {
+    let out = go(dir, &["mod", "download", "-json", module]).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&out).ok()?;
+    info["Origin"]["Hash"].as_str().map(str::to_string)
 }
 
 /// The `k8s.io/*` modules that `k8s.io/kubernetes`'s go.mod replaces with a staging directory.
@@ -288,6 +504,14 @@ mod tests {
     fn staging_modules_are_read_from_the_replace_block() {
         let go_mod = "module k8s.io/kubernetes\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tk8s.io/client-go => ./staging/src/k8s.io/client-go\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)\n\nreplace k8s.io/kms => ./staging/src/k8s.io/kms\n";
         assert_eq!(staging_modules(go_mod), ["k8s.io/api", "k8s.io/client-go", "k8s.io/kms"]);
+    }
+
+    #[test]
+    fn ocireg_is_built_on_the_pinned_go_containerregistry() {
+        let require = format!("github.com/google/go-containerregistry {GO_CONTAINERREGISTRY_VERSION}");
+        assert!(ocireg_source::GO_MOD.contains(&require), "go/ocireg/go.mod must require {require}");
+        assert_eq!(ocireg_source::fingerprint().len(), 8);
+        assert!(supply_chain_dir().to_string_lossy().contains(&ocireg_source::fingerprint()));
     }
 
     #[test]

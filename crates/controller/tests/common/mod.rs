@@ -68,9 +68,40 @@ impl Scenario {
         api.patch("shop-app", &PatchParams::apply("scenario").force(), &Patch::Apply(&policy)).await.expect("apply policy");
     }
 
-    /// Starts the controller for this scenario's namespace.
+    /// Starts the controller for this scenario's namespace (in-process builder).
     pub fn controller(&self) -> ControllerProcess {
-        ControllerProcess::start(self)
+        ControllerProcess::start(self, &["--builder", "in-process"])
+    }
+
+    /// Starts the controller with `args`.
+    pub fn controller_with(&self, args: &[&str]) -> ControllerProcess {
+        ControllerProcess::start(self, args)
+    }
+
+    /// Sets the image of the `web` Deployments in staging and production.
+    pub async fn set_workload_images(&self, image: &str) {
+        for ns in [&self.staging, &self.ns] {
+            let api: Api<Deployment> = Api::namespaced(self.admin.clone(), ns);
+            let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+            api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("set image");
+        }
+    }
+
+    /// Another policy in this namespace that watches `base` (its workload does not exist).
+    pub async fn extra_policy(&self, name: &str, image: &str, base: &str) {
+        let policy = json!({
+            "apiVersion": "tidegate.dev/v1alpha1", "kind": "ImagePolicy",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "image": image,
+                "triggers": {"baseImage": {"ref": base, "interval": "1m"}},
+                "workloads": [{"name": "w", "kind": "worker",
+                    "staging": {"kubernetes": {"kind": "Deployment", "namespace": self.staging, "name": name}},
+                    "production": {"kubernetes": {"kind": "Deployment", "namespace": self.ns, "name": name}}}]
+            }
+        });
+        let api: Api<ImagePolicy> = Api::namespaced(self.admin.clone(), &self.ns);
+        api.patch(name, &PatchParams::apply("scenario").force(), &Patch::Apply(&policy)).await.expect("apply extra policy");
     }
 
     /// A client for a user with real client certificates.
@@ -269,12 +300,13 @@ pub struct ControllerProcess {
     kubeconfig: PathBuf,
     key: PathBuf,
     namespace: String,
+    args: Vec<String>,
 }
 
 static PORT: AtomicU16 = AtomicU16::new(0);
 
 impl ControllerProcess {
-    fn start(scenario: &Scenario) -> Self {
+    fn start(scenario: &Scenario, args: &[&str]) -> Self {
         let kubeconfig = scenario.path("controller.kubeconfig");
         if !kubeconfig.exists() {
             let yaml = scenario.env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts", "system:serviceaccounts:tidegate-system"]).expect("kubeconfig");
@@ -284,10 +316,11 @@ impl ControllerProcess {
         if !key.exists() {
             std::fs::write(&key, format!("scenario-key-{}", scenario.ns)).expect("write key");
         }
-        Self::spawn(kubeconfig, key, scenario.ns.clone(), scenario.path(&format!("controller-{}.log", PORT.fetch_add(1, Ordering::SeqCst))))
+        let args = args.iter().map(|a| a.to_string()).collect();
+        Self::spawn(kubeconfig, key, scenario.ns.clone(), scenario.path(&format!("controller-{}.log", PORT.fetch_add(1, Ordering::SeqCst))), args)
     }
 
-    fn spawn(kubeconfig: PathBuf, key: PathBuf, namespace: String, log: PathBuf) -> Self {
+    fn spawn(kubeconfig: PathBuf, key: PathBuf, namespace: String, log: PathBuf, args: Vec<String>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_tidegate-controller"))
@@ -297,13 +330,13 @@ impl ControllerProcess {
             .args(["--namespace", &namespace])
             .args(["--lease-name", &format!("tidegate-{namespace}")])
             .args(["--signing-key-file", &key.display().to_string()])
-            .args(["--builder", "in-process"])
+            .args(&args)
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
             .expect("start tidegate-controller");
-        Self { child, metrics: format!("http://127.0.0.1:{port}"), log, kubeconfig, key, namespace }
+        Self { child, metrics: format!("http://127.0.0.1:{port}"), log, kubeconfig, key, namespace, args }
     }
 
     /// Kills the process without warning (SIGKILL) and starts a new one with the same settings.
@@ -311,7 +344,7 @@ impl ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let log = self.log.with_extension(format!("{}.log", PORT.fetch_add(1, Ordering::SeqCst)));
-        *self = Self::spawn(self.kubeconfig.clone(), self.key.clone(), self.namespace.clone(), log);
+        *self = Self::spawn(self.kubeconfig.clone(), self.key.clone(), self.namespace.clone(), log, self.args.clone());
     }
 
     /// The end of the log, for failure messages.
