@@ -119,7 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client: client.clone(),
         targets: KubernetesTargets::new(client.clone(), MANAGER),
         builder: match config.builder {
-            BuilderKind::Registry => Arc::new(RegistryBuilder::new(registry.clone())),
+            BuilderKind::Registry => Arc::new(RegistryBuilder::new(registry.clone(), client.clone())),
             BuilderKind::InProcess => Arc::new(InProcessBuilder),
         },
         scanner: Arc::new(ReportScanner::new(client.clone())),

@@ -15,7 +15,7 @@ use tidegate_core::gate::{self, Exception, GatePolicy};
 use tidegate_core::release::{self, ReleasePhaseExt, StageOutcome};
 use tidegate_core::{names, Digest};
 use tidegate_providers::staging_tests::{self, JobOutcome};
-use tidegate_providers::ProviderError;
+use tidegate_providers::{BuildContext, BuildStep, ProviderError};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -114,11 +114,20 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
     match status.phase {
         ReleasePhase::Pending | ReleasePhase::Verified => Ok(StageOutcome::Done),
         ReleasePhase::Building => {
-            let built = ctx.builder.build(policy, release, &repository).await?;
-            status.image = Some(repository.pinned(&built.digest));
-            status.digest = Some(built.digest.to_string());
-            status.build = Some(StageRecord { reference: Some(built.run), started_at: None, finished_at: Some(Time(now)) });
-            Ok(StageOutcome::Done)
+            let started_at = status.build.as_ref().and_then(|b| b.started_at.as_ref()).map(|t| t.0);
+            match ctx.builder.build(policy, release, &repository, &BuildContext { started_at, now }).await? {
+                BuildStep::Done(built) => {
+                    status.image = Some(repository.pinned(&built.digest));
+                    status.digest = Some(built.digest.to_string());
+                    status.build = Some(StageRecord { reference: Some(built.run), started_at: started_at.map(Time), finished_at: Some(Time(now)) });
+                    Ok(StageOutcome::Done)
+                }
+                BuildStep::Started { run } => {
+                    status.build = Some(StageRecord { reference: Some(run.clone()), started_at: Some(Time(now)), finished_at: None });
+                    Ok(StageOutcome::InProgress(run))
+                }
+                BuildStep::Waiting(message) => Ok(StageOutcome::InProgress(message)),
+            }
         }
         ReleasePhase::Scanning => {
             let digest = digest(status)?;

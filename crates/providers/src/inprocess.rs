@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use tidegate_api::{ImagePolicy, Release};
 use tidegate_core::{Digest, ImageRef};
 
-use crate::{Builder, Built, ProviderError, Result, Signer};
+use crate::{BuildContext, BuildStep, Builder, Built, ProviderError, Result, Signer};
 
 /// Computes candidates from their inputs; see the module docs.
 #[derive(Clone, Debug, Default)]
@@ -19,7 +19,7 @@ pub struct InProcessBuilder;
 
 #[async_trait::async_trait]
 impl Builder for InProcessBuilder {
-    async fn build(&self, _policy: &ImagePolicy, release: &Release, repository: &ImageRef) -> Result<Built> {
+    async fn build(&self, _policy: &ImagePolicy, release: &Release, repository: &ImageRef, _context: &BuildContext) -> Result<BuildStep> {
         let name = release.metadata.name.clone().unwrap_or_default();
         if let Some(source) = &release.spec.source {
             let source: ImageRef = source
@@ -34,7 +34,7 @@ impl Builder for InProcessBuilder {
                 )));
             }
             return match source.digest.clone() {
-                Some(digest) => Ok(Built { digest, run: format!("source:{source}") }),
+                Some(digest) => Ok(BuildStep::Done(Built { digest, run: format!("source:{source}") })),
                 None => Err(ProviderError::Permanent(format!(
                     "spec.source.image {source} is a tag; this build of Tidegate needs the digest (repo@sha256:…)"
                 ))),
@@ -49,7 +49,7 @@ impl Builder for InProcessBuilder {
         let digest: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
             .parse()
             .map_err(|e| ProviderError::Permanent(format!("{e}")))?;
-        Ok(Built { run: format!("in-process:{name}"), digest })
+        Ok(BuildStep::Done(Built { run: format!("in-process:{name}"), digest }))
     }
 }
 

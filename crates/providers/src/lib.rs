@@ -9,6 +9,9 @@
 //! - [`staging_tests`]: HTTP checks and test Jobs.
 
 pub mod inprocess;
+pub mod external_build;
+pub mod job_build;
+pub mod jobs;
 pub mod kubernetes;
 pub mod rebase;
 pub mod registry;
@@ -64,12 +67,35 @@ pub struct Built {
     pub run: String,
 }
 
+/// Where a build that takes a while (a webhook, a Job) stands, as recorded in the Release.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildContext {
+    /// When the build was started (`status.build.startedAt`), if it was.
+    pub started_at: Option<jiff::Timestamp>,
+    /// The time now.
+    pub now: jiff::Timestamp,
+}
+
+/// One step of a build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildStep {
+    /// The candidate exists.
+    Done(Built),
+    /// Work was started elsewhere (a CI dispatch, a Job); record it and look again later.
+    Started {
+        /// What was started, for people.
+        run: String,
+    },
+    /// Still waiting for the work started earlier.
+    Waiting(String),
+}
+
 /// Produces the candidate image of a Release.
 #[async_trait::async_trait]
 pub trait Builder: Send + Sync {
-    /// Builds (or finds) the candidate. Called again until it returns; must be idempotent per
-    /// Release.
-    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef) -> Result<Built>;
+    /// Builds (or finds) the candidate. Called again while it returns `Started` or `Waiting`;
+    /// must be idempotent per Release.
+    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef, context: &BuildContext) -> Result<BuildStep>;
 }
 
 /// Reports vulnerability findings for an exact image.

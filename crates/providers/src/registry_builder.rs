@@ -1,5 +1,6 @@
-//! The registry-backed builder: rebases the image production runs onto the new base image, or
-//! resolves an externally built image's tag to its digest, once.
+//! The registry-backed builder: resolves an externally built image's tag to its digest, once;
+//! otherwise builds with the policy's strategy: `rebase` (native, in the registry), `external`
+//! (someone else's CI, see [`crate::external_build`]) or `job` (see [`crate::job_build`]).
 
 use std::sync::Arc;
 
@@ -9,20 +10,37 @@ use tidegate_core::{Digest, ImageRef};
 
 use crate::rebase::{rebase, RebaseRequest};
 use crate::registry::{RegistryClient, Repository};
-use crate::{Builder, Built, ProviderError, Result};
+use crate::{BuildContext, BuildStep, Builder, Built, ProviderError, Result};
+use tidegate_api::image_policy::BuildStrategy;
 
 /// Builds with a real registry.
 pub struct RegistryBuilder {
     client: Arc<RegistryClient>,
+    kube: kube::Client,
 }
 
 impl RegistryBuilder {
-    /// A builder using `client`.
-    pub fn new(client: Arc<RegistryClient>) -> Self {
-        Self { client }
+    /// A builder using `client` for registries and `kube` for build Jobs.
+    pub fn new(client: Arc<RegistryClient>, kube: kube::Client) -> Self {
+        Self { client, kube }
     }
 
-    async fn resolve(&self, image: &ImageRef) -> Result<Digest> {
+    /// The new base digest a build targets: the one in the Release's reason, or the base tag's
+    /// digest now.
+    pub async fn new_base(&self, policy: &ImagePolicy, release: &Release) -> Result<(ImageRef, String)> {
+        let base = policy.spec.triggers.base_image.as_ref().ok_or_else(|| {
+            ProviderError::Permanent("nothing to rebuild: set spec.triggers.baseImage (to rebase) or spec.source.image (an external build)".into())
+        })?;
+        let base_ref: ImageRef = base.reference.parse().map_err(|e| ProviderError::Permanent(format!("spec.triggers.baseImage.ref: {e}")))?;
+        let digest = match (&release.spec.reason.kind, &release.spec.reason.base_image) {
+            (ReasonKind::BaseImageUpdated, Some(change)) => change.new_digest.clone(),
+            _ => self.resolve(&base_ref).await?.to_string(),
+        };
+        Ok((base_ref, digest))
+    }
+
+    /// The digest of `image` (its own, or its tag's now).
+    pub async fn resolve(&self, image: &ImageRef) -> Result<Digest> {
         if let Some(digest) = &image.digest {
             return Ok(digest.clone());
         }
@@ -38,7 +56,7 @@ impl RegistryBuilder {
 
 #[async_trait::async_trait]
 impl Builder for RegistryBuilder {
-    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef) -> Result<Built> {
+    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef, context: &BuildContext) -> Result<BuildStep> {
         let name = release.metadata.name.clone().unwrap_or_default();
         if let Some(source) = &release.spec.source {
             let source: ImageRef = source.image.parse().map_err(|e| ProviderError::Permanent(format!("spec.source.image: {e}")))?;
@@ -50,16 +68,22 @@ impl Builder for RegistryBuilder {
                 )));
             }
             let digest = self.resolve(&source).await?;
-            return Ok(Built { run: format!("resolved {source} to {digest}"), digest });
+            return Ok(BuildStep::Done(Built { run: format!("resolved {source} to {digest}"), digest }));
         }
-        let base = policy.spec.triggers.base_image.as_ref().ok_or_else(|| {
-            ProviderError::Permanent("nothing to rebuild: set spec.triggers.baseImage (to rebase) or spec.source.image (an external build)".into())
-        })?;
-        let base_ref: ImageRef = base.reference.parse().map_err(|e| ProviderError::Permanent(format!("spec.triggers.baseImage.ref: {e}")))?;
-        let new_base = match (&release.spec.reason.kind, &release.spec.reason.base_image) {
-            (ReasonKind::BaseImageUpdated, Some(change)) => change.new_digest.clone(),
-            _ => self.resolve(&base_ref).await?.to_string(),
-        };
+        let (base_ref, new_base) = self.new_base(policy, release).await?;
+        match policy.spec.build.strategy {
+            BuildStrategy::Rebase => {}
+            BuildStrategy::External => {
+                return crate::external_build::step(&self.client, policy, release, repository, (&base_ref, &new_base), context).await;
+            }
+            BuildStrategy::Job => {
+                return crate::job_build::step(&self.kube, &self.client, policy, release, repository, (&base_ref, &new_base), context).await;
+            }
+            BuildStrategy::AcrTask => {
+                return Err(ProviderError::Permanent("spec.build.strategy acrTask is not available in this build of Tidegate".into()));
+            }
+        }
+        let base_reference = base_ref.to_string();
         let source_reference = match (policy.spec.build.rebase.as_ref().and_then(|r| r.source_tag.clone()), policy.status.as_ref().and_then(|s| s.production_digest.clone())) {
             (Some(tag), _) => tag,
             (None, Some(digest)) => digest,
@@ -76,14 +100,14 @@ impl Builder for RegistryBuilder {
             reference: source_reference.clone(),
             old_base: None,
             new_base: (Repository::from(&base_ref), new_base.clone()),
-            new_base_name: base.reference.clone(),
+            new_base_name: base_reference,
             tag: tag.clone(),
         };
         let rebased = rebase(&self.client, &request).await?;
         let digest: Digest = rebased.digest.parse().map_err(|e| ProviderError::Permanent(format!("rebased digest: {e}")))?;
-        Ok(Built {
+        Ok(BuildStep::Done(Built {
             run: format!("rebased {source_reference} onto {new_base} as :{tag} ({} blobs mounted, {} uploaded)", rebased.mounted, rebased.uploaded),
             digest,
-        })
+        }))
     }
 }
