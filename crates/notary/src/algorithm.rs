@@ -119,7 +119,9 @@ impl PartialEq for PublicKey {
             (Self::Rsa(a), Self::Rsa(b)) => a == b,
             (Self::P256(a), Self::P256(b)) => a == b,
             (Self::P384(a), Self::P384(b)) => a == b,
-            (Self::P521(a), Self::P521(b)) => a.to_encoded_point(false) == b.to_encoded_point(false),
+            (Self::P521(a), Self::P521(b)) => {
+                a.to_encoded_point(false) == b.to_encoded_point(false)
+            }
             _ => false,
         }
     }
@@ -202,7 +204,12 @@ impl PublicKey {
     }
 
     /// Verifies a JWS signature (`alg` already checked to match this key).
-    pub(crate) fn verify_jws(&self, alg: SignatureAlgorithm, message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify_jws(
+        &self,
+        alg: SignatureAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
         use SignatureAlgorithm as A;
         match (self, alg) {
             (Self::Rsa(key), A::Ps256) => verify_pss::<Sha256>(key, message, signature, 32),
@@ -238,7 +245,13 @@ impl PublicKey {
     }
 
     /// Verifies an RSASSA-PSS certificate signature (MGF1 with the same hash).
-    pub(crate) fn verify_pss_cert(&self, hash: Hash, salt_len: usize, message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify_pss_cert(
+        &self,
+        hash: Hash,
+        salt_len: usize,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
         let Self::Rsa(key) = self else { return false };
         match hash {
             Hash::Sha256 => verify_pss::<Sha256>(key, message, signature, salt_len),
@@ -285,7 +298,8 @@ pub(crate) enum PrivateKey {
 
 impl PrivateKey {
     pub(crate) fn from_pem(pem_text: &[u8]) -> Result<Self, SignError> {
-        let blocks = pem::parse_many(pem_text).map_err(|e| SignError::InvalidKey(format!("invalid PEM: {e}")))?;
+        let blocks = pem::parse_many(pem_text)
+            .map_err(|e| SignError::InvalidKey(format!("invalid PEM: {e}")))?;
         let keys: Vec<_> = blocks
             .iter()
             .filter(|b| b.tag().ends_with("PRIVATE KEY"))
@@ -344,7 +358,9 @@ impl PrivateKey {
                     .parameters
                     .and_then(|p| p.named_curve())
                     .map(|oid| oid.to_string())
-                    .ok_or_else(|| SignError::InvalidKey("EC private key without a named curve".into()))?;
+                    .ok_or_else(|| {
+                        SignError::InvalidKey("EC private key without a named curve".into())
+                    })?;
                 match curve.as_str() {
                     OID_P256 => p256::SecretKey::from_sec1_der(der)
                         .map(|k| Self::P256(k.into()))
@@ -381,7 +397,11 @@ impl PrivateKey {
     }
 
     /// Signs the JWS signing input. ECDSA signatures are the fixed-size `r || s` form JWS uses.
-    pub(crate) fn sign_jws(&self, alg: SignatureAlgorithm, message: &[u8]) -> Result<Vec<u8>, SignError> {
+    pub(crate) fn sign_jws(
+        &self,
+        alg: SignatureAlgorithm,
+        message: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
         use SignatureAlgorithm as A;
         let crypto = |e: p256::ecdsa::Error| SignError::Crypto(e.to_string());
         match (self, alg) {
@@ -445,7 +465,13 @@ mod tests {
     #[test]
     fn rejects_non_key_pem() {
         let pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(matches!(PrivateKey::from_pem(pem), Err(SignError::InvalidKey(_))));
-        assert!(matches!(PrivateKey::from_pem(b"garbage"), Err(SignError::InvalidKey(_))));
+        assert!(matches!(
+            PrivateKey::from_pem(pem),
+            Err(SignError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            PrivateKey::from_pem(b"garbage"),
+            Err(SignError::InvalidKey(_))
+        ));
     }
 }

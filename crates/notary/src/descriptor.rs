@@ -52,12 +52,17 @@ pub(crate) struct Payload {
 /// Validates an OCI digest: `algorithm:encoded`, with the lengths of sha256 / sha512 enforced.
 pub(crate) fn validate_digest(digest: &str) -> Result<(), String> {
     let Some((algorithm, encoded)) = digest.split_once(':') else {
-        return Err(format!("digest {digest:?} is not of the form algorithm:hex"));
+        return Err(format!(
+            "digest {digest:?} is not of the form algorithm:hex"
+        ));
     };
     let algorithm_ok = !algorithm.is_empty()
-        && algorithm
-            .split(['+', '.', '_', '-'])
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        && algorithm.split(['+', '.', '_', '-']).all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
     if !algorithm_ok {
         return Err(format!("digest {digest:?} has an invalid algorithm"));
     }
@@ -66,12 +71,19 @@ pub(crate) fn validate_digest(digest: &str) -> Result<(), String> {
         "sha512" => Some(128),
         _ => None,
     };
-    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     match expected_len {
         Some(len) if encoded.len() == len && lower_hex(encoded) => Ok(()),
-        Some(_) => Err(format!("digest {digest:?} is not a valid {algorithm} digest")),
+        Some(_) => Err(format!(
+            "digest {digest:?} is not a valid {algorithm} digest"
+        )),
         None if !encoded.is_empty()
-            && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) =>
+            && encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) =>
         {
             Ok(())
         }
@@ -92,7 +104,10 @@ mod tests {
         assert!(validate_digest("sha256:abc").is_err());
         assert!(validate_digest("sha256").is_err());
         assert!(validate_digest(":abc").is_err());
-        assert!(validate_digest("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8").is_ok());
+        assert!(
+            validate_digest("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -136,20 +136,32 @@ fn parse_rfc4514(text: &str) -> Result<Vec<(String, String)>, String> {
             match chars.next() {
                 Some('=') => break,
                 Some(c @ (',' | ';' | '+' | '\\' | '"')) => {
-                    return Err(format!("unexpected {c:?} in attribute type {:?}", attr_type.trim()));
+                    return Err(format!(
+                        "unexpected {c:?} in attribute type {:?}",
+                        attr_type.trim()
+                    ));
                 }
                 Some(c) => attr_type.push(c),
                 None if attr_type.trim().is_empty() && out.is_empty() => {
                     return Err("the distinguished name is empty".into());
                 }
-                None => return Err(format!("attribute {:?} has no '=' and no value", attr_type.trim())),
+                None => {
+                    return Err(format!(
+                        "attribute {:?} has no '=' and no value",
+                        attr_type.trim()
+                    ));
+                }
             }
         }
         let attr_type = attr_type.trim().to_string();
         let valid_type = !attr_type.is_empty()
-            && (attr_type.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && (attr_type
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && attr_type.starts_with(|c: char| c.is_ascii_alphabetic())
-                || attr_type.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+                || attr_type
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
         if !valid_type {
             return Err(format!("invalid attribute type {attr_type:?}"));
         }
@@ -263,7 +275,10 @@ mod tests {
             "=US,ST=WA,O=x",
             "C=US,ST=WA,O=x\\",
         ] {
-            assert!(DistinguishedName::parse_trusted_identity(s).is_err(), "{s:?}");
+            assert!(
+                DistinguishedName::parse_trusted_identity(s).is_err(),
+                "{s:?}"
+            );
         }
     }
 

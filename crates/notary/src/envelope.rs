@@ -72,7 +72,10 @@ struct OutEnvelope<'a> {
 #[derive(Serialize)]
 struct OutHeader {
     x5c: Vec<String>,
-    #[serde(rename = "io.cncf.notary.signingAgent", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "io.cncf.notary.signingAgent",
+        skip_serializing_if = "Option::is_none"
+    )]
     signing_agent: Option<String>,
 }
 
@@ -113,18 +116,25 @@ fn parse_time(header: &Map<String, Value>, key: &str) -> Result<Option<Timestamp
 fn string_header<'a>(header: &'a Map<String, Value>, key: &str) -> Result<&'a str, VerifyError> {
     match header.get(key) {
         Some(Value::String(text)) => Ok(text),
-        Some(_) => Err(malformed(format!("protected header {key} must be a string"))),
+        Some(_) => Err(malformed(format!(
+            "protected header {key} must be a string"
+        ))),
         None => Err(malformed(format!("protected header {key} is missing"))),
     }
 }
 
 /// Finds an unprotected header member by name, ignoring ASCII case as notation (Go's JSON
 /// decoder) does; several spellings of one name are refused as ambiguous.
-fn unprotected<'a>(header: &'a Map<String, Value>, name: &str) -> Result<Option<&'a Value>, VerifyError> {
+fn unprotected<'a>(
+    header: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a Value>, VerifyError> {
     let mut found = header.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
     let first = found.next();
     if found.next().is_some() {
-        return Err(malformed(format!("unprotected header {name} appears more than once")));
+        return Err(malformed(format!(
+            "unprotected header {name} appears more than once"
+        )));
     }
     Ok(first.map(|(_, v)| v))
 }
@@ -178,7 +188,9 @@ pub(crate) fn parse(envelope: &[u8]) -> Result<ParsedEnvelope, VerifyError> {
     let header = &raw.header.0;
     let x5c = match unprotected(header, X5C)? {
         Some(Value::Array(items)) if !items.is_empty() => items,
-        Some(Value::Array(_)) | None => return Err(malformed("the certificate chain (x5c) is missing")),
+        Some(Value::Array(_)) | None => {
+            return Err(malformed("the certificate chain (x5c) is missing"));
+        }
         Some(_) => return Err(malformed("x5c must be an array of base64 certificates")),
     };
     let certificates = x5c
@@ -230,7 +242,9 @@ fn validate_crit(protected: &Map<String, Value>, has_expiry: bool) -> Result<(),
         }
         listed.push(name);
         if !protected.contains_key(name) {
-            return Err(invalid(format!("{name:?} is marked critical but not present")));
+            return Err(invalid(format!(
+                "{name:?} is marked critical but not present"
+            )));
         }
         match name {
             SIGNING_SCHEME | EXPIRY => {}
@@ -244,7 +258,9 @@ fn validate_crit(protected: &Map<String, Value>, has_expiry: bool) -> Result<(),
         return Err(invalid(format!("{SIGNING_SCHEME} must be marked critical")));
     }
     if has_expiry && !listed.contains(&EXPIRY) {
-        return Err(invalid(format!("{EXPIRY} is present but not marked critical")));
+        return Err(invalid(format!(
+            "{EXPIRY} is present but not marked critical"
+        )));
     }
     Ok(())
 }
@@ -286,7 +302,11 @@ pub(crate) fn build(
         payload: &payload,
         protected: &protected,
         header: OutHeader {
-            x5c: content.chain.iter().map(|c| STANDARD.encode(c.der())).collect(),
+            x5c: content
+                .chain
+                .iter()
+                .map(|c| STANDARD.encode(c.der()))
+                .collect(),
             signing_agent: content
                 .signing_agent
                 .filter(|a| !a.is_empty())
@@ -315,11 +335,16 @@ mod tests {
     #[test]
     fn crit_rules() {
         let base = r#""io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z""#;
-        let ok = header(&format!(r#"{{{base},"crit":["io.cncf.notary.signingScheme"]}}"#));
+        let ok = header(&format!(
+            r#"{{{base},"crit":["io.cncf.notary.signingScheme"]}}"#
+        ));
         assert!(validate_crit(&ok, false).is_ok());
 
         let missing = header(&format!(r#"{{{base}}}"#));
-        assert!(matches!(validate_crit(&missing, false), Err(VerifyError::InvalidCriticalHeaders(_))));
+        assert!(matches!(
+            validate_crit(&missing, false),
+            Err(VerifyError::InvalidCriticalHeaders(_))
+        ));
 
         let expiry_not_crit = header(&format!(
             r#"{{{base},"io.cncf.notary.expiry":"2030-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}}"#
@@ -334,23 +359,34 @@ mod tests {
         ));
         assert_eq!(
             validate_crit(&plugin, false),
-            Err(VerifyError::UnsupportedCriticalHeader("io.cncf.notary.verificationPlugin".into()))
+            Err(VerifyError::UnsupportedCriticalHeader(
+                "io.cncf.notary.verificationPlugin".into()
+            ))
         );
 
         let absent = header(&format!(
             r#"{{{base},"crit":["io.cncf.notary.signingScheme","io.cncf.notary.expiry"]}}"#
         ));
-        assert!(matches!(validate_crit(&absent, false), Err(VerifyError::InvalidCriticalHeaders(_))));
+        assert!(matches!(
+            validate_crit(&absent, false),
+            Err(VerifyError::InvalidCriticalHeaders(_))
+        ));
 
         let twice = header(&format!(
             r#"{{{base},"crit":["io.cncf.notary.signingScheme","io.cncf.notary.signingScheme"]}}"#
         ));
-        assert!(matches!(validate_crit(&twice, false), Err(VerifyError::InvalidCriticalHeaders(_))));
+        assert!(matches!(
+            validate_crit(&twice, false),
+            Err(VerifyError::InvalidCriticalHeaders(_))
+        ));
 
         let registered = header(&format!(
             r#"{{{base},"alg":"ES256","crit":["io.cncf.notary.signingScheme","alg"]}}"#
         ));
-        assert!(matches!(validate_crit(&registered, false), Err(VerifyError::InvalidCriticalHeaders(_))));
+        assert!(matches!(
+            validate_crit(&registered, false),
+            Err(VerifyError::InvalidCriticalHeaders(_))
+        ));
     }
 
     #[test]
@@ -364,7 +400,10 @@ mod tests {
             br#"{"signatures":[]}"#,
             b"eyJhbGciOiJFUzI1NiJ9.e30.c2ln",
         ] {
-            assert!(matches!(parse(input), Err(VerifyError::MalformedEnvelope(_))), "{input:?}");
+            assert!(
+                matches!(parse(input), Err(VerifyError::MalformedEnvelope(_))),
+                "{input:?}"
+            );
         }
     }
 }

@@ -125,7 +125,9 @@ pub enum VerifyError {
         now: Timestamp,
     },
     /// No certificate of the chain is one of the trusted certificates.
-    #[error("the certificate chain does not lead to a trusted certificate (its root is {root_subject:?})")]
+    #[error(
+        "the certificate chain does not lead to a trusted certificate (its root is {root_subject:?})"
+    )]
     UntrustedChain {
         /// Subject of the last certificate of the chain.
         root_subject: String,
@@ -347,7 +349,9 @@ pub enum TrustPolicyError {
     #[error("trust policy statement {0:?} has an empty trusted identity")]
     EmptyTrustedIdentity(String),
     /// A trusted identity has no `<type>:` prefix.
-    #[error("trust policy statement {statement:?} has trusted identity {identity:?} missing the ':' separator")]
+    #[error(
+        "trust policy statement {statement:?} has trusted identity {identity:?} missing the ':' separator"
+    )]
     IdentityMissingSeparator {
         /// Statement name.
         statement: String,
@@ -355,7 +359,9 @@ pub enum TrustPolicyError {
         identity: String,
     },
     /// `x509.subject:` is not followed by a value.
-    #[error("trust policy statement {statement:?} has trusted identity {identity:?} without a value")]
+    #[error(
+        "trust policy statement {statement:?} has trusted identity {identity:?} without a value"
+    )]
     EmptyIdentityValue {
         /// Statement name.
         statement: String,
@@ -363,7 +369,9 @@ pub enum TrustPolicyError {
         identity: String,
     },
     /// An `x509.subject` value is not a valid distinguished name or lacks C, ST or O.
-    #[error("trust policy statement {statement:?} has invalid trusted identity {identity:?}: {reason}")]
+    #[error(
+        "trust policy statement {statement:?} has invalid trusted identity {identity:?}: {reason}"
+    )]
     InvalidDistinguishedName {
         /// Statement name.
         statement: String,
@@ -373,7 +381,9 @@ pub enum TrustPolicyError {
         reason: String,
     },
     /// Two `x509.subject` identities can match the same certificate.
-    #[error("trust policy statement {statement:?} has overlapping trusted identities {first:?} and {second:?}")]
+    #[error(
+        "trust policy statement {statement:?} has overlapping trusted identities {first:?} and {second:?}"
+    )]
     OverlappingIdentities {
         /// Statement name.
         statement: String,
@@ -386,7 +396,9 @@ pub enum TrustPolicyError {
     #[error("trust policy statement {0:?} has no registry scope; at least one is required")]
     NoRegistryScopes(String),
     /// `*` is combined with other scopes.
-    #[error("trust policy statement {0:?} combines the wildcard registry scope '*' with other scopes")]
+    #[error(
+        "trust policy statement {0:?} combines the wildcard registry scope '*' with other scopes"
+    )]
     WildcardScopeWithOthers(String),
     /// A scope is not a fully qualified repository.
     #[error(
@@ -428,7 +440,9 @@ pub enum TrustStoreError {
         source: CertificateError,
     },
     /// A trust store certificate is neither a CA certificate nor self-signed.
-    #[error("trust store {store}: certificate {subject:?} is neither a CA certificate nor self-signed")]
+    #[error(
+        "trust store {store}: certificate {subject:?} is neither a CA certificate nor self-signed"
+    )]
     NotCaOrSelfSigned {
         /// The store (`type:name`).
         store: String,

@@ -49,7 +49,9 @@ impl Signer {
 
     fn new(key: PrivateKey, chain: Vec<Certificate>) -> Result<Self, SignError> {
         let public = key.public_key();
-        let alg = public.signature_algorithm().map_err(SignError::UnsupportedKey)?;
+        let alg = public
+            .signature_algorithm()
+            .map_err(SignError::UnsupportedKey)?;
         let leaf = chain.first().ok_or(SignError::Certificate(
             crate::error::CertificateError::NoCertificate,
         ))?;

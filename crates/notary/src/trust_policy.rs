@@ -178,7 +178,10 @@ pub enum TrustedIdentity {
 impl TrustedIdentities {
     /// Whether a signing certificate subject is trusted. `Err` explains a subject that cannot be
     /// evaluated (multi-valued RDN or repeated attribute).
-    pub(crate) fn matches(&self, subject: Result<&DistinguishedName, &String>) -> Result<bool, String> {
+    pub(crate) fn matches(
+        &self,
+        subject: Result<&DistinguishedName, &String>,
+    ) -> Result<bool, String> {
         match self {
             Self::Any => Ok(true),
             Self::List(identities) => {
@@ -288,11 +291,13 @@ pub(crate) fn split_reference(reference: &str) -> Result<(&str, &str), VerifyErr
         reference: reference.to_string(),
         reason: reason.to_string(),
     };
-    let (repository, digest) = reference
-        .rsplit_once('@')
-        .ok_or_else(|| invalid("it must name the artifact by digest: registry/repository@sha256:..."))?;
+    let (repository, digest) = reference.rsplit_once('@').ok_or_else(|| {
+        invalid("it must name the artifact by digest: registry/repository@sha256:...")
+    })?;
     if !is_valid_scope(repository) {
-        return Err(invalid("the repository part is not a fully qualified repository"));
+        return Err(invalid(
+            "the repository part is not a fully qualified repository",
+        ));
     }
     crate::descriptor::validate_digest(digest).map_err(|e| invalid(&e))?;
     Ok((repository, digest))
@@ -346,7 +351,10 @@ fn validate_verification(
     let raw = raw.ok_or_else(|| invalid_verification(name, "signatureVerification is missing"))?;
     let level_text = raw.level.unwrap_or_default();
     if level_text.is_empty() {
-        return Err(invalid_verification(name, "the verification level is missing"));
+        return Err(invalid_verification(
+            name,
+            "the verification level is missing",
+        ));
     }
     let level = VerificationLevel::parse(&level_text).ok_or_else(|| {
         invalid_verification(
@@ -357,7 +365,10 @@ fn validate_verification(
     let mut actions = level.actions();
     let overrides = raw.override_.unwrap_or_default();
     if !overrides.is_empty() && level == VerificationLevel::Skip {
-        return Err(invalid_verification(name, "the skip level cannot be overridden"));
+        return Err(invalid_verification(
+            name,
+            "the skip level cannot be overridden",
+        ));
     }
     for (validation, action_text) in overrides {
         let action = ValidationAction::parse(&action_text).ok_or_else(|| {
@@ -368,7 +379,10 @@ fn validate_verification(
         })?;
         let slot = match validation.as_str() {
             "integrity" => {
-                return Err(invalid_verification(name, "integrity verification cannot be overridden"));
+                return Err(invalid_verification(
+                    name,
+                    "integrity verification cannot be overridden",
+                ));
             }
             "authenticity" => &mut actions.authenticity,
             "authenticTimestamp" => &mut actions.authentic_timestamp,
@@ -409,7 +423,10 @@ fn validate_verification(
     })
 }
 
-fn validate_trust_stores(name: &str, stores: &[String]) -> Result<Vec<TrustStoreRef>, TrustPolicyError> {
+fn validate_trust_stores(
+    name: &str,
+    stores: &[String],
+) -> Result<Vec<TrustStoreRef>, TrustPolicyError> {
     let mut out: Vec<TrustStoreRef> = Vec::with_capacity(stores.len());
     for value in stores {
         let Some((store_type, store_name)) = value.split_once(':') else {
@@ -442,9 +459,14 @@ fn validate_trust_stores(name: &str, stores: &[String]) -> Result<Vec<TrustStore
     Ok(out)
 }
 
-fn validate_identities(name: &str, identities: &[String]) -> Result<TrustedIdentities, TrustPolicyError> {
+fn validate_identities(
+    name: &str,
+    identities: &[String],
+) -> Result<TrustedIdentities, TrustPolicyError> {
     if identities.len() > 1 && identities.iter().any(|i| i == WILDCARD) {
-        return Err(TrustPolicyError::WildcardIdentityWithOthers(name.to_string()));
+        return Err(TrustPolicyError::WildcardIdentityWithOthers(
+            name.to_string(),
+        ));
     }
     let mut parsed = Vec::with_capacity(identities.len());
     for identity in identities {
@@ -540,7 +562,9 @@ fn is_valid_scope(scope: &str) -> bool {
     let Some((domain, repository)) = scope.split_once('/') else {
         return false;
     };
-    is_valid_domain(domain) && !repository.is_empty() && repository.split('/').all(is_valid_path_component)
+    is_valid_domain(domain)
+        && !repository.is_empty()
+        && repository.split('/').all(is_valid_path_component)
 }
 
 fn is_valid_domain(domain: &str) -> bool {
@@ -554,7 +578,9 @@ fn is_valid_domain(domain: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

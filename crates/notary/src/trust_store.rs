@@ -147,10 +147,7 @@ impl TrustStores {
                 if !meta.is_dir() || !is_valid_store_name(&name) {
                     continue;
                 }
-                let store = TrustStoreRef {
-                    store_type,
-                    name,
-                };
+                let store = TrustStoreRef { store_type, name };
                 let certs = load_named_store(&path)?;
                 if !certs.is_empty() {
                     stores.insert(store, certs)?;
@@ -237,7 +234,10 @@ mod tests {
     #[test]
     fn refs_display() {
         assert_eq!(TrustStoreRef::ca("e2e").to_string(), "ca:e2e");
-        assert_eq!(TrustStoreType::parse("signingAuthority"), Some(TrustStoreType::SigningAuthority));
+        assert_eq!(
+            TrustStoreType::parse("signingAuthority"),
+            Some(TrustStoreType::SigningAuthority)
+        );
         assert_eq!(TrustStoreType::parse("CA"), None);
     }
 }

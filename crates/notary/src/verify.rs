@@ -81,7 +81,13 @@ pub fn verify(
     expected_digest: &str,
     now: Timestamp,
 ) -> Result<VerifiedSignature, VerifyError> {
-    verify_with_options(envelope, trust_anchors, expected_digest, now, &VerifyOptions::default())
+    verify_with_options(
+        envelope,
+        trust_anchors,
+        expected_digest,
+        now,
+        &VerifyOptions::default(),
+    )
 }
 
 /// Verifies an envelope against trust anchors (any certificate of the chain must be one of them,
@@ -197,16 +203,20 @@ fn verify_core(
     let leaf = chain
         .first()
         .ok_or_else(|| VerifyError::MalformedEnvelope("the certificate chain is empty".into()))?;
-    let leaf_key = leaf.key.as_ref().map_err(|e| VerifyError::CertificateRequirement {
-        subject: leaf.subject().to_string(),
-        reason: e.clone(),
-    })?;
-    let key_alg = leaf_key
-        .signature_algorithm()
-        .map_err(|reason| VerifyError::CertificateRequirement {
+    let leaf_key = leaf
+        .key
+        .as_ref()
+        .map_err(|e| VerifyError::CertificateRequirement {
             subject: leaf.subject().to_string(),
-            reason,
+            reason: e.clone(),
         })?;
+    let key_alg =
+        leaf_key
+            .signature_algorithm()
+            .map_err(|reason| VerifyError::CertificateRequirement {
+                subject: leaf.subject().to_string(),
+                reason,
+            })?;
     if key_alg != env.alg {
         return Err(VerifyError::AlgorithmMismatch {
             alg: env.alg.to_string(),
@@ -292,14 +302,22 @@ fn verify_core(
         apply(result, actions.revocation, &mut warnings)?;
     }
 
-    debug_assert!(warnings.iter().all(|w| w.kind() != ValidationKind::Integrity));
+    debug_assert!(
+        warnings
+            .iter()
+            .all(|w| w.kind() != ValidationKind::Integrity)
+    );
     Ok(VerifiedSignature {
         target,
         algorithm: env.alg,
         signing_time: env.signing_time,
         expiry: env.expiry,
         signer_subject: leaf.subject().to_string(),
-        chain_fingerprints: env.certificates.iter().map(Certificate::sha256_fingerprint).collect(),
+        chain_fingerprints: env
+            .certificates
+            .iter()
+            .map(Certificate::sha256_fingerprint)
+            .collect(),
         trust_anchor_subject,
         signing_agent: env.signing_agent,
         policy: None,

@@ -130,10 +130,12 @@ pub fn thumbprint_annotation_value(chain: &[Certificate]) -> String {
 }
 
 fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, CertificateError> {
-    let (rest, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| CertificateError::Der(e.to_string()))?;
+    let (rest, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| CertificateError::Der(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(CertificateError::Der("trailing bytes after the certificate".into()));
+        return Err(CertificateError::Der(
+            "trailing bytes after the certificate".into(),
+        ));
     }
     if cert.signature_algorithm != cert.tbs_certificate.signature {
         return Err(CertificateError::Der(
@@ -157,10 +159,12 @@ pub(crate) struct ChainCert<'a> {
 
 impl<'a> ChainCert<'a> {
     pub(crate) fn parse(source: &'a Certificate, index: usize) -> Result<Self, VerifyError> {
-        let cert = source.parsed().map_err(|e| VerifyError::MalformedCertificate {
-            index,
-            reason: e.to_string(),
-        })?;
+        let cert = source
+            .parsed()
+            .map_err(|e| VerifyError::MalformedCertificate {
+                index,
+                reason: e.to_string(),
+            })?;
         let key = PublicKey::from_spki(cert.public_key());
         Ok(Self { cert, source, key })
     }
@@ -199,7 +203,10 @@ impl<'a> ChainCert<'a> {
             ));
         }
         let key = issuer.key.as_ref().map_err(|e| {
-            format!("the key of issuer {:?} cannot be used: {e}", issuer.subject())
+            format!(
+                "the key of issuer {:?} cannot be used: {e}",
+                issuer.subject()
+            )
         })?;
         verify_certificate_signature(&self.cert, key).map_err(|e| {
             format!(
@@ -244,14 +251,14 @@ impl<'a> ChainCert<'a> {
         if !ku.critical {
             return Err(self.requirement("the key usage extension must be marked critical"));
         }
-        Ok(ku.value.clone())
+        Ok(*ku.value)
     }
 
     fn validate_leaf(&self, require_code_signing_eku: bool) -> Result<(), VerifyError> {
         if let Some((_, true, _)) = self.basic_constraints()? {
-            return Err(self.requirement(
-                "a signing certificate's basic constraints must not say CA=true",
-            ));
+            return Err(
+                self.requirement("a signing certificate's basic constraints must not say CA=true")
+            );
         }
         let ku = self.key_usage()?;
         if !ku.digital_signature() {
@@ -470,7 +477,11 @@ fn verify_certificate_signature(cert: &X509Certificate<'_>, key: &PublicKey) -> 
         OID_SHA1_RSA | OID_ECDSA_SHA1 => {
             return Err("SHA-1 certificate signatures are not allowed".into());
         }
-        other => return Err(format!("unsupported certificate signature algorithm {other}")),
+        other => {
+            return Err(format!(
+                "unsupported certificate signature algorithm {other}"
+            ));
+        }
     };
     if ok {
         Ok(())
@@ -491,8 +502,11 @@ fn pss_parameters(cert: &X509Certificate<'_>) -> Result<(Hash, usize), String> {
     let mgf = params
         .mask_gen_algorithm()
         .map_err(|e| format!("invalid RSASSA-PSS mask generation: {e}"))?;
-    if mgf.mgf.to_id_string() != OID_MGF1 || Hash::from_oid(&mgf.hash.to_id_string()) != Some(hash) {
-        return Err("RSASSA-PSS certificate signatures must use MGF1 with the signature hash".into());
+    if mgf.mgf.to_id_string() != OID_MGF1 || Hash::from_oid(&mgf.hash.to_id_string()) != Some(hash)
+    {
+        return Err(
+            "RSASSA-PSS certificate signatures must use MGF1 with the signature hash".into(),
+        );
     }
     if params.trailer_field() != 1 {
         return Err("invalid RSASSA-PSS trailer field".into());

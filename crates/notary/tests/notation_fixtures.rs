@@ -15,7 +15,11 @@ const NOW: &str = "2025-06-01T00:00:00Z";
 
 fn fixtures() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/notation");
-    assert!(dir.is_dir(), "fixture directory {} is missing", dir.display());
+    assert!(
+        dir.is_dir(),
+        "fixture directory {} is missing",
+        dir.display()
+    );
     dir
 }
 
@@ -40,14 +44,23 @@ fn real_envelope_verifies_with_its_trust_store() {
     assert_eq!(verified.algorithm, SignatureAlgorithm::Ps384);
     assert_eq!(verified.target.digest, DIGEST);
     assert_eq!(verified.target.size, 528);
-    assert_eq!(verified.target.media_type, "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(
+        verified.target.media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
     assert_eq!(verified.signing_time, ts("2020-11-09T07:00:00Z"));
     assert_eq!(verified.expiry, Some(ts("2120-11-09T07:00:00Z")));
-    assert_eq!(verified.signer_subject, "C=US, ST=WA, L=Seattle, O=Notary, CN=Notation Test Root");
+    assert_eq!(
+        verified.signer_subject,
+        "C=US, ST=WA, L=Seattle, O=Notary, CN=Notation Test Root"
+    );
     // The unprotected header spells the member `SigningAgent`; notation reads it regardless.
     assert_eq!(verified.signing_agent.as_deref(), Some("Notation/1.0.0"));
     assert_eq!(verified.chain_fingerprints.len(), 2);
-    assert_eq!(verified.chain_fingerprints[1], anchors[0].sha256_fingerprint());
+    assert_eq!(
+        verified.chain_fingerprints[1],
+        anchors[0].sha256_fingerprint()
+    );
 }
 
 #[test]
@@ -71,11 +84,17 @@ fn real_envelope_failures() {
         Err(VerifyError::SignatureExpired { .. })
     ));
     let err = verify(&env, anchors, DIGEST, ts("2123-01-01T00:00:00Z")).expect_err("expired");
-    assert!(matches!(err, VerifyError::CertificateExpired { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::CertificateExpired { .. }),
+        "{err}"
+    );
     assert_eq!(err.kind(), ValidationKind::AuthenticTimestamp);
     // Before the leaf's validity started (2020-10-09).
     let err = verify(&env, anchors, DIGEST, ts("2020-09-20T00:00:00Z")).expect_err("not yet valid");
-    assert!(matches!(err, VerifyError::CertificateExpired { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::CertificateExpired { .. }),
+        "{err}"
+    );
 
     // Payload altered: one character of the base64url payload changed.
     let text = String::from_utf8(env.clone()).expect("utf8");
@@ -85,7 +104,10 @@ fn real_envelope_failures() {
     bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
     let err = verify(&bytes, anchors, DIGEST, ts(NOW)).expect_err("tampered");
     assert!(
-        matches!(err, VerifyError::SignatureInvalid | VerifyError::MalformedEnvelope(_)),
+        matches!(
+            err,
+            VerifyError::SignatureInvalid | VerifyError::MalformedEnvelope(_)
+        ),
         "{err}"
     );
 }
@@ -117,12 +139,18 @@ fn real_envelope_against_trust_policies() {
     assert_eq!(v.policy.as_deref(), Some("fixture"));
     assert!(v.warnings.is_empty());
 
-    let doc = policy_for("strict", "x509.subject: C=US, ST=WA, O=Notary, CN=Notation Test Root");
+    let doc = policy_for(
+        "strict",
+        "x509.subject: C=US, ST=WA, O=Notary, CN=Notation Test Root",
+    );
     verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect("full subject");
 
     let doc = policy_for("strict", "x509.subject: C=US, ST=WA, O=Wabbit Networks");
     let err = verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect_err("identity");
-    assert!(matches!(err, VerifyError::UntrustedIdentity { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::UntrustedIdentity { .. }),
+        "{err}"
+    );
 
     // Audit: authenticity failures are logged, integrity still enforced.
     let doc = policy_for("audit", "x509.subject: C=US, ST=WA, O=Wabbit Networks");
@@ -131,7 +159,10 @@ fn real_envelope_against_trust_policies() {
     else {
         panic!("not verified");
     };
-    assert!(matches!(v.warnings.as_slice(), [VerifyError::UntrustedIdentity { .. }]));
+    assert!(matches!(
+        v.warnings.as_slice(),
+        [VerifyError::UntrustedIdentity { .. }]
+    ));
     let wrong = format!("localhost:5000/net-monitor@sha256:{}", "1".repeat(64));
     assert!(matches!(
         verify_with_policy(&env, &doc, &stores, &wrong, ts(NOW)),
@@ -141,11 +172,15 @@ fn real_envelope_against_trust_policies() {
     // Permissive: an expired signature is logged.
     let doc = policy_for("permissive", "*");
     let PolicyOutcome::Verified(v) =
-        verify_with_policy(&env, &doc, &stores, &reference, ts("2121-01-01T00:00:00Z")).expect("permissive")
+        verify_with_policy(&env, &doc, &stores, &reference, ts("2121-01-01T00:00:00Z"))
+            .expect("permissive")
     else {
         panic!("not verified");
     };
-    assert!(matches!(v.warnings.as_slice(), [VerifyError::SignatureExpired { .. }]));
+    assert!(matches!(
+        v.warnings.as_slice(),
+        [VerifyError::SignatureExpired { .. }]
+    ));
 
     // No statement for another repository; missing trust store.
     let other = format!("localhost:5000/other@{DIGEST}");
@@ -153,24 +188,31 @@ fn real_envelope_against_trust_policies() {
         verify_with_policy(&env, &doc, &stores, &other, ts(NOW)),
         Err(VerifyError::NoApplicableTrustPolicy { .. })
     ));
-    let doc = policy(&format!(
-        r#"{{"version":"1.0","trustPolicies":[{{"name":"x","registryScopes":["*"],
-        "signatureVerification":{{"level":"strict"}},"trustStores":["ca:absent"],"trustedIdentities":["*"]}}]}}"#
-    ));
+    let doc = policy(
+        r#"{"version":"1.0","trustPolicies":[{"name":"x","registryScopes":["*"],
+        "signatureVerification":{"level":"strict"},"trustStores":["ca:absent"],"trustedIdentities":["*"]}]}"#,
+    );
     assert_eq!(
         verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)),
         Err(VerifyError::TrustStoreNotFound("ca:absent".into()))
     );
     assert!(matches!(
-        verify_with_policy(&env, &doc, &stores, "localhost:5000/net-monitor:latest", ts(NOW)),
+        verify_with_policy(
+            &env,
+            &doc,
+            &stores,
+            "localhost:5000/net-monitor:latest",
+            ts(NOW)
+        ),
         Err(VerifyError::InvalidArtifactReference { .. })
     ));
 }
 
+type Check = fn(&Result<TrustPolicyDocument, TrustPolicyError>) -> bool;
+
 /// Expected outcome of parsing each trust policy fixture, from the spec and notation's e2e tests.
-fn expectation(file: &str) -> Option<fn(&Result<TrustPolicyDocument, TrustPolicyError>) -> bool> {
+fn expectation(file: &str) -> Option<Check> {
     use TrustPolicyError as E;
-    type Check = fn(&Result<TrustPolicyDocument, TrustPolicyError>) -> bool;
     let ok: Check = |r| r.is_ok();
     let check: Check = match file {
         // Valid documents. Some are "invalid" only at verification time in notation's e2e
@@ -262,7 +304,8 @@ fn every_trust_policy_fixture_parses_or_is_rejected_for_its_reason() {
     assert!(files.len() >= 42, "only {} fixtures", files.len());
     let mut valid = 0;
     for file in &files {
-        let check = expectation(file).unwrap_or_else(|| panic!("no expectation for fixture {file}"));
+        let check =
+            expectation(file).unwrap_or_else(|| panic!("no expectation for fixture {file}"));
         let bytes = std::fs::read(dir.join(file)).expect("read");
         let result = TrustPolicyDocument::parse(&bytes);
         assert!(check(&result), "{file}: unexpected {result:?}");
@@ -279,15 +322,23 @@ fn every_trust_policy_fixture_parses_or_is_rejected_for_its_reason() {
 #[test]
 fn fixture_policies_select_by_scope() {
     let dir = fixtures().join("trustpolicy");
-    let load = |f: &str| TrustPolicyDocument::parse(&std::fs::read(dir.join(f)).expect("read")).expect(f);
+    let load =
+        |f: &str| TrustPolicyDocument::parse(&std::fs::read(dir.join(f)).expect("read")).expect(f);
     let digest = format!("@sha256:{}", "a".repeat(64));
 
     let doc = load("multi_statements_with_wildcard_registry_scope_trustpolicy.json");
     let pick = |doc: &TrustPolicyDocument, repo: &str| {
-        doc.applicable_policy(&format!("{repo}{digest}")).map(|p| p.name.clone())
+        doc.applicable_policy(&format!("{repo}{digest}"))
+            .map(|p| p.name.clone())
     };
-    assert_eq!(pick(&doc, "localhost:5000/test-repo9").ok().as_deref(), Some("e2e"));
-    assert_eq!(pick(&doc, "localhost:5000/elsewhere").ok().as_deref(), Some("e2e2"));
+    assert_eq!(
+        pick(&doc, "localhost:5000/test-repo9").ok().as_deref(),
+        Some("e2e")
+    );
+    assert_eq!(
+        pick(&doc, "localhost:5000/elsewhere").ok().as_deref(),
+        Some("e2e2")
+    );
 
     let doc = load("multiple_registry_scope_trustpolicy.json");
     assert!(pick(&doc, "localhost:5000/test-repo2").is_ok());
@@ -302,6 +353,17 @@ fn fixture_policies_select_by_scope() {
 
     // skip: nothing is verified, even a garbage envelope.
     let doc = load("skip_trustpolicy.json");
-    let outcome = verify_with_policy(b"garbage", &doc, &TrustStores::new(), &format!("reg.io/x{digest}"), ts(NOW));
-    assert_eq!(outcome, Ok(PolicyOutcome::Skipped { policy: "e2e".into() }));
+    let outcome = verify_with_policy(
+        b"garbage",
+        &doc,
+        &TrustStores::new(),
+        &format!("reg.io/x{digest}"),
+        ts(NOW),
+    );
+    assert_eq!(
+        outcome,
+        Ok(PolicyOutcome::Skipped {
+            policy: "e2e".into()
+        })
+    );
 }

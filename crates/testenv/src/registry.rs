@@ -29,15 +29,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use client::{
-    fetch_token, parse_challenge, send, sha256_digest, Challenge, Credentials, Descriptor, PushedImage, Response,
-    TestClient, TestImage, EMPTY_CONFIG_MEDIA_TYPE, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE,
-    IMAGE_MANIFEST_MEDIA_TYPE, LAYER_MEDIA_TYPE,
+    Challenge, Credentials, Descriptor, EMPTY_CONFIG_MEDIA_TYPE, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE, LAYER_MEDIA_TYPE, PushedImage, Response, TestClient, TestImage, fetch_token,
+    parse_challenge, send, sha256_digest,
 };
-pub use token::{TokenServer, TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE};
+pub use token::{TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE, TokenServer};
 
+use crate::Error;
 use crate::process::Process;
 use crate::tools::SupplyChainTools;
-use crate::Error;
 
 /// Which registry to run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,21 +78,25 @@ pub enum RegistryAuth {
 impl RegistryAuth {
     /// [`RegistryAuth::Basic`].
     pub fn basic(user: &str, password: &str) -> Self {
-        Self::Basic { user: user.into(), password: password.into() }
+        Self::Basic {
+            user: user.into(),
+            password: password.into(),
+        }
     }
 
     /// [`RegistryAuth::Token`].
     pub fn token(user: &str, password: &str) -> Self {
-        Self::Token { user: user.into(), password: password.into() }
+        Self::Token {
+            user: user.into(),
+            password: password.into(),
+        }
     }
 
     /// The user name and password, unless anonymous.
     pub fn credentials(&self) -> Option<Credentials> {
         match self {
             Self::Anonymous => None,
-            Self::Basic { user, password } | Self::Token { user, password } => {
-                Some(Credentials::new(user, password))
-            }
+            Self::Basic { user, password } | Self::Token { user, password } => Some(Credentials::new(user, password)),
         }
     }
 }
@@ -181,7 +185,14 @@ impl Registry {
                 (Process::spawn("ocireg", &tools.ocireg(), &args, dir.path())?, None)
             }
         };
-        let mut registry = Self { process, token_server, kind: options.kind, auth: options.auth, host, dir };
+        let mut registry = Self {
+            process,
+            token_server,
+            kind: options.kind,
+            auth: options.auth,
+            host,
+            dir,
+        };
         registry.wait_until_ready().await?;
         Ok(registry)
     }
@@ -273,11 +284,7 @@ impl Registry {
 
 /// The distribution registry's `config.yml` for `host`, storing data under `dir`; starts the
 /// token server for [`RegistryAuth::Token`].
-fn distribution_config(
-    dir: &Path,
-    host: &str,
-    auth: &RegistryAuth,
-) -> Result<(String, Option<TokenServer>), Error> {
+fn distribution_config(dir: &Path, host: &str, auth: &RegistryAuth) -> Result<(String, Option<TokenServer>), Error> {
     let storage = dir.join("storage");
     let mut config = format!(
         "version: 0.1\n\

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use p256::ecdsa::signature::Signer as _;
 use pkcs8::{DecodePrivateKey, EncodePublicKey};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SubjectPublicKeyInfo, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SubjectPublicKeyInfo, date_time_ymd,
 };
 use tidegate_notary::{Certificate, Descriptor};
 
@@ -36,7 +36,6 @@ pub fn key_file(name: &str) -> String {
 pub enum KeyKind {
     P256,
     P384,
-    P521,
     Rsa2048,
     Rsa3072,
     Rsa4096,
@@ -64,14 +63,6 @@ pub fn leaf_key(kind: KeyKind) -> LeafKey {
             let kp = KeyPair::generate_for(alg).expect("key");
             from_spki_der(kp.serialize_pem(), kp.subject_public_key_info())
         }
-        KeyKind::P521 => {
-            let secret = p521::SecretKey::random(&mut rsa::rand_core::OsRng);
-            let pem = pkcs8::EncodePrivateKey::to_pkcs8_pem(&secret, pkcs8::LineEnding::LF)
-                .expect("pem")
-                .to_string();
-            let der = secret.public_key().to_public_key_der().expect("der").into_vec();
-            from_spki_der(pem, der)
-        }
         KeyKind::Rsa2048 | KeyKind::Rsa3072 | KeyKind::Rsa4096 => {
             let bits = match kind {
                 KeyKind::Rsa2048 => 2048,
@@ -80,20 +71,32 @@ pub fn leaf_key(kind: KeyKind) -> LeafKey {
             };
             let pem = key_file(&format!("rsa-{bits}.pem"));
             let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).expect("rsa key");
-            let der = key.to_public_key().to_public_key_der().expect("der").into_vec();
+            let der = key
+                .to_public_key()
+                .to_public_key_der()
+                .expect("der")
+                .into_vec();
             from_spki_der(pem, der)
         }
         KeyKind::Rsa2048Pkcs1 => {
             use rsa::pkcs1::DecodeRsaPrivateKey;
             let pem = key_file("rsa-2048-pkcs1.pem");
             let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem).expect("rsa key");
-            let der = key.to_public_key().to_public_key_der().expect("der").into_vec();
+            let der = key
+                .to_public_key()
+                .to_public_key_der()
+                .expect("der")
+                .into_vec();
             from_spki_der(pem, der)
         }
         KeyKind::P256Sec1 => {
             let pem = key_file("ec-p256-sec1.pem");
             let key = p256::SecretKey::from_sec1_pem(&pem).expect("sec1 key");
-            let der = key.public_key().to_public_key_der().expect("der").into_vec();
+            let der = key
+                .public_key()
+                .to_public_key_der()
+                .expect("der")
+                .into_vec();
             from_spki_der(pem, der)
         }
     }
@@ -214,7 +217,8 @@ impl Crafted {
         });
         if let Some(expiry) = expiry {
             header["io.cncf.notary.expiry"] = expiry.into();
-            header["crit"] = serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
+            header["crit"] =
+                serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
         }
         header.to_string()
     }
@@ -242,7 +246,11 @@ impl Crafted {
         let mut header = serde_json::Map::new();
         header.insert(
             "x5c".into(),
-            self.x5c.iter().map(|d| STANDARD.encode(d)).collect::<Vec<_>>().into(),
+            self.x5c
+                .iter()
+                .map(|d| STANDARD.encode(d))
+                .collect::<Vec<_>>()
+                .into(),
         );
         for (k, v) in &self.header_extra {
             header.insert(k.clone(), v.clone());

@@ -93,7 +93,7 @@ func (r *referrers) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // it and answers with the OCI-Subject header, which tells clients the registry handles
 // referrers itself (so they need no referrers tag).
 func (r *referrers) putManifest(w http.ResponseWriter, req *http.Request, repo string) {
-	body, err := io.ReadAll(io.LimitReader(req.Body, 4<<20))
+	body, err := io.ReadAll(req.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

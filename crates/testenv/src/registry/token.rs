@@ -18,23 +18,23 @@
 //! ```
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use http::{header, HeaderMap, Method, StatusCode, Uri};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use serde_json::json;
 
-use super::client::{percent_decode, Credentials};
+use super::client::{Credentials, percent_decode};
 use crate::Error;
 
 /// The `service` (JWT audience) the test registries are configured with.
@@ -56,7 +56,10 @@ pub struct TokenServer {
 
 impl std::fmt::Debug for TokenServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenServer").field("addr", &self.addr).field("key_id", &self.key_id).finish()
+        f.debug_struct("TokenServer")
+            .field("addr", &self.addr)
+            .field("key_id", &self.key_id)
+            .finish()
     }
 }
 
@@ -80,8 +83,7 @@ impl TokenServer {
         };
         let rng = SystemRandom::new();
         let key = rcgen::KeyPair::generate().map_err(|e| err("key", &e))?;
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err("certificate", &e))?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err("certificate", &e))?;
         params.distinguished_name.push(rcgen::DnType::CommonName, TOKEN_ISSUER);
         let cert = params.self_signed(&key).map_err(|e| err("certificate", &e))?;
         let signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng)
@@ -105,12 +107,16 @@ impl TokenServer {
             .build()
             .map_err(|e| err("runtime", &e))?;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = Router::new().route("/token", get(token).post(token)).with_state(issuer.clone());
+        let app = Router::new()
+            .route("/token", get(token).post(token))
+            .with_state(issuer.clone());
         let thread = std::thread::Builder::new()
             .name("tidegate-token-server".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
                     // Dropping the runtime afterwards ends any connection still open.
                     tokio::select! {
                         _ = axum::serve(listener, app) => {}
@@ -182,9 +188,14 @@ impl Drop for TokenServer {
 
 impl Issuer {
     fn sign(&self, subject: &str, access: &[serde_json::Value]) -> Result<String, Error> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
         let mut jti = [0u8; 16];
-        self.rng.fill(&mut jti).map_err(|_| Error::Registry("no randomness for jti".into()))?;
+        self.rng
+            .fill(&mut jti)
+            .map_err(|_| Error::Registry("no randomness for jti".into()))?;
         let header = json!({
             "typ": "JWT",
             "alg": "ES256",
@@ -201,7 +212,11 @@ impl Issuer {
             "jti": hex::encode(jti),
             "access": access,
         });
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
         let signature = self
             .key
             .sign(&self.rng, input.as_bytes())
@@ -211,7 +226,13 @@ impl Issuer {
 }
 
 /// `GET /token` (basic credentials) and `POST /token` (OAuth2 password grant, or basic).
-async fn token(State(issuer): State<Arc<Issuer>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let mut params = parse_form(uri.query().unwrap_or_default());
     if method == Method::POST {
         params.extend(parse_form(&String::from_utf8_lossy(&body)));
@@ -219,13 +240,21 @@ async fn token(State(issuer): State<Arc<Issuer>>, method: Method, uri: Uri, head
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let offered = match (param("username"), param("password")) {
         (Some(user), Some(password)) if method == Method::POST => Some(Credentials::new(&user, &password)),
-        _ => headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(Credentials::from_basic_header),
+        _ => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Credentials::from_basic_header),
     };
     if offered.as_ref() != Some(&issuer.credentials) {
         issuer.refused.fetch_add(1, Ordering::Relaxed);
         let body = json!({"errors": [{"code": "UNAUTHORIZED", "message": "wrong or missing credentials"}]});
         let challenge = format!("Basic realm=\"{TOKEN_ISSUER}\"");
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], json_body(&body)).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, challenge)],
+            json_body(&body),
+        )
+            .into_response();
     }
     if let Some(service) = param("service").filter(|s| s != TOKEN_SERVICE) {
         let body = json!({"errors": [{"code": "DENIED", "message": format!("unknown service {service:?}")}]});
@@ -269,7 +298,10 @@ fn parse_form(text: &str) -> Vec<(String, String)> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+            (
+                percent_decode(&k.replace('+', " ")),
+                percent_decode(&v.replace('+', " ")),
+            )
         })
         .collect()
 }
@@ -281,8 +313,15 @@ fn jwk_thumbprint(point: &[u8]) -> String {
         let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
         URL_SAFE_NO_PAD.encode(&bytes[start..])
     };
-    let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
-    let jwk = format!(r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#, coordinate(x), coordinate(y));
+    let (x, y) = point
+        .get(1..)
+        .unwrap_or_default()
+        .split_at(point.len().saturating_sub(1) / 2);
+    let jwk = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        coordinate(x),
+        coordinate(y)
+    );
     URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, jwk.as_bytes()))
 }
 
@@ -307,14 +346,22 @@ mod tests {
     fn forms_are_decoded() {
         assert_eq!(
             parse_form("scope=repository%3Ateam%2Fapp%3Apull%2Cpush&service=a+b"),
-            [("scope".to_string(), "repository:team/app:pull,push".to_string()), ("service".into(), "a b".into())]
+            [
+                ("scope".to_string(), "repository:team/app:pull,push".to_string()),
+                ("service".into(), "a b".into())
+            ]
         );
     }
 
     #[test]
     fn tokens_are_es256_jwts_with_the_registry_claims() {
         let server = TokenServer::start(Credentials::new("alice", "pw")).expect("token server");
-        let jwt = server.sign("alice", &[json!({"type": "repository", "name": "a", "actions": ["pull"]})]).expect("sign");
+        let jwt = server
+            .sign(
+                "alice",
+                &[json!({"type": "repository", "name": "a", "actions": ["pull"]})],
+            )
+            .expect("sign");
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
         let decode = |s: &str| -> serde_json::Value {
