@@ -38,6 +38,8 @@ pub struct Context {
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Digests of watched base images.
     pub watcher: Arc<crate::watcher::BaseWatcher>,
+    /// The registry client.
+    pub registry: Arc<tidegate_providers::registry::RegistryClient>,
 }
 
 impl Context {

@@ -130,6 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         identity: identity.clone(),
         clock: Arc::new(jiff::Timestamp::now),
         watcher: watcher.clone(),
+        registry: registry.clone(),
     });
     tracing::info!(%identity, %replica, "controller starting");
     metrics.set_ready(true);

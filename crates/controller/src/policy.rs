@@ -76,6 +76,13 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     };
     status.production_digest = production.map(|d| d.to_string());
     status.staging_digest = staging.map(|d| d.to_string());
+    // After observing production: a tag whose digest already runs there is no new build.
+    if let Some(trigger) = &policy.spec.triggers.new_build {
+        if let Err(e) = new_build(&ctx, &policy, &trigger.tag_pattern, status.production_digest.as_deref()).await {
+            tracing::warn!(error = %e, "looking for new builds failed");
+        }
+    }
+
 
     let releases = observe::releases_of(&ctx, &namespace, &name).await?;
     status.latest_release = releases.iter().max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
@@ -126,15 +133,75 @@ fn history(promotions: &[tidegate_api::Promotion], current: Option<&str>) -> Vec
     records
 }
 
+/// Starts a Release for the newest tag matching `pattern`, resolved to its digest once; the tag's
+/// Release name is deterministic, so each tag is built at most once.
+async fn new_build(ctx: &Context, policy: &ImagePolicy, pattern: &str, production: Option<&str>) -> Result<()> {
+    let regex = regex::Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| crate::error::Error::Invalid(format!("spec.triggers.newBuild.tagPattern: {e}")))?;
+    let image = observe::repository(policy)?;
+    let repository = tidegate_providers::registry::Repository::from(&image);
+    let tags = ctx.registry.tags(&repository).await.map_err(tidegate_providers::ProviderError::from)?;
+    let Some(newest) = tags.iter().filter(|t| regex.is_match(t)).max_by(|a, b| version_order(a, b)) else { return Ok(()) };
+    let name = names::release_name(&policy.name_any(), "build", newest);
+    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let Some(head) = ctx.registry.head_manifest(&repository, newest).await.map_err(tidegate_providers::ProviderError::from)? else { return Ok(()) };
+    if production == Some(head.digest.as_str()) {
+        return Ok(());
+    }
+    let reason = ReleaseReason { kind: ReasonKind::NewBuild, base_image: None, vulnerabilities: None, message: Some(format!("new build {newest}")) };
+    let source = tidegate_api::release::ReleaseSource { image: format!("{}@{}", image.repository_ref(), head.digest) };
+    start_release_with_source(ctx, policy, name, reason, Some(source)).await
+}
+
+/// Orders tags so that `v1.10.0` comes after `v1.9.0`: digit runs compare as numbers.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let digit = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, text)) if *d == digit => text.push(c),
+                _ => out.push((digit, c.to_string())),
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for ((da, ta), (db, tb)) in pa.iter().zip(&pb) {
+        let ordering = if *da && *db {
+            ta.trim_start_matches('0').len().cmp(&tb.trim_start_matches('0').len()).then_with(|| ta.trim_start_matches('0').cmp(tb.trim_start_matches('0')))
+        } else {
+            ta.cmp(tb)
+        };
+        if ordering != std::cmp::Ordering::Equal {
+            return ordering;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}
+
 /// Starts a Release under a deterministic name: a trigger that fires again finds it there.
 async fn start_release(ctx: &Context, policy: &ImagePolicy, name: String, reason: ReleaseReason) -> Result<()> {
+    start_release_with_source(ctx, policy, name, reason, None).await
+}
+
+async fn start_release_with_source(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    name: String,
+    reason: ReleaseReason,
+    source: Option<tidegate_api::release::ReleaseSource>,
+) -> Result<()> {
     let namespace = policy.namespace().unwrap_or_default();
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
     if api.get_opt(&name).await?.is_some() {
         return Ok(());
     }
     let why = format!("{:?}", reason.kind);
-    let mut release = Release::new(&name, ReleaseSpec { policy: policy.name_any(), reason, source: None });
+    let mut release = Release::new(&name, ReleaseSpec { policy: policy.name_any(), reason, source });
     release.metadata.namespace = Some(namespace);
     release.metadata.labels = Some([(LABEL_POLICY.to_string(), policy.name_any())].into());
     release.metadata.owner_references = Some(vec![OwnerReference {
@@ -193,6 +260,14 @@ mod tests {
             ..Default::default()
         });
         p
+    }
+
+    #[test]
+    fn newest_tag_by_version() {
+        let mut tags = vec!["v1.9.0", "v1.10.0", "v1.2.10", "v1.2.9"];
+        tags.sort_by(|a, b| version_order(a, b));
+        assert_eq!(tags, ["v1.2.9", "v1.2.10", "v1.9.0", "v1.10.0"]);
+        assert_eq!(version_order("build-007", "build-10"), std::cmp::Ordering::Less);
     }
 
     #[test]

@@ -141,3 +141,145 @@ async fn post(url: &str, body: &str) -> String {
     stream.read_to_string(&mut answer).await.expect("read");
     answer
 }
+
+/// A registry with base v1 and an app built on it, a scenario whose web workloads run the app,
+/// and the digests: (registry, scenario, client, app digest, base ref).
+async fn registry_scenario(name: &str) -> (Registry, Scenario, RegistryClient, String, String) {
+    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous }).await.expect("registry");
+    let host = registry.host().to_string();
+    let client = RegistryClient::new(ClientOptions::default()).expect("client");
+    let base_ref = format!("{host}/base/runtime:3.20");
+    let base_v1 = [bytes("os-1", 1024), bytes("libs-1", 512)];
+    let old_base = push(&client, &Repository::new(&host, "base/runtime"), "3.20", &base_v1, BTreeMap::new()).await;
+    let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), old_base)]);
+    let app = push(&client, &Repository::new(&host, "shop/app"), "1.0.0", &[base_v1[0].clone(), base_v1[1].clone(), bytes("app", 256)], annotations).await;
+    let s = Scenario::new(name).await;
+    s.set_workload_images(&format!("{host}/shop/app@{app}")).await;
+    (registry, s, client, app, base_ref)
+}
+
+fn web_only(s: &Scenario) -> serde_json::Value {
+    json!([{"name": "web", "kind": "http",
+        "staging": {"kubernetes": {"kind": "Deployment", "namespace": s.staging, "name": "web", "service": "web"}},
+        "production": {"kubernetes": {"kind": "Deployment", "namespace": s.ns, "name": "web", "service": "web"}}}])
+}
+
+/// A new application build pushed with a matching tag becomes a Release pinned to the digest the
+/// tag had then; moving the tag later changes nothing.
+#[tokio::test]
+async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
+    let (registry, s, client, _, _) = registry_scenario("new-build").await;
+    let host = registry.host().to_string();
+    let (url, _) = http_server(200).await;
+    s.policy(json!({
+        "image": format!("{host}/shop/app"),
+        "triggers": {"newBuild": {"tagPattern": "[0-9]+\\.[0-9]+\\.[0-9]+"}, "baseImage": null, "rescan": null},
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
+        "workloads": web_only(&s)
+    }))
+    .await;
+    let controller = s.controller_with(&["--builder", "registry"]);
+    let app = Repository::new(&host, "shop/app");
+    push(&client, &app, "not-a-release", &[bytes("noise", 64)], BTreeMap::new()).await;
+    let built = push(&client, &app, "1.1.0", &[bytes("build-110", 256)], BTreeMap::new()).await;
+    let reported = s.upload_scan_report(CLEAN_REPORT).await;
+    assert_eq!(reported, built, "the release's digest is the tag's digest");
+    let release = s.release_in(ReleasePhase::Verified, MINUTE).await;
+    assert_eq!(release.spec.source.as_ref().map(|src| src.image.clone()), Some(format!("{host}/shop/app@{built}")));
+    assert_eq!(release.spec.reason.kind, tidegate_api::release::ReasonKind::NewBuild);
+    // Moving the tag does not rebuild or re-pin.
+    push(&client, &app, "1.1.0", &[bytes("moved", 256)], BTreeMap::new()).await;
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let releases = s.releases().list(&Default::default()).await.expect("list").items;
+    assert_eq!(releases.len(), 1, "one release for tag 1.1.0");
+    assert_eq!(releases[0].status.as_ref().and_then(|st| st.digest.clone()), Some(built));
+    drop(controller);
+}
+
+/// `external`: Tidegate calls the CI webhook once and waits for the image built on the new base.
+#[tokio::test]
+async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
+    let (registry, s, client, _, base_ref) = registry_scenario("external-build").await;
+    let host = registry.host().to_string();
+    let (url, _) = http_server(200).await;
+    let (webhook, calls) = http_server(202).await;
+    s.policy(json!({
+        "image": format!("{host}/shop/app"),
+        "triggers": {"baseImage": {"ref": base_ref, "interval": "1m"}, "rescan": null},
+        "build": {"strategy": "external", "external": {"webhookUrl": format!("{webhook}/dispatch"), "timeout": "10m"}},
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
+        "workloads": web_only(&s)
+    }))
+    .await;
+    let controller = s.controller_with(&["--builder", "registry"]);
+    let policies = kube::Api::<tidegate_api::ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
+    common::wait("the baseline", MINUTE, || {
+        let policies = policies.clone();
+        async move { policies.get("shop-app").await.ok()?.status?.base_digest.map(|_| ()) }
+    })
+    .await;
+    let base_v2 = [bytes("os-2", 1024), bytes("libs-2", 512)];
+    let new_base = push(&client, &Repository::new(&host, "base/runtime"), "3.20", &base_v2, BTreeMap::new()).await;
+    post(&format!("{}/webhooks/registry", controller.metrics), &json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20"}, "request": {"host": host}}]}).to_string()).await;
+    let building = s.release_in(ReleasePhase::Building, MINUTE).await;
+    common::wait("the CI webhook to be called", MINUTE, || {
+        let calls = calls.clone();
+        async move { (calls.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()) }
+    })
+    .await;
+    assert!(building.status.is_some());
+    // CI pushes its rebuild, which names the new base.
+    let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), new_base.clone())]);
+    let rebuilt = push(&client, &Repository::new(&host, "shop/app"), "ci-42", &[base_v2[0].clone(), base_v2[1].clone(), bytes("app-ci", 256)], annotations).await;
+    let digest = s.upload_scan_report(CLEAN_REPORT).await;
+    assert_eq!(digest, rebuilt);
+    s.release_in(ReleasePhase::Verified, MINUTE).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the webhook is called once");
+    drop(controller);
+}
+
+/// `job`: a Job from the policy's template builds and reports the pushed digest as its
+/// termination message.
+#[tokio::test]
+async fn job_build_reports_the_pushed_digest() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+    use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+    let (registry, s, client, _, base_ref) = registry_scenario("job-build").await;
+    let host = registry.host().to_string();
+    let (url, _) = http_server(200).await;
+    // The builder Pod runs on a node nothing manages, so this test plays the builder.
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: build\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      nodeName: external-builder\n      containers:\n      - name: build\n        image: registry.example.com/tools/builder@sha256:4c184c0d25773ebecb5b46cfb86c87aede83bf6fb921f9d21292fab3deb4aa26\n";
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "builder"}, "data": {"job.yaml": job}})).expect("cm");
+    Api::<ConfigMap>::namespaced(s.admin.clone(), &s.ns).create(&PostParams::default(), &cm).await.expect("template");
+    s.policy(json!({
+        "image": format!("{host}/shop/app"),
+        "triggers": {"baseImage": {"ref": base_ref, "interval": "1m"}, "rescan": null},
+        "build": {"strategy": "job", "job": {"templateConfigMap": "builder", "timeout": "10m"}},
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
+        "workloads": web_only(&s)
+    }))
+    .await;
+    let controller = s.controller_with(&["--builder", "registry"]);
+    s.trigger("rebuild-now").await;
+    let pods: Api<Pod> = Api::namespaced(s.admin.clone(), &s.ns);
+    let pod = common::wait("the build Pod", MINUTE, || {
+        let pods = pods.clone();
+        async move { pods.list(&ListParams::default().labels("job-name")).await.ok()?.items.into_iter().next() }
+    })
+    .await;
+    let env = pod.spec.as_ref().map(|p| p.containers[0].env.clone().unwrap_or_default()).unwrap_or_default();
+    let base_image = env.iter().find(|e| e.name == "TIDEGATE_BASE_IMAGE").and_then(|e| e.value.clone()).expect("TIDEGATE_BASE_IMAGE");
+    assert!(base_image.starts_with(&format!("{host}/base/runtime@sha256:")), "{base_image}");
+    // The "builder" pushes its image and reports the digest.
+    let pushed = push(&client, &Repository::new(&host, "shop/app"), "job-built", &[bytes("job-built", 300)], BTreeMap::new()).await;
+    let now = jiff::Timestamp::now().to_string();
+    let status = json!({"status": {"phase": "Succeeded", "containerStatuses": [{
+        "name": "build", "image": "registry.example.com/tools/builder", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": format!("{pushed}\n"), "startedAt": now, "finishedAt": now}}
+    }]}});
+    pods.patch_status(pod.metadata.name.as_deref().expect("name"), &PatchParams::default(), &Patch::Merge(&status)).await.expect("builder finishes");
+    let digest = s.upload_scan_report(CLEAN_REPORT).await;
+    assert_eq!(digest, pushed, "the Job's reported digest is the candidate");
+    s.release_in(ReleasePhase::Verified, MINUTE).await;
+    drop(controller);
+}

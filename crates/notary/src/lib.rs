@@ -13,6 +13,27 @@
 //! 4096 with RSASSA-PSS (`PS256` / `PS384` / `PS512`). The algorithm always follows the signing
 //! certificate's key, as the specification requires.
 //!
+//! ```no_run
+//! use tidegate_notary::{Certificate, Descriptor, SignOptions, Signer, verify};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (key_pem, chain_pem, root_pem) = (b"", b"", b"");
+//! let signer = Signer::from_pem(key_pem, chain_pem)?;
+//! let target = Descriptor::new(
+//!     "application/vnd.oci.image.manifest.v1+json",
+//!     "sha256:73c803930ea3ba1e54bc25c2bdc53edd0284c62ed651fe7b00369da519a3c333",
+//!     16724,
+//! );
+//! let now = jiff::Timestamp::now();
+//! let options = SignOptions { signing_time: now, expiry: None, signing_agent: "tidegate/0.1.0".into() };
+//! let envelope = signer.sign(&target, &options)?; // push as an `application/jose+json` layer
+//!
+//! let anchors = Certificate::parse_pem(root_pem)?;
+//! let verified = verify(&envelope, &anchors, &target.digest, now)?;
+//! println!("signed by {}", verified.signer_subject);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Not implemented (and therefore refused where it matters): RFC 3161 timestamp countersignatures
 //! (ignored, so certificates must still be valid at verification time), the
 //! `notary.x509.signingAuthority` scheme, verification plugins, and revocation checking (a chain
