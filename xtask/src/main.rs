@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask <command>`.
 
+mod bench;
 mod demo;
 mod env;
 
@@ -32,6 +33,9 @@ enum Task {
     Env(env::EnvArgs),
     /// Run the demo on the local control plane.
     Demo(demo::DemoArgs),
+    /// Measure rebase time against image size, Tidegate's native rebase next to `crane rebase`,
+    /// on one local distribution registry; print a Markdown table and write the report.
+    Bench(bench::BenchArgs),
     /// Run the whole test suite (builds the tools first, or reuses the cache).
     Test {
         /// Extra arguments passed to `cargo test`, e.g. `-- --nocapture`.
@@ -50,6 +54,7 @@ fn main() -> Result<()> {
             tools()?;
             runtime()?.block_on(demo::run(args))
         }
+        Task::Bench(args) => bench::run(&args),
         Task::Test { args } => test(&args),
     }
 }

@@ -73,6 +73,20 @@ pub struct Config {
     /// Requests per second each registry may receive from this controller.
     #[arg(long, default_value_t = 20.0)]
     pub registry_requests_per_second: f64,
+    /// Notary Project signing key (PEM; PKCS#8, PKCS#1 or SEC1), e.g. `tls.key` of a mounted
+    /// Secret. With `--trust-policy-file`, candidates get Notary Project signatures.
+    #[arg(long, env = "TIDEGATE_NOTARY_KEY_FILE", requires = "notary_cert_file")]
+    pub notary_key_file: Option<PathBuf>,
+    /// The signing key's certificate chain (PEM, leaf first), e.g. `tls.crt` of the same Secret.
+    #[arg(long, env = "TIDEGATE_NOTARY_CERT_FILE", requires = "notary_key_file")]
+    pub notary_cert_file: Option<PathBuf>,
+    /// Notary Project trust policy (`trustpolicy.json`) used to verify before staging and before
+    /// every production change.
+    #[arg(long, env = "TIDEGATE_TRUST_POLICY_FILE", requires = "trust_store_dir")]
+    pub trust_policy_file: Option<PathBuf>,
+    /// Notary Project trust store directory (`x509/ca/<name>/*.pem`).
+    #[arg(long, env = "TIDEGATE_TRUST_STORE_DIR", requires = "trust_policy_file")]
+    pub trust_store_dir: Option<PathBuf>,
     /// File with the key that signs candidates (at least 16 bytes). Without it a random key is
     /// used, and signatures made before a restart no longer verify (they fail closed).
     #[arg(long, env = "TIDEGATE_SIGNING_KEY_FILE")]
@@ -123,7 +137,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             BuilderKind::InProcess => Arc::new(InProcessBuilder),
         },
         scanner: Arc::new(ReportScanner::new(client.clone())),
-        signer: Arc::new(HmacSigner::new(key)?),
+        signer: signer(&config, registry.clone(), key)?,
         recorder: Recorder::new(client.clone(), MANAGER.into()),
         metrics: metrics.clone(),
         backoff: backoff::Backoff::default(),
@@ -200,6 +214,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn signer(config: &Config, registry: Arc<RegistryClient>, hmac_key: Vec<u8>) -> anyhow::Result<Arc<dyn tidegate_providers::Signer>> {
+    match (&config.trust_policy_file, &config.trust_store_dir) {
+        (Some(policy), Some(store)) => {
+            let key = config.notary_key_file.as_deref().zip(config.notary_cert_file.as_deref());
+            let signer = tidegate_providers::notary_signer::NotarySigner::from_files(registry, key, policy, store).map_err(|e| anyhow::anyhow!(e))?;
+            Ok(Arc::new(signer))
+        }
+        _ => Ok(Arc::new(HmacSigner::new(hmac_key)?)),
+    }
 }
 
 fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {

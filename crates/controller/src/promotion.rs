@@ -45,7 +45,7 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     };
     let digest: Digest = promotion.spec.digest.parse().map_err(|e| Error::Invalid(format!("spec.digest: {e}")))?;
     let workloads = observe::selected_workloads(&policy, &promotion)?;
-    let facts = observe_facts(&ctx, &policy, &promotion, &status, &digest, &workloads).await?;
+    let (facts, signature_problem) = observe_facts(&ctx, &policy, &promotion, &status, &digest, &workloads).await?;
     let plan = promotion::plan(&facts);
 
     // Execute: at most one production write, idempotent, keyed by the digest.
@@ -78,6 +78,11 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         Wanted::new("Approved", facts.approval.is_approved() || status.phase.touched_production(), plan.reason, approval_message(&facts)),
         Wanted::new("Ready", status.phase == PromotionPhase::Succeeded, plan.reason, plan.message.clone()),
     ];
+    if let Some(why) = signature_problem {
+        wanted.push(Wanted::new("SignatureVerified", false, "SignatureInvalid", why));
+    } else if facts.phase == PromotionPhase::Approved {
+        wanted.push(Wanted::new("SignatureVerified", true, "Verified", "the signature verified right before production changed"));
+    }
     if plan.phase == PromotionPhase::RolledBack && facts.phase != PromotionPhase::RolledBack {
         // Why production was rolled back stays readable after the rollback completes.
         wanted.push(Wanted::new("RolledBack", true, "RollbackStarted", plan.message.clone()));
@@ -139,7 +144,7 @@ async fn observe_facts(
     status: &PromotionStatus,
     digest: &Digest,
     workloads: &[&tidegate_api::image_policy::Workload],
-) -> Result<PromotionFacts> {
+) -> Result<(PromotionFacts, Option<String>)> {
     let namespace = promotion.namespace().unwrap_or_default();
     let now = ctx.now();
     let rules = ApprovalRules {
@@ -170,20 +175,19 @@ async fn observe_facts(
         },
     };
     // The signature is verified right before production changes, and only then.
-    let signature_valid = if status.phase == PromotionPhase::Approved {
-        match release.as_ref().and_then(|r| r.status.as_ref()) {
-            Some(s) => {
-                let image = observe::repository(policy)?.pinned(digest);
-                match s.signature.as_ref().and_then(|sig| sig.reference.as_deref()) {
-                    Some(signature) => ctx.signer.verify(&image, digest, signature).await?,
-                    None => false,
-                }
-            }
-            None => false,
+    let signature_problem = if status.phase == PromotionPhase::Approved {
+        let image = observe::repository(policy)?.pinned(digest);
+        match release.as_ref().and_then(|r| r.status.as_ref()).and_then(|s| s.signature.as_ref()).and_then(|sig| sig.reference.clone()) {
+            Some(signature) => match ctx.signer.verify(&image, digest, &signature).await? {
+                tidegate_providers::Verification::Valid { .. } => None,
+                tidegate_providers::Verification::Invalid(why) => Some(why),
+            },
+            None => Some(format!("{digest} was never signed")),
         }
     } else {
-        true
+        None
     };
+    let signature_valid = signature_problem.is_none();
 
     let superseded = observe::promotions_of(ctx, &namespace, &promotion.spec.policy).await?.iter().any(|other| {
         observe::creation_key(other) > observe::creation_key(promotion)
@@ -203,7 +207,7 @@ async fn observe_facts(
         Health::Healthy
     };
     let valid_rollback_request = annotation(promotion, ANNOTATION_ROLLBACK_REQUESTED_BY).map(str::to_string);
-    Ok(PromotionFacts {
+    Ok((PromotionFacts {
         phase: status.phase,
         digest: digest.clone(),
         release: release_state,
@@ -221,7 +225,7 @@ async fn observe_facts(
         monitor_window: parse_duration(&policy.spec.promotion.monitor_window).map_err(|e| Error::Invalid(format!("spec.promotion.monitorWindow: {e}")))?,
         auto_rollback: policy.spec.promotion.auto_rollback,
         now,
-    })
+    }, signature_problem))
 }
 
 /// One convergence step of every selected production workload towards `digest`.

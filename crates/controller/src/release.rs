@@ -170,8 +170,8 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
         ReleasePhase::Staging => {
             let digest = digest(status)?;
             let image = repository.pinned(&digest);
-            if !signature_verifies(ctx, &image, &digest, status).await? {
-                return Ok(StageOutcome::Rejected { reason: "SignatureInvalid", message: format!("the signature of {digest} does not verify; staging untouched") });
+            if let Some(why) = signature_problem(ctx, &image, &digest, status).await? {
+                return Ok(StageOutcome::Rejected { reason: "SignatureInvalid", message: format!("{why}; staging untouched") });
             }
             let mut waiting = Vec::new();
             for workload in &policy.spec.workloads {
@@ -193,9 +193,15 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
     }
 }
 
-async fn signature_verifies(ctx: &Context, image: &str, digest: &Digest, status: &ReleaseStatus) -> Result<bool> {
-    let Some(signature) = status.signature.as_ref().and_then(|s| s.reference.as_deref()) else { return Ok(false) };
-    Ok(ctx.signer.verify(image, digest, signature).await?)
+/// Why the candidate's signature does not verify, or `None` when it does.
+async fn signature_problem(ctx: &Context, image: &str, digest: &Digest, status: &ReleaseStatus) -> Result<Option<String>> {
+    let Some(signature) = status.signature.as_ref().and_then(|s| s.reference.as_deref()) else {
+        return Ok(Some(format!("{digest} was never signed")));
+    };
+    Ok(match ctx.signer.verify(image, digest, signature).await? {
+        tidegate_providers::Verification::Valid { .. } => None,
+        tidegate_providers::Verification::Invalid(why) => Some(why),
+    })
 }
 
 async fn run_tests(ctx: &Context, policy: &ImagePolicy, release: &Release, status: &mut ReleaseStatus, now: jiff::Timestamp) -> Result<StageOutcome> {

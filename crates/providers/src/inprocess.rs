@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use tidegate_api::{ImagePolicy, Release};
 use tidegate_core::{Digest, ImageRef};
 
-use crate::{BuildContext, BuildStep, Builder, Built, ProviderError, Result, Signer};
+use crate::{BuildContext, BuildStep, Builder, Built, ProviderError, Result, Signer, Verification};
 
 /// Computes candidates from their inputs; see the module docs.
 #[derive(Clone, Debug, Default)]
@@ -89,15 +89,18 @@ impl Signer for HmacSigner {
         self.mac(image, digest)
     }
 
-    async fn verify(&self, image: &str, digest: &Digest, signature: &str) -> Result<bool> {
+    async fn verify(&self, image: &str, digest: &Digest, signature: &str) -> Result<Verification> {
         let Some(given) = signature.strip_prefix("hmac-sha256:").and_then(|h| hex::decode(h).ok()) else {
-            return Ok(false);
+            return Ok(Verification::Invalid(format!("{signature:?} is not an HMAC signature")));
         };
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).map_err(|e| ProviderError::Permanent(e.to_string()))?;
         mac.update(image.as_bytes());
         mac.update(b"\0");
         mac.update(digest.as_str().as_bytes());
-        Ok(mac.verify_slice(&given).is_ok())
+        Ok(match mac.verify_slice(&given) {
+            Ok(()) => Verification::Valid { signer: "the controller's key".into() },
+            Err(_) => Verification::Invalid(format!("the signature does not match {image}@{digest} under the controller's key")),
+        })
     }
 }
 
@@ -113,12 +116,12 @@ mod tests {
     async fn signatures_verify_only_for_the_same_key_image_and_digest() {
         let signer = HmacSigner::new(vec![7; 32]).unwrap();
         let sig = signer.sign("r.io/app", &digest('a')).await.unwrap();
-        assert!(signer.verify("r.io/app", &digest('a'), &sig).await.unwrap());
-        assert!(!signer.verify("r.io/app", &digest('b'), &sig).await.unwrap(), "another digest");
-        assert!(!signer.verify("r.io/other", &digest('a'), &sig).await.unwrap(), "another repository");
+        assert!(signer.verify("r.io/app", &digest('a'), &sig).await.unwrap().is_valid());
+        assert!(!signer.verify("r.io/app", &digest('b'), &sig).await.unwrap().is_valid(), "another digest");
+        assert!(!signer.verify("r.io/other", &digest('a'), &sig).await.unwrap().is_valid(), "another repository");
         let other = HmacSigner::new(vec![8; 32]).unwrap();
-        assert!(!other.verify("r.io/app", &digest('a'), &sig).await.unwrap(), "another key");
-        assert!(!signer.verify("r.io/app", &digest('a'), "garbage").await.unwrap());
+        assert!(!other.verify("r.io/app", &digest('a'), &sig).await.unwrap().is_valid(), "another key");
+        assert!(!signer.verify("r.io/app", &digest('a'), "garbage").await.unwrap().is_valid());
         assert!(HmacSigner::new(vec![1; 4]).is_err());
     }
 }

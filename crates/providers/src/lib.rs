@@ -13,6 +13,7 @@ pub mod external_build;
 pub mod job_build;
 pub mod jobs;
 pub mod kubernetes;
+pub mod notary_signer;
 pub mod rebase;
 pub mod registry;
 pub mod registry_builder;
@@ -105,11 +106,31 @@ pub trait Scanner: Send + Sync {
     async fn scan(&self, namespace: &str, image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>>;
 }
 
+/// The outcome of verifying the signature of a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// A trusted signature of exactly this digest.
+    Valid {
+        /// Who signed (the certificate subject, or the key's name).
+        signer: String,
+    },
+    /// No valid signature, and why (for the condition a person reads).
+    Invalid(String),
+}
+
+impl Verification {
+    /// Whether the signature is valid.
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Self::Valid { .. })
+    }
+}
+
 /// Signs digests and verifies signatures.
 #[async_trait::async_trait]
 pub trait Signer: Send + Sync {
-    /// Signs `digest`; returns a reference to the signature.
+    /// Signs `digest` of `image` (`repo@sha256:…`); returns a reference to the signature.
     async fn sign(&self, image: &str, digest: &Digest) -> Result<String>;
-    /// Whether `signature` is a valid signature of `digest` by a trusted key.
-    async fn verify(&self, image: &str, digest: &Digest, signature: &str) -> Result<bool>;
+    /// Verifies that a trusted key signed `digest`. `signature` is what [`Signer::sign`]
+    /// returned, for signers that need it.
+    async fn verify(&self, image: &str, digest: &Digest, signature: &str) -> Result<Verification>;
 }
