@@ -103,6 +103,8 @@ struct Fixture {
     new_base: String,
     /// v2's layer digests followed by the application's own: what a correct rebase produces.
     expected_layers: Vec<String>,
+    /// Size of every layer pushed, by digest, to count the bytes mounted and uploaded.
+    sizes: BTreeMap<String, u64>,
 }
 
 /// What one rebase cost the registry, from its access log.
@@ -110,6 +112,7 @@ struct Fixture {
 struct Traffic {
     requests: u64,
     mounted: u64,
+    mounted_bytes: u64,
     uploaded: u64,
     uploaded_bytes: u64,
     downloaded_bytes: u64,
@@ -225,7 +228,7 @@ async fn push_fixture(client: &RegistryClient, host: &str, size_mib: u64) -> Res
     let seed = Repository::new(host, format!("bench/s{size_mib}/app"));
 
     let v1 = [pseudo_random(&format!("{size_mib}/base-v1/os"), quarter), pseudo_random(&format!("{size_mib}/base-v1/libs"), quarter)];
-    let (old_base, _) = push_image(client, &base, BASE_TAG, &v1, BTreeMap::new()).await?;
+    let (old_base, v1_digests) = push_image(client, &base, BASE_TAG, &v1, BTreeMap::new()).await?;
 
     // The application is built on v1: its layers start with v1's, and it names its base.
     let own = [pseudo_random(&format!("{size_mib}/app/deps"), quarter), pseudo_random(&format!("{size_mib}/app/code"), quarter)];
@@ -241,10 +244,12 @@ async fn push_fixture(client: &RegistryClient, host: &str, size_mib: u64) -> Res
     app_blobs.extend(app_layer_digests.iter().cloned());
 
     let v2 = [pseudo_random(&format!("{size_mib}/base-v2/os"), quarter), pseudo_random(&format!("{size_mib}/base-v2/libs"), quarter)];
-    let (new_base, mut expected_layers) = push_image(client, &base, BASE_TAG, &v2, BTreeMap::new()).await?;
+    let (new_base, v2_digests) = push_image(client, &base, BASE_TAG, &v2, BTreeMap::new()).await?;
+    let mut expected_layers = v2_digests.clone();
     expected_layers.extend(app_layer_digests[2..].iter().cloned());
 
-    Ok(Fixture { size_mib, base, seed, app_manifest: app.bytes, app_blobs, old_base, new_base, expected_layers })
+    let sizes = v1_digests.iter().chain(&v2_digests).chain(&app_layer_digests).map(|d| (d.clone(), quarter as u64)).collect();
+    Ok(Fixture { size_mib, base, seed, app_manifest: app.bytes, app_blobs, old_base, new_base, expected_layers, sizes })
 }
 
 /// Pushes an image of uncompressed `layers` (a config with one history entry per layer) as
@@ -311,7 +316,7 @@ async fn time_one(setup: &RegistryClient, registry: &Registry, fixture: &Fixture
         Tool::Crane => time_crane(crane, fixture, &repo, &tag).await?,
     };
     tokio::time::sleep(LOG_SETTLE).await;
-    let traffic = traffic(setup, registry.host(), registry.log(), mark).await?;
+    let traffic = traffic(setup, registry.host(), registry.log(), mark, &fixture.sizes).await?;
 
     // The result must be v2's layers followed by the application's.
     let fetched = setup.get_manifest(&repo, &tag).await.with_context(|| format!("reading {repo}:{tag}"))?;
@@ -396,9 +401,10 @@ fn parse_access(line: &str) -> Option<Access<'_>> {
     Some(Access { method, uri, status, bytes })
 }
 
-/// What the registry served since byte `mark` of its log: requests, blobs mounted, blobs uploaded
-/// (and their sizes, looked up afterwards), bytes sent in answer to `GET`s.
-async fn traffic(client: &RegistryClient, host: &str, log: &Path, mark: u64) -> Result<Traffic> {
+/// What the registry served since byte `mark` of its log: requests, blobs mounted and uploaded
+/// (sized from `sizes`, or fetched afterwards when not a known layer), bytes sent in answer to
+/// `GET`s.
+async fn traffic(client: &RegistryClient, host: &str, log: &Path, mark: u64, sizes: &BTreeMap<String, u64>) -> Result<Traffic> {
     let text = std::fs::read(log).with_context(|| format!("reading {}", log.display()))?;
     let start = usize::try_from(mark).unwrap_or(usize::MAX).min(text.len());
     let text = String::from_utf8_lossy(&text[start..]);
@@ -406,30 +412,43 @@ async fn traffic(client: &RegistryClient, host: &str, log: &Path, mark: u64) -> 
     let mut uploads = Vec::new();
     for access in text.lines().filter_map(parse_access) {
         traffic.requests += 1;
-        let upload = access.uri.contains("/blobs/uploads/");
-        match access.method {
-            "GET" if access.status == 200 => traffic.downloaded_bytes += access.bytes,
-            "POST" if upload && access.uri.contains("mount=") && access.status == 201 => traffic.mounted += 1,
-            "PUT" if upload && access.status == 201 => {
+        // `/v2/<name>/blobs/uploads/…`: the repository an upload or mount goes to.
+        let upload = access.uri.strip_prefix("/v2/").and_then(|rest| rest.split_once("/blobs/uploads/")).map(|(name, _)| name);
+        match (access.method, upload) {
+            ("GET", _) if access.status == 200 => traffic.downloaded_bytes += access.bytes,
+            // A `POST` answered 201 is a cross-repository mount (`?mount=…&from=…`)…
+            ("POST", Some(_)) if access.status == 201 && query_param(access.uri, "mount").is_some() => {
+                let digest = query_param(access.uri, "mount").unwrap_or_default();
+                traffic.mounted += 1;
+                traffic.mounted_bytes += sizes.get(&digest).copied().unwrap_or(0);
+            }
+            // …or, like a `PUT` answered 201, a completed upload (`?digest=…`).
+            ("POST" | "PUT", Some(name)) if access.status == 201 => {
+                let digest = query_param(access.uri, "digest").with_context(|| format!("an upload without a digest: {}", access.uri))?;
                 traffic.uploaded += 1;
-                uploads.push(uploaded_blob(access.uri).with_context(|| format!("reading the upload {}", access.uri))?);
+                uploads.push((name.to_string(), digest));
             }
             _ => {}
         }
     }
     for (name, digest) in uploads {
-        let repo = Repository::new(host, name);
-        traffic.uploaded_bytes += client.get_blob(&repo, &digest).await.with_context(|| format!("sizing {repo}@{digest}"))?.len() as u64;
+        traffic.uploaded_bytes += match sizes.get(&digest) {
+            Some(size) => *size,
+            None => {
+                let repo = Repository::new(host, name);
+                client.get_blob(&repo, &digest).await.with_context(|| format!("sizing {repo}@{digest}"))?.len() as u64
+            }
+        };
     }
     Ok(traffic)
 }
 
-/// Repository name and digest of a completed upload: `/v2/<name>/blobs/uploads/<id>?…digest=<d>`.
-fn uploaded_blob(uri: &str) -> Option<(String, String)> {
-    let name = uri.strip_prefix("/v2/")?.split_once("/blobs/uploads/")?.0;
+/// A query parameter of a request URI, with the escapes digests and repository names use
+/// (`%3A`, `%2F`) undone.
+fn query_param(uri: &str, name: &str) -> Option<String> {
     let query = uri.split_once('?')?.1;
-    let digest = query.split('&').find_map(|p| p.strip_prefix("digest="))?;
-    Some((name.to_string(), digest.replace("%3A", ":").replace("%3a", ":")))
+    let value = query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='))?;
+    Some(value.replace("%3A", ":").replace("%3a", ":").replace("%2F", "/").replace("%2f", "/"))
 }
 
 /// Compares the first results of the two tools: layers, diff IDs, and what else differs.
@@ -459,9 +478,21 @@ async fn compare(client: &RegistryClient, tidegate: &Run, crane: &Run) -> Result
     if layer_types(&t_manifest) != layer_types(&c_manifest) {
         differences.push("layer media types".into());
     }
-    let keys = differing_keys(&t_manifest["annotations"], &c_manifest["annotations"]);
+    for (tool, manifest) in [(Tool::Tidegate, &t_manifest), (Tool::Crane, &c_manifest)] {
+        let docker = manifest["mediaType"].as_str().is_some_and(|t| t.starts_with("application/vnd.docker."));
+        let oci_layers = manifest["layers"].as_array().is_some_and(|ls| ls.iter().any(|l| l["mediaType"].as_str().is_some_and(|t| t.starts_with("application/vnd.oci."))));
+        if docker && oci_layers {
+            differences.push(format!("{}'s result is a Docker schema 2 manifest that lists OCI layer media types", tool.name()));
+        }
+    }
+    // Annotation values name registries and digests: list the keys only.
+    let empty = serde_json::Map::new();
+    let (ta, ca) = (t_manifest["annotations"].as_object().unwrap_or(&empty), c_manifest["annotations"].as_object().unwrap_or(&empty));
+    let mut keys: Vec<String> = ta.keys().chain(ca.keys()).filter(|k| ta.get(*k) != ca.get(*k)).map(|k| format!("`{k}`")).collect();
+    keys.sort();
+    keys.dedup();
     if !keys.is_empty() {
-        differences.push(format!("annotations {}", keys.join(", ")));
+        differences.push(format!("annotations {} (the base name is each tool's input: Tidegate `host/repo:tag`, crane its `--new_base`, `host/repo@digest`)", keys.join(", ")));
     }
     let keys = differing_keys(&t_config, &c_config);
     if !keys.is_empty() {
@@ -475,14 +506,26 @@ async fn compare(client: &RegistryClient, tidegate: &Run, crane: &Run) -> Result
     })
 }
 
-/// Top-level keys of two JSON objects whose values differ (`key` in backticks).
+/// Top-level keys of two JSON objects (Tidegate's, crane's) whose values differ, in backticks,
+/// with both values when they are short scalars.
 fn differing_keys(a: &Value, b: &Value) -> Vec<String> {
     let empty = serde_json::Map::new();
     let (a, b) = (a.as_object().unwrap_or(&empty), b.as_object().unwrap_or(&empty));
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| format!("`{k}`")).collect()
+    let show = |v: Option<&Value>| match v {
+        None => Some("absent".to_string()),
+        Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null)) => Some(format!("`{v}`")),
+        Some(_) => None,
+    };
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| match (show(a.get(k)), show(b.get(k))) {
+            (Some(x), Some(y)) if x.len() + y.len() < 160 => format!("`{k}` (Tidegate {x}, crane {y})"),
+            _ => format!("`{k}`"),
+        })
+        .collect()
 }
 
 fn median(samples: &[Duration]) -> Duration {
@@ -540,18 +583,19 @@ fn render_tables(results: &[SizeResult]) -> String {
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| image size | tool | requests | blobs mounted | blobs uploaded | bytes uploaded | bytes downloaded | result manifest type | same layer digests | same `diff_ids` | same manifest |");
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---|---|---|---|");
+    let _ = writeln!(out, "| image size | tool | requests | blobs mounted | bytes mounted | blobs uploaded | bytes uploaded | bytes downloaded | result manifest type | same layer digests | same `diff_ids` | same manifest |");
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|");
     for r in results {
         for (tool, runs) in [(Tool::Tidegate, &r.tidegate), (Tool::Crane, &r.crane)] {
             let t = |f: fn(&Traffic) -> u64| runs.iter().map(move |run| f(&run.traffic));
             let _ = writeln!(
                 out,
-                "| {} MiB | {} | {} | {} | {} | {} | {} | `{}` | {} | {} | {} |",
+                "| {} MiB | {} | {} | {} | {} | {} | {} | {} | `{}` | {} | {} | {} |",
                 r.size_mib,
                 tool.name(),
                 spread(t(|x| x.requests), |n| n.to_string()),
                 spread(t(|x| x.mounted), |n| n.to_string()),
+                spread(t(|x| x.mounted_bytes), bytes),
                 spread(t(|x| x.uploaded), |n| n.to_string()),
                 spread(t(|x| x.uploaded_bytes), bytes),
                 spread(t(|x| x.downloaded_bytes), bytes),
@@ -603,14 +647,22 @@ fn render_report(command: &str, machine: &str, elapsed: Duration, crane_startup:
     let _ = writeln!(out, "Times are wall-clock on a shared machine: read them as orders of magnitude, not as a test.\n");
     let _ = writeln!(out, "## Results\n");
     let _ = writeln!(out, "{tables}");
-    let differences: Vec<String> = results
-        .iter()
-        .filter(|r| !r.comparison.differences.is_empty())
-        .map(|r| format!("- {} MiB: {}", r.size_mib, r.comparison.differences.join("; ")))
-        .collect();
-    if !differences.is_empty() {
+    // What differs between the results, once if it is the same for every size.
+    let first = results.first().map(|r| &r.comparison.differences);
+    if results.iter().all(|r| Some(&r.comparison.differences) == first) {
+        if let Some(differences) = first.filter(|d| !d.is_empty()) {
+            let _ = writeln!(out, "What differs between the two tools' results (the same at every size):\n");
+            for difference in differences {
+                let _ = writeln!(out, "- {difference}");
+            }
+            let _ = writeln!(out);
+        }
+    } else {
         let _ = writeln!(out, "What differs between the two tools' results (first run of each size):\n");
-        let _ = writeln!(out, "{}\n", differences.join("\n"));
+        for r in results.iter().filter(|r| !r.comparison.differences.is_empty()) {
+            let _ = writeln!(out, "- {} MiB: {}", r.size_mib, r.comparison.differences.join("; "));
+        }
+        let _ = writeln!(out);
     }
     out
 }

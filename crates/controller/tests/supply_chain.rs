@@ -89,7 +89,16 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     for i in 0..10 {
         s.extra_policy(&format!("sharer-{i}"), &format!("{host}/shop/sharer-{i}"), &base_ref).await;
     }
-    let controller = s.controller_with(&["--builder", "registry"]);
+    // Candidates are signed with a Notary Project key and verified against its trust policy.
+    let identity = tidegate_testenv::pki::write_code_signing_identity(&s.path("notary"), "supply chain", "tidegate").expect("identity");
+    let args = [
+        "--builder".to_string(), "registry".into(),
+        "--notary-key-file".into(), identity.key.display().to_string(),
+        "--notary-cert-file".into(), identity.chain.display().to_string(),
+        "--trust-policy-file".into(), identity.trust_policy.display().to_string(),
+        "--trust-store-dir".into(), identity.trust_store.display().to_string(),
+    ];
+    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     // The policy records the base digest it starts from; nothing is built for it.
     let policies = kube::Api::<tidegate_api::ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
@@ -119,7 +128,9 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     assert_eq!(manifest.layers[0].digest, sha256(&base_v2[0]));
     assert_eq!(manifest.layers[2].digest, sha256(&bytes("app", 1024)));
     assert_eq!(manifest.annotations.unwrap_or_default().get(BASE_DIGEST), Some(&new_base));
-    assert!(release.status.as_ref().and_then(|st| st.signature.as_ref()).is_some(), "signed");
+    let signature = release.status.as_ref().and_then(|st| st.signature.as_ref()).and_then(|sig| sig.reference.clone()).expect("signed");
+    let referrers = client.referrers(&app, &digest, Some("application/vnd.cncf.notary.signature")).await.expect("referrers");
+    assert_eq!(referrers.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(), [signature], "the signature is a referrer of the candidate");
     assert_eq!(s.deployment_image(&s.staging, "web").await, Some(format!("{host}/shop/app@{digest}")), "staging runs the rebased digest");
     s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
     assert_eq!(s.deployment_image(&s.ns, "web").await, Some(format!("{host}/shop/app@{app_digest}")), "production untouched");
@@ -127,6 +138,25 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     // Within one interval the shared base was looked at once more (the notification), not per policy.
     let heads = head_requests(&registry, "/v2/base/runtime/manifests/3.20") - heads_at_start;
     assert!(heads <= 2, "{heads} HEADs for 11 policies after the push");
+
+    // The signature is verified again right before production changes: with a trust store that
+    // no longer trusts the signer, the approved Promotion fails closed and production stays.
+    drop(controller);
+    let rotated = tidegate_testenv::pki::write_code_signing_identity(&s.path("rotated"), "another team", "tidegate").expect("identity");
+    let args = [
+        "--builder".to_string(), "registry".into(),
+        "--trust-policy-file".into(), rotated.trust_policy.display().to_string(),
+        "--trust-store-dir".into(), rotated.trust_store.display().to_string(),
+    ];
+    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
+    let alice = s.user("alice", &["tidegate-approvers"]).await;
+    s.approve(&alice, promotion.metadata.name.as_deref().expect("name"), "alice").await.expect("approve");
+    let failed = s.promotion_in(PromotionPhase::Failed, MINUTE).await;
+    let condition = failed.status.expect("status").conditions.into_iter().find(|c| c.type_ == "SignatureVerified").expect("SignatureVerified");
+    assert_eq!(condition.status, "False");
+    assert!(condition.message.contains("no signature of"), "{}", condition.message);
+    assert_eq!(s.deployment_image(&s.ns, "web").await, Some(format!("{host}/shop/app@{app_digest}")), "production untouched");
     drop(controller);
 }
 

@@ -115,7 +115,14 @@ impl Signer for NotarySigner {
         }
         let mut reasons = Vec::new();
         for signature in signatures {
-            let fetched = self.registry.get_manifest(&repo, &signature.digest).await?;
+            let fetched = match self.registry.get_manifest(&repo, &signature.digest).await {
+                Ok(fetched) => fetched,
+                Err(e) if !e.is_transient() => {
+                    reasons.push(format!("{}: {e}", signature.digest));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let manifest: ImageManifest = match serde_json::from_slice(&fetched.bytes) {
                 Ok(m) => m,
                 Err(e) => {
@@ -127,7 +134,14 @@ impl Signer for NotarySigner {
                 reasons.push(format!("{}: no JWS envelope", signature.digest));
                 continue;
             };
-            let envelope = self.registry.get_blob(&repo, &layer.digest).await?;
+            let envelope = match self.registry.get_blob(&repo, &layer.digest).await {
+                Ok(envelope) => envelope,
+                Err(e) if !e.is_transient() => {
+                    reasons.push(format!("{}: {e}", signature.digest));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match tidegate_notary::verify_with_policy(&envelope, &self.policy, &self.stores, &reference, jiff::Timestamp::now()) {
                 Ok(PolicyOutcome::Verified(verified)) => return Ok(Verification::Valid { signer: verified.signer_subject.to_string() }),
                 Ok(PolicyOutcome::Skipped { policy }) => {

@@ -2,64 +2,35 @@
 //! `notation verify` accepts Tidegate's signatures, and Tidegate verifies `notation sign`'s.
 //! Untrusted, missing and mismatched signatures fail closed with a reason.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tidegate_core::Digest;
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
 use tidegate_providers::{Signer, Verification};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
+use tidegate_testenv::pki::{write_code_signing_identity, CodeSigningFiles};
 use tidegate_testenv::tools::SupplyChainTools;
 
-/// A root CA and a code-signing leaf, written as key, chain, and a trust store holding the root.
+/// A code-signing identity with its trust store and policy (see testenv's pki).
 struct Identity {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    files: CodeSigningFiles,
 }
 
 impl Identity {
     fn new(name: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let root_key = KeyPair::generate().expect("root key");
-        let mut root = CertificateParams::new(Vec::<String>::new()).expect("params");
-        root.distinguished_name = dn(&format!("{name} root"));
-        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let root_cert = root.self_signed(&root_key).expect("root cert");
-        let issuer = Issuer::new(root, root_key);
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf = CertificateParams::new(Vec::<String>::new()).expect("params");
-        leaf.distinguished_name = dn(&format!("{name} signer"));
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf cert");
-        std::fs::write(dir.path().join("tls.key"), leaf_key.serialize_pem()).expect("key");
-        std::fs::write(dir.path().join("tls.crt"), format!("{}{}", leaf_cert.pem(), root_cert.pem())).expect("chain");
-        let store = dir.path().join("store/x509/ca/tidegate");
-        std::fs::create_dir_all(&store).expect("store");
-        std::fs::write(store.join("root.pem"), root_cert.pem()).expect("root");
-        write_policy(&dir.path().join("trustpolicy.json"), "tidegate");
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let files = write_code_signing_identity(dir.path(), name, "tidegate").expect("identity");
+        Self { _dir: dir, files }
     }
 
     fn signer(&self, registry: Arc<RegistryClient>, with_key: bool) -> NotarySigner {
-        let key = (self.path("tls.key"), self.path("tls.crt"));
-        let key = with_key.then(|| (key.0.as_path(), key.1.as_path()));
-        NotarySigner::from_files(registry, key, &self.path("trustpolicy.json"), &self.path("store")).expect("signer")
+        let key = with_key.then(|| (self.files.key.as_path(), self.files.chain.as_path()));
+        NotarySigner::from_files(registry, key, &self.files.trust_policy, &self.files.trust_store).expect("signer")
     }
-}
-
-fn dn(cn: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Tidegate tests");
-    dn.push(DnType::CommonName, cn);
-    dn
 }
 
 fn write_policy(path: &Path, store: &str) {
@@ -100,10 +71,10 @@ async fn notation_verifies_tidegate_signatures_through_referrers_and_the_fallbac
 
         // The real notation CLI, configured with the same trust store and policy.
         let home = tempfile::tempdir().expect("home");
-        let store = identity.path("store/x509/ca/tidegate/root.pem");
+        let store = identity.files.root.clone();
         let (ok, out) = notation(home.path(), &["cert", "add", "--type", "ca", "--store", "tidegate", &store.display().to_string()]);
         assert!(ok, "{out}");
-        let (ok, out) = notation(home.path(), &["policy", "import", "--force", &identity.path("trustpolicy.json").display().to_string()]);
+        let (ok, out) = notation(home.path(), &["policy", "import", "--force", &identity.files.trust_policy.display().to_string()]);
         assert!(ok, "{out}");
         let (ok, out) = notation(home.path(), &["verify", "--insecure-registry", &reference]);
         assert!(ok && out.contains("Successfully verified"), "notation verify ({kind:?}): {out}");

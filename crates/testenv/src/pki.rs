@@ -139,3 +139,62 @@ fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
 fn pki(e: rcgen::Error) -> Error {
     Error::Pki(e.to_string())
 }
+
+/// Files of a Notary Project signing identity for tests and the demo: a root CA, a code-signing
+/// leaf, a trust store holding the root (`store/x509/ca/<store>/root.pem`) and a strict trust
+/// policy that trusts that store for every repository.
+#[derive(Clone, Debug)]
+pub struct CodeSigningFiles {
+    /// The leaf's private key (PEM).
+    pub key: std::path::PathBuf,
+    /// The chain, leaf first (PEM).
+    pub chain: std::path::PathBuf,
+    /// `trustpolicy.json`.
+    pub trust_policy: std::path::PathBuf,
+    /// The trust store directory (holds `x509/ca/<store>/`).
+    pub trust_store: std::path::PathBuf,
+    /// The root certificate (PEM).
+    pub root: std::path::PathBuf,
+}
+
+/// Writes a fresh code-signing identity named `name` into `dir` (trust store name `store`).
+pub fn write_code_signing_identity(dir: &Path, name: &str, store: &str) -> Result<CodeSigningFiles, Error> {
+    let root_key = KeyPair::generate().map_err(pki)?;
+    let mut root = CertificateParams::new(Vec::<String>::new()).map_err(pki)?;
+    root.distinguished_name = code_signing_name(&format!("{name} root"));
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root_cert = root.self_signed(&root_key).map_err(pki)?;
+    let issuer = Issuer::new(root, root_key);
+    let leaf_key = KeyPair::generate().map_err(pki)?;
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).map_err(pki)?;
+    leaf.distinguished_name = code_signing_name(&format!("{name} signer"));
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(pki)?;
+    let files = CodeSigningFiles {
+        key: dir.join("tls.key"),
+        chain: dir.join("tls.crt"),
+        trust_policy: dir.join("trustpolicy.json"),
+        trust_store: dir.join("store"),
+        root: dir.join("store").join("x509").join("ca").join(store).join("root.pem"),
+    };
+    if let Some(parent) = files.root.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    write_file(&files.key, &leaf_key.serialize_pem())?;
+    write_file(&files.chain, &format!("{}{}", leaf_cert.pem(), root_cert.pem()))?;
+    write_file(&files.root, &root_cert.pem())?;
+    let policy = format!(
+        r#"{{"version": "1.0", "trustPolicies": [{{"name": "{store}", "registryScopes": ["*"], "signatureVerification": {{"level": "strict"}}, "trustStores": ["ca:{store}"], "trustedIdentities": ["*"]}}]}}"#
+    );
+    write_file(&files.trust_policy, &policy)?;
+    Ok(files)
+}
+
+fn code_signing_name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Tidegate");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
