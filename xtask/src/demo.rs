@@ -1,6 +1,7 @@
-//! `cargo xtask demo`: the whole Tidegate story on the local control plane, printed step by step.
-//! Everything up to staging happens by itself; the demo then stops at the approval and shows the
-//! command to approve (`--approve` approves as the demo approver `alice`).
+//! `cargo xtask demo`: the whole Tidegate story on the local control plane and a real registry,
+//! printed step by step. A base image update is noticed, the app is rebased natively, scanned,
+//! signed (Notary Project), staged and tested by itself; the demo then stops at the approval and
+//! shows the command to approve (`--approve` approves as the demo approver `alice`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,10 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
+use tidegate_testenv::pki::CodeSigningFiles;
+use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 use tidegate_testenv::{apply, tools::Tools, TestEnv};
 
 /// Arguments of `cargo xtask demo`.
@@ -59,26 +63,59 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for object in apply::apply_dir(&client, &examples, "default", "tidegate-demo").await? {
         println!("  applied {object}");
     }
+    step("Starting a real OCI registry (CNCF distribution) on loopback with a base image and the shop app built on it");
+    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous }).await?;
+    let host = registry.host().to_string();
+    let images = registry.client();
+    let base_ref = format!("{host}/base/runtime:3.20");
+    let base_v1 = [layer("os 1", 64 * 1024), layer("libs 1", 32 * 1024)];
+    let old_base = images.push_layered("base/runtime", "3.20", &base_v1, &[]).await?;
+    let app_layers = [base_v1[0].clone(), base_v1[1].clone(), layer("shop app", 16 * 1024)];
+    let app = images
+        .push_layered("shop/app", "1.0", &app_layers, &[("org.opencontainers.image.base.name", &base_ref), ("org.opencontainers.image.base.digest", &old_base)])
+        .await?;
+    println!("  {base_ref} → {old_base}");
+    println!("  {host}/shop/app:1.0 → {app} (built on it, and its annotations say so)");
+    let running = format!("{host}/shop/app@{app}");
+    for ns in ["shop", "shop-staging"] {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        for name in ["web", "worker"] {
+            let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": running}]}}}});
+            deployments.patch(name, &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+        }
+        let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+        let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": running}]}}}}}});
+        cronjobs.patch("nightly-report", &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+    }
     let health = HealthServer::start().await?;
     let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), "shop");
     let patch = json!({"spec": {
+        "image": format!("{host}/shop/app"),
+        "triggers": {"baseImage": {"ref": base_ref, "interval": "15m"}},
         "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": health.url}]},
         "promotion": {"monitorWindow": "1m"}
     }});
     policies.patch("shop-app", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    println!("  ImagePolicy shop-app now promotes {host}/shop/app and watches {base_ref}");
     println!("  the staging check calls {} (the controller runs outside the cluster); monitor window 1m", health.url);
     wait_deployments(&client, "shop").await?;
     kubectl.show(&["get", "deployments,cronjobs", "-n", "shop", "-o", "wide"])?;
 
     step("Starting the controller as ServiceAccount tidegate-system/tidegate-controller, with the least-privilege role");
-    let controller = Controller::start(&env, &bin, &dir)?;
+    let identity = tidegate_testenv::pki::write_code_signing_identity(&dir.join("notary"), "tidegate demo", "tidegate")?;
+    println!("  Notary Project signing key {} (chain {}), trust policy {}", identity.key.display(), identity.chain.display(), identity.trust_policy.display());
+    let controller = Controller::start(&env, &bin, &dir, &identity)?;
     println!("  logs: {}", controller.log.display());
+    wait_policy_base(&policies, &old_base).await?;
+    println!("  the controller resolved {base_ref} once for its policies: {old_base}");
 
-    step("A trigger fires: someone asks for a rebuild of shop-app");
-    println!("$ kubectl annotate imagepolicy shop-app -n shop tidegate.dev/trigger=demo-1");
-    policies
-        .patch("shop-app", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"annotations": {"tidegate.dev/trigger": "demo-1"}}})))
-        .await?;
+    step("The base image gets a security fix: a new digest is pushed under the same tag, and the registry notifies Tidegate");
+    let base_v2 = [layer("os 2 (patched)", 64 * 1024), layer("libs 2 (patched)", 32 * 1024)];
+    let new_base = images.push_layered("base/runtime", "3.20", &base_v2, &[]).await?;
+    println!("  {base_ref} → {new_base}");
+    let notification = json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": new_base}, "request": {"host": host}}]});
+    println!("$ curl -X POST {}/webhooks/registry -d '<distribution notification envelope>'", controller.metrics);
+    post_json(&format!("{}/webhooks/registry", controller.metrics), &notification.to_string()).await?;
 
     let releases: Api<Release> = Api::namespaced(client.clone(), "shop");
     let mut last = None;
@@ -93,6 +130,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             if phase != last {
                 let message = release.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.message.clone()).unwrap_or_default();
                 println!("  release {} → {:?}  {message}", release.metadata.name.clone().unwrap_or_default(), phase.unwrap_or_default());
+                if let Some(build) = release.status.as_ref().and_then(|s| s.build.as_ref()).and_then(|b| b.reference.clone()).filter(|_| phase == Some(ReleasePhase::Scanning)) {
+                    println!("    build: {build}");
+                }
                 last = phase;
             }
             if phase == Some(ReleasePhase::Scanning) && !reported {
@@ -111,6 +151,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let digest = release.status.as_ref().and_then(|s| s.digest.clone()).unwrap_or_default();
     kubectl.show(&["get", "releases", "-n", "shop", "-o", "wide"])?;
+    step("The candidate carries a Notary Project signature that the notation CLI accepts");
+    notation_verify(&identity, &format!("{host}/shop/app@{digest}"), &dir)?;
     kubectl.show(&["get", "deployments", "-n", "shop-staging", "-o", "wide"])?;
 
     step("Automation stops here: the Promotion waits for a human, production is untouched");
@@ -171,6 +213,61 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         tokio::signal::ctrl_c().await?;
     }
     drop(controller);
+    Ok(())
+}
+
+/// Pseudo-random layer content (a hash chain), so every layer differs.
+fn layer(seed: &str, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
+    let mut block = tidegate_providers::registry::sha256(seed.as_bytes()).into_bytes();
+    while out.len() < size {
+        out.extend_from_slice(&block);
+        block = tidegate_providers::registry::sha256(&block).into_bytes();
+    }
+    out.truncate(size);
+    out
+}
+
+async fn wait_policy_base(policies: &Api<ImagePolicy>, digest: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if policies.get("shop-app").await?.status.and_then(|s| s.base_digest).as_deref() == Some(digest) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bail!("the controller did not record the base digest")
+}
+
+async fn post_json(url: &str, body: &str) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').context("URL without a path")?;
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    let request = format!("POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    println!("  {}", answer.lines().last().unwrap_or_default());
+    Ok(())
+}
+
+/// Runs `notation verify` on `reference` with the demo's trust store and policy.
+fn notation_verify(identity: &CodeSigningFiles, reference: &str, dir: &Path) -> Result<()> {
+    let notation = tidegate_testenv::tools::SupplyChainTools::locate()?.notation();
+    let home = dir.join("notation-home");
+    let run = |args: &[&str]| -> Result<String> {
+        let out = Command::new(&notation).args(args).env("HOME", &home).env("XDG_CONFIG_HOME", home.join("config")).output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("notation {}: {text}", args.join(" "));
+        }
+        Ok(text)
+    };
+    run(&["cert", "add", "--type", "ca", "--store", "tidegate", &identity.root.display().to_string()])?;
+    run(&["policy", "import", "--force", &identity.trust_policy.display().to_string()])?;
+    println!("$ notation verify --insecure-registry {reference}");
+    print!("{}", run(&["verify", "--insecure-registry", reference])?);
     Ok(())
 }
 
@@ -242,10 +339,11 @@ async fn wait_deployments(client: &kube::Client, namespace: &str) -> Result<()> 
 struct Controller {
     child: Child,
     log: PathBuf,
+    metrics: String,
 }
 
 impl Controller {
-    fn start(env: &TestEnv, bin: &Path, dir: &Path) -> Result<Self> {
+    fn start(env: &TestEnv, bin: &Path, dir: &Path, identity: &CodeSigningFiles) -> Result<Self> {
         let kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
         let key = dir.join("signing.key");
@@ -256,14 +354,16 @@ impl Controller {
         let child = Command::new(bin.join("tidegate-controller"))
             .env("KUBECONFIG", &kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--signing-key-file", &key.display().to_string()])
-            .args(["--builder", "in-process"])
+            .args(["--builder", "registry"])
+            .args(["--notary-key-file", &identity.key.display().to_string(), "--notary-cert-file", &identity.chain.display().to_string()])
+            .args(["--trust-policy-file", &identity.trust_policy.display().to_string(), "--trust-store-dir", &identity.trust_store.display().to_string()])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
             .context("starting tidegate-controller")?;
-        println!("  metrics: http://127.0.0.1:{port}/metrics");
-        Ok(Self { child, log })
+        println!("  metrics and registry webhook: http://127.0.0.1:{port}");
+        Ok(Self { child, log, metrics: format!("http://127.0.0.1:{port}") })
     }
 }
 

@@ -468,6 +468,36 @@ impl TestClient {
         Ok(response.header("docker-content-digest").map(str::to_string))
     }
 
+    /// Pushes an image whose layers are exactly `layers` (uncompressed, so each diff_id is the
+    /// layer's digest), with one history entry per layer and `annotations` on the manifest.
+    /// Images that share their first layers share a base, as a rebase needs. Returns the digest.
+    pub async fn push_layered(&self, repo: &str, tag: &str, layers: &[Vec<u8>], annotations: &[(&str, &str)]) -> Result<String, Error> {
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            let digest = self.push_blob(repo, layer).await?;
+            descriptors.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": layer.len()}));
+        }
+        let diff_ids: Vec<&serde_json::Value> = descriptors.iter().map(|d| &d["digest"]).collect();
+        let history: Vec<serde_json::Value> = (0..layers.len()).map(|i| serde_json::json!({"created_by": format!("layer {i}")})).collect();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history
+        }))
+        .map_err(|e| Error::Registry(e.to_string()))?;
+        let config_digest = self.push_blob(repo, &config).await?;
+        let mut manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": IMAGE_MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": descriptors,
+        });
+        if !annotations.is_empty() {
+            manifest["annotations"] = annotations.iter().map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>().into();
+        }
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Registry(e.to_string()))?;
+        self.push_manifest(repo, tag, IMAGE_MANIFEST_MEDIA_TYPE, &bytes).await
+    }
+
     /// Pushes a test image: its random layers, its config and its OCI manifest (by tag, or by
     /// digest). An image config lists the layers as `rootfs.diff_ids`; an artifact gets the
     /// empty config.
