@@ -250,3 +250,89 @@ async fn rebase_swaps_the_base_layers_and_mounts_them() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// Pushes a two-platform index of images built from `layers(platform)`; returns (index digest,
+/// platform manifest digests).
+async fn push_index(client: &RegistryClient, repo: &Repository, tag: &str, layers: impl Fn(&str) -> Vec<Vec<u8>>, annotations: BTreeMap<String, String>) -> String {
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let (digest, _) = push_image(client, repo, &format!("{tag}-{arch}"), &layers(arch), BTreeMap::new()).await;
+        let head = client.head_manifest(repo, &digest).await.expect("HEAD").expect("platform manifest");
+        manifests.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": head.size, "platform": {"os": "linux", "architecture": arch}}));
+    }
+    let mut index = json!({"schemaVersion": 2, "mediaType": tidegate_providers::registry::types::OCI_INDEX, "manifests": manifests});
+    if !annotations.is_empty() {
+        index["annotations"] = json!(annotations);
+    }
+    let bytes = serde_json::to_vec(&index).expect("index");
+    client.put_manifest(repo, tag, tidegate_providers::registry::types::OCI_INDEX, &bytes).await.expect("push index").0
+}
+
+#[tokio::test]
+async fn multi_platform_images_are_rebased_platform_by_platform_into_a_new_index() {
+    let registry = registry(RegistryKind::Distribution, RegistryAuth::Anonymous).await;
+    let client = client(&registry, None);
+    let base = Repository::new(registry.host(), "base/runtime");
+    let app = Repository::new(registry.host(), "shop/app");
+    let base_layer = |version: &str, arch: &str| layer_bytes(&format!("os-{version}-{arch}"), 1024);
+    let old_index = push_index(&client, &base, "3.20", |arch| vec![base_layer("1", arch)], BTreeMap::new()).await;
+    for arch in ["amd64", "arm64"] {
+        client.push_blob(&app, &base_layer("1", arch)).await.expect("copy base layer");
+    }
+    let annotations = BTreeMap::from([(BASE_NAME.to_string(), format!("{}/base/runtime:3.20", registry.host())), (BASE_DIGEST.to_string(), old_index.clone())]);
+    let app_index = push_index(&client, &app, "1.0", |arch| vec![base_layer("1", arch), layer_bytes(&format!("app-{arch}"), 512)], annotations).await;
+    let new_index = push_index(&client, &base, "3.20", |arch| vec![base_layer("2", arch)], BTreeMap::new()).await;
+
+    let rebased = rebase(&client, &RebaseRequest {
+        repository: app.clone(),
+        reference: app_index.clone(),
+        old_base: None,
+        new_base: (base.clone(), new_index.clone()),
+        new_base_name: format!("{}/base/runtime:3.20", registry.host()),
+        tag: "tidegate-multi".into(),
+    })
+    .await
+    .expect("rebase the index");
+    let fetched = client.get_manifest(&app, &rebased.digest).await.expect("new index");
+    assert!(fetched.is_index(), "the promoted digest is an index digest");
+    let index: tidegate_providers::registry::types::ImageIndex = serde_json::from_slice(&fetched.bytes).expect("index");
+    assert_eq!(index.annotations.unwrap_or_default().get(BASE_DIGEST), Some(&new_index));
+    assert_eq!(index.manifests.len(), 2);
+    for entry in &index.manifests {
+        let arch = entry.platform.as_ref().and_then(|p| p["architecture"].as_str()).expect("platform").to_string();
+        let manifest: ImageManifest = serde_json::from_slice(&client.get_manifest(&app, &entry.digest).await.expect("platform image").bytes).expect("manifest");
+        let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        assert_eq!(layers, [sha256(&base_layer("2", &arch)), sha256(&layer_bytes(&format!("app-{arch}"), 512))], "{arch} is on its own new base layer");
+    }
+}
+
+/// `429 Too Many Requests` is retried after `Retry-After`; a loopback server answers 429 once.
+#[tokio::test]
+async fn too_many_requests_is_retried_after_the_servers_delay() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let response = if n == 0 {
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+            } else {
+                format!("HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:{}\r\ncontent-type: {OCI_MANIFEST}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", "a".repeat(64))
+            };
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    let client = RegistryClient::new(ClientOptions::default()).expect("client");
+    let started = Instant::now();
+    let head = client.head_manifest(&Repository::new(&host, "shop/app"), "v1").await.expect("HEAD after the retry");
+    assert_eq!(head.map(|d| d.digest), Some(format!("sha256:{}", "a".repeat(64))));
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "one 429, one retry");
+    assert!(started.elapsed() >= Duration::from_millis(950), "waited for Retry-After: {:?}", started.elapsed());
+}
