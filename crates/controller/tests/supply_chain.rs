@@ -11,7 +11,7 @@ use common::{http_server, Scenario, CLEAN_REPORT};
 use serde_json::json;
 use tidegate_api::{PromotionPhase, ReleasePhase};
 use tidegate_providers::rebase::{BASE_DIGEST, BASE_NAME};
-use tidegate_providers::registry::types::{Descriptor, ImageManifest, OCI_CONFIG, OCI_MANIFEST};
+use tidegate_providers::registry::types::ImageManifest;
 use tidegate_providers::registry::{sha256, ClientOptions, RegistryClient, Repository};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 
@@ -28,26 +28,10 @@ fn bytes(seed: &str, size: usize) -> Vec<u8> {
     out
 }
 
-/// Pushes an uncompressed-layer image and returns its manifest digest.
-async fn push(client: &RegistryClient, repo: &Repository, tag: &str, layers: &[Vec<u8>], annotations: BTreeMap<String, String>) -> String {
-    let mut descriptors = Vec::new();
-    for layer in layers {
-        let digest = client.push_blob(repo, layer).await.expect("layer");
-        descriptors.push(Descriptor { media_type: "application/vnd.oci.image.layer.v1.tar".into(), digest, size: layer.len() as u64, artifact_type: None, annotations: None, platform: None });
-    }
-    let ids: Vec<String> = descriptors.iter().map(|d| d.digest.clone()).collect();
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ids}})).expect("config");
-    let config_digest = client.push_blob(repo, &config).await.expect("config");
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(OCI_MANIFEST.into()),
-        artifact_type: None,
-        config: Descriptor { media_type: OCI_CONFIG.into(), digest: config_digest, size: config.len() as u64, artifact_type: None, annotations: None, platform: None },
-        layers: descriptors,
-        subject: None,
-        annotations: (!annotations.is_empty()).then_some(annotations),
-    };
-    client.put_manifest(repo, tag, OCI_MANIFEST, &serde_json::to_vec(&manifest).expect("json")).await.expect("manifest").0
+/// Pushes an image with exactly these layers (see testenv's `push_layered`); returns its digest.
+async fn push(registry: &Registry, repo: &Repository, tag: &str, layers: &[Vec<u8>], annotations: BTreeMap<String, String>) -> String {
+    let annotations: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    registry.client().push_layered(&repo.name, tag, layers, &annotations).await.expect("push image")
 }
 
 /// `HEAD` requests for `path` in the registry's access log (one line per request).
@@ -67,9 +51,9 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
 
     // Base v1, and the app built on it (its first layers are the base's, and it says so).
     let base_v1 = [bytes("os-1", 4096), bytes("libs-1", 2048)];
-    let old_base = push(&client, &base, "3.20", &base_v1, BTreeMap::new()).await;
+    let old_base = push(&registry, &base, "3.20", &base_v1, BTreeMap::new()).await;
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), old_base.clone())]);
-    let app_digest = push(&client, &app, "1.0", &[base_v1[0].clone(), base_v1[1].clone(), bytes("app", 1024)], annotations).await;
+    let app_digest = push(&registry, &app, "1.0", &[base_v1[0].clone(), base_v1[1].clone(), bytes("app", 1024)], annotations).await;
 
     let s = Scenario::new("supply-chain").await;
     s.set_workload_images(&format!("{host}/shop/app@{app_digest}")).await;
@@ -114,7 +98,7 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
 
     // Base v2 is pushed and the registry notifies the controller.
     let base_v2 = [bytes("os-2", 4096), bytes("libs-2", 3072)];
-    let new_base = push(&client, &base, "3.20", &base_v2, BTreeMap::new()).await;
+    let new_base = push(&registry, &base, "3.20", &base_v2, BTreeMap::new()).await;
     let notification = json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": new_base}, "request": {"host": host}}]});
     let answer = post(&format!("{}/webhooks/registry", controller.metrics), &notification.to_string()).await;
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
@@ -180,9 +164,9 @@ async fn registry_scenario(name: &str) -> (Registry, Scenario, RegistryClient, S
     let client = RegistryClient::new(ClientOptions::default()).expect("client");
     let base_ref = format!("{host}/base/runtime:3.20");
     let base_v1 = [bytes("os-1", 1024), bytes("libs-1", 512)];
-    let old_base = push(&client, &Repository::new(&host, "base/runtime"), "3.20", &base_v1, BTreeMap::new()).await;
+    let old_base = push(&registry, &Repository::new(&host, "base/runtime"), "3.20", &base_v1, BTreeMap::new()).await;
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), old_base)]);
-    let app = push(&client, &Repository::new(&host, "shop/app"), "1.0.0", &[base_v1[0].clone(), base_v1[1].clone(), bytes("app", 256)], annotations).await;
+    let app = push(&registry, &Repository::new(&host, "shop/app"), "1.0.0", &[base_v1[0].clone(), base_v1[1].clone(), bytes("app", 256)], annotations).await;
     let s = Scenario::new(name).await;
     s.set_workload_images(&format!("{host}/shop/app@{app}")).await;
     (registry, s, client, app, base_ref)
@@ -198,7 +182,7 @@ fn web_only(s: &Scenario) -> serde_json::Value {
 /// tag had then; moving the tag later changes nothing.
 #[tokio::test]
 async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
-    let (registry, s, client, _, _) = registry_scenario("new-build").await;
+    let (registry, s, _, _, _) = registry_scenario("new-build").await;
     let host = registry.host().to_string();
     let (url, _) = http_server(200).await;
     s.policy(json!({
@@ -210,15 +194,15 @@ async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
     .await;
     let controller = s.controller_with(&["--builder", "registry"]);
     let app = Repository::new(&host, "shop/app");
-    push(&client, &app, "not-a-release", &[bytes("noise", 64)], BTreeMap::new()).await;
-    let built = push(&client, &app, "1.1.0", &[bytes("build-110", 256)], BTreeMap::new()).await;
+    push(&registry, &app, "not-a-release", &[bytes("noise", 64)], BTreeMap::new()).await;
+    let built = push(&registry, &app, "1.1.0", &[bytes("build-110", 256)], BTreeMap::new()).await;
     let reported = s.upload_scan_report(CLEAN_REPORT).await;
     assert_eq!(reported, built, "the release's digest is the tag's digest");
     let release = s.release_in(ReleasePhase::Verified, MINUTE).await;
     assert_eq!(release.spec.source.as_ref().map(|src| src.image.clone()), Some(format!("{host}/shop/app@{built}")));
     assert_eq!(release.spec.reason.kind, tidegate_api::release::ReasonKind::NewBuild);
     // Moving the tag does not rebuild or re-pin.
-    push(&client, &app, "1.1.0", &[bytes("moved", 256)], BTreeMap::new()).await;
+    push(&registry, &app, "1.1.0", &[bytes("moved", 256)], BTreeMap::new()).await;
     tokio::time::sleep(Duration::from_secs(35)).await;
     let releases = s.releases().list(&Default::default()).await.expect("list").items;
     assert_eq!(releases.len(), 1, "one release for tag 1.1.0");
@@ -229,7 +213,7 @@ async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
 /// `external`: Tidegate calls the CI webhook once and waits for the image built on the new base.
 #[tokio::test]
 async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
-    let (registry, s, client, _, base_ref) = registry_scenario("external-build").await;
+    let (registry, s, _, _, base_ref) = registry_scenario("external-build").await;
     let host = registry.host().to_string();
     let (url, _) = http_server(200).await;
     let (webhook, calls) = http_server(202).await;
@@ -249,7 +233,7 @@ async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
     })
     .await;
     let base_v2 = [bytes("os-2", 1024), bytes("libs-2", 512)];
-    let new_base = push(&client, &Repository::new(&host, "base/runtime"), "3.20", &base_v2, BTreeMap::new()).await;
+    let new_base = push(&registry, &Repository::new(&host, "base/runtime"), "3.20", &base_v2, BTreeMap::new()).await;
     post(&format!("{}/webhooks/registry", controller.metrics), &json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20"}, "request": {"host": host}}]}).to_string()).await;
     let building = s.release_in(ReleasePhase::Building, MINUTE).await;
     common::wait("the CI webhook to be called", MINUTE, || {
@@ -260,7 +244,7 @@ async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
     assert!(building.status.is_some());
     // CI pushes its rebuild, which names the new base.
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), new_base.clone())]);
-    let rebuilt = push(&client, &Repository::new(&host, "shop/app"), "ci-42", &[base_v2[0].clone(), base_v2[1].clone(), bytes("app-ci", 256)], annotations).await;
+    let rebuilt = push(&registry, &Repository::new(&host, "shop/app"), "ci-42", &[base_v2[0].clone(), base_v2[1].clone(), bytes("app-ci", 256)], annotations).await;
     let digest = s.upload_scan_report(CLEAN_REPORT).await;
     assert_eq!(digest, rebuilt);
     s.release_in(ReleasePhase::Verified, MINUTE).await;
@@ -274,7 +258,7 @@ async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
 async fn job_build_reports_the_pushed_digest() {
     use k8s_openapi::api::core::v1::{ConfigMap, Pod};
     use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-    let (registry, s, client, _, base_ref) = registry_scenario("job-build").await;
+    let (registry, s, _, _, base_ref) = registry_scenario("job-build").await;
     let host = registry.host().to_string();
     let (url, _) = http_server(200).await;
     // The builder Pod runs on a node nothing manages, so this test plays the builder.
@@ -301,7 +285,7 @@ async fn job_build_reports_the_pushed_digest() {
     let base_image = env.iter().find(|e| e.name == "TIDEGATE_BASE_IMAGE").and_then(|e| e.value.clone()).expect("TIDEGATE_BASE_IMAGE");
     assert!(base_image.starts_with(&format!("{host}/base/runtime@sha256:")), "{base_image}");
     // The "builder" pushes its image and reports the digest.
-    let pushed = push(&client, &Repository::new(&host, "shop/app"), "job-built", &[bytes("job-built", 300)], BTreeMap::new()).await;
+    let pushed = push(&registry, &Repository::new(&host, "shop/app"), "job-built", &[bytes("job-built", 300)], BTreeMap::new()).await;
     let now = jiff::Timestamp::now().to_string();
     let status = json!({"status": {"phase": "Succeeded", "containerStatuses": [{
         "name": "build", "image": "registry.example.com/tools/builder", "imageID": "", "ready": false, "restartCount": 0,
