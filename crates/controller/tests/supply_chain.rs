@@ -158,8 +158,8 @@ async fn post(url: &str, body: &str) -> String {
 
 /// A registry with base v1 and an app built on it, a scenario whose web workloads run the app,
 /// and the digests: (registry, scenario, client, app digest, base ref).
-async fn registry_scenario(name: &str) -> (Registry, Scenario, RegistryClient, String, String) {
-    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous }).await.expect("registry");
+async fn registry_scenario(name: &str, auth: RegistryAuth) -> (Registry, Scenario, RegistryClient, String, String) {
+    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth }).await.expect("registry");
     let host = registry.host().to_string();
     let client = RegistryClient::new(ClientOptions::default()).expect("client");
     let base_ref = format!("{host}/base/runtime:3.20");
@@ -172,6 +172,16 @@ async fn registry_scenario(name: &str) -> (Registry, Scenario, RegistryClient, S
     (registry, s, client, app, base_ref)
 }
 
+/// Controller arguments with the registry's credentials in a `.dockerconfigjson`, as mounted from a
+/// `kubernetes.io/dockerconfigjson` Secret.
+fn registry_args(s: &Scenario, registry: &Registry, user: &str, password: &str) -> Vec<String> {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let path = s.path("dockerconfig.json");
+    std::fs::write(&path, json!({"auths": {registry.host(): {"auth": auth}}}).to_string()).expect("dockerconfigjson");
+    vec!["--builder".into(), "registry".into(), "--registry-credentials".into(), path.display().to_string()]
+}
+
 fn web_only(s: &Scenario) -> serde_json::Value {
     json!([{"name": "web", "kind": "http",
         "staging": {"kubernetes": {"kind": "Deployment", "namespace": s.staging, "name": "web", "service": "web"}},
@@ -182,7 +192,7 @@ fn web_only(s: &Scenario) -> serde_json::Value {
 /// tag had then; moving the tag later changes nothing.
 #[tokio::test]
 async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
-    let (registry, s, _, _, _) = registry_scenario("new-build").await;
+    let (registry, s, _, _, _) = registry_scenario("new-build", RegistryAuth::basic("ci", "s3cret")).await;
     let host = registry.host().to_string();
     let (url, _) = http_server(200).await;
     s.policy(json!({
@@ -192,7 +202,8 @@ async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
         "workloads": web_only(&s)
     }))
     .await;
-    let controller = s.controller_with(&["--builder", "registry"]);
+    let args = registry_args(&s, &registry, "ci", "s3cret");
+    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let app = Repository::new(&host, "shop/app");
     push(&registry, &app, "not-a-release", &[bytes("noise", 64)], BTreeMap::new()).await;
     let built = push(&registry, &app, "1.1.0", &[bytes("build-110", 256)], BTreeMap::new()).await;
@@ -213,7 +224,7 @@ async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
 /// `external`: Tidegate calls the CI webhook once and waits for the image built on the new base.
 #[tokio::test]
 async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
-    let (registry, s, _, _, base_ref) = registry_scenario("external-build").await;
+    let (registry, s, _, _, base_ref) = registry_scenario("external-build", RegistryAuth::token("robot", "t0ken")).await;
     let host = registry.host().to_string();
     let (url, _) = http_server(200).await;
     let (webhook, calls) = http_server(202).await;
@@ -225,7 +236,8 @@ async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
         "workloads": web_only(&s)
     }))
     .await;
-    let controller = s.controller_with(&["--builder", "registry"]);
+    let args = registry_args(&s, &registry, "robot", "t0ken");
+    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let policies = kube::Api::<tidegate_api::ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
     common::wait("the baseline", MINUTE, || {
         let policies = policies.clone();
@@ -258,7 +270,7 @@ async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
 async fn job_build_reports_the_pushed_digest() {
     use k8s_openapi::api::core::v1::{ConfigMap, Pod};
     use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-    let (registry, s, _, _, base_ref) = registry_scenario("job-build").await;
+    let (registry, s, _, _, base_ref) = registry_scenario("job-build", RegistryAuth::Anonymous).await;
     let host = registry.host().to_string();
     let (url, _) = http_server(200).await;
     // The builder Pod runs on a node nothing manages, so this test plays the builder.

@@ -336,3 +336,32 @@ async fn too_many_requests_is_retried_after_the_servers_delay() {
     assert_eq!(hits.load(Ordering::SeqCst), 2, "one 429, one retry");
     assert!(started.elapsed() >= Duration::from_millis(950), "waited for Retry-After: {:?}", started.elapsed());
 }
+
+/// A registry that serves content under the wrong digest is caught.
+#[tokio::test]
+async fn content_that_does_not_match_its_digest_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let body = r#"{"schemaVersion":2}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {OCI_MANIFEST}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    let client = RegistryClient::new(ClientOptions::default()).expect("client");
+    let wanted = format!("sha256:{}", "b".repeat(64));
+    match client.get_manifest(&Repository::new(&host, "shop/app"), &wanted).await {
+        Err(RegistryError::BadDigest { expected, actual, .. }) => {
+            assert_eq!(expected, wanted);
+            assert_eq!(actual, sha256(br#"{"schemaVersion":2}"#));
+        }
+        other => panic!("expected BadDigest, got {other:?}"),
+    }
+}
