@@ -9,6 +9,8 @@
 //! the API server enforces at admission (schema and CEL rules) is declared next to the field it
 //! guards, each rule with a message that names the field.
 
+#![allow(clippy::duplicated_attributes)] // kube's derive repeats `printcolumn` by design
+
 pub mod common;
 pub mod crds;
 pub mod image_policy;

@@ -38,8 +38,8 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
         let reason = ReleaseReason { kind: ReasonKind::Manual, base_image: None, vulnerabilities: None, message: Some(format!("requested with {ANNOTATION_TRIGGER}={token}")) };
         start_release(&ctx, &policy, names::release_name(&name, "manual", token), reason).await?;
     }
-    if let Some(base) = &policy.spec.triggers.base_image {
-        if let Some(digest) = ctx.watcher.digest(&base.reference) {
+    if let Some(base) = &policy.spec.triggers.base_image
+        && let Some(digest) = ctx.watcher.digest(&base.reference) {
             match status.base_digest.clone() {
                 // The first digest seen is the baseline, not a change.
                 None => status.base_digest = Some(digest),
@@ -56,7 +56,6 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
                 Some(_) => {}
             }
         }
-    }
 
     let all: Vec<&tidegate_api::image_policy::Workload> = policy.spec.workloads.iter().collect();
     let mut problems = Vec::new();
@@ -77,11 +76,10 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     status.production_digest = production.map(|d| d.to_string());
     status.staging_digest = staging.map(|d| d.to_string());
     // After observing production: a tag whose digest already runs there is no new build.
-    if let Some(trigger) = &policy.spec.triggers.new_build {
-        if let Err(e) = new_build(&ctx, &policy, &trigger.tag_pattern, status.production_digest.as_deref()).await {
+    if let Some(trigger) = &policy.spec.triggers.new_build
+        && let Err(e) = new_build(&ctx, &policy, &trigger.tag_pattern, status.production_digest.as_deref()).await {
             tracing::warn!(error = %e, "looking for new builds failed");
         }
-    }
 
 
     let releases = observe::releases_of(&ctx, &namespace, &name).await?;

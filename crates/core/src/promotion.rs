@@ -159,13 +159,13 @@ impl PromotionPlan {
 /// Typed facts about a Promotion phase.
 pub trait PromotionPhaseExt {
     /// No automatic change will follow (a manual rollback can still follow `Succeeded`).
-    fn is_terminal(self) -> bool;
+    fn is_terminal(&self) -> bool;
     /// Production may have been changed by this Promotion.
     fn touched_production(self) -> bool;
 }
 
 impl PromotionPhaseExt for PromotionPhase {
-    fn is_terminal(self) -> bool {
+    fn is_terminal(&self) -> bool {
         use PromotionPhase::*;
         matches!(self, Succeeded | RolledBack | Rejected | Expired | Superseded | Failed)
     }
@@ -286,11 +286,10 @@ fn promoting(facts: &PromotionFacts) -> PromotionPlan {
 
 fn monitoring(facts: &PromotionFacts) -> PromotionPlan {
     use PromotionPhase::*;
-    if let Some(user) = &facts.rollback_requested_by {
-        if let Some(previous) = &facts.previous_digest {
+    if let Some(user) = &facts.rollback_requested_by
+        && let Some(previous) = &facts.previous_digest {
             return roll_back(previous, format!("rollback requested by {user}"));
         }
-    }
     if let Health::Unhealthy(why) = &facts.health {
         return failure(facts, format!("unhealthy during the monitor window: {why}"));
     }

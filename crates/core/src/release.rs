@@ -38,7 +38,7 @@ pub struct ReleaseStep {
 /// Typed transitions of a Release phase.
 pub trait ReleasePhaseExt {
     /// No further automatic change (Verified is not terminal: it can still be superseded).
-    fn is_terminal(self) -> bool;
+    fn is_terminal(&self) -> bool;
     /// The stage after this one when it succeeds.
     fn on_success(self) -> ReleasePhase;
     /// Whether this phase does work (and so has an outcome).
@@ -46,7 +46,7 @@ pub trait ReleasePhaseExt {
 }
 
 impl ReleasePhaseExt for ReleasePhase {
-    fn is_terminal(self) -> bool {
+    fn is_terminal(&self) -> bool {
         matches!(self, ReleasePhase::Rejected | ReleasePhase::Failed | ReleasePhase::Superseded)
     }
 

@@ -269,11 +269,10 @@ impl RegistryClient {
         let bytes = response.bytes().await.map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: e.to_string() })?.to_vec();
         let digest = sha256(&bytes);
         let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { served };
-        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:")) {
-            if expected != digest {
+        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:"))
+            && expected != digest {
                 return Err(RegistryError::BadDigest { repository: repo.to_string(), expected, actual: digest });
             }
-        }
         let media_type = if media_type.is_empty() || media_type == "application/json" {
             serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["mediaType"].as_str().map(str::to_string)).unwrap_or(media_type)
         } else {
