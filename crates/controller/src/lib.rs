@@ -27,7 +27,9 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher as kube_watcher;
 use kube::ResourceExt;
-use tidegate_api::{ImagePolicy, Promotion, Release};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_providers::inprocess::{HmacSigner, InProcessBuilder};
 use tidegate_providers::kubernetes::KubernetesTargets;
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
@@ -160,7 +162,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (release_api, promotion_api, policy_api) = api(&client);
     let releases = Controller::new(release_api.clone(), watch());
     let release_store = releases.store();
+    let (staging_store, job_store) = (release_store.clone(), release_store.clone());
     let releases = releases
+        // The workloads and Jobs a Release waits for wake it as soon as they change.
+        .watches(Api::<Deployment>::all(client.clone()), watch(), move |_| in_phase(&staging_store, &[ReleasePhase::Staging]))
+        .watches(Api::<Job>::all(client.clone()), watch(), move |_| in_phase(&job_store, &[ReleasePhase::Building, ReleasePhase::Testing]))
         .watches(policy_api.clone(), watch(), move |policy| {
             let ns = policy.namespace();
             release_store
@@ -176,7 +182,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let promotions = Controller::new(promotion_api.clone(), watch());
     let promotion_store = promotions.store();
+    let rollout_store = promotion_store.clone();
     let promotions = promotions
+        // Production workloads wake the Promotions that are changing or watching them.
+        .watches(Api::<Deployment>::all(client.clone()), watch(), move |_| {
+            rollout_store
+                .state()
+                .iter()
+                .filter(|p| {
+                    p.status.as_ref().is_some_and(|s| {
+                        matches!(s.phase, PromotionPhase::Promoting | PromotionPhase::Monitoring | PromotionPhase::RolledBack)
+                    })
+                })
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches(release_api.clone(), watch(), move |release| {
             let ns = release.namespace();
             promotion_store
@@ -210,6 +230,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         result = server => result??,
     }
     Ok(())
+}
+
+/// The Releases in one of `phases`, to wake when something they wait for changes.
+fn in_phase(store: &kube::runtime::reflector::Store<Release>, phases: &[ReleasePhase]) -> Vec<ObjectRef<Release>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| r.status.as_ref().is_some_and(|s| phases.contains(&s.phase)))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
