@@ -33,6 +33,10 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let namespace = promotion.namespace().unwrap_or_default();
     let name = promotion.name_any();
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Act on the latest status, not the watch cache: a cached copy can predate this
+    // controller's own last write, and acting on it could repeat a started build or overwrite
+    // the recorded rollback target.
+    let Some(promotion) = api.get_opt(&name).await?.map(Arc::new) else { return Ok(Action::await_change()) };
     let old = promotion.status.clone();
     let mut status = old.clone().unwrap_or_default();
     let now = ctx.now();
