@@ -26,6 +26,7 @@
 //! v2's followed by the application's. Nothing is asserted about time: machines are noisy, and
 //! this is a report, not a test.
 
+use tidegate_testenv::registry::pseudo_random_bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -227,11 +228,11 @@ async fn push_fixture(client: &RegistryClient, host: &str, size_mib: u64) -> Res
     let base = Repository::new(host, format!("bench/s{size_mib}/base"));
     let seed = Repository::new(host, format!("bench/s{size_mib}/app"));
 
-    let v1 = [pseudo_random(&format!("{size_mib}/base-v1/os"), quarter), pseudo_random(&format!("{size_mib}/base-v1/libs"), quarter)];
+    let v1 = [pseudo_random_bytes(&format!("{size_mib}/base-v1/os"), quarter), pseudo_random_bytes(&format!("{size_mib}/base-v1/libs"), quarter)];
     let (old_base, v1_digests) = push_image(client, &base, BASE_TAG, &v1, BTreeMap::new()).await?;
 
     // The application is built on v1: its layers start with v1's, and it names its base.
-    let own = [pseudo_random(&format!("{size_mib}/app/deps"), quarter), pseudo_random(&format!("{size_mib}/app/code"), quarter)];
+    let own = [pseudo_random_bytes(&format!("{size_mib}/app/deps"), quarter), pseudo_random_bytes(&format!("{size_mib}/app/code"), quarter)];
     let annotations = BTreeMap::from([
         (BASE_NAME.to_string(), format!("{base}:{BASE_TAG}")),
         (BASE_DIGEST.to_string(), old_base.clone()),
@@ -243,7 +244,7 @@ async fn push_fixture(client: &RegistryClient, host: &str, size_mib: u64) -> Res
     let mut app_blobs = vec![manifest.config.digest.clone()];
     app_blobs.extend(app_layer_digests.iter().cloned());
 
-    let v2 = [pseudo_random(&format!("{size_mib}/base-v2/os"), quarter), pseudo_random(&format!("{size_mib}/base-v2/libs"), quarter)];
+    let v2 = [pseudo_random_bytes(&format!("{size_mib}/base-v2/os"), quarter), pseudo_random_bytes(&format!("{size_mib}/base-v2/libs"), quarter)];
     let (new_base, v2_digests) = push_image(client, &base, BASE_TAG, &v2, BTreeMap::new()).await?;
     let mut expected_layers = v2_digests.clone();
     expected_layers.extend(app_layer_digests[2..].iter().cloned());
@@ -288,21 +289,6 @@ fn descriptor(media_type: &str, digest: String, size: usize) -> Descriptor {
     Descriptor { media_type: media_type.into(), digest, size: size as u64, artifact_type: None, annotations: None, platform: None }
 }
 
-/// `len` pseudo-random (incompressible) bytes, different for every `seed`: splitmix64 seeded with
-/// the FNV-1a hash of the seed.
-fn pseudo_random(seed: &str, len: usize) -> Vec<u8> {
-    let mut state = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// One timed rebase by `tool` in a repository of its own, then its traffic and its check.
 async fn time_one(setup: &RegistryClient, registry: &Registry, fixture: &Fixture, crane: &Path, tool: Tool, run: usize) -> Result<Run> {

@@ -16,7 +16,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::pki::CodeSigningFiles;
-use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
+use tidegate_testenv::registry::{pseudo_random_bytes, Registry, RegistryAuth, RegistryKind, RegistryOptions};
 use tidegate_testenv::{apply, tools::Tools, TestEnv};
 
 /// Arguments of `cargo xtask demo`.
@@ -68,9 +68,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let host = registry.host().to_string();
     let images = registry.client();
     let base_ref = format!("{host}/base/runtime:3.20");
-    let base_v1 = [layer("os 1", 64 * 1024), layer("libs 1", 32 * 1024)];
+    let base_v1 = [pseudo_random_bytes("os 1", 64 * 1024), pseudo_random_bytes("libs 1", 32 * 1024)];
     let old_base = images.push_layered("base/runtime", "3.20", &base_v1, &[]).await?;
-    let app_layers = [base_v1[0].clone(), base_v1[1].clone(), layer("shop app", 16 * 1024)];
+    let app_layers = [base_v1[0].clone(), base_v1[1].clone(), pseudo_random_bytes("shop app", 16 * 1024)];
     let app = images
         .push_layered("shop/app", "1.0", &app_layers, &[("org.opencontainers.image.base.name", &base_ref), ("org.opencontainers.image.base.digest", &old_base)])
         .await?;
@@ -110,7 +110,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  the controller resolved {base_ref} once for its policies: {old_base}");
 
     step("The base image gets a security fix: a new digest is pushed under the same tag, and the registry notifies Tidegate");
-    let base_v2 = [layer("os 2 (patched)", 64 * 1024), layer("libs 2 (patched)", 32 * 1024)];
+    let base_v2 = [pseudo_random_bytes("os 2 (patched)", 64 * 1024), pseudo_random_bytes("libs 2 (patched)", 32 * 1024)];
     let new_base = images.push_layered("base/runtime", "3.20", &base_v2, &[]).await?;
     println!("  {base_ref} → {new_base}");
     let notification = json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": new_base}, "request": {"host": host}}]});
@@ -216,17 +216,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// Pseudo-random layer content (a hash chain), so every layer differs.
-fn layer(seed: &str, size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size);
-    let mut block = tidegate_providers::registry::sha256(seed.as_bytes()).into_bytes();
-    while out.len() < size {
-        out.extend_from_slice(&block);
-        block = tidegate_providers::registry::sha256(&block).into_bytes();
-    }
-    out.truncate(size);
-    out
-}
 
 async fn wait_policy_base(policies: &Api<ImagePolicy>, digest: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -90,7 +90,7 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     .await;
     let history = policy.get("shop-app").await.expect("policy").status.expect("status").production_history;
     assert_eq!(history.first().map(|r| r.digest.as_str()), Some(BEFORE), "the replaced digest heads the history");
-    let metrics = reqwest_get(&format!("{}/metrics", controller.metrics)).await;
+    let metrics = common::http(&format!("{}/metrics", controller.metrics), None).await;
     assert!(metrics.contains("tidegate_phase_transitions_total"), "metrics are served");
 
     // An idle cluster makes no writes: nothing changes for a while, the controller writes nothing.
@@ -98,9 +98,9 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
         m.lines().filter(|l| l.starts_with("tidegate_status_writes_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = writes(&reqwest_get(&format!("{}/metrics", controller.metrics)).await);
+    let before = writes(&common::http(&format!("{}/metrics", controller.metrics), None).await);
     tokio::time::sleep(Duration::from_secs(35)).await;
-    let after = writes(&reqwest_get(&format!("{}/metrics", controller.metrics)).await);
+    let after = writes(&common::http(&format!("{}/metrics", controller.metrics), None).await);
     assert_eq!(before, after, "status writes while idle");
 
     // A manual rollback by an approver restores the previous digest.
@@ -287,7 +287,7 @@ async fn controller_killed_in_every_phase_converges_without_duplicate_changes() 
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_fail_over() {
     let s = Scenario::new("engine-leader").await;
-    let ready = |url: String| async move { reqwest_get(&format!("{url}/readyz")).await.starts_with("HTTP/1.1 200") };
+    let ready = |url: String| async move { common::http(&format!("{url}/readyz"), None).await.starts_with("HTTP/1.1 200") };
     let first = s.controller();
     let first_url = first.metrics.clone();
     common::wait("the first replica to lead", MINUTE, || {
@@ -297,7 +297,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     .await;
     let second = s.controller();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(reqwest_get(&format!("{}/healthz", second.metrics)).await.starts_with("HTTP/1.1 200"), "the follower is alive");
+    assert!(common::http(&format!("{}/healthz", second.metrics), None).await.starts_with("HTTP/1.1 200"), "the follower is alive");
     assert!(!ready(second.metrics.clone()).await, "the follower is not ready while the leader holds the lease");
     let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(s.admin.clone(), "tidegate-system")
         .get("tidegate-engine-leader")
@@ -311,15 +311,4 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
         async move { ready(url).await.then_some(()) }
     })
     .await;
-}
-
-async fn reqwest_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let without_scheme = url.trim_start_matches("http://");
-    let (host, path) = without_scheme.split_once('/').expect("path");
-    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else { return String::new() };
-    stream.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.expect("read");
-    body
 }

@@ -13,20 +13,10 @@ use tidegate_api::{PromotionPhase, ReleasePhase};
 use tidegate_providers::rebase::{BASE_DIGEST, BASE_NAME};
 use tidegate_providers::registry::types::ImageManifest;
 use tidegate_providers::registry::{sha256, ClientOptions, RegistryClient, Repository};
-use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
+use tidegate_testenv::registry::{pseudo_random_bytes, Registry, RegistryAuth, RegistryKind, RegistryOptions};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn bytes(seed: &str, size: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut block = sha256(seed.as_bytes()).into_bytes();
-    while out.len() < size {
-        out.extend_from_slice(&block);
-        block = sha256(&block).into_bytes();
-    }
-    out.truncate(size);
-    out
-}
 
 /// Pushes an image with exactly these layers (see testenv's `push_layered`); returns its digest.
 async fn push(registry: &Registry, repo: &Repository, tag: &str, layers: &[Vec<u8>], annotations: BTreeMap<String, String>) -> String {
@@ -50,10 +40,10 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     let base_ref = format!("{host}/base/runtime:3.20");
 
     // Base v1, and the app built on it (its first layers are the base's, and it says so).
-    let base_v1 = [bytes("os-1", 4096), bytes("libs-1", 2048)];
+    let base_v1 = [pseudo_random_bytes("os-1", 4096), pseudo_random_bytes("libs-1", 2048)];
     let old_base = push(&registry, &base, "3.20", &base_v1, BTreeMap::new()).await;
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), old_base.clone())]);
-    let app_digest = push(&registry, &app, "1.0", &[base_v1[0].clone(), base_v1[1].clone(), bytes("app", 1024)], annotations).await;
+    let app_digest = push(&registry, &app, "1.0", &[base_v1[0].clone(), base_v1[1].clone(), pseudo_random_bytes("app", 1024)], annotations).await;
 
     let s = Scenario::new("supply-chain").await;
     s.set_workload_images(&format!("{host}/shop/app@{app_digest}")).await;
@@ -97,10 +87,10 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     assert_eq!(heads_at_start, 1, "eleven policies, one HEAD for their shared base");
 
     // Base v2 is pushed and the registry notifies the controller.
-    let base_v2 = [bytes("os-2", 4096), bytes("libs-2", 3072)];
+    let base_v2 = [pseudo_random_bytes("os-2", 4096), pseudo_random_bytes("libs-2", 3072)];
     let new_base = push(&registry, &base, "3.20", &base_v2, BTreeMap::new()).await;
     let notification = json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": new_base}, "request": {"host": host}}]});
-    let answer = post(&format!("{}/webhooks/registry", controller.metrics), &notification.to_string()).await;
+    let answer = common::http(&format!("{}/webhooks/registry", controller.metrics), Some(&notification.to_string())).await;
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 
     let digest = s.upload_scan_report(CLEAN_REPORT).await;
@@ -110,7 +100,7 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     // The candidate is a real rebased image in the registry.
     let manifest: ImageManifest = serde_json::from_slice(&client.get_manifest(&app, &digest).await.expect("rebased image").bytes).expect("manifest");
     assert_eq!(manifest.layers[0].digest, sha256(&base_v2[0]));
-    assert_eq!(manifest.layers[2].digest, sha256(&bytes("app", 1024)));
+    assert_eq!(manifest.layers[2].digest, sha256(&pseudo_random_bytes("app", 1024)));
     assert_eq!(manifest.annotations.unwrap_or_default().get(BASE_DIGEST), Some(&new_base));
     let signature = release.status.as_ref().and_then(|st| st.signature.as_ref()).and_then(|sig| sig.reference.clone()).expect("signed");
     let referrers = client.referrers(&app, &digest, Some("application/vnd.cncf.notary.signature")).await.expect("referrers");
@@ -144,18 +134,6 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     drop(controller);
 }
 
-async fn post(url: &str, body: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').expect("path");
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let request = format!("POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.expect("read");
-    answer
-}
-
 /// A registry with base v1 and an app built on it, a scenario whose web workloads run the app,
 /// and the digests: (registry, scenario, client, app digest, base ref).
 async fn registry_scenario(name: &str, auth: RegistryAuth) -> (Registry, Scenario, RegistryClient, String, String) {
@@ -163,10 +141,10 @@ async fn registry_scenario(name: &str, auth: RegistryAuth) -> (Registry, Scenari
     let host = registry.host().to_string();
     let client = RegistryClient::new(ClientOptions::default()).expect("client");
     let base_ref = format!("{host}/base/runtime:3.20");
-    let base_v1 = [bytes("os-1", 1024), bytes("libs-1", 512)];
+    let base_v1 = [pseudo_random_bytes("os-1", 1024), pseudo_random_bytes("libs-1", 512)];
     let old_base = push(&registry, &Repository::new(&host, "base/runtime"), "3.20", &base_v1, BTreeMap::new()).await;
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), old_base)]);
-    let app = push(&registry, &Repository::new(&host, "shop/app"), "1.0.0", &[base_v1[0].clone(), base_v1[1].clone(), bytes("app", 256)], annotations).await;
+    let app = push(&registry, &Repository::new(&host, "shop/app"), "1.0.0", &[base_v1[0].clone(), base_v1[1].clone(), pseudo_random_bytes("app", 256)], annotations).await;
     let s = Scenario::new(name).await;
     s.set_workload_images(&format!("{host}/shop/app@{app}")).await;
     (registry, s, client, app, base_ref)
@@ -205,15 +183,15 @@ async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
     let args = registry_args(&s, &registry, "ci", "s3cret");
     let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let app = Repository::new(&host, "shop/app");
-    push(&registry, &app, "not-a-release", &[bytes("noise", 64)], BTreeMap::new()).await;
-    let built = push(&registry, &app, "1.1.0", &[bytes("build-110", 256)], BTreeMap::new()).await;
+    push(&registry, &app, "not-a-release", &[pseudo_random_bytes("noise", 64)], BTreeMap::new()).await;
+    let built = push(&registry, &app, "1.1.0", &[pseudo_random_bytes("build-110", 256)], BTreeMap::new()).await;
     let reported = s.upload_scan_report(CLEAN_REPORT).await;
     assert_eq!(reported, built, "the release's digest is the tag's digest");
     let release = s.release_in(ReleasePhase::Verified, MINUTE).await;
     assert_eq!(release.spec.source.as_ref().map(|src| src.image.clone()), Some(format!("{host}/shop/app@{built}")));
     assert_eq!(release.spec.reason.kind, tidegate_api::release::ReasonKind::NewBuild);
     // Moving the tag does not rebuild or re-pin.
-    push(&registry, &app, "1.1.0", &[bytes("moved", 256)], BTreeMap::new()).await;
+    push(&registry, &app, "1.1.0", &[pseudo_random_bytes("moved", 256)], BTreeMap::new()).await;
     tokio::time::sleep(Duration::from_secs(35)).await;
     let releases = s.releases().list(&Default::default()).await.expect("list").items;
     assert_eq!(releases.len(), 1, "one release for tag 1.1.0");
@@ -244,9 +222,9 @@ async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
         async move { policies.get("shop-app").await.ok()?.status?.base_digest.map(|_| ()) }
     })
     .await;
-    let base_v2 = [bytes("os-2", 1024), bytes("libs-2", 512)];
+    let base_v2 = [pseudo_random_bytes("os-2", 1024), pseudo_random_bytes("libs-2", 512)];
     let new_base = push(&registry, &Repository::new(&host, "base/runtime"), "3.20", &base_v2, BTreeMap::new()).await;
-    post(&format!("{}/webhooks/registry", controller.metrics), &json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20"}, "request": {"host": host}}]}).to_string()).await;
+    common::http(&format!("{}/webhooks/registry", controller.metrics), Some(&json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20"}, "request": {"host": host}}]}).to_string())).await;
     let building = s.release_in(ReleasePhase::Building, MINUTE).await;
     common::wait("the CI webhook to be called", MINUTE, || {
         let calls = calls.clone();
@@ -256,7 +234,7 @@ async fn external_build_calls_the_webhook_and_waits_for_the_rebuilt_image() {
     assert!(building.status.is_some());
     // CI pushes its rebuild, which names the new base.
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), base_ref.clone()), (BASE_DIGEST.to_string(), new_base.clone())]);
-    let rebuilt = push(&registry, &Repository::new(&host, "shop/app"), "ci-42", &[base_v2[0].clone(), base_v2[1].clone(), bytes("app-ci", 256)], annotations).await;
+    let rebuilt = push(&registry, &Repository::new(&host, "shop/app"), "ci-42", &[base_v2[0].clone(), base_v2[1].clone(), pseudo_random_bytes("app-ci", 256)], annotations).await;
     let digest = s.upload_scan_report(CLEAN_REPORT).await;
     assert_eq!(digest, rebuilt);
     s.release_in(ReleasePhase::Verified, MINUTE).await;
@@ -297,7 +275,7 @@ async fn job_build_reports_the_pushed_digest() {
     let base_image = env.iter().find(|e| e.name == "TIDEGATE_BASE_IMAGE").and_then(|e| e.value.clone()).expect("TIDEGATE_BASE_IMAGE");
     assert!(base_image.starts_with(&format!("{host}/base/runtime@sha256:")), "{base_image}");
     // The "builder" pushes its image and reports the digest.
-    let pushed = push(&registry, &Repository::new(&host, "shop/app"), "job-built", &[bytes("job-built", 300)], BTreeMap::new()).await;
+    let pushed = push(&registry, &Repository::new(&host, "shop/app"), "job-built", &[pseudo_random_bytes("job-built", 300)], BTreeMap::new()).await;
     let now = jiff::Timestamp::now().to_string();
     let status = json!({"status": {"phase": "Succeeded", "containerStatuses": [{
         "name": "build", "image": "registry.example.com/tools/builder", "imageID": "", "ready": false, "restartCount": 0,

@@ -9,7 +9,7 @@ use serde_json::json;
 use tidegate_providers::rebase::{rebase, RebaseError, RebaseRequest, BASE_DIGEST, BASE_NAME};
 use tidegate_providers::registry::types::{Descriptor, ImageManifest, OCI_CONFIG, OCI_MANIFEST};
 use tidegate_providers::registry::{sha256, ClientOptions, Credentials, RegistryClient, RegistryError, Repository};
-use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
+use tidegate_testenv::registry::{pseudo_random_bytes, Registry, RegistryAuth, RegistryKind, RegistryOptions};
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
@@ -29,17 +29,6 @@ fn basic(user: &str, password: &str) -> Credentials {
     Credentials::Basic { username: user.into(), password: password.into() }
 }
 
-/// Bytes that differ per seed.
-fn layer_bytes(seed: &str, size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size);
-    let mut block = sha256(seed.as_bytes()).into_bytes();
-    while out.len() < size {
-        out.extend_from_slice(&block);
-        block = sha256(&block).into_bytes();
-    }
-    out.truncate(size);
-    out
-}
 
 /// Pushes an image whose layers are `layers` (uncompressed, so diff_id = digest), with config
 /// `history` entries one per layer, and `annotations`. Returns the manifest digest.
@@ -78,7 +67,7 @@ async fn manifests_blobs_tags_and_mounts_on_the_distribution_registry() {
     let registry = registry(RegistryKind::Distribution, RegistryAuth::Anonymous).await;
     let client = client(&registry, None);
     let repo = Repository::new(registry.host(), "shop/app");
-    let (digest, _) = push_image(&client, &repo, "v1", &[layer_bytes("a", 2048)], BTreeMap::new()).await;
+    let (digest, _) = push_image(&client, &repo, "v1", &[pseudo_random_bytes("a", 2048)], BTreeMap::new()).await;
 
     let head = client.head_manifest(&repo, "v1").await.expect("HEAD").expect("exists");
     assert_eq!(head.digest, digest, "HEAD reports the digest without pulling");
@@ -116,7 +105,7 @@ async fn basic_auth_is_answered_and_wrong_credentials_are_denied() {
     let registry = registry(RegistryKind::Distribution, RegistryAuth::basic("ci", "s3cret")).await;
     let good = client(&registry, Some(basic("ci", "s3cret")));
     let repo = Repository::new(registry.host(), "shop/app");
-    let (digest, _) = push_image(&good, &repo, "v1", &[layer_bytes("b", 512)], BTreeMap::new()).await;
+    let (digest, _) = push_image(&good, &repo, "v1", &[pseudo_random_bytes("b", 512)], BTreeMap::new()).await;
     assert_eq!(good.head_manifest(&repo, "v1").await.expect("HEAD").map(|d| d.digest), Some(digest));
     for bad in [client(&registry, Some(basic("ci", "wrong"))), client(&registry, None)] {
         match bad.head_manifest(&repo, "v1").await {
@@ -131,7 +120,7 @@ async fn bearer_token_flow_is_followed_and_tokens_are_reused() {
     let registry = registry(RegistryKind::Distribution, RegistryAuth::token("robot", "t0ken")).await;
     let good = client(&registry, Some(basic("robot", "t0ken")));
     let repo = Repository::new(registry.host(), "shop/app");
-    let (digest, _) = push_image(&good, &repo, "v1", &[layer_bytes("c", 512)], BTreeMap::new()).await;
+    let (digest, _) = push_image(&good, &repo, "v1", &[pseudo_random_bytes("c", 512)], BTreeMap::new()).await;
     let before = good.request_count(registry.host());
     for _ in 0..5 {
         assert_eq!(good.head_manifest(&repo, "v1").await.expect("HEAD").map(|d| d.digest.clone()), Some(digest.clone()));
@@ -150,7 +139,7 @@ async fn referrers_use_the_api_or_the_tag_schema_fallback() {
         let registry = registry(kind, RegistryAuth::Anonymous).await;
         let client = client(&registry, None);
         let repo = Repository::new(registry.host(), "shop/app");
-        let (subject, _) = push_image(&client, &repo, "v1", &[layer_bytes("d", 256)], BTreeMap::new()).await;
+        let (subject, _) = push_image(&client, &repo, "v1", &[pseudo_random_bytes("d", 256)], BTreeMap::new()).await;
         let head = client.head_manifest(&repo, &subject).await.expect("HEAD").expect("subject");
         let empty = client.push_blob(&repo, b"{}").await.expect("empty config");
         let envelope = client.push_blob(&repo, b"signature bytes").await.expect("envelope");
@@ -199,15 +188,15 @@ async fn rebase_swaps_the_base_layers_and_mounts_them() {
     let client = client(&registry, None);
     let base = Repository::new(registry.host(), "base/runtime");
     let app = Repository::new(registry.host(), "shop/app");
-    let base_v1 = [layer_bytes("os-1", 4096), layer_bytes("libs-1", 2048)];
-    let base_v2 = [layer_bytes("os-2", 4096), layer_bytes("libs-2", 3072)];
+    let base_v1 = [pseudo_random_bytes("os-1", 4096), pseudo_random_bytes("libs-1", 2048)];
+    let base_v2 = [pseudo_random_bytes("os-2", 4096), pseudo_random_bytes("libs-2", 3072)];
     let (old_digest, _) = push_image(&client, &base, "3.20", &base_v1, BTreeMap::new()).await;
     // The app image is built on v1: its layers start with v1's, and it names its base.
     for layer in &base_v1 {
         client.push_blob(&app, layer).await.expect("copy base layer");
     }
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), format!("{}/base/runtime:3.20", registry.host())), (BASE_DIGEST.to_string(), old_digest.clone())]);
-    let app_layer = layer_bytes("app", 1024);
+    let app_layer = pseudo_random_bytes("app", 1024);
     let (app_digest, _) = push_image(&client, &app, "1.0", &[base_v1[0].clone(), base_v1[1].clone(), app_layer.clone()], annotations).await;
     let (new_digest, new_ids) = push_image(&client, &base, "3.20", &base_v2, BTreeMap::new()).await;
 
@@ -238,7 +227,7 @@ async fn rebase_swaps_the_base_layers_and_mounts_them() {
     assert_eq!(again.digest, rebased.digest);
 
     // An image not built on the named base is refused, with the reason.
-    let stranger = push_image(&client, &app, "stranger", &[layer_bytes("other", 100)], BTreeMap::new()).await.0;
+    let stranger = push_image(&client, &app, "stranger", &[pseudo_random_bytes("other", 100)], BTreeMap::new()).await.0;
     let refused = rebase(&client, &RebaseRequest {
         reference: stranger,
         old_base: Some((base.clone(), old_digest)),
@@ -274,13 +263,13 @@ async fn multi_platform_images_are_rebased_platform_by_platform_into_a_new_index
     let client = client(&registry, None);
     let base = Repository::new(registry.host(), "base/runtime");
     let app = Repository::new(registry.host(), "shop/app");
-    let base_layer = |version: &str, arch: &str| layer_bytes(&format!("os-{version}-{arch}"), 1024);
+    let base_layer = |version: &str, arch: &str| pseudo_random_bytes(&format!("os-{version}-{arch}"), 1024);
     let old_index = push_index(&client, &base, "3.20", |arch| vec![base_layer("1", arch)], BTreeMap::new()).await;
     for arch in ["amd64", "arm64"] {
         client.push_blob(&app, &base_layer("1", arch)).await.expect("copy base layer");
     }
     let annotations = BTreeMap::from([(BASE_NAME.to_string(), format!("{}/base/runtime:3.20", registry.host())), (BASE_DIGEST.to_string(), old_index.clone())]);
-    let app_index = push_index(&client, &app, "1.0", |arch| vec![base_layer("1", arch), layer_bytes(&format!("app-{arch}"), 512)], annotations).await;
+    let app_index = push_index(&client, &app, "1.0", |arch| vec![base_layer("1", arch), pseudo_random_bytes(&format!("app-{arch}"), 512)], annotations).await;
     let new_index = push_index(&client, &base, "3.20", |arch| vec![base_layer("2", arch)], BTreeMap::new()).await;
 
     let rebased = rebase(&client, &RebaseRequest {
@@ -302,7 +291,7 @@ async fn multi_platform_images_are_rebased_platform_by_platform_into_a_new_index
         let arch = entry.platform.as_ref().and_then(|p| p["architecture"].as_str()).expect("platform").to_string();
         let manifest: ImageManifest = serde_json::from_slice(&client.get_manifest(&app, &entry.digest).await.expect("platform image").bytes).expect("manifest");
         let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
-        assert_eq!(layers, [sha256(&base_layer("2", &arch)), sha256(&layer_bytes(&format!("app-{arch}"), 512))], "{arch} is on its own new base layer");
+        assert_eq!(layers, [sha256(&base_layer("2", &arch)), sha256(&pseudo_random_bytes(&format!("app-{arch}"), 512))], "{arch} is on its own new base layer");
     }
 }
 

@@ -29,6 +29,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use client::{
+    pseudo_random_bytes,
     Challenge, Credentials, Descriptor, EMPTY_CONFIG_MEDIA_TYPE, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE,
     IMAGE_MANIFEST_MEDIA_TYPE, LAYER_MEDIA_TYPE, PushedImage, Response, TestClient, TestImage, fetch_token,
     parse_challenge, send, sha256_digest,

@@ -62,25 +62,13 @@ pub struct Tools {
 impl Tools {
     /// Finds the binaries: `$TIDEGATE_TOOLS_DIR`, then `$KUBEBUILDER_ASSETS`, then the build cache.
     pub fn locate() -> Result<Self, Error> {
+        let files: Vec<&str> = BINARIES.iter().copied().chain(std::iter::once(KWOK_STAGES)).collect();
         for var in [TOOLS_DIR_ENV, KUBEBUILDER_ASSETS_ENV] {
-            if let Some(dir) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-                let tools = Self { dir: PathBuf::from(dir) };
-                return match tools.check() {
-                    Ok(()) => Ok(tools),
-                    Err(missing) => Err(Error::ToolsMissing {
-                        dir: tools.dir,
-                        missing,
-                        hint: format!("{var} is set; put the missing files there or unset it"),
-                    }),
-                };
+            if let Some(dir) = env_dir(var) {
+                return complete(dir, &files, &format!("{var} is set; put the missing files there or unset it")).map(|dir| Self { dir });
             }
         }
-        let tools = Self { dir: default_dir() };
-        tools.check().map(|()| tools).map_err(|missing| Error::ToolsMissing {
-            dir: default_dir(),
-            missing,
-            hint: "run `cargo xtask tools` to build them".into(),
-        })
+        complete(default_dir(), &files, "run `cargo xtask tools` to build them").map(|dir| Self { dir })
     }
 
     /// Directory holding the binaries.
@@ -94,13 +82,8 @@ impl Tools {
     }
 
     fn check(&self) -> Result<(), Vec<String>> {
-        let missing: Vec<String> = BINARIES
-            .iter()
-            .chain(std::iter::once(&KWOK_STAGES))
-            .filter(|name| !self.path(name).is_file())
-            .map(|name| (*name).to_string())
-            .collect();
-        if missing.is_empty() { Ok(()) } else { Err(missing) }
+        let files: Vec<&str> = BINARIES.iter().copied().chain(std::iter::once(KWOK_STAGES)).collect();
+        missing(&self.dir, &files)
     }
 }
 
@@ -143,29 +126,14 @@ impl SupplyChainTools {
     /// Finds the binaries: `$TIDEGATE_SUPPLY_CHAIN_TOOLS_DIR`, then `$TIDEGATE_TOOLS_DIR` if it
     /// holds all of them, then the build cache ([`supply_chain_dir`]).
     pub fn locate() -> Result<Self, Error> {
-        if let Some(dir) = std::env::var_os(SUPPLY_CHAIN_TOOLS_DIR_ENV).filter(|v| !v.is_empty()) {
-            let tools = Self { dir: PathBuf::from(dir) };
-            return match tools.check() {
-                Ok(()) => Ok(tools),
-                Err(missing) => Err(Error::ToolsMissing {
-                    dir: tools.dir,
-                    missing,
-                    hint: format!("{SUPPLY_CHAIN_TOOLS_DIR_ENV} is set; put the missing files there or unset it"),
-                }),
-            };
+        if let Some(dir) = env_dir(SUPPLY_CHAIN_TOOLS_DIR_ENV) {
+            let hint = format!("{SUPPLY_CHAIN_TOOLS_DIR_ENV} is set; put the missing files there or unset it");
+            return complete(dir, &SUPPLY_CHAIN_BINARIES, &hint).map(|dir| Self { dir });
         }
-        if let Some(dir) = std::env::var_os(TOOLS_DIR_ENV).filter(|v| !v.is_empty()) {
-            let tools = Self { dir: PathBuf::from(dir) };
-            if tools.check().is_ok() {
-                return Ok(tools);
-            }
+        if let Some(dir) = env_dir(TOOLS_DIR_ENV).filter(|dir| missing(dir, &SUPPLY_CHAIN_BINARIES).is_ok()) {
+            return Ok(Self { dir });
         }
-        let tools = Self { dir: supply_chain_dir() };
-        tools.check().map(|()| tools).map_err(|missing| Error::ToolsMissing {
-            dir: supply_chain_dir(),
-            missing,
-            hint: "run `cargo xtask tools` to build them".into(),
-        })
+        complete(supply_chain_dir(), &SUPPLY_CHAIN_BINARIES, "run `cargo xtask tools` to build them").map(|dir| Self { dir })
     }
 
     /// Directory holding the binaries.
@@ -199,12 +167,26 @@ impl SupplyChainTools {
     }
 
     fn check(&self) -> Result<(), Vec<String>> {
-        let missing: Vec<String> = SUPPLY_CHAIN_BINARIES
-            .iter()
-            .filter(|name| !self.path(name).is_file())
-            .map(|name| (*name).to_string())
-            .collect();
-        if missing.is_empty() { Ok(()) } else { Err(missing) }
+        missing(&self.dir, &SUPPLY_CHAIN_BINARIES)
+    }
+}
+
+/// A non-empty directory named by environment variable `var`.
+fn env_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The files of `names` that `dir` lacks.
+fn missing(dir: &Path, names: &[&str]) -> Result<(), Vec<String>> {
+    let missing: Vec<String> = names.iter().filter(|name| !dir.join(name).is_file()).map(|name| (*name).to_string()).collect();
+    if missing.is_empty() { Ok(()) } else { Err(missing) }
+}
+
+/// `dir` when it holds every file of `names`; otherwise which are missing and what to do.
+fn complete(dir: PathBuf, names: &[&str], hint: &str) -> Result<PathBuf, Error> {
+    match missing(&dir, names) {
+        Ok(()) => Ok(dir),
+        Err(missing) => Err(Error::ToolsMissing { dir, missing, hint: hint.to_string() }),
     }
 }
 

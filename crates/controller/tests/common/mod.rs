@@ -382,3 +382,23 @@ pub async fn http_server(status: u16) -> (String, Arc<std::sync::atomic::AtomicU
 
 /// A scan report with no findings.
 pub const CLEAN_REPORT: &str = r#"{"SchemaVersion":2,"ArtifactName":"scenario","Results":[{"Target":"app","Vulnerabilities":[]}]}"#;
+
+/// A plain HTTP/1.1 request to a loopback server: GET, or POST of a JSON `body`. Returns the whole
+/// response (status line first), or an empty string when nothing listens.
+pub async fn http(url: &str, body: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').expect("URL with a path");
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else { return String::new() };
+    let request = match body {
+        Some(body) => format!(
+            "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        None => format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    };
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    answer
+}
