@@ -14,7 +14,9 @@ pub fn example(file: &str, kind: &str, name: &str) -> Value {
     let path = examples_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .map(|doc| {
+            <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
         .find(|v| v["kind"] == kind && v["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name} in {}", path.display()))
 }

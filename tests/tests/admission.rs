@@ -4,7 +4,7 @@
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tidegate_e2e::{example, examples_dir, set};
 use tidegate_testenv::{apply, crds, shared};
 
@@ -79,28 +79,160 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "promotion digest is a tag", base: "promotion", pointer: "/spec/digest", value: json!("latest"), expect: &["spec.digest", "sha256:"] },
-        Case { name: "promotion digest has upper-case hex", base: "promotion", pointer: "/spec/digest", value: json!(DIGEST_A.to_uppercase().replace("SHA256", "sha256")), expect: &["spec.digest", "64 lowercase hex"] },
-        Case { name: "policy image carries a tag", base: "policy", pointer: "/spec/image", value: json!("registry.example.com/shop/app:1.0"), expect: &["spec.image", "without tag or digest"] },
-        Case { name: "production target given a tag", base: "policy", pointer: "/spec/workloads/0/production/image", value: json!("registry.example.com/shop/app:latest"), expect: &["spec.workloads[0].production", "a tag is never allowed in production"] },
-        Case { name: "exception without reason", base: "policy", pointer: "/spec/scan/exceptions/0/reason", value: Value::Null, expect: &["spec.scan.exceptions[0].reason", "Required value"] },
-        Case { name: "exception without expiry", base: "policy", pointer: "/spec/scan/exceptions/0/expires", value: Value::Null, expect: &["spec.scan.exceptions[0].expires", "Required value"] },
-        Case { name: "exception reason too thin", base: "policy", pointer: "/spec/scan/exceptions/0/reason", value: json!("ok"), expect: &["spec.scan.exceptions[0].reason", "why the finding is accepted"] },
-        Case { name: "job workload with traffic split", base: "policy", pointer: "/spec/workloads/2/strategy", value: json!({"type": "canary", "canarySteps": [10, 50]}), expect: &["spec.workloads[2]", "must be direct for a job workload"] },
-        Case { name: "worker workload with blue-green", base: "policy", pointer: "/spec/workloads/1/strategy", value: json!({"type": "blueGreen"}), expect: &["spec.workloads[1]", "replace or overlap"] },
-        Case { name: "job workload targets a Deployment", base: "policy", pointer: "/spec/workloads/2/production/kubernetes/kind", value: json!("Deployment"), expect: &["spec.workloads[2]", "a job workload targets a CronJob"] },
-        Case { name: "base image interval too short", base: "policy", pointer: "/spec/triggers/baseImage/interval", value: json!("10s"), expect: &["spec.triggers.baseImage.interval", "between 1m and 24h"] },
-        Case { name: "base image interval not a duration", base: "policy", pointer: "/spec/triggers/baseImage/interval", value: json!("often"), expect: &["spec.triggers.baseImage.interval", "between 1m and 24h"] },
-        Case { name: "monitor window too long", base: "policy", pointer: "/spec/promotion/monitorWindow", value: json!("48h"), expect: &["spec.promotion.monitorWindow", "between 1m and 24h"] },
-        Case { name: "rescan interval too frequent", base: "policy", pointer: "/spec/triggers/rescan/interval", value: json!("5m"), expect: &["spec.triggers.rescan.interval", "between 1h and 720h"] },
-        Case { name: "base image watched by digest", base: "policy", pointer: "/spec/triggers/baseImage/ref", value: json!(format!("registry.example.com/base/runtime@{DIGEST_A}")), expect: &["spec.triggers.baseImage.ref", "with a tag"] },
-        Case { name: "target with two platforms", base: "policy", pointer: "/spec/workloads/0/staging/containerApp", value: json!({"resourceId": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/containerApps/web"}), expect: &["spec.workloads[0].staging", "exactly one of kubernetes, containerApp or containerAppsJob"] },
-        Case { name: "zero approvers", base: "policy", pointer: "/spec/promotion/requiredApprovals", value: json!(0), expect: &["spec.promotion.requiredApprovals", "greater than or equal to 1"] },
-        Case { name: "duplicate workload names", base: "policy", pointer: "/spec/workloads/1/name", value: json!("web"), expect: &["spec.workloads[1]", "Duplicate value"] },
-        Case { name: "unknown workload kind", base: "policy", pointer: "/spec/workloads/0/kind", value: json!("daemon"), expect: &["spec.workloads[0].kind", "Unsupported value"] },
-        Case { name: "external build without webhook", base: "policy", pointer: "/spec/build/strategy", value: json!("external"), expect: &["spec.build", "spec.build.external is required"] },
-        Case { name: "base image release without the change", base: "release", pointer: "/spec/reason/baseImage", value: Value::Null, expect: &["spec.reason", "spec.reason.baseImage is required"] },
-        Case { name: "release new base digest malformed", base: "release", pointer: "/spec/reason/baseImage/newDigest", value: json!("sha256:1234"), expect: &["spec.reason.baseImage.newDigest", "64 lowercase hex"] },
+        Case {
+            name: "promotion digest is a tag",
+            base: "promotion",
+            pointer: "/spec/digest",
+            value: json!("latest"),
+            expect: &["spec.digest", "sha256:"],
+        },
+        Case {
+            name: "promotion digest has upper-case hex",
+            base: "promotion",
+            pointer: "/spec/digest",
+            value: json!(DIGEST_A.to_uppercase().replace("SHA256", "sha256")),
+            expect: &["spec.digest", "64 lowercase hex"],
+        },
+        Case {
+            name: "policy image carries a tag",
+            base: "policy",
+            pointer: "/spec/image",
+            value: json!("registry.example.com/shop/app:1.0"),
+            expect: &["spec.image", "without tag or digest"],
+        },
+        Case {
+            name: "production target given a tag",
+            base: "policy",
+            pointer: "/spec/workloads/0/production/image",
+            value: json!("registry.example.com/shop/app:latest"),
+            expect: &["spec.workloads[0].production", "a tag is never allowed in production"],
+        },
+        Case {
+            name: "exception without reason",
+            base: "policy",
+            pointer: "/spec/scan/exceptions/0/reason",
+            value: Value::Null,
+            expect: &["spec.scan.exceptions[0].reason", "Required value"],
+        },
+        Case {
+            name: "exception without expiry",
+            base: "policy",
+            pointer: "/spec/scan/exceptions/0/expires",
+            value: Value::Null,
+            expect: &["spec.scan.exceptions[0].expires", "Required value"],
+        },
+        Case {
+            name: "exception reason too thin",
+            base: "policy",
+            pointer: "/spec/scan/exceptions/0/reason",
+            value: json!("ok"),
+            expect: &["spec.scan.exceptions[0].reason", "why the finding is accepted"],
+        },
+        Case {
+            name: "job workload with traffic split",
+            base: "policy",
+            pointer: "/spec/workloads/2/strategy",
+            value: json!({"type": "canary", "canarySteps": [10, 50]}),
+            expect: &["spec.workloads[2]", "must be direct for a job workload"],
+        },
+        Case {
+            name: "worker workload with blue-green",
+            base: "policy",
+            pointer: "/spec/workloads/1/strategy",
+            value: json!({"type": "blueGreen"}),
+            expect: &["spec.workloads[1]", "replace or overlap"],
+        },
+        Case {
+            name: "job workload targets a Deployment",
+            base: "policy",
+            pointer: "/spec/workloads/2/production/kubernetes/kind",
+            value: json!("Deployment"),
+            expect: &["spec.workloads[2]", "a job workload targets a CronJob"],
+        },
+        Case {
+            name: "base image interval too short",
+            base: "policy",
+            pointer: "/spec/triggers/baseImage/interval",
+            value: json!("10s"),
+            expect: &["spec.triggers.baseImage.interval", "between 1m and 24h"],
+        },
+        Case {
+            name: "base image interval not a duration",
+            base: "policy",
+            pointer: "/spec/triggers/baseImage/interval",
+            value: json!("often"),
+            expect: &["spec.triggers.baseImage.interval", "between 1m and 24h"],
+        },
+        Case {
+            name: "monitor window too long",
+            base: "policy",
+            pointer: "/spec/promotion/monitorWindow",
+            value: json!("48h"),
+            expect: &["spec.promotion.monitorWindow", "between 1m and 24h"],
+        },
+        Case {
+            name: "rescan interval too frequent",
+            base: "policy",
+            pointer: "/spec/triggers/rescan/interval",
+            value: json!("5m"),
+            expect: &["spec.triggers.rescan.interval", "between 1h and 720h"],
+        },
+        Case {
+            name: "base image watched by digest",
+            base: "policy",
+            pointer: "/spec/triggers/baseImage/ref",
+            value: json!(format!("registry.example.com/base/runtime@{DIGEST_A}")),
+            expect: &["spec.triggers.baseImage.ref", "with a tag"],
+        },
+        Case {
+            name: "target with two platforms",
+            base: "policy",
+            pointer: "/spec/workloads/0/staging/containerApp",
+            value: json!({"resourceId": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/containerApps/web"}),
+            expect: &["spec.workloads[0].staging", "exactly one of kubernetes, containerApp or containerAppsJob"],
+        },
+        Case {
+            name: "zero approvers",
+            base: "policy",
+            pointer: "/spec/promotion/requiredApprovals",
+            value: json!(0),
+            expect: &["spec.promotion.requiredApprovals", "greater than or equal to 1"],
+        },
+        Case {
+            name: "duplicate workload names",
+            base: "policy",
+            pointer: "/spec/workloads/1/name",
+            value: json!("web"),
+            expect: &["spec.workloads[1]", "Duplicate value"],
+        },
+        Case {
+            name: "unknown workload kind",
+            base: "policy",
+            pointer: "/spec/workloads/0/kind",
+            value: json!("daemon"),
+            expect: &["spec.workloads[0].kind", "Unsupported value"],
+        },
+        Case {
+            name: "external build without webhook",
+            base: "policy",
+            pointer: "/spec/build/strategy",
+            value: json!("external"),
+            expect: &["spec.build", "spec.build.external is required"],
+        },
+        Case {
+            name: "base image release without the change",
+            base: "release",
+            pointer: "/spec/reason/baseImage",
+            value: Value::Null,
+            expect: &["spec.reason", "spec.reason.baseImage is required"],
+        },
+        Case {
+            name: "release new base digest malformed",
+            base: "release",
+            pointer: "/spec/reason/baseImage/newDigest",
+            value: json!("sha256:1234"),
+            expect: &["spec.reason.baseImage.newDigest", "64 lowercase hex"],
+        },
     ]
 }
 

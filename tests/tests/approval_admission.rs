@@ -15,9 +15,9 @@ use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tidegate_e2e::example;
-use tidegate_testenv::{apply, shared, TestEnv};
+use tidegate_testenv::{TestEnv, apply, shared};
 use tokio::sync::OnceCell;
 
 const POLICY: &str = "tidegate-promotion-approval";
@@ -89,7 +89,8 @@ async fn setup(namespace: &str) -> &'static TestEnv {
 
 async fn install(env: &TestEnv) -> Result<(), String> {
     let admin = env.client().await.map_err(|e| e.to_string())?;
-    let applied = apply::apply_dir(&admin, &deploy_dir(), "default", "tidegate-e2e").await.map_err(|e| e.to_string())?;
+    let applied =
+        apply::apply_dir(&admin, &deploy_dir(), "default", "tidegate-e2e").await.map_err(|e| e.to_string())?;
     for expected in [
         "ValidatingAdmissionPolicy/tidegate-promotion-approval",
         "ValidatingAdmissionPolicyBinding/tidegate-promotion-approval",
@@ -114,7 +115,9 @@ async fn install(env: &TestEnv) -> Result<(), String> {
     for attempt in 0.. {
         let probe = promotion("approval-probe", &format!("probe-{attempt}"), Some("somebody-else"));
         match api.create(&PostParams::default(), &probe).await {
-            Err(kube::Error::Api(s)) if s.message.contains(POLICY) && s.message.contains("spec.requestedBy") => return Ok(()),
+            Err(kube::Error::Api(s)) if s.message.contains(POLICY) && s.message.contains("spec.requestedBy") => {
+                return Ok(());
+            }
             Ok(_) | Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(250)).await,
             other => return Err(format!("the approval policy is not enforced after 30 s: {other:?}")),
         }
@@ -174,7 +177,12 @@ async fn annotate(
     promotions(client, namespace).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await
 }
 
-async fn patch_spec(client: &kube::Client, namespace: &str, name: &str, spec: Value) -> Result<DynamicObject, kube::Error> {
+async fn patch_spec(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    spec: Value,
+) -> Result<DynamicObject, kube::Error> {
     promotions(client, namespace).patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec}))).await
 }
 
@@ -225,7 +233,10 @@ async fn approvers_append_their_own_names_in_order() {
     assert_eq!(annotation(&approved, APPROVED_BY).as_deref(), Some("alice"));
 
     // The same approver twice is not a second approval.
-    denied(annotate(&alice, ns, "p", APPROVED_BY, Some("alice,alice")).await, &[APPROVED_BY, "already contains \"alice\""]);
+    denied(
+        annotate(&alice, ns, "p", APPROVED_BY, Some("alice,alice")).await,
+        &[APPROVED_BY, "already contains \"alice\""],
+    );
 
     let approved = annotate(&bob, ns, "p", APPROVED_BY, Some("alice,bob")).await.expect("bob approves second");
     assert_eq!(annotation(&approved, APPROVED_BY).as_deref(), Some("alice,bob"));
@@ -256,7 +267,10 @@ async fn an_approval_cannot_be_written_in_another_name() {
     let env = setup(ns).await;
     let (alice, carol) = (user(env, "alice", APPROVERS).await, user(env, "carol", EDITORS).await);
     create_as(&carol, ns, "p", "carol").await;
-    denied(annotate(&alice, ns, "p", APPROVED_BY, Some("bob")).await, &[APPROVED_BY, "your own user name", "\"alice\""]);
+    denied(
+        annotate(&alice, ns, "p", APPROVED_BY, Some("bob")).await,
+        &[APPROVED_BY, "your own user name", "\"alice\""],
+    );
     denied(annotate(&alice, ns, "p", APPROVED_BY, Some("bob,alice")).await, &[APPROVED_BY, "your own user name"]);
     // A creator cannot smuggle in someone else's approval either.
     let forged = with_annotation(promotion(ns, "forged-at-creation", Some("carol")), APPROVED_BY, "alice");
@@ -275,7 +289,10 @@ async fn the_requester_cannot_approve_their_own_promotion() {
     );
     // Approvals present at creation are a change from no approvals: no self-approval there either.
     let at_creation = with_annotation(promotion(ns, "self-approved", Some("erin")), APPROVED_BY, "erin");
-    denied(promotions(&erin, ns).create(&PostParams::default(), &at_creation).await, &[APPROVED_BY, "spec.requestedBy"]);
+    denied(
+        promotions(&erin, ns).create(&PostParams::default(), &at_creation).await,
+        &[APPROVED_BY, "spec.requestedBy"],
+    );
     // Someone else may.
     annotate(&alice, ns, "p", APPROVED_BY, Some("alice")).await.expect("alice approves erin's request");
     // And erin still may not add herself after alice.
@@ -291,7 +308,10 @@ async fn approvals_cannot_be_removed_or_reordered() {
     create_as(&carol, ns, "p", "carol").await;
     annotate(&alice, ns, "p", APPROVED_BY, Some("alice")).await.expect("alice approves");
 
-    denied(annotate(&bob, ns, "p", APPROVED_BY, Some("bob")).await, &[APPROVED_BY, "cannot be removed", "\"alice,bob\""]);
+    denied(
+        annotate(&bob, ns, "p", APPROVED_BY, Some("bob")).await,
+        &[APPROVED_BY, "cannot be removed", "\"alice,bob\""],
+    );
     denied(annotate(&bob, ns, "p", APPROVED_BY, None).await, &[APPROVED_BY, "cannot be removed"]);
     denied(annotate(&alice, ns, "p", APPROVED_BY, Some("")).await, &[APPROVED_BY, "cannot be removed"]);
     annotate(&bob, ns, "p", APPROVED_BY, Some("alice,bob")).await.expect("bob approves");
@@ -333,7 +353,10 @@ async fn requested_by_is_the_creating_user_and_never_changes() {
         api.create(&PostParams::default(), &promotion(ns, "for-alice", Some("alice"))).await,
         &["spec.requestedBy", "your own user name", "\"carol\""],
     );
-    denied(api.create(&PostParams::default(), &promotion(ns, "anonymous", None)).await, &["spec.requestedBy", "\"carol\""]);
+    denied(
+        api.create(&PostParams::default(), &promotion(ns, "anonymous", None)).await,
+        &["spec.requestedBy", "\"carol\""],
+    );
     denied(
         promotions(&admin, ns).create(&PostParams::default(), &promotion(ns, "by-admin", Some("carol"))).await,
         &["spec.requestedBy", "tidegate-admin"],
@@ -351,10 +374,14 @@ async fn rejection_is_recorded_under_the_rejecting_users_name() {
     let (alice, carol, dave) =
         (user(env, "alice", APPROVERS).await, user(env, "carol", EDITORS).await, user(env, "dave", WRITERS).await);
     create_as(&carol, ns, "p", "carol").await;
-    denied(annotate(&alice, ns, "p", REJECTED_BY, Some("bob")).await, &[REJECTED_BY, "your own user name", "\"alice\""]);
+    denied(
+        annotate(&alice, ns, "p", REJECTED_BY, Some("bob")).await,
+        &[REJECTED_BY, "your own user name", "\"alice\""],
+    );
     denied(annotate(&dave, ns, "p", REJECTED_BY, Some("dave")).await, &[REJECTED_BY, "RBAC verb approve"]);
 
-    let patch = json!({"metadata": {"annotations": {REJECTED_BY: "alice", REJECTION_REASON: "the CVE fix is incomplete"}}});
+    let patch =
+        json!({"metadata": {"annotations": {REJECTED_BY: "alice", REJECTION_REASON: "the CVE fix is incomplete"}}});
     let rejected = promotions(&alice, ns)
         .patch("p", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -382,7 +409,10 @@ async fn rollback_is_requested_under_the_requesting_users_name() {
         annotate(&bob, ns, "p", ROLLBACK_REQUESTED_BY, Some("alice")).await,
         &[ROLLBACK_REQUESTED_BY, "your own user name", "\"bob\""],
     );
-    denied(annotate(&dave, ns, "p", ROLLBACK_REQUESTED_BY, Some("dave")).await, &[ROLLBACK_REQUESTED_BY, "RBAC verb approve"]);
+    denied(
+        annotate(&dave, ns, "p", ROLLBACK_REQUESTED_BY, Some("dave")).await,
+        &[ROLLBACK_REQUESTED_BY, "RBAC verb approve"],
+    );
     let requested = annotate(&bob, ns, "p", ROLLBACK_REQUESTED_BY, Some("bob")).await.expect("bob asks for a rollback");
     assert_eq!(annotation(&requested, ROLLBACK_REQUESTED_BY).as_deref(), Some("bob"));
     // Taking it over in another name is a change too.
@@ -399,7 +429,9 @@ async fn viewers_can_read_but_not_change() {
     assert_eq!(listed.items.len(), 1);
     promotions(&victor, ns).get("p").await.expect("victor reads a Promotion");
     forbidden_by_rbac(annotate(&victor, ns, "p", APPROVED_BY, Some("victor")).await);
-    forbidden_by_rbac(promotions(&victor, ns).create(&PostParams::default(), &promotion(ns, "q", Some("victor"))).await);
+    forbidden_by_rbac(
+        promotions(&victor, ns).create(&PostParams::default(), &promotion(ns, "q", Some("victor"))).await,
+    );
 
     // The viewer rules are aggregated into the built-in `view` role; approving never is.
     let admin = env.client().await.expect("admin");
@@ -430,8 +462,11 @@ async fn viewers_can_read_but_not_change() {
 async fn the_controller_cannot_approve_but_writes_status() {
     let ns = "controller";
     let env = setup(ns).await;
-    let (controller, carol, alice) =
-        (user(env, CONTROLLER, CONTROLLER_GROUPS).await, user(env, "carol", EDITORS).await, user(env, "alice", APPROVERS).await);
+    let (controller, carol, alice) = (
+        user(env, CONTROLLER, CONTROLLER_GROUPS).await,
+        user(env, "carol", EDITORS).await,
+        user(env, "alice", APPROVERS).await,
+    );
     create_as(&carol, ns, "p", "carol").await;
 
     denied(

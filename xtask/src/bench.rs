@@ -26,21 +26,21 @@
 //! v2's followed by the application's. Nothing is asserted about time: machines are noisy, and
 //! this is a report, not a test.
 
-use tidegate_testenv::registry::pseudo_random_bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tidegate_testenv::registry::pseudo_random_bytes;
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{Context as _, Result, bail, ensure};
 use clap::Args;
-use serde_json::{json, Value};
-use tidegate_providers::rebase::{rebase, RebaseRequest, BASE_DIGEST, BASE_NAME};
+use serde_json::{Value, json};
+use tidegate_providers::rebase::{BASE_DIGEST, BASE_NAME, RebaseRequest, rebase};
 use tidegate_providers::registry::types::{Descriptor, ImageManifest, OCI_CONFIG, OCI_MANIFEST};
 use tidegate_providers::registry::{ClientOptions, RegistryClient, Repository};
 use tidegate_testenv::registry::{Registry, RegistryOptions};
-use tidegate_testenv::tools::{SupplyChainTools, DISTRIBUTION_VERSION, GO_CONTAINERREGISTRY_VERSION};
+use tidegate_testenv::tools::{DISTRIBUTION_VERSION, GO_CONTAINERREGISTRY_VERSION, SupplyChainTools};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Args)]
@@ -179,13 +179,21 @@ async fn measure(args: &BenchArgs, crane: &Path) -> Result<(Vec<SizeResult>, Dur
     eprintln!("[bench] distribution registry on {} (log {})", registry.host(), registry.log().display());
     // Set-up and checks use one client without a request budget, so they never wait; the timed
     // Tidegate runs get a client of their own (see `time_tidegate`).
-    let setup = RegistryClient::new(ClientOptions { requests_per_second: 10_000.0, timeout: Duration::from_secs(300), ..ClientOptions::default() })
-        .context("creating the registry client")?;
+    let setup = RegistryClient::new(ClientOptions {
+        requests_per_second: 10_000.0,
+        timeout: Duration::from_secs(300),
+        ..ClientOptions::default()
+    })
+    .context("creating the registry client")?;
 
     let mut startup = Vec::new();
     for _ in 0..args.runs {
         let started = Instant::now();
-        let output = tokio::process::Command::new(crane).arg("version").output().await.with_context(|| format!("running {} version", crane.display()))?;
+        let output = tokio::process::Command::new(crane)
+            .arg("version")
+            .output()
+            .await
+            .with_context(|| format!("running {} version", crane.display()))?;
         startup.push(started.elapsed());
         ensure!(output.status.success(), "crane version failed: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -193,7 +201,9 @@ async fn measure(args: &BenchArgs, crane: &Path) -> Result<(Vec<SizeResult>, Dur
     let mut results = Vec::new();
     for &size in &args.sizes {
         eprintln!("[bench] {size} MiB: pushing base v1, the application and base v2");
-        let fixture = push_fixture(&setup, registry.host(), size).await.with_context(|| format!("pushing the {size} MiB images"))?;
+        let fixture = push_fixture(&setup, registry.host(), size)
+            .await
+            .with_context(|| format!("pushing the {size} MiB images"))?;
         let (mut tidegate, mut crane_runs) = (Vec::new(), Vec::new());
         for run in 1..=args.runs {
             // Alternate which tool goes first, so neither always gets the warmer registry.
@@ -215,7 +225,9 @@ async fn measure(args: &BenchArgs, crane: &Path) -> Result<(Vec<SizeResult>, Dur
                 }
             }
         }
-        let comparison = compare(&setup, &tidegate[0], &crane_runs[0]).await.with_context(|| format!("comparing the {size} MiB results"))?;
+        let comparison = compare(&setup, &tidegate[0], &crane_runs[0])
+            .await
+            .with_context(|| format!("comparing the {size} MiB results"))?;
         results.push(SizeResult { size_mib: size, tidegate, crane: crane_runs, comparison });
     }
     Ok((results, median(&startup)))
@@ -228,11 +240,17 @@ async fn push_fixture(client: &RegistryClient, host: &str, size_mib: u64) -> Res
     let base = Repository::new(host, format!("bench/s{size_mib}/base"));
     let seed = Repository::new(host, format!("bench/s{size_mib}/app"));
 
-    let v1 = [pseudo_random_bytes(&format!("{size_mib}/base-v1/os"), quarter), pseudo_random_bytes(&format!("{size_mib}/base-v1/libs"), quarter)];
+    let v1 = [
+        pseudo_random_bytes(&format!("{size_mib}/base-v1/os"), quarter),
+        pseudo_random_bytes(&format!("{size_mib}/base-v1/libs"), quarter),
+    ];
     let (old_base, v1_digests) = push_image(client, &base, BASE_TAG, &v1, BTreeMap::new()).await?;
 
     // The application is built on v1: its layers start with v1's, and it names its base.
-    let own = [pseudo_random_bytes(&format!("{size_mib}/app/deps"), quarter), pseudo_random_bytes(&format!("{size_mib}/app/code"), quarter)];
+    let own = [
+        pseudo_random_bytes(&format!("{size_mib}/app/deps"), quarter),
+        pseudo_random_bytes(&format!("{size_mib}/app/code"), quarter),
+    ];
     let annotations = BTreeMap::from([
         (BASE_NAME.to_string(), format!("{base}:{BASE_TAG}")),
         (BASE_DIGEST.to_string(), old_base.clone()),
@@ -244,25 +262,36 @@ async fn push_fixture(client: &RegistryClient, host: &str, size_mib: u64) -> Res
     let mut app_blobs = vec![manifest.config.digest.clone()];
     app_blobs.extend(app_layer_digests.iter().cloned());
 
-    let v2 = [pseudo_random_bytes(&format!("{size_mib}/base-v2/os"), quarter), pseudo_random_bytes(&format!("{size_mib}/base-v2/libs"), quarter)];
+    let v2 = [
+        pseudo_random_bytes(&format!("{size_mib}/base-v2/os"), quarter),
+        pseudo_random_bytes(&format!("{size_mib}/base-v2/libs"), quarter),
+    ];
     let (new_base, v2_digests) = push_image(client, &base, BASE_TAG, &v2, BTreeMap::new()).await?;
     let mut expected_layers = v2_digests.clone();
     expected_layers.extend(app_layer_digests[2..].iter().cloned());
 
-    let sizes = v1_digests.iter().chain(&v2_digests).chain(&app_layer_digests).map(|d| (d.clone(), quarter as u64)).collect();
+    let sizes =
+        v1_digests.iter().chain(&v2_digests).chain(&app_layer_digests).map(|d| (d.clone(), quarter as u64)).collect();
     Ok(Fixture { size_mib, base, seed, app_manifest: app.bytes, app_blobs, old_base, new_base, expected_layers, sizes })
 }
 
 /// Pushes an image of uncompressed `layers` (a config with one history entry per layer) as
 /// `repo:tag`. Returns the manifest digest and the layer digests.
-async fn push_image(client: &RegistryClient, repo: &Repository, tag: &str, layers: &[Vec<u8>], annotations: BTreeMap<String, String>) -> Result<(String, Vec<String>)> {
+async fn push_image(
+    client: &RegistryClient,
+    repo: &Repository,
+    tag: &str,
+    layers: &[Vec<u8>],
+    annotations: BTreeMap<String, String>,
+) -> Result<(String, Vec<String>)> {
     let mut descriptors = Vec::new();
     for bytes in layers {
         let digest = client.push_blob(repo, bytes).await.with_context(|| format!("pushing a layer to {repo}"))?;
         descriptors.push(descriptor(LAYER, digest, bytes.len()));
     }
     let diff_ids: Vec<String> = descriptors.iter().map(|d| d.digest.clone()).collect();
-    let history: Vec<Value> = diff_ids.iter().map(|d| json!({"created_by": format!("ADD layer {}", &d[7..19])})).collect();
+    let history: Vec<Value> =
+        diff_ids.iter().map(|d| json!({"created_by": format!("ADD layer {}", &d[7..19])})).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
@@ -281,17 +310,31 @@ async fn push_image(client: &RegistryClient, repo: &Repository, tag: &str, layer
         annotations: (!annotations.is_empty()).then_some(annotations),
     };
     let bytes = serde_json::to_vec(&manifest)?;
-    let (digest, _) = client.put_manifest(repo, tag, OCI_MANIFEST, &bytes).await.with_context(|| format!("pushing {repo}:{tag}"))?;
+    let (digest, _) =
+        client.put_manifest(repo, tag, OCI_MANIFEST, &bytes).await.with_context(|| format!("pushing {repo}:{tag}"))?;
     Ok((digest, diff_ids))
 }
 
 fn descriptor(media_type: &str, digest: String, size: usize) -> Descriptor {
-    Descriptor { media_type: media_type.into(), digest, size: size as u64, artifact_type: None, annotations: None, platform: None }
+    Descriptor {
+        media_type: media_type.into(),
+        digest,
+        size: size as u64,
+        artifact_type: None,
+        annotations: None,
+        platform: None,
+    }
 }
 
-
 /// One timed rebase by `tool` in a repository of its own, then its traffic and its check.
-async fn time_one(setup: &RegistryClient, registry: &Registry, fixture: &Fixture, crane: &Path, tool: Tool, run: usize) -> Result<Run> {
+async fn time_one(
+    setup: &RegistryClient,
+    registry: &Registry,
+    fixture: &Fixture,
+    crane: &Path,
+    tool: Tool,
+    run: usize,
+) -> Result<Run> {
     let repo = Repository::new(registry.host(), format!("bench/s{}/{}-{run}", fixture.size_mib, tool.slug()));
     let tag = format!("rebased-{run}");
     fresh_app(setup, fixture, &repo).await?;
@@ -309,7 +352,11 @@ async fn time_one(setup: &RegistryClient, registry: &Registry, fixture: &Fixture
     let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes).context("parsing the rebased manifest")?;
     let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
     if layers != fixture.expected_layers {
-        bail!("{} produced layers {layers:?}; expected the new base's then the application's: {:?}", tool.name(), fixture.expected_layers);
+        bail!(
+            "{} produced layers {layers:?}; expected the new base's then the application's: {:?}",
+            tool.name(),
+            fixture.expected_layers
+        );
     }
     Ok(Run { elapsed, traffic, result: (repo, tag), manifest_type: fetched.media_type })
 }
@@ -318,10 +365,16 @@ async fn time_one(setup: &RegistryClient, registry: &Registry, fixture: &Fixture
 /// repository (untimed).
 async fn fresh_app(client: &RegistryClient, fixture: &Fixture, repo: &Repository) -> Result<()> {
     for blob in &fixture.app_blobs {
-        let mounted = client.mount_blob(repo, &fixture.seed.name, blob).await.with_context(|| format!("mounting {blob} into {repo}"))?;
+        let mounted = client
+            .mount_blob(repo, &fixture.seed.name, blob)
+            .await
+            .with_context(|| format!("mounting {blob} into {repo}"))?;
         ensure!(mounted, "the registry would not mount {blob} from {} into {repo}", fixture.seed);
     }
-    client.put_manifest(repo, APP_TAG, OCI_MANIFEST, &fixture.app_manifest).await.with_context(|| format!("pushing {repo}:{APP_TAG}"))?;
+    client
+        .put_manifest(repo, APP_TAG, OCI_MANIFEST, &fixture.app_manifest)
+        .await
+        .with_context(|| format!("pushing {repo}:{APP_TAG}"))?;
     Ok(())
 }
 
@@ -390,7 +443,13 @@ fn parse_access(line: &str) -> Option<Access<'_>> {
 /// What the registry served since byte `mark` of its log: requests, blobs mounted and uploaded
 /// (sized from `sizes`, or fetched afterwards when not a known layer), bytes sent in answer to
 /// `GET`s.
-async fn traffic(client: &RegistryClient, host: &str, log: &Path, mark: u64, sizes: &BTreeMap<String, u64>) -> Result<Traffic> {
+async fn traffic(
+    client: &RegistryClient,
+    host: &str,
+    log: &Path,
+    mark: u64,
+    sizes: &BTreeMap<String, u64>,
+) -> Result<Traffic> {
     let text = std::fs::read(log).with_context(|| format!("reading {}", log.display()))?;
     let start = usize::try_from(mark).unwrap_or(usize::MAX).min(text.len());
     let text = String::from_utf8_lossy(&text[start..]);
@@ -399,7 +458,8 @@ async fn traffic(client: &RegistryClient, host: &str, log: &Path, mark: u64, siz
     for access in text.lines().filter_map(parse_access) {
         traffic.requests += 1;
         // `/v2/<name>/blobs/uploads/…`: the repository an upload or mount goes to.
-        let upload = access.uri.strip_prefix("/v2/").and_then(|rest| rest.split_once("/blobs/uploads/")).map(|(name, _)| name);
+        let upload =
+            access.uri.strip_prefix("/v2/").and_then(|rest| rest.split_once("/blobs/uploads/")).map(|(name, _)| name);
         match (access.method, upload) {
             ("GET", _) if access.status == 200 => traffic.downloaded_bytes += access.bytes,
             // A `POST` answered 201 is a cross-repository mount (`?mount=…&from=…`)…
@@ -410,7 +470,8 @@ async fn traffic(client: &RegistryClient, host: &str, log: &Path, mark: u64, siz
             }
             // …or, like a `PUT` answered 201, a completed upload (`?digest=…`).
             ("POST" | "PUT", Some(name)) if access.status == 201 => {
-                let digest = query_param(access.uri, "digest").with_context(|| format!("an upload without a digest: {}", access.uri))?;
+                let digest = query_param(access.uri, "digest")
+                    .with_context(|| format!("an upload without a digest: {}", access.uri))?;
                 traffic.uploaded += 1;
                 uploads.push((name.to_string(), digest));
             }
@@ -445,36 +506,59 @@ async fn compare(client: &RegistryClient, tidegate: &Run, crane: &Run) -> Result
             let fetched = client.get_manifest(&repo, &tag).await.with_context(|| format!("reading {repo}:{tag}"))?;
             let manifest: Value = serde_json::from_slice(&fetched.bytes)?;
             let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default().to_string();
-            let config: Value = serde_json::from_slice(&client.get_blob(&repo, &config_digest).await.with_context(|| format!("reading the config of {repo}:{tag}"))?)?;
+            let config: Value = serde_json::from_slice(
+                &client
+                    .get_blob(&repo, &config_digest)
+                    .await
+                    .with_context(|| format!("reading the config of {repo}:{tag}"))?,
+            )?;
             anyhow::Ok((fetched.digest, manifest, config))
         }
     };
     let (t_digest, t_manifest, t_config) = load(tidegate).await?;
     let (c_digest, c_manifest, c_config) = load(crane).await?;
-    let digests = |m: &Value| -> Vec<Value> { m["layers"].as_array().map(|ls| ls.iter().map(|l| l["digest"].clone()).collect()).unwrap_or_default() };
+    let digests = |m: &Value| -> Vec<Value> {
+        m["layers"].as_array().map(|ls| ls.iter().map(|l| l["digest"].clone()).collect()).unwrap_or_default()
+    };
 
     let mut differences = Vec::new();
     for field in ["mediaType", "config.mediaType"] {
-        let pick = |m: &Value| if field == "mediaType" { m["mediaType"].clone() } else { m["config"]["mediaType"].clone() };
+        let pick =
+            |m: &Value| if field == "mediaType" { m["mediaType"].clone() } else { m["config"]["mediaType"].clone() };
         if pick(&t_manifest) != pick(&c_manifest) {
-            differences.push(format!("manifest `{field}`: Tidegate {}, crane {}", pick(&t_manifest), pick(&c_manifest)));
+            differences.push(format!(
+                "manifest `{field}`: Tidegate {}, crane {}",
+                pick(&t_manifest),
+                pick(&c_manifest)
+            ));
         }
     }
-    let layer_types = |m: &Value| -> Vec<Value> { m["layers"].as_array().map(|ls| ls.iter().map(|l| l["mediaType"].clone()).collect()).unwrap_or_default() };
+    let layer_types = |m: &Value| -> Vec<Value> {
+        m["layers"].as_array().map(|ls| ls.iter().map(|l| l["mediaType"].clone()).collect()).unwrap_or_default()
+    };
     if layer_types(&t_manifest) != layer_types(&c_manifest) {
         differences.push("layer media types".into());
     }
     for (tool, manifest) in [(Tool::Tidegate, &t_manifest), (Tool::Crane, &c_manifest)] {
         let docker = manifest["mediaType"].as_str().is_some_and(|t| t.starts_with("application/vnd.docker."));
-        let oci_layers = manifest["layers"].as_array().is_some_and(|ls| ls.iter().any(|l| l["mediaType"].as_str().is_some_and(|t| t.starts_with("application/vnd.oci."))));
+        let oci_layers = manifest["layers"].as_array().is_some_and(|ls| {
+            ls.iter().any(|l| l["mediaType"].as_str().is_some_and(|t| t.starts_with("application/vnd.oci.")))
+        });
         if docker && oci_layers {
-            differences.push(format!("{}'s result is a Docker schema 2 manifest that lists OCI layer media types", tool.name()));
+            differences.push(format!(
+                "{}'s result is a Docker schema 2 manifest that lists OCI layer media types",
+                tool.name()
+            ));
         }
     }
     // Annotation values name registries and digests: list the keys only.
     let empty = serde_json::Map::new();
-    let (ta, ca) = (t_manifest["annotations"].as_object().unwrap_or(&empty), c_manifest["annotations"].as_object().unwrap_or(&empty));
-    let mut keys: Vec<String> = ta.keys().chain(ca.keys()).filter(|k| ta.get(*k) != ca.get(*k)).map(|k| format!("`{k}`")).collect();
+    let (ta, ca) = (
+        t_manifest["annotations"].as_object().unwrap_or(&empty),
+        c_manifest["annotations"].as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> =
+        ta.keys().chain(ca.keys()).filter(|k| ta.get(*k) != ca.get(*k)).map(|k| format!("`{k}`")).collect();
     keys.sort();
     keys.dedup();
     if !keys.is_empty() {
@@ -550,12 +634,21 @@ fn yes_no(b: bool) -> &'static str {
 /// The two tables: times, then registry traffic.
 fn render_tables(results: &[SizeResult]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| image size | Tidegate median | Tidegate min–max | crane median | crane min–max | crane / Tidegate |");
+    let _ = writeln!(
+        out,
+        "| image size | Tidegate median | Tidegate min–max | crane median | crane min–max | crane / Tidegate |"
+    );
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let times = |runs: &[Run]| runs.iter().map(|r| r.elapsed).collect::<Vec<_>>();
         let (t, c) = (times(&r.tidegate), times(&r.crane));
-        let range = |v: &[Duration]| format!("{:.1}–{:.1} ms", millis(v.iter().copied().min().unwrap_or_default()), millis(v.iter().copied().max().unwrap_or_default()));
+        let range = |v: &[Duration]| {
+            format!(
+                "{:.1}–{:.1} ms",
+                millis(v.iter().copied().min().unwrap_or_default()),
+                millis(v.iter().copied().max().unwrap_or_default())
+            )
+        };
         let (tm, cm) = (median(&t), median(&c));
         let _ = writeln!(
             out,
@@ -569,7 +662,10 @@ fn render_tables(results: &[SizeResult]) -> String {
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| image size | tool | requests | blobs mounted | bytes mounted | blobs uploaded | bytes uploaded | bytes downloaded | result manifest type | same layer digests | same `diff_ids` | same manifest |");
+    let _ = writeln!(
+        out,
+        "| image size | tool | requests | blobs mounted | bytes mounted | blobs uploaded | bytes uploaded | bytes downloaded | result manifest type | same layer digests | same `diff_ids` | same manifest |"
+    );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|");
     for r in results {
         for (tool, runs) in [(Tool::Tidegate, &r.tidegate), (Tool::Crane, &r.crane)] {
@@ -596,11 +692,19 @@ fn render_tables(results: &[SizeResult]) -> String {
 }
 
 /// The whole Markdown report.
-fn render_report(command: &str, machine: &str, elapsed: Duration, crane_startup: Duration, results: &[SizeResult], tables: &str) -> String {
+fn render_report(
+    command: &str,
+    machine: &str,
+    elapsed: Duration,
+    crane_startup: Duration,
+    results: &[SizeResult],
+    tables: &str,
+) -> String {
     let date = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC");
     let mut out = String::new();
     let _ = writeln!(out, "# Rebase benchmark: Tidegate and `crane rebase`\n");
-    let _ = writeln!(out, "Written by `cargo xtask bench` (`xtask/src/bench.rs`); run it again to refresh this file.\n");
+    let _ =
+        writeln!(out, "Written by `cargo xtask bench` (`xtask/src/bench.rs`); run it again to refresh this file.\n");
     let _ = writeln!(out, "- date: {date}");
     let _ = writeln!(out, "- command: `{command}` (whole run, set-up included: {:.0?})", elapsed);
     let _ = writeln!(out, "- machine: {machine}");
@@ -608,8 +712,15 @@ fn render_report(command: &str, machine: &str, elapsed: Duration, crane_startup:
         out,
         "- registry: CNCF distribution {DISTRIBUTION_VERSION} on 127.0.0.1 (plain HTTP, anonymous, filesystem storage), one for the whole run"
     );
-    let _ = writeln!(out, "- crane: go-containerregistry {GO_CONTAINERREGISTRY_VERSION}, built by `cargo xtask tools` (Go's default optimised build)");
-    let profile = if cfg!(debug_assertions) { "the `dev` profile (unoptimised, as `cargo xtask` builds it)" } else { "an optimised profile" };
+    let _ = writeln!(
+        out,
+        "- crane: go-containerregistry {GO_CONTAINERREGISTRY_VERSION}, built by `cargo xtask tools` (Go's default optimised build)"
+    );
+    let profile = if cfg!(debug_assertions) {
+        "the `dev` profile (unoptimised, as `cargo xtask` builds it)"
+    } else {
+        "an optimised profile"
+    };
     let _ = writeln!(out, "- Tidegate: `tidegate-providers` in process, compiled with {profile}\n");
     let _ = writeln!(out, "## Method\n");
     let _ = writeln!(
@@ -630,13 +741,15 @@ fn render_report(command: &str, machine: &str, elapsed: Duration, crane_startup:
          downloads come from the registry's access log; where runs differ the table shows the range.\n",
         millis(crane_startup)
     );
-    let _ = writeln!(out, "Times are wall-clock on a shared machine: read them as orders of magnitude, not as a test.\n");
+    let _ =
+        writeln!(out, "Times are wall-clock on a shared machine: read them as orders of magnitude, not as a test.\n");
     let _ = writeln!(out, "## Results\n");
     let _ = writeln!(out, "{tables}");
     // When no run downloaded or uploaded more than manifests and configs, say so: then the time
     // cannot grow with the image.
     let all_runs = || results.iter().flat_map(|r| r.tidegate.iter().chain(&r.crane));
-    let max_moved = all_runs().map(|run| run.traffic.downloaded_bytes.max(run.traffic.uploaded_bytes)).max().unwrap_or(0);
+    let max_moved =
+        all_runs().map(|run| run.traffic.downloaded_bytes.max(run.traffic.uploaded_bytes)).max().unwrap_or(0);
     let smallest_layer = results.iter().map(|r| r.size_mib * MIB / 4).min().unwrap_or(0);
     if max_moved < smallest_layer && all_runs().all(|run| run.traffic.mounted == 2) {
         let _ = writeln!(
@@ -671,26 +784,29 @@ fn render_report(command: &str, machine: &str, elapsed: Duration, crane_startup:
 /// CPUs (`nproc`), CPU model, kernel, memory and load, for the report.
 fn machine_info() -> String {
     let run = |program: &str, args: &[&str]| {
-        Command::new(program).args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()));
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()));
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| format!("{:.1} GiB RAM", kib as f64 / (1024.0 * 1024.0)));
-    let load = std::fs::read_to_string("/proc/loadavg").ok().map(|l| format!("load average {} at start", l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")));
-    [
-        run("nproc", &[]).map(|n| format!("{n} CPUs (`nproc`)")),
-        model,
-        memory,
-        run("uname", &["-sr"]),
-        load,
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join(", ")
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| format!("load average {} at start", l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")));
+    [run("nproc", &[]).map(|n| format!("{n} CPUs (`nproc`)")), model, memory, run("uname", &["-sr"]), load]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -16,8 +16,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::pki::CodeSigningFiles;
-use tidegate_testenv::registry::{pseudo_random_bytes, Registry, RegistryAuth, RegistryKind, RegistryOptions};
-use tidegate_testenv::{apply, tools::Tools, TestEnv};
+use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions, pseudo_random_bytes};
+use tidegate_testenv::{TestEnv, apply, tools::Tools};
 
 /// Arguments of `cargo xtask demo`.
 #[derive(Args)]
@@ -41,7 +41,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let env = TestEnv::start().await?;
     println!("  API server {} ready after {:.1?}", env.server(), started.elapsed());
     let dir = env.dir().to_path_buf();
-    let kubectl = Kubectl { binary: Tools::locate()?.path("kubectl"), kubeconfig: env.admin_kubeconfig_path(), plugin_dir: bin.clone() };
+    let kubectl = Kubectl {
+        binary: Tools::locate()?.path("kubectl"),
+        kubeconfig: env.admin_kubeconfig_path(),
+        plugin_dir: bin.clone(),
+    };
     kubectl.show(&["get", "nodes"])?;
 
     step("Installing Tidegate: CRDs (already there), RBAC and the approval policy from deploy/");
@@ -58,13 +62,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .await?;
     println!("  bound ClusterRole tidegate-approver to group tidegate-approvers");
 
-    step("Applying docs/examples: shop and shop-staging, an http app, a worker and a nightly job sharing one image, and ImagePolicy shop-app");
+    step(
+        "Applying docs/examples: shop and shop-staging, an http app, a worker and a nightly job sharing one image, and ImagePolicy shop-app",
+    );
     let examples = crate::root().join("docs").join("examples");
     for object in apply::apply_dir(&client, &examples, "default", "tidegate-demo").await? {
         println!("  applied {object}");
     }
     step("Starting a real OCI registry (CNCF distribution) on loopback with a base image and the shop app built on it");
-    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous }).await?;
+    let registry =
+        Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous }).await?;
     let host = registry.host().to_string();
     let images = registry.client();
     let base_ref = format!("{host}/base/runtime:3.20");
@@ -72,7 +79,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let old_base = images.push_layered("base/runtime", "3.20", &base_v1, &[]).await?;
     let app_layers = [base_v1[0].clone(), base_v1[1].clone(), pseudo_random_bytes("shop app", 16 * 1024)];
     let app = images
-        .push_layered("shop/app", "1.0", &app_layers, &[("org.opencontainers.image.base.name", &base_ref), ("org.opencontainers.image.base.digest", &old_base)])
+        .push_layered(
+            "shop/app",
+            "1.0",
+            &app_layers,
+            &[("org.opencontainers.image.base.name", &base_ref), ("org.opencontainers.image.base.digest", &old_base)],
+        )
         .await?;
     println!("  {base_ref} → {old_base}");
     println!("  {host}/shop/app:1.0 → {app} (built on it, and its annotations say so)");
@@ -101,16 +113,27 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     wait_deployments(&client, "shop").await?;
     kubectl.show(&["get", "deployments,cronjobs", "-n", "shop", "-o", "wide"])?;
 
-    step("Starting the controller as ServiceAccount tidegate-system/tidegate-controller, with the least-privilege role");
-    let identity = tidegate_testenv::pki::write_code_signing_identity(&dir.join("notary"), "tidegate demo", "tidegate")?;
-    println!("  Notary Project signing key {} (chain {}), trust policy {}", identity.key.display(), identity.chain.display(), identity.trust_policy.display());
+    step(
+        "Starting the controller as ServiceAccount tidegate-system/tidegate-controller, with the least-privilege role",
+    );
+    let identity =
+        tidegate_testenv::pki::write_code_signing_identity(&dir.join("notary"), "tidegate demo", "tidegate")?;
+    println!(
+        "  Notary Project signing key {} (chain {}), trust policy {}",
+        identity.key.display(),
+        identity.chain.display(),
+        identity.trust_policy.display()
+    );
     let controller = Controller::start(&env, &bin, &dir, &identity)?;
     println!("  logs: {}", controller.log.display());
     wait_policy_base(&policies, &old_base).await?;
     println!("  the controller resolved {base_ref} once for its policies: {old_base}");
 
-    step("The base image gets a security fix: a new digest is pushed under the same tag, and the registry notifies Tidegate");
-    let base_v2 = [pseudo_random_bytes("os 2 (patched)", 64 * 1024), pseudo_random_bytes("libs 2 (patched)", 32 * 1024)];
+    step(
+        "The base image gets a security fix: a new digest is pushed under the same tag, and the registry notifies Tidegate",
+    );
+    let base_v2 =
+        [pseudo_random_bytes("os 2 (patched)", 64 * 1024), pseudo_random_bytes("libs 2 (patched)", 32 * 1024)];
     let new_base = images.push_layered("base/runtime", "3.20", &base_v2, &[]).await?;
     println!("  {base_ref} → {new_base}");
     let notification = json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": new_base}, "request": {"host": host}}]});
@@ -128,9 +151,24 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         if let Some(release) = releases.list(&Default::default()).await?.items.into_iter().next() {
             let phase = release.status.as_ref().map(|s| s.phase);
             if phase != last {
-                let message = release.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.message.clone()).unwrap_or_default();
-                println!("  release {} → {:?}  {message}", release.metadata.name.clone().unwrap_or_default(), phase.unwrap_or_default());
-                if let Some(build) = release.status.as_ref().and_then(|s| s.build.as_ref()).and_then(|b| b.reference.clone()).filter(|_| phase == Some(ReleasePhase::Scanning)) {
+                let message = release
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                println!(
+                    "  release {} → {:?}  {message}",
+                    release.metadata.name.clone().unwrap_or_default(),
+                    phase.unwrap_or_default()
+                );
+                if let Some(build) = release
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.build.as_ref())
+                    .and_then(|b| b.reference.clone())
+                    .filter(|_| phase == Some(ReleasePhase::Scanning))
+                {
                     println!("    build: {build}");
                 }
                 last = phase;
@@ -143,7 +181,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             }
             match phase {
                 Some(ReleasePhase::Verified) => break release,
-                Some(p @ (ReleasePhase::Rejected | ReleasePhase::Failed | ReleasePhase::Superseded)) => bail!("the Release ended {p:?}"),
+                Some(p @ (ReleasePhase::Rejected | ReleasePhase::Failed | ReleasePhase::Superseded)) => {
+                    bail!("the Release ended {p:?}")
+                }
                 _ => {}
             }
         }
@@ -168,8 +208,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mallory = dir.join("mallory.kubeconfig");
     std::fs::write(&mallory, env.user_kubeconfig("mallory", &[])?)?;
     step("Admission refuses what it must");
-    kubectl.show_as_expect_failure(&mallory, &["tidegate", "approve", &name, "-n", "shop"], "mallory has no approve verb")?;
-    kubectl.show_as_expect_failure(&alice, &["annotate", "promotion", &name, "-n", "shop", "tidegate.dev/approved-by=bob"], "alice cannot approve in bob's name")?;
+    kubectl.show_as_expect_failure(
+        &mallory,
+        &["tidegate", "approve", &name, "-n", "shop"],
+        "mallory has no approve verb",
+    )?;
+    kubectl.show_as_expect_failure(
+        &alice,
+        &["annotate", "promotion", &name, "-n", "shop", "tidegate.dev/approved-by=bob"],
+        "alice cannot approve in bob's name",
+    )?;
 
     step("Approval");
     println!("  To approve as the demo approver, in another terminal:");
@@ -188,13 +236,24 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let p = promotions.get(&name).await?;
         let phase = p.status.as_ref().map(|s| s.phase);
         if phase != last {
-            let message = p.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.message.clone()).unwrap_or_default();
+            let message = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
             println!("  promotion {name} → {:?}  {message}", phase.unwrap_or_default());
             last = phase;
         }
         match phase {
             Some(PromotionPhase::Succeeded) => break,
-            Some(p @ (PromotionPhase::RolledBack | PromotionPhase::Failed | PromotionPhase::Rejected | PromotionPhase::Expired | PromotionPhase::Superseded)) => {
+            Some(
+                p @ (PromotionPhase::RolledBack
+                | PromotionPhase::Failed
+                | PromotionPhase::Rejected
+                | PromotionPhase::Expired
+                | PromotionPhase::Superseded),
+            ) => {
                 println!("  the promotion ended {p:?}");
                 break;
             }
@@ -205,7 +264,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     kubectl.show(&["get", "service", "web", "-n", "shop", "-o", "jsonpath={.spec.selector}"])?;
     println!();
     kubectl.show(&["tidegate", "history", "shop-app", "-n", "shop"])?;
-    kubectl.show(&["get", "events", "-n", "shop", "--field-selector", "reportingComponent=tidegate-controller", "--sort-by", ".lastTimestamp"]).ok();
+    kubectl
+        .show(&[
+            "get",
+            "events",
+            "-n",
+            "shop",
+            "--field-selector",
+            "reportingComponent=tidegate-controller",
+            "--sort-by",
+            ".lastTimestamp",
+        ])
+        .ok();
     println!("\nProduction runs {digest}, approved by alice. Demo finished in {:.0?}.", started.elapsed());
     if args.keep {
         println!("The environment keeps running; KUBECONFIG={}", env.admin_kubeconfig_path().display());
@@ -215,7 +285,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     drop(controller);
     Ok(())
 }
-
 
 async fn wait_policy_base(policies: &Api<ImagePolicy>, digest: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -233,7 +302,10 @@ async fn post_json(url: &str, body: &str) -> Result<()> {
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').context("URL without a path")?;
     let mut stream = tokio::net::TcpStream::connect(host).await?;
-    let request = format!("POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let request = format!(
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await?;
@@ -246,7 +318,11 @@ fn notation_verify(identity: &CodeSigningFiles, reference: &str, dir: &Path) -> 
     let notation = tidegate_testenv::tools::SupplyChainTools::locate()?.notation();
     let home = dir.join("notation-home");
     let run = |args: &[&str]| -> Result<String> {
-        let out = Command::new(&notation).args(args).env("HOME", &home).env("XDG_CONFIG_HOME", home.join("config")).output()?;
+        let out = Command::new(&notation)
+            .args(args)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .output()?;
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
             bail!("notation {}: {text}", args.join(" "));
@@ -275,7 +351,10 @@ fn build_binaries() -> Result<PathBuf> {
     if !status.success() {
         bail!("building the controller and plugin failed");
     }
-    let metadata = Command::new(&cargo).current_dir(crate::root()).args(["metadata", "--format-version", "1", "--no-deps"]).output()?;
+    let metadata = Command::new(&cargo)
+        .current_dir(crate::root())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()?;
     let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("reading cargo metadata")?;
     let target = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
     Ok(Path::new(target).join("debug"))
@@ -344,8 +423,18 @@ impl Controller {
             .env("KUBECONFIG", &kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--signing-key-file", &key.display().to_string()])
             .args(["--builder", "registry"])
-            .args(["--notary-key-file", &identity.key.display().to_string(), "--notary-cert-file", &identity.chain.display().to_string()])
-            .args(["--trust-policy-file", &identity.trust_policy.display().to_string(), "--trust-store-dir", &identity.trust_store.display().to_string()])
+            .args([
+                "--notary-key-file",
+                &identity.key.display().to_string(),
+                "--notary-cert-file",
+                &identity.chain.display().to_string(),
+            ])
+            .args([
+                "--trust-policy-file",
+                &identity.trust_policy.display().to_string(),
+                "--trust-store-dir",
+                &identity.trust_store.display().to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -404,7 +493,8 @@ impl Kubectl {
 
     fn show_as(&self, kubeconfig: &Path, args: &[&str]) -> Result<()> {
         println!("\n$ kubectl {}", args.join(" "));
-        let out = self.command(kubeconfig, args).output().with_context(|| format!("running {}", self.binary.display()))?;
+        let out =
+            self.command(kubeconfig, args).output().with_context(|| format!("running {}", self.binary.display()))?;
         print!("{}", String::from_utf8_lossy(&out.stdout));
         if !out.status.success() {
             bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use tidegate_testenv::pki::{self, Authority};
-use tidegate_testenv::{tools, Options, TestEnv};
+use tidegate_testenv::{Options, TestEnv, tools};
 
 /// Arguments of `cargo xtask env`.
 #[derive(Args)]
@@ -69,8 +69,9 @@ async fn serve(nodes: usize) -> Result<()> {
 
 fn kubeconfig(user: &str, groups: &[String], output: Option<PathBuf>) -> Result<()> {
     let dir = env_dir();
-    let server = std::fs::read_to_string(dir.join("server"))
-        .map_err(|_| anyhow::anyhow!("no environment is running in {}; start one with `cargo xtask env`", dir.display()))?;
+    let server = std::fs::read_to_string(dir.join("server")).map_err(|_| {
+        anyhow::anyhow!("no environment is running in {}; start one with `cargo xtask env`", dir.display())
+    })?;
     if user.trim().is_empty() {
         bail!("--user must not be empty");
     }

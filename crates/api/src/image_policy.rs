@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{cel_duration_between, conditions_schema, Condition};
+use crate::common::{Condition, cel_duration_between, conditions_schema};
 
 /// The lifecycle rules of one container image: what starts a new Release, how a fix is rebuilt,
 /// scanned and signed, which workloads run the image and how each one is rolled out, what must
@@ -21,8 +21,18 @@ use crate::common::{cel_duration_between, conditions_schema, Condition};
     shortname = "ipol",
     category = "tidegate",
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
-    printcolumn(name = "Production", type_ = "string", json_path = ".status.productionDigest", description = "Digest running in production"),
-    printcolumn(name = "Staging", type_ = "string", json_path = ".status.stagingDigest", description = "Digest running in staging"),
+    printcolumn(
+        name = "Production",
+        type_ = "string",
+        json_path = ".status.productionDigest",
+        description = "Digest running in production"
+    ),
+    printcolumn(
+        name = "Staging",
+        type_ = "string",
+        json_path = ".status.stagingDigest",
+        description = "Digest running in staging"
+    ),
     printcolumn(name = "Latest Release", type_ = "string", json_path = ".status.latestRelease"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

@@ -18,8 +18,8 @@ pub mod promotion;
 pub mod release;
 
 pub use common::{
-    approvers, Condition, ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON,
-    ANNOTATION_ROLLBACK_REQUESTED_BY, ANNOTATION_TRIGGER, GROUP, LABEL_POLICY,
+    ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON, ANNOTATION_ROLLBACK_REQUESTED_BY,
+    ANNOTATION_TRIGGER, Condition, GROUP, LABEL_POLICY, approvers,
 };
 pub use image_policy::{ImagePolicy, ImagePolicySpec, ImagePolicyStatus};
 pub use promotion::{Promotion, PromotionPhase, PromotionSpec, PromotionStatus};

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{conditions_schema, Condition, CEL_DIGEST};
+use crate::common::{CEL_DIGEST, Condition, conditions_schema};
 
 /// The request to run one Release's exact digest in production. Nothing happens until it is
 /// approved: `kubectl annotate promotion <name> tidegate.dev/approved-by=<your user name>`.

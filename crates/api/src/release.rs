@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{conditions_schema, Condition, CEL_DIGEST};
+use crate::common::{CEL_DIGEST, Condition, conditions_schema};
 
 /// One candidate image of an ImagePolicy, walked automatically through build, scan, sign,
 /// staging deployment and staging tests. A Release never touches production; a Promotion does.
@@ -22,7 +22,12 @@ use crate::common::{conditions_schema, Condition, CEL_DIGEST};
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.policy"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Digest", type_ = "string", json_path = ".status.digest"),
-    printcolumn(name = "Blocking", type_ = "integer", json_path = ".status.scan.blocking", description = "Findings that block this Release"),
+    printcolumn(
+        name = "Blocking",
+        type_ = "integer",
+        json_path = ".status.scan.blocking",
+        description = "Findings that block this Release"
+    ),
     printcolumn(name = "Reason", type_ = "string", json_path = ".spec.reason.type", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

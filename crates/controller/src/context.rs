@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
 use tidegate_providers::kubernetes::KubernetesTargets;
 use tidegate_providers::{Builder, Scanner, Signer};
 
@@ -49,7 +49,14 @@ impl Context {
     }
 
     /// Publishes an Event about `object`; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String, action: &str) {
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+        action: &str,
+    ) {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.to_string(),

@@ -93,7 +93,8 @@ impl LeaderElection {
                 let spec = lease.spec.get_or_insert_with(Default::default);
                 let ours = spec.holder_identity.as_deref() == Some(self.identity.as_str());
                 let expired = spec.renew_time.as_ref().is_none_or(|t| {
-                    let valid = jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(duration)));
+                    let valid =
+                        jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(duration)));
                     t.0.checked_add(valid).map(|until| until < now).unwrap_or(true)
                 });
                 if !ours && !expired {

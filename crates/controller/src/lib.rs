@@ -20,15 +20,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher as kube_watcher;
-use kube::ResourceExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_providers::inprocess::{HmacSigner, InProcessBuilder};
 use tidegate_providers::kubernetes::KubernetesTargets;
@@ -115,7 +115,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let replica = config.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     if !config.no_leader_election {
-        let election = leader::LeaderElection::new(client.clone(), &config.lease_namespace, &config.lease_name, &replica);
+        let election =
+            leader::LeaderElection::new(client.clone(), &config.lease_namespace, &config.lease_name, &replica);
         election.acquire().await?;
         tokio::spawn(async move {
             election.keep_renewing().await;
@@ -155,7 +156,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let scope = config.namespace.clone();
     let api = |client: &kube::Client| -> (Api<Release>, Api<Promotion>, Api<ImagePolicy>) {
         match &scope {
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
             None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
         }
     };
@@ -165,8 +170,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (staging_store, job_store) = (release_store.clone(), release_store.clone());
     let releases = releases
         // The workloads and Jobs a Release waits for wake it as soon as they change.
-        .watches(Api::<Deployment>::all(client.clone()), watch(), move |_| in_phase(&staging_store, &[ReleasePhase::Staging]))
-        .watches(Api::<Job>::all(client.clone()), watch(), move |_| in_phase(&job_store, &[ReleasePhase::Building, ReleasePhase::Testing]))
+        .watches(Api::<Deployment>::all(client.clone()), watch(), move |_| {
+            in_phase(&staging_store, &[ReleasePhase::Staging])
+        })
+        .watches(Api::<Job>::all(client.clone()), watch(), move |_| {
+            in_phase(&job_store, &[ReleasePhase::Building, ReleasePhase::Testing])
+        })
         .watches(policy_api.clone(), watch(), move |policy| {
             let ns = policy.namespace();
             release_store
@@ -191,7 +200,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .iter()
                 .filter(|p| {
                     p.status.as_ref().is_some_and(|s| {
-                        matches!(s.phase, PromotionPhase::Promoting | PromotionPhase::Monitoring | PromotionPhase::RolledBack)
+                        matches!(
+                            s.phase,
+                            PromotionPhase::Promoting | PromotionPhase::Monitoring | PromotionPhase::RolledBack
+                        )
                     })
                 })
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
@@ -246,11 +258,16 @@ fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::S
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn signer(config: &Config, registry: Arc<RegistryClient>, hmac_key: Vec<u8>) -> anyhow::Result<Arc<dyn tidegate_providers::Signer>> {
+fn signer(
+    config: &Config,
+    registry: Arc<RegistryClient>,
+    hmac_key: Vec<u8>,
+) -> anyhow::Result<Arc<dyn tidegate_providers::Signer>> {
     match (&config.trust_policy_file, &config.trust_store_dir) {
         (Some(policy), Some(store)) => {
             let key = config.notary_key_file.as_deref().zip(config.notary_cert_file.as_deref());
-            let signer = tidegate_providers::notary_signer::NotarySigner::from_files(registry, key, policy, store).map_err(|e| anyhow::anyhow!(e))?;
+            let signer = tidegate_providers::notary_signer::NotarySigner::from_files(registry, key, policy, store)
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(Arc::new(signer))
         }
         _ => Ok(Arc::new(HmacSigner::new(hmac_key)?)),
@@ -260,8 +277,10 @@ fn signer(config: &Config, registry: Arc<RegistryClient>, hmac_key: Vec<u8>) -> 
 fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {
     let credentials = match &config.registry_credentials {
         Some(path) => {
-            let json = std::fs::read(path).map_err(|e| anyhow::anyhow!("--registry-credentials {}: {e}", path.display()))?;
-            tidegate_providers::registry::auth::from_docker_config(&json).map_err(|e| anyhow::anyhow!("--registry-credentials {}: {e}", path.display()))?
+            let json =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("--registry-credentials {}: {e}", path.display()))?;
+            tidegate_providers::registry::auth::from_docker_config(&json)
+                .map_err(|e| anyhow::anyhow!("--registry-credentials {}: {e}", path.display()))?
         }
         None => Default::default(),
     };
@@ -284,14 +303,21 @@ async fn whoami(client: &kube::Client) -> anyhow::Result<String> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "tidegate".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "tidegate".into())
 }
 
 fn key<K: ResourceExt>(kind: &str, object: &K) -> String {
     format!("{kind}/{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
-async fn instrumented(ctx: &Context, kind: &'static str, key: String, work: impl std::future::Future<Output = Result<Action, Error>>) -> Result<Action, Error> {
+async fn instrumented(
+    ctx: &Context,
+    kind: &'static str,
+    key: String,
+    work: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let result = work.await;
     ctx.metrics.observe(kind, started.elapsed());
@@ -319,7 +345,11 @@ async fn reconcile_policy(object: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result
     instrumented(&ctx.clone(), "ImagePolicy", key, policy::reconcile(object, ctx)).await
 }
 
-fn error_policy<K: kube::Resource<DynamicType = ()> + ResourceExt>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy<K: kube::Resource<DynamicType = ()> + ResourceExt>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let key = key(&K::kind(&()), object.as_ref());
     let delay = ctx.backoff.failed(&key);
     tracing::warn!(object = %key, category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");

@@ -1,18 +1,18 @@
 //! Prometheus metrics and the `/metrics`, `/healthz` and `/readyz` endpoints.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::watcher::BaseWatcher;
@@ -63,7 +63,9 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("tidegate");
         let reconciles = Family::<KindLabel, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
-        let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)));
+        let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
         let transitions = Family::<PhaseLabels, Counter>::default();
         let status_writes = Family::<KindLabel, Counter>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());

@@ -1,7 +1,7 @@
 //! Reading what the reconcilers need: policies, their Releases and Promotions, production.
 
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use tidegate_api::image_policy::Workload;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_core::rollout::{self, RolloutPlan};
@@ -55,8 +55,12 @@ pub fn kubernetes<'a>(workload: &'a Workload, production: bool, namespace: &str)
 /// The production rollout plan of a workload.
 pub fn production_plan(workload: &Workload) -> Result<RolloutPlan> {
     let strategy = rollout::strategy(workload);
-    rollout::plan(workload.kind, strategy)
-        .ok_or_else(|| Error::Invalid(format!("workload {}: strategy {strategy:?} does not fit kind {:?}", workload.name, workload.kind)))
+    rollout::plan(workload.kind, strategy).ok_or_else(|| {
+        Error::Invalid(format!(
+            "workload {}: strategy {strategy:?} does not fit kind {:?}",
+            workload.name, workload.kind
+        ))
+    })
 }
 
 /// The plan for staging: always in place.
@@ -100,7 +104,12 @@ pub fn selected_workloads<'a>(policy: &'a ImagePolicy, promotion: &Promotion) ->
         Some(names) => names
             .iter()
             .map(|n| {
-                policy.spec.workloads.iter().find(|w| &w.name == n).ok_or_else(|| Error::Invalid(format!("spec.workloads: the policy has no workload {n}")))
+                policy
+                    .spec
+                    .workloads
+                    .iter()
+                    .find(|w| &w.name == n)
+                    .ok_or_else(|| Error::Invalid(format!("spec.workloads: the policy has no workload {n}")))
             })
             .collect(),
     }

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::DigestRecord;
 use tidegate_api::release::{BaseImageChange, ReasonKind, ReleaseReason};
-use tidegate_api::{ImagePolicy, PromotionPhase, Release, ReleaseSpec, ANNOTATION_TRIGGER, LABEL_POLICY};
+use tidegate_api::{ANNOTATION_TRIGGER, ImagePolicy, LABEL_POLICY, PromotionPhase, Release, ReleaseSpec};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::names;
 
@@ -35,27 +35,37 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     let now = ctx.now();
 
     if let Some(token) = policy.annotations().get(ANNOTATION_TRIGGER).filter(|t| !t.trim().is_empty()) {
-        let reason = ReleaseReason { kind: ReasonKind::Manual, base_image: None, vulnerabilities: None, message: Some(format!("requested with {ANNOTATION_TRIGGER}={token}")) };
+        let reason = ReleaseReason {
+            kind: ReasonKind::Manual,
+            base_image: None,
+            vulnerabilities: None,
+            message: Some(format!("requested with {ANNOTATION_TRIGGER}={token}")),
+        };
         start_release(&ctx, &policy, names::release_name(&name, "manual", token), reason).await?;
     }
     if let Some(base) = &policy.spec.triggers.base_image
-        && let Some(digest) = ctx.watcher.digest(&base.reference) {
-            match status.base_digest.clone() {
-                // The first digest seen is the baseline, not a change.
-                None => status.base_digest = Some(digest),
-                Some(old) if old != digest => {
-                    let reason = ReleaseReason {
-                        kind: ReasonKind::BaseImageUpdated,
-                        base_image: Some(BaseImageChange { reference: base.reference.clone(), old_digest: Some(old), new_digest: digest.clone() }),
-                        vulnerabilities: None,
-                        message: None,
-                    };
-                    start_release(&ctx, &policy, names::release_name(&name, "base", &digest), reason).await?;
-                    status.base_digest = Some(digest);
-                }
-                Some(_) => {}
+        && let Some(digest) = ctx.watcher.digest(&base.reference)
+    {
+        match status.base_digest.clone() {
+            // The first digest seen is the baseline, not a change.
+            None => status.base_digest = Some(digest),
+            Some(old) if old != digest => {
+                let reason = ReleaseReason {
+                    kind: ReasonKind::BaseImageUpdated,
+                    base_image: Some(BaseImageChange {
+                        reference: base.reference.clone(),
+                        old_digest: Some(old),
+                        new_digest: digest.clone(),
+                    }),
+                    vulnerabilities: None,
+                    message: None,
+                };
+                start_release(&ctx, &policy, names::release_name(&name, "base", &digest), reason).await?;
+                status.base_digest = Some(digest);
             }
+            Some(_) => {}
         }
+    }
 
     let all: Vec<&tidegate_api::image_policy::Workload> = policy.spec.workloads.iter().collect();
     let mut problems = Vec::new();
@@ -77,10 +87,10 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     status.staging_digest = staging.map(|d| d.to_string());
     // After observing production: a tag whose digest already runs there is no new build.
     if let Some(trigger) = &policy.spec.triggers.new_build
-        && let Err(e) = new_build(&ctx, &policy, &trigger.tag_pattern, status.production_digest.as_deref()).await {
-            tracing::warn!(error = %e, "looking for new builds failed");
-        }
-
+        && let Err(e) = new_build(&ctx, &policy, &trigger.tag_pattern, status.production_digest.as_deref()).await
+    {
+        tracing::warn!(error = %e, "looking for new builds failed");
+    }
 
     let releases = observe::releases_of(&ctx, &namespace, &name).await?;
     status.latest_release = releases.iter().max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
@@ -106,7 +116,9 @@ fn history(promotions: &[tidegate_api::Promotion], current: Option<&str>) -> Vec
     let mut touched: Vec<&tidegate_api::Promotion> = promotions
         .iter()
         .filter(|p| {
-            p.status.as_ref().is_some_and(|s| matches!(s.phase, PromotionPhase::Monitoring | PromotionPhase::Succeeded | PromotionPhase::RolledBack))
+            p.status.as_ref().is_some_and(|s| {
+                matches!(s.phase, PromotionPhase::Monitoring | PromotionPhase::Succeeded | PromotionPhase::RolledBack)
+            })
         })
         .filter(|p| promoted_at(p).is_some())
         .collect();
@@ -139,17 +151,28 @@ async fn new_build(ctx: &Context, policy: &ImagePolicy, pattern: &str, productio
     let image = observe::repository(policy)?;
     let repository = tidegate_providers::registry::Repository::from(&image);
     let tags = ctx.registry.tags(&repository).await.map_err(tidegate_providers::ProviderError::from)?;
-    let Some(newest) = tags.iter().filter(|t| regex.is_match(t)).max_by(|a, b| version_order(a, b)) else { return Ok(()) };
+    let Some(newest) = tags.iter().filter(|t| regex.is_match(t)).max_by(|a, b| version_order(a, b)) else {
+        return Ok(());
+    };
     let name = names::release_name(&policy.name_any(), "build", newest);
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
     if api.get_opt(&name).await?.is_some() {
         return Ok(());
     }
-    let Some(head) = ctx.registry.head_manifest(&repository, newest).await.map_err(tidegate_providers::ProviderError::from)? else { return Ok(()) };
+    let Some(head) =
+        ctx.registry.head_manifest(&repository, newest).await.map_err(tidegate_providers::ProviderError::from)?
+    else {
+        return Ok(());
+    };
     if production == Some(head.digest.as_str()) {
         return Ok(());
     }
-    let reason = ReleaseReason { kind: ReasonKind::NewBuild, base_image: None, vulnerabilities: None, message: Some(format!("new build {newest}")) };
+    let reason = ReleaseReason {
+        kind: ReasonKind::NewBuild,
+        base_image: None,
+        vulnerabilities: None,
+        message: Some(format!("new build {newest}")),
+    };
     let source = tidegate_api::release::ReleaseSource { image: format!("{}@{}", image.repository_ref(), head.digest) };
     start_release_with_source(ctx, policy, name, reason, Some(source)).await
 }
@@ -170,7 +193,10 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     let (pa, pb) = (parts(a), parts(b));
     for ((da, ta), (db, tb)) in pa.iter().zip(&pb) {
         let ordering = if *da && *db {
-            ta.trim_start_matches('0').len().cmp(&tb.trim_start_matches('0').len()).then_with(|| ta.trim_start_matches('0').cmp(tb.trim_start_matches('0')))
+            ta.trim_start_matches('0')
+                .len()
+                .cmp(&tb.trim_start_matches('0').len())
+                .then_with(|| ta.trim_start_matches('0').cmp(tb.trim_start_matches('0')))
         } else {
             ta.cmp(tb)
         };
@@ -225,7 +251,13 @@ async fn staging_digest(ctx: &Context, policy: &ImagePolicy) -> Result<Option<ti
     let mut seen = None;
     for workload in &policy.spec.workloads {
         let target = observe::kubernetes(workload, false, &namespace)?;
-        let Some(digest) = ctx.targets.current_image(&target, &observe::staging_plan(workload)).await?.as_deref().and_then(observe::digest_of) else {
+        let Some(digest) = ctx
+            .targets
+            .current_image(&target, &observe::staging_plan(workload))
+            .await?
+            .as_deref()
+            .and_then(observe::digest_of)
+        else {
             return Ok(None);
         };
         if seen.as_ref().is_some_and(|d| *d != digest) {
@@ -249,7 +281,13 @@ mod tests {
     fn promotion(name: &str, d: char, previous: char, at: i64, phase: PromotionPhase) -> Promotion {
         let mut p = Promotion::new(
             name,
-            PromotionSpec { policy: "p".into(), release: "r".into(), digest: digest(d), workloads: None, requested_by: None },
+            PromotionSpec {
+                policy: "p".into(),
+                release: "r".into(),
+                digest: digest(d),
+                workloads: None,
+                requested_by: None,
+            },
         );
         p.status = Some(PromotionStatus {
             phase,
@@ -274,7 +312,8 @@ mod tests {
         let second = promotion("two", 'b', 'a', 200, PromotionPhase::Succeeded);
         let waiting = promotion("three", 'c', 'b', 300, PromotionPhase::AwaitingApproval);
         let records = history(&[first.clone(), second.clone(), waiting], Some(&digest('b')));
-        let got: Vec<(String, Option<String>)> = records.iter().map(|r| (r.digest.clone(), r.promotion.clone())).collect();
+        let got: Vec<(String, Option<String>)> =
+            records.iter().map(|r| (r.digest.clone(), r.promotion.clone())).collect();
         assert_eq!(got, [(digest('a'), Some("one".into())), (digest('0'), None)]);
         // After rolling "two" back, production runs "a" again: only the original digest is earlier.
         let rolled_back = promotion("two", 'b', 'a', 200, PromotionPhase::RolledBack);

@@ -10,13 +10,13 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::{
-    approvers, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, Release, ANNOTATION_APPROVED_BY,
-    ANNOTATION_REJECTED_BY, ANNOTATION_ROLLBACK_REQUESTED_BY,
+    ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_ROLLBACK_REQUESTED_BY, ImagePolicy, Promotion,
+    PromotionPhase, PromotionStatus, Release, approvers,
 };
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::promotion::{self, Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState};
-use tidegate_core::{parse_duration, Digest};
+use tidegate_core::{Digest, parse_duration};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -41,7 +41,10 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let mut status = old.clone().unwrap_or_default();
     let now = ctx.now();
 
-    if status.phase.is_terminal() && status.phase != PromotionPhase::Succeeded && status.phase != PromotionPhase::RolledBack {
+    if status.phase.is_terminal()
+        && status.phase != PromotionPhase::Succeeded
+        && status.phase != PromotionPhase::RolledBack
+    {
         return Ok(Action::await_change());
     }
     let Some(policy) = observe::policy(&ctx, &namespace, &promotion.spec.policy).await? else {
@@ -57,7 +60,9 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let mut rolled_back = None;
     for effect in &plan.effects {
         match effect {
-            Effect::DeployProduction { digest } => rolled_out = Some(converge(&ctx, &policy, &workloads, digest).await?),
+            Effect::DeployProduction { digest } => {
+                rolled_out = Some(converge(&ctx, &policy, &workloads, digest).await?)
+            }
             Effect::RollbackProduction { to } => rolled_back = Some(converge(&ctx, &policy, &workloads, to).await?),
             Effect::RetirePrevious => retire(&ctx, &policy, &workloads).await?,
         }
@@ -79,13 +84,23 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         status.monitor_until = Some(Time(until));
     }
     let mut wanted = vec![
-        Wanted::new("Approved", facts.approval.is_approved() || status.phase.touched_production(), plan.reason, approval_message(&facts)),
+        Wanted::new(
+            "Approved",
+            facts.approval.is_approved() || status.phase.touched_production(),
+            plan.reason,
+            approval_message(&facts),
+        ),
         Wanted::new("Ready", status.phase == PromotionPhase::Succeeded, plan.reason, plan.message.clone()),
     ];
     if let Some(why) = signature_problem {
         wanted.push(Wanted::new("SignatureVerified", false, "SignatureInvalid", why));
     } else if facts.phase == PromotionPhase::Approved {
-        wanted.push(Wanted::new("SignatureVerified", true, "Verified", "the signature verified right before production changed"));
+        wanted.push(Wanted::new(
+            "SignatureVerified",
+            true,
+            "Verified",
+            "the signature verified right before production changed",
+        ));
     }
     if plan.phase == PromotionPhase::RolledBack && facts.phase != PromotionPhase::RolledBack {
         // Why production was rolled back stays readable after the rollback completes.
@@ -101,8 +116,14 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
 
     if plan.phase != facts.phase {
-        let warning = matches!(plan.phase, PromotionPhase::RolledBack | PromotionPhase::Failed | PromotionPhase::Expired | PromotionPhase::Rejected);
-        ctx.metrics.transitions.get_or_create(&crate::metrics::PhaseLabels { kind: "Promotion", phase: format!("{:?}", plan.phase) }).inc();
+        let warning = matches!(
+            plan.phase,
+            PromotionPhase::RolledBack | PromotionPhase::Failed | PromotionPhase::Expired | PromotionPhase::Rejected
+        );
+        ctx.metrics
+            .transitions
+            .get_or_create(&crate::metrics::PhaseLabels { kind: "Promotion", phase: format!("{:?}", plan.phase) })
+            .inc();
         ctx.event(promotion.as_ref(), warning, plan.reason, plan.message.clone(), &format!("{:?}", plan.phase)).await;
     }
     Ok(match plan.requeue_after {
@@ -113,13 +134,21 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
 }
 
 fn annotation<'a>(promotion: &'a Promotion, key: &str) -> Option<&'a str> {
-    promotion.metadata.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str).filter(|v| !v.trim().is_empty())
+    promotion
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
 }
 
 fn approval_message(facts: &PromotionFacts) -> String {
     match &facts.approval {
         approval::ApprovalDecision::Approved { approvers, .. } => format!("approved by {}", approvers.join(", ")),
-        approval::ApprovalDecision::Pending { valid, required, .. } => format!("{} of {required} approvals", valid.len()),
+        approval::ApprovalDecision::Pending { valid, required, .. } => {
+            format!("{} of {required} approvals", valid.len())
+        }
         approval::ApprovalDecision::Expired { approved_at } => format!("approval of {approved_at} expired"),
     }
 }
@@ -153,7 +182,8 @@ async fn observe_facts(
     let now = ctx.now();
     let rules = ApprovalRules {
         required: usize::try_from(policy.spec.promotion.required_approvals).unwrap_or(1),
-        valid_for: parse_duration(&policy.spec.promotion.approval_valid_for).map_err(|e| Error::Invalid(format!("spec.promotion.approvalValidFor: {e}")))?,
+        valid_for: parse_duration(&policy.spec.promotion.approval_valid_for)
+            .map_err(|e| Error::Invalid(format!("spec.promotion.approvalValidFor: {e}")))?,
     };
     let approver_names = annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default();
     // Who may approve is enforced at admission, with the approver's full identity (user and
@@ -181,7 +211,12 @@ async fn observe_facts(
     // The signature is verified right before production changes, and only then.
     let signature_problem = if status.phase == PromotionPhase::Approved {
         let image = observe::repository(policy)?.pinned(digest);
-        match release.as_ref().and_then(|r| r.status.as_ref()).and_then(|s| s.signature.as_ref()).and_then(|sig| sig.reference.clone()) {
+        match release
+            .as_ref()
+            .and_then(|r| r.status.as_ref())
+            .and_then(|s| s.signature.as_ref())
+            .and_then(|sig| sig.reference.clone())
+        {
             Some(signature) => match ctx.signer.verify(&image, digest, &signature).await? {
                 tidegate_providers::Verification::Valid { .. } => None,
                 tidegate_providers::Verification::Invalid(why) => Some(why),
@@ -196,7 +231,13 @@ async fn observe_facts(
     let superseded = observe::promotions_of(ctx, &namespace, &promotion.spec.policy).await?.iter().any(|other| {
         observe::creation_key(other) > observe::creation_key(promotion)
             && other.status.as_ref().is_some_and(|s| {
-                matches!(s.phase, PromotionPhase::Approved | PromotionPhase::Promoting | PromotionPhase::Monitoring | PromotionPhase::Succeeded)
+                matches!(
+                    s.phase,
+                    PromotionPhase::Approved
+                        | PromotionPhase::Promoting
+                        | PromotionPhase::Monitoring
+                        | PromotionPhase::Succeeded
+                )
             })
     });
 
@@ -211,29 +252,38 @@ async fn observe_facts(
         Health::Healthy
     };
     let valid_rollback_request = annotation(promotion, ANNOTATION_ROLLBACK_REQUESTED_BY).map(str::to_string);
-    Ok((PromotionFacts {
-        phase: status.phase,
-        digest: digest.clone(),
-        release: release_state,
-        approval,
-        rejected_by: annotation(promotion, ANNOTATION_REJECTED_BY).map(str::to_string),
-        rollback_requested_by: valid_rollback_request,
-        signature_valid,
-        superseded,
-        production,
-        previous_digest: status.previous_digest.as_deref().and_then(|d| d.parse().ok()),
-        rollout: recorded_progress(status, ROLLED_OUT),
-        rollback: recorded_progress(status, ROLLBACK_COMPLETE),
-        health,
-        monitor_until: status.monitor_until.as_ref().map(|t| t.0),
-        monitor_window: parse_duration(&policy.spec.promotion.monitor_window).map_err(|e| Error::Invalid(format!("spec.promotion.monitorWindow: {e}")))?,
-        auto_rollback: policy.spec.promotion.auto_rollback,
-        now,
-    }, signature_problem))
+    Ok((
+        PromotionFacts {
+            phase: status.phase,
+            digest: digest.clone(),
+            release: release_state,
+            approval,
+            rejected_by: annotation(promotion, ANNOTATION_REJECTED_BY).map(str::to_string),
+            rollback_requested_by: valid_rollback_request,
+            signature_valid,
+            superseded,
+            production,
+            previous_digest: status.previous_digest.as_deref().and_then(|d| d.parse().ok()),
+            rollout: recorded_progress(status, ROLLED_OUT),
+            rollback: recorded_progress(status, ROLLBACK_COMPLETE),
+            health,
+            monitor_until: status.monitor_until.as_ref().map(|t| t.0),
+            monitor_window: parse_duration(&policy.spec.promotion.monitor_window)
+                .map_err(|e| Error::Invalid(format!("spec.promotion.monitorWindow: {e}")))?,
+            auto_rollback: policy.spec.promotion.auto_rollback,
+            now,
+        },
+        signature_problem,
+    ))
 }
 
 /// One convergence step of every selected production workload towards `digest`.
-async fn converge(ctx: &Context, policy: &ImagePolicy, workloads: &[&tidegate_api::image_policy::Workload], digest: &Digest) -> Result<Progress> {
+async fn converge(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    workloads: &[&tidegate_api::image_policy::Workload],
+    digest: &Digest,
+) -> Result<Progress> {
     let namespace = policy.namespace().unwrap_or_default();
     let image = observe::repository(policy)?.pinned(digest);
     let mut waiting = Vec::new();
@@ -251,7 +301,11 @@ async fn converge(ctx: &Context, policy: &ImagePolicy, workloads: &[&tidegate_ap
     Ok(if waiting.is_empty() { Progress::Done } else { Progress::InProgress(waiting.join("; ")) })
 }
 
-async fn retire(ctx: &Context, policy: &ImagePolicy, workloads: &[&tidegate_api::image_policy::Workload]) -> Result<()> {
+async fn retire(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    workloads: &[&tidegate_api::image_policy::Workload],
+) -> Result<()> {
     let namespace = policy.namespace().unwrap_or_default();
     for workload in workloads {
         let plan = observe::production_plan(workload)?;
@@ -262,7 +316,12 @@ async fn retire(ctx: &Context, policy: &ImagePolicy, workloads: &[&tidegate_api:
     Ok(())
 }
 
-async fn health(ctx: &Context, policy: &ImagePolicy, workloads: &[&tidegate_api::image_policy::Workload], digest: &Digest) -> Result<Health> {
+async fn health(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    workloads: &[&tidegate_api::image_policy::Workload],
+    digest: &Digest,
+) -> Result<Health> {
     let namespace = policy.namespace().unwrap_or_default();
     let image = observe::repository(policy)?.pinned(digest);
     for workload in workloads {

@@ -9,11 +9,11 @@ use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::release::{ScanSummary, StageRecord, TestResult};
-use tidegate_api::{ImagePolicy, Promotion, PromotionSpec, Release, ReleasePhase, ReleaseStatus, LABEL_POLICY};
+use tidegate_api::{ImagePolicy, LABEL_POLICY, Promotion, PromotionSpec, Release, ReleasePhase, ReleaseStatus};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::gate::{self, Exception, GatePolicy};
 use tidegate_core::release::{self, ReleasePhaseExt, StageOutcome};
-use tidegate_core::{names, Digest};
+use tidegate_core::{Digest, names};
 use tidegate_providers::staging_tests::{self, JobOutcome};
 use tidegate_providers::{BuildContext, BuildStep, ProviderError};
 
@@ -42,7 +42,12 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     let Some(policy) = observe::policy(&ctx, &namespace, &release.spec.policy).await? else {
         status.conditions = conditions::merge(
             &status.conditions,
-            &[Wanted::new("Ready", false, "PolicyNotFound", format!("ImagePolicy {namespace}/{} does not exist", release.spec.policy))],
+            &[Wanted::new(
+                "Ready",
+                false,
+                "PolicyNotFound",
+                format!("ImagePolicy {namespace}/{} does not exist", release.spec.policy),
+            )],
             release.meta().generation,
             now,
         );
@@ -81,7 +86,10 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     }
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
     if step.phase != phase {
-        ctx.metrics.transitions.get_or_create(&crate::metrics::PhaseLabels { kind: "Release", phase: format!("{:?}", step.phase) }).inc();
+        ctx.metrics
+            .transitions
+            .get_or_create(&crate::metrics::PhaseLabels { kind: "Release", phase: format!("{:?}", step.phase) })
+            .inc();
         ctx.event(release.as_ref(), failed, step.reason, step.message, &format!("{:?}", step.phase)).await;
     }
     Ok(match step.phase {
@@ -112,7 +120,13 @@ fn digest(status: &ReleaseStatus) -> Result<Digest> {
         .ok_or_else(|| Error::Invalid("status.digest is missing or malformed".into()))
 }
 
-async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, status: &mut ReleaseStatus, now: jiff::Timestamp) -> Result<StageOutcome> {
+async fn run_stage(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    release: &Release,
+    status: &mut ReleaseStatus,
+    now: jiff::Timestamp,
+) -> Result<StageOutcome> {
     let namespace = release.namespace().unwrap_or_default();
     let repository = observe::repository(policy)?;
     match status.phase {
@@ -123,11 +137,19 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
                 BuildStep::Done(built) => {
                     status.image = Some(repository.pinned(&built.digest));
                     status.digest = Some(built.digest.to_string());
-                    status.build = Some(StageRecord { reference: Some(built.run), started_at: started_at.map(Time), finished_at: Some(Time(now)) });
+                    status.build = Some(StageRecord {
+                        reference: Some(built.run),
+                        started_at: started_at.map(Time),
+                        finished_at: Some(Time(now)),
+                    });
                     Ok(StageOutcome::Done)
                 }
                 BuildStep::Started { run } => {
-                    status.build = Some(StageRecord { reference: Some(run.clone()), started_at: Some(Time(now)), finished_at: None });
+                    status.build = Some(StageRecord {
+                        reference: Some(run.clone()),
+                        started_at: Some(Time(now)),
+                        finished_at: None,
+                    });
                     Ok(StageOutcome::InProgress(run))
                 }
                 BuildStep::Waiting(message) => Ok(StageOutcome::InProgress(message)),
@@ -142,7 +164,13 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
             let gate_policy = GatePolicy {
                 block: policy.spec.scan.block_severities.clone(),
                 only_fixable: policy.spec.scan.only_fixable,
-                exceptions: policy.spec.scan.exceptions.iter().map(|e| Exception { id: e.id.clone(), expires: e.expires.0 }).collect(),
+                exceptions: policy
+                    .spec
+                    .scan
+                    .exceptions
+                    .iter()
+                    .map(|e| Exception { id: e.id.clone(), expires: e.expires.0 })
+                    .collect(),
             };
             let decision = gate::evaluate(&findings, &gate_policy, now);
             status.scan = Some(ScanSummary {
@@ -160,7 +188,11 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
             } else {
                 Ok(StageOutcome::Rejected {
                     reason: "BlockingVulnerabilities",
-                    message: format!("{} blocking finding(s): {}", decision.blocking.len(), decision.blocking.join(", ")),
+                    message: format!(
+                        "{} blocking finding(s): {}",
+                        decision.blocking.len(),
+                        decision.blocking.join(", ")
+                    ),
                 })
             }
         }
@@ -168,14 +200,18 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
             let digest = digest(status)?;
             let image = repository.pinned(&digest);
             let signature = ctx.signer.sign(&image, &digest).await?;
-            status.signature = Some(StageRecord { reference: Some(signature), started_at: None, finished_at: Some(Time(now)) });
+            status.signature =
+                Some(StageRecord { reference: Some(signature), started_at: None, finished_at: Some(Time(now)) });
             Ok(StageOutcome::Done)
         }
         ReleasePhase::Staging => {
             let digest = digest(status)?;
             let image = repository.pinned(&digest);
             if let Some(why) = signature_problem(ctx, &image, &digest, status).await? {
-                return Ok(StageOutcome::Rejected { reason: "SignatureInvalid", message: format!("{why}; staging untouched") });
+                return Ok(StageOutcome::Rejected {
+                    reason: "SignatureInvalid",
+                    message: format!("{why}; staging untouched"),
+                });
             }
             let mut waiting = Vec::new();
             for workload in &policy.spec.workloads {
@@ -189,7 +225,8 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
             if !waiting.is_empty() {
                 return Ok(StageOutcome::InProgress(waiting.join("; ")));
             }
-            status.staging = Some(StageRecord { reference: Some(image), started_at: None, finished_at: Some(Time(now)) });
+            status.staging =
+                Some(StageRecord { reference: Some(image), started_at: None, finished_at: Some(Time(now)) });
             Ok(StageOutcome::Done)
         }
         ReleasePhase::Testing => run_tests(ctx, policy, release, status, now).await,
@@ -198,7 +235,12 @@ async fn run_stage(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
 }
 
 /// Why the candidate's signature does not verify, or `None` when it does.
-async fn signature_problem(ctx: &Context, image: &str, digest: &Digest, status: &ReleaseStatus) -> Result<Option<String>> {
+async fn signature_problem(
+    ctx: &Context,
+    image: &str,
+    digest: &Digest,
+    status: &ReleaseStatus,
+) -> Result<Option<String>> {
     let Some(signature) = status.signature.as_ref().and_then(|s| s.reference.as_deref()) else {
         return Ok(Some(format!("{digest} was never signed")));
     };
@@ -208,28 +250,40 @@ async fn signature_problem(ctx: &Context, image: &str, digest: &Digest, status: 
     })
 }
 
-async fn run_tests(ctx: &Context, policy: &ImagePolicy, release: &Release, status: &mut ReleaseStatus, now: jiff::Timestamp) -> Result<StageOutcome> {
+async fn run_tests(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    release: &Release,
+    status: &mut ReleaseStatus,
+    now: jiff::Timestamp,
+) -> Result<StageOutcome> {
     let namespace = release.namespace().unwrap_or_default();
     let digest = digest(status)?;
     let image = observe::repository(policy)?.pinned(&digest);
     let mut results = Vec::new();
     for check in &policy.spec.tests.http {
-        let workload = policy
-            .spec
-            .workloads
-            .iter()
-            .find(|w| w.name == check.workload)
-            .ok_or_else(|| Error::Invalid(format!("spec.tests.http {}: no workload {}", check.name, check.workload)))?;
+        let workload =
+            policy.spec.workloads.iter().find(|w| w.name == check.workload).ok_or_else(|| {
+                Error::Invalid(format!("spec.tests.http {}: no workload {}", check.name, check.workload))
+            })?;
         let target = observe::kubernetes(workload, false, &namespace)?;
         let base = match (&check.base_url, &target.target.service) {
             (Some(url), _) => url.clone(),
             (None, Some(service)) => format!("http://{service}.{}.svc", target.namespace),
             (None, None) => {
-                return Err(Error::Invalid(format!("spec.tests.http {}: set baseUrl, or a service on workload {}'s staging target", check.name, workload.name)))
+                return Err(Error::Invalid(format!(
+                    "spec.tests.http {}: set baseUrl, or a service on workload {}'s staging target",
+                    check.name, workload.name
+                )));
             }
         };
         let result = staging_tests::http_check(check, &base).await;
-        results.push(TestResult { name: result.name, passed: result.passed, message: Some(result.message), finished_at: Some(Time(now)) });
+        results.push(TestResult {
+            name: result.name,
+            passed: result.passed,
+            message: Some(result.message),
+            finished_at: Some(Time(now)),
+        });
     }
     let mut job_running = false;
     if let Some(job) = &policy.spec.tests.job {
@@ -253,8 +307,18 @@ async fn run_tests(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
         .await?;
         match outcome {
             JobOutcome::Running => job_running = true,
-            JobOutcome::Succeeded => results.push(TestResult { name: "job".into(), passed: true, message: Some(format!("Job {staging_namespace}/{job_name} completed")), finished_at: Some(Time(now)) }),
-            JobOutcome::Failed(message) => results.push(TestResult { name: "job".into(), passed: false, message: Some(message), finished_at: Some(Time(now)) }),
+            JobOutcome::Succeeded => results.push(TestResult {
+                name: "job".into(),
+                passed: true,
+                message: Some(format!("Job {staging_namespace}/{job_name} completed")),
+                finished_at: Some(Time(now)),
+            }),
+            JobOutcome::Failed(message) => results.push(TestResult {
+                name: "job".into(),
+                passed: false,
+                message: Some(message),
+                finished_at: Some(Time(now)),
+            }),
         }
     }
     // Keep recorded results stable while waiting, so the status is not rewritten every poll.
@@ -262,7 +326,12 @@ async fn run_tests(ctx: &Context, policy: &ImagePolicy, release: &Release, statu
         return Ok(StageOutcome::InProgress("waiting for the test Job".into()));
     }
     status.tests = results;
-    let failed: Vec<String> = status.tests.iter().filter(|t| !t.passed).map(|t| format!("{}: {}", t.name, t.message.clone().unwrap_or_default())).collect();
+    let failed: Vec<String> = status
+        .tests
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| format!("{}: {}", t.name, t.message.clone().unwrap_or_default()))
+        .collect();
     if failed.is_empty() {
         Ok(StageOutcome::Done)
     } else {
@@ -299,9 +368,19 @@ async fn ensure_promotion(ctx: &Context, release: &Release, status: &ReleaseStat
         controller: Some(false),
         block_owner_deletion: None,
     }]);
-    match api.create(&PostParams { field_manager: Some(crate::context::MANAGER.into()), ..Default::default() }, &promotion).await {
+    match api
+        .create(&PostParams { field_manager: Some(crate::context::MANAGER.into()), ..Default::default() }, &promotion)
+        .await
+    {
         Ok(_) => {
-            ctx.event(release, false, "PromotionOpened", format!("promotion {name} waits for approval"), "OpenPromotion").await;
+            ctx.event(
+                release,
+                false,
+                "PromotionOpened",
+                format!("promotion {name} waits for approval"),
+                "OpenPromotion",
+            )
+            .await;
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

@@ -1,10 +1,10 @@
 //! The one status write of a reconcile: server-side apply under one field manager, sent only when
 //! the status differs from what the API server has.
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::Resource;
-use serde::de::DeserializeOwned;
+use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::context::{Context, MANAGER};
 use crate::error::Result;

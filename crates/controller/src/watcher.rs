@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use kube::runtime::reflector::Store;
 use tidegate_api::ImagePolicy;
-use tidegate_core::watch::{due, notification_matches, Watched};
-use tidegate_core::{parse_duration, ImageRef};
+use tidegate_core::watch::{Watched, due, notification_matches};
+use tidegate_core::{ImageRef, parse_duration};
 use tidegate_providers::registry::{RegistryClient, Repository};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{Notify, mpsc};
 
 /// Shared watcher state.
 pub struct BaseWatcher {
@@ -133,9 +133,15 @@ mod tests {
             {"action": "push", "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "base/runtime", "digest": "sha256:ab", "tag": "3.20"}, "request": {"host": "127.0.0.1:5000"}},
             {"action": "pull", "target": {"repository": "base/runtime"}, "request": {"host": "127.0.0.1:5000"}}
         ]});
-        assert_eq!(parse_notification(&distribution), [("127.0.0.1:5000/base/runtime".to_string(), Some("3.20".to_string()))]);
+        assert_eq!(
+            parse_notification(&distribution),
+            [("127.0.0.1:5000/base/runtime".to_string(), Some("3.20".to_string()))]
+        );
         let acr = serde_json::json!({"id": "1", "action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": "sha256:ab"}, "request": {"host": "myregistry.azurecr.io"}});
-        assert_eq!(parse_notification(&acr), [("myregistry.azurecr.io/base/runtime".to_string(), Some("3.20".to_string()))]);
+        assert_eq!(
+            parse_notification(&acr),
+            [("myregistry.azurecr.io/base/runtime".to_string(), Some("3.20".to_string()))]
+        );
         assert!(parse_notification(&serde_json::json!({"action": "delete"})).is_empty());
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http_server, Scenario, BEFORE, CLEAN_REPORT, REPO};
+use common::{BEFORE, CLEAN_REPORT, REPO, Scenario, http_server};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -45,8 +45,15 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
         .get(&format!("{}-test", release.metadata.name.clone().unwrap_or_default()))
         .await
         .expect("test Job in the staging namespace");
-    let env = job.spec.and_then(|j| j.template.spec).map(|p| p.containers[0].env.clone().unwrap_or_default()).unwrap_or_default();
-    assert!(env.iter().any(|e| e.name == "TIDEGATE_IMAGE" && e.value.as_deref() == Some(pinned(&digest).as_str())), "{env:?}");
+    let env = job
+        .spec
+        .and_then(|j| j.template.spec)
+        .map(|p| p.containers[0].env.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        env.iter().any(|e| e.name == "TIDEGATE_IMAGE" && e.value.as_deref() == Some(pinned(&digest).as_str())),
+        "{env:?}"
+    );
     assert_eq!(s.deployment_image(&s.staging, "web").await, Some(pinned(&digest)), "staging runs the candidate");
     assert_eq!(s.cronjob_image(&s.staging, "nightly-report").await, Some(pinned(&digest)));
 
@@ -63,7 +70,11 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     s.approve(&alice, &name, "alice").await.expect("alice approves");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let waiting = s.promotions().get(&name).await.expect("promotion");
-    assert_eq!(waiting.status.map(|st| st.phase), Some(PromotionPhase::AwaitingApproval), "one of two approvals is not enough");
+    assert_eq!(
+        waiting.status.map(|st| st.phase),
+        Some(PromotionPhase::AwaitingApproval),
+        "one of two approvals is not enough"
+    );
     assert_eq!(s.production().await, untouched);
     s.approve(&bob, &name, "bob").await.expect("bob approves");
 
@@ -72,7 +83,11 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     assert_eq!(status.approved_by, ["alice", "bob"]);
     assert_eq!(status.previous_digest.as_deref(), Some(BEFORE));
     let want = Some(pinned(&digest));
-    assert_eq!(s.production().await, (want.clone(), want.clone(), want.clone()), "every production workload runs the digest");
+    assert_eq!(
+        s.production().await,
+        (want.clone(), want.clone(), want.clone()),
+        "every production workload runs the digest"
+    );
     // http: blue-green — the new slot took the traffic, the previous one stays up for rollback.
     assert_eq!(s.service_slot(&s.ns, "web").await.as_deref(), Some("green"));
     assert_eq!(s.deployment_image(&s.ns, "web").await, Some(pinned(BEFORE)), "previous colour kept");
@@ -95,7 +110,10 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
 
     // An idle cluster makes no writes: nothing changes for a while, the controller writes nothing.
     let writes = |m: &str| -> u64 {
-        m.lines().filter(|l| l.starts_with("tidegate_status_writes_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+        m.lines()
+            .filter(|l| l.starts_with("tidegate_status_writes_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = writes(&common::http(&format!("{}/metrics", controller.metrics), None).await);
@@ -119,7 +137,8 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
 async fn failing_staging_test_rejects_the_release() {
     let s = Scenario::new("engine-reject").await;
     let (url, _) = http_server(500).await;
-    s.policy(json!({"tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}})).await;
+    s.policy(json!({"tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}}))
+        .await;
     let controller = s.controller();
     s.trigger("bad").await;
     s.upload_scan_report(CLEAN_REPORT).await;
@@ -129,12 +148,24 @@ async fn failing_staging_test_rejects_the_release() {
     policies.patch("shop-app", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch policy");
     s.trigger("bad").await;
     let rejected = s.release_in(ReleasePhase::Rejected, MINUTE).await;
-    let ready = rejected.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Ready").expect("Ready condition");
+    let ready =
+        rejected.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Ready").expect("Ready condition");
     assert_eq!(ready.reason, "StagingTestsFailed");
     assert!(ready.message.contains("500"), "{}", ready.message);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(s.promotions().list(&Default::default()).await.expect("list").items.is_empty(), "no promotion for a rejected release");
-    let names: Vec<String> = s.releases().list(&Default::default()).await.expect("list").items.into_iter().filter_map(|r| r.metadata.name).collect();
+    assert!(
+        s.promotions().list(&Default::default()).await.expect("list").items.is_empty(),
+        "no promotion for a rejected release"
+    );
+    let names: Vec<String> = s
+        .releases()
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
     assert_eq!(names.len(), 1, "a trigger token starts one Release, however often the policy reconciles: {names:?}");
     assert_eq!(s.production().await.0, Some(pinned(BEFORE)));
     drop(controller);
@@ -145,12 +176,15 @@ async fn failing_staging_test_rejects_the_release() {
 async fn blocking_findings_reject_the_release_before_staging() {
     let s = Scenario::new("engine-vulns").await;
     let (url, hits) = http_server(200).await;
-    s.policy(json!({"tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}})).await;
+    s.policy(json!({"tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}}))
+        .await;
     let controller = s.controller();
     s.trigger("vulnerable").await;
-    s.upload_scan_report(r#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
+    s.upload_scan_report(
+        r#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
         {"VulnerabilityID":"CVE-2099-0001","Severity":"CRITICAL","FixedVersion":"1.0.1"},
-        {"VulnerabilityID":"CVE-2024-0727","Severity":"HIGH","FixedVersion":"3.0.13"}]}]}"#)
+        {"VulnerabilityID":"CVE-2024-0727","Severity":"HIGH","FixedVersion":"3.0.13"}]}]}"#,
+    )
     .await;
     let rejected = s.release_in(ReleasePhase::Rejected, MINUTE).await;
     let scan = rejected.status.expect("status").scan.expect("scan summary");
@@ -183,7 +217,10 @@ async fn failing_monitor_window_rolls_production_back() {
 
     // A container of the new web Pods restarts.
     let pods: Api<Pod> = Api::namespaced(s.admin.clone(), &s.ns);
-    let list = pods.list(&ListParams::default().labels("tidegate.dev/slot=green,app.kubernetes.io/name=web")).await.expect("pods");
+    let list = pods
+        .list(&ListParams::default().labels("tidegate.dev/slot=green,app.kubernetes.io/name=web"))
+        .await
+        .expect("pods");
     let pod = list.items.first().expect("a green web pod");
     let mut statuses = pod.status.clone().and_then(|st| st.container_statuses).unwrap_or_default();
     assert!(!statuses.is_empty(), "kwok reports container statuses");
@@ -200,7 +237,13 @@ async fn failing_monitor_window_rolls_production_back() {
     })
     .await;
     assert_eq!(s.service_slot(&s.ns, "web").await.as_deref(), Some("blue"), "traffic back on the previous colour");
-    let why = rolled_back.status.expect("status").conditions.into_iter().find(|c| c.type_ == "RolledBack").expect("RolledBack condition");
+    let why = rolled_back
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "RolledBack")
+        .expect("RolledBack condition");
     assert!(why.message.contains("restarted") && why.message.contains("automatically"), "{}", why.message);
     drop(controller);
 }
@@ -225,7 +268,11 @@ async fn controller_killed_in_every_phase_converges_without_duplicate_changes() 
     let mut reported = false;
     let deadline = std::time::Instant::now() + 5 * MINUTE;
     loop {
-        assert!(std::time::Instant::now() < deadline, "no end state; phases seen {seen:?}; log:\n{}", controller.log_tail());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no end state; phases seen {seen:?}; log:\n{}",
+            controller.log_tail()
+        );
         let release = s.releases().list(&Default::default()).await.expect("releases").items.into_iter().next();
         let promotion = s.promotions().list(&Default::default()).await.expect("promotions").items.into_iter().next();
         let phase = format!(
@@ -237,7 +284,9 @@ async fn controller_killed_in_every_phase_converges_without_duplicate_changes() 
             seen.push(phase.clone());
             controller.kill_and_restart();
         }
-        if !reported && release.as_ref().and_then(|r| r.status.as_ref()).is_some_and(|st| st.phase == ReleasePhase::Scanning) {
+        if !reported
+            && release.as_ref().and_then(|r| r.status.as_ref()).is_some_and(|st| st.phase == ReleasePhase::Scanning)
+        {
             s.upload_scan_report(CLEAN_REPORT).await;
             reported = true;
         }
@@ -278,7 +327,10 @@ async fn controller_killed_in_every_phase_converges_without_duplicate_changes() 
             .count();
         assert_eq!(owned, 1, "{name} was rolled out once");
     }
-    let cronjob = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(s.admin.clone(), &s.ns).get("nightly-report").await.expect("cronjob");
+    let cronjob = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(s.admin.clone(), &s.ns)
+        .get("nightly-report")
+        .await
+        .expect("cronjob");
     assert_eq!(cronjob.metadata.generation, Some(2), "the job definition changed exactly once");
 }
 
@@ -287,7 +339,8 @@ async fn controller_killed_in_every_phase_converges_without_duplicate_changes() 
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_fail_over() {
     let s = Scenario::new("engine-leader").await;
-    let ready = |url: String| async move { common::http(&format!("{url}/readyz"), None).await.starts_with("HTTP/1.1 200") };
+    let ready =
+        |url: String| async move { common::http(&format!("{url}/readyz"), None).await.starts_with("HTTP/1.1 200") };
     let first = s.controller();
     let first_url = first.metrics.clone();
     common::wait("the first replica to lead", MINUTE, || {
@@ -297,7 +350,10 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     .await;
     let second = s.controller();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(common::http(&format!("{}/healthz", second.metrics), None).await.starts_with("HTTP/1.1 200"), "the follower is alive");
+    assert!(
+        common::http(&format!("{}/healthz", second.metrics), None).await.starts_with("HTTP/1.1 200"),
+        "the follower is alive"
+    );
     assert!(!ready(second.metrics.clone()).await, "the follower is not ready while the leader holds the lease");
     let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(s.admin.clone(), "tidegate-system")
         .get("tidegate-engine-leader")

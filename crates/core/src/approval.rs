@@ -129,14 +129,23 @@ mod tests {
     fn counts_distinct_authorized_non_requesters() {
         let approvers = names(&["carol", "alice", "alice", "mallory", "bob"]);
         let authorized: BTreeSet<String> = names(&["alice", "bob", "carol"]).into_iter().collect();
-        let facts = ApprovalFacts { approvers: &approvers, requested_by: Some("carol"), authorized: &authorized, approved_at: None };
+        let facts = ApprovalFacts {
+            approvers: &approvers,
+            requested_by: Some("carol"),
+            authorized: &authorized,
+            approved_at: None,
+        };
         let now = Timestamp::UNIX_EPOCH;
         match evaluate(&facts, &rules(2), now) {
             ApprovalDecision::Approved { approvers, ignored } => {
                 assert_eq!(approvers, ["alice", "bob"]);
                 assert_eq!(
                     ignored,
-                    [Ignored::SelfApproval("carol".into()), Ignored::Duplicate("alice".into()), Ignored::NotAuthorized("mallory".into())]
+                    [
+                        Ignored::SelfApproval("carol".into()),
+                        Ignored::Duplicate("alice".into()),
+                        Ignored::NotAuthorized("mallory".into())
+                    ]
                 );
             }
             other => panic!("{other:?}"),
@@ -149,7 +158,8 @@ mod tests {
         let approvers = names(&["alice"]);
         let authorized: BTreeSet<String> = approvers.iter().cloned().collect();
         let at = Timestamp::UNIX_EPOCH;
-        let facts = ApprovalFacts { approvers: &approvers, requested_by: None, authorized: &authorized, approved_at: Some(at) };
+        let facts =
+            ApprovalFacts { approvers: &approvers, requested_by: None, authorized: &authorized, approved_at: Some(at) };
         let just_in = at.checked_add(jiff::SignedDuration::from_secs(3600)).unwrap();
         let too_late = at.checked_add(jiff::SignedDuration::from_secs(3601)).unwrap();
         assert!(evaluate(&facts, &rules(1), just_in).is_approved());

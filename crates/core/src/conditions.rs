@@ -1,8 +1,8 @@
 //! Conditions: `lastTransitionTime` changes only when a condition's status changes, so a status
 //! computed twice from the same facts is identical and the controller does not write it again.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// A condition as the planner wants it, without timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -40,7 +40,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             return Err(error("expected a unit: h, m, s or ms"));
         };
         rest = &rest[len..];
-        let part = unit.checked_mul(u32::try_from(value).map_err(|_| error("number too large"))?).ok_or_else(|| error("too long"))?;
+        let part = unit
+            .checked_mul(u32::try_from(value).map_err(|_| error("number too large"))?)
+            .ok_or_else(|| error("too long"))?;
         total = total.checked_add(part).ok_or_else(|| error("too long"))?;
     }
     Ok(total)

@@ -138,7 +138,14 @@ pub struct PromotionPlan {
 
 impl PromotionPlan {
     fn stay(phase: PromotionPhase, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { phase, effects: Vec::new(), reason, message: message.into(), record: Record::default(), requeue_after: None }
+        Self {
+            phase,
+            effects: Vec::new(),
+            reason,
+            message: message.into(),
+            record: Record::default(),
+            requeue_after: None,
+        }
     }
 
     fn to(phase: PromotionPhase, reason: &'static str, message: impl Into<String>) -> Self {
@@ -185,19 +192,33 @@ pub fn plan(facts: &PromotionFacts) -> PromotionPlan {
         AwaitingApproval | Approved => before_production(facts),
         Promoting => promoting(facts),
         Monitoring => monitoring(facts),
-        Succeeded if facts.superseded => PromotionPlan::stay(Succeeded, "Succeeded", "a newer promotion changed production since; roll back that one instead"),
+        Succeeded if facts.superseded => PromotionPlan::stay(
+            Succeeded,
+            "Succeeded",
+            "a newer promotion changed production since; roll back that one instead",
+        ),
         Succeeded => match (&facts.rollback_requested_by, &facts.previous_digest) {
             (Some(user), Some(previous)) => roll_back(previous, format!("rollback requested by {user}")),
-            (Some(user), None) => PromotionPlan::stay(Succeeded, "NoRollbackTarget", format!("rollback requested by {user}, but no previous digest is recorded")),
+            (Some(user), None) => PromotionPlan::stay(
+                Succeeded,
+                "NoRollbackTarget",
+                format!("rollback requested by {user}, but no previous digest is recorded"),
+            ),
             (None, _) => PromotionPlan::stay(Succeeded, "Succeeded", "production runs the promoted digest"),
         },
         RolledBack => match (&facts.rollback, &facts.previous_digest) {
-            (Progress::Done, Some(previous)) => PromotionPlan::stay(RolledBack, "RolledBack", format!("production restored to {previous}")),
-            (Progress::Failed(why), _) => PromotionPlan::stay(RolledBack, "RollbackFailed", format!("rollback could not complete: {why}")),
+            (Progress::Done, Some(previous)) => {
+                PromotionPlan::stay(RolledBack, "RolledBack", format!("production restored to {previous}"))
+            }
+            (Progress::Failed(why), _) => {
+                PromotionPlan::stay(RolledBack, "RollbackFailed", format!("rollback could not complete: {why}"))
+            }
             (_, Some(previous)) => roll_back(previous, "rolling back".to_string()),
             (_, None) => PromotionPlan::stay(RolledBack, "NoRollbackTarget", "no previous digest is recorded"),
         },
-        Rejected | Expired | Superseded | Failed => PromotionPlan::stay(facts.phase, "Finished", format!("promotion ended {:?}", facts.phase)),
+        Rejected | Expired | Superseded | Failed => {
+            PromotionPlan::stay(facts.phase, "Finished", format!("promotion ended {:?}", facts.phase))
+        }
     }
 }
 
@@ -210,7 +231,10 @@ fn before_production(facts: &PromotionFacts) -> PromotionPlan {
         return PromotionPlan::to(Rejected, "Rejected", format!("rejected by {user}"));
     }
     match &facts.release {
-        ReleaseState::Missing => return PromotionPlan::stay(facts.phase, "ReleaseNotFound", "waiting for the release to exist").requeue(POLL * 5),
+        ReleaseState::Missing => {
+            return PromotionPlan::stay(facts.phase, "ReleaseNotFound", "waiting for the release to exist")
+                .requeue(POLL * 5);
+        }
         ReleaseState::Present { phase: ReleasePhase::Superseded, .. } => {
             return PromotionPlan::to(Superseded, "ReleaseSuperseded", "the release was superseded by a newer one");
         }
@@ -221,11 +245,20 @@ fn before_production(facts: &PromotionFacts) -> PromotionPlan {
             return PromotionPlan::to(Failed, "ReleaseFailed", "the release failed");
         }
         ReleaseState::Present { digest: Some(d), .. } if d != &facts.digest => {
-            return PromotionPlan::to(Failed, "DigestMismatch", format!("spec.digest {} is not the release's digest {d}", facts.digest));
+            return PromotionPlan::to(
+                Failed,
+                "DigestMismatch",
+                format!("spec.digest {} is not the release's digest {d}", facts.digest),
+            );
         }
         ReleaseState::Present { phase: ReleasePhase::Verified, digest: Some(_) } => {}
         ReleaseState::Present { phase, .. } => {
-            return PromotionPlan::stay(AwaitingApproval, "ReleaseNotVerified", format!("the release is {phase:?}, not Verified")).requeue(POLL * 5);
+            return PromotionPlan::stay(
+                AwaitingApproval,
+                "ReleaseNotVerified",
+                format!("the release is {phase:?}, not Verified"),
+            )
+            .requeue(POLL * 5);
         }
     }
     match &facts.approval {
@@ -248,11 +281,19 @@ fn before_production(facts: &PromotionFacts) -> PromotionPlan {
         }
         ApprovalDecision::Approved { approvers, .. } => {
             if !facts.signature_valid {
-                return PromotionPlan::to(Failed, "SignatureInvalid", format!("the signature of {} does not verify; production untouched", facts.digest));
+                return PromotionPlan::to(
+                    Failed,
+                    "SignatureInvalid",
+                    format!("the signature of {} does not verify; production untouched", facts.digest),
+                );
             }
-            let mut plan = PromotionPlan::to(Promoting, "Promoting", format!("deploying {} approved by {}", facts.digest, approvers.join(", ")))
-                .with(Effect::DeployProduction { digest: facts.digest.clone() })
-                .requeue(POLL);
+            let mut plan = PromotionPlan::to(
+                Promoting,
+                "Promoting",
+                format!("deploying {} approved by {}", facts.digest, approvers.join(", ")),
+            )
+            .with(Effect::DeployProduction { digest: facts.digest.clone() })
+            .requeue(POLL);
             plan.record.approved_by = Some(approvers.clone());
             plan.record.previous_digest = facts.production.clone().filter(|p| p != &facts.digest);
             plan.record.promoted_at = Some(facts.now);
@@ -266,14 +307,25 @@ fn promoting(facts: &PromotionFacts) -> PromotionPlan {
     if let Some(user) = &facts.rollback_requested_by {
         return match &facts.previous_digest {
             Some(previous) => roll_back(previous, format!("rollback requested by {user}")),
-            None => PromotionPlan::to(Failed, "NoRollbackTarget", format!("rollback requested by {user}, but no previous digest is recorded")),
+            None => PromotionPlan::to(
+                Failed,
+                "NoRollbackTarget",
+                format!("rollback requested by {user}, but no previous digest is recorded"),
+            ),
         };
     }
     match &facts.rollout {
         Progress::Done => {
-            let until = facts.now.checked_add(SignedDuration::try_from(facts.monitor_window).unwrap_or(SignedDuration::ZERO)).unwrap_or(facts.now);
-            let mut plan = PromotionPlan::to(Monitoring, "Monitoring", format!("production runs {}; watching until {until}", facts.digest))
-                .requeue(facts.monitor_window.min(POLL * 5));
+            let until = facts
+                .now
+                .checked_add(SignedDuration::try_from(facts.monitor_window).unwrap_or(SignedDuration::ZERO))
+                .unwrap_or(facts.now);
+            let mut plan = PromotionPlan::to(
+                Monitoring,
+                "Monitoring",
+                format!("production runs {}; watching until {until}", facts.digest),
+            )
+            .requeue(facts.monitor_window.min(POLL * 5));
             plan.record.monitor_until = Some(until);
             plan
         }
@@ -287,19 +339,24 @@ fn promoting(facts: &PromotionFacts) -> PromotionPlan {
 fn monitoring(facts: &PromotionFacts) -> PromotionPlan {
     use PromotionPhase::*;
     if let Some(user) = &facts.rollback_requested_by
-        && let Some(previous) = &facts.previous_digest {
-            return roll_back(previous, format!("rollback requested by {user}"));
-        }
+        && let Some(previous) = &facts.previous_digest
+    {
+        return roll_back(previous, format!("rollback requested by {user}"));
+    }
     if let Health::Unhealthy(why) = &facts.health {
         return failure(facts, format!("unhealthy during the monitor window: {why}"));
     }
     match facts.monitor_until {
-        Some(until) if facts.now >= until => {
-            PromotionPlan::to(Succeeded, "Succeeded", format!("production healthy on {} for the whole monitor window", facts.digest)).with(Effect::RetirePrevious)
-        }
+        Some(until) if facts.now >= until => PromotionPlan::to(
+            Succeeded,
+            "Succeeded",
+            format!("production healthy on {} for the whole monitor window", facts.digest),
+        )
+        .with(Effect::RetirePrevious),
         Some(until) => {
             let left = facts.now.duration_until(until).unsigned_abs();
-            PromotionPlan::stay(Monitoring, "Monitoring", format!("healthy; watching until {until}")).requeue(left.min(POLL * 5))
+            PromotionPlan::stay(Monitoring, "Monitoring", format!("healthy; watching until {until}"))
+                .requeue(left.min(POLL * 5))
         }
         None => PromotionPlan::to(Failed, "MonitorWindowUnknown", "status.monitorUntil is missing"),
     }
@@ -308,8 +365,14 @@ fn monitoring(facts: &PromotionFacts) -> PromotionPlan {
 fn failure(facts: &PromotionFacts, why: String) -> PromotionPlan {
     match (&facts.previous_digest, facts.auto_rollback) {
         (Some(previous), true) => roll_back(previous, format!("{why}; rolling back automatically")),
-        (Some(_), false) => PromotionPlan::to(PromotionPhase::Failed, "Unhealthy", format!("{why}; automatic rollback is off")),
-        (None, _) => PromotionPlan::to(PromotionPhase::Failed, "NoRollbackTarget", format!("{why}; no previous digest to roll back to")),
+        (Some(_), false) => {
+            PromotionPlan::to(PromotionPhase::Failed, "Unhealthy", format!("{why}; automatic rollback is off"))
+        }
+        (None, _) => PromotionPlan::to(
+            PromotionPhase::Failed,
+            "NoRollbackTarget",
+            format!("{why}; no previous digest to roll back to"),
+        ),
     }
 }
 

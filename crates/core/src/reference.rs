@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn parses_tags_digests_and_ports() {
         let r: ImageRef = "127.0.0.1:5000/shop/app:1.2".parse().unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("127.0.0.1:5000", "shop/app", Some("1.2")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "shop/app", Some("1.2"))
+        );
         let r: ImageRef = format!("registry.example.com/shop/app@sha256:{HEX}").parse().unwrap();
         assert!(r.is_pinned() && r.tag.is_none());
         let r: ImageRef = format!("localhost/app:v1@sha256:{HEX}").parse().unwrap();

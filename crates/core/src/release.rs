@@ -90,9 +90,15 @@ pub fn step(phase: ReleasePhase, superseded_by: Option<&str>, outcome: &StageOut
             let next = phase.on_success();
             ReleaseStep { phase: next, reason: stage_reason(next), message: format!("{phase:?} done") }
         }
-        StageOutcome::InProgress(message) => ReleaseStep { phase, reason: stage_reason(phase), message: message.clone() },
-        StageOutcome::Rejected { reason, message } => ReleaseStep { phase: ReleasePhase::Rejected, reason, message: message.clone() },
-        StageOutcome::Failed { message } => ReleaseStep { phase: ReleasePhase::Failed, reason: "StageFailed", message: message.clone() },
+        StageOutcome::InProgress(message) => {
+            ReleaseStep { phase, reason: stage_reason(phase), message: message.clone() }
+        }
+        StageOutcome::Rejected { reason, message } => {
+            ReleaseStep { phase: ReleasePhase::Rejected, reason, message: message.clone() }
+        }
+        StageOutcome::Failed { message } => {
+            ReleaseStep { phase: ReleasePhase::Failed, reason: "StageFailed", message: message.clone() }
+        }
     }
 }
 
@@ -131,7 +137,8 @@ mod tests {
 
     #[test]
     fn gates_and_supersession_end_the_pipeline() {
-        let rejected = step(Testing, None, &StageOutcome::Rejected { reason: "TestsFailed", message: "health: 500".into() });
+        let rejected =
+            step(Testing, None, &StageOutcome::Rejected { reason: "TestsFailed", message: "health: 500".into() });
         assert_eq!((rejected.phase, rejected.reason), (Rejected, "TestsFailed"));
         assert_eq!(step(Staging, None, &StageOutcome::InProgress("rolling out".into())).phase, Staging);
         assert_eq!(step(Verified, Some("newer"), &StageOutcome::Done).phase, Superseded);

@@ -55,7 +55,12 @@ pub fn plan(kind: WorkloadKind, strategy: StrategyKind) -> Option<RolloutPlan> {
     if !fits(kind, strategy) {
         return None;
     }
-    let plan = |side_by_side, switch_traffic, retire_previous| RolloutPlan { strategy, side_by_side, switch_traffic, retire_previous };
+    let plan = |side_by_side, switch_traffic, retire_previous| RolloutPlan {
+        strategy,
+        side_by_side,
+        switch_traffic,
+        retire_previous,
+    };
     Some(match strategy {
         StrategyKind::BlueGreen | StrategyKind::Canary => plan(true, true, Retire::KeepIdle),
         StrategyKind::Replace => plan(true, false, Retire::WhenAvailable),

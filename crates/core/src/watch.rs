@@ -76,7 +76,10 @@ mod tests {
     #[test]
     fn notifications_match_repository_and_tag() {
         assert!(notification_matches("r.io/base/runtime:3.20", "r.io/base/runtime", Some("3.20")));
-        assert!(notification_matches("r.io/base/runtime:3.20", "r.io/base/runtime", None), "a push by digest may move the tag");
+        assert!(
+            notification_matches("r.io/base/runtime:3.20", "r.io/base/runtime", None),
+            "a push by digest may move the tag"
+        );
         assert!(!notification_matches("r.io/base/runtime:3.20", "r.io/base/runtime", Some("3.21")));
         assert!(!notification_matches("r.io/base/runtime:3.20", "r.io/base/other", Some("3.20")));
         assert!(notification_matches("127.0.0.1:5000/base:v1", "127.0.0.1:5000/base", Some("v1")));

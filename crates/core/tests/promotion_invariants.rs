@@ -8,9 +8,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use tidegate_api::{PromotionPhase, ReleasePhase};
-use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
-use tidegate_core::promotion::{plan, Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState};
 use tidegate_core::Digest;
+use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
+use tidegate_core::promotion::{Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState, plan};
 
 const USERS: [&str; 4] = ["alice", "bob", "carol", "mallory"];
 /// mallory never holds the approve verb; carol requested the promotion.
@@ -107,7 +107,9 @@ impl World {
         match event {
             Event::Approve(u) => self.approvers.push(USERS[*u].to_string()),
             Event::Reject(u) if self.authorized.contains(USERS[*u]) => self.rejected_by = Some(USERS[*u].into()),
-            Event::RequestRollback(u) if self.authorized.contains(USERS[*u]) => self.rollback_by = Some(USERS[*u].into()),
+            Event::RequestRollback(u) if self.authorized.contains(USERS[*u]) => {
+                self.rollback_by = Some(USERS[*u].into())
+            }
             Event::Reject(_) | Event::RequestRollback(_) => {}
             Event::Wait(s) => self.now = self.now.checked_add(SignedDuration::from_secs(i64::from(*s))).expect("time"),
             Event::Converge => {
@@ -252,9 +254,15 @@ fn happy_path_reaches_succeeded_and_manual_rollback_restores() {
     ] {
         world.apply(&event);
         let step = plan(&world.facts());
-        if step.record.approved_at.is_some() { world.approved_at = step.record.approved_at; }
-        if step.record.previous_digest.is_some() { world.previous = step.record.previous_digest.clone(); }
-        if step.record.monitor_until.is_some() { world.monitor_until = step.record.monitor_until; }
+        if step.record.approved_at.is_some() {
+            world.approved_at = step.record.approved_at;
+        }
+        if step.record.previous_digest.is_some() {
+            world.previous = step.record.previous_digest.clone();
+        }
+        if step.record.monitor_until.is_some() {
+            world.monitor_until = step.record.monitor_until;
+        }
         for effect in &step.effects {
             match effect {
                 Effect::DeployProduction { digest } => world.desired = Some(digest.clone()),
@@ -268,7 +276,19 @@ fn happy_path_reaches_succeeded_and_manual_rollback_restores() {
     use PromotionPhase::*;
     assert_eq!(
         phases,
-        [AwaitingApproval, AwaitingApproval, Approved, Promoting, Promoting, Monitoring, Monitoring, Succeeded, RolledBack, RolledBack, RolledBack]
+        [
+            AwaitingApproval,
+            AwaitingApproval,
+            Approved,
+            Promoting,
+            Promoting,
+            Monitoring,
+            Monitoring,
+            Succeeded,
+            RolledBack,
+            RolledBack,
+            RolledBack
+        ]
     );
     assert_eq!(world.production, world.before);
 }

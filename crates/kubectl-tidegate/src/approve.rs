@@ -1,10 +1,10 @@
 //! `kubectl tidegate approve PROMOTION`.
 
 use anyhow::anyhow;
-use tidegate_api::{ImagePolicy, ANNOTATION_APPROVED_BY};
+use tidegate_api::{ANNOTATION_APPROVED_BY, ImagePolicy};
 
-use crate::client::{update_promotion, Session, Step};
-use crate::promotions::{annotations, approvers_annotation, plan_approval, ApprovalPlan};
+use crate::client::{Session, Step, update_promotion};
+use crate::promotions::{ApprovalPlan, annotations, approvers_annotation, plan_approval};
 use crate::render;
 
 /// Adds the caller to the Promotion's `tidegate.dev/approved-by` list (a no-op when already

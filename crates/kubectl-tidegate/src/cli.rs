@@ -67,7 +67,9 @@ pub enum Command {
     /// The controller then moves it to Rejected and production is never touched by it. A
     /// Promotion already in Promoting or Monitoring is undone with `rollback` instead. A
     /// rejection by somebody else is left as it is.
-    #[command(after_help = "Example:\n  kubectl tidegate reject shop-app-base-7bde398e02aa --reason \"checkout fails on staging\"")]
+    #[command(
+        after_help = "Example:\n  kubectl tidegate reject shop-app-base-7bde398e02aa --reason \"checkout fails on staging\""
+    )]
     Reject {
         /// Name of the Promotion.
         #[arg(value_name = "PROMOTION")]
@@ -81,7 +83,9 @@ pub enum Command {
     /// Given a Promotion, that one. Given an ImagePolicy, its Promotion in Monitoring, or else its
     /// newest Succeeded one. Write `promotion/NAME` or `imagepolicy/NAME` when a name is both.
     /// The controller restores the previous production digest.
-    #[command(after_help = "Examples:\n  kubectl tidegate rollback shop-app\n  kubectl tidegate rollback promotion/shop-app-base-7bde398e02aa")]
+    #[command(
+        after_help = "Examples:\n  kubectl tidegate rollback shop-app\n  kubectl tidegate rollback promotion/shop-app-base-7bde398e02aa"
+    )]
     Rollback {
         /// An ImagePolicy or a Promotion (`imagepolicy/NAME`, `promotion/NAME` to be explicit).
         #[arg(value_name = "POLICY_OR_PROMOTION")]

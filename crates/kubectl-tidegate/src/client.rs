@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{Context as _, anyhow, bail};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::Config;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::Config;
 use serde::de::DeserializeOwned;
 use tidegate_api::Promotion;
 
@@ -105,12 +105,9 @@ impl Session {
             .create(&PostParams::default(), &SelfSubjectReview::default())
             .await
             .map_err(|e| self.explain(e, "your identity (SelfSubjectReview)"))?;
-        review
-            .status
-            .and_then(|s| s.user_info)
-            .and_then(|u| u.username)
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| anyhow!("the API server at {} did not say who you are (empty SelfSubjectReview)", self.server))
+        review.status.and_then(|s| s.user_info).and_then(|u| u.username).filter(|u| !u.is_empty()).ok_or_else(|| {
+            anyhow!("the API server at {} did not say who you are (empty SelfSubjectReview)", self.server)
+        })
     }
 
     /// Turns a client error into one actionable line. Denials (RBAC, admission) keep the
@@ -129,11 +126,15 @@ impl Session {
                         "the API server at {} did not accept your credentials (401 Unauthorized); check --kubeconfig and --context",
                         self.server
                     ),
-                    _ if message.is_empty() => anyhow!("{what}: the API server answered {} {}", status.code, status.reason),
+                    _ if message.is_empty() => {
+                        anyhow!("{what}: the API server answered {} {}", status.code, status.reason)
+                    }
                     _ => anyhow!("{message}"),
                 }
             }
-            other => anyhow::Error::new(other).context(format!("cannot reach the API server at {} for {what}", self.server)),
+            other => {
+                anyhow::Error::new(other).context(format!("cannot reach the API server at {} for {what}", self.server))
+            }
         }
     }
 }
@@ -180,7 +181,14 @@ pub async fn update_promotion<T>(
                 "annotations": annotations,
             }
         });
-        match api.patch(name, &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &Patch::Merge(&patch)).await {
+        match api
+            .patch(
+                name,
+                &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => return Ok(outcome),
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(error) => return Err(session.explain(error, &what)),

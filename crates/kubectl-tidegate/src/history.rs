@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase};
 
 use crate::client::Session;
-use crate::promotions::{belongs_to, last_change, phase, FINISHED};
+use crate::promotions::{FINISHED, belongs_to, last_change, phase};
 use crate::render::{self, HistoryEntry, HistoryView};
 use crate::status::promotion_view;
 
@@ -19,7 +19,9 @@ pub fn view(policy: &ImagePolicy, promotions: &[Promotion]) -> HistoryView {
         // The newest Promotion that put this digest in production.
         let deployed_by = mine
             .iter()
-            .filter(|p| &p.spec.digest == digest && matches!(phase(p), PromotionPhase::Monitoring | PromotionPhase::Succeeded))
+            .filter(|p| {
+                &p.spec.digest == digest && matches!(phase(p), PromotionPhase::Monitoring | PromotionPhase::Succeeded)
+            })
             .max_by_key(|p| p.status.as_ref().and_then(|s| s.promoted_at.as_ref()).map(|t| t.0.as_second()));
         HistoryEntry {
             digest: digest.clone(),
@@ -64,18 +66,23 @@ pub async fn run(session: &Session, policy: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promotions::tests::{promotion, time, DIGEST};
+    use crate::promotions::tests::{DIGEST, promotion, time};
     use tidegate_api::image_policy::DigestRecord;
     use tidegate_api::{ImagePolicySpec, ImagePolicyStatus};
 
     #[test]
     fn history_finds_who_deployed_production_and_orders_finished_promotions() {
         let spec: ImagePolicySpec =
-            serde_json::from_value(serde_json::json!({"image": "registry.example.com/shop/app", "workloads": []})).expect("spec");
+            serde_json::from_value(serde_json::json!({"image": "registry.example.com/shop/app", "workloads": []}))
+                .expect("spec");
         let mut policy = ImagePolicy::new("app", spec);
         policy.status = Some(ImagePolicyStatus {
             production_digest: Some(DIGEST.into()),
-            production_history: vec![DigestRecord { digest: "sha256:aaaa".into(), promotion: None, deployed_at: Some(time(50)) }],
+            production_history: vec![DigestRecord {
+                digest: "sha256:aaaa".into(),
+                promotion: None,
+                deployed_at: Some(time(50)),
+            }],
             ..Default::default()
         });
         let mut succeeded = promotion("ok", "app", Some(PromotionPhase::Succeeded));

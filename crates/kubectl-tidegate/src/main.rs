@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kubectl_tidegate::{render, run, Cli};
+use kubectl_tidegate::{Cli, render, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tidegate_api::{
-    approvers, Promotion, PromotionPhase, ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, LABEL_POLICY,
+    ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, LABEL_POLICY, Promotion, PromotionPhase, approvers,
 };
 
 /// Phases after which a Promotion never changes again.
@@ -107,9 +107,7 @@ pub fn plan_approval(promotion: &Promotion, qualified_name: &str, user: &str) ->
         ));
     }
     if promotion.spec.requested_by.as_deref() == Some(user) {
-        return Err(format!(
-            "you ({user}) requested promotion {qualified_name}; somebody else must approve it"
-        ));
+        return Err(format!("you ({user}) requested promotion {qualified_name}; somebody else must approve it"));
     }
     let current = recorded_approvers(&promotion.metadata);
     Ok(match add_approver(&current, user) {
@@ -218,13 +216,16 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn promotion(name: &str, policy: &str, phase: Option<PromotionPhase>) -> Promotion {
-        let mut p = Promotion::new(name, PromotionSpec {
-            policy: policy.into(),
-            release: format!("{name}-release"),
-            digest: DIGEST.into(),
-            workloads: None,
-            requested_by: None,
-        });
+        let mut p = Promotion::new(
+            name,
+            PromotionSpec {
+                policy: policy.into(),
+                release: format!("{name}-release"),
+                digest: DIGEST.into(),
+                workloads: None,
+                requested_by: None,
+            },
+        );
         p.metadata.namespace = Some("shop".into());
         p.status = phase.map(|phase| PromotionStatus { phase, ..Default::default() });
         p
@@ -248,7 +249,10 @@ pub(crate) mod tests {
     fn approval_plan_reads_the_annotation_with_spaces_and_blanks() {
         let mut p = promotion("p", "shop-app", None);
         annotate(&mut p, ANNOTATION_APPROVED_BY, " alice , ,bob");
-        assert_eq!(plan_approval(&p, "shop/p", "carol"), Ok(ApprovalPlan::Append(vec!["alice".into(), "bob".into(), "carol".into()])));
+        assert_eq!(
+            plan_approval(&p, "shop/p", "carol"),
+            Ok(ApprovalPlan::Append(vec!["alice".into(), "bob".into(), "carol".into()]))
+        );
         assert_eq!(plan_approval(&p, "shop/p", "bob"), Ok(ApprovalPlan::Already(vec!["alice".into(), "bob".into()])));
     }
 

@@ -1,9 +1,9 @@
 //! `kubectl tidegate reject PROMOTION [--reason TEXT]`.
 
 use anyhow::anyhow;
-use tidegate_api::{Promotion, PromotionPhase, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON};
+use tidegate_api::{ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON, Promotion, PromotionPhase};
 
-use crate::client::{update_promotion, Session, Step};
+use crate::client::{Session, Step, update_promotion};
 use crate::promotions::{annotation, is_terminal, phase, phase_name};
 use crate::render::one_line;
 
@@ -55,14 +55,16 @@ pub fn plan(promotion: &Promotion, qualified: &str, user: &str, reason: Option<&
 pub async fn run(session: &Session, name: &str, reason: Option<&str>) -> anyhow::Result<String> {
     let user = session.whoami().await?;
     let qualified = session.qualified(name);
-    update_promotion(session, name, |promotion| match plan(promotion, &qualified, &user, reason).map_err(|e| anyhow!(e))? {
-        RejectionPlan::Already(by) => Ok(Step::Stop(format!("promotion {qualified} already rejected by {by}\n"))),
-        RejectionPlan::Set(set) => {
-            let reason = set.iter().find(|(k, _)| *k == ANNOTATION_REJECTION_REASON).map(|(_, v)| format!(": {v}"));
-            Ok(Step::Patch {
-                annotations: set.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-                outcome: format!("promotion {qualified} rejected by {user}{}\n", reason.unwrap_or_default()),
-            })
+    update_promotion(session, name, |promotion| {
+        match plan(promotion, &qualified, &user, reason).map_err(|e| anyhow!(e))? {
+            RejectionPlan::Already(by) => Ok(Step::Stop(format!("promotion {qualified} already rejected by {by}\n"))),
+            RejectionPlan::Set(set) => {
+                let reason = set.iter().find(|(k, _)| *k == ANNOTATION_REJECTION_REASON).map(|(_, v)| format!(": {v}"));
+                Ok(Step::Patch {
+                    annotations: set.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                    outcome: format!("promotion {qualified} rejected by {user}{}\n", reason.unwrap_or_default()),
+                })
+            }
         }
     })
     .await
@@ -76,7 +78,10 @@ mod tests {
     #[test]
     fn rejection_sets_name_and_optional_reason() {
         let p = promotion("p", "app", None);
-        assert_eq!(plan(&p, "shop/p", "carol", None), Ok(RejectionPlan::Set(vec![(ANNOTATION_REJECTED_BY, "carol".into())])));
+        assert_eq!(
+            plan(&p, "shop/p", "carol", None),
+            Ok(RejectionPlan::Set(vec![(ANNOTATION_REJECTED_BY, "carol".into())]))
+        );
         assert_eq!(
             plan(&p, "shop/p", "carol", Some("breaks\n checkout")),
             Ok(RejectionPlan::Set(vec![
@@ -84,7 +89,10 @@ mod tests {
                 (ANNOTATION_REJECTION_REASON, "breaks checkout".into())
             ]))
         );
-        assert_eq!(plan(&p, "shop/p", "carol", Some("  ")), Ok(RejectionPlan::Set(vec![(ANNOTATION_REJECTED_BY, "carol".into())])));
+        assert_eq!(
+            plan(&p, "shop/p", "carol", Some("  ")),
+            Ok(RejectionPlan::Set(vec![(ANNOTATION_REJECTED_BY, "carol".into())]))
+        );
     }
 
     #[test]
@@ -93,7 +101,10 @@ mod tests {
         p.metadata.annotations = Some([(ANNOTATION_REJECTED_BY.to_string(), "carol".to_string())].into());
         assert_eq!(plan(&p, "shop/p", "dave", Some("x")), Ok(RejectionPlan::Already("carol".into())));
         assert_eq!(plan(&p, "shop/p", "carol", None), Ok(RejectionPlan::Already("carol".into())));
-        assert_eq!(plan(&p, "shop/p", "carol", Some("new")), Ok(RejectionPlan::Set(vec![(ANNOTATION_REJECTION_REASON, "new".into())])));
+        assert_eq!(
+            plan(&p, "shop/p", "carol", Some("new")),
+            Ok(RejectionPlan::Set(vec![(ANNOTATION_REJECTION_REASON, "new".into())]))
+        );
     }
 
     #[test]

@@ -293,9 +293,10 @@ fn history_row(label: &str, entry: &HistoryEntry, now: i64) -> Vec<String> {
         format!("  {label}"),
         entry.digest.clone(),
         entry.promotion.as_ref().map_or_else(|| "-".to_string(), |p| format!("promotion {p}")),
-        entry
-            .deployed_at
-            .map_or_else(|| "deployed at an unknown time".to_string(), |t| format!("deployed {} ({} ago)", timestamp(t), age(now - t))),
+        entry.deployed_at.map_or_else(
+            || "deployed at an unknown time".to_string(),
+            |t| format!("deployed {} ({} ago)", timestamp(t), age(now - t)),
+        ),
     ]
 }
 
@@ -396,7 +397,10 @@ mod tests {
             vec!["longer".to_string(), "P".to_string(), "a very long last cell".to_string()],
             vec!["b".to_string(), "Pending".to_string()],
         ];
-        assert_eq!(align(&rows, false), vec!["a       Verified  x", "longer  P         a very long last cell", "b       Pending"]);
+        assert_eq!(
+            align(&rows, false),
+            vec!["a       Verified  x", "longer  P         a very long last cell", "b       Pending"]
+        );
         let painted = align(&rows, true);
         assert!(painted[0].contains("\x1b[32mVerified\x1b[0m  x"), "{:?}", painted[0]);
     }
@@ -493,9 +497,17 @@ ImagePolicy shop/shop-app
             namespace: "shop".into(),
             name: "shop-app".into(),
             image: "registry.example.com/shop/app".into(),
-            current: Some(HistoryEntry { digest: "sha256:cccc".into(), promotion: Some("p3".into()), deployed_at: Some(NOW - 3_600) }),
+            current: Some(HistoryEntry {
+                digest: "sha256:cccc".into(),
+                promotion: Some("p3".into()),
+                deployed_at: Some(NOW - 3_600),
+            }),
             history: vec![
-                HistoryEntry { digest: "sha256:bbbb".into(), promotion: Some("p2".into()), deployed_at: Some(NOW - 86_400) },
+                HistoryEntry {
+                    digest: "sha256:bbbb".into(),
+                    promotion: Some("p2".into()),
+                    deployed_at: Some(NOW - 86_400),
+                },
                 HistoryEntry { digest: "sha256:aaaa".into(), promotion: None, deployed_at: Some(NOW - 2 * 86_400) },
             ],
             finished: vec![
@@ -537,8 +549,17 @@ finished promotions, newest first
 
     #[test]
     fn approval_messages_count_against_the_requirement() {
-        assert_eq!(approval("shop/x", "alice", 1, Some(2), false), "promotion shop/x approved by alice (1 of 2 approvals)\n");
-        assert_eq!(approval("shop/x", "bob", 2, Some(1), true), "promotion shop/x already approved by bob (2 of 1 approval)\n");
-        assert_eq!(approval("shop/x", "bob", 2, None, false), "promotion shop/x approved by bob (2 approvals recorded)\n");
+        assert_eq!(
+            approval("shop/x", "alice", 1, Some(2), false),
+            "promotion shop/x approved by alice (1 of 2 approvals)\n"
+        );
+        assert_eq!(
+            approval("shop/x", "bob", 2, Some(1), true),
+            "promotion shop/x already approved by bob (2 of 1 approval)\n"
+        );
+        assert_eq!(
+            approval("shop/x", "bob", 2, None, false),
+            "promotion shop/x approved by bob (2 approvals recorded)\n"
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! `kubectl tidegate rollback POLICY_OR_PROMOTION`.
 
 use anyhow::{anyhow, bail};
-use tidegate_api::{ImagePolicy, Promotion, ANNOTATION_ROLLBACK_REQUESTED_BY};
+use tidegate_api::{ANNOTATION_ROLLBACK_REQUESTED_BY, ImagePolicy, Promotion};
 
-use crate::client::{update_promotion, Session, Step};
+use crate::client::{Session, Step, update_promotion};
 use crate::promotions::{annotation, annotations, check_rollback, rollback_target};
 use crate::render::short_digest;
 
@@ -78,24 +78,22 @@ async fn resolve(session: &Session, target: Target<'_>) -> anyhow::Result<(Promo
             let policy: ImagePolicy = session.get(name, &policy_what(name)).await?;
             Ok((pick(session, name).await?, Some(policy)))
         }
-        Target::Either(name) => {
-            match session.get_opt::<Promotion>(name, &promotion_what(name)).await? {
-                Some(promotion) => {
-                    if session.api::<ImagePolicy>().get_opt(name).await.ok().flatten().is_some() {
-                        bail!(
-                            "both a Promotion and an ImagePolicy are named {name} in namespace {}; write promotion/{name} or imagepolicy/{name}",
-                            session.namespace
-                        );
-                    }
-                    let policy = session.api::<ImagePolicy>().get(&promotion.spec.policy).await.ok();
-                    Ok((promotion, policy))
+        Target::Either(name) => match session.get_opt::<Promotion>(name, &promotion_what(name)).await? {
+            Some(promotion) => {
+                if session.api::<ImagePolicy>().get_opt(name).await.ok().flatten().is_some() {
+                    bail!(
+                        "both a Promotion and an ImagePolicy are named {name} in namespace {}; write promotion/{name} or imagepolicy/{name}",
+                        session.namespace
+                    );
                 }
-                None => match session.get_opt::<ImagePolicy>(name, &policy_what(name)).await? {
-                    Some(policy) => Ok((pick(session, name).await?, Some(policy))),
-                    None => bail!("no Promotion or ImagePolicy named {name} in namespace {}", session.namespace),
-                },
+                let policy = session.api::<ImagePolicy>().get(&promotion.spec.policy).await.ok();
+                Ok((promotion, policy))
             }
-        }
+            None => match session.get_opt::<ImagePolicy>(name, &policy_what(name)).await? {
+                Some(policy) => Ok((pick(session, name).await?, Some(policy))),
+                None => bail!("no Promotion or ImagePolicy named {name} in namespace {}", session.namespace),
+            },
+        },
     }
 }
 

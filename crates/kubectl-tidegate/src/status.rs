@@ -3,8 +3,8 @@
 use std::cmp::Reverse;
 
 use tidegate_api::{
-    ImagePolicy, Promotion, Release, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON,
-    ANNOTATION_ROLLBACK_REQUESTED_BY,
+    ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON, ANNOTATION_ROLLBACK_REQUESTED_BY, ImagePolicy, Promotion,
+    Release,
 };
 
 use crate::client::Session;
@@ -56,7 +56,11 @@ pub fn policy_view(policy: &ImagePolicy, releases: &[Release], promotions: &[Pro
                 blocking: status.and_then(|s| s.scan.as_ref()).map(|scan| scan.blocking),
                 reason: phase_name(release.spec.reason.kind),
                 created: created(&release.metadata),
-                promotions: my_promotions.iter().filter(|p| p.spec.release == release_name).map(|p| promotion_view(p)).collect(),
+                promotions: my_promotions
+                    .iter()
+                    .filter(|p| p.spec.release == release_name)
+                    .map(|p| promotion_view(p))
+                    .collect(),
                 name: release_name,
             }
         })
@@ -121,11 +125,11 @@ pub async fn run(session: &Session, policy: Option<&str>, colour: bool) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promotions::tests::{promotion, time, DIGEST};
+    use crate::promotions::tests::{DIGEST, promotion, time};
     use tidegate_api::release::{ReasonKind, ReleaseReason, ScanSummary};
     use tidegate_api::{
-        ImagePolicySpec, PromotionPhase, PromotionStatus, ReleasePhase, ReleaseSpec, ReleaseStatus,
-        ANNOTATION_APPROVED_BY, LABEL_POLICY,
+        ANNOTATION_APPROVED_BY, ImagePolicySpec, LABEL_POLICY, PromotionPhase, PromotionStatus, ReleasePhase,
+        ReleaseSpec, ReleaseStatus,
     };
 
     fn policy(name: &str) -> ImagePolicy {
@@ -140,11 +144,19 @@ mod tests {
     }
 
     fn release(name: &str, policy: &str, created: i64, phase: ReleasePhase) -> Release {
-        let mut r = Release::new(name, ReleaseSpec {
-            policy: policy.into(),
-            reason: ReleaseReason { kind: ReasonKind::Manual, base_image: None, vulnerabilities: None, message: None },
-            source: None,
-        });
+        let mut r = Release::new(
+            name,
+            ReleaseSpec {
+                policy: policy.into(),
+                reason: ReleaseReason {
+                    kind: ReasonKind::Manual,
+                    base_image: None,
+                    vulnerabilities: None,
+                    message: None,
+                },
+                source: None,
+            },
+        );
         r.metadata.creation_timestamp = Some(time(created));
         r.status = Some(ReleaseStatus {
             phase,
@@ -164,7 +176,11 @@ mod tests {
         ];
         let mut approved = promotion("new-p", "app", Some(PromotionPhase::Approved));
         approved.spec.release = "new".into();
-        approved.status = Some(PromotionStatus { phase: PromotionPhase::Approved, approved_by: vec!["bob".into()], ..Default::default() });
+        approved.status = Some(PromotionStatus {
+            phase: PromotionPhase::Approved,
+            approved_by: vec!["bob".into()],
+            ..Default::default()
+        });
         approved.metadata.annotations = Some([(ANNOTATION_APPROVED_BY.to_string(), "bob,eve".to_string())].into());
         let mut waiting = promotion("old-p", "ignored-because-labelled", None);
         waiting.spec.release = "old".into();

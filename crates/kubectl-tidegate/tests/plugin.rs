@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{kubeconfig_file, run_plugin, Ns, DIGEST_A, DIGEST_B, DIGEST_C};
+use common::{DIGEST_A, DIGEST_B, DIGEST_C, Ns, kubeconfig_file, run_plugin};
 use serde_json::json;
 use tidegate_api::{
     ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON, ANNOTATION_ROLLBACK_REQUESTED_BY,
@@ -35,7 +35,10 @@ async fn approve_appends_the_callers_name_in_order_and_only_once() {
     assert_eq!(out.ok(), "promotion plugin-approve/shop-app-manual-1 already approved by alice (2 of 2 approvals)\n");
     let after = ns.get_promotion(PROMOTION).await;
     assert_eq!(after.metadata.resource_version, before);
-    assert_eq!(after.metadata.annotations.and_then(|a| a.get(ANNOTATION_APPROVED_BY).cloned()).as_deref(), Some("alice,bob"));
+    assert_eq!(
+        after.metadata.annotations.and_then(|a| a.get(ANNOTATION_APPROVED_BY).cloned()).as_deref(),
+        Some("alice,bob")
+    );
 }
 
 #[tokio::test]
@@ -80,13 +83,19 @@ async fn reject_records_the_caller_and_the_reason() {
     let out = ns.run_as("carol", &["reject", PROMOTION, "--reason", "checkout fails on staging"]).await;
     assert_eq!(out.ok(), "promotion plugin-reject/shop-app-manual-1 rejected by carol: checkout fails on staging\n");
     assert_eq!(ns.annotation(PROMOTION, ANNOTATION_REJECTED_BY).await.as_deref(), Some("carol"));
-    assert_eq!(ns.annotation(PROMOTION, ANNOTATION_REJECTION_REASON).await.as_deref(), Some("checkout fails on staging"));
+    assert_eq!(
+        ns.annotation(PROMOTION, ANNOTATION_REJECTION_REASON).await.as_deref(),
+        Some("checkout fails on staging")
+    );
 
     // A second person does not overwrite the first rejection.
     let out = ns.run_as("dave", &["reject", PROMOTION, "--reason", "other"]).await;
     assert_eq!(out.ok(), "promotion plugin-reject/shop-app-manual-1 already rejected by carol\n");
     assert_eq!(ns.annotation(PROMOTION, ANNOTATION_REJECTED_BY).await.as_deref(), Some("carol"));
-    assert_eq!(ns.annotation(PROMOTION, ANNOTATION_REJECTION_REASON).await.as_deref(), Some("checkout fails on staging"));
+    assert_eq!(
+        ns.annotation(PROMOTION, ANNOTATION_REJECTION_REASON).await.as_deref(),
+        Some("checkout fails on staging")
+    );
 
     // Without a reason, only the name.
     ns.promotion("quiet", "shop-app", "r2", DIGEST_A).await;
@@ -135,7 +144,10 @@ async fn rollback_of_a_policy_picks_monitoring_then_the_newest_succeeded() {
 
     // A Promotion that never reached production cannot be rolled back.
     let error = ns.run_as("alice", &["rollback", "p-waiting"]).await;
-    assert!(error.failed().contains("has not changed production; to stop it, use `kubectl tidegate reject p-waiting`"), "{error:?}");
+    assert!(
+        error.failed().contains("has not changed production; to stop it, use `kubectl tidegate reject p-waiting`"),
+        "{error:?}"
+    );
     assert_eq!(ns.annotation("p-waiting", ANNOTATION_ROLLBACK_REQUESTED_BY).await, None);
 
     // Once production runs another digest, an old Succeeded Promotion is not the one to roll back.
@@ -198,7 +210,16 @@ async fn status_shows_each_policy_as_a_tree() {
     // Newest Release first; its columns, then the older one with its Promotion under it.
     let words = |line: &str| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     let (base, manual, promotion) = (lines[shop + 5], lines[shop + 6], lines[shop + 7]);
-    let mut expected = vec!["├─", "shop-app-base-7bde398e02aa", "Rejected", "sha256:7bde398e02aa", "AGE", "3", "blocking", "BaseImageUpdated"];
+    let mut expected = vec![
+        "├─",
+        "shop-app-base-7bde398e02aa",
+        "Rejected",
+        "sha256:7bde398e02aa",
+        "AGE",
+        "3",
+        "blocking",
+        "BaseImageUpdated",
+    ];
     let mut seen = words(base);
     assert!(base.starts_with("  ├─ shop-app-base-7bde398e02aa  "), "{base:?}\n{text}");
     assert!(seen[4].ends_with('s'), "an age in seconds: {base:?}");
@@ -208,11 +229,15 @@ async fn status_shows_each_policy_as_a_tree() {
     seen = words(manual);
     seen[4] = "AGE".into();
     assert_eq!(seen, expected, "{text}");
-    expected = vec!["└─", "shop-app-manual-1", "AwaitingApproval", "sha256:4c184c0d2577", "AGE", "approved", "by", "bob"];
+    expected =
+        vec!["└─", "shop-app-manual-1", "AwaitingApproval", "sha256:4c184c0d2577", "AGE", "approved", "by", "bob"];
     seen = words(promotion);
     seen[4] = "AGE".into();
     assert_eq!(seen, expected, "{text}");
-    assert!(promotion.starts_with("     └─ shop-app-manual-1  "), "the Promotion hangs under its Release: {promotion:?}");
+    assert!(
+        promotion.starts_with("     └─ shop-app-manual-1  "),
+        "the Promotion hangs under its Release: {promotion:?}"
+    );
     // Columns line up: phase and digest start at the same place on every row.
     let phase_at = base.find("Rejected").expect("phase column");
     assert_eq!(manual.find("Verified"), Some(phase_at), "\n{text}");
@@ -250,7 +275,11 @@ async fn history_lists_production_and_finished_promotions_newest_first() {
     ns.promotion_status("p2", json!({"phase": "RolledBack", "promotedAt": "2026-01-02T10:00:00Z"})).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     ns.promotion("p3", "shop-app", "r3", DIGEST_C).await;
-    ns.promotion_status("p3", json!({"phase": "Succeeded", "promotedAt": "2026-01-03T10:00:00Z", "approvedBy": ["alice", "bob"]})).await;
+    ns.promotion_status(
+        "p3",
+        json!({"phase": "Succeeded", "promotedAt": "2026-01-03T10:00:00Z", "approvedBy": ["alice", "bob"]}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     ns.promotion("p-rejected", "shop-app", "r4", DIGEST_A).await;
     ns.run_as("carol", &["reject", "p-rejected", "--reason", "wrong build"]).await.ok();
@@ -265,9 +294,18 @@ async fn history_lists_production_and_finished_promotions_newest_first() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "ImagePolicy plugin-history/shop-app  registry.example.com/shop/app");
     assert_eq!(lines[1], "production, newest first");
-    assert!(lines[2].starts_with(&format!("  now     {DIGEST_C}  promotion p3  deployed 2026-01-03T10:00:00Z (")), "{text}");
-    assert!(lines[3].starts_with(&format!("  before  {DIGEST_B}  promotion p2  deployed 2026-01-02T10:00:00Z (")), "{text}");
-    assert!(lines[4].starts_with(&format!("          {DIGEST_A}  -             deployed 2026-01-01T10:00:00Z (")), "{text}");
+    assert!(
+        lines[2].starts_with(&format!("  now     {DIGEST_C}  promotion p3  deployed 2026-01-03T10:00:00Z (")),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with(&format!("  before  {DIGEST_B}  promotion p2  deployed 2026-01-02T10:00:00Z (")),
+        "{text}"
+    );
+    assert!(
+        lines[4].starts_with(&format!("          {DIGEST_A}  -             deployed 2026-01-01T10:00:00Z (")),
+        "{text}"
+    );
     assert_eq!(lines[5], "finished promotions, newest first");
     assert!(lines[6].starts_with("  p-rejected  Rejected    sha256:ce1b317e127f  release r4  "), "{text}");
     assert!(lines[6].ends_with("  no approvals; rejected by carol: wrong build"), "{text}");
@@ -316,8 +354,8 @@ async fn namespace_and_context_come_from_the_kubeconfig() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_change_is_not_lost_the_update_is_retried() {
     use kube::api::{Api, Patch, PatchParams};
-    use kubectl_tidegate::client::{update_promotion, Session, Step};
-    use kubectl_tidegate::promotions::{annotations, approvers_annotation, plan_approval, ApprovalPlan};
+    use kubectl_tidegate::client::{Session, Step, update_promotion};
+    use kubectl_tidegate::promotions::{ApprovalPlan, annotations, approvers_annotation, plan_approval};
 
     let ns = Ns::new("plugin-conflict").await;
     ns.policy("shop-app", 2).await;
@@ -335,8 +373,11 @@ async fn a_concurrent_change_is_not_lost_the_update_is_retried() {
             // Bob approves between alice's read and alice's write.
             let patch = json!({"metadata": {"annotations": {ANNOTATION_APPROVED_BY: "bob"}}});
             tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current()
-                    .block_on(admin.patch(PROMOTION, &PatchParams::default(), &Patch::Merge(&patch)))
+                tokio::runtime::Handle::current().block_on(admin.patch(
+                    PROMOTION,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                ))
             })
             .expect("bob's approval");
         }

@@ -119,9 +119,7 @@ impl PartialEq for PublicKey {
             (Self::Rsa(a), Self::Rsa(b)) => a == b,
             (Self::P256(a), Self::P256(b)) => a == b,
             (Self::P384(a), Self::P384(b)) => a == b,
-            (Self::P521(a), Self::P521(b)) => {
-                a.to_encoded_point(false) == b.to_encoded_point(false)
-            }
+            (Self::P521(a), Self::P521(b)) => a.to_encoded_point(false) == b.to_encoded_point(false),
             _ => false,
         }
     }
@@ -136,9 +134,7 @@ impl PublicKey {
         let key_bytes: &[u8] = &spki.subject_public_key.data;
         match algorithm.as_str() {
             OID_RSA_ENCRYPTION => {
-                let parsed = spki
-                    .parsed()
-                    .map_err(|e| format!("invalid RSA public key: {e}"))?;
+                let parsed = spki.parsed().map_err(|e| format!("invalid RSA public key: {e}"))?;
                 let x509_parser::public_key::PublicKey::RSA(rsa_key) = parsed else {
                     return Err("invalid RSA public key".into());
                 };
@@ -158,15 +154,9 @@ impl PublicKey {
                     .ok_or_else(|| "EC public key without a named curve".to_string())?;
                 let bad = |e: p256::ecdsa::Error| format!("invalid EC public key: {e}");
                 match curve.as_str() {
-                    OID_P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
-                        .map(Self::P256)
-                        .map_err(bad),
-                    OID_P384 => p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
-                        .map(Self::P384)
-                        .map_err(bad),
-                    OID_P521 => p521::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
-                        .map(Self::P521)
-                        .map_err(bad),
+                    OID_P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes).map(Self::P256).map_err(bad),
+                    OID_P384 => p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes).map(Self::P384).map_err(bad),
+                    OID_P521 => p521::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes).map(Self::P521).map_err(bad),
                     other => Err(format!("unsupported elliptic curve {other}")),
                 }
             }
@@ -193,9 +183,7 @@ impl PublicKey {
                 2048 => Ok(SignatureAlgorithm::Ps256),
                 3072 => Ok(SignatureAlgorithm::Ps384),
                 4096 => Ok(SignatureAlgorithm::Ps512),
-                bits => Err(format!(
-                    "RSA key size {bits} bits is not supported (2048, 3072 or 4096)"
-                )),
+                bits => Err(format!("RSA key size {bits} bits is not supported (2048, 3072 or 4096)")),
             },
             Self::P256(_) => Ok(SignatureAlgorithm::Es256),
             Self::P384(_) => Ok(SignatureAlgorithm::Es384),
@@ -204,23 +192,21 @@ impl PublicKey {
     }
 
     /// Verifies a JWS signature (`alg` already checked to match this key).
-    pub(crate) fn verify_jws(
-        &self,
-        alg: SignatureAlgorithm,
-        message: &[u8],
-        signature: &[u8],
-    ) -> bool {
+    pub(crate) fn verify_jws(&self, alg: SignatureAlgorithm, message: &[u8], signature: &[u8]) -> bool {
         use SignatureAlgorithm as A;
         match (self, alg) {
             (Self::Rsa(key), A::Ps256) => verify_pss::<Sha256>(key, message, signature, 32),
             (Self::Rsa(key), A::Ps384) => verify_pss::<Sha384>(key, message, signature, 48),
             (Self::Rsa(key), A::Ps512) => verify_pss::<Sha512>(key, message, signature, 64),
-            (Self::P256(key), A::Es256) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
-            (Self::P384(key), A::Es384) => p384::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
-            (Self::P521(key), A::Es512) => p521::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            (Self::P256(key), A::Es256) => {
+                p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
+            (Self::P384(key), A::Es384) => {
+                p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
+            (Self::P521(key), A::Es512) => {
+                p521::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
             _ => false,
         }
     }
@@ -232,26 +218,14 @@ impl PublicKey {
             return false;
         };
         match hash {
-            Hash::Sha256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone())
-                .verify(message, &sig)
-                .is_ok(),
-            Hash::Sha384 => rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone())
-                .verify(message, &sig)
-                .is_ok(),
-            Hash::Sha512 => rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key.clone())
-                .verify(message, &sig)
-                .is_ok(),
+            Hash::Sha256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone()).verify(message, &sig).is_ok(),
+            Hash::Sha384 => rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone()).verify(message, &sig).is_ok(),
+            Hash::Sha512 => rsa::pkcs1v15::VerifyingKey::<Sha512>::new(key.clone()).verify(message, &sig).is_ok(),
         }
     }
 
     /// Verifies an RSASSA-PSS certificate signature (MGF1 with the same hash).
-    pub(crate) fn verify_pss_cert(
-        &self,
-        hash: Hash,
-        salt_len: usize,
-        message: &[u8],
-        signature: &[u8],
-    ) -> bool {
+    pub(crate) fn verify_pss_cert(&self, hash: Hash, salt_len: usize, message: &[u8], signature: &[u8]) -> bool {
         let Self::Rsa(key) = self else { return false };
         match hash {
             Hash::Sha256 => verify_pss::<Sha256>(key, message, signature, salt_len),
@@ -264,12 +238,15 @@ impl PublicKey {
     pub(crate) fn verify_ecdsa_der(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
         let prehash = hash.digest(message);
         match self {
-            Self::P256(key) => p256::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|sig| key.verify_prehash(&prehash, &sig).is_ok()),
-            Self::P384(key) => p384::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|sig| key.verify_prehash(&prehash, &sig).is_ok()),
-            Self::P521(key) => p521::ecdsa::Signature::from_der(signature)
-                .is_ok_and(|sig| key.verify_prehash(&prehash, &sig).is_ok()),
+            Self::P256(key) => {
+                p256::ecdsa::Signature::from_der(signature).is_ok_and(|sig| key.verify_prehash(&prehash, &sig).is_ok())
+            }
+            Self::P384(key) => {
+                p384::ecdsa::Signature::from_der(signature).is_ok_and(|sig| key.verify_prehash(&prehash, &sig).is_ok())
+            }
+            Self::P521(key) => {
+                p521::ecdsa::Signature::from_der(signature).is_ok_and(|sig| key.verify_prehash(&prehash, &sig).is_ok())
+            }
             Self::Rsa(_) => false,
         }
     }
@@ -282,9 +259,7 @@ where
     let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
         return false;
     };
-    rsa::pss::VerifyingKey::<D>::new_with_salt_len(key.clone(), salt_len)
-        .verify(message, &sig)
-        .is_ok()
+    rsa::pss::VerifyingKey::<D>::new_with_salt_len(key.clone(), salt_len).verify(message, &sig).is_ok()
 }
 
 /// A signing key read from PEM: PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or SEC1
@@ -298,12 +273,8 @@ pub(crate) enum PrivateKey {
 
 impl PrivateKey {
     pub(crate) fn from_pem(pem_text: &[u8]) -> Result<Self, SignError> {
-        let blocks = pem::parse_many(pem_text)
-            .map_err(|e| SignError::InvalidKey(format!("invalid PEM: {e}")))?;
-        let keys: Vec<_> = blocks
-            .iter()
-            .filter(|b| b.tag().ends_with("PRIVATE KEY"))
-            .collect();
+        let blocks = pem::parse_many(pem_text).map_err(|e| SignError::InvalidKey(format!("invalid PEM: {e}")))?;
+        let keys: Vec<_> = blocks.iter().filter(|b| b.tag().ends_with("PRIVATE KEY")).collect();
         let [block] = keys.as_slice() else {
             return Err(SignError::InvalidKey(format!(
                 "expected exactly one private key PEM block, found {}",
@@ -316,15 +287,11 @@ impl PrivateKey {
             "PRIVATE KEY" => {
                 let info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|e| invalid(&e))?;
                 match info.algorithm.oid.to_string().as_str() {
-                    OID_RSA_ENCRYPTION => RsaPrivateKey::from_pkcs8_der(der)
-                        .map(|k| Self::Rsa(Box::new(k)))
-                        .map_err(|e| invalid(&e)),
+                    OID_RSA_ENCRYPTION => {
+                        RsaPrivateKey::from_pkcs8_der(der).map(|k| Self::Rsa(Box::new(k))).map_err(|e| invalid(&e))
+                    }
                     OID_EC_PUBLIC_KEY => {
-                        let curve = info
-                            .algorithm
-                            .parameters_oid()
-                            .map_err(|e| invalid(&e))?
-                            .to_string();
+                        let curve = info.algorithm.parameters_oid().map_err(|e| invalid(&e))?.to_string();
                         match curve.as_str() {
                             OID_P256 => p256::SecretKey::from_pkcs8_der(der)
                                 .map(|k| Self::P256(k.into()))
@@ -332,57 +299,47 @@ impl PrivateKey {
                             OID_P384 => p384::SecretKey::from_pkcs8_der(der)
                                 .map(|k| Self::P384(k.into()))
                                 .map_err(|e| invalid(&e)),
-                            OID_P521 => p521::SecretKey::from_pkcs8_der(der)
-                                .map_err(|e| invalid(&e))
-                                .and_then(|k| {
-                                    p521::ecdsa::SigningKey::from_bytes(&k.to_bytes())
-                                        .map(Self::P521)
-                                        .map_err(|e| invalid(&e))
-                                }),
+                            OID_P521 => p521::SecretKey::from_pkcs8_der(der).map_err(|e| invalid(&e)).and_then(|k| {
+                                p521::ecdsa::SigningKey::from_bytes(&k.to_bytes())
+                                    .map(Self::P521)
+                                    .map_err(|e| invalid(&e))
+                            }),
                             other => Err(SignError::UnsupportedKey(format!(
                                 "elliptic curve {other} (supported: P-256, P-384, P-521)"
                             ))),
                         }
                     }
-                    other => Err(SignError::UnsupportedKey(format!(
-                        "key algorithm {other} (supported: RSA, ECDSA)"
-                    ))),
+                    other => Err(SignError::UnsupportedKey(format!("key algorithm {other} (supported: RSA, ECDSA)"))),
                 }
             }
-            "RSA PRIVATE KEY" => RsaPrivateKey::from_pkcs1_der(der)
-                .map(|k| Self::Rsa(Box::new(k)))
-                .map_err(|e| invalid(&e)),
+            "RSA PRIVATE KEY" => {
+                RsaPrivateKey::from_pkcs1_der(der).map(|k| Self::Rsa(Box::new(k))).map_err(|e| invalid(&e))
+            }
             "EC PRIVATE KEY" => {
                 let parsed = sec1::EcPrivateKey::try_from(der).map_err(|e| invalid(&e))?;
                 let curve = parsed
                     .parameters
                     .and_then(|p| p.named_curve())
                     .map(|oid| oid.to_string())
-                    .ok_or_else(|| {
-                        SignError::InvalidKey("EC private key without a named curve".into())
-                    })?;
+                    .ok_or_else(|| SignError::InvalidKey("EC private key without a named curve".into()))?;
                 match curve.as_str() {
-                    OID_P256 => p256::SecretKey::from_sec1_der(der)
-                        .map(|k| Self::P256(k.into()))
-                        .map_err(|e| invalid(&e)),
-                    OID_P384 => p384::SecretKey::from_sec1_der(der)
-                        .map(|k| Self::P384(k.into()))
-                        .map_err(|e| invalid(&e)),
-                    OID_P521 => p521::SecretKey::from_sec1_der(der)
-                        .map_err(|e| invalid(&e))
-                        .and_then(|k| {
-                            p521::ecdsa::SigningKey::from_bytes(&k.to_bytes())
-                                .map(Self::P521)
-                                .map_err(|e| invalid(&e))
-                        }),
+                    OID_P256 => {
+                        p256::SecretKey::from_sec1_der(der).map(|k| Self::P256(k.into())).map_err(|e| invalid(&e))
+                    }
+                    OID_P384 => {
+                        p384::SecretKey::from_sec1_der(der).map(|k| Self::P384(k.into())).map_err(|e| invalid(&e))
+                    }
+                    OID_P521 => p521::SecretKey::from_sec1_der(der).map_err(|e| invalid(&e)).and_then(|k| {
+                        p521::ecdsa::SigningKey::from_bytes(&k.to_bytes()).map(Self::P521).map_err(|e| invalid(&e))
+                    }),
                     other => Err(SignError::UnsupportedKey(format!(
                         "elliptic curve {other} (supported: P-256, P-384, P-521)"
                     ))),
                 }
             }
-            "ENCRYPTED PRIVATE KEY" => Err(SignError::UnsupportedKey(
-                "encrypted private keys are not supported".into(),
-            )),
+            "ENCRYPTED PRIVATE KEY" => {
+                Err(SignError::UnsupportedKey("encrypted private keys are not supported".into()))
+            }
             other => Err(SignError::UnsupportedKey(format!("PEM block {other:?}"))),
         }
     }
@@ -397,11 +354,7 @@ impl PrivateKey {
     }
 
     /// Signs the JWS signing input. ECDSA signatures are the fixed-size `r || s` form JWS uses.
-    pub(crate) fn sign_jws(
-        &self,
-        alg: SignatureAlgorithm,
-        message: &[u8],
-    ) -> Result<Vec<u8>, SignError> {
+    pub(crate) fn sign_jws(&self, alg: SignatureAlgorithm, message: &[u8]) -> Result<Vec<u8>, SignError> {
         use SignatureAlgorithm as A;
         let crypto = |e: p256::ecdsa::Error| SignError::Crypto(e.to_string());
         match (self, alg) {
@@ -434,10 +387,7 @@ where
 {
     // Salt length = hash length (RFC 7518 section 3.5); blinded private-key operation.
     let signer = rsa::pss::BlindedSigningKey::<D>::new(key.clone());
-    signer
-        .try_sign_with_rng(&mut OsRng, message)
-        .map(|sig| sig.to_vec())
-        .map_err(|e| SignError::Crypto(e.to_string()))
+    signer.try_sign_with_rng(&mut OsRng, message).map(|sig| sig.to_vec()).map_err(|e| SignError::Crypto(e.to_string()))
 }
 
 #[cfg(test)]
@@ -465,13 +415,7 @@ mod tests {
     #[test]
     fn rejects_non_key_pem() {
         let pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(matches!(
-            PrivateKey::from_pem(pem),
-            Err(SignError::InvalidKey(_))
-        ));
-        assert!(matches!(
-            PrivateKey::from_pem(b"garbage"),
-            Err(SignError::InvalidKey(_))
-        ));
+        assert!(matches!(PrivateKey::from_pem(pem), Err(SignError::InvalidKey(_))));
+        assert!(matches!(PrivateKey::from_pem(b"garbage"), Err(SignError::InvalidKey(_))));
     }
 }

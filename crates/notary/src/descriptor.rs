@@ -24,13 +24,7 @@ pub struct Descriptor {
 impl Descriptor {
     /// A descriptor without artifact type or annotations.
     pub fn new(media_type: impl Into<String>, digest: impl Into<String>, size: u64) -> Self {
-        Self {
-            media_type: media_type.into(),
-            digest: digest.into(),
-            size,
-            artifact_type: None,
-            annotations: None,
-        }
+        Self { media_type: media_type.into(), digest: digest.into(), size, artifact_type: None, annotations: None }
     }
 
     /// Checks the fields a Notary Project payload requires.
@@ -52,17 +46,12 @@ pub(crate) struct Payload {
 /// Validates an OCI digest: `algorithm:encoded`, with the lengths of sha256 / sha512 enforced.
 pub(crate) fn validate_digest(digest: &str) -> Result<(), String> {
     let Some((algorithm, encoded)) = digest.split_once(':') else {
-        return Err(format!(
-            "digest {digest:?} is not of the form algorithm:hex"
-        ));
+        return Err(format!("digest {digest:?} is not of the form algorithm:hex"));
     };
     let algorithm_ok = !algorithm.is_empty()
-        && algorithm.split(['+', '.', '_', '-']).all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        });
+        && algorithm
+            .split(['+', '.', '_', '-'])
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     if !algorithm_ok {
         return Err(format!("digest {digest:?} has an invalid algorithm"));
     }
@@ -71,20 +60,11 @@ pub(crate) fn validate_digest(digest: &str) -> Result<(), String> {
         "sha512" => Some(128),
         _ => None,
     };
-    let lower_hex = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
+    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     match expected_len {
         Some(len) if encoded.len() == len && lower_hex(encoded) => Ok(()),
-        Some(_) => Err(format!(
-            "digest {digest:?} is not a valid {algorithm} digest"
-        )),
-        None if !encoded.is_empty()
-            && encoded
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) =>
-        {
+        Some(_) => Err(format!("digest {digest:?} is not a valid {algorithm} digest")),
+        None if !encoded.is_empty() && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) => {
             Ok(())
         }
         None => Err(format!("digest {digest:?} has an invalid encoded part")),
@@ -104,10 +84,7 @@ mod tests {
         assert!(validate_digest("sha256:abc").is_err());
         assert!(validate_digest("sha256").is_err());
         assert!(validate_digest(":abc").is_err());
-        assert!(
-            validate_digest("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8")
-                .is_ok()
-        );
+        assert!(validate_digest("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8").is_ok());
     }
 
     #[test]

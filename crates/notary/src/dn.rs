@@ -18,11 +18,7 @@ pub struct DistinguishedName {
 
 impl fmt::Display for DistinguishedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .attributes
-            .iter()
-            .map(|(k, v)| format!("{k}={}", escape(v)))
-            .collect();
+        let parts: Vec<String> = self.attributes.iter().map(|(k, v)| format!("{k}={}", escape(v))).collect();
         f.write_str(&parts.join(", "))
     }
 }
@@ -45,9 +41,7 @@ impl DistinguishedName {
         }
         for field in MANDATORY {
             if attributes.get(field).is_none_or(|v: &String| v.is_empty()) {
-                return Err(format!(
-                    "the mandatory attribute {field} is missing; C, ST and O are required"
-                ));
+                return Err(format!("the mandatory attribute {field} is missing; C, ST and O are required"));
             }
         }
         Ok(Self { attributes })
@@ -78,9 +72,7 @@ impl DistinguishedName {
 
     /// Whether every attribute of `self` is present in `other` with the same value.
     pub fn is_subset_of(&self, other: &Self) -> bool {
-        self.attributes
-            .iter()
-            .all(|(k, v)| other.attributes.get(k) == Some(v))
+        self.attributes.iter().all(|(k, v)| other.attributes.get(k) == Some(v))
     }
 
     /// The value of an attribute type (e.g. `"O"`).
@@ -136,32 +128,22 @@ fn parse_rfc4514(text: &str) -> Result<Vec<(String, String)>, String> {
             match chars.next() {
                 Some('=') => break,
                 Some(c @ (',' | ';' | '+' | '\\' | '"')) => {
-                    return Err(format!(
-                        "unexpected {c:?} in attribute type {:?}",
-                        attr_type.trim()
-                    ));
+                    return Err(format!("unexpected {c:?} in attribute type {:?}", attr_type.trim()));
                 }
                 Some(c) => attr_type.push(c),
                 None if attr_type.trim().is_empty() && out.is_empty() => {
                     return Err("the distinguished name is empty".into());
                 }
                 None => {
-                    return Err(format!(
-                        "attribute {:?} has no '=' and no value",
-                        attr_type.trim()
-                    ));
+                    return Err(format!("attribute {:?} has no '=' and no value", attr_type.trim()));
                 }
             }
         }
         let attr_type = attr_type.trim().to_string();
         let valid_type = !attr_type.is_empty()
-            && (attr_type
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && (attr_type.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && attr_type.starts_with(|c: char| c.is_ascii_alphabetic())
-                || attr_type
-                    .split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+                || attr_type.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
         if !valid_type {
             return Err(format!("invalid attribute type {attr_type:?}"));
         }
@@ -188,8 +170,7 @@ fn parse_rfc4514(text: &str) -> Result<Vec<(String, String)>, String> {
                                 .next()
                                 .filter(char::is_ascii_hexdigit)
                                 .ok_or("invalid hex escape in attribute value")?;
-                            let byte = u8::from_str_radix(&format!("{h1}{h2}"), 16)
-                                .map_err(|e| e.to_string())?;
+                            let byte = u8::from_str_radix(&format!("{h1}{h2}"), 16).map_err(|e| e.to_string())?;
                             bytes.push(byte);
                         }
                         Some(e) => {
@@ -212,8 +193,8 @@ fn parse_rfc4514(text: &str) -> Result<Vec<(String, String)>, String> {
             }
         }
         bytes.truncate(keep);
-        let value = String::from_utf8(bytes)
-            .map_err(|_| format!("attribute {attr_type} has a value that is not UTF-8"))?;
+        let value =
+            String::from_utf8(bytes).map_err(|_| format!("attribute {attr_type} has a value that is not UTF-8"))?;
         out.push((attr_type, value));
         if end.is_none() {
             return Ok(out);
@@ -275,10 +256,7 @@ mod tests {
             "=US,ST=WA,O=x",
             "C=US,ST=WA,O=x\\",
         ] {
-            assert!(
-                DistinguishedName::parse_trusted_identity(s).is_err(),
-                "{s:?}"
-            );
+            assert!(DistinguishedName::parse_trusted_identity(s).is_err(), "{s:?}");
         }
     }
 

@@ -72,10 +72,7 @@ struct OutEnvelope<'a> {
 #[derive(Serialize)]
 struct OutHeader {
     x5c: Vec<String>,
-    #[serde(
-        rename = "io.cncf.notary.signingAgent",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "io.cncf.notary.signingAgent", skip_serializing_if = "Option::is_none")]
     signing_agent: Option<String>,
 }
 
@@ -116,25 +113,18 @@ fn parse_time(header: &Map<String, Value>, key: &str) -> Result<Option<Timestamp
 fn string_header<'a>(header: &'a Map<String, Value>, key: &str) -> Result<&'a str, VerifyError> {
     match header.get(key) {
         Some(Value::String(text)) => Ok(text),
-        Some(_) => Err(malformed(format!(
-            "protected header {key} must be a string"
-        ))),
+        Some(_) => Err(malformed(format!("protected header {key} must be a string"))),
         None => Err(malformed(format!("protected header {key} is missing"))),
     }
 }
 
 /// Finds an unprotected header member by name, ignoring ASCII case as notation (Go's JSON
 /// decoder) does; several spellings of one name are refused as ambiguous.
-fn unprotected<'a>(
-    header: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a Value>, VerifyError> {
+fn unprotected<'a>(header: &'a Map<String, Value>, name: &str) -> Result<Option<&'a Value>, VerifyError> {
     let mut found = header.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
     let first = found.next();
     if found.next().is_some() {
-        return Err(malformed(format!(
-            "unprotected header {name} appears more than once"
-        )));
+        return Err(malformed(format!("unprotected header {name} appears more than once")));
     }
     Ok(first.map(|(_, v)| v))
 }
@@ -143,13 +133,11 @@ fn unprotected<'a>(
 /// encodings, protected headers (`alg`, `cty`, signing scheme, times, `crit`) and the
 /// certificate encodings.
 pub(crate) fn parse(envelope: &[u8]) -> Result<ParsedEnvelope, VerifyError> {
-    let raw: RawEnvelope = serde_json::from_slice(envelope)
-        .map_err(|e| malformed(format!("not a flattened JWS JSON envelope: {e}")))?;
+    let raw: RawEnvelope =
+        serde_json::from_slice(envelope).map_err(|e| malformed(format!("not a flattened JWS JSON envelope: {e}")))?;
 
     let decode = |what: &str, text: &str| {
-        URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|e| malformed(format!("{what} is not base64url without padding: {e}")))
+        URL_SAFE_NO_PAD.decode(text).map_err(|e| malformed(format!("{what} is not base64url without padding: {e}")))
     };
     let protected_bytes = decode("protected", &raw.protected)?;
     let payload = decode("payload", &raw.payload)?;
@@ -199,9 +187,7 @@ pub(crate) fn parse(envelope: &[u8]) -> Result<ParsedEnvelope, VerifyError> {
         .map(|(index, item)| {
             let bad = |reason: String| VerifyError::MalformedCertificate { index, reason };
             let text = item.as_str().ok_or_else(|| bad("not a string".into()))?;
-            let der = STANDARD
-                .decode(text)
-                .map_err(|e| bad(format!("not base64: {e}")))?;
+            let der = STANDARD.decode(text).map_err(|e| bad(format!("not base64: {e}")))?;
             Certificate::from_der(der).map_err(|e| bad(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -234,17 +220,13 @@ fn validate_crit(protected: &Map<String, Value>, has_expiry: bool) -> Result<(),
     };
     let mut listed: Vec<&str> = Vec::with_capacity(crit.len());
     for item in crit {
-        let name = item
-            .as_str()
-            .ok_or_else(|| invalid("crit must be an array of strings".into()))?;
+        let name = item.as_str().ok_or_else(|| invalid("crit must be an array of strings".into()))?;
         if listed.contains(&name) {
             return Err(invalid(format!("{name:?} is listed twice")));
         }
         listed.push(name);
         if !protected.contains_key(name) {
-            return Err(invalid(format!(
-                "{name:?} is marked critical but not present"
-            )));
+            return Err(invalid(format!("{name:?} is marked critical but not present")));
         }
         match name {
             SIGNING_SCHEME | EXPIRY => {}
@@ -258,9 +240,7 @@ fn validate_crit(protected: &Map<String, Value>, has_expiry: bool) -> Result<(),
         return Err(invalid(format!("{SIGNING_SCHEME} must be marked critical")));
     }
     if has_expiry && !listed.contains(&EXPIRY) {
-        return Err(invalid(format!(
-            "{EXPIRY} is present but not marked critical"
-        )));
+        return Err(invalid(format!("{EXPIRY} is present but not marked critical")));
     }
     Ok(())
 }
@@ -302,15 +282,8 @@ pub(crate) fn build(
         payload: &payload,
         protected: &protected,
         header: OutHeader {
-            x5c: content
-                .chain
-                .iter()
-                .map(|c| STANDARD.encode(c.der()))
-                .collect(),
-            signing_agent: content
-                .signing_agent
-                .filter(|a| !a.is_empty())
-                .map(str::to_string),
+            x5c: content.chain.iter().map(|c| STANDARD.encode(c.der())).collect(),
+            signing_agent: content.signing_agent.filter(|a| !a.is_empty()).map(str::to_string),
         },
         signature: &signature,
     };
@@ -334,59 +307,36 @@ mod tests {
 
     #[test]
     fn crit_rules() {
-        let base = r#""io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z""#;
-        let ok = header(&format!(
-            r#"{{{base},"crit":["io.cncf.notary.signingScheme"]}}"#
-        ));
+        let base =
+            r#""io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z""#;
+        let ok = header(&format!(r#"{{{base},"crit":["io.cncf.notary.signingScheme"]}}"#));
         assert!(validate_crit(&ok, false).is_ok());
 
         let missing = header(&format!(r#"{{{base}}}"#));
-        assert!(matches!(
-            validate_crit(&missing, false),
-            Err(VerifyError::InvalidCriticalHeaders(_))
-        ));
+        assert!(matches!(validate_crit(&missing, false), Err(VerifyError::InvalidCriticalHeaders(_))));
 
         let expiry_not_crit = header(&format!(
             r#"{{{base},"io.cncf.notary.expiry":"2030-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}}"#
         ));
-        assert!(matches!(
-            validate_crit(&expiry_not_crit, true),
-            Err(VerifyError::InvalidCriticalHeaders(_))
-        ));
+        assert!(matches!(validate_crit(&expiry_not_crit, true), Err(VerifyError::InvalidCriticalHeaders(_))));
 
         let plugin = header(&format!(
             r#"{{{base},"io.cncf.notary.verificationPlugin":"x","crit":["io.cncf.notary.signingScheme","io.cncf.notary.verificationPlugin"]}}"#
         ));
         assert_eq!(
             validate_crit(&plugin, false),
-            Err(VerifyError::UnsupportedCriticalHeader(
-                "io.cncf.notary.verificationPlugin".into()
-            ))
+            Err(VerifyError::UnsupportedCriticalHeader("io.cncf.notary.verificationPlugin".into()))
         );
 
-        let absent = header(&format!(
-            r#"{{{base},"crit":["io.cncf.notary.signingScheme","io.cncf.notary.expiry"]}}"#
-        ));
-        assert!(matches!(
-            validate_crit(&absent, false),
-            Err(VerifyError::InvalidCriticalHeaders(_))
-        ));
+        let absent = header(&format!(r#"{{{base},"crit":["io.cncf.notary.signingScheme","io.cncf.notary.expiry"]}}"#));
+        assert!(matches!(validate_crit(&absent, false), Err(VerifyError::InvalidCriticalHeaders(_))));
 
-        let twice = header(&format!(
-            r#"{{{base},"crit":["io.cncf.notary.signingScheme","io.cncf.notary.signingScheme"]}}"#
-        ));
-        assert!(matches!(
-            validate_crit(&twice, false),
-            Err(VerifyError::InvalidCriticalHeaders(_))
-        ));
+        let twice =
+            header(&format!(r#"{{{base},"crit":["io.cncf.notary.signingScheme","io.cncf.notary.signingScheme"]}}"#));
+        assert!(matches!(validate_crit(&twice, false), Err(VerifyError::InvalidCriticalHeaders(_))));
 
-        let registered = header(&format!(
-            r#"{{{base},"alg":"ES256","crit":["io.cncf.notary.signingScheme","alg"]}}"#
-        ));
-        assert!(matches!(
-            validate_crit(&registered, false),
-            Err(VerifyError::InvalidCriticalHeaders(_))
-        ));
+        let registered = header(&format!(r#"{{{base},"alg":"ES256","crit":["io.cncf.notary.signingScheme","alg"]}}"#));
+        assert!(matches!(validate_crit(&registered, false), Err(VerifyError::InvalidCriticalHeaders(_))));
     }
 
     #[test]
@@ -400,10 +350,7 @@ mod tests {
             br#"{"signatures":[]}"#,
             b"eyJhbGciOiJFUzI1NiJ9.e30.c2ln",
         ] {
-            assert!(
-                matches!(parse(input), Err(VerifyError::MalformedEnvelope(_))),
-                "{input:?}"
-            );
+            assert!(matches!(parse(input), Err(VerifyError::MalformedEnvelope(_))), "{input:?}");
         }
     }
 }

@@ -103,9 +103,7 @@ pub enum VerifyError {
         not_after: Timestamp,
     },
     /// A certificate of the chain has expired (or is not yet valid) at verification time.
-    #[error(
-        "certificate {subject:?} is not valid at {now}: it is valid from {not_before} to {not_after}"
-    )]
+    #[error("certificate {subject:?} is not valid at {now}: it is valid from {not_before} to {not_after}")]
     CertificateExpired {
         /// Certificate subject.
         subject: String,
@@ -125,9 +123,7 @@ pub enum VerifyError {
         now: Timestamp,
     },
     /// No certificate of the chain is one of the trusted certificates.
-    #[error(
-        "the certificate chain does not lead to a trusted certificate (its root is {root_subject:?})"
-    )]
+    #[error("the certificate chain does not lead to a trusted certificate (its root is {root_subject:?})")]
     UntrustedChain {
         /// Subject of the last certificate of the chain.
         root_subject: String,
@@ -187,9 +183,7 @@ impl VerifyError {
     pub fn kind(&self) -> ValidationKind {
         use VerifyError as E;
         match self {
-            E::InvalidArtifactReference { .. } | E::NoApplicableTrustPolicy { .. } => {
-                ValidationKind::Policy
-            }
+            E::InvalidArtifactReference { .. } | E::NoApplicableTrustPolicy { .. } => ValidationKind::Policy,
             E::UntrustedChain { .. } | E::UntrustedIdentity { .. } | E::TrustStoreNotFound(_) => {
                 ValidationKind::Authenticity
             }
@@ -341,17 +335,13 @@ pub enum TrustPolicyError {
         value: String,
     },
     /// `*` is combined with other trusted identities.
-    #[error(
-        "trust policy statement {0:?} combines the wildcard trusted identity '*' with other values"
-    )]
+    #[error("trust policy statement {0:?} combines the wildcard trusted identity '*' with other values")]
     WildcardIdentityWithOthers(String),
     /// A trusted identity is the empty string.
     #[error("trust policy statement {0:?} has an empty trusted identity")]
     EmptyTrustedIdentity(String),
     /// A trusted identity has no `<type>:` prefix.
-    #[error(
-        "trust policy statement {statement:?} has trusted identity {identity:?} missing the ':' separator"
-    )]
+    #[error("trust policy statement {statement:?} has trusted identity {identity:?} missing the ':' separator")]
     IdentityMissingSeparator {
         /// Statement name.
         statement: String,
@@ -359,9 +349,7 @@ pub enum TrustPolicyError {
         identity: String,
     },
     /// `x509.subject:` is not followed by a value.
-    #[error(
-        "trust policy statement {statement:?} has trusted identity {identity:?} without a value"
-    )]
+    #[error("trust policy statement {statement:?} has trusted identity {identity:?} without a value")]
     EmptyIdentityValue {
         /// Statement name.
         statement: String,
@@ -369,9 +357,7 @@ pub enum TrustPolicyError {
         identity: String,
     },
     /// An `x509.subject` value is not a valid distinguished name or lacks C, ST or O.
-    #[error(
-        "trust policy statement {statement:?} has invalid trusted identity {identity:?}: {reason}"
-    )]
+    #[error("trust policy statement {statement:?} has invalid trusted identity {identity:?}: {reason}")]
     InvalidDistinguishedName {
         /// Statement name.
         statement: String,
@@ -381,9 +367,7 @@ pub enum TrustPolicyError {
         reason: String,
     },
     /// Two `x509.subject` identities can match the same certificate.
-    #[error(
-        "trust policy statement {statement:?} has overlapping trusted identities {first:?} and {second:?}"
-    )]
+    #[error("trust policy statement {statement:?} has overlapping trusted identities {first:?} and {second:?}")]
     OverlappingIdentities {
         /// Statement name.
         statement: String,
@@ -396,9 +380,7 @@ pub enum TrustPolicyError {
     #[error("trust policy statement {0:?} has no registry scope; at least one is required")]
     NoRegistryScopes(String),
     /// `*` is combined with other scopes.
-    #[error(
-        "trust policy statement {0:?} combines the wildcard registry scope '*' with other scopes"
-    )]
+    #[error("trust policy statement {0:?} combines the wildcard registry scope '*' with other scopes")]
     WildcardScopeWithOthers(String),
     /// A scope is not a fully qualified repository.
     #[error(
@@ -440,9 +422,7 @@ pub enum TrustStoreError {
         source: CertificateError,
     },
     /// A trust store certificate is neither a CA certificate nor self-signed.
-    #[error(
-        "trust store {store}: certificate {subject:?} is neither a CA certificate nor self-signed"
-    )]
+    #[error("trust store {store}: certificate {subject:?} is neither a CA certificate nor self-signed")]
     NotCaOrSelfSigned {
         /// The store (`type:name`).
         store: String,

@@ -53,19 +53,14 @@ mod x509;
 pub use algorithm::SignatureAlgorithm;
 pub use descriptor::Descriptor;
 pub use dn::DistinguishedName;
-pub use error::{
-    CertificateError, SignError, TrustPolicyError, TrustStoreError, ValidationKind, VerifyError,
-};
+pub use error::{CertificateError, SignError, TrustPolicyError, TrustStoreError, ValidationKind, VerifyError};
 pub use sign::{SignOptions, Signer, sign};
 pub use trust_policy::{
-    RegistryScopes, SignatureVerification, TrustPolicy, TrustPolicyDocument, TrustedIdentities,
-    TrustedIdentity, ValidationAction, ValidationActions, VerificationLevel, VerifyTimestamp,
+    RegistryScopes, SignatureVerification, TrustPolicy, TrustPolicyDocument, TrustedIdentities, TrustedIdentity,
+    ValidationAction, ValidationActions, VerificationLevel, VerifyTimestamp,
 };
 pub use trust_store::{TrustStoreRef, TrustStoreType, TrustStores};
-pub use verify::{
-    PolicyOutcome, VerifiedSignature, VerifyOptions, verify, verify_with_options,
-    verify_with_policy,
-};
+pub use verify::{PolicyOutcome, VerifiedSignature, VerifyOptions, verify, verify_with_options, verify_with_policy};
 pub use x509::{Certificate, thumbprint_annotation_value};
 
 /// Media type of a JWS signature envelope (the signature manifest's layer media type).

@@ -17,10 +17,7 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer")
-            .field("alg", &self.alg)
-            .field("chain", &self.chain)
-            .finish_non_exhaustive()
+        f.debug_struct("Signer").field("alg", &self.alg).field("chain", &self.chain).finish_non_exhaustive()
     }
 }
 
@@ -49,17 +46,11 @@ impl Signer {
 
     fn new(key: PrivateKey, chain: Vec<Certificate>) -> Result<Self, SignError> {
         let public = key.public_key();
-        let alg = public
-            .signature_algorithm()
-            .map_err(SignError::UnsupportedKey)?;
-        let leaf = chain.first().ok_or(SignError::Certificate(
-            crate::error::CertificateError::NoCertificate,
-        ))?;
+        let alg = public.signature_algorithm().map_err(SignError::UnsupportedKey)?;
+        let leaf = chain.first().ok_or(SignError::Certificate(crate::error::CertificateError::NoCertificate))?;
         let parsed = ChainCert::parse(leaf, 0).map_err(SignError::InvalidChain)?;
         if parsed.key.as_ref().ok() != Some(&public) {
-            return Err(SignError::KeyCertificateMismatch {
-                subject: leaf.subject().to_string(),
-            });
+            return Err(SignError::KeyCertificateMismatch { subject: leaf.subject().to_string() });
         }
         Ok(Self { key, chain, alg })
     }
@@ -90,10 +81,7 @@ impl Signer {
         if let Some(expiry) = expiry
             && expiry <= signing_time
         {
-            return Err(SignError::ExpiryNotAfterSigningTime {
-                expiry,
-                signing_time,
-            });
+            return Err(SignError::ExpiryNotAfterSigningTime { expiry, signing_time });
         }
         let parsed = self
             .chain
@@ -104,10 +92,8 @@ impl Signer {
             .map_err(SignError::InvalidChain)?;
         validate_chain(&parsed, signing_time, true).map_err(SignError::InvalidChain)?;
 
-        let payload = serde_json::to_vec(&Payload {
-            target_artifact: target.clone(),
-        })
-        .map_err(|e| SignError::InvalidDescriptor(e.to_string()))?;
+        let payload = serde_json::to_vec(&Payload { target_artifact: target.clone() })
+            .map_err(|e| SignError::InvalidDescriptor(e.to_string()))?;
         let content = EnvelopeContent {
             alg: self.alg,
             signing_time,
@@ -134,12 +120,6 @@ pub fn sign(
     expiry: Option<Timestamp>,
     signing_agent: &str,
 ) -> Result<Vec<u8>, SignError> {
-    Signer::from_pem(key_pem, chain_pem)?.sign(
-        target,
-        &SignOptions {
-            signing_time,
-            expiry,
-            signing_agent: signing_agent.to_string(),
-        },
-    )
+    Signer::from_pem(key_pem, chain_pem)?
+        .sign(target, &SignOptions { signing_time, expiry, signing_agent: signing_agent.to_string() })
 }

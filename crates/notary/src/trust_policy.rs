@@ -89,12 +89,7 @@ impl VerificationLevel {
             Self::Audit => (Log, Log, Log, Log),
             Self::Skip => (Skip, Skip, Skip, Skip),
         };
-        ValidationActions {
-            authenticity,
-            authentic_timestamp,
-            expiry,
-            revocation,
-        }
+        ValidationActions { authenticity, authentic_timestamp, expiry, revocation }
     }
 }
 
@@ -178,10 +173,7 @@ pub enum TrustedIdentity {
 impl TrustedIdentities {
     /// Whether a signing certificate subject is trusted. `Err` explains a subject that cannot be
     /// evaluated (multi-valued RDN or repeated attribute).
-    pub(crate) fn matches(
-        &self,
-        subject: Result<&DistinguishedName, &String>,
-    ) -> Result<bool, String> {
+    pub(crate) fn matches(&self, subject: Result<&DistinguishedName, &String>) -> Result<bool, String> {
         match self {
             Self::Any => Ok(true),
             Self::List(identities) => {
@@ -232,8 +224,7 @@ impl TrustPolicyDocument {
     /// Parses and validates a `trustpolicy.json` document. Unknown fields are ignored, as notation
     /// ignores them; every rule violation is an error naming the statement and the rule.
     pub fn parse(json: &[u8]) -> Result<Self, TrustPolicyError> {
-        let raw: RawDocument =
-            serde_json::from_slice(json).map_err(|e| TrustPolicyError::Malformed(e.to_string()))?;
+        let raw: RawDocument = serde_json::from_slice(json).map_err(|e| TrustPolicyError::Malformed(e.to_string()))?;
         let version = raw.version.unwrap_or_default();
         if version.is_empty() {
             return Err(TrustPolicyError::MissingVersion);
@@ -270,18 +261,12 @@ impl TrustPolicyDocument {
     /// statement whose scopes contain the repository, else the global (`*`) statement.
     pub fn applicable_policy(&self, reference: &str) -> Result<&TrustPolicy, VerifyError> {
         let (repository, _digest) = split_reference(reference)?;
-        let exact = self.policies.iter().find(|p| {
-            matches!(&p.registry_scopes, RegistryScopes::Repositories(r) if r.iter().any(|s| s == repository))
-        });
+        let exact = self.policies.iter().find(
+            |p| matches!(&p.registry_scopes, RegistryScopes::Repositories(r) if r.iter().any(|s| s == repository)),
+        );
         exact
-            .or_else(|| {
-                self.policies
-                    .iter()
-                    .find(|p| p.registry_scopes == RegistryScopes::Global)
-            })
-            .ok_or_else(|| VerifyError::NoApplicableTrustPolicy {
-                reference: reference.to_string(),
-            })
+            .or_else(|| self.policies.iter().find(|p| p.registry_scopes == RegistryScopes::Global))
+            .ok_or_else(|| VerifyError::NoApplicableTrustPolicy { reference: reference.to_string() })
     }
 }
 
@@ -291,23 +276,18 @@ pub(crate) fn split_reference(reference: &str) -> Result<(&str, &str), VerifyErr
         reference: reference.to_string(),
         reason: reason.to_string(),
     };
-    let (repository, digest) = reference.rsplit_once('@').ok_or_else(|| {
-        invalid("it must name the artifact by digest: registry/repository@sha256:...")
-    })?;
+    let (repository, digest) = reference
+        .rsplit_once('@')
+        .ok_or_else(|| invalid("it must name the artifact by digest: registry/repository@sha256:..."))?;
     if !is_valid_scope(repository) {
-        return Err(invalid(
-            "the repository part is not a fully qualified repository",
-        ));
+        return Err(invalid("the repository part is not a fully qualified repository"));
     }
     crate::descriptor::validate_digest(digest).map_err(|e| invalid(&e))?;
     Ok((repository, digest))
 }
 
 fn invalid_verification(statement: &str, reason: impl Into<String>) -> TrustPolicyError {
-    TrustPolicyError::InvalidSignatureVerification {
-        statement: statement.to_string(),
-        reason: reason.into(),
-    }
+    TrustPolicyError::InvalidSignatureVerification { statement: statement.to_string(), reason: reason.into() }
 }
 
 fn validate_statement(raw: RawStatement) -> Result<(TrustPolicy, Vec<String>), TrustPolicyError> {
@@ -318,21 +298,17 @@ fn validate_statement(raw: RawStatement) -> Result<(TrustPolicy, Vec<String>), T
     let signature_verification = validate_verification(&name, raw.signature_verification)?;
     let stores = raw.trust_stores.unwrap_or_default();
     let identities = raw.trusted_identities.unwrap_or_default();
-    let (trust_stores, trusted_identities) =
-        if signature_verification.level == VerificationLevel::Skip {
-            if !stores.is_empty() || !identities.is_empty() {
-                return Err(TrustPolicyError::SkipWithTrustConfiguration(name));
-            }
-            (Vec::new(), TrustedIdentities::List(Vec::new()))
-        } else {
-            if stores.is_empty() || identities.is_empty() {
-                return Err(TrustPolicyError::MissingTrustStoresOrIdentities(name));
-            }
-            (
-                validate_trust_stores(&name, &stores)?,
-                validate_identities(&name, &identities)?,
-            )
-        };
+    let (trust_stores, trusted_identities) = if signature_verification.level == VerificationLevel::Skip {
+        if !stores.is_empty() || !identities.is_empty() {
+            return Err(TrustPolicyError::SkipWithTrustConfiguration(name));
+        }
+        (Vec::new(), TrustedIdentities::List(Vec::new()))
+    } else {
+        if stores.is_empty() || identities.is_empty() {
+            return Err(TrustPolicyError::MissingTrustStoresOrIdentities(name));
+        }
+        (validate_trust_stores(&name, &stores)?, validate_identities(&name, &identities)?)
+    };
     let policy = TrustPolicy {
         name,
         // Filled in once every statement is validated.
@@ -351,24 +327,15 @@ fn validate_verification(
     let raw = raw.ok_or_else(|| invalid_verification(name, "signatureVerification is missing"))?;
     let level_text = raw.level.unwrap_or_default();
     if level_text.is_empty() {
-        return Err(invalid_verification(
-            name,
-            "the verification level is missing",
-        ));
+        return Err(invalid_verification(name, "the verification level is missing"));
     }
     let level = VerificationLevel::parse(&level_text).ok_or_else(|| {
-        invalid_verification(
-            name,
-            format!("invalid level {level_text:?} (strict, permissive, audit or skip)"),
-        )
+        invalid_verification(name, format!("invalid level {level_text:?} (strict, permissive, audit or skip)"))
     })?;
     let mut actions = level.actions();
     let overrides = raw.override_.unwrap_or_default();
     if !overrides.is_empty() && level == VerificationLevel::Skip {
-        return Err(invalid_verification(
-            name,
-            "the skip level cannot be overridden",
-        ));
+        return Err(invalid_verification(name, "the skip level cannot be overridden"));
     }
     for (validation, action_text) in overrides {
         let action = ValidationAction::parse(&action_text).ok_or_else(|| {
@@ -379,10 +346,7 @@ fn validate_verification(
         })?;
         let slot = match validation.as_str() {
             "integrity" => {
-                return Err(invalid_verification(
-                    name,
-                    "integrity verification cannot be overridden",
-                ));
+                return Err(invalid_verification(name, "integrity verification cannot be overridden"));
             }
             "authenticity" => &mut actions.authenticity,
             "authenticTimestamp" => &mut actions.authentic_timestamp,
@@ -399,10 +363,7 @@ fn validate_verification(
             }
         };
         if action == ValidationAction::Skip && validation != "revocation" {
-            return Err(invalid_verification(
-                name,
-                format!("{validation} verification cannot be skipped"),
-            ));
+            return Err(invalid_verification(name, format!("{validation} verification cannot be skipped")));
         }
         *slot = action;
     }
@@ -416,24 +377,14 @@ fn validate_verification(
             ));
         }
     };
-    Ok(SignatureVerification {
-        level,
-        actions,
-        verify_timestamp,
-    })
+    Ok(SignatureVerification { level, actions, verify_timestamp })
 }
 
-fn validate_trust_stores(
-    name: &str,
-    stores: &[String],
-) -> Result<Vec<TrustStoreRef>, TrustPolicyError> {
+fn validate_trust_stores(name: &str, stores: &[String]) -> Result<Vec<TrustStoreRef>, TrustPolicyError> {
     let mut out: Vec<TrustStoreRef> = Vec::with_capacity(stores.len());
     for value in stores {
         let Some((store_type, store_name)) = value.split_once(':') else {
-            return Err(TrustPolicyError::MalformedTrustStore {
-                statement: name.to_string(),
-                value: value.clone(),
-            });
+            return Err(TrustPolicyError::MalformedTrustStore { statement: name.to_string(), value: value.clone() });
         };
         let Some(store_type) = TrustStoreType::parse(store_type) else {
             return Err(TrustPolicyError::UnsupportedTrustStoreType {
@@ -442,15 +393,9 @@ fn validate_trust_stores(
             });
         };
         if !is_valid_store_name(store_name) {
-            return Err(TrustPolicyError::InvalidTrustStoreName {
-                statement: name.to_string(),
-                value: value.clone(),
-            });
+            return Err(TrustPolicyError::InvalidTrustStoreName { statement: name.to_string(), value: value.clone() });
         }
-        let store = TrustStoreRef {
-            store_type,
-            name: store_name.to_string(),
-        };
+        let store = TrustStoreRef { store_type, name: store_name.to_string() };
         // A repeated store adds nothing; notation accepts it too.
         if !out.contains(&store) {
             out.push(store);
@@ -459,14 +404,9 @@ fn validate_trust_stores(
     Ok(out)
 }
 
-fn validate_identities(
-    name: &str,
-    identities: &[String],
-) -> Result<TrustedIdentities, TrustPolicyError> {
+fn validate_identities(name: &str, identities: &[String]) -> Result<TrustedIdentities, TrustPolicyError> {
     if identities.len() > 1 && identities.iter().any(|i| i == WILDCARD) {
-        return Err(TrustPolicyError::WildcardIdentityWithOthers(
-            name.to_string(),
-        ));
+        return Err(TrustPolicyError::WildcardIdentityWithOthers(name.to_string()));
     }
     let mut parsed = Vec::with_capacity(identities.len());
     for identity in identities {
@@ -483,9 +423,7 @@ fn validate_identities(
             });
         };
         if prefix != X509_SUBJECT {
-            parsed.push(TrustedIdentity::Other {
-                raw: identity.clone(),
-            });
+            parsed.push(TrustedIdentity::Other { raw: identity.clone() });
             continue;
         }
         if value.is_empty() {
@@ -501,10 +439,7 @@ fn validate_identities(
                 reason,
             }
         })?;
-        parsed.push(TrustedIdentity::X509Subject {
-            raw: identity.clone(),
-            dn,
-        });
+        parsed.push(TrustedIdentity::X509Subject { raw: identity.clone(), dn });
     }
     let subjects: Vec<(&String, &DistinguishedName)> = parsed
         .iter()
@@ -540,10 +475,7 @@ fn validate_scopes(
     }
     for scope in &scopes {
         if scope != WILDCARD && !is_valid_scope(scope) {
-            return Err(TrustPolicyError::InvalidRegistryScope {
-                statement: name.to_string(),
-                scope: scope.clone(),
-            });
+            return Err(TrustPolicyError::InvalidRegistryScope { statement: name.to_string(), scope: scope.clone() });
         }
         if !seen.insert(scope.clone()) {
             return Err(TrustPolicyError::DuplicateRegistryScope(scope.clone()));
@@ -562,9 +494,7 @@ fn is_valid_scope(scope: &str) -> bool {
     let Some((domain, repository)) = scope.split_once('/') else {
         return false;
     };
-    is_valid_domain(domain)
-        && !repository.is_empty()
-        && repository.split('/').all(is_valid_path_component)
+    is_valid_domain(domain) && !repository.is_empty() && repository.split('/').all(is_valid_path_component)
 }
 
 fn is_valid_domain(domain: &str) -> bool {
@@ -578,9 +508,7 @@ fn is_valid_domain(domain: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -651,10 +579,7 @@ mod tests {
     fn references() {
         let digest = format!("sha256:{}", "0".repeat(64));
         let reference = format!("localhost:5000/net-monitor@{digest}");
-        assert_eq!(
-            split_reference(&reference).ok(),
-            Some(("localhost:5000/net-monitor", digest.as_str()))
-        );
+        assert_eq!(split_reference(&reference).ok(), Some(("localhost:5000/net-monitor", digest.as_str())));
         assert!(split_reference("localhost:5000/net-monitor:v1").is_err());
         assert!(split_reference("localhost:5000/net-monitor@sha256:abc").is_err());
     }

@@ -54,10 +54,7 @@ pub struct TrustStoreRef {
 impl TrustStoreRef {
     /// A reference to a `ca` store.
     pub fn ca(name: impl Into<String>) -> Self {
-        Self {
-            store_type: TrustStoreType::Ca,
-            name: name.into(),
-        }
+        Self { store_type: TrustStoreType::Ca, name: name.into() }
     }
 }
 
@@ -69,10 +66,7 @@ impl fmt::Display for TrustStoreRef {
 
 /// Whether a trust store name is valid: `[a-zA-Z0-9_.-]+`.
 pub(crate) fn is_valid_store_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// A set of named trust stores, each a non-empty list of CA or self-signed certificates.
@@ -88,11 +82,7 @@ impl TrustStores {
     }
 
     /// Adds (or replaces) a store. Every certificate must be a CA certificate or self-signed.
-    pub fn insert(
-        &mut self,
-        store: TrustStoreRef,
-        certificates: Vec<Certificate>,
-    ) -> Result<(), TrustStoreError> {
+    pub fn insert(&mut self, store: TrustStoreRef, certificates: Vec<Certificate>) -> Result<(), TrustStoreError> {
         if !is_valid_store_name(&store.name) {
             return Err(TrustStoreError::InvalidName(store.name));
         }
@@ -111,10 +101,8 @@ impl TrustStores {
 
     /// Adds (or replaces) a store from PEM text holding one or more certificates.
     pub fn insert_pem(&mut self, store: TrustStoreRef, pem: &[u8]) -> Result<(), TrustStoreError> {
-        let certs = Certificate::parse_pem(pem).map_err(|source| TrustStoreError::Certificate {
-            path: store.to_string().into(),
-            source,
-        })?;
+        let certs = Certificate::parse_pem(pem)
+            .map_err(|source| TrustStoreError::Certificate { path: store.to_string().into(), source })?;
         self.insert(store, certs)
     }
 
@@ -159,10 +147,7 @@ impl TrustStores {
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> TrustStoreError {
-    TrustStoreError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    TrustStoreError::Io { path: path.to_path_buf(), message: e.to_string() }
 }
 
 type DirEntries = Vec<(String, std::path::PathBuf, std::fs::Metadata)>;
@@ -206,12 +191,8 @@ fn load_named_store(dir: &Path) -> Result<Vec<Certificate>, TrustStoreError> {
             continue;
         }
         let bytes = std::fs::read(&path).map_err(|e| io_error(&path, &e))?;
-        let parsed = Certificate::parse_pem_or_der(&bytes).map_err(|source| {
-            TrustStoreError::Certificate {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let parsed = Certificate::parse_pem_or_der(&bytes)
+            .map_err(|source| TrustStoreError::Certificate { path: path.clone(), source })?;
         certs.extend(parsed);
     }
     Ok(certs)
@@ -234,10 +215,7 @@ mod tests {
     #[test]
     fn refs_display() {
         assert_eq!(TrustStoreRef::ca("e2e").to_string(), "ca:e2e");
-        assert_eq!(
-            TrustStoreType::parse("signingAuthority"),
-            Some(TrustStoreType::SigningAuthority)
-        );
+        assert_eq!(TrustStoreType::parse("signingAuthority"), Some(TrustStoreType::SigningAuthority));
         assert_eq!(TrustStoreType::parse("CA"), None);
     }
 }

@@ -7,8 +7,7 @@ use crate::dn::DistinguishedName;
 use crate::envelope;
 use crate::error::{ValidationKind, VerifyError};
 use crate::trust_policy::{
-    TrustPolicyDocument, TrustedIdentities, ValidationAction, ValidationActions, VerificationLevel,
-    split_reference,
+    TrustPolicyDocument, TrustedIdentities, ValidationAction, ValidationActions, VerificationLevel, split_reference,
 };
 use crate::trust_store::{TrustStoreType, TrustStores};
 use crate::x509::{Certificate, ChainCert, validate_chain};
@@ -66,10 +65,7 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        Self {
-            actions: ValidationActions::strict(),
-            require_code_signing_eku: true,
-        }
+        Self { actions: ValidationActions::strict(), require_code_signing_eku: true }
     }
 }
 
@@ -81,13 +77,7 @@ pub fn verify(
     expected_digest: &str,
     now: Timestamp,
 ) -> Result<VerifiedSignature, VerifyError> {
-    verify_with_options(
-        envelope,
-        trust_anchors,
-        expected_digest,
-        now,
-        &VerifyOptions::default(),
-    )
+    verify_with_options(envelope, trust_anchors, expected_digest, now, &VerifyOptions::default())
 }
 
 /// Verifies an envelope against trust anchors (any certificate of the chain must be one of them,
@@ -100,10 +90,7 @@ pub fn verify_with_options(
     now: Timestamp,
     options: &VerifyOptions,
 ) -> Result<VerifiedSignature, VerifyError> {
-    let trust = Trust {
-        anchors: Ok(trust_anchors.iter().collect()),
-        identities: None,
-    };
+    let trust = Trust { anchors: Ok(trust_anchors.iter().collect()), identities: None };
     verify_core(envelope, &trust, expected_digest, now, options)
 }
 
@@ -120,38 +107,20 @@ pub fn verify_with_policy(
     let policy = policy_document.applicable_policy(artifact_reference)?;
     let (_, digest) = split_reference(artifact_reference)?;
     if policy.signature_verification.level == VerificationLevel::Skip {
-        return Ok(PolicyOutcome::Skipped {
-            policy: policy.name.clone(),
-        });
+        return Ok(PolicyOutcome::Skipped { policy: policy.name.clone() });
     }
-    let ca_stores: Vec<_> = policy
-        .trust_stores
-        .iter()
-        .filter(|s| s.store_type == TrustStoreType::Ca)
-        .collect();
+    let ca_stores: Vec<_> = policy.trust_stores.iter().filter(|s| s.store_type == TrustStoreType::Ca).collect();
     let anchors = if ca_stores.is_empty() {
-        Err(VerifyError::TrustStoreNotFound(
-            "no ca trust store is named by the policy".into(),
-        ))
+        Err(VerifyError::TrustStoreNotFound("no ca trust store is named by the policy".into()))
     } else {
         ca_stores
             .iter()
-            .map(|store| {
-                trust_stores
-                    .get(store)
-                    .ok_or_else(|| VerifyError::TrustStoreNotFound(store.to_string()))
-            })
+            .map(|store| trust_stores.get(store).ok_or_else(|| VerifyError::TrustStoreNotFound(store.to_string())))
             .collect::<Result<Vec<_>, _>>()
             .map(|stores| stores.into_iter().flatten().collect())
     };
-    let trust = Trust {
-        anchors,
-        identities: Some((&policy.name, &policy.trusted_identities)),
-    };
-    let options = VerifyOptions {
-        actions: policy.signature_verification.actions,
-        require_code_signing_eku: true,
-    };
+    let trust = Trust { anchors, identities: Some((&policy.name, &policy.trusted_identities)) };
+    let options = VerifyOptions { actions: policy.signature_verification.actions, require_code_signing_eku: true };
     let mut verified = verify_core(envelope, &trust, digest, now, &options)?;
     verified.policy = Some(policy.name.clone());
     Ok(PolicyOutcome::Verified(Box::new(verified)))
@@ -194,34 +163,18 @@ fn verify_core(
 
     // Integrity: envelope, algorithm, signature, chain, payload.
     let env = envelope::parse(envelope_bytes)?;
-    let chain = env
-        .certificates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ChainCert::parse(c, i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| VerifyError::MalformedEnvelope("the certificate chain is empty".into()))?;
+    let chain =
+        env.certificates.iter().enumerate().map(|(i, c)| ChainCert::parse(c, i)).collect::<Result<Vec<_>, _>>()?;
+    let leaf = chain.first().ok_or_else(|| VerifyError::MalformedEnvelope("the certificate chain is empty".into()))?;
     let leaf_key = leaf
         .key
         .as_ref()
-        .map_err(|e| VerifyError::CertificateRequirement {
-            subject: leaf.subject().to_string(),
-            reason: e.clone(),
-        })?;
-    let key_alg =
-        leaf_key
-            .signature_algorithm()
-            .map_err(|reason| VerifyError::CertificateRequirement {
-                subject: leaf.subject().to_string(),
-                reason,
-            })?;
+        .map_err(|e| VerifyError::CertificateRequirement { subject: leaf.subject().to_string(), reason: e.clone() })?;
+    let key_alg = leaf_key
+        .signature_algorithm()
+        .map_err(|reason| VerifyError::CertificateRequirement { subject: leaf.subject().to_string(), reason })?;
     if key_alg != env.alg {
-        return Err(VerifyError::AlgorithmMismatch {
-            alg: env.alg.to_string(),
-            key: leaf_key.describe(),
-        });
+        return Err(VerifyError::AlgorithmMismatch { alg: env.alg.to_string(), key: leaf_key.describe() });
     }
     if !leaf_key.verify_jws(env.alg, env.signing_input.as_bytes(), &env.signature) {
         return Err(VerifyError::SignatureInvalid);
@@ -229,15 +182,10 @@ fn verify_core(
     let payload: Payload = serde_json::from_slice(&env.payload)
         .map_err(|e| VerifyError::MalformedEnvelope(format!("invalid signed payload: {e}")))?;
     let target = payload.target_artifact;
-    target
-        .validate()
-        .map_err(|e| VerifyError::MalformedEnvelope(format!("invalid signed payload: {e}")))?;
+    target.validate().map_err(|e| VerifyError::MalformedEnvelope(format!("invalid signed payload: {e}")))?;
     validate_chain(&chain, env.signing_time, options.require_code_signing_eku)?;
     if target.digest != expected_digest {
-        return Err(VerifyError::DigestMismatch {
-            expected: expected_digest.to_string(),
-            actual: target.digest,
-        });
+        return Err(VerifyError::DigestMismatch { expected: expected_digest.to_string(), actual: target.digest });
     }
 
     // Authenticity: a certificate of the chain is trusted, and the signer is a trusted identity.
@@ -249,10 +197,7 @@ fn verify_core(
                 .find(|c| anchors.iter().any(|a| a.der() == c.source.der()))
                 .map(|c| c.subject().to_string())
                 .ok_or_else(|| VerifyError::UntrustedChain {
-                    root_subject: chain
-                        .last()
-                        .map(|c| c.subject().to_string())
-                        .unwrap_or_default(),
+                    root_subject: chain.last().map(|c| c.subject().to_string()).unwrap_or_default(),
                 })
         });
         let result = anchored.map(|subject| trust_anchor_subject = Some(subject));
@@ -282,11 +227,7 @@ fn verify_core(
 
     // Expiry.
     if let Some(expiry) = env.expiry {
-        let result = if now >= expiry {
-            Err(VerifyError::SignatureExpired { expiry, now })
-        } else {
-            Ok(())
-        };
+        let result = if now >= expiry { Err(VerifyError::SignatureExpired { expiry, now }) } else { Ok(()) };
         apply(result, actions.expiry, &mut warnings)?;
     }
 
@@ -294,30 +235,20 @@ fn verify_core(
     // enforced revocation check.
     if actions.revocation != ValidationAction::Skip {
         let result = match chain.iter().find(|c| c.has_revocation_endpoints()) {
-            Some(c) => Err(VerifyError::RevocationUnchecked {
-                subject: c.subject().to_string(),
-            }),
+            Some(c) => Err(VerifyError::RevocationUnchecked { subject: c.subject().to_string() }),
             None => Ok(()),
         };
         apply(result, actions.revocation, &mut warnings)?;
     }
 
-    debug_assert!(
-        warnings
-            .iter()
-            .all(|w| w.kind() != ValidationKind::Integrity)
-    );
+    debug_assert!(warnings.iter().all(|w| w.kind() != ValidationKind::Integrity));
     Ok(VerifiedSignature {
         target,
         algorithm: env.alg,
         signing_time: env.signing_time,
         expiry: env.expiry,
         signer_subject: leaf.subject().to_string(),
-        chain_fingerprints: env
-            .certificates
-            .iter()
-            .map(Certificate::sha256_fingerprint)
-            .collect(),
+        chain_fingerprints: env.certificates.iter().map(Certificate::sha256_fingerprint).collect(),
         trust_anchor_subject,
         signing_agent: env.signing_agent,
         policy: None,

@@ -9,8 +9,7 @@ use std::fmt;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{
-    OID_PKIX_ACCESS_DESCRIPTOR_OCSP, OID_X509_EXT_BASIC_CONSTRAINTS,
-    OID_X509_EXT_CRL_DISTRIBUTION_POINTS,
+    OID_PKIX_ACCESS_DESCRIPTOR_OCSP, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_CRL_DISTRIBUTION_POINTS,
 };
 
 /// An X.509 certificate (DER), checked to parse when it is created.
@@ -42,12 +41,7 @@ impl Certificate {
             let not_after = asn1_time(&cert.validity().not_after)?;
             (subject, not_before, not_after)
         };
-        Ok(Self {
-            der,
-            subject,
-            not_before,
-            not_after,
-        })
+        Ok(Self { der, subject, not_before, not_after })
     }
 
     /// Parses every `CERTIFICATE` block of a PEM text, in order. Other blocks are ignored; at
@@ -75,8 +69,8 @@ impl Certificate {
         let mut certs = Vec::new();
         let mut rest = bytes;
         while !rest.is_empty() {
-            let (remaining, _) = x509_parser::parse_x509_certificate(rest)
-                .map_err(|e| CertificateError::Der(e.to_string()))?;
+            let (remaining, _) =
+                x509_parser::parse_x509_certificate(rest).map_err(|e| CertificateError::Der(e.to_string()))?;
             let used = rest.len() - remaining.len();
             certs.push(Self::from_der(&rest[..used])?);
             rest = remaining;
@@ -130,17 +124,12 @@ pub fn thumbprint_annotation_value(chain: &[Certificate]) -> String {
 }
 
 fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, CertificateError> {
-    let (rest, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| CertificateError::Der(e.to_string()))?;
+    let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| CertificateError::Der(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(CertificateError::Der(
-            "trailing bytes after the certificate".into(),
-        ));
+        return Err(CertificateError::Der("trailing bytes after the certificate".into()));
     }
     if cert.signature_algorithm != cert.tbs_certificate.signature {
-        return Err(CertificateError::Der(
-            "inner and outer signature algorithms differ".into(),
-        ));
+        return Err(CertificateError::Der("inner and outer signature algorithms differ".into()));
     }
     Ok(cert)
 }
@@ -159,12 +148,7 @@ pub(crate) struct ChainCert<'a> {
 
 impl<'a> ChainCert<'a> {
     pub(crate) fn parse(source: &'a Certificate, index: usize) -> Result<Self, VerifyError> {
-        let cert = source
-            .parsed()
-            .map_err(|e| VerifyError::MalformedCertificate {
-                index,
-                reason: e.to_string(),
-            })?;
+        let cert = source.parsed().map_err(|e| VerifyError::MalformedCertificate { index, reason: e.to_string() })?;
         let key = PublicKey::from_spki(cert.public_key());
         Ok(Self { cert, source, key })
     }
@@ -174,10 +158,7 @@ impl<'a> ChainCert<'a> {
     }
 
     fn requirement(&self, reason: impl Into<String>) -> VerifyError {
-        VerifyError::CertificateRequirement {
-            subject: self.subject().to_string(),
-            reason: reason.into(),
-        }
+        VerifyError::CertificateRequirement { subject: self.subject().to_string(), reason: reason.into() }
     }
 
     fn self_issued(&self) -> bool {
@@ -185,11 +166,7 @@ impl<'a> ChainCert<'a> {
     }
 
     fn self_signed(&self) -> bool {
-        self.self_issued()
-            && self
-                .key
-                .as_ref()
-                .is_ok_and(|key| verify_certificate_signature(&self.cert, key).is_ok())
+        self.self_issued() && self.key.as_ref().is_ok_and(|key| verify_certificate_signature(&self.cert, key).is_ok())
     }
 
     /// Whether `self` names `issuer` as issuer and carries its signature.
@@ -202,19 +179,10 @@ impl<'a> ChainCert<'a> {
                 issuer.subject()
             ));
         }
-        let key = issuer.key.as_ref().map_err(|e| {
-            format!(
-                "the key of issuer {:?} cannot be used: {e}",
-                issuer.subject()
-            )
-        })?;
-        verify_certificate_signature(&self.cert, key).map_err(|e| {
-            format!(
-                "certificate {:?} is not signed by {:?}: {e}",
-                self.subject(),
-                issuer.subject()
-            )
-        })
+        let key =
+            issuer.key.as_ref().map_err(|e| format!("the key of issuer {:?} cannot be used: {e}", issuer.subject()))?;
+        verify_certificate_signature(&self.cert, key)
+            .map_err(|e| format!("certificate {:?} is not signed by {:?}: {e}", self.subject(), issuer.subject()))
     }
 
     /// Whether the certificate names CRL distribution points or an OCSP responder.
@@ -234,9 +202,7 @@ impl<'a> ChainCert<'a> {
         match ext {
             None => Ok(None),
             Some(ext) => match ext.parsed_extension() {
-                ParsedExtension::BasicConstraints(bc) => {
-                    Ok(Some((ext.critical, bc.ca, bc.path_len_constraint)))
-                }
+                ParsedExtension::BasicConstraints(bc) => Ok(Some((ext.critical, bc.ca, bc.path_len_constraint))),
                 _ => Err(self.requirement("basic constraints extension cannot be parsed")),
             },
         }
@@ -256,9 +222,7 @@ impl<'a> ChainCert<'a> {
 
     fn validate_leaf(&self, require_code_signing_eku: bool) -> Result<(), VerifyError> {
         if let Some((_, true, _)) = self.basic_constraints()? {
-            return Err(
-                self.requirement("a signing certificate's basic constraints must not say CA=true")
-            );
+            return Err(self.requirement("a signing certificate's basic constraints must not say CA=true"));
         }
         let ku = self.key_usage()?;
         if !ku.digital_signature() {
@@ -277,15 +241,11 @@ impl<'a> ChainCert<'a> {
         .filter_map(|(set, name)| set.then_some(name))
         .collect();
         if !forbidden.is_empty() {
-            return Err(self.requirement(format!(
-                "key usage must be digitalSignature only, found {}",
-                forbidden.join(", ")
-            )));
+            return Err(
+                self.requirement(format!("key usage must be digitalSignature only, found {}", forbidden.join(", ")))
+            );
         }
-        let eku = self
-            .cert
-            .extended_key_usage()
-            .map_err(|e| self.requirement(format!("extended key usage: {e}")))?;
+        let eku = self.cert.extended_key_usage().map_err(|e| self.requirement(format!("extended key usage: {e}")))?;
         match eku {
             Some(eku) => {
                 let eku = eku.value;
@@ -301,21 +261,16 @@ impl<'a> ChainCert<'a> {
                 .filter_map(|(set, name)| set.then_some(name))
                 .collect();
                 if !forbidden.is_empty() {
-                    return Err(self.requirement(format!(
-                        "extended key usage must not contain {}",
-                        forbidden.join(", ")
-                    )));
+                    return Err(
+                        self.requirement(format!("extended key usage must not contain {}", forbidden.join(", ")))
+                    );
                 }
                 if require_code_signing_eku && !eku.code_signing {
-                    return Err(VerifyError::MissingCodeSigningEku {
-                        subject: self.subject().to_string(),
-                    });
+                    return Err(VerifyError::MissingCodeSigningEku { subject: self.subject().to_string() });
                 }
             }
             None if require_code_signing_eku => {
-                return Err(VerifyError::MissingCodeSigningEku {
-                    subject: self.subject().to_string(),
-                });
+                return Err(VerifyError::MissingCodeSigningEku { subject: self.subject().to_string() });
             }
             None => {}
         }
@@ -336,9 +291,9 @@ impl<'a> ChainCert<'a> {
                 }
             }
             _ => {
-                return Err(self.requirement(
-                    "a CA certificate needs a critical basic constraints extension with CA=true",
-                ));
+                return Err(
+                    self.requirement("a CA certificate needs a critical basic constraints extension with CA=true")
+                );
             }
         }
         if !self.key_usage()?.key_cert_sign() {
@@ -478,35 +433,23 @@ fn verify_certificate_signature(cert: &X509Certificate<'_>, key: &PublicKey) -> 
             return Err("SHA-1 certificate signatures are not allowed".into());
         }
         other => {
-            return Err(format!(
-                "unsupported certificate signature algorithm {other}"
-            ));
+            return Err(format!("unsupported certificate signature algorithm {other}"));
         }
     };
-    if ok {
-        Ok(())
-    } else {
-        Err("the certificate signature does not verify".into())
-    }
+    if ok { Ok(()) } else { Err("the certificate signature does not verify".into()) }
 }
 
 fn pss_parameters(cert: &X509Certificate<'_>) -> Result<(Hash, usize), String> {
     use x509_parser::signature_algorithm::SignatureAlgorithm as Alg;
-    let parsed = Alg::try_from(&cert.signature_algorithm)
-        .map_err(|e| format!("invalid RSASSA-PSS parameters: {e}"))?;
+    let parsed = Alg::try_from(&cert.signature_algorithm).map_err(|e| format!("invalid RSASSA-PSS parameters: {e}"))?;
     let Alg::RSASSA_PSS(params) = parsed else {
         return Err("invalid RSASSA-PSS parameters".into());
     };
     let hash = Hash::from_oid(&params.hash_algorithm_oid().to_id_string())
         .ok_or("RSASSA-PSS certificate signatures must use SHA-256, SHA-384 or SHA-512")?;
-    let mgf = params
-        .mask_gen_algorithm()
-        .map_err(|e| format!("invalid RSASSA-PSS mask generation: {e}"))?;
-    if mgf.mgf.to_id_string() != OID_MGF1 || Hash::from_oid(&mgf.hash.to_id_string()) != Some(hash)
-    {
-        return Err(
-            "RSASSA-PSS certificate signatures must use MGF1 with the signature hash".into(),
-        );
+    let mgf = params.mask_gen_algorithm().map_err(|e| format!("invalid RSASSA-PSS mask generation: {e}"))?;
+    if mgf.mgf.to_id_string() != OID_MGF1 || Hash::from_oid(&mgf.hash.to_id_string()) != Some(hash) {
+        return Err("RSASSA-PSS certificate signatures must use MGF1 with the signature hash".into());
     }
     if params.trailer_field() != 1 {
         return Err("invalid RSASSA-PSS trailer field".into());

@@ -23,11 +23,9 @@ fn notation_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("NOTATION_BIN") {
         return Some(PathBuf::from(path));
     }
-    if let Some(path) = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("notation"))
-            .find(|f| f.is_file())
-    }) {
+    if let Some(path) = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("notation")).find(|f| f.is_file()))
+    {
         return Some(path);
     }
     let cache = PathBuf::from(std::env::var_os("HOME")?).join(".cache/tidegate/tools");
@@ -72,11 +70,7 @@ impl Workspace {
         let layout = dir.path().join("layout");
         std::fs::create_dir_all(layout.join("blobs/sha256")).expect("mkdir");
         std::fs::create_dir_all(config.join("notation")).expect("mkdir");
-        std::fs::write(
-            layout.join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
-        .expect("layout");
+        std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
         let config_digest = put_blob(&layout, b"{}");
         let layer = b"tidegate interop layer\n";
         let layer_digest = put_blob(&layout, layer);
@@ -97,13 +91,7 @@ impl Workspace {
             }],
         });
         std::fs::write(layout.join("index.json"), index.to_string()).expect("index");
-        Self {
-            _dir: dir,
-            config,
-            layout,
-            notation,
-            image,
-        }
+        Self { _dir: dir, config, layout, notation, image }
     }
 
     fn notation(&self, args: &[&str]) -> std::process::Output {
@@ -130,11 +118,7 @@ impl Workspace {
                 "trustedIdentities": [identity],
             }],
         });
-        std::fs::write(
-            self.config.join("notation/trustpolicy.json"),
-            policy.to_string(),
-        )
-        .expect("policy");
+        std::fs::write(self.config.join("notation/trustpolicy.json"), policy.to_string()).expect("policy");
     }
 
     fn trust(&self, store: &str, pem: &str) {
@@ -144,13 +128,7 @@ impl Workspace {
     }
 
     fn notation_verify(&self) -> std::process::Output {
-        self.notation(&[
-            "verify",
-            "--oci-layout",
-            "--scope",
-            "local/interop",
-            &self.target(),
-        ])
+        self.notation(&["verify", "--oci-layout", "--scope", "local/interop", &self.target()])
     }
 
     /// Stores an envelope as a signature manifest referring to the image, as notation does.
@@ -168,9 +146,10 @@ impl Workspace {
         .to_string();
         let digest = put_blob(&self.layout, manifest.as_bytes());
         let mut index = index(&self.layout);
-        index["manifests"].as_array_mut().expect("manifests").push(
-            serde_json::json!({"mediaType": MANIFEST, "digest": digest, "size": manifest.len()}),
-        );
+        index["manifests"]
+            .as_array_mut()
+            .expect("manifests")
+            .push(serde_json::json!({"mediaType": MANIFEST, "digest": digest, "size": manifest.len()}));
         std::fs::write(self.layout.join("index.json"), index.to_string()).expect("index");
     }
 
@@ -181,18 +160,12 @@ impl Workspace {
             .expect("manifests")
             .iter()
             .filter_map(|d| d["digest"].as_str())
-            .map(|d| {
-                serde_json::from_slice::<serde_json::Value>(&read_blob(&self.layout, d))
-                    .expect("manifest")
-            })
+            .map(|d| serde_json::from_slice::<serde_json::Value>(&read_blob(&self.layout, d)).expect("manifest"))
             .filter(|m| m["subject"]["digest"] == self.image.digest.as_str())
             .filter(|m| m["config"]["mediaType"] == SIGNATURE_ARTIFACT_TYPE)
             .map(|m| {
                 assert_eq!(m["layers"][0]["mediaType"], ENVELOPE_MEDIA_TYPE);
-                read_blob(
-                    &self.layout,
-                    m["layers"][0]["digest"].as_str().expect("layer"),
-                )
+                read_blob(&self.layout, m["layers"][0]["digest"].as_str().expect("layer"))
             })
             .collect()
     }
@@ -222,8 +195,7 @@ fn notation_verifies_tidegate_signatures() {
     let Some(ws) = workspace() else { return };
     for kind in [KeyKind::P256, KeyKind::Rsa3072] {
         let id = identity(kind);
-        let signer =
-            Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes()).expect("signer");
+        let signer = Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes()).expect("signer");
         let envelope = signer
             .sign(
                 &ws.image,
@@ -236,29 +208,17 @@ fn notation_verifies_tidegate_signatures() {
             .expect("sign");
         ws.attach(&envelope, &signer.thumbprint_annotation_value());
         ws.trust("tidegate", &id.root.to_pem());
-        ws.write_policy(
-            "tidegate",
-            &format!("x509.subject: C=US, ST=WA, O={SUBJECT_O}, CN=signer"),
-        );
-        assert_success(
-            &ws.notation_verify(),
-            &format!("notation verify ({kind:?})"),
-        );
+        ws.write_policy("tidegate", &format!("x509.subject: C=US, ST=WA, O={SUBJECT_O}, CN=signer"));
+        assert_success(&ws.notation_verify(), &format!("notation verify ({kind:?})"));
 
         // Same signature, another trusted root: notation must refuse.
         ws.trust("tidegate", &Ca::root("Unrelated Root").cert.to_pem());
         let output = ws.notation_verify();
-        assert!(
-            !output.status.success(),
-            "notation accepted an untrusted signature ({kind:?})"
-        );
+        assert!(!output.status.success(), "notation accepted an untrusted signature ({kind:?})");
 
         // Start over for the next key type.
         let mut index = index(&ws.layout);
-        index["manifests"]
-            .as_array_mut()
-            .expect("manifests")
-            .truncate(1);
+        index["manifests"].as_array_mut().expect("manifests").truncate(1);
         std::fs::write(ws.layout.join("index.json"), index.to_string()).expect("index");
     }
 }
@@ -268,30 +228,18 @@ fn tidegate_verifies_notation_signatures() {
     let Some(ws) = workspace() else { return };
     let output = ws.notation(&["cert", "generate-test", "--default", "interop.example"]);
     assert_success(&output, "notation cert generate-test");
-    let output = ws.notation(&[
-        "sign",
-        "--oci-layout",
-        "--key",
-        "interop.example",
-        &ws.target(),
-    ]);
+    let output = ws.notation(&["sign", "--oci-layout", "--key", "interop.example", &ws.target()]);
     assert_success(&output, "notation sign");
     let envelopes = ws.envelopes();
     let [envelope] = envelopes.as_slice() else {
         panic!("expected one signature, found {}", envelopes.len());
     };
 
-    let cert_pem =
-        std::fs::read(ws.config.join("notation/localkeys/interop.example.crt")).expect("cert");
+    let cert_pem = std::fs::read(ws.config.join("notation/localkeys/interop.example.crt")).expect("cert");
     let anchors = tidegate_notary::Certificate::parse_pem(&cert_pem).expect("parse");
-    let verified =
-        verify(envelope, &anchors, &ws.image.digest, Timestamp::now()).expect("tidegate verifies");
+    let verified = verify(envelope, &anchors, &ws.image.digest, Timestamp::now()).expect("tidegate verifies");
     assert_eq!(verified.target, ws.image);
-    assert!(
-        verified
-            .signing_agent
-            .is_some_and(|a| a.starts_with("notation"))
-    );
+    assert!(verified.signing_agent.is_some_and(|a| a.starts_with("notation")));
 
     // With notation's own trust store directory and a trust policy.
     let stores = TrustStores::load_dir(&ws.config.join("notation/truststore")).expect("stores");
@@ -302,8 +250,7 @@ fn tidegate_verifies_notation_signatures() {
     )
     .expect("policy");
     let reference = format!("local/interop@{}", ws.image.digest);
-    let outcome = verify_with_policy(envelope, &policy, &stores, &reference, Timestamp::now())
-        .expect("policy");
+    let outcome = verify_with_policy(envelope, &policy, &stores, &reference, Timestamp::now()).expect("policy");
     assert!(matches!(outcome, PolicyOutcome::Verified(_)));
 
     // Not for another digest.

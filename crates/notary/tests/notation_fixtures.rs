@@ -6,8 +6,8 @@ mod common;
 use common::ts;
 use std::path::PathBuf;
 use tidegate_notary::{
-    PolicyOutcome, SignatureAlgorithm, TrustPolicyDocument, TrustPolicyError, TrustStoreRef,
-    TrustStores, ValidationKind, VerifyError, verify, verify_with_policy,
+    PolicyOutcome, SignatureAlgorithm, TrustPolicyDocument, TrustPolicyError, TrustStoreRef, TrustStores,
+    ValidationKind, VerifyError, verify, verify_with_policy,
 };
 
 const DIGEST: &str = "sha256:60043cf45eaebc4c0867fea485a039b598f52fd09fd5b07b0b2d2f88fad9d74e";
@@ -15,11 +15,7 @@ const NOW: &str = "2025-06-01T00:00:00Z";
 
 fn fixtures() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/notation");
-    assert!(
-        dir.is_dir(),
-        "fixture directory {} is missing",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "fixture directory {} is missing", dir.display());
     dir
 }
 
@@ -44,23 +40,14 @@ fn real_envelope_verifies_with_its_trust_store() {
     assert_eq!(verified.algorithm, SignatureAlgorithm::Ps384);
     assert_eq!(verified.target.digest, DIGEST);
     assert_eq!(verified.target.size, 528);
-    assert_eq!(
-        verified.target.media_type,
-        "application/vnd.docker.distribution.manifest.v2+json"
-    );
+    assert_eq!(verified.target.media_type, "application/vnd.docker.distribution.manifest.v2+json");
     assert_eq!(verified.signing_time, ts("2020-11-09T07:00:00Z"));
     assert_eq!(verified.expiry, Some(ts("2120-11-09T07:00:00Z")));
-    assert_eq!(
-        verified.signer_subject,
-        "C=US, ST=WA, L=Seattle, O=Notary, CN=Notation Test Root"
-    );
+    assert_eq!(verified.signer_subject, "C=US, ST=WA, L=Seattle, O=Notary, CN=Notation Test Root");
     // The unprotected header spells the member `SigningAgent`; notation reads it regardless.
     assert_eq!(verified.signing_agent.as_deref(), Some("Notation/1.0.0"));
     assert_eq!(verified.chain_fingerprints.len(), 2);
-    assert_eq!(
-        verified.chain_fingerprints[1],
-        anchors[0].sha256_fingerprint()
-    );
+    assert_eq!(verified.chain_fingerprints[1], anchors[0].sha256_fingerprint());
 }
 
 #[test]
@@ -70,31 +57,19 @@ fn real_envelope_failures() {
     let env = envelope();
 
     let other = format!("sha256:{}", "0".repeat(64));
-    assert!(matches!(
-        verify(&env, anchors, &other, ts(NOW)),
-        Err(VerifyError::DigestMismatch { .. })
-    ));
-    assert!(matches!(
-        verify(&env, &[], DIGEST, ts(NOW)),
-        Err(VerifyError::UntrustedChain { .. })
-    ));
+    assert!(matches!(verify(&env, anchors, &other, ts(NOW)), Err(VerifyError::DigestMismatch { .. })));
+    assert!(matches!(verify(&env, &[], DIGEST, ts(NOW)), Err(VerifyError::UntrustedChain { .. })));
     // The signature's own expiry (2120) passes before the certificates (2122) expire.
     assert!(matches!(
         verify(&env, anchors, DIGEST, ts("2121-01-01T00:00:00Z")),
         Err(VerifyError::SignatureExpired { .. })
     ));
     let err = verify(&env, anchors, DIGEST, ts("2123-01-01T00:00:00Z")).expect_err("expired");
-    assert!(
-        matches!(err, VerifyError::CertificateExpired { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, VerifyError::CertificateExpired { .. }), "{err}");
     assert_eq!(err.kind(), ValidationKind::AuthenticTimestamp);
     // Before the leaf's validity started (2020-10-09).
     let err = verify(&env, anchors, DIGEST, ts("2020-09-20T00:00:00Z")).expect_err("not yet valid");
-    assert!(
-        matches!(err, VerifyError::CertificateExpired { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, VerifyError::CertificateExpired { .. }), "{err}");
 
     // Payload altered: one character of the base64url payload changed.
     let text = String::from_utf8(env.clone()).expect("utf8");
@@ -103,13 +78,7 @@ fn real_envelope_failures() {
     let mut bytes = text.into_bytes();
     bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
     let err = verify(&bytes, anchors, DIGEST, ts(NOW)).expect_err("tampered");
-    assert!(
-        matches!(
-            err,
-            VerifyError::SignatureInvalid | VerifyError::MalformedEnvelope(_)
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, VerifyError::SignatureInvalid | VerifyError::MalformedEnvelope(_)), "{err}");
 }
 
 fn policy(json: &str) -> TrustPolicyDocument {
@@ -131,38 +100,27 @@ fn real_envelope_against_trust_policies() {
     let reference = format!("localhost:5000/net-monitor@{DIGEST}");
 
     let doc = policy_for("strict", "x509.subject: C=US, ST=WA, O=Notary");
-    let PolicyOutcome::Verified(v) =
-        verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect("verified")
+    let PolicyOutcome::Verified(v) = verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect("verified")
     else {
         panic!("not verified");
     };
     assert_eq!(v.policy.as_deref(), Some("fixture"));
     assert!(v.warnings.is_empty());
 
-    let doc = policy_for(
-        "strict",
-        "x509.subject: C=US, ST=WA, O=Notary, CN=Notation Test Root",
-    );
+    let doc = policy_for("strict", "x509.subject: C=US, ST=WA, O=Notary, CN=Notation Test Root");
     verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect("full subject");
 
     let doc = policy_for("strict", "x509.subject: C=US, ST=WA, O=Wabbit Networks");
     let err = verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect_err("identity");
-    assert!(
-        matches!(err, VerifyError::UntrustedIdentity { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, VerifyError::UntrustedIdentity { .. }), "{err}");
 
     // Audit: authenticity failures are logged, integrity still enforced.
     let doc = policy_for("audit", "x509.subject: C=US, ST=WA, O=Wabbit Networks");
-    let PolicyOutcome::Verified(v) =
-        verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect("audit")
+    let PolicyOutcome::Verified(v) = verify_with_policy(&env, &doc, &stores, &reference, ts(NOW)).expect("audit")
     else {
         panic!("not verified");
     };
-    assert!(matches!(
-        v.warnings.as_slice(),
-        [VerifyError::UntrustedIdentity { .. }]
-    ));
+    assert!(matches!(v.warnings.as_slice(), [VerifyError::UntrustedIdentity { .. }]));
     let wrong = format!("localhost:5000/net-monitor@sha256:{}", "1".repeat(64));
     assert!(matches!(
         verify_with_policy(&env, &doc, &stores, &wrong, ts(NOW)),
@@ -172,15 +130,11 @@ fn real_envelope_against_trust_policies() {
     // Permissive: an expired signature is logged.
     let doc = policy_for("permissive", "*");
     let PolicyOutcome::Verified(v) =
-        verify_with_policy(&env, &doc, &stores, &reference, ts("2121-01-01T00:00:00Z"))
-            .expect("permissive")
+        verify_with_policy(&env, &doc, &stores, &reference, ts("2121-01-01T00:00:00Z")).expect("permissive")
     else {
         panic!("not verified");
     };
-    assert!(matches!(
-        v.warnings.as_slice(),
-        [VerifyError::SignatureExpired { .. }]
-    ));
+    assert!(matches!(v.warnings.as_slice(), [VerifyError::SignatureExpired { .. }]));
 
     // No statement for another repository; missing trust store.
     let other = format!("localhost:5000/other@{DIGEST}");
@@ -197,13 +151,7 @@ fn real_envelope_against_trust_policies() {
         Err(VerifyError::TrustStoreNotFound("ca:absent".into()))
     );
     assert!(matches!(
-        verify_with_policy(
-            &env,
-            &doc,
-            &stores,
-            "localhost:5000/net-monitor:latest",
-            ts(NOW)
-        ),
+        verify_with_policy(&env, &doc, &stores, "localhost:5000/net-monitor:latest", ts(NOW)),
         Err(VerifyError::InvalidArtifactReference { .. })
     ));
 }
@@ -241,53 +189,31 @@ fn expectation(file: &str) -> Option<Check> {
         | "trustpolicy.json"
         | "valid_trusted_identity_trustpolicy.json" => ok,
         // Blob trust policies have no registry scopes: not valid OCI trust policies.
-        "blob_trust_policy.json" | "trustpolicy.blob.json" => {
-            |r| matches!(r, Err(E::NoRegistryScopes(_)))
-        }
+        "blob_trust_policy.json" | "trustpolicy.blob.json" => |r| matches!(r, Err(E::NoRegistryScopes(_))),
         "empty_registry_scope_trustpolicy.json" => |r| matches!(r, Err(E::NoRegistryScopes(_))),
-        "empty_trusted_identity_trustpolicy.json" => {
-            |r| matches!(r, Err(E::EmptyTrustedIdentity(_)))
-        }
-        "malformed_registry_scope_trustpolicy.json" => {
-            |r| matches!(r, Err(E::InvalidRegistryScope { .. }))
-        }
-        "malformed_trust_store_trustpolicy.json" => {
-            |r| matches!(r, Err(E::InvalidTrustStoreName { .. }))
-        }
-        "malformed_trusted_identity_trustpolicy.json" => {
-            |r| matches!(r, Err(E::IdentityMissingSeparator { .. }))
-        }
+        "empty_trusted_identity_trustpolicy.json" => |r| matches!(r, Err(E::EmptyTrustedIdentity(_))),
+        "malformed_registry_scope_trustpolicy.json" => |r| matches!(r, Err(E::InvalidRegistryScope { .. })),
+        "malformed_trust_store_trustpolicy.json" => |r| matches!(r, Err(E::InvalidTrustStoreName { .. })),
+        "malformed_trusted_identity_trustpolicy.json" => |r| matches!(r, Err(E::IdentityMissingSeparator { .. })),
         "missing_country_trusted_identity_trustpolicy.json"
         | "missing_organization_trusted_identity_trustpolicy.json"
-        | "missing_state_trusted_identity_trustpolicy.json" => {
-            |r| matches!(r, Err(E::InvalidDistinguishedName { .. }))
-        }
+        | "missing_state_trusted_identity_trustpolicy.json" => |r| matches!(r, Err(E::InvalidDistinguishedName { .. })),
         "multi_statements_with_multi_wildcard_registry_scope_trustpolicy.json"
         | "multi_statements_with_the_same_registry_scope_trustpolicy.json"
-        | "overlapped_registry_scope_trustpolicy.json" => {
-            |r| matches!(r, Err(E::DuplicateRegistryScope(_)))
-        }
-        "multi_statements_with_the_same_name_trustpolicy.json" => {
-            |r| matches!(r, Err(E::DuplicateName(_)))
-        }
-        "overlapped_trusted_identity_trustpolicy.json" => {
-            |r| matches!(r, Err(E::OverlappingIdentities { .. }))
-        }
+        | "overlapped_registry_scope_trustpolicy.json" => |r| matches!(r, Err(E::DuplicateRegistryScope(_))),
+        "multi_statements_with_the_same_name_trustpolicy.json" => |r| matches!(r, Err(E::DuplicateName(_))),
+        "overlapped_trusted_identity_trustpolicy.json" => |r| matches!(r, Err(E::OverlappingIdentities { .. })),
         "override_integrity_for_permissive_trustpolicy.json" => {
             |r| matches!(r, Err(E::InvalidSignatureVerification { .. }))
         }
         "unset_trust_store_trustpolicy.json" | "unset_trusted_identity_trustpolicy.json" => {
             |r| matches!(r, Err(E::MissingTrustStoresOrIdentities(_)))
         }
-        "wildcard_plus_other_registry_scope_trustpolicy.json" => {
-            |r| matches!(r, Err(E::WildcardScopeWithOthers(_)))
-        }
+        "wildcard_plus_other_registry_scope_trustpolicy.json" => |r| matches!(r, Err(E::WildcardScopeWithOthers(_))),
         "wildcard_plus_other_trusted_identity_trustpolicy.json" => {
             |r| matches!(r, Err(E::WildcardIdentityWithOthers(_)))
         }
-        "wildcard_trust_store_trustpolicy.json" => {
-            |r| matches!(r, Err(E::MalformedTrustStore { .. }))
-        }
+        "wildcard_trust_store_trustpolicy.json" => |r| matches!(r, Err(E::MalformedTrustStore { .. })),
         _ => return None,
     };
     Some(check)
@@ -304,8 +230,7 @@ fn every_trust_policy_fixture_parses_or_is_rejected_for_its_reason() {
     assert!(files.len() >= 42, "only {} fixtures", files.len());
     let mut valid = 0;
     for file in &files {
-        let check =
-            expectation(file).unwrap_or_else(|| panic!("no expectation for fixture {file}"));
+        let check = expectation(file).unwrap_or_else(|| panic!("no expectation for fixture {file}"));
         let bytes = std::fs::read(dir.join(file)).expect("read");
         let result = TrustPolicyDocument::parse(&bytes);
         assert!(check(&result), "{file}: unexpected {result:?}");
@@ -322,48 +247,26 @@ fn every_trust_policy_fixture_parses_or_is_rejected_for_its_reason() {
 #[test]
 fn fixture_policies_select_by_scope() {
     let dir = fixtures().join("trustpolicy");
-    let load =
-        |f: &str| TrustPolicyDocument::parse(&std::fs::read(dir.join(f)).expect("read")).expect(f);
+    let load = |f: &str| TrustPolicyDocument::parse(&std::fs::read(dir.join(f)).expect("read")).expect(f);
     let digest = format!("@sha256:{}", "a".repeat(64));
 
     let doc = load("multi_statements_with_wildcard_registry_scope_trustpolicy.json");
     let pick = |doc: &TrustPolicyDocument, repo: &str| {
-        doc.applicable_policy(&format!("{repo}{digest}"))
-            .map(|p| p.name.clone())
+        doc.applicable_policy(&format!("{repo}{digest}")).map(|p| p.name.clone())
     };
-    assert_eq!(
-        pick(&doc, "localhost:5000/test-repo9").ok().as_deref(),
-        Some("e2e")
-    );
-    assert_eq!(
-        pick(&doc, "localhost:5000/elsewhere").ok().as_deref(),
-        Some("e2e2")
-    );
+    assert_eq!(pick(&doc, "localhost:5000/test-repo9").ok().as_deref(), Some("e2e"));
+    assert_eq!(pick(&doc, "localhost:5000/elsewhere").ok().as_deref(), Some("e2e2"));
 
     let doc = load("multiple_registry_scope_trustpolicy.json");
     assert!(pick(&doc, "localhost:5000/test-repo2").is_ok());
     assert!(pick(&doc, "localhost:5000/test-repo3").is_ok());
-    assert!(matches!(
-        pick(&doc, "localhost:5000/test-repo4"),
-        Err(VerifyError::NoApplicableTrustPolicy { .. })
-    ));
+    assert!(matches!(pick(&doc, "localhost:5000/test-repo4"), Err(VerifyError::NoApplicableTrustPolicy { .. })));
 
     let doc = load("invalid_registry_scope_trustpolicy.json");
     assert!(pick(&doc, "localhost:5000/test-repo").is_err());
 
     // skip: nothing is verified, even a garbage envelope.
     let doc = load("skip_trustpolicy.json");
-    let outcome = verify_with_policy(
-        b"garbage",
-        &doc,
-        &TrustStores::new(),
-        &format!("reg.io/x{digest}"),
-        ts(NOW),
-    );
-    assert_eq!(
-        outcome,
-        Ok(PolicyOutcome::Skipped {
-            policy: "e2e".into()
-        })
-    );
+    let outcome = verify_with_policy(b"garbage", &doc, &TrustStores::new(), &format!("reg.io/x{digest}"), ts(NOW));
+    assert_eq!(outcome, Ok(PolicyOutcome::Skipped { policy: "e2e".into() }));
 }

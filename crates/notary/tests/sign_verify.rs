@@ -6,19 +6,15 @@ mod common;
 use common::*;
 use rcgen::{CrlDistributionPoint, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, date_time_ymd};
 use tidegate_notary::{
-    Certificate, SignError, SignOptions, SignatureAlgorithm, Signer, ValidationAction,
-    ValidationActions, VerifyError, VerifyOptions, sign, verify, verify_with_options,
+    Certificate, SignError, SignOptions, SignatureAlgorithm, Signer, ValidationAction, ValidationActions, VerifyError,
+    VerifyOptions, sign, verify, verify_with_options,
 };
 
 const SIGNED_AT: &str = "2024-03-01T12:00:00Z";
 const NOW: &str = "2025-01-15T08:30:00Z";
 
 fn options() -> SignOptions {
-    SignOptions {
-        signing_time: ts(SIGNED_AT),
-        expiry: None,
-        signing_agent: "tidegate/test".into(),
-    }
+    SignOptions { signing_time: ts(SIGNED_AT), expiry: None, signing_agent: "tidegate/test".into() }
 }
 
 fn sign_with(identity: &Identity, options: &SignOptions) -> Vec<u8> {
@@ -29,23 +25,11 @@ fn sign_with(identity: &Identity, options: &SignOptions) -> Vec<u8> {
 }
 
 fn verify_ok(identity: &Identity, envelope: &[u8]) -> tidegate_notary::VerifiedSignature {
-    verify(
-        envelope,
-        std::slice::from_ref(&identity.root),
-        &descriptor().digest,
-        ts(NOW),
-    )
-    .expect("verifies")
+    verify(envelope, std::slice::from_ref(&identity.root), &descriptor().digest, ts(NOW)).expect("verifies")
 }
 
 fn verify_err(identity: &Identity, envelope: &[u8]) -> VerifyError {
-    verify(
-        envelope,
-        std::slice::from_ref(&identity.root),
-        &descriptor().digest,
-        ts(NOW),
-    )
-    .expect_err("must fail")
+    verify(envelope, std::slice::from_ref(&identity.root), &descriptor().digest, ts(NOW)).expect_err("must fail")
 }
 
 #[test]
@@ -71,10 +55,7 @@ fn every_key_type_signs_and_verifies() {
         assert_eq!(verified.signing_time, ts(SIGNED_AT));
         assert_eq!(verified.signer_subject, id.chain[0].subject());
         assert!(verified.signer_subject.contains("CN=signer"));
-        assert_eq!(
-            verified.trust_anchor_subject.as_deref(),
-            Some(id.root.subject())
-        );
+        assert_eq!(verified.trust_anchor_subject.as_deref(), Some(id.root.subject()));
         assert_eq!(verified.signing_agent.as_deref(), Some("tidegate/test"));
         assert!(verified.warnings.is_empty());
     }
@@ -86,24 +67,11 @@ fn es512_with_a_p521_chain_made_by_openssl() {
     // (validity from 2026-11-27 for a century).
     let chain_pem = format!("{}{}", key_file("p521-leaf.pem"), key_file("p521-root.pem"));
     let root = Certificate::parse_pem(key_file("p521-root.pem").as_bytes()).expect("root");
-    let signer = Signer::from_pem(
-        key_file("p521-leaf-key.pem").as_bytes(),
-        chain_pem.as_bytes(),
-    )
-    .expect("signer");
+    let signer = Signer::from_pem(key_file("p521-leaf-key.pem").as_bytes(), chain_pem.as_bytes()).expect("signer");
     assert_eq!(signer.algorithm(), SignatureAlgorithm::Es512);
-    let options = SignOptions {
-        signing_time: ts("2027-01-01T00:00:00Z"),
-        ..options()
-    };
+    let options = SignOptions { signing_time: ts("2027-01-01T00:00:00Z"), ..options() };
     let envelope = signer.sign(&descriptor(), &options).expect("sign");
-    let verified = verify(
-        &envelope,
-        &root,
-        &descriptor().digest,
-        ts("2030-01-01T00:00:00Z"),
-    )
-    .expect("verify");
+    let verified = verify(&envelope, &root, &descriptor().digest, ts("2030-01-01T00:00:00Z")).expect("verify");
     assert_eq!(verified.algorithm, SignatureAlgorithm::Es512);
 }
 
@@ -123,25 +91,13 @@ fn envelope_has_the_notary_jws_shape() {
 
     let protected = b64url_json(map["protected"].as_str().expect("protected"));
     assert_eq!(protected["alg"], "ES256");
-    assert_eq!(
-        protected["cty"],
-        "application/vnd.cncf.notary.payload.v1+json"
-    );
+    assert_eq!(protected["cty"], "application/vnd.cncf.notary.payload.v1+json");
     assert_eq!(protected["io.cncf.notary.signingScheme"], "notary.x509");
-    assert_eq!(
-        protected["io.cncf.notary.signingTime"],
-        "2024-03-01T12:00:00Z"
-    );
+    assert_eq!(protected["io.cncf.notary.signingTime"], "2024-03-01T12:00:00Z");
     assert_eq!(protected["io.cncf.notary.expiry"], "2026-03-01T12:00:00Z");
-    assert_eq!(
-        protected["crit"],
-        serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"])
-    );
+    assert_eq!(protected["crit"], serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]));
     let payload = b64url_json(map["payload"].as_str().expect("payload"));
-    assert_eq!(
-        payload,
-        serde_json::json!({ "targetArtifact": descriptor() })
-    );
+    assert_eq!(payload, serde_json::json!({ "targetArtifact": descriptor() }));
     let header = map["header"].as_object().expect("header");
     assert_eq!(header["io.cncf.notary.signingAgent"], "tidegate/test");
     let x5c = header["x5c"].as_array().expect("x5c");
@@ -164,76 +120,27 @@ fn free_sign_function_and_intermediate_chain() {
     let leaf = intermediate.issue(&leaf_params("signer"), &key.spki);
     let chain = [leaf, intermediate.cert.clone(), root.cert.clone()];
     let chain_pem: String = chain.iter().map(Certificate::to_pem).collect();
-    let envelope = sign(
-        &descriptor(),
-        key.pem.as_bytes(),
-        chain_pem.as_bytes(),
-        ts(SIGNED_AT),
-        None,
-        "",
-    )
-    .expect("sign");
+    let envelope =
+        sign(&descriptor(), key.pem.as_bytes(), chain_pem.as_bytes(), ts(SIGNED_AT), None, "").expect("sign");
     let digest = descriptor().digest;
-    let verified = verify(
-        &envelope,
-        std::slice::from_ref(&root.cert),
-        &digest,
-        ts(NOW),
-    )
-    .expect("root");
+    let verified = verify(&envelope, std::slice::from_ref(&root.cert), &digest, ts(NOW)).expect("root");
     assert_eq!(verified.signing_agent, None);
     // Pinning the intermediate is accepted too (any certificate of the chain may be trusted).
-    verify(
-        &envelope,
-        std::slice::from_ref(&intermediate.cert),
-        &digest,
-        ts(NOW),
-    )
-    .expect("pinned");
+    verify(&envelope, std::slice::from_ref(&intermediate.cert), &digest, ts(NOW)).expect("pinned");
 
     // Wrong order: root first.
     let reversed: String = chain.iter().rev().map(Certificate::to_pem).collect();
     let err = Signer::from_pem(key.pem.as_bytes(), reversed.as_bytes()).expect_err("mismatch");
-    assert!(
-        matches!(err, SignError::KeyCertificateMismatch { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, SignError::KeyCertificateMismatch { .. }), "{err}");
     // Missing root: the chain must end with a self-signed certificate.
     let no_root: String = chain[..2].iter().map(Certificate::to_pem).collect();
-    let err = sign(
-        &descriptor(),
-        key.pem.as_bytes(),
-        no_root.as_bytes(),
-        ts(SIGNED_AT),
-        None,
-        "",
-    )
-    .expect_err("no root");
-    assert!(
-        matches!(
-            err,
-            SignError::InvalidChain(VerifyError::InvalidCertificateChain(_))
-        ),
-        "{err}"
-    );
+    let err =
+        sign(&descriptor(), key.pem.as_bytes(), no_root.as_bytes(), ts(SIGNED_AT), None, "").expect_err("no root");
+    assert!(matches!(err, SignError::InvalidChain(VerifyError::InvalidCertificateChain(_))), "{err}");
     // Skipping the intermediate: the leaf is not issued by the root.
     let gap: String = [&chain[0], &chain[2]].iter().map(|c| c.to_pem()).collect();
-    let err = sign(
-        &descriptor(),
-        key.pem.as_bytes(),
-        gap.as_bytes(),
-        ts(SIGNED_AT),
-        None,
-        "",
-    )
-    .expect_err("gap");
-    assert!(
-        matches!(
-            err,
-            SignError::InvalidChain(VerifyError::InvalidCertificateChain(_))
-        ),
-        "{err}"
-    );
+    let err = sign(&descriptor(), key.pem.as_bytes(), gap.as_bytes(), ts(SIGNED_AT), None, "").expect_err("gap");
+    assert!(matches!(err, SignError::InvalidChain(VerifyError::InvalidCertificateChain(_))), "{err}");
 }
 
 #[test]
@@ -242,11 +149,7 @@ fn self_signed_signing_certificate() {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let cert = leaf_params("self-signed").self_signed(&key).expect("cert");
     let cert = Certificate::from_der(cert.der().to_vec()).expect("parse");
-    let id = Identity {
-        key_pem: key.serialize_pem(),
-        chain: vec![cert.clone()],
-        root: cert,
-    };
+    let id = Identity { key_pem: key.serialize_pem(), chain: vec![cert.clone()], root: cert };
     let envelope = sign_with(&id, &options());
     verify_ok(&id, &envelope);
 }
@@ -267,11 +170,7 @@ fn tampered_payload_header_or_signature_fail_integrity() {
     // Protected header with another signing time, original signature.
     let mut protected = b64url_json(map["protected"].as_str().expect("protected"));
     protected["io.cncf.notary.signingTime"] = "2024-03-02T12:00:00Z".into();
-    let tampered = replace_member(
-        &envelope,
-        "protected",
-        b64url(protected.to_string().as_bytes()).into(),
-    );
+    let tampered = replace_member(&envelope, "protected", b64url(protected.to_string().as_bytes()).into());
     assert_eq!(verify_err(&id, &tampered), VerifyError::SignatureInvalid);
 
     // Flipped signature bit.
@@ -289,53 +188,28 @@ fn tampered_payload_header_or_signature_fail_integrity() {
     let mut header = map["header"].clone();
     header["x5c"][0] = base64_std(other_id.chain[0].der()).into();
     let tampered = replace_member(&envelope, "header", header);
-    assert!(matches!(
-        verify_err(&id, &tampered),
-        VerifyError::SignatureInvalid
-    ));
+    assert!(matches!(verify_err(&id, &tampered), VerifyError::SignatureInvalid));
 
     // alg changed to the one of another key type.
     let mut protected = b64url_json(map["protected"].as_str().expect("protected"));
     protected["alg"] = "ES384".into();
-    let tampered = replace_member(
-        &envelope,
-        "protected",
-        b64url(protected.to_string().as_bytes()).into(),
-    );
-    assert!(matches!(
-        verify_err(&id, &tampered),
-        VerifyError::AlgorithmMismatch { .. }
-    ));
+    let tampered = replace_member(&envelope, "protected", b64url(protected.to_string().as_bytes()).into());
+    assert!(matches!(verify_err(&id, &tampered), VerifyError::AlgorithmMismatch { .. }));
     protected["alg"] = "none".into();
-    let tampered = replace_member(
-        &envelope,
-        "protected",
-        b64url(protected.to_string().as_bytes()).into(),
-    );
-    assert_eq!(
-        verify_err(&id, &tampered),
-        VerifyError::UnsupportedAlgorithm("none".into())
-    );
+    let tampered = replace_member(&envelope, "protected", b64url(protected.to_string().as_bytes()).into());
+    assert_eq!(verify_err(&id, &tampered), VerifyError::UnsupportedAlgorithm("none".into()));
 
     // Unknown top-level member; padding in base64url.
     let tampered = replace_member(&envelope, "signatures", serde_json::json!([]));
-    assert!(matches!(
-        verify_err(&id, &tampered),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &tampered), VerifyError::MalformedEnvelope(_)));
     let padded = format!("{}==", map["payload"].as_str().expect("payload"));
     let tampered = replace_member(&envelope, "payload", padded.into());
-    assert!(matches!(
-        verify_err(&id, &tampered),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &tampered), VerifyError::MalformedEnvelope(_)));
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .expect("base64url")
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).expect("base64url")
 }
 
 fn base64_std(bytes: &[u8]) -> String {
@@ -365,10 +239,7 @@ fn crafted_headers_are_checked_even_when_correctly_signed() {
     // Unknown critical header (e.g. a verification plugin requirement).
     let mut h = header.clone();
     h["io.cncf.notary.verificationPlugin"] = "com.example.plugin".into();
-    h["crit"] = serde_json::json!([
-        "io.cncf.notary.signingScheme",
-        "io.cncf.notary.verificationPlugin"
-    ]);
+    h["crit"] = serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.verificationPlugin"]);
     let env = crafted(&id, h.to_string()).sign_p256(&id.key_pem);
     assert_eq!(
         verify_err(&id, &env),
@@ -384,54 +255,34 @@ fn crafted_headers_are_checked_even_when_correctly_signed() {
     let mut h = header.clone();
     h.as_object_mut().expect("object").remove("crit");
     let env = crafted(&id, h.to_string()).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::InvalidCriticalHeaders(_)
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::InvalidCriticalHeaders(_)));
 
     // Expiry present but not critical.
     let mut h = header.clone();
     h["io.cncf.notary.expiry"] = "2030-01-01T00:00:00Z".into();
     let env = crafted(&id, h.to_string()).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::InvalidCriticalHeaders(_)
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::InvalidCriticalHeaders(_)));
 
     // Other signing scheme.
     let mut h = header.clone();
     h["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
     let env = crafted(&id, h.to_string()).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::UnsupportedSigningScheme(_)
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::UnsupportedSigningScheme(_)));
 
     // Other content type.
     let mut h = header.clone();
     h["cty"] = "application/json".into();
     let env = crafted(&id, h.to_string()).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::UnsupportedContentType(_)
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::UnsupportedContentType(_)));
 
     // Missing signing time; unparsable signing time.
     let mut h = header.clone();
-    h.as_object_mut()
-        .expect("object")
-        .remove("io.cncf.notary.signingTime");
+    h.as_object_mut().expect("object").remove("io.cncf.notary.signingTime");
     let env = crafted(&id, h.to_string()).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::MalformedEnvelope(_)));
     header["io.cncf.notary.signingTime"] = "yesterday".into();
     let env = crafted(&id, header.to_string()).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::MalformedEnvelope(_)));
 
     // Duplicate key in the signed header (parsers could disagree on its value).
     let dup = Crafted::protected_header(SIGNED_AT, None).replacen(
@@ -440,42 +291,24 @@ fn crafted_headers_are_checked_even_when_correctly_signed() {
         1,
     );
     let env = crafted(&id, dup).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::MalformedEnvelope(_)));
 
     // Signed payload that is not a Notary payload.
     let mut c = crafted(&id, Crafted::protected_header(SIGNED_AT, None));
     c.payload = r#"{"targetArtifact":{"mediaType":"x","digest":"sha256:abc","size":1}}"#.into();
-    assert!(matches!(
-        verify_err(&id, &c.sign_p256(&id.key_pem)),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &c.sign_p256(&id.key_pem)), VerifyError::MalformedEnvelope(_)));
     c.payload = "[]".into();
-    assert!(matches!(
-        verify_err(&id, &c.sign_p256(&id.key_pem)),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &c.sign_p256(&id.key_pem)), VerifyError::MalformedEnvelope(_)));
 
     // Empty x5c; x5c not base64; signing agent ignored whatever its case.
     let mut c = crafted(&id, Crafted::protected_header(SIGNED_AT, None));
-    c.header_extra.push((
-        "io.cncf.notary.SigningAgent".into(),
-        "Notation/1.0.0".into(),
-    ));
+    c.header_extra.push(("io.cncf.notary.SigningAgent".into(), "Notation/1.0.0".into()));
     let verified = verify_ok(&id, &c.sign_p256(&id.key_pem));
     assert_eq!(verified.signing_agent.as_deref(), Some("Notation/1.0.0"));
     c.x5c.clear();
-    assert!(matches!(
-        verify_err(&id, &c.sign_p256(&id.key_pem)),
-        VerifyError::MalformedEnvelope(_)
-    ));
+    assert!(matches!(verify_err(&id, &c.sign_p256(&id.key_pem)), VerifyError::MalformedEnvelope(_)));
     c.header_extra = vec![("x5c".into(), serde_json::json!(["not base64!"]))];
-    assert!(matches!(
-        verify_err(&id, &c.sign_p256(&id.key_pem)),
-        VerifyError::MalformedCertificate { index: 0, .. }
-    ));
+    assert!(matches!(verify_err(&id, &c.sign_p256(&id.key_pem)), VerifyError::MalformedCertificate { index: 0, .. }));
 }
 
 #[test]
@@ -483,15 +316,8 @@ fn wrong_digest_is_rejected() {
     let id = identity(KeyKind::P256);
     let envelope = sign_with(&id, &options());
     let other = format!("sha256:{}", "00".repeat(32));
-    let err =
-        verify(&envelope, std::slice::from_ref(&id.root), &other, ts(NOW)).expect_err("digest");
-    assert_eq!(
-        err,
-        VerifyError::DigestMismatch {
-            expected: other,
-            actual: descriptor().digest
-        }
-    );
+    let err = verify(&envelope, std::slice::from_ref(&id.root), &other, ts(NOW)).expect_err("digest");
+    assert_eq!(err, VerifyError::DigestMismatch { expected: other, actual: descriptor().digest });
 }
 
 #[test]
@@ -499,32 +325,20 @@ fn untrusted_root_is_rejected() {
     let id = identity(KeyKind::P256);
     let envelope = sign_with(&id, &options());
     let stranger = Ca::root("Some Other Root");
-    let err = verify(
-        &envelope,
-        std::slice::from_ref(&stranger.cert),
-        &descriptor().digest,
-        ts(NOW),
-    )
-    .expect_err("untrusted");
+    let err =
+        verify(&envelope, std::slice::from_ref(&stranger.cert), &descriptor().digest, ts(NOW)).expect_err("untrusted");
     assert!(matches!(err, VerifyError::UntrustedChain { .. }), "{err}");
     let err = verify(&envelope, &[], &descriptor().digest, ts(NOW)).expect_err("no anchors");
     assert!(matches!(err, VerifyError::UntrustedChain { .. }), "{err}");
 
     // Audit-like options only log it.
     let options = VerifyOptions {
-        actions: ValidationActions {
-            authenticity: ValidationAction::Log,
-            ..ValidationActions::strict()
-        },
+        actions: ValidationActions { authenticity: ValidationAction::Log, ..ValidationActions::strict() },
         ..VerifyOptions::default()
     };
-    let verified = verify_with_options(&envelope, &[], &descriptor().digest, ts(NOW), &options)
-        .expect("logged");
+    let verified = verify_with_options(&envelope, &[], &descriptor().digest, ts(NOW), &options).expect("logged");
     assert_eq!(verified.trust_anchor_subject, None);
-    assert!(matches!(
-        verified.warnings.as_slice(),
-        [VerifyError::UntrustedChain { .. }]
-    ));
+    assert!(matches!(verified.warnings.as_slice(), [VerifyError::UntrustedChain { .. }]));
 }
 
 #[test]
@@ -533,81 +347,35 @@ fn expired_certificate_and_expired_signature() {
     let mut params = leaf_params("short-lived");
     params.not_after = date_time_ymd(2023, 1, 1);
     let id = identity_with(KeyKind::P256, &params);
-    let opts = SignOptions {
-        signing_time: ts("2022-06-01T00:00:00Z"),
-        ..options()
-    };
+    let opts = SignOptions { signing_time: ts("2022-06-01T00:00:00Z"), ..options() };
     let envelope = sign_with(&id, &opts);
-    verify(
-        &envelope,
-        std::slice::from_ref(&id.root),
-        &descriptor().digest,
-        ts("2022-07-01T00:00:00Z"),
-    )
-    .expect("valid in 2022");
+    verify(&envelope, std::slice::from_ref(&id.root), &descriptor().digest, ts("2022-07-01T00:00:00Z"))
+        .expect("valid in 2022");
     let err = verify_err(&id, &envelope);
-    assert!(
-        matches!(err, VerifyError::CertificateExpired { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, VerifyError::CertificateExpired { .. }), "{err}");
 
     // Signing outside the certificate's validity is refused, and a crafted one is rejected.
     let err = Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes())
         .expect("signer")
         .sign(&descriptor(), &options())
         .expect_err("signing after expiry");
-    assert!(
-        matches!(
-            err,
-            SignError::InvalidChain(VerifyError::CertificateNotValidAtSigningTime { .. })
-        ),
-        "{err}"
-    );
-    let env = crafted(&id, Crafted::protected_header("2024-01-01T00:00:00Z", None))
-        .sign_p256(&id.key_pem);
-    let err = verify(
-        &env,
-        std::slice::from_ref(&id.root),
-        &descriptor().digest,
-        ts("2022-07-01T00:00:00Z"),
-    )
-    .expect_err("signed after expiry");
-    assert!(
-        matches!(err, VerifyError::CertificateNotValidAtSigningTime { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, SignError::InvalidChain(VerifyError::CertificateNotValidAtSigningTime { .. })), "{err}");
+    let env = crafted(&id, Crafted::protected_header("2024-01-01T00:00:00Z", None)).sign_p256(&id.key_pem);
+    let err = verify(&env, std::slice::from_ref(&id.root), &descriptor().digest, ts("2022-07-01T00:00:00Z"))
+        .expect_err("signed after expiry");
+    assert!(matches!(err, VerifyError::CertificateNotValidAtSigningTime { .. }), "{err}");
 
     // Signature expiry.
     let id = identity(KeyKind::P256);
-    let opts = SignOptions {
-        expiry: Some(ts("2024-12-31T00:00:00Z")),
-        ..options()
-    };
+    let opts = SignOptions { expiry: Some(ts("2024-12-31T00:00:00Z")), ..options() };
     let envelope = sign_with(&id, &opts);
-    verify(
-        &envelope,
-        std::slice::from_ref(&id.root),
-        &descriptor().digest,
-        ts("2024-06-01T00:00:00Z"),
-    )
-    .expect("not yet expired");
+    verify(&envelope, std::slice::from_ref(&id.root), &descriptor().digest, ts("2024-06-01T00:00:00Z"))
+        .expect("not yet expired");
     let err = verify_err(&id, &envelope);
-    assert_eq!(
-        err,
-        VerifyError::SignatureExpired {
-            expiry: ts("2024-12-31T00:00:00Z"),
-            now: ts(NOW)
-        }
-    );
+    assert_eq!(err, VerifyError::SignatureExpired { expiry: ts("2024-12-31T00:00:00Z"), now: ts(NOW) });
     let err = Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes())
         .expect("signer")
-        .sign(
-            &descriptor(),
-            &SignOptions {
-                expiry: Some(ts(SIGNED_AT)),
-                ..options()
-            },
-        )
+        .sign(&descriptor(), &SignOptions { expiry: Some(ts(SIGNED_AT)), ..options() })
         .expect_err("expiry = signing time");
     assert!(matches!(err, SignError::ExpiryNotAfterSigningTime { .. }));
 }
@@ -622,79 +390,43 @@ fn signing_certificate_requirements() {
         .expect("signer")
         .sign(&descriptor(), &options())
         .expect_err("no eku");
-    assert!(
-        matches!(
-            err,
-            SignError::InvalidChain(VerifyError::MissingCodeSigningEku { .. })
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, SignError::InvalidChain(VerifyError::MissingCodeSigningEku { .. })), "{err}");
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::MissingCodeSigningEku { .. }
-    ));
-    let relaxed = VerifyOptions {
-        require_code_signing_eku: false,
-        ..VerifyOptions::default()
-    };
-    verify_with_options(
-        &env,
-        std::slice::from_ref(&id.root),
-        &descriptor().digest,
-        ts(NOW),
-        &relaxed,
-    )
-    .expect("EKU not required");
+    assert!(matches!(verify_err(&id, &env), VerifyError::MissingCodeSigningEku { .. }));
+    let relaxed = VerifyOptions { require_code_signing_eku: false, ..VerifyOptions::default() };
+    verify_with_options(&env, std::slice::from_ref(&id.root), &descriptor().digest, ts(NOW), &relaxed)
+        .expect("EKU not required");
 
     // Other EKU than codeSigning only.
     let mut params = leaf_params("tls");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let id = identity_with(KeyKind::P256, &params);
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::CertificateRequirement { .. }
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
     let mut params = leaf_params("tls-and-code");
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::CodeSigning,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning, ExtendedKeyUsagePurpose::ClientAuth];
     let id = identity_with(KeyKind::P256, &params);
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::CertificateRequirement { .. }
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
 
     // Key usage beyond digitalSignature; no key usage at all.
     let mut params = leaf_params("ku");
     params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
     let id = identity_with(KeyKind::P256, &params);
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::CertificateRequirement { .. }
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
     let mut params = leaf_params("no-ku");
     params.key_usages.clear();
     let id = identity_with(KeyKind::P256, &params);
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::CertificateRequirement { .. }
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
 
     // A CA certificate cannot sign artifacts.
     let mut params = leaf_params("ca-leaf");
     params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let id = identity_with(KeyKind::P256, &params);
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::CertificateRequirement { .. }
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
 }
 
 #[test]
@@ -705,16 +437,9 @@ fn ca_certificate_requirements() {
     let root = Ca::root_with(root_params);
     let key = leaf_key(KeyKind::P256);
     let leaf = root.issue(&leaf_params("signer"), &key.spki);
-    let id = Identity {
-        key_pem: key.pem,
-        chain: vec![leaf, root.cert.clone()],
-        root: root.cert,
-    };
+    let id = Identity { key_pem: key.pem, chain: vec![leaf, root.cert.clone()], root: root.cert };
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::CertificateRequirement { .. }
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
 
     // Path length 0 on the root with an intermediate below it.
     let mut root_params = ca_params("Constrained Root");
@@ -723,28 +448,18 @@ fn ca_certificate_requirements() {
     let intermediate = root.intermediate("Intermediate");
     let key = leaf_key(KeyKind::P256);
     let leaf = intermediate.issue(&leaf_params("signer"), &key.spki);
-    let id = Identity {
-        key_pem: key.pem,
-        chain: vec![leaf, intermediate.cert.clone(), root.cert.clone()],
-        root: root.cert,
-    };
+    let id =
+        Identity { key_pem: key.pem, chain: vec![leaf, intermediate.cert.clone(), root.cert.clone()], root: root.cert };
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(
-        verify_err(&id, &env),
-        VerifyError::CertificateRequirement { .. }
-    ));
+    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
 }
 
 #[test]
 fn key_and_certificate_must_match() {
     let id = identity(KeyKind::P256);
     let other = leaf_key(KeyKind::P256);
-    let err =
-        Signer::from_pem(other.pem.as_bytes(), id.chain_pem().as_bytes()).expect_err("mismatch");
-    assert!(
-        matches!(err, SignError::KeyCertificateMismatch { .. }),
-        "{err}"
-    );
+    let err = Signer::from_pem(other.pem.as_bytes(), id.chain_pem().as_bytes()).expect_err("mismatch");
+    assert!(matches!(err, SignError::KeyCertificateMismatch { .. }), "{err}");
     let err = Signer::from_pem(b"not a key", id.chain_pem().as_bytes()).expect_err("no key");
     assert!(matches!(err, SignError::InvalidKey(_)), "{err}");
     let err = Signer::from_pem(id.key_pem.as_bytes(), b"").expect_err("no chain");
@@ -754,49 +469,28 @@ fn key_and_certificate_must_match() {
 #[test]
 fn revocation_endpoints_fail_closed_unless_skipped() {
     let mut params = leaf_params("with-crl");
-    params.crl_distribution_points = vec![CrlDistributionPoint {
-        uris: vec!["http://crl.example/ca.crl".into()],
-    }];
+    params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec!["http://crl.example/ca.crl".into()] }];
     let id = identity_with(KeyKind::P256, &params);
     let envelope = sign_with(&id, &options());
-    assert!(matches!(
-        verify_err(&id, &envelope),
-        VerifyError::RevocationUnchecked { .. }
-    ));
+    assert!(matches!(verify_err(&id, &envelope), VerifyError::RevocationUnchecked { .. }));
     let skip = VerifyOptions {
-        actions: ValidationActions {
-            revocation: ValidationAction::Skip,
-            ..ValidationActions::strict()
-        },
+        actions: ValidationActions { revocation: ValidationAction::Skip, ..ValidationActions::strict() },
         ..VerifyOptions::default()
     };
-    verify_with_options(
-        &envelope,
-        std::slice::from_ref(&id.root),
-        &descriptor().digest,
-        ts(NOW),
-        &skip,
-    )
-    .expect("revocation skipped");
+    verify_with_options(&envelope, std::slice::from_ref(&id.root), &descriptor().digest, ts(NOW), &skip)
+        .expect("revocation skipped");
 }
 
 #[test]
 fn invalid_descriptors_are_not_signed() {
     let id = identity(KeyKind::P256);
-    let signer =
-        Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes()).expect("signer");
+    let signer = Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes()).expect("signer");
     let mut bad = descriptor();
     bad.digest = "sha256:xyz".into();
-    assert!(matches!(
-        signer.sign(&bad, &options()),
-        Err(SignError::InvalidDescriptor(_))
-    ));
+    assert!(matches!(signer.sign(&bad, &options()), Err(SignError::InvalidDescriptor(_))));
     let mut bad = descriptor();
     bad.media_type.clear();
-    assert!(matches!(
-        signer.sign(&bad, &options()),
-        Err(SignError::InvalidDescriptor(_))
-    ));
+    assert!(matches!(signer.sign(&bad, &options()), Err(SignError::InvalidDescriptor(_))));
 }
 
 #[test]
@@ -806,25 +500,12 @@ fn garbage_never_panics() {
     // Every truncation and a byte flip at many positions: errors, never panics, never success
     // except for the untouched envelope.
     for len in (0..envelope.len()).step_by(7) {
-        assert!(
-            verify(
-                &envelope[..len],
-                std::slice::from_ref(&id.root),
-                &descriptor().digest,
-                ts(NOW)
-            )
-            .is_err()
-        );
+        assert!(verify(&envelope[..len], std::slice::from_ref(&id.root), &descriptor().digest, ts(NOW)).is_err());
     }
     for pos in (0..envelope.len()).step_by(11) {
         let mut copy = envelope.clone();
         copy[pos] = copy[pos].wrapping_add(1);
-        let result = verify(
-            &copy,
-            std::slice::from_ref(&id.root),
-            &descriptor().digest,
-            ts(NOW),
-        );
+        let result = verify(&copy, std::slice::from_ref(&id.root), &descriptor().digest, ts(NOW));
         if let Ok(v) = result {
             // Only bytes outside the signed data (e.g. whitespace-free JSON has none) could
             // change without effect; the signed target must be unchanged.

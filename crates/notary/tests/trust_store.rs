@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use tidegate_notary::{
-    PolicyOutcome, SignOptions, Signer, TrustPolicyDocument, TrustStoreError, TrustStoreRef,
-    TrustStoreType, TrustStores, VerifyError, verify_with_policy,
+    PolicyOutcome, SignOptions, Signer, TrustPolicyDocument, TrustStoreError, TrustStoreRef, TrustStoreType,
+    TrustStores, VerifyError, verify_with_policy,
 };
 
 #[test]
@@ -20,25 +20,14 @@ fn loads_the_notation_directory_layout() {
     std::fs::write(ca.join("acme/a.pem"), root_a.cert.to_pem()).expect("write");
     std::fs::write(ca.join("acme/b.cer"), root_b.cert.der()).expect("write");
     std::fs::write(ca.join("acme/notes.txt"), "ignored").expect("write");
-    std::fs::write(
-        ca.join("acme/sub-dir/ignored.pem"),
-        "not even a certificate",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("x509/tsa/stamps/t.crt"),
-        root_a.cert.to_pem(),
-    )
-    .expect("write");
+    std::fs::write(ca.join("acme/sub-dir/ignored.pem"), "not even a certificate").expect("write");
+    std::fs::write(dir.path().join("x509/tsa/stamps/t.crt"), root_a.cert.to_pem()).expect("write");
 
     let stores = TrustStores::load_dir(dir.path()).expect("load");
     let acme = stores.get(&TrustStoreRef::ca("acme")).expect("acme");
     assert_eq!(acme, [root_a.cert.clone(), root_b.cert.clone()]);
     assert!(stores.get(&TrustStoreRef::ca("empty")).is_none());
-    let tsa = TrustStoreRef {
-        store_type: TrustStoreType::Tsa,
-        name: "stamps".into(),
-    };
+    let tsa = TrustStoreRef { store_type: TrustStoreType::Tsa, name: "stamps".into() };
     assert_eq!(stores.get(&tsa).map(<[_]>::len), Some(1));
     assert_eq!(stores.iter().count(), 2);
 
@@ -47,26 +36,16 @@ fn loads_the_notation_directory_layout() {
     assert_eq!(none.iter().count(), 0);
 
     // Broken certificate file.
-    std::fs::write(
-        ca.join("acme/broken.pem"),
-        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-    )
-    .expect("write");
-    assert!(matches!(
-        TrustStores::load_dir(dir.path()),
-        Err(TrustStoreError::Certificate { .. })
-    ));
+    std::fs::write(ca.join("acme/broken.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        .expect("write");
+    assert!(matches!(TrustStores::load_dir(dir.path()), Err(TrustStoreError::Certificate { .. })));
     std::fs::remove_file(ca.join("acme/broken.pem")).expect("rm");
 
     // Symlinks are refused.
     #[cfg(unix)]
     {
-        std::os::unix::fs::symlink(ca.join("acme/a.pem"), ca.join("acme/link.pem"))
-            .expect("symlink");
-        assert!(matches!(
-            TrustStores::load_dir(dir.path()),
-            Err(TrustStoreError::Symlink(_))
-        ));
+        std::os::unix::fs::symlink(ca.join("acme/a.pem"), ca.join("acme/link.pem")).expect("symlink");
+        assert!(matches!(TrustStores::load_dir(dir.path()), Err(TrustStoreError::Symlink(_))));
     }
 }
 
@@ -74,24 +53,14 @@ fn loads_the_notation_directory_layout() {
 fn store_certificates_must_be_ca_or_self_signed() {
     let id = identity(KeyKind::P256);
     let mut stores = TrustStores::new();
-    let err = stores
-        .insert(TrustStoreRef::ca("leafs"), vec![id.chain[0].clone()])
-        .expect_err("leaf");
-    assert!(
-        matches!(err, TrustStoreError::NotCaOrSelfSigned { .. }),
-        "{err}"
-    );
-    assert!(matches!(
-        stores.insert(TrustStoreRef::ca("none"), vec![]),
-        Err(TrustStoreError::Empty(_))
-    ));
+    let err = stores.insert(TrustStoreRef::ca("leafs"), vec![id.chain[0].clone()]).expect_err("leaf");
+    assert!(matches!(err, TrustStoreError::NotCaOrSelfSigned { .. }), "{err}");
+    assert!(matches!(stores.insert(TrustStoreRef::ca("none"), vec![]), Err(TrustStoreError::Empty(_))));
     assert!(matches!(
         stores.insert(TrustStoreRef::ca("bad/name"), vec![id.root.clone()]),
         Err(TrustStoreError::InvalidName(_))
     ));
-    stores
-        .insert_pem(TrustStoreRef::ca("roots"), id.root.to_pem().as_bytes())
-        .expect("root");
+    stores.insert_pem(TrustStoreRef::ca("roots"), id.root.to_pem().as_bytes()).expect("root");
 }
 
 fn policy(identities: &str, level: &str) -> TrustPolicyDocument {
@@ -132,96 +101,46 @@ fn tidegate_signatures_against_a_trust_policy() {
         )
         .expect("sign");
     let mut stores = TrustStores::new();
-    stores
-        .insert(TrustStoreRef::ca("tidegate"), vec![id.root.clone()])
-        .expect("store");
+    stores.insert(TrustStoreRef::ca("tidegate"), vec![id.root.clone()]).expect("store");
     let reference = format!("registry.example/team/app@{}", descriptor().digest);
     let now = ts("2025-01-01T00:00:00Z");
 
     let trusted = format!(r#""x509.subject: C=US, ST=WA, O={SUBJECT_O}, CN=signer""#);
-    let outcome = verify_with_policy(
-        &envelope,
-        &policy(&trusted, "strict"),
-        &stores,
-        &reference,
-        now,
-    )
-    .expect("verified");
-    let PolicyOutcome::Verified(v) = outcome else {
-        panic!("not verified")
-    };
+    let outcome =
+        verify_with_policy(&envelope, &policy(&trusted, "strict"), &stores, &reference, now).expect("verified");
+    let PolicyOutcome::Verified(v) = outcome else { panic!("not verified") };
     assert_eq!(v.policy.as_deref(), Some("production"));
     assert_eq!(v.signing_agent.as_deref(), Some("tidegate/0.1.0"));
 
-    let several = format!(
-        r#""x509.subject: C=US, ST=WA, O=Someone Else", "x509.subject: C=US, ST=WA, O={SUBJECT_O}""#
-    );
-    verify_with_policy(
-        &envelope,
-        &policy(&several, "strict"),
-        &stores,
-        &reference,
-        now,
-    )
-    .expect("second identity");
+    let several = format!(r#""x509.subject: C=US, ST=WA, O=Someone Else", "x509.subject: C=US, ST=WA, O={SUBJECT_O}""#);
+    verify_with_policy(&envelope, &policy(&several, "strict"), &stores, &reference, now).expect("second identity");
 
     let err = verify_with_policy(
         &envelope,
-        &policy(
-            r#""x509.subject: C=US, ST=WA, O=Tidegate Test, CN=other""#,
-            "strict",
-        ),
+        &policy(r#""x509.subject: C=US, ST=WA, O=Tidegate Test, CN=other""#, "strict"),
         &stores,
         &reference,
         now,
     )
     .expect_err("other CN");
-    assert!(
-        matches!(err, VerifyError::UntrustedIdentity { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, VerifyError::UntrustedIdentity { .. }), "{err}");
 
     // Identities of other types never match.
-    let err = verify_with_policy(
-        &envelope,
-        &policy(r#""x509.san: signer""#, "strict"),
-        &stores,
-        &reference,
-        now,
-    )
-    .expect_err("non-x509 identity");
-    assert!(
-        matches!(
-            err,
-            VerifyError::UntrustedIdentity {
-                detail: Some(_),
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = verify_with_policy(&envelope, &policy(r#""x509.san: signer""#, "strict"), &stores, &reference, now)
+        .expect_err("non-x509 identity");
+    assert!(matches!(err, VerifyError::UntrustedIdentity { detail: Some(_), .. }), "{err}");
 
     // Another store: untrusted chain.
     let mut other_stores = TrustStores::new();
-    other_stores
-        .insert(TrustStoreRef::ca("tidegate"), vec![Ca::root("Other").cert])
-        .expect("store");
-    let err = verify_with_policy(
-        &envelope,
-        &policy(r#""*""#, "strict"),
-        &other_stores,
-        &reference,
-        now,
-    )
-    .expect_err("untrusted");
+    other_stores.insert(TrustStoreRef::ca("tidegate"), vec![Ca::root("Other").cert]).expect("store");
+    let err = verify_with_policy(&envelope, &policy(r#""*""#, "strict"), &other_stores, &reference, now)
+        .expect_err("untrusted");
     assert!(matches!(err, VerifyError::UntrustedChain { .. }), "{err}");
 
     // skip statement for the tools repository.
     let tools = format!("registry.example/team/tools@{}", descriptor().digest);
     assert_eq!(
         verify_with_policy(&envelope, &policy(r#""*""#, "strict"), &stores, &tools, now),
-        Ok(PolicyOutcome::Skipped {
-            policy: "unsigned-tools".into()
-        })
+        Ok(PolicyOutcome::Skipped { policy: "unsigned-tools".into() })
     );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Release};
-use tidegate_core::{parse_duration, ImageRef};
+use tidegate_core::{ImageRef, parse_duration};
 
 use crate::rebase::BASE_DIGEST;
 use crate::registry::types::ImageManifest;
@@ -22,11 +22,19 @@ pub async fn step(
     (base, new_base): (&ImageRef, &str),
     context: &BuildContext,
 ) -> Result<BuildStep> {
-    let settings = policy.spec.build.external.as_ref().ok_or_else(|| ProviderError::Permanent("spec.build.external is missing".into()))?;
+    let settings = policy
+        .spec
+        .build
+        .external
+        .as_ref()
+        .ok_or_else(|| ProviderError::Permanent("spec.build.external is missing".into()))?;
     let repo = Repository::from(repository);
     let Some(started) = context.started_at else {
         crate::ensure_crypto_provider();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| ProviderError::Transient(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ProviderError::Transient(e.to_string()))?;
         let body = json!({
             "policy": policy.metadata.name,
             "namespace": policy.metadata.namespace,
@@ -71,7 +79,9 @@ pub async fn find_rebuilt(client: &RegistryClient, repo: &Repository, base_diges
     for tag in tags.iter().rev() {
         let fetched = client.get_manifest(repo, tag).await?;
         let annotations = if fetched.is_index() {
-            serde_json::from_slice::<crate::registry::types::ImageIndex>(&fetched.bytes).ok().and_then(|i| i.annotations)
+            serde_json::from_slice::<crate::registry::types::ImageIndex>(&fetched.bytes)
+                .ok()
+                .and_then(|i| i.annotations)
         } else {
             serde_json::from_slice::<ImageManifest>(&fetched.bytes).ok().and_then(|m| m.annotations)
         };

@@ -19,13 +19,17 @@ pub struct InProcessBuilder;
 
 #[async_trait::async_trait]
 impl Builder for InProcessBuilder {
-    async fn build(&self, _policy: &ImagePolicy, release: &Release, repository: &ImageRef, _context: &BuildContext) -> Result<BuildStep> {
+    async fn build(
+        &self,
+        _policy: &ImagePolicy,
+        release: &Release,
+        repository: &ImageRef,
+        _context: &BuildContext,
+    ) -> Result<BuildStep> {
         let name = release.metadata.name.clone().unwrap_or_default();
         if let Some(source) = &release.spec.source {
-            let source: ImageRef = source
-                .image
-                .parse()
-                .map_err(|e| ProviderError::Permanent(format!("spec.source.image: {e}")))?;
+            let source: ImageRef =
+                source.image.parse().map_err(|e| ProviderError::Permanent(format!("spec.source.image: {e}")))?;
             if source.repository_ref() != repository.repository_ref() {
                 return Err(ProviderError::Permanent(format!(
                     "spec.source.image is in {}, but the policy promotes {}",
@@ -99,7 +103,9 @@ impl Signer for HmacSigner {
         mac.update(digest.as_str().as_bytes());
         Ok(match mac.verify_slice(&given) {
             Ok(()) => Verification::Valid { signer: "the controller's key".into() },
-            Err(_) => Verification::Invalid(format!("the signature does not match {image}@{digest} under the controller's key")),
+            Err(_) => Verification::Invalid(format!(
+                "the signature does not match {image}@{digest} under the controller's key"
+            )),
         })
     }
 }

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use tidegate_api::{ImagePolicy, Release, LABEL_POLICY};
-use tidegate_core::{parse_duration, Digest, ImageRef};
+use tidegate_api::{ImagePolicy, LABEL_POLICY, Release};
+use tidegate_core::{Digest, ImageRef, parse_duration};
 
-use crate::jobs::{run_from_template, termination_messages, JobOutcome};
+use crate::jobs::{JobOutcome, run_from_template, termination_messages};
 use crate::registry::{RegistryClient, Repository};
 use crate::{BuildContext, BuildStep, Built, ProviderError, Result};
 
@@ -22,7 +22,8 @@ pub async fn step(
     (base, new_base): (&ImageRef, &str),
     context: &BuildContext,
 ) -> Result<BuildStep> {
-    let settings = policy.spec.build.job.as_ref().ok_or_else(|| ProviderError::Permanent("spec.build.job is missing".into()))?;
+    let settings =
+        policy.spec.build.job.as_ref().ok_or_else(|| ProviderError::Permanent("spec.build.job is missing".into()))?;
     let namespace = policy.metadata.namespace.clone().unwrap_or_default();
     let release_name = release.metadata.name.clone().unwrap_or_default();
     let name = format!("{}-build", release_name.chars().take(56).collect::<String>());
@@ -35,7 +36,11 @@ pub async fn step(
         &settings.template_config_map,
         &namespace,
         &name,
-        &[("TIDEGATE_IMAGE_REPOSITORY", &repository_ref), ("TIDEGATE_BASE_IMAGE", &base_image), ("TIDEGATE_RELEASE", &release_name)],
+        &[
+            ("TIDEGATE_IMAGE_REPOSITORY", &repository_ref),
+            ("TIDEGATE_BASE_IMAGE", &base_image),
+            ("TIDEGATE_RELEASE", &release_name),
+        ],
         &[(LABEL_POLICY, &policy_name), ("tidegate.dev/release", &release_name)],
     )
     .await?;
@@ -47,7 +52,10 @@ pub async fn step(
         JobOutcome::Running => {
             let timeout = parse_duration(&settings.timeout).unwrap_or(Duration::from_secs(3600));
             if context.started_at.is_some_and(|s| context.now.duration_since(s).unsigned_abs() > timeout) {
-                return Err(ProviderError::Permanent(format!("build Job {namespace}/{name} did not finish within {}", settings.timeout)));
+                return Err(ProviderError::Permanent(format!(
+                    "build Job {namespace}/{name} did not finish within {}",
+                    settings.timeout
+                )));
             }
             Ok(BuildStep::Waiting(format!("waiting for build Job {namespace}/{name}")))
         }
@@ -60,7 +68,9 @@ pub async fn step(
                     "build Job {namespace}/{name} succeeded but reported no digest: write the pushed sha256:… digest to /dev/termination-log"
                 )))?;
             if client.head_manifest(&Repository::from(repository), digest.as_str()).await?.is_none() {
-                return Err(ProviderError::Permanent(format!("build Job {namespace}/{name} reported {digest}, which is not in {repository_ref}")));
+                return Err(ProviderError::Permanent(format!(
+                    "build Job {namespace}/{name} reported {digest}, which is not in {repository_ref}"
+                )));
             }
             Ok(BuildStep::Done(Built { run: format!("Job {namespace}/{name}"), digest }))
         }

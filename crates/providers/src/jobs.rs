@@ -42,13 +42,20 @@ pub async fn run_from_template(
             for (k, v) in labels {
                 meta_labels.insert((*k).to_string(), (*v).to_string());
             }
-            let spec = job.spec.as_mut().ok_or_else(|| ProviderError::Permanent(format!("ConfigMap {template}: the Job has no spec")))?;
+            let spec = job
+                .spec
+                .as_mut()
+                .ok_or_else(|| ProviderError::Permanent(format!("ConfigMap {template}: the Job has no spec")))?;
             if let Some(pod) = spec.template.spec.as_mut() {
                 for container in &mut pod.containers {
                     let vars = container.env.get_or_insert_with(Vec::new);
                     for (key, value) in env {
                         vars.retain(|e| e.name != *key);
-                        vars.push(EnvVar { name: (*key).to_string(), value: Some((*value).to_string()), value_from: None });
+                        vars.push(EnvVar {
+                            name: (*key).to_string(),
+                            value: Some((*value).to_string()),
+                            value_from: None,
+                        });
                     }
                 }
             }
@@ -84,7 +91,8 @@ async fn from_template(client: &kube::Client, namespace: &str, template: &str) -
         .as_ref()
         .and_then(|d| d.get("job.yaml"))
         .ok_or_else(|| ProviderError::Permanent(format!("ConfigMap {namespace}/{template} has no job.yaml")))?;
-    serde_yaml::from_str(text).map_err(|e| ProviderError::Permanent(format!("ConfigMap {namespace}/{template} job.yaml is not a Job: {e}")))
+    serde_yaml::from_str(text)
+        .map_err(|e| ProviderError::Permanent(format!("ConfigMap {namespace}/{template} job.yaml is not a Job: {e}")))
 }
 
 /// The termination messages of the containers of a Job's succeeded Pods: how a build Job reports

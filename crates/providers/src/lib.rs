@@ -8,8 +8,8 @@
 //! - [`kubernetes::KubernetesTargets`]: staging and production on Deployments and CronJobs.
 //! - [`staging_tests`]: HTTP checks and test Jobs.
 
-pub mod inprocess;
 pub mod external_build;
+pub mod inprocess;
 pub mod job_build;
 pub mod jobs;
 pub mod kubernetes;
@@ -96,7 +96,13 @@ pub enum BuildStep {
 pub trait Builder: Send + Sync {
     /// Builds (or finds) the candidate. Called again while it returns `Started` or `Waiting`;
     /// must be idempotent per Release.
-    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef, context: &BuildContext) -> Result<BuildStep>;
+    async fn build(
+        &self,
+        policy: &ImagePolicy,
+        release: &Release,
+        repository: &ImageRef,
+        context: &BuildContext,
+    ) -> Result<BuildStep>;
 }
 
 /// Reports vulnerability findings for an exact image.

@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use tidegate_core::{Digest, ImageRef};
 use tidegate_notary::{
-    PolicyOutcome, SignOptions, Signer as NotaryKey, TrustPolicyDocument, TrustStores, ENVELOPE_MEDIA_TYPE, SIGNATURE_ARTIFACT_TYPE, THUMBPRINT_ANNOTATION,
+    ENVELOPE_MEDIA_TYPE, PolicyOutcome, SIGNATURE_ARTIFACT_TYPE, SignOptions, Signer as NotaryKey,
+    THUMBPRINT_ANNOTATION, TrustPolicyDocument, TrustStores,
 };
 
 use crate::registry::types::{Descriptor, ImageManifest, OCI_MANIFEST};
-use crate::registry::{sha256, RegistryClient, Repository};
+use crate::registry::{RegistryClient, Repository, sha256};
 use crate::{ProviderError, Result, Signer, Verification};
 
 /// Media type and digest of the empty config of artifacts.
@@ -29,7 +30,12 @@ pub struct NotarySigner {
 
 impl NotarySigner {
     /// A signer. `key` is `None` for a verify-only instance.
-    pub fn new(registry: Arc<RegistryClient>, key: Option<NotaryKey>, policy: TrustPolicyDocument, stores: TrustStores) -> Self {
+    pub fn new(
+        registry: Arc<RegistryClient>,
+        key: Option<NotaryKey>,
+        policy: TrustPolicyDocument,
+        stores: TrustStores,
+    ) -> Self {
         Self { registry, key, policy, stores }
     }
 
@@ -64,7 +70,10 @@ impl NotarySigner {
 #[async_trait::async_trait]
 impl Signer for NotarySigner {
     async fn sign(&self, image: &str, digest: &Digest) -> Result<String> {
-        let key = self.key.as_ref().ok_or_else(|| ProviderError::Permanent("no signing key is configured (--notary-key-file)".into()))?;
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| ProviderError::Permanent("no signing key is configured (--notary-key-file)".into()))?;
         let repo = Self::repository(image)?;
         let subject = self
             .registry
@@ -72,8 +81,13 @@ impl Signer for NotarySigner {
             .await?
             .ok_or_else(|| ProviderError::Permanent(format!("cannot sign {image}: {digest} is not in {repo}")))?;
         let target = tidegate_notary::Descriptor::new(subject.media_type.clone(), subject.digest.clone(), subject.size);
-        let options = SignOptions { signing_time: jiff::Timestamp::now(), expiry: None, signing_agent: format!("tidegate/{}", env!("CARGO_PKG_VERSION")) };
-        let envelope = key.sign(&target, &options).map_err(|e| ProviderError::Permanent(format!("signing {digest}: {e}")))?;
+        let options = SignOptions {
+            signing_time: jiff::Timestamp::now(),
+            expiry: None,
+            signing_agent: format!("tidegate/{}", env!("CARGO_PKG_VERSION")),
+        };
+        let envelope =
+            key.sign(&target, &options).map_err(|e| ProviderError::Permanent(format!("signing {digest}: {e}")))?;
 
         let envelope_digest = self.registry.push_blob(&repo, &envelope).await?;
         let config_digest = self.registry.push_blob(&repo, EMPTY_CONFIG.1).await?;
@@ -87,7 +101,10 @@ impl Signer for NotarySigner {
         };
         let mut annotations = BTreeMap::new();
         annotations.insert(THUMBPRINT_ANNOTATION.to_string(), key.thumbprint_annotation_value());
-        annotations.insert("org.opencontainers.image.created".to_string(), options.signing_time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        annotations.insert(
+            "org.opencontainers.image.created".to_string(),
+            options.signing_time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
         let manifest = ImageManifest {
             schema_version: 2,
             media_type: Some(OCI_MANIFEST.into()),
@@ -142,8 +159,16 @@ impl Signer for NotarySigner {
                 }
                 Err(e) => return Err(e.into()),
             };
-            match tidegate_notary::verify_with_policy(&envelope, &self.policy, &self.stores, &reference, jiff::Timestamp::now()) {
-                Ok(PolicyOutcome::Verified(verified)) => return Ok(Verification::Valid { signer: verified.signer_subject.to_string() }),
+            match tidegate_notary::verify_with_policy(
+                &envelope,
+                &self.policy,
+                &self.stores,
+                &reference,
+                jiff::Timestamp::now(),
+            ) {
+                Ok(PolicyOutcome::Verified(verified)) => {
+                    return Ok(Verification::Valid { signer: verified.signer_subject.to_string() });
+                }
                 Ok(PolicyOutcome::Skipped { policy }) => {
                     // Skipping verification would let an unsigned digest through: fail closed.
                     reasons.push(format!("trust policy {policy} skips verification, which Tidegate does not accept"));

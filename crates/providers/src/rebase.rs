@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::registry::types::{Descriptor, Fetched, ImageIndex, ImageManifest, DOCKER_MANIFEST, OCI_MANIFEST};
-use crate::registry::{sha256, RegistryClient, RegistryError, Repository};
+use crate::registry::types::{DOCKER_MANIFEST, Descriptor, Fetched, ImageIndex, ImageManifest, OCI_MANIFEST};
+use crate::registry::{RegistryClient, RegistryError, Repository, sha256};
 
 /// Annotation naming the base image.
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
@@ -85,20 +85,35 @@ pub async fn rebase(client: &RegistryClient, request: &RebaseRequest) -> Result<
         let app_index: ImageIndex = parse(&app.bytes).map_err(&refuse)?;
         let old_base = resolve_old_base(request, app_index.annotations.as_ref()).map_err(&refuse)?;
         let old_index = client.get_manifest(&old_base.0, &old_base.1).await?;
-        let (old_platforms, new_platforms) = (platforms(&old_index).map_err(&refuse)?, platforms(&new_base).map_err(&refuse)?);
+        let (old_platforms, new_platforms) =
+            (platforms(&old_index).map_err(&refuse)?, platforms(&new_base).map_err(&refuse)?);
         let mut manifests = Vec::new();
         for entry in &app_index.manifests {
             let key = platform_key(entry);
             let old = old_platforms.get(&key).ok_or_else(|| refuse(format!("the old base has no {key} image")))?;
             let new = new_platforms.get(&key).ok_or_else(|| refuse(format!("the new base has no {key} image")))?;
             let app_manifest = client.get_manifest(&request.repository, &entry.digest).await?;
-            let (digest, size, media_type) = rebase_one(client, request, &app_manifest, (&old_base.0, old), (&request.new_base.0, new), &mut stats, None).await?;
+            let (digest, size, media_type) = rebase_one(
+                client,
+                request,
+                &app_manifest,
+                (&old_base.0, old),
+                (&request.new_base.0, new),
+                &mut stats,
+                None,
+            )
+            .await?;
             manifests.push(Descriptor { media_type, digest, size, ..entry.clone() });
         }
         let mut annotations = app_index.annotations.clone().unwrap_or_default();
         annotations.insert(BASE_NAME.into(), request.new_base_name.clone());
         annotations.insert(BASE_DIGEST.into(), new_base.digest.clone());
-        let index = ImageIndex { schema_version: 2, media_type: Some(app.media_type.clone()), manifests, annotations: Some(annotations) };
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(app.media_type.clone()),
+            manifests,
+            annotations: Some(annotations),
+        };
         let bytes = serde_json::to_vec(&index).map_err(|e| refuse(e.to_string()))?;
         let (digest, _) = client.put_manifest(&request.repository, &request.tag, &app.media_type, &bytes).await?;
         stats.digest = digest;
@@ -108,8 +123,18 @@ pub async fn rebase(client: &RegistryClient, request: &RebaseRequest) -> Result<
     let app_manifest: ImageManifest = parse(&app.bytes).map_err(&refuse)?;
     let old_base = resolve_old_base(request, app_manifest.annotations.as_ref()).map_err(&refuse)?;
     let old = client.get_manifest(&old_base.0, &old_base.1).await?;
-    let (old, new) = (single(client, &old_base.0, old).await?, single(client, &request.new_base.0, new_base.clone()).await?);
-    let (digest, _, _) = rebase_one(client, request, &app, (&old_base.0, &old), (&request.new_base.0, &new), &mut stats, Some(&request.tag)).await?;
+    let (old, new) =
+        (single(client, &old_base.0, old).await?, single(client, &request.new_base.0, new_base.clone()).await?);
+    let (digest, _, _) = rebase_one(
+        client,
+        request,
+        &app,
+        (&old_base.0, &old),
+        (&request.new_base.0, &new),
+        &mut stats,
+        Some(&request.tag),
+    )
+    .await?;
     stats.digest = digest;
     Ok(stats)
 }
@@ -120,17 +145,24 @@ async fn single(client: &RegistryClient, repo: &Repository, fetched: Fetched) ->
     if !fetched.is_index() {
         return Ok(fetched);
     }
-    let index: ImageIndex = parse(&fetched.bytes).map_err(|reason| RebaseError::Refused { image: repo.to_string(), reason })?;
+    let index: ImageIndex =
+        parse(&fetched.bytes).map_err(|reason| RebaseError::Refused { image: repo.to_string(), reason })?;
     let chosen = index
         .manifests
         .iter()
         .find(|d| platform_key(d) == "linux/amd64")
         .or_else(|| index.manifests.first())
-        .ok_or_else(|| RebaseError::Refused { image: repo.to_string(), reason: "the base index lists no images".into() })?;
+        .ok_or_else(|| RebaseError::Refused {
+            image: repo.to_string(),
+            reason: "the base index lists no images".into(),
+        })?;
     Ok(client.get_manifest(repo, &chosen.digest).await?)
 }
 
-fn resolve_old_base(request: &RebaseRequest, annotations: Option<&BTreeMap<String, String>>) -> Result<(Repository, String), String> {
+fn resolve_old_base(
+    request: &RebaseRequest,
+    annotations: Option<&BTreeMap<String, String>>,
+) -> Result<(Repository, String), String> {
     if let Some(old) = &request.old_base {
         return Ok(old.clone());
     }
@@ -151,7 +183,11 @@ fn platforms(fetched: &Fetched) -> Result<BTreeMap<String, String>, String> {
 
 fn platform_key(descriptor: &Descriptor) -> String {
     let platform = descriptor.platform.clone().unwrap_or(Value::Null);
-    let mut key = format!("{}/{}", platform["os"].as_str().unwrap_or("linux"), platform["architecture"].as_str().unwrap_or("amd64"));
+    let mut key = format!(
+        "{}/{}",
+        platform["os"].as_str().unwrap_or("linux"),
+        platform["architecture"].as_str().unwrap_or("amd64")
+    );
     if let Some(variant) = platform["variant"].as_str() {
         key.push('/');
         key.push_str(variant);
@@ -191,12 +227,20 @@ async fn rebase_one<O: BaseManifest, N: BaseManifest>(
             "the old base's {base_len} layers are not the first layers of the image, so it was not built on that base"
         )));
     }
-    let app_config: Value = serde_json::from_slice(&client.get_blob(&request.repository, &app_manifest.config.digest).await?).map_err(|e| refuse(format!("image config: {e}")))?;
-    let old_config: Value = serde_json::from_slice(&client.get_blob(old.0, &old_manifest.config.digest).await?).map_err(|e| refuse(format!("old base config: {e}")))?;
-    let new_config: Value = serde_json::from_slice(&client.get_blob(new.0, &new_manifest.config.digest).await?).map_err(|e| refuse(format!("new base config: {e}")))?;
-    let diff_ids = |config: &Value| -> Vec<Value> { config["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default() };
+    let app_config: Value =
+        serde_json::from_slice(&client.get_blob(&request.repository, &app_manifest.config.digest).await?)
+            .map_err(|e| refuse(format!("image config: {e}")))?;
+    let old_config: Value = serde_json::from_slice(&client.get_blob(old.0, &old_manifest.config.digest).await?)
+        .map_err(|e| refuse(format!("old base config: {e}")))?;
+    let new_config: Value = serde_json::from_slice(&client.get_blob(new.0, &new_manifest.config.digest).await?)
+        .map_err(|e| refuse(format!("new base config: {e}")))?;
+    let diff_ids =
+        |config: &Value| -> Vec<Value> { config["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default() };
     let (app_ids, old_ids, new_ids) = (diff_ids(&app_config), diff_ids(&old_config), diff_ids(&new_config));
-    if app_ids.len() != app_manifest.layers.len() || old_ids.len() != base_len || new_ids.len() != new_manifest.layers.len() {
+    if app_ids.len() != app_manifest.layers.len()
+        || old_ids.len() != base_len
+        || new_ids.len() != new_manifest.layers.len()
+    {
         return Err(refuse("rootfs.diff_ids do not match the layers".into()));
     }
     if app_ids[..base_len] != old_ids[..] {
@@ -230,7 +274,9 @@ async fn rebase_one<O: BaseManifest, N: BaseManifest>(
         if client.blob_exists(&request.repository, &layer.digest).await? {
             continue;
         }
-        if new.0.host == request.repository.host && client.mount_blob(&request.repository, &new.0.name, &layer.digest).await? {
+        if new.0.host == request.repository.host
+            && client.mount_blob(&request.repository, &new.0.name, &layer.digest).await?
+        {
             stats.mounted += 1;
         } else {
             let bytes = client.get_blob(new.0, &layer.digest).await?;

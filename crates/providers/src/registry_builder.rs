@@ -8,7 +8,7 @@ use tidegate_api::release::ReasonKind;
 use tidegate_api::{ImagePolicy, Release};
 use tidegate_core::{Digest, ImageRef};
 
-use crate::rebase::{rebase, RebaseRequest};
+use crate::rebase::{RebaseRequest, rebase};
 use crate::registry::{RegistryClient, Repository};
 use crate::{BuildContext, BuildStep, Builder, Built, ProviderError, Result};
 use tidegate_api::image_policy::BuildStrategy;
@@ -29,9 +29,15 @@ impl RegistryBuilder {
     /// digest now.
     pub async fn new_base(&self, policy: &ImagePolicy, release: &Release) -> Result<(ImageRef, String)> {
         let base = policy.spec.triggers.base_image.as_ref().ok_or_else(|| {
-            ProviderError::Permanent("nothing to rebuild: set spec.triggers.baseImage (to rebase) or spec.source.image (an external build)".into())
+            ProviderError::Permanent(
+                "nothing to rebuild: set spec.triggers.baseImage (to rebase) or spec.source.image (an external build)"
+                    .into(),
+            )
         })?;
-        let base_ref: ImageRef = base.reference.parse().map_err(|e| ProviderError::Permanent(format!("spec.triggers.baseImage.ref: {e}")))?;
+        let base_ref: ImageRef = base
+            .reference
+            .parse()
+            .map_err(|e| ProviderError::Permanent(format!("spec.triggers.baseImage.ref: {e}")))?;
         let digest = match (&release.spec.reason.kind, &release.spec.reason.base_image) {
             (ReasonKind::BaseImageUpdated, Some(change)) => change.new_digest.clone(),
             _ => self.resolve(&base_ref).await?.to_string(),
@@ -56,10 +62,17 @@ impl RegistryBuilder {
 
 #[async_trait::async_trait]
 impl Builder for RegistryBuilder {
-    async fn build(&self, policy: &ImagePolicy, release: &Release, repository: &ImageRef, context: &BuildContext) -> Result<BuildStep> {
+    async fn build(
+        &self,
+        policy: &ImagePolicy,
+        release: &Release,
+        repository: &ImageRef,
+        context: &BuildContext,
+    ) -> Result<BuildStep> {
         let name = release.metadata.name.clone().unwrap_or_default();
         if let Some(source) = &release.spec.source {
-            let source: ImageRef = source.image.parse().map_err(|e| ProviderError::Permanent(format!("spec.source.image: {e}")))?;
+            let source: ImageRef =
+                source.image.parse().map_err(|e| ProviderError::Permanent(format!("spec.source.image: {e}")))?;
             if source.repository_ref() != repository.repository_ref() {
                 return Err(ProviderError::Permanent(format!(
                     "spec.source.image is in {}, but the policy promotes {}",
@@ -74,27 +87,52 @@ impl Builder for RegistryBuilder {
         match policy.spec.build.strategy {
             BuildStrategy::Rebase => {}
             BuildStrategy::External => {
-                return crate::external_build::step(&self.client, policy, release, repository, (&base_ref, &new_base), context).await;
+                return crate::external_build::step(
+                    &self.client,
+                    policy,
+                    release,
+                    repository,
+                    (&base_ref, &new_base),
+                    context,
+                )
+                .await;
             }
             BuildStrategy::Job => {
-                return crate::job_build::step(&self.kube, &self.client, policy, release, repository, (&base_ref, &new_base), context).await;
+                return crate::job_build::step(
+                    &self.kube,
+                    &self.client,
+                    policy,
+                    release,
+                    repository,
+                    (&base_ref, &new_base),
+                    context,
+                )
+                .await;
             }
             BuildStrategy::AcrTask => {
-                return Err(ProviderError::Permanent("spec.build.strategy acrTask is not available in this build of Tidegate".into()));
+                return Err(ProviderError::Permanent(
+                    "spec.build.strategy acrTask is not available in this build of Tidegate".into(),
+                ));
             }
         }
         let base_reference = base_ref.to_string();
-        let source_reference = match (policy.spec.build.rebase.as_ref().and_then(|r| r.source_tag.clone()), policy.status.as_ref().and_then(|s| s.production_digest.clone())) {
+        let source_reference = match (
+            policy.spec.build.rebase.as_ref().and_then(|r| r.source_tag.clone()),
+            policy.status.as_ref().and_then(|s| s.production_digest.clone()),
+        ) {
             (Some(tag), _) => tag,
             (None, Some(digest)) => digest,
             (None, None) => {
                 return Err(ProviderError::Permanent(
                     "nothing to rebase: production runs no digest yet; set spec.build.rebase.sourceTag".into(),
-                ))
+                ));
             }
         };
         let short = new_base.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-        let tag = format!("tidegate-{short}-{}", name.chars().rev().take(10).collect::<String>().chars().rev().collect::<String>());
+        let tag = format!(
+            "tidegate-{short}-{}",
+            name.chars().rev().take(10).collect::<String>().chars().rev().collect::<String>()
+        );
         let request = RebaseRequest {
             repository: Repository::from(repository),
             reference: source_reference.clone(),
@@ -104,9 +142,13 @@ impl Builder for RegistryBuilder {
             tag: tag.clone(),
         };
         let rebased = rebase(&self.client, &request).await?;
-        let digest: Digest = rebased.digest.parse().map_err(|e| ProviderError::Permanent(format!("rebased digest: {e}")))?;
+        let digest: Digest =
+            rebased.digest.parse().map_err(|e| ProviderError::Permanent(format!("rebased digest: {e}")))?;
         Ok(BuildStep::Done(Built {
-            run: format!("rebased {source_reference} onto {new_base} as :{tag} ({} blobs mounted, {} uploaded)", rebased.mounted, rebased.uploaded),
+            run: format!(
+                "rebased {source_reference} onto {new_base} as :{tag} ({} blobs mounted, {} uploaded)",
+                rebased.mounted, rebased.uploaded
+            ),
             digest,
         }))
     }

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use serde::Deserialize;
 use tidegate_api::image_policy::Severity;
-use tidegate_core::gate::Finding;
 use tidegate_core::Digest;
+use tidegate_core::gate::Finding;
 
 use crate::{ProviderError, Result, Scanner};
 
@@ -38,7 +38,8 @@ impl Scanner for ReportScanner {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         let reports = api.list(&ListParams::default().labels(&format!("{LABEL_REPORT}=true"))).await?;
         let Some(report) = reports.items.into_iter().find(|cm| {
-            cm.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_DIGEST)).map(String::as_str) == Some(digest.as_str())
+            cm.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_DIGEST)).map(String::as_str)
+                == Some(digest.as_str())
         }) else {
             return Ok(None);
         };
@@ -118,9 +119,12 @@ mod tests {
 
     #[test]
     fn severity_and_fixability() {
-        let findings = parse_trivy(r#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
+        let findings = parse_trivy(
+            r#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
             {"VulnerabilityID":"CVE-1","Severity":"CRITICAL","FixedVersion":"1.2"},
-            {"VulnerabilityID":"CVE-2","Severity":"LOW"}]}]}"#).unwrap();
+            {"VulnerabilityID":"CVE-2","Severity":"LOW"}]}]}"#,
+        )
+        .unwrap();
         assert_eq!(findings[0], Finding { id: "CVE-1".into(), severity: Severity::Critical, fixable: true });
         assert_eq!(findings[1], Finding { id: "CVE-2".into(), severity: Severity::Low, fixable: false });
         assert!(parse_trivy("{}").unwrap().is_empty());

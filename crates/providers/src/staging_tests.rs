@@ -24,7 +24,13 @@ pub async fn http_check(check: &HttpCheck, base_url: &str) -> CheckResult {
     crate::ensure_crypto_provider();
     let client = match reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build() {
         Ok(client) => client,
-        Err(e) => return CheckResult { name: check.name.clone(), passed: false, message: format!("cannot build an HTTP client: {e}") },
+        Err(e) => {
+            return CheckResult {
+                name: check.name.clone(),
+                passed: false,
+                message: format!("cannot build an HTTP client: {e}"),
+            };
+        }
     };
     let (passed, message) = match client.get(&url).send().await {
         Ok(response) => {
@@ -50,7 +56,15 @@ pub async fn test_job(
     image: &str,
     labels: &[(&str, &str)],
 ) -> Result<JobOutcome> {
-    crate::jobs::run_from_template(client, template_namespace, template, namespace, name, &[("TIDEGATE_IMAGE", image)], labels)
-        .await
-        .map(|(outcome, _)| outcome)
+    crate::jobs::run_from_template(
+        client,
+        template_namespace,
+        template,
+        namespace,
+        name,
+        &[("TIDEGATE_IMAGE", image)],
+        labels,
+    )
+    .await
+    .map(|(outcome, _)| outcome)
 }

@@ -10,8 +10,8 @@ use tidegate_core::Digest;
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
 use tidegate_providers::{Signer, Verification};
+use tidegate_testenv::pki::{CodeSigningFiles, write_code_signing_identity};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
-use tidegate_testenv::pki::{write_code_signing_identity, CodeSigningFiles};
 use tidegate_testenv::tools::SupplyChainTools;
 
 /// A code-signing identity with its trust store and policy (see testenv's pki).
@@ -50,7 +50,10 @@ fn notation(home: &Path, args: &[&str]) -> (bool, String) {
         .env("XDG_CONFIG_HOME", home.join("config"))
         .output()
         .expect("run notation");
-    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    (
+        output.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
 }
 
 async fn image(registry: &Registry, repo: &str) -> (String, Digest) {
@@ -61,20 +64,28 @@ async fn image(registry: &Registry, repo: &str) -> (String, Digest) {
 #[tokio::test]
 async fn notation_verifies_tidegate_signatures_through_referrers_and_the_fallback() {
     for kind in [RegistryKind::Referrers, RegistryKind::Distribution] {
-        let registry = Registry::start(RegistryOptions { kind, auth: RegistryAuth::Anonymous }).await.expect("registry");
+        let registry =
+            Registry::start(RegistryOptions { kind, auth: RegistryAuth::Anonymous }).await.expect("registry");
         let client = Arc::new(RegistryClient::new(ClientOptions::default()).expect("client"));
         let identity = Identity::new("tidegate");
         let signer = identity.signer(client.clone(), true);
         let (reference, digest) = image(&registry, "shop/app").await;
         signer.sign(&reference, &digest).await.expect("sign");
-        assert!(signer.verify(&reference, &digest, "").await.expect("verify").is_valid(), "Tidegate verifies its own ({kind:?})");
+        assert!(
+            signer.verify(&reference, &digest, "").await.expect("verify").is_valid(),
+            "Tidegate verifies its own ({kind:?})"
+        );
 
         // The real notation CLI, configured with the same trust store and policy.
         let home = tempfile::tempdir().expect("home");
         let store = identity.files.root.clone();
-        let (ok, out) = notation(home.path(), &["cert", "add", "--type", "ca", "--store", "tidegate", &store.display().to_string()]);
+        let (ok, out) = notation(
+            home.path(),
+            &["cert", "add", "--type", "ca", "--store", "tidegate", &store.display().to_string()],
+        );
         assert!(ok, "{out}");
-        let (ok, out) = notation(home.path(), &["policy", "import", "--force", &identity.files.trust_policy.display().to_string()]);
+        let (ok, out) =
+            notation(home.path(), &["policy", "import", "--force", &identity.files.trust_policy.display().to_string()]);
         assert!(ok, "{out}");
         let (ok, out) = notation(home.path(), &["verify", "--insecure-registry", &reference]);
         assert!(ok && out.contains("Successfully verified"), "notation verify ({kind:?}): {out}");
@@ -83,7 +94,9 @@ async fn notation_verifies_tidegate_signatures_through_referrers_and_the_fallbac
 
 #[tokio::test]
 async fn tidegate_verifies_notation_signatures_and_fails_closed_otherwise() {
-    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Referrers, auth: RegistryAuth::Anonymous }).await.expect("registry");
+    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Referrers, auth: RegistryAuth::Anonymous })
+        .await
+        .expect("registry");
     let client = Arc::new(RegistryClient::new(ClientOptions::default()).expect("client"));
     let (reference, digest) = image(&registry, "shop/app").await;
     let (unsigned_reference, unsigned) = image(&registry, "shop/unsigned").await;
@@ -102,7 +115,13 @@ async fn tidegate_verifies_notation_signatures_and_fails_closed_otherwise() {
     let cert = home.path().join("config/notation/localkeys/notation-test.crt");
     std::fs::copy(&cert, store.join("notation-test.crt")).expect("copy cert");
     write_policy(&trusting.path().join("trustpolicy.json"), "notation");
-    let verifier = NotarySigner::from_files(client.clone(), None, &trusting.path().join("trustpolicy.json"), &trusting.path().join("store")).expect("verifier");
+    let verifier = NotarySigner::from_files(
+        client.clone(),
+        None,
+        &trusting.path().join("trustpolicy.json"),
+        &trusting.path().join("store"),
+    )
+    .expect("verifier");
     match verifier.verify(&reference, &digest, "").await.expect("verify") {
         Verification::Valid { signer } => assert!(signer.contains("notation-test"), "{signer}"),
         Verification::Invalid(why) => panic!("notation's signature should verify: {why}"),
@@ -123,7 +142,10 @@ async fn tidegate_verifies_notation_signatures_and_fails_closed_otherwise() {
     // envelope to the unsigned image and it must not verify.
     let ours = Identity::new("tidegate");
     ours.signer(client.clone(), true).sign(&reference, &digest).await.expect("sign");
-    let referrers = client.referrers(&tidegate_providers::registry::Repository::new(registry.host(), "shop/app"), digest.as_str(), None).await.expect("referrers");
+    let referrers = client
+        .referrers(&tidegate_providers::registry::Repository::new(registry.host(), "shop/app"), digest.as_str(), None)
+        .await
+        .expect("referrers");
     assert_eq!(referrers.len(), 2, "notation's and Tidegate's signatures");
     match ours.signer(client.clone(), false).verify(&unsigned_reference, &unsigned, "").await.expect("verify") {
         Verification::Invalid(_) => {}

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tidegate_providers::rebase::{rebase, RebaseError, RebaseRequest, BASE_DIGEST, BASE_NAME};
+use tidegate_providers::rebase::{BASE_DIGEST, BASE_NAME, RebaseError, RebaseRequest, rebase};
 use tidegate_providers::registry::types::{Descriptor, ImageManifest, OCI_CONFIG, OCI_MANIFEST};
-use tidegate_providers::registry::{sha256, ClientOptions, Credentials, RegistryClient, RegistryError, Repository};
-use tidegate_testenv::registry::{pseudo_random_bytes, Registry, RegistryAuth, RegistryKind, RegistryOptions};
+use tidegate_providers::registry::{ClientOptions, Credentials, RegistryClient, RegistryError, Repository, sha256};
+use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions, pseudo_random_bytes};
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
@@ -29,17 +29,30 @@ fn basic(user: &str, password: &str) -> Credentials {
     Credentials::Basic { username: user.into(), password: password.into() }
 }
 
-
 /// Pushes an image whose layers are `layers` (uncompressed, so diff_id = digest), with config
 /// `history` entries one per layer, and `annotations`. Returns the manifest digest.
-async fn push_image(client: &RegistryClient, repo: &Repository, tag: &str, layers: &[Vec<u8>], annotations: BTreeMap<String, String>) -> (String, Vec<String>) {
+async fn push_image(
+    client: &RegistryClient,
+    repo: &Repository,
+    tag: &str,
+    layers: &[Vec<u8>],
+    annotations: BTreeMap<String, String>,
+) -> (String, Vec<String>) {
     let mut descriptors = Vec::new();
     for bytes in layers {
         let digest = client.push_blob(repo, bytes).await.expect("push layer");
-        descriptors.push(Descriptor { media_type: LAYER.into(), digest, size: bytes.len() as u64, artifact_type: None, annotations: None, platform: None });
+        descriptors.push(Descriptor {
+            media_type: LAYER.into(),
+            digest,
+            size: bytes.len() as u64,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        });
     }
     let diff_ids: Vec<String> = descriptors.iter().map(|d| d.digest.clone()).collect();
-    let history: Vec<serde_json::Value> = diff_ids.iter().map(|d| json!({"created_by": format!("ADD {}", &d[7..19])})).collect();
+    let history: Vec<serde_json::Value> =
+        diff_ids.iter().map(|d| json!({"created_by": format!("ADD {}", &d[7..19])})).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/usr/bin"]},
@@ -52,7 +65,14 @@ async fn push_image(client: &RegistryClient, repo: &Repository, tag: &str, layer
         schema_version: 2,
         media_type: Some(OCI_MANIFEST.into()),
         artifact_type: None,
-        config: Descriptor { media_type: OCI_CONFIG.into(), digest: config_digest, size: config.len() as u64, artifact_type: None, annotations: None, platform: None },
+        config: Descriptor {
+            media_type: OCI_CONFIG.into(),
+            digest: config_digest,
+            size: config.len() as u64,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        },
         layers: descriptors,
         subject: None,
         annotations: (!annotations.is_empty()).then_some(annotations),
@@ -123,7 +143,10 @@ async fn bearer_token_flow_is_followed_and_tokens_are_reused() {
     let (digest, _) = push_image(&good, &repo, "v1", &[pseudo_random_bytes("c", 512)], BTreeMap::new()).await;
     let before = good.request_count(registry.host());
     for _ in 0..5 {
-        assert_eq!(good.head_manifest(&repo, "v1").await.expect("HEAD").map(|d| d.digest.clone()), Some(digest.clone()));
+        assert_eq!(
+            good.head_manifest(&repo, "v1").await.expect("HEAD").map(|d| d.digest.clone()),
+            Some(digest.clone())
+        );
     }
     let spent = good.request_count(registry.host()) - before;
     assert!(spent <= 7, "the pull token is fetched once and reused: {spent} requests for 5 HEADs");
@@ -160,12 +183,19 @@ async fn referrers_use_the_api_or_the_tag_schema_fallback() {
             annotations: None,
             platform: None,
         };
-        let pushed = client.push_referrer(&repo, OCI_MANIFEST, &bytes, &subject, descriptor).await.expect("push referrer");
-        let found = client.referrers(&repo, &subject, Some("application/vnd.cncf.notary.signature")).await.expect("referrers");
+        let pushed =
+            client.push_referrer(&repo, OCI_MANIFEST, &bytes, &subject, descriptor).await.expect("push referrer");
+        let found =
+            client.referrers(&repo, &subject, Some("application/vnd.cncf.notary.signature")).await.expect("referrers");
         assert_eq!(found.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(), [pushed.clone()], "{kind:?}");
         assert!(client.referrers(&repo, &subject, Some("application/spdx+json")).await.expect("filtered").is_empty());
-        let fallback = client.head_manifest(&repo, &tidegate_providers::registry::fallback_tag(&subject)).await.expect("HEAD");
-        assert_eq!(fallback.is_some(), kind == RegistryKind::Distribution, "the fallback tag is written only without the API ({kind:?})");
+        let fallback =
+            client.head_manifest(&repo, &tidegate_providers::registry::fallback_tag(&subject)).await.expect("HEAD");
+        assert_eq!(
+            fallback.is_some(),
+            kind == RegistryKind::Distribution,
+            "the fallback tag is written only without the API ({kind:?})"
+        );
     }
 }
 
@@ -178,7 +208,11 @@ async fn the_request_budget_paces_a_burst() {
     for _ in 0..12 {
         let _ = client.head_manifest(&repo, "v1").await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(1900), "12 requests at 4/s (burst 4) need 2 s: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "12 requests at 4/s (burst 4) need 2 s: {:?}",
+        started.elapsed()
+    );
     assert_eq!(client.request_count(registry.host()), 12);
 }
 
@@ -195,9 +229,14 @@ async fn rebase_swaps_the_base_layers_and_mounts_them() {
     for layer in &base_v1 {
         client.push_blob(&app, layer).await.expect("copy base layer");
     }
-    let annotations = BTreeMap::from([(BASE_NAME.to_string(), format!("{}/base/runtime:3.20", registry.host())), (BASE_DIGEST.to_string(), old_digest.clone())]);
+    let annotations = BTreeMap::from([
+        (BASE_NAME.to_string(), format!("{}/base/runtime:3.20", registry.host())),
+        (BASE_DIGEST.to_string(), old_digest.clone()),
+    ]);
     let app_layer = pseudo_random_bytes("app", 1024);
-    let (app_digest, _) = push_image(&client, &app, "1.0", &[base_v1[0].clone(), base_v1[1].clone(), app_layer.clone()], annotations).await;
+    let (app_digest, _) =
+        push_image(&client, &app, "1.0", &[base_v1[0].clone(), base_v1[1].clone(), app_layer.clone()], annotations)
+            .await;
     let (new_digest, new_ids) = push_image(&client, &base, "3.20", &base_v2, BTreeMap::new()).await;
 
     let request = RebaseRequest {
@@ -210,30 +249,35 @@ async fn rebase_swaps_the_base_layers_and_mounts_them() {
     };
     let rebased = rebase(&client, &request).await.expect("rebase");
     assert_eq!(rebased.mounted, 2, "the new base's layers are mounted, not copied");
-    assert_eq!(client.head_manifest(&app, "tidegate-rebased-1").await.expect("HEAD").map(|d| d.digest), Some(rebased.digest.clone()));
+    assert_eq!(
+        client.head_manifest(&app, "tidegate-rebased-1").await.expect("HEAD").map(|d| d.digest),
+        Some(rebased.digest.clone())
+    );
 
-    let manifest: ImageManifest = serde_json::from_slice(&client.get_manifest(&app, &rebased.digest).await.expect("GET").bytes).expect("manifest");
+    let manifest: ImageManifest =
+        serde_json::from_slice(&client.get_manifest(&app, &rebased.digest).await.expect("GET").bytes)
+            .expect("manifest");
     let layer_digests: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
     assert_eq!(layer_digests, [new_ids[0].clone(), new_ids[1].clone(), sha256(&app_layer)]);
     let annotations = manifest.annotations.clone().unwrap_or_default();
     assert_eq!(annotations.get(BASE_DIGEST), Some(&new_digest));
-    let config: serde_json::Value = serde_json::from_slice(&client.get_blob(&app, &manifest.config.digest).await.expect("config")).expect("json");
+    let config: serde_json::Value =
+        serde_json::from_slice(&client.get_blob(&app, &manifest.config.digest).await.expect("config")).expect("json");
     assert_eq!(config["rootfs"]["diff_ids"], json!([new_ids[0], new_ids[1], sha256(&app_layer)]));
     assert_eq!(config["history"].as_array().map(Vec::len), Some(3));
     assert_eq!(config["config"]["Env"], json!(["PATH=/usr/bin"]), "the image's own config is kept");
 
     // Rebasing again is idempotent: same inputs, same digest.
-    let again = rebase(&client, &RebaseRequest { tag: "tidegate-rebased-2".into(), ..request.clone() }).await.expect("rebase again");
+    let again = rebase(&client, &RebaseRequest { tag: "tidegate-rebased-2".into(), ..request.clone() })
+        .await
+        .expect("rebase again");
     assert_eq!(again.digest, rebased.digest);
 
     // An image not built on the named base is refused, with the reason.
     let stranger = push_image(&client, &app, "stranger", &[pseudo_random_bytes("other", 100)], BTreeMap::new()).await.0;
-    let refused = rebase(&client, &RebaseRequest {
-        reference: stranger,
-        old_base: Some((base.clone(), old_digest)),
-        ..request
-    })
-    .await;
+    let refused =
+        rebase(&client, &RebaseRequest { reference: stranger, old_base: Some((base.clone(), old_digest)), ..request })
+            .await;
     match refused {
         Err(RebaseError::Refused { reason, .. }) => assert!(reason.contains("not the first layers"), "{reason}"),
         other => panic!("expected a refusal, got {other:?}"),
@@ -242,7 +286,13 @@ async fn rebase_swaps_the_base_layers_and_mounts_them() {
 
 /// Pushes a two-platform index of images built from `layers(platform)`; returns (index digest,
 /// platform manifest digests).
-async fn push_index(client: &RegistryClient, repo: &Repository, tag: &str, layers: impl Fn(&str) -> Vec<Vec<u8>>, annotations: BTreeMap<String, String>) -> String {
+async fn push_index(
+    client: &RegistryClient,
+    repo: &Repository,
+    tag: &str,
+    layers: impl Fn(&str) -> Vec<Vec<u8>>,
+    annotations: BTreeMap<String, String>,
+) -> String {
     let mut manifests = Vec::new();
     for arch in ["amd64", "arm64"] {
         let (digest, _) = push_image(client, repo, &format!("{tag}-{arch}"), &layers(arch), BTreeMap::new()).await;
@@ -268,18 +318,31 @@ async fn multi_platform_images_are_rebased_platform_by_platform_into_a_new_index
     for arch in ["amd64", "arm64"] {
         client.push_blob(&app, &base_layer("1", arch)).await.expect("copy base layer");
     }
-    let annotations = BTreeMap::from([(BASE_NAME.to_string(), format!("{}/base/runtime:3.20", registry.host())), (BASE_DIGEST.to_string(), old_index.clone())]);
-    let app_index = push_index(&client, &app, "1.0", |arch| vec![base_layer("1", arch), pseudo_random_bytes(&format!("app-{arch}"), 512)], annotations).await;
+    let annotations = BTreeMap::from([
+        (BASE_NAME.to_string(), format!("{}/base/runtime:3.20", registry.host())),
+        (BASE_DIGEST.to_string(), old_index.clone()),
+    ]);
+    let app_index = push_index(
+        &client,
+        &app,
+        "1.0",
+        |arch| vec![base_layer("1", arch), pseudo_random_bytes(&format!("app-{arch}"), 512)],
+        annotations,
+    )
+    .await;
     let new_index = push_index(&client, &base, "3.20", |arch| vec![base_layer("2", arch)], BTreeMap::new()).await;
 
-    let rebased = rebase(&client, &RebaseRequest {
-        repository: app.clone(),
-        reference: app_index.clone(),
-        old_base: None,
-        new_base: (base.clone(), new_index.clone()),
-        new_base_name: format!("{}/base/runtime:3.20", registry.host()),
-        tag: "tidegate-multi".into(),
-    })
+    let rebased = rebase(
+        &client,
+        &RebaseRequest {
+            repository: app.clone(),
+            reference: app_index.clone(),
+            old_base: None,
+            new_base: (base.clone(), new_index.clone()),
+            new_base_name: format!("{}/base/runtime:3.20", registry.host()),
+            tag: "tidegate-multi".into(),
+        },
+    )
     .await
     .expect("rebase the index");
     let fetched = client.get_manifest(&app, &rebased.digest).await.expect("new index");
@@ -289,17 +352,23 @@ async fn multi_platform_images_are_rebased_platform_by_platform_into_a_new_index
     assert_eq!(index.manifests.len(), 2);
     for entry in &index.manifests {
         let arch = entry.platform.as_ref().and_then(|p| p["architecture"].as_str()).expect("platform").to_string();
-        let manifest: ImageManifest = serde_json::from_slice(&client.get_manifest(&app, &entry.digest).await.expect("platform image").bytes).expect("manifest");
+        let manifest: ImageManifest =
+            serde_json::from_slice(&client.get_manifest(&app, &entry.digest).await.expect("platform image").bytes)
+                .expect("manifest");
         let layers: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
-        assert_eq!(layers, [sha256(&base_layer("2", &arch)), sha256(&pseudo_random_bytes(&format!("app-{arch}"), 512))], "{arch} is on its own new base layer");
+        assert_eq!(
+            layers,
+            [sha256(&base_layer("2", &arch)), sha256(&pseudo_random_bytes(&format!("app-{arch}"), 512))],
+            "{arch} is on its own new base layer"
+        );
     }
 }
 
 /// `429 Too Many Requests` is retried after `Retry-After`; a loopback server answers 429 once.
 #[tokio::test]
 async fn too_many_requests_is_retried_after_the_servers_delay() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let host = listener.local_addr().expect("addr").to_string();
@@ -311,9 +380,13 @@ async fn too_many_requests_is_retried_after_the_servers_delay() {
             let mut buf = [0u8; 4096];
             let _ = socket.read(&mut buf).await;
             let response = if n == 0 {
-                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_string()
             } else {
-                format!("HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:{}\r\ncontent-type: {OCI_MANIFEST}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", "a".repeat(64))
+                format!(
+                    "HTTP/1.1 200 OK\r\ndocker-content-digest: sha256:{}\r\ncontent-type: {OCI_MANIFEST}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    "a".repeat(64)
+                )
             };
             let _ = socket.write_all(response.as_bytes()).await;
         }

@@ -26,7 +26,11 @@ pub async fn apply_yaml(
         let object: DynamicObject = serde_yaml::from_value(value)?;
         let types = object.types.clone().ok_or_else(|| Error::Manifest("a document has no apiVersion/kind".into()))?;
         let gvk = GroupVersionKind::try_from(&types).map_err(|e| Error::Manifest(e.to_string()))?;
-        let name = object.metadata.name.clone().ok_or_else(|| Error::Manifest(format!("a {} has no metadata.name", gvk.kind)))?;
+        let name = object
+            .metadata
+            .name
+            .clone()
+            .ok_or_else(|| Error::Manifest(format!("a {} has no metadata.name", gvk.kind)))?;
         let (resource, capabilities) = discovery::pinned_kind(client, &gvk).await?;
         let api: Api<DynamicObject> = match capabilities.scope {
             Scope::Namespaced => {

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, PostParams};
 
 use crate::pki::{self, Authority, CertifiedKey};
 use crate::process::Process;
 use crate::tools::Tools;
-use crate::{kubeconfig, nodes, Error};
+use crate::{Error, kubeconfig, nodes};
 
 /// User name of the environment's administrator (group `system:masters`).
 pub const ADMIN_USER: &str = "tidegate-admin";
@@ -94,14 +94,8 @@ impl TestEnv {
         pki::write_file(&pki_dir.join("sa.key"), &sa_key.key_pem)?;
         pki::write_file(&pki_dir.join("sa.pub"), &sa_key.cert_pem)?;
 
-        let mut env = Self {
-            processes: Vec::new(),
-            server: String::new(),
-            authority,
-            admin,
-            dir: dir.clone(),
-            _temp: temp,
-        };
+        let mut env =
+            Self { processes: Vec::new(), server: String::new(), authority, admin, dir: dir.clone(), _temp: temp };
 
         let etcd_port = free_port()?;
         let etcd_peer_port = free_port()?;
@@ -112,17 +106,22 @@ impl TestEnv {
         let p = |name: &str| pki_dir.join(name).display().to_string();
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
-        env.spawn(&tools, "etcd", &logs, vec![
-            format!("--data-dir={}", dir.join("etcd").display()),
-            "--name=default".into(),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls={peer_url}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=default={peer_url}"),
-            "--unsafe-no-fsync=true".into(),
-            "--log-level=warn".into(),
-        ])?;
+        env.spawn(
+            &tools,
+            "etcd",
+            &logs,
+            vec![
+                format!("--data-dir={}", dir.join("etcd").display()),
+                "--name=default".into(),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=default={peer_url}"),
+                "--unsafe-no-fsync=true".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
         env.wait_for_port("etcd", etcd_port, Duration::from_secs(30)).await?;
 
         env.spawn(&tools, "kube-apiserver", &logs, vec![
@@ -157,34 +156,49 @@ impl TestEnv {
             pki::write_file(&path, &kubeconfig::render(&env.server, env.authority.cert_pem(), user, &identity))?;
         }
         let kc = |c: &str| dir.join(format!("{c}.kubeconfig")).display().to_string();
-        env.spawn(&tools, "kube-controller-manager", &logs, vec![
-            format!("--kubeconfig={}", kc("kube-controller-manager")),
-            "--secure-port=0".into(),
-            "--leader-elect=false".into(),
-            format!("--service-account-private-key-file={}", p("sa.key")),
-            format!("--root-ca-file={}", p("ca.crt")),
-            "--use-service-account-credentials=true".into(),
-            "--controllers=*".into(),
-            "--v=1".into(),
-        ])?;
-        env.spawn(&tools, "kube-scheduler", &logs, vec![
-            format!("--kubeconfig={}", kc("kube-scheduler")),
-            format!("--authentication-kubeconfig={}", kc("kube-scheduler")),
-            format!("--authorization-kubeconfig={}", kc("kube-scheduler")),
-            "--secure-port=0".into(),
-            "--leader-elect=false".into(),
-            "--v=1".into(),
-        ])?;
-        env.spawn(&tools, "kwok", &logs, vec![
-            format!("--kubeconfig={}", kc("kwok")),
-            format!("--config={}", tools.path(crate::tools::KWOK_STAGES).display()),
-            "--manage-all-nodes=false".into(),
-            format!("--manage-nodes-with-annotation-selector={}", nodes::KWOK_ANNOTATION_SELECTOR),
-            "--node-lease-duration-seconds=40".into(),
-            "--cidr=10.244.0.0/16".into(),
-            "--node-ip=127.0.0.1".into(),
-            format!("--server-address=127.0.0.1:{kwok_port}"),
-        ])?;
+        env.spawn(
+            &tools,
+            "kube-controller-manager",
+            &logs,
+            vec![
+                format!("--kubeconfig={}", kc("kube-controller-manager")),
+                "--secure-port=0".into(),
+                "--leader-elect=false".into(),
+                format!("--service-account-private-key-file={}", p("sa.key")),
+                format!("--root-ca-file={}", p("ca.crt")),
+                "--use-service-account-credentials=true".into(),
+                "--controllers=*".into(),
+                "--v=1".into(),
+            ],
+        )?;
+        env.spawn(
+            &tools,
+            "kube-scheduler",
+            &logs,
+            vec![
+                format!("--kubeconfig={}", kc("kube-scheduler")),
+                format!("--authentication-kubeconfig={}", kc("kube-scheduler")),
+                format!("--authorization-kubeconfig={}", kc("kube-scheduler")),
+                "--secure-port=0".into(),
+                "--leader-elect=false".into(),
+                "--v=1".into(),
+            ],
+        )?;
+        env.spawn(
+            &tools,
+            "kwok",
+            &logs,
+            vec![
+                format!("--kubeconfig={}", kc("kwok")),
+                format!("--config={}", tools.path(crate::tools::KWOK_STAGES).display()),
+                "--manage-all-nodes=false".into(),
+                format!("--manage-nodes-with-annotation-selector={}", nodes::KWOK_ANNOTATION_SELECTOR),
+                "--node-lease-duration-seconds=40".into(),
+                "--cidr=10.244.0.0/16".into(),
+                "--node-ip=127.0.0.1".into(),
+                format!("--server-address=127.0.0.1:{kwok_port}"),
+            ],
+        )?;
 
         let client = env.client().await?;
         nodes::create(&client, options.nodes).await?;
@@ -195,7 +209,11 @@ impl TestEnv {
         .await?;
         env.wait_for_default_service_account("default").await?;
         if options.install_crds {
-            crate::crds::install(&client, &tidegate_api::crds::all().into_iter().map(|(_, crd)| crd).collect::<Vec<_>>()).await?;
+            crate::crds::install(
+                &client,
+                &tidegate_api::crds::all().into_iter().map(|(_, crd)| crd).collect::<Vec<_>>(),
+            )
+            .await?;
         }
         pki::write_file(&env.admin_kubeconfig_path(), &env.kubeconfig(ADMIN_USER, &env.admin)?)?;
         Ok(env)
@@ -314,10 +332,14 @@ impl TestEnv {
 
     async fn wait_for_default_service_account(&self, namespace: &str) -> Result<(), Error> {
         let client = self.client().await?;
-        self.wait_until(&format!("the default ServiceAccount in namespace {namespace}"), Duration::from_secs(60), || {
-            let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-            async move { Ok(accounts.get_opt("default").await?.is_some()) }
-        })
+        self.wait_until(
+            &format!("the default ServiceAccount in namespace {namespace}"),
+            Duration::from_secs(60),
+            || {
+                let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+                async move { Ok(accounts.get_opt("default").await?.is_some()) }
+            },
+        )
         .await
     }
 
@@ -373,12 +395,10 @@ fn write_pair(dir: &Path, name: &str, pair: &CertifiedKey) -> Result<(), Error> 
 }
 
 fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::Start {
-        component: "testenv".into(),
-        message: format!("no free loopback port: {e}"),
-    })?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| Error::Start {
-        component: "testenv".into(),
-        message: e.to_string(),
-    })
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| Error::Start { component: "testenv".into(), message: format!("no free loopback port: {e}") })?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Start { component: "testenv".into(), message: e.to_string() })
 }

@@ -27,7 +27,7 @@ pub mod workloads;
 
 use std::path::{Path, PathBuf};
 
-pub use env::{established_crds, ready_nodes, Options, TestEnv, ADMIN_USER};
+pub use env::{ADMIN_USER, Options, TestEnv, established_crds, ready_nodes};
 pub use registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 pub use shared::shared;
 

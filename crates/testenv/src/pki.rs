@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 use crate::Error;
@@ -34,7 +34,8 @@ impl Authority {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki)?;
         params.distinguished_name = name("tidegate-testenv-ca", &[]);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key).map_err(pki)?;
         let ca = CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
         Ok(Self { ca, issuer: Issuer::new(params, key) })
@@ -109,8 +110,8 @@ pub fn service_account_key() -> Result<CertifiedKey, Error> {
 
 /// Writes a file readable only by its owner (keys live here).
 pub fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -52,7 +52,11 @@ impl Process {
         match self.child.try_wait() {
             Ok(Some(status)) => Err(Error::Start {
                 component: self.name.clone(),
-                message: format!("exited with {status}; last lines of {}:\n{}", self.log.display(), tail(&self.log, 30)),
+                message: format!(
+                    "exited with {status}; last lines of {}:\n{}",
+                    self.log.display(),
+                    tail(&self.log, 30)
+                ),
             }),
             _ => Ok(()),
         }

@@ -29,10 +29,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use client::{
-    pseudo_random_bytes,
     Challenge, Credentials, Descriptor, EMPTY_CONFIG_MEDIA_TYPE, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE,
     IMAGE_MANIFEST_MEDIA_TYPE, LAYER_MEDIA_TYPE, PushedImage, Response, TestClient, TestImage, fetch_token,
-    parse_challenge, send, sha256_digest,
+    parse_challenge, pseudo_random_bytes, send, sha256_digest,
 };
 pub use token::{TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE, TokenServer};
 
@@ -79,18 +78,12 @@ pub enum RegistryAuth {
 impl RegistryAuth {
     /// [`RegistryAuth::Basic`].
     pub fn basic(user: &str, password: &str) -> Self {
-        Self::Basic {
-            user: user.into(),
-            password: password.into(),
-        }
+        Self::Basic { user: user.into(), password: password.into() }
     }
 
     /// [`RegistryAuth::Token`].
     pub fn token(user: &str, password: &str) -> Self {
-        Self::Token {
-            user: user.into(),
-            password: password.into(),
-        }
+        Self::Token { user: user.into(), password: password.into() }
     }
 
     /// The user name and password, unless anonymous.
@@ -186,14 +179,7 @@ impl Registry {
                 (Process::spawn("ocireg", &tools.ocireg(), &args, dir.path())?, None)
             }
         };
-        let mut registry = Self {
-            process,
-            token_server,
-            kind: options.kind,
-            auth: options.auth,
-            host,
-            dir,
-        };
+        let mut registry = Self { process, token_server, kind: options.kind, auth: options.auth, host, dir };
         registry.wait_until_ready().await?;
         Ok(registry)
     }
@@ -340,14 +326,12 @@ fn yaml_string(s: &str) -> String {
 }
 
 fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::Start {
-        component: "registry".into(),
-        message: format!("no free loopback port: {e}"),
-    })?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| Error::Start {
-        component: "registry".into(),
-        message: e.to_string(),
-    })
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| Error::Start { component: "registry".into(), message: format!("no free loopback port: {e}") })?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Start { component: "registry".into(), message: e.to_string() })
 }
 
 #[cfg(test)]

@@ -36,14 +36,8 @@ pub const GO_CONTAINERREGISTRY_VERSION: &str = "v0.22.1";
 pub const NOTATION_VERSION: &str = "v1.3.2";
 
 /// Binaries the local control plane needs, all in one directory.
-pub const BINARIES: [&str; 6] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok",
-    "kubectl",
-];
+pub const BINARIES: [&str; 6] =
+    ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"];
 
 /// Name of the kwok stage file (node and pod lifecycle) kept beside the binaries.
 pub const KWOK_STAGES: &str = "kwok-stages.yaml";
@@ -65,7 +59,8 @@ impl Tools {
         let files: Vec<&str> = BINARIES.iter().copied().chain(std::iter::once(KWOK_STAGES)).collect();
         for var in [TOOLS_DIR_ENV, KUBEBUILDER_ASSETS_ENV] {
             if let Some(dir) = env_dir(var) {
-                return complete(dir, &files, &format!("{var} is set; put the missing files there or unset it")).map(|dir| Self { dir });
+                return complete(dir, &files, &format!("{var} is set; put the missing files there or unset it"))
+                    .map(|dir| Self { dir });
             }
         }
         complete(default_dir(), &files, "run `cargo xtask tools` to build them").map(|dir| Self { dir })
@@ -133,7 +128,8 @@ impl SupplyChainTools {
         if let Some(dir) = env_dir(TOOLS_DIR_ENV).filter(|dir| missing(dir, &SUPPLY_CHAIN_BINARIES).is_ok()) {
             return Ok(Self { dir });
         }
-        complete(supply_chain_dir(), &SUPPLY_CHAIN_BINARIES, "run `cargo xtask tools` to build them").map(|dir| Self { dir })
+        complete(supply_chain_dir(), &SUPPLY_CHAIN_BINARIES, "run `cargo xtask tools` to build them")
+            .map(|dir| Self { dir })
     }
 
     /// Directory holding the binaries.
@@ -178,7 +174,8 @@ fn env_dir(var: &str) -> Option<PathBuf> {
 
 /// The files of `names` that `dir` lacks.
 fn missing(dir: &Path, names: &[&str]) -> Result<(), Vec<String>> {
-    let missing: Vec<String> = names.iter().filter(|name| !dir.join(name).is_file()).map(|name| (*name).to_string()).collect();
+    let missing: Vec<String> =
+        names.iter().filter(|name| !dir.join(name).is_file()).map(|name| (*name).to_string()).collect();
     if missing.is_empty() { Ok(()) } else { Err(missing) }
 }
 
@@ -247,7 +244,9 @@ pub fn build_control_plane(progress: &mut dyn FnMut(&str)) -> Result<Tools, Erro
     fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
 
     let kube = work.join("kubernetes");
-    progress(&format!("building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl {KUBERNETES_VERSION}"));
+    progress(&format!(
+        "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl {KUBERNETES_VERSION}"
+    ));
     wrapper_module(&kube, "kubernetes")?;
     let upstream_mod = download_go_mod(&kube, &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"))?;
     for module in staging_modules(&upstream_mod) {
@@ -335,11 +334,9 @@ pub fn build_supply_chain(progress: &mut dyn FnMut(&str)) -> Result<SupplyChainT
         progress(&format!("building ocireg (go-containerregistry {GO_CONTAINERREGISTRY_VERSION} pkg/registry)"));
         let dir = work.join("ocireg");
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        for (name, text) in [
-            ("main.go", ocireg_source::MAIN_GO),
-            ("go.mod", ocireg_source::GO_MOD),
-            ("go.sum", ocireg_source::GO_SUM),
-        ] {
+        for (name, text) in
+            [("main.go", ocireg_source::MAIN_GO), ("go.mod", ocireg_source::GO_MOD), ("go.sum", ocireg_source::GO_SUM)]
+        {
             let path = dir.join(name);
             fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         }
@@ -369,8 +366,7 @@ pub fn staging_modules(go_mod: &str) -> Vec<String> {
         .filter_map(|line| {
             let (module, target) = line.trim().trim_start_matches("replace").trim().split_once("=>")?;
             let module = module.trim();
-            (module.starts_with("k8s.io/") && target.trim().starts_with("./staging/"))
-                .then(|| module.to_string())
+            (module.starts_with("k8s.io/") && target.trim().starts_with("./staging/")).then(|| module.to_string())
         })
         .collect()
 }
@@ -442,10 +438,7 @@ fn go_version() -> Result<String, Error> {
 
 fn go_command(dir: &Path) -> Command {
     let mut cmd = Command::new("go");
-    cmd.current_dir(dir)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("CGO_ENABLED", "0");
+    cmd.current_dir(dir).env("GOTOOLCHAIN", "local").env("GOFLAGS", "-mod=mod").env("CGO_ENABLED", "0");
     cmd
 }
 

@@ -8,11 +8,12 @@ pub fn deployment_available(deployment: &Deployment) -> bool {
     let Some(status) = deployment.status.as_ref() else { return false };
     let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let observed = status.observed_generation == deployment.metadata.generation;
-    let available = status
-        .conditions
-        .as_ref()
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
-    observed && available && status.available_replicas.unwrap_or(0) >= wanted && status.updated_replicas.unwrap_or(0) >= wanted
+    let available =
+        status.conditions.as_ref().is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
+    observed
+        && available
+        && status.available_replicas.unwrap_or(0) >= wanted
+        && status.updated_replicas.unwrap_or(0) >= wanted
 }
 
 /// Whether a Job has `Complete=True`.

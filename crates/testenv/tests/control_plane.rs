@@ -9,7 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use tidegate_testenv::{shared, tools, workloads, TestEnv};
+use tidegate_testenv::{TestEnv, shared, tools, workloads};
 
 fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("test object is well-formed")
@@ -200,7 +200,8 @@ spec:
     eventually("the ValidatingAdmissionPolicy to deny", Duration::from_secs(30), || {
         attempt += 1;
         let configmaps = configmaps.clone();
-        let cm: ConfigMap = from_json(json!({"metadata": {"name": format!("probe-{attempt}")}, "data": {"forbidden": "1"}}));
+        let cm: ConfigMap =
+            from_json(json!({"metadata": {"name": format!("probe-{attempt}")}, "data": {"forbidden": "1"}}));
         async move {
             match configmaps.create(&PostParams::default(), &cm).await {
                 Err(kube::Error::Api(s)) => s.message.contains("data.forbidden is not allowed here"),
@@ -220,7 +221,11 @@ fn environment_is_torn_down_when_a_test_panics() {
     let outcome = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let env = runtime
-            .block_on(TestEnv::start_with(tidegate_testenv::Options { nodes: 1, install_crds: false, ..Default::default() }))
+            .block_on(TestEnv::start_with(tidegate_testenv::Options {
+                nodes: 1,
+                install_crds: false,
+                ..Default::default()
+            }))
             .expect("second environment starts");
         tx.send((env.pids(), env.dir().to_path_buf())).expect("send");
         panic!("simulated test failure with a running environment");

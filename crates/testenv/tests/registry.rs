@@ -23,9 +23,7 @@ async fn start(kind: RegistryKind, auth: RegistryAuth) -> Registry {
 
 async fn get_v2(registry: &Registry, authorization: Option<&str>) -> tidegate_testenv::registry::Response {
     let headers: Vec<(&str, &str)> = authorization.iter().map(|a| ("authorization", *a)).collect();
-    send(Method::GET, &format!("{}/v2/", registry.url()), &headers, Vec::new())
-        .await
-        .expect("GET /v2/")
+    send(Method::GET, &format!("{}/v2/", registry.url()), &headers, Vec::new()).await.expect("GET /v2/")
 }
 
 #[tokio::test]
@@ -36,11 +34,7 @@ async fn anonymous_registries_answer_v2() {
         assert_eq!(registry.url(), format!("http://{}", registry.host()));
         let response = get_v2(&registry, None).await;
         assert_eq!(response.status, StatusCode::OK, "{kind:?}: {}", response.text());
-        assert_eq!(
-            response.header("docker-distribution-api-version"),
-            Some("registry/2.0"),
-            "{kind:?}"
-        );
+        assert_eq!(response.header("docker-distribution-api-version"), Some("registry/2.0"), "{kind:?}");
         assert!(registry.credentials().is_none());
     }
 }
@@ -55,10 +49,7 @@ async fn basic_auth_accepts_the_right_password_only() {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let challenge = anonymous.challenge().expect("WWW-Authenticate");
     assert_eq!(challenge.scheme, "Basic");
-    assert_eq!(
-        challenge.params.get("realm").map(String::as_str),
-        Some("tidegate-testenv")
-    );
+    assert_eq!(challenge.params.get("realm").map(String::as_str), Some("tidegate-testenv"));
 
     let right = get_v2(&registry, Some(&credentials.basic_header())).await;
     assert_eq!(right.status, StatusCode::OK, "{}", right.text());
@@ -68,10 +59,7 @@ async fn basic_auth_accepts_the_right_password_only() {
     assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
 
     // The push helper sends the basic credentials.
-    let digest = registry
-        .push_test_image("team/app", "v1", &[512], &[])
-        .await
-        .expect("push with basic auth");
+    let digest = registry.push_test_image("team/app", "v1", &[512], &[]).await.expect("push with basic auth");
     let head = registry.client().manifest_digest("team/app", "v1").await.expect("HEAD");
     assert_eq!(head.as_deref(), Some(digest.as_str()));
 }
@@ -98,9 +86,7 @@ async fn token_flow_challenge_token_authorized_request() {
     assert_eq!(server.issued(), 0);
 
     // The right one does, and the registry accepts it.
-    let token = fetch_token(&challenge, registry.credentials().as_ref())
-        .await
-        .expect("token");
+    let token = fetch_token(&challenge, registry.credentials().as_ref()).await.expect("token");
     let authorized = get_v2(&registry, Some(&format!("Bearer {token}"))).await;
     assert_eq!(authorized.status, StatusCode::OK, "{}", authorized.text());
     assert_eq!(server.issued(), 1);
@@ -114,20 +100,11 @@ async fn token_flow_challenge_token_authorized_request() {
 
     // Repository scopes: a push goes through the challenge for `repository:team/app:pull,push`.
     let manifest = format!("/v2/team/app/manifests/{}", "v1");
-    let scoped = send(Method::HEAD, &format!("{}{manifest}", registry.url()), &[], Vec::new())
-        .await
-        .expect("HEAD");
+    let scoped = send(Method::HEAD, &format!("{}{manifest}", registry.url()), &[], Vec::new()).await.expect("HEAD");
     let scope = scoped.challenge().and_then(|c| c.params.get("scope").cloned());
     assert_eq!(scope.as_deref(), Some("repository:team/app:pull"));
-    let digest = registry
-        .push_test_image("team/app", "v1", &[256, 1024], &[])
-        .await
-        .expect("push with a token");
-    let head = registry
-        .client()
-        .manifest_digest("team/app", "v1")
-        .await
-        .expect("HEAD with a token");
+    let digest = registry.push_test_image("team/app", "v1", &[256, 1024], &[]).await.expect("push with a token");
+    let head = registry.client().manifest_digest("team/app", "v1").await.expect("HEAD with a token");
     assert_eq!(head.as_deref(), Some(digest.as_str()));
     // A token for team/app does not open other/repo.
     let body = send(
@@ -151,12 +128,7 @@ async fn token_flow_challenge_token_authorized_request() {
     .await
     .expect("HEAD other");
     assert_eq!(other.status, StatusCode::UNAUTHORIZED);
-    assert!(
-        other
-            .header("www-authenticate")
-            .unwrap_or_default()
-            .contains("insufficient_scope")
-    );
+    assert!(other.header("www-authenticate").unwrap_or_default().contains("insufficient_scope"));
 }
 
 /// A docker config directory with the registry's credentials, for `crane` (`DOCKER_CONFIG`).
@@ -185,32 +157,19 @@ async fn pushed_images_are_found_by_head_and_crane() {
         let registry = start(kind, auth.clone()).await;
         let kind = (kind, auth);
         let client = registry.client();
-        let annotations = [
-            ("org.opencontainers.image.base.name", "example/base:1"),
-            ("tidegate.dev/test", "yes"),
-        ];
-        let digest = registry
-            .push_test_image("team/app", "v1", &[1024, 64 * 1024], &annotations)
-            .await
-            .expect("push");
+        let annotations = [("org.opencontainers.image.base.name", "example/base:1"), ("tidegate.dev/test", "yes")];
+        let digest = registry.push_test_image("team/app", "v1", &[1024, 64 * 1024], &annotations).await.expect("push");
         assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
 
         let path = format!("/v2/team/app/manifests/{digest}");
         let accept = [("accept", "application/vnd.oci.image.manifest.v1+json")];
-        let head = client
-            .send(Method::HEAD, &path, &accept, Vec::new())
-            .await
-            .expect("HEAD");
+        let head = client.send(Method::HEAD, &path, &accept, Vec::new()).await.expect("HEAD");
         assert_eq!(head.status, StatusCode::OK, "{kind:?}");
         assert_eq!(head.header("docker-content-digest"), Some(digest.as_str()), "{kind:?}");
         let by_tag = client.manifest_digest("team/app", "v1").await.expect("HEAD tag");
         assert_eq!(by_tag.as_deref(), Some(digest.as_str()), "{kind:?}");
-        let manifest = client
-            .send(Method::GET, &path, &accept, Vec::new())
-            .await
-            .expect("GET")
-            .json()
-            .expect("manifest");
+        let manifest =
+            client.send(Method::GET, &path, &accept, Vec::new()).await.expect("GET").json().expect("manifest");
         assert_eq!(manifest["annotations"]["tidegate.dev/test"], "yes");
         assert_eq!(manifest["layers"].as_array().map(Vec::len), Some(2));
         assert_eq!(manifest["layers"][1]["size"], 64 * 1024);
@@ -222,11 +181,7 @@ async fn pushed_images_are_found_by_head_and_crane() {
             .env("DOCKER_CONFIG", docker.path())
             .output()
             .expect("run crane");
-        assert!(
-            output.status.success(),
-            "crane: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "crane: {}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), digest, "{kind:?}");
     }
 }
@@ -235,17 +190,12 @@ async fn pushed_images_are_found_by_head_and_crane() {
 async fn referrers_registry_lists_artifacts_by_subject() {
     let registry = start(RegistryKind::Referrers, RegistryAuth::Anonymous).await;
     let client = registry.client();
-    let image = client
-        .push_image("team/app", &TestImage::new(&[2048]).tag("v1"))
-        .await
-        .expect("push image");
+    let image = client.push_image("team/app", &TestImage::new(&[2048]).tag("v1")).await.expect("push image");
 
     // No referrers yet: an empty index, not 404 (also for an unknown repository).
     let referrers = |repo: &str, digest: &str| format!("{}/v2/{repo}/referrers/{digest}", registry.url());
     for repo in ["team/app", "nobody/here"] {
-        let empty = send(Method::GET, &referrers(repo, &image.digest), &[], Vec::new())
-            .await
-            .expect("referrers");
+        let empty = send(Method::GET, &referrers(repo, &image.digest), &[], Vec::new()).await.expect("referrers");
         assert_eq!(empty.status, StatusCode::OK, "{repo}");
         assert_eq!(empty.json().expect("index")["manifests"], serde_json::json!([]));
     }
@@ -267,32 +217,21 @@ async fn referrers_registry_lists_artifacts_by_subject() {
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.header("oci-subject"), Some(image.digest.as_str()));
 
-    let response = send(Method::GET, &referrers("team/app", &image.digest), &[], Vec::new())
-        .await
-        .expect("referrers");
+    let response = send(Method::GET, &referrers("team/app", &image.digest), &[], Vec::new()).await.expect("referrers");
     assert_eq!(response.status, StatusCode::OK);
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/vnd.oci.image.index.v1+json")
-    );
+    assert_eq!(response.header("content-type"), Some("application/vnd.oci.image.index.v1+json"));
     let index = response.json().expect("index");
     let manifests = index["manifests"].as_array().expect("manifests");
     assert_eq!(manifests.len(), 1, "{index}");
     assert_eq!(manifests[0]["digest"], pushed.digest.as_str());
     assert_eq!(manifests[0]["artifactType"], SIGNATURE_TYPE);
     assert_eq!(manifests[0]["size"], pushed.manifest.len());
-    assert_eq!(
-        manifests[0]["annotations"]["io.cncf.notary.x509chain.thumbprint#S256"],
-        "[\"abc\"]"
-    );
+    assert_eq!(manifests[0]["annotations"]["io.cncf.notary.x509chain.thumbprint#S256"], "[\"abc\"]");
 
     // The artifactType filter, and the header that says it was applied.
     let other = send(
         Method::GET,
-        &format!(
-            "{}?artifactType=application%2Fx-other",
-            referrers("team/app", &image.digest)
-        ),
+        &format!("{}?artifactType=application%2Fx-other", referrers("team/app", &image.digest)),
         &[],
         Vec::new(),
     )
@@ -302,38 +241,23 @@ async fn referrers_registry_lists_artifacts_by_subject() {
     assert_eq!(other.json().expect("index")["manifests"], serde_json::json!([]));
     let filtered = send(
         Method::GET,
-        &format!(
-            "{}?artifactType=application%2Fvnd.cncf.notary.signature",
-            referrers("team/app", &image.digest)
-        ),
+        &format!("{}?artifactType=application%2Fvnd.cncf.notary.signature", referrers("team/app", &image.digest)),
         &[],
         Vec::new(),
     )
     .await
     .expect("filtered");
-    assert_eq!(
-        filtered.json().expect("index")["manifests"].as_array().map(Vec::len),
-        Some(1)
-    );
+    assert_eq!(filtered.json().expect("index")["manifests"].as_array().map(Vec::len), Some(1));
 
     // Deleting the artifact removes it from the index; a bad digest is a 400.
     let deleted = client
-        .send(
-            Method::DELETE,
-            &format!("/v2/team/app/manifests/{}", pushed.digest),
-            &[],
-            Vec::new(),
-        )
+        .send(Method::DELETE, &format!("/v2/team/app/manifests/{}", pushed.digest), &[], Vec::new())
         .await
         .expect("delete");
     assert_eq!(deleted.status, StatusCode::ACCEPTED);
-    let after = send(Method::GET, &referrers("team/app", &image.digest), &[], Vec::new())
-        .await
-        .expect("referrers");
+    let after = send(Method::GET, &referrers("team/app", &image.digest), &[], Vec::new()).await.expect("referrers");
     assert_eq!(after.json().expect("index")["manifests"], serde_json::json!([]));
-    let bad = send(Method::GET, &referrers("team/app", "latest"), &[], Vec::new())
-        .await
-        .expect("bad digest");
+    let bad = send(Method::GET, &referrers("team/app", "latest"), &[], Vec::new()).await.expect("bad digest");
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
@@ -342,28 +266,17 @@ async fn distribution_accepts_artifacts_with_a_subject_but_has_no_referrers_api(
     // Clients fall back to the referrers tag schema against it; make sure the manifests go in.
     let registry = start(RegistryKind::Distribution, RegistryAuth::Anonymous).await;
     let client = registry.client();
-    let image = client
-        .push_image("team/app", &TestImage::new(&[128]).tag("v1"))
-        .await
-        .expect("push image");
+    let image = client.push_image("team/app", &TestImage::new(&[128]).tag("v1")).await.expect("push image");
     let artifact = TestImage::artifact(SIGNATURE_TYPE, image.descriptor.clone(), 100);
     let pushed = client.push_image("team/app", &artifact).await.expect("push artifact");
     assert_eq!(
-        client
-            .manifest_digest("team/app", &pushed.digest)
-            .await
-            .expect("HEAD")
-            .as_deref(),
+        client.manifest_digest("team/app", &pushed.digest).await.expect("HEAD").as_deref(),
         Some(pushed.digest.as_str())
     );
-    let referrers = send(
-        Method::GET,
-        &format!("{}/v2/team/app/referrers/{}", registry.url(), image.digest),
-        &[],
-        Vec::new(),
-    )
-    .await
-    .expect("referrers");
+    let referrers =
+        send(Method::GET, &format!("{}/v2/team/app/referrers/{}", registry.url(), image.digest), &[], Vec::new())
+            .await
+            .expect("referrers");
     assert_eq!(referrers.status, StatusCode::NOT_FOUND);
 }
 
@@ -377,11 +290,7 @@ fn notation_version_runs() {
         .output()
         .expect("run notation");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "notation version: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "notation version: {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains(&format!("Version:     {NOTATION_VERSION}")), "{stdout}");
     let crane = Command::new(tools.crane()).arg("version").output().expect("run crane");
     assert!(String::from_utf8_lossy(&crane.stdout).contains("v0."), "crane version");
@@ -395,11 +304,7 @@ fn notation(tools: &SupplyChainTools, home: &std::path::Path, args: &[&str]) -> 
         .env("XDG_CONFIG_HOME", home.join("config"))
         .output()
         .expect("run notation");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "notation {}: {text}", args.join(" "));
     text
 }
@@ -408,41 +313,25 @@ fn notation(tools: &SupplyChainTools, home: &std::path::Path, args: &[&str]) -> 
 async fn notation_signs_into_the_referrers_api_and_verifies() {
     let tools = SupplyChainTools::locate().expect("supply-chain tools");
     let registry = start(RegistryKind::Referrers, RegistryAuth::Anonymous).await;
-    let image = registry
-        .client()
-        .push_image("team/app", &TestImage::new(&[1024]).tag("v1"))
-        .await
-        .expect("push");
+    let image = registry.client().push_image("team/app", &TestImage::new(&[1024]).tag("v1")).await.expect("push");
     let reference = format!("{}/team/app@{}", registry.host(), image.digest);
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
 
     notation(&tools, home, &["cert", "generate-test", "--default", "tidegate-test"]);
     // Without --force-referrers-tag=false notation 1.x writes the referrers tag instead.
-    let signed = notation(
-        &tools,
-        home,
-        &["sign", "--insecure-registry", "--force-referrers-tag=false", &reference],
-    );
+    let signed = notation(&tools, home, &["sign", "--insecure-registry", "--force-referrers-tag=false", &reference]);
     assert!(signed.contains("Successfully signed"), "{signed}");
 
-    let index = send(
-        Method::GET,
-        &format!("{}/v2/team/app/referrers/{}", registry.url(), image.digest),
-        &[],
-        Vec::new(),
-    )
-    .await
-    .expect("referrers")
-    .json()
-    .expect("index");
+    let index =
+        send(Method::GET, &format!("{}/v2/team/app/referrers/{}", registry.url(), image.digest), &[], Vec::new())
+            .await
+            .expect("referrers")
+            .json()
+            .expect("index");
     assert_eq!(index["manifests"].as_array().map(Vec::len), Some(1), "{index}");
     assert_eq!(index["manifests"][0]["artifactType"], SIGNATURE_TYPE);
-    let tag = registry
-        .client()
-        .manifest_digest("team/app", &image.digest.replace(':', "-"))
-        .await
-        .expect("HEAD");
+    let tag = registry.client().manifest_digest("team/app", &image.digest.replace(':', "-")).await.expect("HEAD");
     assert_eq!(tag, None, "notation fell back to the referrers tag schema");
 
     let policy = home.join("policy.json");
@@ -453,11 +342,7 @@ async fn notation_signs_into_the_referrers_api_and_verifies() {
             "trustedIdentities": ["*"]}]}"#,
     )
     .expect("policy");
-    notation(
-        &tools,
-        home,
-        &["policy", "import", "--force", &policy.display().to_string()],
-    );
+    notation(&tools, home, &["policy", "import", "--force", &policy.display().to_string()]);
     let verified = notation(&tools, home, &["verify", "--insecure-registry", &reference]);
     assert!(verified.contains("Successfully verified"), "{verified}");
 }
@@ -469,41 +354,22 @@ async fn drop_stops_the_processes_and_removes_the_directory() {
         (RegistryKind::Referrers, RegistryAuth::Anonymous),
     ] {
         let registry = start(kind, auth).await;
-        registry
-            .push_test_image("team/app", "v1", &[100], &[])
-            .await
-            .expect("push");
+        registry.push_test_image("team/app", "v1", &[100], &[]).await.expect("push");
         let pid = registry.pid();
         let dir = registry.dir().to_path_buf();
         let url = registry.url();
         let token_addr = registry.token_server().map(|s| s.addr());
         assert!(
-            dir.join(format!(
-                "{}.log",
-                if kind == RegistryKind::Distribution {
-                    "registry"
-                } else {
-                    "ocireg"
-                }
-            ))
-            .is_file()
+            dir.join(format!("{}.log", if kind == RegistryKind::Distribution { "registry" } else { "ocireg" }))
+                .is_file()
         );
         drop(registry);
         assert!(!dir.exists(), "{kind:?}: {} is still there", dir.display());
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "{kind:?}: process {pid} still runs"
-        );
-        assert!(
-            send(Method::GET, &format!("{url}/v2/"), &[], Vec::new()).await.is_err(),
-            "{kind:?} still answers"
-        );
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "{kind:?}: process {pid} still runs");
+        assert!(send(Method::GET, &format!("{url}/v2/"), &[], Vec::new()).await.is_err(), "{kind:?} still answers");
         if let Some(addr) = token_addr {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            assert!(
-                std::net::TcpStream::connect(addr).is_err(),
-                "the token server still listens"
-            );
+            assert!(std::net::TcpStream::connect(addr).is_err(), "the token server still listens");
         }
     }
 }

@@ -8,8 +8,8 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
-use tidegate_testenv::{apply, shared, TestEnv};
+use tidegate_testenv::{TestEnv, apply, shared};
 
 /// The controller's user name, as its ServiceAccount.
 pub const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegate-controller";
@@ -46,9 +46,13 @@ impl Scenario {
         env.create_namespace(name).await.expect("namespace");
         env.create_namespace(&staging).await.expect("staging namespace");
         let scenario = Self { env, ns: name.to_string(), staging, admin, dir: tempfile::tempdir().expect("temp dir") };
-        for (ns, file) in [(&scenario.staging, "10-staging-workloads.yaml"), (&scenario.ns, "11-production-workloads.yaml")] {
+        for (ns, file) in
+            [(&scenario.staging, "10-staging-workloads.yaml"), (&scenario.ns, "11-production-workloads.yaml")]
+        {
             let text = std::fs::read_to_string(examples().join(file)).expect("example workloads");
-            let text = text.replace("namespace: shop-staging", &format!("namespace: {ns}")).replace("namespace: shop", &format!("namespace: {ns}"));
+            let text = text
+                .replace("namespace: shop-staging", &format!("namespace: {ns}"))
+                .replace("namespace: shop", &format!("namespace: {ns}"));
             apply::apply_yaml(&scenario.admin, &text, ns, "scenario").await.expect("apply workloads");
         }
         scenario
@@ -65,7 +69,9 @@ impl Scenario {
         }
         merge(&mut policy["spec"], changes);
         let api: Api<ImagePolicy> = Api::namespaced(self.admin.clone(), &self.ns);
-        api.patch("shop-app", &PatchParams::apply("scenario").force(), &Patch::Apply(&policy)).await.expect("apply policy");
+        api.patch("shop-app", &PatchParams::apply("scenario").force(), &Patch::Apply(&policy))
+            .await
+            .expect("apply policy");
     }
 
     /// Starts the controller for this scenario's namespace (in-process builder).
@@ -101,7 +107,9 @@ impl Scenario {
             }
         });
         let api: Api<ImagePolicy> = Api::namespaced(self.admin.clone(), &self.ns);
-        api.patch(name, &PatchParams::apply("scenario").force(), &Patch::Apply(&policy)).await.expect("apply extra policy");
+        api.patch(name, &PatchParams::apply("scenario").force(), &Patch::Apply(&policy))
+            .await
+            .expect("apply extra policy");
     }
 
     /// A client for a user with real client certificates.
@@ -150,7 +158,10 @@ impl Scenario {
             "data": {"report.json": report}
         }))
         .expect("configmap");
-        Api::<ConfigMap>::namespaced(self.admin.clone(), &self.ns).create(&PostParams::default(), &cm).await.expect("upload report");
+        Api::<ConfigMap>::namespaced(self.admin.clone(), &self.ns)
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("upload report");
         digest
     }
 
@@ -184,7 +195,12 @@ impl Scenario {
     }
 
     /// Asks for a rollback of `promotion`, as `user`.
-    pub async fn request_rollback(&self, client: &kube::Client, promotion: &str, user: &str) -> Result<(), kube::Error> {
+    pub async fn request_rollback(
+        &self,
+        client: &kube::Client,
+        promotion: &str,
+        user: &str,
+    ) -> Result<(), kube::Error> {
         let api: Api<Promotion> = Api::namespaced(client.clone(), &self.ns);
         let patch = json!({"metadata": {"annotations": {"tidegate.dev/rollback-requested-by": user}}});
         api.patch(promotion, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
@@ -193,8 +209,12 @@ impl Scenario {
     /// A ConfigMap holding a test Job template that kwok completes.
     pub async fn test_job_template(&self, name: &str) {
         let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: smoke\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: smoke\n        image: registry.example.com/tools/smoke@sha256:4c184c0d25773ebecb5b46cfb86c87aede83bf6fb921f9d21292fab3deb4aa26\n        args: [\"--target=http://web\"]\n";
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}, "data": {"job.yaml": job}})).expect("configmap");
-        Api::<ConfigMap>::namespaced(self.admin.clone(), &self.ns).create(&PostParams::default(), &cm).await.expect("test job template");
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}, "data": {"job.yaml": job}})).expect("configmap");
+        Api::<ConfigMap>::namespaced(self.admin.clone(), &self.ns)
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("test job template");
     }
 
     /// The image of a Deployment's first container in production.
@@ -219,7 +239,9 @@ impl Scenario {
 
     /// Production images of the three workloads: web (live slot), worker (live slot), job.
     pub async fn production(&self) -> (Option<String>, Option<String>, Option<String>) {
-        let slot = |base: &str, slot: Option<String>| if slot.as_deref() == Some("green") { format!("{base}-green") } else { base.to_string() };
+        let slot = |base: &str, slot: Option<String>| {
+            if slot.as_deref() == Some("green") { format!("{base}-green") } else { base.to_string() }
+        };
         let web_slot = self.service_slot(&self.ns, "web").await;
         let worker = self.deployment(&self.ns, "worker").await;
         let worker_slot = worker.and_then(|d| d.metadata.annotations?.get("tidegate.dev/active-slot").cloned());
@@ -309,7 +331,10 @@ impl ControllerProcess {
     fn start(scenario: &Scenario, args: &[&str]) -> Self {
         let kubeconfig = scenario.path("controller.kubeconfig");
         if !kubeconfig.exists() {
-            let yaml = scenario.env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts", "system:serviceaccounts:tidegate-system"]).expect("kubeconfig");
+            let yaml = scenario
+                .env
+                .user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts", "system:serviceaccounts:tidegate-system"])
+                .expect("kubeconfig");
             std::fs::write(&kubeconfig, yaml).expect("write kubeconfig");
         }
         let key = scenario.path("signing.key");
@@ -317,7 +342,13 @@ impl ControllerProcess {
             std::fs::write(&key, format!("scenario-key-{}", scenario.ns)).expect("write key");
         }
         let args = args.iter().map(|a| a.to_string()).collect();
-        Self::spawn(kubeconfig, key, scenario.ns.clone(), scenario.path(&format!("controller-{}.log", PORT.fetch_add(1, Ordering::SeqCst))), args)
+        Self::spawn(
+            kubeconfig,
+            key,
+            scenario.ns.clone(),
+            scenario.path(&format!("controller-{}.log", PORT.fetch_add(1, Ordering::SeqCst))),
+            args,
+        )
     }
 
     fn spawn(kubeconfig: PathBuf, key: PathBuf, namespace: String, log: PathBuf, args: Vec<String>) -> Self {
@@ -381,7 +412,8 @@ pub async fn http_server(status: u16) -> (String, Arc<std::sync::atomic::AtomicU
 }
 
 /// A scan report with no findings.
-pub const CLEAN_REPORT: &str = r#"{"SchemaVersion":2,"ArtifactName":"scenario","Results":[{"Target":"app","Vulnerabilities":[]}]}"#;
+pub const CLEAN_REPORT: &str =
+    r#"{"SchemaVersion":2,"ArtifactName":"scenario","Results":[{"Target":"app","Vulnerabilities":[]}]}"#;
 
 /// A plain HTTP/1.1 request to a loopback server: GET, or POST of a JSON `body`. Returns the whole
 /// response (status line first), or an empty string when nothing listens.

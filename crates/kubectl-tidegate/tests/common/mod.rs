@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tidegate_api::{ImagePolicy, Promotion, Release};
-use tidegate_testenv::{apply, shared, TestEnv};
+use tidegate_testenv::{TestEnv, apply, shared};
 
 /// Users the tests bind to the plugin's role in every namespace.
 pub const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
@@ -77,7 +77,9 @@ pub fn example_documents(file: &str) -> Vec<Value> {
     let path = examples_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .map(|doc| {
+            <Value as serde::Deserialize>::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
         .filter(|v| !v.is_null())
         .collect()
 }

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use p256::ecdsa::signature::Signer as _;
 use pkcs8::{DecodePrivateKey, EncodePublicKey};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SubjectPublicKeyInfo, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SubjectPublicKeyInfo, date_time_ymd,
 };
 use tidegate_notary::{Certificate, Descriptor};
 
@@ -19,11 +19,7 @@ pub fn ts(text: &str) -> Timestamp {
 }
 
 pub fn descriptor() -> Descriptor {
-    Descriptor::new(
-        "application/vnd.oci.image.manifest.v1+json",
-        format!("sha256:{}", "ab".repeat(32)),
-        1234,
-    )
+    Descriptor::new("application/vnd.oci.image.manifest.v1+json", format!("sha256:{}", "ab".repeat(32)), 1234)
 }
 
 pub fn key_file(name: &str) -> String {
@@ -50,10 +46,8 @@ pub struct LeafKey {
 }
 
 pub fn leaf_key(kind: KeyKind) -> LeafKey {
-    let from_spki_der = |pem: String, der: Vec<u8>| LeafKey {
-        pem,
-        spki: SubjectPublicKeyInfo::from_der(&der).expect("spki"),
-    };
+    let from_spki_der =
+        |pem: String, der: Vec<u8>| LeafKey { pem, spki: SubjectPublicKeyInfo::from_der(&der).expect("spki") };
     match kind {
         KeyKind::P256 | KeyKind::P384 => {
             let alg = match kind {
@@ -71,32 +65,20 @@ pub fn leaf_key(kind: KeyKind) -> LeafKey {
             };
             let pem = key_file(&format!("rsa-{bits}.pem"));
             let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).expect("rsa key");
-            let der = key
-                .to_public_key()
-                .to_public_key_der()
-                .expect("der")
-                .into_vec();
+            let der = key.to_public_key().to_public_key_der().expect("der").into_vec();
             from_spki_der(pem, der)
         }
         KeyKind::Rsa2048Pkcs1 => {
             use rsa::pkcs1::DecodeRsaPrivateKey;
             let pem = key_file("rsa-2048-pkcs1.pem");
             let key = rsa::RsaPrivateKey::from_pkcs1_pem(&pem).expect("rsa key");
-            let der = key
-                .to_public_key()
-                .to_public_key_der()
-                .expect("der")
-                .into_vec();
+            let der = key.to_public_key().to_public_key_der().expect("der").into_vec();
             from_spki_der(pem, der)
         }
         KeyKind::P256Sec1 => {
             let pem = key_file("ec-p256-sec1.pem");
             let key = p256::SecretKey::from_sec1_pem(&pem).expect("sec1 key");
-            let der = key
-                .public_key()
-                .to_public_key_der()
-                .expect("der")
-                .into_vec();
+            let der = key.public_key().to_public_key_der().expect("der").into_vec();
             from_spki_der(pem, der)
         }
     }
@@ -146,10 +128,7 @@ impl Ca {
     pub fn root_with(params: CertificateParams) -> Self {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
         let cert = params.self_signed(&key).expect("root");
-        Self {
-            cert: Certificate::from_der(cert.der().to_vec()).expect("parse root"),
-            issuer: Issuer::new(params, key),
-        }
+        Self { cert: Certificate::from_der(cert.der().to_vec()).expect("parse root"), issuer: Issuer::new(params, key) }
     }
 
     pub fn intermediate(&self, cn: &str) -> Self {
@@ -186,11 +165,7 @@ pub fn identity_with(kind: KeyKind, params: &CertificateParams) -> Identity {
     let root = Ca::root("Tidegate Test Root");
     let key = leaf_key(kind);
     let leaf = root.issue(params, &key.spki);
-    Identity {
-        key_pem: key.pem,
-        chain: vec![leaf, root.cert.clone()],
-        root: root.cert,
-    }
+    Identity { key_pem: key.pem, chain: vec![leaf, root.cert.clone()], root: root.cert }
 }
 
 pub fn identity(kind: KeyKind) -> Identity {
@@ -217,8 +192,7 @@ impl Crafted {
         });
         if let Some(expiry) = expiry {
             header["io.cncf.notary.expiry"] = expiry.into();
-            header["crit"] =
-                serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
+            header["crit"] = serde_json::json!(["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]);
         }
         header.to_string()
     }
@@ -235,23 +209,12 @@ impl Crafted {
     }
 
     pub fn signing_input(&self) -> String {
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&self.protected),
-            URL_SAFE_NO_PAD.encode(&self.payload)
-        )
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&self.protected), URL_SAFE_NO_PAD.encode(&self.payload))
     }
 
     pub fn envelope(&self, signature: &[u8]) -> Vec<u8> {
         let mut header = serde_json::Map::new();
-        header.insert(
-            "x5c".into(),
-            self.x5c
-                .iter()
-                .map(|d| STANDARD.encode(d))
-                .collect::<Vec<_>>()
-                .into(),
-        );
+        header.insert("x5c".into(), self.x5c.iter().map(|d| STANDARD.encode(d)).collect::<Vec<_>>().into());
         for (k, v) in &self.header_extra {
             header.insert(k.clone(), v.clone());
         }

@@ -6,7 +6,7 @@ use kube::api::{Api, ListParams, Patch};
 use serde_json::json;
 use tidegate_core::promotion::{Health, Progress};
 
-use super::{container_index, KubernetesTargets, Resolved};
+use super::{KubernetesTargets, Resolved, container_index};
 use crate::{ProviderError, Result};
 
 async fn get(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<(Api<CronJob>, CronJob)> {
@@ -38,8 +38,13 @@ pub(super) async fn image(targets: &KubernetesTargets, target: &Resolved<'_>) ->
 pub(super) async fn converge(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<Progress> {
     let (api, cronjob) = get(targets, target).await?;
     let list = containers(&cronjob);
-    let i = container_index(list, target.target.container.as_deref())
-        .ok_or_else(|| ProviderError::Permanent(format!("{} has no container {}", target.display(), target.target.container.as_deref().unwrap_or("at all"))))?;
+    let i = container_index(list, target.target.container.as_deref()).ok_or_else(|| {
+        ProviderError::Permanent(format!(
+            "{} has no container {}",
+            target.display(),
+            target.target.container.as_deref().unwrap_or("at all")
+        ))
+    })?;
     if list[i].image.as_deref() == Some(image) {
         return Ok(Progress::Done);
     }
@@ -66,7 +71,11 @@ pub(super) async fn health(targets: &KubernetesTargets, target: &Resolved<'_>, i
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
         if owned && runs_image && failed {
-            return Ok(Health::Unhealthy(format!("{}: Job {} failed", target.display(), job.metadata.name.unwrap_or_default())));
+            return Ok(Health::Unhealthy(format!(
+                "{}: Job {} failed",
+                target.display(),
+                job.metadata.name.unwrap_or_default()
+            )));
         }
     }
     Ok(Health::Healthy)

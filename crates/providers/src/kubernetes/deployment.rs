@@ -13,7 +13,7 @@ use serde_json::json;
 use tidegate_core::promotion::{Health, Progress};
 use tidegate_core::rollout::{Retire, RolloutPlan};
 
-use super::{container_index, KubernetesTargets, Resolved, ANNOTATION_ACTIVE_SLOT, ANNOTATION_REPLICAS, LABEL_SLOT};
+use super::{ANNOTATION_ACTIVE_SLOT, ANNOTATION_REPLICAS, KubernetesTargets, LABEL_SLOT, Resolved, container_index};
 use crate::{ProviderError, Result};
 
 const BLUE: &str = "blue";
@@ -58,7 +58,9 @@ fn container_name(deployment: &Deployment, container: Option<&str>) -> Result<St
 /// Rolled out: the controller saw the current spec and every replica is updated and available.
 fn rolled_out(deployment: &Deployment) -> Result<bool> {
     let Some(status) = deployment.status.as_ref() else { return Ok(false) };
-    if let Some(stuck) = status.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == "Progressing" && c.status == "False")) {
+    if let Some(stuck) =
+        status.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == "Progressing" && c.status == "False"))
+    {
         return Err(ProviderError::Permanent(format!(
             "Deployment {} is not progressing: {}",
             deployment.metadata.name.clone().unwrap_or_default(),
@@ -72,7 +74,14 @@ fn rolled_out(deployment: &Deployment) -> Result<bool> {
         && status.replicas.unwrap_or(0) == wanted)
 }
 
-async fn set_image(targets: &KubernetesTargets, api: &Api<Deployment>, deployment: &Deployment, container: Option<&str>, image: &str, replicas: Option<i32>) -> Result<()> {
+async fn set_image(
+    targets: &KubernetesTargets,
+    api: &Api<Deployment>,
+    deployment: &Deployment,
+    container: Option<&str>,
+    image: &str,
+    replicas: Option<i32>,
+) -> Result<()> {
     let name = deployment.metadata.name.clone().unwrap_or_default();
     let container = container_name(deployment, container)?;
     let mut patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
@@ -84,7 +93,11 @@ async fn set_image(targets: &KubernetesTargets, api: &Api<Deployment>, deploymen
 }
 
 /// Rolling update of the one Deployment.
-pub(super) async fn converge_in_place(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<Progress> {
+pub(super) async fn converge_in_place(
+    targets: &KubernetesTargets,
+    target: &Resolved<'_>,
+    image: &str,
+) -> Result<Progress> {
     let (api, deployment) = get_base(targets, target).await?;
     if image_of(&deployment, target.target.container.as_deref()).as_deref() != Some(image) {
         set_image(targets, &api, &deployment, target.target.container.as_deref(), image, None).await?;
@@ -146,13 +159,19 @@ fn slot_replicas(base: &Deployment) -> i32 {
 /// A copy of the base Deployment for slot green.
 fn green_from(base: &Deployment, image: &str, container: Option<&str>, replicas: i32) -> Result<Deployment> {
     let name = slot_name(base.metadata.name.as_deref().unwrap_or_default(), GREEN);
-    let mut spec = base.spec.clone().ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: base has no spec")))?;
+    let mut spec =
+        base.spec.clone().ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: base has no spec")))?;
     spec.replicas = Some(replicas);
     spec.selector.match_labels.get_or_insert_with(BTreeMap::new).insert(LABEL_SLOT.into(), GREEN.into());
     let template_meta = spec.template.metadata.get_or_insert_with(Default::default);
     template_meta.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_SLOT.into(), GREEN.into());
-    let pod = spec.template.spec.as_mut().ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: no pod spec")))?;
-    let i = container_index(&pod.containers, container).ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: container not found")))?;
+    let pod = spec
+        .template
+        .spec
+        .as_mut()
+        .ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: no pod spec")))?;
+    let i = container_index(&pod.containers, container)
+        .ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: container not found")))?;
     pod.containers[i].image = Some(image.to_string());
     let mut labels = base.metadata.labels.clone().unwrap_or_default();
     labels.insert(LABEL_SLOT.into(), GREEN.into());
@@ -176,7 +195,8 @@ async fn switch_service(targets: &KubernetesTargets, target: &Resolved<'_>, slot
         .get_opt(service)
         .await?
         .ok_or_else(|| ProviderError::Permanent(format!("Service {}/{service} not found", target.namespace)))?;
-    let selected = current.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| s.get(LABEL_SLOT)).map(String::as_str);
+    let selected =
+        current.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| s.get(LABEL_SLOT)).map(String::as_str);
     if selected == Some(slot) {
         return Ok(false);
     }
@@ -186,7 +206,12 @@ async fn switch_service(targets: &KubernetesTargets, target: &Resolved<'_>, slot
 }
 
 /// One step of a side-by-side rollout to `image`.
-pub(super) async fn converge_slots(targets: &KubernetesTargets, target: &Resolved<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
+pub(super) async fn converge_slots(
+    targets: &KubernetesTargets,
+    target: &Resolved<'_>,
+    plan: &RolloutPlan,
+    image: &str,
+) -> Result<Progress> {
     let (api, base) = get_base(targets, target).await?;
     let base = adopt(targets, &api, base).await?;
     let container = target.target.container.as_deref();
@@ -197,7 +222,8 @@ pub(super) async fn converge_slots(targets: &KubernetesTargets, target: &Resolve
     let green = api.get_opt(&slot(GREEN)).await?;
     let deployment_of = |s: &str| if s == BLUE { Some(base.clone()) } else { green.clone() };
 
-    let live_deployment = deployment_of(&live).ok_or_else(|| ProviderError::Permanent(format!("live slot {live} of {} is missing", target.display())))?;
+    let live_deployment = deployment_of(&live)
+        .ok_or_else(|| ProviderError::Permanent(format!("live slot {live} of {} is missing", target.display())))?;
     if image_of(&live_deployment, container).as_deref() == Some(image) {
         // The live slot runs the image: make sure traffic points at it and it is healthy.
         if plan.switch_traffic && switch_service(targets, target, &live).await? {
@@ -221,7 +247,8 @@ pub(super) async fn converge_slots(targets: &KubernetesTargets, target: &Resolve
     match deployment_of(idle) {
         None => {
             let created = green_from(&base, image, container, replicas)?;
-            api.create(&PostParams { field_manager: targets.params().field_manager, ..Default::default() }, &created).await?;
+            api.create(&PostParams { field_manager: targets.params().field_manager, ..Default::default() }, &created)
+                .await?;
             return Ok(Progress::InProgress(format!("{}: created slot {idle} with {image}", target.display())));
         }
         Some(deployment) => {
@@ -233,7 +260,12 @@ pub(super) async fn converge_slots(targets: &KubernetesTargets, target: &Resolve
             }
             match rolled_out(&deployment) {
                 Ok(true) => {}
-                Ok(false) => return Ok(Progress::InProgress(format!("{}: waiting for slot {idle} to become available", target.display()))),
+                Ok(false) => {
+                    return Ok(Progress::InProgress(format!(
+                        "{}: waiting for slot {idle} to become available",
+                        target.display()
+                    )));
+                }
                 Err(e) => return Ok(Progress::Failed(e.to_string())),
             }
         }
@@ -259,23 +291,31 @@ async fn retire(targets: &KubernetesTargets, api: &Api<Deployment>, deployment: 
 pub(super) async fn retire_idle(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<()> {
     let (api, base) = get_base(targets, target).await?;
     let idle = other(live_slot(&base));
-    let deployment = if idle == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
+    let deployment =
+        if idle == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
     retire(targets, &api, deployment).await
 }
 
 pub(super) async fn live_slot_image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
     let (api, base) = get_base(targets, target).await?;
     let live = live_slot(&base);
-    let deployment = if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
+    let deployment =
+        if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
     Ok(deployment.and_then(|d| image_of(&d, target.target.container.as_deref())))
 }
 
 /// Available, and no container of the live Pods running `image` has restarted.
-pub(super) async fn health(targets: &KubernetesTargets, target: &Resolved<'_>, plan: &RolloutPlan, image: &str) -> Result<Health> {
+pub(super) async fn health(
+    targets: &KubernetesTargets,
+    target: &Resolved<'_>,
+    plan: &RolloutPlan,
+    image: &str,
+) -> Result<Health> {
     let (api, base) = get_base(targets, target).await?;
     let (deployment, slot) = if plan.side_by_side {
         let live = live_slot(&base);
-        let d = if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
+        let d =
+            if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
         (d, Some(live))
     } else {
         (Some(base.clone()), None)
@@ -289,7 +329,11 @@ pub(super) async fn health(targets: &KubernetesTargets, target: &Resolved<'_>, p
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
     if !available {
-        return Ok(Health::Unhealthy(format!("{}: Deployment {} is not Available", target.display(), deployment.metadata.name.clone().unwrap_or_default())));
+        return Ok(Health::Unhealthy(format!(
+            "{}: Deployment {} is not Available",
+            target.display(),
+            deployment.metadata.name.clone().unwrap_or_default()
+        )));
     }
     let mut selector: BTreeMap<String, String> =
         deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
@@ -300,7 +344,8 @@ pub(super) async fn health(targets: &KubernetesTargets, target: &Resolved<'_>, p
     let pods: Api<Pod> = Api::namespaced(targets.client().clone(), &target.namespace);
     let pods = pods.list(&ListParams::default().labels(&labels.join(","))).await?;
     for pod in pods.items {
-        let runs_image = pod.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.image.as_deref() == Some(image)));
+        let runs_image =
+            pod.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.image.as_deref() == Some(image)));
         if !runs_image {
             continue;
         }

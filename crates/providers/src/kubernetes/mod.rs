@@ -58,7 +58,9 @@ impl KubernetesTargets {
     /// Converges the target one step towards `image` with `plan`.
     pub async fn converge(&self, target: &Resolved<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
         match target.target.kind {
-            KubernetesKind::Deployment if plan.side_by_side => deployment::converge_slots(self, target, plan, image).await,
+            KubernetesKind::Deployment if plan.side_by_side => {
+                deployment::converge_slots(self, target, plan, image).await
+            }
             KubernetesKind::Deployment => deployment::converge_in_place(self, target, image).await,
             KubernetesKind::CronJob => cronjob::converge(self, target, image).await,
         }
@@ -100,7 +102,10 @@ impl KubernetesTargets {
 }
 
 /// The container to manage: the named one, or the first.
-pub(crate) fn container_index(containers: &[k8s_openapi::api::core::v1::Container], wanted: Option<&str>) -> Option<usize> {
+pub(crate) fn container_index(
+    containers: &[k8s_openapi::api::core::v1::Container],
+    wanted: Option<&str>,
+) -> Option<usize> {
     match wanted {
         Some(name) => containers.iter().position(|c| c.name == name),
         None => (!containers.is_empty()).then_some(0),

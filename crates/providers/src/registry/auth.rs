@@ -36,7 +36,9 @@ impl Credentials {
     pub fn basic_header(&self) -> Option<String> {
         match self {
             Self::Anonymous => None,
-            Self::Basic { username, password } => Some(format!("Basic {}", STANDARD.encode(format!("{username}:{password}")))),
+            Self::Basic { username, password } => {
+                Some(format!("Basic {}", STANDARD.encode(format!("{username}:{password}"))))
+            }
         }
     }
 }
@@ -130,16 +132,25 @@ struct DockerAuth {
 /// Credentials per registry host from the `.dockerconfigjson` of a
 /// `kubernetes.io/dockerconfigjson` Secret. Keys like `https://host/v1/` are normalised to `host`.
 pub fn from_docker_config(json: &[u8]) -> Result<BTreeMap<String, Credentials>, String> {
-    let config: DockerConfig = serde_json::from_slice(json).map_err(|e| format!(".dockerconfigjson is not valid: {e}"))?;
+    let config: DockerConfig =
+        serde_json::from_slice(json).map_err(|e| format!(".dockerconfigjson is not valid: {e}"))?;
     let mut out = BTreeMap::new();
     for (key, entry) in config.auths {
-        let host = key.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let credentials = match (entry.username, entry.password, entry.auth) {
             (Some(username), Some(password), _) => Credentials::Basic { username, password },
             (_, _, Some(auth)) => {
-                let decoded = STANDARD.decode(auth.trim()).map_err(|e| format!("auths.{key}.auth is not base64: {e}"))?;
+                let decoded =
+                    STANDARD.decode(auth.trim()).map_err(|e| format!("auths.{key}.auth is not base64: {e}"))?;
                 let text = String::from_utf8(decoded).map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
-                let (username, password) = text.split_once(':').ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
+                let (username, password) =
+                    text.split_once(':').ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
                 Credentials::Basic { username: username.to_string(), password: password.to_string() }
             }
             _ => Credentials::Anonymous,
@@ -157,7 +168,9 @@ mod tests {
     fn parses_challenges() {
         assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(
-            parse_challenge(r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:shop/app:pull,push""#),
+            parse_challenge(
+                r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:shop/app:pull,push""#
+            ),
             Some(Challenge::Bearer {
                 realm: "https://auth.example.com/token".into(),
                 service: Some("registry.example.com".into()),
@@ -175,9 +188,14 @@ mod tests {
     #[test]
     fn reads_dockerconfigjson() {
         let auth = STANDARD.encode("robot:s3cret");
-        let json = format!(r#"{{"auths":{{"https://myreg.azurecr.io/v1/":{{"auth":"{auth}"}},"127.0.0.1:5000":{{"username":"u","password":"p"}},"anon.io":{{}}}}}}"#);
+        let json = format!(
+            r#"{{"auths":{{"https://myreg.azurecr.io/v1/":{{"auth":"{auth}"}},"127.0.0.1:5000":{{"username":"u","password":"p"}},"anon.io":{{}}}}}}"#
+        );
         let creds = from_docker_config(json.as_bytes()).unwrap();
-        assert_eq!(creds["myreg.azurecr.io"], Credentials::Basic { username: "robot".into(), password: "s3cret".into() });
+        assert_eq!(
+            creds["myreg.azurecr.io"],
+            Credentials::Basic { username: "robot".into(), password: "s3cret".into() }
+        );
         assert_eq!(creds["127.0.0.1:5000"], Credentials::Basic { username: "u".into(), password: "p".into() });
         assert_eq!(creds["anon.io"], Credentials::Anonymous);
         assert!(from_docker_config(b"{").is_err());

@@ -87,8 +87,12 @@ pub(super) async fn from_response(repo: &Repository, response: reqwest::Response
     let repository = repo.to_string();
     match (code.as_str(), status.as_u16()) {
         ("NAME_UNKNOWN", _) => RegistryError::UnknownRepository { repository },
-        ("MANIFEST_UNKNOWN" | "BLOB_UNKNOWN", _) | (_, 404) => RegistryError::NotFound { what: format!("{repository}: {message}") },
-        ("DENIED" | "UNAUTHORIZED", _) | (_, 401 | 403) => RegistryError::Denied { repository, message: format!("{status}: {message}") },
+        ("MANIFEST_UNKNOWN" | "BLOB_UNKNOWN", _) | (_, 404) => {
+            RegistryError::NotFound { what: format!("{repository}: {message}") }
+        }
+        ("DENIED" | "UNAUTHORIZED", _) | (_, 401 | 403) => {
+            RegistryError::Denied { repository, message: format!("{status}: {message}") }
+        }
         ("DIGEST_INVALID", _) => RegistryError::BadDigest { repository, expected: message, actual: String::new() },
         ("TOOMANYREQUESTS", _) | (_, 429) => RegistryError::RateLimited { repository },
         _ => RegistryError::Protocol { repository, message: format!("{status}: {message}") },

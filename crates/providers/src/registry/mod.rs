@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 pub use auth::Credentials;
-use auth::{parse_challenge, Challenge, TokenResponse};
+use auth::{Challenge, TokenResponse, parse_challenge};
 use budget::Budget;
 pub use error::RegistryError;
 use types::{Descriptor, Fetched, ImageIndex, MANIFEST_ACCEPT, OCI_INDEX};
@@ -43,7 +43,13 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { credentials: BTreeMap::new(), plain_http: BTreeSet::new(), requests_per_second: 20.0, max_retries: 4, timeout: Duration::from_secs(30) }
+        Self {
+            credentials: BTreeMap::new(),
+            plain_http: BTreeSet::new(),
+            requests_per_second: 20.0,
+            max_retries: 4,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -167,12 +173,16 @@ impl RegistryClient {
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !answered_challenge {
                 answered_challenge = true;
-                let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
+                let challenge =
+                    response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
                 authorization = match challenge {
                     Some(Challenge::Basic) => credentials.basic_header(),
                     Some(Challenge::Bearer { realm, service, scope: asked }) => {
                         let scope = asked.unwrap_or_else(|| scope.clone());
-                        Some(format!("Bearer {}", self.fetch_token(repo, &credentials, &realm, service.as_deref(), &scope).await?))
+                        Some(format!(
+                            "Bearer {}",
+                            self.fetch_token(repo, &credentials, &realm, service.as_deref(), &scope).await?
+                        ))
                     }
                     None => None,
                 };
@@ -188,7 +198,11 @@ impl RegistryClient {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            if status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::ACCEPTED || status == StatusCode::CREATED {
+            if status.is_success()
+                || status == StatusCode::NOT_FOUND
+                || status == StatusCode::ACCEPTED
+                || status == StatusCode::CREATED
+            {
                 return Ok(response);
             }
             return Err(error::from_response(repo, response).await);
@@ -197,10 +211,20 @@ impl RegistryClient {
 
     fn cached_token(&self, host: &str, scope: &str) -> Option<String> {
         let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        tokens.get(&(host.to_string(), scope.to_string())).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
+        tokens
+            .get(&(host.to_string(), scope.to_string()))
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(t, _)| t.clone())
     }
 
-    async fn fetch_token(&self, repo: &Repository, credentials: &Credentials, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+    async fn fetch_token(
+        &self,
+        repo: &Repository,
+        credentials: &Credentials,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<String> {
         let mut request = self.http.get(realm).query(&[("scope", scope)]);
         if let Some(service) = service {
             request = request.query(&[("service", service)]);
@@ -208,17 +232,23 @@ impl RegistryClient {
         if let Some(basic) = credentials.basic_header() {
             request = request.header(AUTHORIZATION, basic);
         }
-        let response = request.send().await.map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: format!("token endpoint {realm}: {e}") })?;
+        let response = request.send().await.map_err(|e| RegistryError::Transport {
+            host: repo.host.clone(),
+            message: format!("token endpoint {realm}: {e}"),
+        })?;
         if !response.status().is_success() {
             return Err(RegistryError::Denied {
                 repository: repo.to_string(),
-                message: format!("the token endpoint {realm} refused the credentials for {scope} ({})", response.status()),
+                message: format!(
+                    "the token endpoint {realm} refused the credentials for {scope} ({})",
+                    response.status()
+                ),
             });
         }
-        let body: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("token endpoint {realm}: {e}") })?;
+        let body: TokenResponse = response.json().await.map_err(|e| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("token endpoint {realm}: {e}"),
+        })?;
         let token = body.token.or(body.access_token).ok_or_else(|| RegistryError::Protocol {
             repository: repo.to_string(),
             message: format!("token endpoint {realm} returned no token"),
@@ -245,7 +275,11 @@ impl RegistryClient {
             message: format!("HEAD {reference} answered without Docker-Content-Digest"),
         })?;
         if reference.starts_with("sha256:") && digest != reference {
-            return Err(RegistryError::BadDigest { repository: repo.to_string(), expected: reference.to_string(), actual: digest });
+            return Err(RegistryError::BadDigest {
+                repository: repo.to_string(),
+                expected: reference.to_string(),
+                actual: digest,
+            });
         }
         Ok(Some(Descriptor {
             media_type: header(headers, CONTENT_TYPE.as_str()).unwrap_or_default(),
@@ -266,15 +300,23 @@ impl RegistryClient {
         }
         let media_type = header(response.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
         let served = header(response.headers(), "docker-content-digest");
-        let bytes = response.bytes().await.map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: e.to_string() })?.to_vec();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: e.to_string() })?
+            .to_vec();
         let digest = sha256(&bytes);
         let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { served };
         if let Some(expected) = expected.filter(|e| e.starts_with("sha256:"))
-            && expected != digest {
-                return Err(RegistryError::BadDigest { repository: repo.to_string(), expected, actual: digest });
-            }
+            && expected != digest
+        {
+            return Err(RegistryError::BadDigest { repository: repo.to_string(), expected, actual: digest });
+        }
         let media_type = if media_type.is_empty() || media_type == "application/json" {
-            serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["mediaType"].as_str().map(str::to_string)).unwrap_or(media_type)
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+                .unwrap_or(media_type)
         } else {
             media_type
         };
@@ -283,11 +325,23 @@ impl RegistryClient {
 
     /// Uploads a manifest under `reference` (a tag, or its own digest). Returns its digest, and
     /// whether the registry processed its `subject` (the `OCI-Subject` header of OCI 1.1).
-    pub async fn put_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(String, bool)> {
+    pub async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(String, bool)> {
         let digest = sha256(bytes);
         let url = format!("{}/v2/{}/manifests/{reference}", self.base(&repo.host), repo.name);
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, media_type.parse().map_err(|_| RegistryError::Protocol { repository: repo.to_string(), message: format!("bad media type {media_type}") })?);
+        headers.insert(
+            CONTENT_TYPE,
+            media_type.parse().map_err(|_| RegistryError::Protocol {
+                repository: repo.to_string(),
+                message: format!("bad media type {media_type}"),
+            })?,
+        );
         let response = self.send(repo, Access::Push, Method::PUT, &url, headers, Some(bytes.to_vec())).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Err(error::from_response(repo, response).await);
@@ -310,10 +364,18 @@ impl RegistryClient {
         if response.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound { what: format!("blob {repo}@{digest}") });
         }
-        let bytes = response.bytes().await.map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: e.to_string() })?.to_vec();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: e.to_string() })?
+            .to_vec();
         let actual = sha256(&bytes);
         if actual != digest {
-            return Err(RegistryError::BadDigest { repository: repo.to_string(), expected: digest.to_string(), actual });
+            return Err(RegistryError::BadDigest {
+                repository: repo.to_string(),
+                expected: digest.to_string(),
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -379,7 +441,10 @@ impl RegistryClient {
                 return Err(error::from_response(repo, response).await);
             }
             let next = header(response.headers(), "link").and_then(|l| next_link(&l));
-            let page: TagList = response.json().await.map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("tag list: {e}") })?;
+            let page: TagList = response.json().await.map_err(|e| RegistryError::Protocol {
+                repository: repo.to_string(),
+                message: format!("tag list: {e}"),
+            })?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(path) if path.starts_with("http") => url = path,
@@ -387,31 +452,55 @@ impl RegistryClient {
                 None => return Ok(tags),
             }
         }
-        Err(RegistryError::Protocol { repository: repo.to_string(), message: "tag list pagination does not end".into() })
+        Err(RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: "tag list pagination does not end".into(),
+        })
     }
 
     /// Manifests that refer to `digest` (signatures, SBOMs), optionally of one artifact type:
     /// the OCI 1.1 referrers API, or the `sha256-<hex>` tag-schema index where the API is absent.
-    pub async fn referrers(&self, repo: &Repository, digest: &str, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+    pub async fn referrers(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
         let url = format!("{}/v2/{}/referrers/{digest}", self.base(&repo.host), repo.name);
         let response = self.send(repo, Access::Pull, Method::GET, &url, accept(OCI_INDEX), None).await?;
         let index: ImageIndex = if response.status() == StatusCode::NOT_FOUND {
             match self.get_manifest(repo, &fallback_tag(digest)).await {
-                Ok(fetched) => serde_json::from_slice(&fetched.bytes)
-                    .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("referrers index: {e}") })?,
+                Ok(fetched) => serde_json::from_slice(&fetched.bytes).map_err(|e| RegistryError::Protocol {
+                    repository: repo.to_string(),
+                    message: format!("referrers index: {e}"),
+                })?,
                 Err(RegistryError::NotFound { .. }) => return Ok(Vec::new()),
                 Err(e) => return Err(e),
             }
         } else {
-            response.json().await.map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("referrers: {e}") })?
+            response.json().await.map_err(|e| RegistryError::Protocol {
+                repository: repo.to_string(),
+                message: format!("referrers: {e}"),
+            })?
         };
-        Ok(index.manifests.into_iter().filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t))).collect())
+        Ok(index
+            .manifests
+            .into_iter()
+            .filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)))
+            .collect())
     }
 
     /// Pushes an artifact manifest whose `subject` is `subject`, so that it is found among the
     /// subject's referrers: through the referrers API when the registry processes subjects, else
     /// by adding it to the `sha256-<hex>` fallback index tag.
-    pub async fn push_referrer(&self, repo: &Repository, media_type: &str, manifest: &[u8], subject: &str, descriptor: Descriptor) -> Result<String> {
+    pub async fn push_referrer(
+        &self,
+        repo: &Repository,
+        media_type: &str,
+        manifest: &[u8],
+        subject: &str,
+        descriptor: Descriptor,
+    ) -> Result<String> {
         let digest = sha256(manifest);
         let (_, processed) = self.put_manifest(repo, &digest, media_type, manifest).await?;
         if processed || self.referrers_api(repo, subject).await? {
@@ -419,14 +508,21 @@ impl RegistryClient {
         }
         let tag = fallback_tag(subject);
         let mut index = match self.get_manifest(repo, &tag).await {
-            Ok(fetched) => serde_json::from_slice::<ImageIndex>(&fetched.bytes)
-                .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("referrers index {tag}: {e}") })?,
-            Err(RegistryError::NotFound { .. }) => ImageIndex { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests: Vec::new(), annotations: None },
+            Ok(fetched) => serde_json::from_slice::<ImageIndex>(&fetched.bytes).map_err(|e| {
+                RegistryError::Protocol { repository: repo.to_string(), message: format!("referrers index {tag}: {e}") }
+            })?,
+            Err(RegistryError::NotFound { .. }) => ImageIndex {
+                schema_version: 2,
+                media_type: Some(OCI_INDEX.into()),
+                manifests: Vec::new(),
+                annotations: None,
+            },
             Err(e) => return Err(e),
         };
         if !index.manifests.iter().any(|d| d.digest == digest) {
             index.manifests.push(descriptor);
-            let bytes = serde_json::to_vec(&index).map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: e.to_string() })?;
+            let bytes = serde_json::to_vec(&index)
+                .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: e.to_string() })?;
             self.put_manifest(repo, &tag, OCI_INDEX, &bytes).await?;
         }
         Ok(digest)
@@ -471,7 +567,14 @@ fn next_link(link: &str) -> Option<String> {
 /// `Retry-After` in seconds (the HTTP-date form is treated as "soon").
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = header(headers, "retry-after")?;
-    Some(value.trim().parse::<u64>().map(Duration::from_secs).unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(60)))
+    Some(
+        value
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(60)),
+    )
 }
 
 /// Exponential backoff with jitter: 250 ms doubling, between half and all of it, capped at 10 s.
@@ -483,7 +586,8 @@ fn backoff(attempt: u32) -> Duration {
 
 fn rand_fraction() -> f64 {
     // Sub-second clock noise is jitter enough for retry spreading; no RNG dependency needed.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     f64::from(nanos % 1000) / 1000.0
 }
 
@@ -493,7 +597,10 @@ mod tests {
 
     #[test]
     fn link_and_retry_headers() {
-        assert_eq!(next_link(r#"</v2/shop/app/tags/list?n=100&last=v99>; rel="next""#).as_deref(), Some("/v2/shop/app/tags/list?n=100&last=v99"));
+        assert_eq!(
+            next_link(r#"</v2/shop/app/tags/list?n=100&last=v99>; rel="next""#).as_deref(),
+            Some("/v2/shop/app/tags/list?n=100&last=v99")
+        );
         assert_eq!(next_link(r#"<https://r.io/v2/x/tags/list?last=a>; rel="prev""#), None);
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", "3".parse().unwrap());

@@ -67,11 +67,7 @@ impl Response {
         if ok.contains(&self.status) {
             Ok(self)
         } else {
-            Err(Error::Registry(format!(
-                "{what}: HTTP {}: {}",
-                self.status,
-                self.text()
-            )))
+            Err(Error::Registry(format!("{what}: HTTP {}: {}", self.status, self.text())))
         }
     }
 }
@@ -87,19 +83,14 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Vec
     let authority = uri.authority().ok_or_else(|| fail(&"no host"))?.clone();
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(authority.as_str())
-            .await
-            .map_err(|e| fail(&e))?;
+        let stream = tokio::net::TcpStream::connect(authority.as_str()).await.map_err(|e| fail(&e))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
             .await
             .map_err(|e| fail(&e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(header::HOST, authority.as_str());
+        let mut request = Request::builder().method(method.clone()).uri(path).header(header::HOST, authority.as_str());
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -110,15 +101,9 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Vec
         let response = sender.send_request(request).await.map_err(|e| fail(&e))?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| fail(&e))?.to_bytes().to_vec();
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(Response { status: parts.status, headers: parts.headers, body })
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .map_err(|_| fail(&"timed out"))?
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| fail(&"timed out"))?
 }
 
 /// A user name and password.
@@ -132,19 +117,14 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
     }
 }
 
 impl Credentials {
     /// Credentials for `user`.
     pub fn new(user: &str, password: &str) -> Self {
-        Self {
-            user: user.into(),
-            password: password.into(),
-        }
+        Self { user: user.into(), password: password.into() }
     }
 
     /// The `Authorization` header value: `Basic base64(user:password)`.
@@ -184,11 +164,7 @@ impl Challenge {
             }
         }
         let separator = if realm.contains('?') { '&' } else { '?' };
-        Some(if query.is_empty() {
-            realm.clone()
-        } else {
-            format!("{realm}{separator}{}", query.join("&"))
-        })
+        Some(if query.is_empty() { realm.clone() } else { format!("{realm}{separator}{}", query.join("&")) })
     }
 }
 
@@ -212,10 +188,7 @@ pub fn parse_challenge(value: &str) -> Option<Challenge> {
         params.insert(key.trim().to_ascii_lowercase(), val.to_string());
         rest = after;
     }
-    (!scheme.is_empty()).then(|| Challenge {
-        scheme: scheme.to_string(),
-        params,
-    })
+    (!scheme.is_empty()).then(|| Challenge { scheme: scheme.to_string(), params })
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -252,7 +225,8 @@ pub(crate) fn percent_decode(s: &str) -> String {
 /// `len` pseudo-random (incompressible) bytes, different for every `seed`: splitmix64 seeded with
 /// the FNV-1a hash of the seed.
 pub fn pseudo_random_bytes(seed: &str, len: usize) -> Vec<u8> {
-    let mut state = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut state =
+        seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -267,10 +241,7 @@ pub fn pseudo_random_bytes(seed: &str, len: usize) -> Vec<u8> {
 
 /// `sha256:<hex>` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
-    )
+    format!("sha256:{}", hex::encode(ring::digest::digest(&ring::digest::SHA256, data)))
 }
 
 /// An OCI content descriptor.
@@ -287,11 +258,7 @@ pub struct Descriptor {
 impl Descriptor {
     /// The descriptor of `data`.
     pub fn of(media_type: &str, data: &[u8]) -> Self {
-        Self {
-            media_type: media_type.into(),
-            digest: sha256_digest(data),
-            size: data.len() as u64,
-        }
+        Self { media_type: media_type.into(), digest: sha256_digest(data), size: data.len() as u64 }
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -317,10 +284,7 @@ pub struct TestImage {
 impl TestImage {
     /// An image of random layers of the given sizes.
     pub fn new(layers: &[usize]) -> Self {
-        Self {
-            layers: layers.to_vec(),
-            ..Self::default()
-        }
+        Self { layers: layers.to_vec(), ..Self::default() }
     }
 
     /// An artifact (empty config) of the given type whose subject is `subject`, with one random
@@ -342,8 +306,7 @@ impl TestImage {
 
     /// Adds manifest annotations.
     pub fn annotations(mut self, annotations: &[(&str, &str)]) -> Self {
-        self.annotations
-            .extend(annotations.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+        self.annotations.extend(annotations.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
         self
     }
 }
@@ -374,10 +337,7 @@ pub struct TestClient {
 impl TestClient {
     /// A client for `http://host:port`.
     pub fn new(base_url: &str, credentials: Option<Credentials>) -> Self {
-        Self {
-            base: base_url.trim_end_matches('/').to_string(),
-            credentials,
-        }
+        Self { base: base_url.trim_end_matches('/').to_string(), credentials }
     }
 
     /// The registry's base URL.
@@ -393,11 +353,7 @@ impl TestClient {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Response, Error> {
-        let url = if path.starts_with("http://") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
-        };
+        let url = if path.starts_with("http://") { path.to_string() } else { format!("{}{path}", self.base) };
         let basic = self.credentials.as_ref().map(Credentials::basic_header);
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some(basic) = &basic {
@@ -421,23 +377,15 @@ impl TestClient {
         let started = self
             .send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &[], Vec::new())
             .await?
-            .expect(
-                &format!("starting the upload of {digest} to {repo}"),
-                &[StatusCode::ACCEPTED],
-            )?;
+            .expect(&format!("starting the upload of {digest} to {repo}"), &[StatusCode::ACCEPTED])?;
         let location = started
             .header("location")
             .ok_or_else(|| Error::Registry(format!("upload to {repo}: no Location header")))?;
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={}", percent_encode(&digest));
-        self.send(
-            Method::PUT,
-            &url,
-            &[("content-type", "application/octet-stream")],
-            data.to_vec(),
-        )
-        .await?
-        .expect(&format!("uploading {digest} to {repo}"), &[StatusCode::CREATED])?;
+        self.send(Method::PUT, &url, &[("content-type", "application/octet-stream")], data.to_vec())
+            .await?
+            .expect(&format!("uploading {digest} to {repo}"), &[StatusCode::CREATED])?;
         Ok(digest)
     }
 
@@ -457,25 +405,15 @@ impl TestClient {
                 manifest.to_vec(),
             )
             .await?
-            .expect(
-                &format!("pushing the manifest {repo}:{reference}"),
-                &[StatusCode::CREATED],
-            )?;
-        Ok(response
-            .header("docker-content-digest")
-            .map_or_else(|| sha256_digest(manifest), str::to_string))
+            .expect(&format!("pushing the manifest {repo}:{reference}"), &[StatusCode::CREATED])?;
+        Ok(response.header("docker-content-digest").map_or_else(|| sha256_digest(manifest), str::to_string))
     }
 
     /// `HEAD /v2/<repo>/manifests/<reference>`: the digest, or `None` when it does not exist.
     pub async fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Option<String>, Error> {
         let accept = [IMAGE_MANIFEST_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE].join(", ");
         let response = self
-            .send(
-                Method::HEAD,
-                &format!("/v2/{repo}/manifests/{reference}"),
-                &[("accept", &accept)],
-                Vec::new(),
-            )
+            .send(Method::HEAD, &format!("/v2/{repo}/manifests/{reference}"), &[("accept", &accept)], Vec::new())
             .await?;
         if response.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -487,14 +425,21 @@ impl TestClient {
     /// Pushes an image whose layers are exactly `layers` (uncompressed, so each diff_id is the
     /// layer's digest), with one history entry per layer and `annotations` on the manifest.
     /// Images that share their first layers share a base, as a rebase needs. Returns the digest.
-    pub async fn push_layered(&self, repo: &str, tag: &str, layers: &[Vec<u8>], annotations: &[(&str, &str)]) -> Result<String, Error> {
+    pub async fn push_layered(
+        &self,
+        repo: &str,
+        tag: &str,
+        layers: &[Vec<u8>],
+        annotations: &[(&str, &str)],
+    ) -> Result<String, Error> {
         let mut descriptors = Vec::new();
         for layer in layers {
             let digest = self.push_blob(repo, layer).await?;
             descriptors.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": layer.len()}));
         }
         let diff_ids: Vec<&serde_json::Value> = descriptors.iter().map(|d| &d["digest"]).collect();
-        let history: Vec<serde_json::Value> = (0..layers.len()).map(|i| serde_json::json!({"created_by": format!("layer {i}")})).collect();
+        let history: Vec<serde_json::Value> =
+            (0..layers.len()).map(|i| serde_json::json!({"created_by": format!("layer {i}")})).collect();
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": "amd64", "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history
@@ -508,7 +453,11 @@ impl TestClient {
             "layers": descriptors,
         });
         if !annotations.is_empty() {
-            manifest["annotations"] = annotations.iter().map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>().into();
+            manifest["annotations"] = annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         }
         let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Registry(e.to_string()))?;
         self.push_manifest(repo, tag, IMAGE_MANIFEST_MEDIA_TYPE, &bytes).await
@@ -522,8 +471,7 @@ impl TestClient {
         let mut layers = Vec::new();
         for size in &image.layers {
             let mut data = vec![0u8; *size];
-            rng.fill(&mut data)
-                .map_err(|_| Error::Registry("no randomness".into()))?;
+            rng.fill(&mut data).map_err(|_| Error::Registry("no randomness".into()))?;
             self.push_blob(repo, &data).await?;
             layers.push(Descriptor::of(LAYER_MEDIA_TYPE, &data));
         }
@@ -531,9 +479,8 @@ impl TestClient {
             (EMPTY_CONFIG_MEDIA_TYPE, b"{}".to_vec())
         } else {
             let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
-            let history: Vec<_> = (0..layers.len())
-                .map(|i| json!({"created_by": format!("tidegate testenv layer {i}")}))
-                .collect();
+            let history: Vec<_> =
+                (0..layers.len()).map(|i| json!({"created_by": format!("tidegate testenv layer {i}")})).collect();
             let config = json!({
                 "architecture": "amd64",
                 "os": "linux",
@@ -564,22 +511,14 @@ impl TestClient {
         let manifest = manifest.to_string().into_bytes();
         let descriptor = Descriptor::of(IMAGE_MANIFEST_MEDIA_TYPE, &manifest);
         let reference = image.tag.clone().unwrap_or_else(|| descriptor.digest.clone());
-        let digest = self
-            .push_manifest(repo, &reference, IMAGE_MANIFEST_MEDIA_TYPE, &manifest)
-            .await?;
+        let digest = self.push_manifest(repo, &reference, IMAGE_MANIFEST_MEDIA_TYPE, &manifest).await?;
         if digest != descriptor.digest {
             return Err(Error::Registry(format!(
                 "the registry stored {digest}, the manifest is {}",
                 descriptor.digest
             )));
         }
-        Ok(PushedImage {
-            digest,
-            descriptor,
-            manifest,
-            config,
-            layers,
-        })
+        Ok(PushedImage { digest, descriptor, manifest, config, layers })
     }
 }
 
@@ -590,9 +529,7 @@ pub async fn fetch_token(challenge: &Challenge, credentials: Option<&Credentials
         .ok_or_else(|| Error::Registry(format!("bearer challenge without a realm: {challenge:?}")))?;
     let basic = credentials.map(Credentials::basic_header);
     let headers: Vec<(&str, &str)> = basic.iter().map(|b| ("authorization", b.as_str())).collect();
-    let response = send(Method::GET, &url, &headers, Vec::new())
-        .await?
-        .expect("token request", &[StatusCode::OK])?;
+    let response = send(Method::GET, &url, &headers, Vec::new()).await?.expect("token request", &[StatusCode::OK])?;
     let body = response.json()?;
     body["token"]
         .as_str()

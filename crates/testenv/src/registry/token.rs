@@ -56,10 +56,7 @@ pub struct TokenServer {
 
 impl std::fmt::Debug for TokenServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenServer")
-            .field("addr", &self.addr)
-            .field("key_id", &self.key_id)
-            .finish()
+        f.debug_struct("TokenServer").field("addr", &self.addr).field("key_id", &self.key_id).finish()
     }
 }
 
@@ -102,14 +99,10 @@ impl TokenServer {
         let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| err("bind", &e))?;
         listener.set_nonblocking(true).map_err(|e| err("bind", &e))?;
         let addr = listener.local_addr().map_err(|e| err("bind", &e))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| err("runtime", &e))?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| err("runtime", &e))?;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = Router::new()
-            .route("/token", get(token).post(token))
-            .with_state(issuer.clone());
+        let app = Router::new().route("/token", get(token).post(token)).with_state(issuer.clone());
         let thread = std::thread::Builder::new()
             .name("tidegate-token-server".into())
             .spawn(move || {
@@ -125,14 +118,7 @@ impl TokenServer {
                 });
             })
             .map_err(|e| err("thread", &e))?;
-        Ok(Self {
-            addr,
-            cert_pem: cert.pem(),
-            key_id,
-            issuer,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        Ok(Self { addr, cert_pem: cert.pem(), key_id, issuer, shutdown: Some(shutdown), thread: Some(thread) })
     }
 
     /// `http://localhost:PORT/token`, the registry's `auth.token.realm`.
@@ -188,14 +174,9 @@ impl Drop for TokenServer {
 
 impl Issuer {
     fn sign(&self, subject: &str, access: &[serde_json::Value]) -> Result<String, Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         let mut jti = [0u8; 16];
-        self.rng
-            .fill(&mut jti)
-            .map_err(|_| Error::Registry("no randomness for jti".into()))?;
+        self.rng.fill(&mut jti).map_err(|_| Error::Registry("no randomness for jti".into()))?;
         let header = json!({
             "typ": "JWT",
             "alg": "ES256",
@@ -212,15 +193,10 @@ impl Issuer {
             "jti": hex::encode(jti),
             "access": access,
         });
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = self
-            .key
-            .sign(&self.rng, input.as_bytes())
-            .map_err(|_| Error::Registry("ES256 signing failed".into()))?;
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature =
+            self.key.sign(&self.rng, input.as_bytes()).map_err(|_| Error::Registry("ES256 signing failed".into()))?;
         Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
     }
 }
@@ -240,21 +216,13 @@ async fn token(
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let offered = match (param("username"), param("password")) {
         (Some(user), Some(password)) if method == Method::POST => Some(Credentials::new(&user, &password)),
-        _ => headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(Credentials::from_basic_header),
+        _ => headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(Credentials::from_basic_header),
     };
     if offered.as_ref() != Some(&issuer.credentials) {
         issuer.refused.fetch_add(1, Ordering::Relaxed);
         let body = json!({"errors": [{"code": "UNAUTHORIZED", "message": "wrong or missing credentials"}]});
         let challenge = format!("Basic realm=\"{TOKEN_ISSUER}\"");
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, challenge)],
-            json_body(&body),
-        )
-            .into_response();
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], json_body(&body)).into_response();
     }
     if let Some(service) = param("service").filter(|s| s != TOKEN_SERVICE) {
         let body = json!({"errors": [{"code": "DENIED", "message": format!("unknown service {service:?}")}]});
@@ -298,10 +266,7 @@ fn parse_form(text: &str) -> Vec<(String, String)> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
-            )
+            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
         })
         .collect()
 }
@@ -313,15 +278,8 @@ fn jwk_thumbprint(point: &[u8]) -> String {
         let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
         URL_SAFE_NO_PAD.encode(&bytes[start..])
     };
-    let (x, y) = point
-        .get(1..)
-        .unwrap_or_default()
-        .split_at(point.len().saturating_sub(1) / 2);
-    let jwk = format!(
-        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-        coordinate(x),
-        coordinate(y)
-    );
+    let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
+    let jwk = format!(r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#, coordinate(x), coordinate(y));
     URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, jwk.as_bytes()))
 }
 
@@ -346,22 +304,15 @@ mod tests {
     fn forms_are_decoded() {
         assert_eq!(
             parse_form("scope=repository%3Ateam%2Fapp%3Apull%2Cpush&service=a+b"),
-            [
-                ("scope".to_string(), "repository:team/app:pull,push".to_string()),
-                ("service".into(), "a b".into())
-            ]
+            [("scope".to_string(), "repository:team/app:pull,push".to_string()), ("service".into(), "a b".into())]
         );
     }
 
     #[test]
     fn tokens_are_es256_jwts_with_the_registry_claims() {
         let server = TokenServer::start(Credentials::new("alice", "pw")).expect("token server");
-        let jwt = server
-            .sign(
-                "alice",
-                &[json!({"type": "repository", "name": "a", "actions": ["pull"]})],
-            )
-            .expect("sign");
+        let jwt =
+            server.sign("alice", &[json!({"type": "repository", "name": "a", "actions": ["pull"]})]).expect("sign");
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
         let decode = |s: &str| -> serde_json::Value {
