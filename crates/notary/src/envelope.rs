@@ -22,6 +22,10 @@ const AUTHENTIC_SIGNING_TIME: &str = "io.cncf.notary.authenticSigningTime";
 const EXPIRY: &str = "io.cncf.notary.expiry";
 const X5C: &str = "x5c";
 const SIGNING_AGENT: &str = "io.cncf.notary.signingAgent";
+/// The RFC 3161 timestamp token (base64 DER), under the name notation writes and reads.
+const TIMESTAMP_SIGNATURE: &str = "io.cncf.notary.timestampSignature";
+/// The same, under the name of the JWS envelope specification's example.
+const TIMESTAMP: &str = "io.cncf.notary.timestamp";
 
 /// A JSON object whose keys are unique (duplicate keys are an error, so that no two parsers can
 /// read different values from the same signed bytes).
@@ -196,6 +200,17 @@ pub(crate) fn parse(envelope: &[u8]) -> Result<ParsedEnvelope, VerifyError> {
         Some(Value::String(agent)) => Some(agent.clone()),
         Some(_) => return Err(malformed("io.cncf.notary.signingAgent must be a string")),
     };
+    // A timestamp countersignature is not verified and never extends trust: without one, every
+    // certificate must be valid at verification time, and that is what is checked (notation
+    // does the same when the trust policy names no tsa trust store; policies that name one are
+    // refused). It must still be base64, as notation requires of the member it decodes.
+    for name in [TIMESTAMP_SIGNATURE, TIMESTAMP] {
+        match unprotected(header, name)? {
+            None => {}
+            Some(Value::String(text)) if STANDARD.decode(text).is_ok() => {}
+            Some(_) => return Err(malformed(format!("{name} must be a base64 string (an RFC 3161 timestamp token)"))),
+        }
+    }
 
     Ok(ParsedEnvelope {
         signing_input: format!("{}.{}", raw.protected, raw.payload),

@@ -42,8 +42,10 @@ pub enum VerifyError {
         /// The key of the signing certificate.
         key: String,
     },
-    /// The signing scheme is not `notary.x509`.
-    #[error("unsupported signing scheme {0:?} (only notary.x509 is supported)")]
+    /// The signing scheme is not `notary.x509`. The specification's other scheme,
+    /// `notary.x509.signingAuthority`, is not supported: it needs the authentic signing time of
+    /// a verified RFC 3161 timestamp.
+    #[error("{}", unsupported_scheme_message(.0))]
     UnsupportedSigningScheme(String),
     /// The `cty` protected header is not the Notary Project payload type.
     #[error("unsupported payload content type {0:?}")]
@@ -81,8 +83,12 @@ pub enum VerifyError {
         /// The violated requirement.
         reason: String,
     },
-    /// The signing certificate has no extended key usage `codeSigning`.
-    #[error("signing certificate {subject:?} lacks the codeSigning extended key usage")]
+    /// The signing certificate has an extended key usage extension without `codeSigning` (a
+    /// certificate without the extension is accepted).
+    #[error(
+        "signing certificate {subject:?} has an extended key usage extension without codeSigning: \
+         it is not issued for signing code"
+    )]
     MissingCodeSigningEku {
         /// Certificate subject.
         subject: String,
@@ -170,6 +176,10 @@ pub enum VerifyError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The trust policy statement asks for what this implementation does not verify (a
+    /// `TrustPolicyDocument` built by hand; [`crate::TrustPolicyDocument::parse`] refuses it).
+    #[error("{0}")]
+    UnsupportedTrustPolicy(TrustPolicyError),
     /// No trust policy statement applies to the artifact.
     #[error("no trust policy statement applies to {reference:?}")]
     NoApplicableTrustPolicy {
@@ -183,7 +193,9 @@ impl VerifyError {
     pub fn kind(&self) -> ValidationKind {
         use VerifyError as E;
         match self {
-            E::InvalidArtifactReference { .. } | E::NoApplicableTrustPolicy { .. } => ValidationKind::Policy,
+            E::InvalidArtifactReference { .. } | E::NoApplicableTrustPolicy { .. } | E::UnsupportedTrustPolicy(_) => {
+                ValidationKind::Policy
+            }
             E::UntrustedChain { .. } | E::UntrustedIdentity { .. } | E::TrustStoreNotFound(_) => {
                 ValidationKind::Authenticity
             }
@@ -205,6 +217,18 @@ impl VerifyError {
             | E::CertificateNotValidAtSigningTime { .. }
             | E::DigestMismatch { .. } => ValidationKind::Integrity,
         }
+    }
+}
+
+fn unsupported_scheme_message(scheme: &str) -> String {
+    if scheme == crate::SIGNING_SCHEME_SIGNING_AUTHORITY {
+        format!(
+            "signing scheme {scheme:?} is not supported: it needs the authentic signing time of a \
+             verified RFC 3161 timestamp, which is not implemented; only notary.x509 signatures \
+             are verified"
+        )
+    } else {
+        format!("unsupported signing scheme {scheme:?}: only notary.x509 signatures are verified")
     }
 }
 
@@ -281,6 +305,34 @@ pub enum TrustPolicyError {
     /// A statement has no name.
     #[error("a trust policy statement has no name; every statement requires a name")]
     MissingName,
+    /// A statement asks for timestamp verification (a `tsa:` trust store or `verifyTimestamp`),
+    /// which is not implemented: refused rather than ignored.
+    #[error(
+        "trust policy statement {statement:?} {setting}, but timestamp verification (RFC 3161 \
+         timestamp countersignatures) is not supported yet; remove it (without timestamps, every \
+         certificate of the signing chain must be valid at verification time)"
+    )]
+    TimestampVerificationUnsupported {
+        /// Statement name.
+        statement: String,
+        /// What the statement sets, e.g. `names the timestamping authority trust store "tsa:acme"`.
+        setting: String,
+    },
+    /// A statement names a `signingAuthority:` trust store; the
+    /// `notary.x509.signingAuthority` signing scheme is not implemented: refused rather than
+    /// ignored.
+    #[error(
+        "trust policy statement {statement:?} names trust store {store:?}, but the \
+         notary.x509.signingAuthority signing scheme is not supported yet (it needs verified \
+         RFC 3161 timestamps); only notary.x509 signatures verified against ca: trust stores are \
+         supported"
+    )]
+    SigningAuthorityUnsupported {
+        /// Statement name.
+        statement: String,
+        /// The trust store (`signingAuthority:<name>`).
+        store: String,
+    },
     /// Two statements share a name.
     #[error("several trust policy statements are named {0:?}; names must be unique")]
     DuplicateName(String),

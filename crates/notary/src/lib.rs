@@ -34,10 +34,33 @@
 //! # }
 //! ```
 //!
-//! Not implemented (and therefore refused where it matters): RFC 3161 timestamp countersignatures
-//! (ignored, so certificates must still be valid at verification time), the
-//! `notary.x509.signingAuthority` scheme, verification plugins, and revocation checking (a chain
-//! that advertises CRL or OCSP endpoints fails when the policy enforces revocation).
+//! What is verified, fail closed (any failure of an enforced validation is an error):
+//!
+//! - the signing scheme `notary.x509` only. An envelope with the scheme
+//!   `notary.x509.signingAuthority` fails with [`VerifyError::UnsupportedSigningScheme`]: that
+//!   scheme needs the authentic signing time of a verified RFC 3161 timestamp;
+//! - the certificate chain requirements of the signature specification. The signing
+//!   certificate's extended key usage extension is optional; when present it must contain
+//!   `codeSigning` (the specification says MAY; RFC 5280 limits such a certificate to the
+//!   purposes it lists) and must not contain `anyExtendedKeyUsage`, `serverAuth`, `clientAuth`,
+//!   `emailProtection`, `timeStamping` or `OCSPSigning`;
+//! - authenticity against `ca` trust stores, and trusted identities (`x509.subject`);
+//! - without timestamp verification, every certificate of the chain must be valid at
+//!   verification time (the "authentic timestamp" validation);
+//! - the signature's expiry.
+//!
+//! Not implemented, and refused rather than ignored:
+//!
+//! - RFC 3161 timestamp countersignatures. [`TrustPolicyDocument::parse`] refuses a statement
+//!   that names a `tsa:` trust store or sets `verifyTimestamp`
+//!   ([`TrustPolicyError::TimestampVerificationUnsupported`]). A timestamp token in an envelope
+//!   (`io.cncf.notary.timestampSignature`) must be base64 but is otherwise not read and never
+//!   extends trust, as in notation when the policy names no `tsa` store;
+//! - the `notary.x509.signingAuthority` scheme: a statement that names a `signingAuthority:`
+//!   trust store is refused ([`TrustPolicyError::SigningAuthorityUnsupported`]);
+//! - verification plugins (an envelope that marks one critical is rejected);
+//! - revocation checking: a chain that advertises CRL or OCSP endpoints fails when the policy
+//!   enforces revocation.
 
 mod algorithm;
 mod descriptor;
@@ -57,7 +80,7 @@ pub use error::{CertificateError, SignError, TrustPolicyError, TrustStoreError, 
 pub use sign::{SignOptions, Signer, sign};
 pub use trust_policy::{
     RegistryScopes, SignatureVerification, TrustPolicy, TrustPolicyDocument, TrustedIdentities, TrustedIdentity,
-    ValidationAction, ValidationActions, VerificationLevel, VerifyTimestamp,
+    ValidationAction, ValidationActions, VerificationLevel,
 };
 pub use trust_store::{TrustStoreRef, TrustStoreType, TrustStores};
 pub use verify::{PolicyOutcome, VerifiedSignature, VerifyOptions, verify, verify_with_options, verify_with_policy};
@@ -74,6 +97,10 @@ pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature
 
 /// The only signing scheme Tidegate produces and accepts.
 pub const SIGNING_SCHEME_X509: &str = "notary.x509";
+
+/// The specification's other signing scheme, which Tidegate does not verify: envelopes that use
+/// it fail with [`VerifyError::UnsupportedSigningScheme`].
+pub const SIGNING_SCHEME_SIGNING_AUTHORITY: &str = "notary.x509.signingAuthority";
 
 /// Signature manifest annotation holding the SHA-256 thumbprints of the certificate chain
 /// (value: see [`thumbprint_annotation_value`]).

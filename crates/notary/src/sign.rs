@@ -90,7 +90,7 @@ impl Signer {
             .map(|(i, c)| ChainCert::parse(c, i))
             .collect::<Result<Vec<_>, VerifyError>>()
             .map_err(SignError::InvalidChain)?;
-        validate_chain(&parsed, signing_time, true).map_err(SignError::InvalidChain)?;
+        validate_chain(&parsed, signing_time).map_err(SignError::InvalidChain)?;
 
         let payload = serde_json::to_vec(&Payload { target_artifact: target.clone() })
             .map_err(|e| SignError::InvalidDescriptor(e.to_string()))?;

@@ -1,6 +1,11 @@
 //! `trustpolicy.json` (version 1.0, OCI artifacts): parsing, validation with the rules of the
 //! Notary Project trust policy specification (and notation's implementation of them), policy
 //! selection by registry scope, and trusted identity evaluation.
+//!
+//! A document that notation accepts is refused when it asks for something this implementation
+//! does not verify: timestamp countersignatures (a `tsa:` trust store or `verifyTimestamp`) and
+//! the `notary.x509.signingAuthority` signing scheme (a `signingAuthority:` trust store). Loading
+//! such a policy and then ignoring part of it would accept signatures that notation rejects.
 
 use crate::dn::DistinguishedName;
 use crate::error::{TrustPolicyError, VerifyError};
@@ -49,11 +54,10 @@ pub enum RegistryScopes {
 pub struct SignatureVerification {
     /// The preset level.
     pub level: VerificationLevel,
-    /// The action per validation, after applying `override`.
+    /// The action per validation, after applying `override`. Without timestamp verification,
+    /// the authentic timestamp validation checks that every certificate of the chain is valid at
+    /// verification time.
     pub actions: ValidationActions,
-    /// When a timestamp countersignature would be verified (`verifyTimestamp`). Timestamps are
-    /// not verified by this implementation; the value is kept for completeness.
-    pub verify_timestamp: VerifyTimestamp,
 }
 
 /// Preset verification levels.
@@ -133,15 +137,6 @@ impl ValidationActions {
     pub fn strict() -> Self {
         VerificationLevel::Strict.actions()
     }
-}
-
-/// The `verifyTimestamp` option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyTimestamp {
-    /// `always` (the default).
-    Always,
-    /// `afterCertExpiry`.
-    AfterCertExpiry,
 }
 
 /// The trusted identities of a statement.
@@ -238,21 +233,32 @@ impl TrustPolicyDocument {
         }
         let mut names = BTreeSet::new();
         let mut policies = Vec::with_capacity(statements.len());
-        let mut scopes = Vec::with_capacity(statements.len());
+        let mut deferred = Vec::with_capacity(statements.len());
         for statement in statements {
             let name = statement.name.clone().unwrap_or_default();
             if !name.is_empty() && names.contains(&name) {
                 return Err(TrustPolicyError::DuplicateName(name));
             }
-            let (policy, raw_scopes) = validate_statement(statement)?;
+            let (policy, rest) = validate_statement(statement)?;
             names.insert(policy.name.clone());
-            scopes.push(raw_scopes);
+            deferred.push(rest);
             policies.push(policy);
         }
         // Registry scopes are checked after every statement, as notation does.
         let mut seen = BTreeSet::new();
-        for (policy, raw_scopes) in policies.iter_mut().zip(scopes) {
-            policy.registry_scopes = validate_scopes(&policy.name, raw_scopes, &mut seen)?;
+        for (policy, (raw_scopes, _)) in policies.iter_mut().zip(&mut deferred) {
+            policy.registry_scopes = validate_scopes(&policy.name, std::mem::take(raw_scopes), &mut seen)?;
+        }
+        // Last, what notation accepts but this implementation does not verify, so that a
+        // document's own mistakes are reported first, as notation reports them.
+        for (policy, (_, verify_timestamp)) in policies.iter().zip(&deferred) {
+            if let Some(value) = verify_timestamp {
+                return Err(TrustPolicyError::TimestampVerificationUnsupported {
+                    statement: policy.name.clone(),
+                    setting: format!("sets verifyTimestamp to {value:?}"),
+                });
+            }
+            policy.check_supported()?;
         }
         Ok(Self { version, policies })
     }
@@ -267,6 +273,33 @@ impl TrustPolicyDocument {
         exact
             .or_else(|| self.policies.iter().find(|p| p.registry_scopes == RegistryScopes::Global))
             .ok_or_else(|| VerifyError::NoApplicableTrustPolicy { reference: reference.to_string() })
+    }
+}
+
+impl TrustPolicy {
+    /// Refuses a statement that relies on what this implementation does not verify: a `tsa:`
+    /// trust store (timestamp countersignatures) or a `signingAuthority:` trust store (the
+    /// `notary.x509.signingAuthority` signing scheme). [`TrustPolicyDocument::parse`] applies it
+    /// to every statement, and verification again to the statement it uses.
+    pub(crate) fn check_supported(&self) -> Result<(), TrustPolicyError> {
+        for store in &self.trust_stores {
+            match store.store_type {
+                TrustStoreType::Ca => {}
+                TrustStoreType::Tsa => {
+                    return Err(TrustPolicyError::TimestampVerificationUnsupported {
+                        statement: self.name.clone(),
+                        setting: format!("names the timestamping authority trust store {:?}", store.to_string()),
+                    });
+                }
+                TrustStoreType::SigningAuthority => {
+                    return Err(TrustPolicyError::SigningAuthorityUnsupported {
+                        statement: self.name.clone(),
+                        store: store.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -290,12 +323,16 @@ fn invalid_verification(statement: &str, reason: impl Into<String>) -> TrustPoli
     TrustPolicyError::InvalidSignatureVerification { statement: statement.to_string(), reason: reason.into() }
 }
 
-fn validate_statement(raw: RawStatement) -> Result<(TrustPolicy, Vec<String>), TrustPolicyError> {
+/// What [`validate_statement`] leaves for the document-level checks: the registry scopes as
+/// written, and the `verifyTimestamp` value if the statement sets one.
+type Deferred = (Vec<String>, Option<String>);
+
+fn validate_statement(raw: RawStatement) -> Result<(TrustPolicy, Deferred), TrustPolicyError> {
     let name = raw.name.unwrap_or_default();
     if name.is_empty() {
         return Err(TrustPolicyError::MissingName);
     }
-    let signature_verification = validate_verification(&name, raw.signature_verification)?;
+    let (signature_verification, verify_timestamp) = validate_verification(&name, raw.signature_verification)?;
     let stores = raw.trust_stores.unwrap_or_default();
     let identities = raw.trusted_identities.unwrap_or_default();
     let (trust_stores, trusted_identities) = if signature_verification.level == VerificationLevel::Skip {
@@ -317,13 +354,15 @@ fn validate_statement(raw: RawStatement) -> Result<(TrustPolicy, Vec<String>), T
         trust_stores,
         trusted_identities,
     };
-    Ok((policy, raw.registry_scopes.unwrap_or_default()))
+    Ok((policy, (raw.registry_scopes.unwrap_or_default(), verify_timestamp)))
 }
 
+/// Validates `signatureVerification`; also returns the `verifyTimestamp` value when it is set
+/// (validated as notation does, refused later by [`TrustPolicyDocument::parse`]).
 fn validate_verification(
     name: &str,
     raw: Option<RawSignatureVerification>,
-) -> Result<SignatureVerification, TrustPolicyError> {
+) -> Result<(SignatureVerification, Option<String>), TrustPolicyError> {
     let raw = raw.ok_or_else(|| invalid_verification(name, "signatureVerification is missing"))?;
     let level_text = raw.level.unwrap_or_default();
     if level_text.is_empty() {
@@ -367,17 +406,15 @@ fn validate_verification(
         }
         *slot = action;
     }
-    let verify_timestamp = match raw.verify_timestamp.as_deref() {
-        None | Some("") | Some("always") => VerifyTimestamp::Always,
-        Some("afterCertExpiry") => VerifyTimestamp::AfterCertExpiry,
-        Some(other) => {
-            return Err(invalid_verification(
-                name,
-                format!("invalid verifyTimestamp {other:?} (always or afterCertExpiry)"),
-            ));
-        }
-    };
-    Ok(SignatureVerification { level, actions, verify_timestamp })
+    if let Some(value) = raw.verify_timestamp.as_deref()
+        && !matches!(value, "" | "always" | "afterCertExpiry")
+    {
+        return Err(invalid_verification(
+            name,
+            format!("invalid verifyTimestamp {value:?} (always or afterCertExpiry)"),
+        ));
+    }
+    Ok((SignatureVerification { level, actions }, raw.verify_timestamp))
 }
 
 fn validate_trust_stores(name: &str, stores: &[String]) -> Result<Vec<TrustStoreRef>, TrustPolicyError> {

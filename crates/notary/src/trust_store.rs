@@ -12,10 +12,11 @@ use std::path::Path;
 pub enum TrustStoreType {
     /// `ca`: roots for signatures with the `notary.x509` signing scheme.
     Ca,
-    /// `signingAuthority`: roots for the `notary.x509.signingAuthority` scheme (not supported
-    /// for verification here).
+    /// `signingAuthority`: roots for the `notary.x509.signingAuthority` scheme. That scheme is
+    /// not verified here: trust policies naming such a store are refused.
     SigningAuthority,
-    /// `tsa`: timestamping authority roots (timestamps are not verified here).
+    /// `tsa`: timestamping authority roots. Timestamps are not verified here: trust policies
+    /// naming such a store are refused. (Stores of both kinds still load from a directory.)
     Tsa,
 }
 

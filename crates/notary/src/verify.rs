@@ -1,5 +1,7 @@
 //! Verification, fail closed, in the order of the trust policy specification: integrity,
-//! authenticity, authentic timestamp (certificates valid now), expiry, revocation.
+//! authenticity, authentic timestamp (certificates valid now: timestamp countersignatures are
+//! not verified, as notation does when the policy names no `tsa` trust store), expiry,
+//! revocation.
 
 use crate::algorithm::SignatureAlgorithm;
 use crate::descriptor::{Descriptor, Payload};
@@ -58,14 +60,11 @@ pub enum PolicyOutcome {
 pub struct VerifyOptions {
     /// What to do when each relaxable validation fails. Default: enforce everything.
     pub actions: ValidationActions,
-    /// Require the `codeSigning` extended key usage on the signing certificate (default `true`;
-    /// the specification only forbids other usages, Tidegate requires this one).
-    pub require_code_signing_eku: bool,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        Self { actions: ValidationActions::strict(), require_code_signing_eku: true }
+        Self { actions: ValidationActions::strict() }
     }
 }
 
@@ -96,7 +95,9 @@ pub fn verify_with_options(
 
 /// Verifies an envelope for `artifact_reference` (`registry/repository@digest`) with the trust
 /// policy statement that applies to it and the trust stores it names. The digest of the
-/// reference is the expected payload digest. The codeSigning extended key usage is required.
+/// reference is the expected payload digest. Only `ca` trust stores are used: a statement that
+/// names a `tsa` or `signingAuthority` store fails with [`VerifyError::UnsupportedTrustPolicy`]
+/// ([`TrustPolicyDocument::parse`] refuses such documents already).
 pub fn verify_with_policy(
     envelope: &[u8],
     policy_document: &TrustPolicyDocument,
@@ -109,6 +110,8 @@ pub fn verify_with_policy(
     if policy.signature_verification.level == VerificationLevel::Skip {
         return Ok(PolicyOutcome::Skipped { policy: policy.name.clone() });
     }
+    // `parse` refuses these already; a document built by hand is checked here.
+    policy.check_supported().map_err(VerifyError::UnsupportedTrustPolicy)?;
     let ca_stores: Vec<_> = policy.trust_stores.iter().filter(|s| s.store_type == TrustStoreType::Ca).collect();
     let anchors = if ca_stores.is_empty() {
         Err(VerifyError::TrustStoreNotFound("no ca trust store is named by the policy".into()))
@@ -120,7 +123,7 @@ pub fn verify_with_policy(
             .map(|stores| stores.into_iter().flatten().collect())
     };
     let trust = Trust { anchors, identities: Some((&policy.name, &policy.trusted_identities)) };
-    let options = VerifyOptions { actions: policy.signature_verification.actions, require_code_signing_eku: true };
+    let options = VerifyOptions { actions: policy.signature_verification.actions };
     let mut verified = verify_core(envelope, &trust, digest, now, &options)?;
     verified.policy = Some(policy.name.clone());
     Ok(PolicyOutcome::Verified(Box::new(verified)))
@@ -183,7 +186,7 @@ fn verify_core(
         .map_err(|e| VerifyError::MalformedEnvelope(format!("invalid signed payload: {e}")))?;
     let target = payload.target_artifact;
     target.validate().map_err(|e| VerifyError::MalformedEnvelope(format!("invalid signed payload: {e}")))?;
-    validate_chain(&chain, env.signing_time, options.require_code_signing_eku)?;
+    validate_chain(&chain, env.signing_time)?;
     if target.digest != expected_digest {
         return Err(VerifyError::DigestMismatch { expected: expected_digest.to_string(), actual: target.digest });
     }

@@ -220,7 +220,7 @@ impl<'a> ChainCert<'a> {
         Ok(*ku.value)
     }
 
-    fn validate_leaf(&self, require_code_signing_eku: bool) -> Result<(), VerifyError> {
+    fn validate_leaf(&self) -> Result<(), VerifyError> {
         if let Some((_, true, _)) = self.basic_constraints()? {
             return Err(self.requirement("a signing certificate's basic constraints must not say CA=true"));
         }
@@ -245,37 +245,47 @@ impl<'a> ChainCert<'a> {
                 self.requirement(format!("key usage must be digitalSignature only, found {}", forbidden.join(", ")))
             );
         }
-        let eku = self.cert.extended_key_usage().map_err(|e| self.requirement(format!("extended key usage: {e}")))?;
-        match eku {
-            Some(eku) => {
-                let eku = eku.value;
-                let forbidden: Vec<&str> = [
-                    (eku.any, "anyExtendedKeyUsage"),
-                    (eku.server_auth, "serverAuth"),
-                    (eku.client_auth, "clientAuth"),
-                    (eku.email_protection, "emailProtection"),
-                    (eku.time_stamping, "timeStamping"),
-                    (eku.ocsp_signing, "OCSPSigning"),
-                ]
-                .into_iter()
-                .filter_map(|(set, name)| set.then_some(name))
-                .collect();
-                if !forbidden.is_empty() {
-                    return Err(
-                        self.requirement(format!("extended key usage must not contain {}", forbidden.join(", ")))
-                    );
-                }
-                if require_code_signing_eku && !eku.code_signing {
-                    return Err(VerifyError::MissingCodeSigningEku { subject: self.subject().to_string() });
-                }
-            }
-            None if require_code_signing_eku => {
-                return Err(VerifyError::MissingCodeSigningEku { subject: self.subject().to_string() });
-            }
-            None => {}
-        }
+        self.validate_signing_eku()?;
         let key = self.key.as_ref().map_err(|e| self.requirement(e.clone()))?;
         key.signature_algorithm().map_err(|e| self.requirement(e))?;
+        Ok(())
+    }
+
+    /// The extended key usage rule for signing certificates. The extension is optional (the
+    /// Notary Project signature specification, "Leaf Certificates"); when it is present:
+    ///
+    /// - it must not contain `anyExtendedKeyUsage`, `serverAuth`, `clientAuth`,
+    ///   `emailProtection` or `timeStamping` (the specification), nor `OCSPSigning` (which
+    ///   notation also refuses);
+    /// - it must contain `codeSigning`. The specification only says it MAY; RFC 5280 §4.2.1.12
+    ///   restricts a certificate with this extension to the purposes it lists, so a certificate
+    ///   that lists purposes but not code signing was not issued to sign artifacts.
+    fn validate_signing_eku(&self) -> Result<(), VerifyError> {
+        let eku = self.cert.extended_key_usage().map_err(|e| self.requirement(format!("extended key usage: {e}")))?;
+        let Some(eku) = eku else {
+            return Ok(());
+        };
+        let eku = eku.value;
+        let forbidden: Vec<&str> = [
+            (eku.any, "anyExtendedKeyUsage"),
+            (eku.server_auth, "serverAuth"),
+            (eku.client_auth, "clientAuth"),
+            (eku.email_protection, "emailProtection"),
+            (eku.time_stamping, "timeStamping"),
+            (eku.ocsp_signing, "OCSPSigning"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if !forbidden.is_empty() {
+            return Err(self.requirement(format!(
+                "the extended key usage of a signing certificate must not contain {}",
+                forbidden.join(", ")
+            )));
+        }
+        if !eku.code_signing {
+            return Err(VerifyError::MissingCodeSigningEku { subject: self.subject().to_string() });
+        }
         Ok(())
     }
 
@@ -333,11 +343,7 @@ impl<'a> ChainCert<'a> {
 /// ordered from the signing certificate to a self-signed root, each certificate issued by the
 /// next, CA and leaf constraints, and validity at signing time. A single certificate must be a
 /// self-signed signing certificate.
-pub(crate) fn validate_chain(
-    chain: &[ChainCert<'_>],
-    signing_time: Timestamp,
-    require_code_signing_eku: bool,
-) -> Result<(), VerifyError> {
+pub(crate) fn validate_chain(chain: &[ChainCert<'_>], signing_time: Timestamp) -> Result<(), VerifyError> {
     let chain_error = VerifyError::InvalidCertificateChain;
     for cert in chain {
         if cert.cert.extensions_map().is_err() {
@@ -355,7 +361,7 @@ pub(crate) fn validate_chain(
                 )));
             }
             single.check_valid_at_signing(signing_time)?;
-            single.validate_leaf(require_code_signing_eku)
+            single.validate_leaf()
         }
         _ => {
             let last = chain.len() - 1;
@@ -381,7 +387,7 @@ pub(crate) fn validate_chain(
                     cert.issued_by(&chain[i + 1]).map_err(chain_error)?;
                 }
                 if i == 0 {
-                    cert.validate_leaf(require_code_signing_eku)?;
+                    cert.validate_leaf()?;
                 } else {
                     // `i - 1` CA certificates sit between this one and the signing certificate.
                     let below = u32::try_from(i - 1).unwrap_or(u32::MAX);

@@ -184,11 +184,21 @@ fn expectation(file: &str) -> Option<Check> {
         | "quickstart_trustpolicy.json"
         | "registry_scope_trustpolicy.json"
         | "skip_trustpolicy.json"
-        | "timestamp_after_cert_expiry_trustpolicy.json"
-        | "timestamp_trustpolicy.json"
         | "trustpolicy.json"
         | "valid_trusted_identity_trustpolicy.json" => ok,
-        // Blob trust policies have no registry scopes: not valid OCI trust policies.
+        // Valid for notation, refused here: they ask for RFC 3161 timestamp verification (a
+        // `tsa:` trust store and `verifyTimestamp`), which is not implemented. Accepting them
+        // and ignoring timestamps would pass signatures without a (valid) countersignature.
+        "timestamp_after_cert_expiry_trustpolicy.json" => |r| {
+            matches!(r, Err(E::TimestampVerificationUnsupported { statement, setting })
+                if statement == "e2e" && setting.contains("afterCertExpiry"))
+        },
+        "timestamp_trustpolicy.json" => |r| {
+            matches!(r, Err(E::TimestampVerificationUnsupported { statement, setting })
+                if statement == "e2e" && setting.contains("always"))
+        },
+        // Blob trust policies have no registry scopes: not valid OCI trust policies (reported
+        // before the timestamp statement of trustpolicy.blob.json is refused).
         "blob_trust_policy.json" | "trustpolicy.blob.json" => |r| matches!(r, Err(E::NoRegistryScopes(_))),
         "empty_registry_scope_trustpolicy.json" => |r| matches!(r, Err(E::NoRegistryScopes(_))),
         "empty_trusted_identity_trustpolicy.json" => |r| matches!(r, Err(E::EmptyTrustedIdentity(_))),
@@ -227,7 +237,7 @@ fn every_trust_policy_fixture_parses_or_is_rejected_for_its_reason() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert!(files.len() >= 42, "only {} fixtures", files.len());
+    assert_eq!(files.len(), 43, "fixture count changed: review the expectations");
     let mut valid = 0;
     for file in &files {
         let check = expectation(file).unwrap_or_else(|| panic!("no expectation for fixture {file}"));
@@ -241,7 +251,8 @@ fn every_trust_policy_fixture_parses_or_is_rejected_for_its_reason() {
             assert!(!e.to_string().is_empty());
         }
     }
-    assert_eq!(valid, 22);
+    // 22 are valid for notation; the 2 timestamp policies are refused here.
+    assert_eq!(valid, 20);
 }
 
 #[test]
@@ -269,4 +280,36 @@ fn fixture_policies_select_by_scope() {
     let doc = load("skip_trustpolicy.json");
     let outcome = verify_with_policy(b"garbage", &doc, &TrustStores::new(), &format!("reg.io/x{digest}"), ts(NOW));
     assert_eq!(outcome, Ok(PolicyOutcome::Skipped { policy: "e2e".into() }));
+}
+
+#[test]
+fn timestamp_fixture_policies_are_refused_and_load_without_timestamping() {
+    let dir = fixtures().join("trustpolicy");
+    for (file, value) in
+        [("timestamp_trustpolicy.json", "always"), ("timestamp_after_cert_expiry_trustpolicy.json", "afterCertExpiry")]
+    {
+        let bytes = std::fs::read(dir.join(file)).expect("read");
+        let err = TrustPolicyDocument::parse(&bytes).expect_err(file);
+        let message = err.to_string();
+        assert!(message.contains("\"e2e\"") && message.contains(value), "{file}: {message}");
+        assert!(message.contains("timestamp verification") && message.contains("not supported yet"), "{message}");
+
+        // Without verifyTimestamp, the tsa store alone is still refused.
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        let statement = &mut json["trustPolicies"][0];
+        statement["signatureVerification"].as_object_mut().expect("object").remove("verifyTimestamp");
+        let err = TrustPolicyDocument::parse(json.to_string().as_bytes()).expect_err("tsa store");
+        assert!(
+            matches!(&err, TrustPolicyError::TimestampVerificationUnsupported { setting, .. } if setting.contains("tsa:e2e")),
+            "{err:?}"
+        );
+
+        // Without either, the statement loads, and the notation-made envelope (which has no
+        // timestamp) verifies with the certificates valid now.
+        json["trustPolicies"][0]["trustStores"] = serde_json::json!(["ca:valid-trust-store"]);
+        let doc = TrustPolicyDocument::parse(json.to_string().as_bytes()).expect("ca only");
+        let reference = format!("localhost:5000/net-monitor@{DIGEST}");
+        let outcome = verify_with_policy(&envelope(), &doc, &stores(), &reference, ts(NOW)).expect("verifies");
+        assert!(matches!(outcome, PolicyOutcome::Verified(_)));
+    }
 }

@@ -217,16 +217,6 @@ fn base64_std(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// An ES256 identity plus a crafted envelope from it, correctly signed.
-fn crafted(id: &Identity, protected: String) -> Crafted {
-    Crafted {
-        protected,
-        payload: Crafted::payload_for(&descriptor()),
-        x5c: id.chain.iter().map(|c| c.der().to_vec()).collect(),
-        header_extra: Vec::new(),
-    }
-}
-
 #[test]
 fn crafted_headers_are_checked_even_when_correctly_signed() {
     let id = identity(KeyKind::P256);
@@ -334,7 +324,6 @@ fn untrusted_root_is_rejected() {
     // Audit-like options only log it.
     let options = VerifyOptions {
         actions: ValidationActions { authenticity: ValidationAction::Log, ..ValidationActions::strict() },
-        ..VerifyOptions::default()
     };
     let verified = verify_with_options(&envelope, &[], &descriptor().digest, ts(NOW), &options).expect("logged");
     assert_eq!(verified.trust_anchor_subject, None);
@@ -382,33 +371,6 @@ fn expired_certificate_and_expired_signature() {
 
 #[test]
 fn signing_certificate_requirements() {
-    // No codeSigning EKU: refused at signing, rejected at verification unless relaxed.
-    let mut params = leaf_params("no-eku");
-    params.extended_key_usages.clear();
-    let id = identity_with(KeyKind::P256, &params);
-    let err = Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes())
-        .expect("signer")
-        .sign(&descriptor(), &options())
-        .expect_err("no eku");
-    assert!(matches!(err, SignError::InvalidChain(VerifyError::MissingCodeSigningEku { .. })), "{err}");
-    let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(verify_err(&id, &env), VerifyError::MissingCodeSigningEku { .. }));
-    let relaxed = VerifyOptions { require_code_signing_eku: false, ..VerifyOptions::default() };
-    verify_with_options(&env, std::slice::from_ref(&id.root), &descriptor().digest, ts(NOW), &relaxed)
-        .expect("EKU not required");
-
-    // Other EKU than codeSigning only.
-    let mut params = leaf_params("tls");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let id = identity_with(KeyKind::P256, &params);
-    let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
-    let mut params = leaf_params("tls-and-code");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning, ExtendedKeyUsagePurpose::ClientAuth];
-    let id = identity_with(KeyKind::P256, &params);
-    let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
-    assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
-
     // Key usage beyond digitalSignature; no key usage at all.
     let mut params = leaf_params("ku");
     params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
@@ -427,6 +389,89 @@ fn signing_certificate_requirements() {
     let id = identity_with(KeyKind::P256, &params);
     let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
     assert!(matches!(verify_err(&id, &env), VerifyError::CertificateRequirement { .. }));
+}
+
+/// The signing certificate's extended key usage (signature specification, "Leaf
+/// Certificates"): the extension is optional; when present it must contain codeSigning and none
+/// of anyExtendedKeyUsage, serverAuth, clientAuth, emailProtection, timeStamping, OCSPSigning.
+#[test]
+fn signing_certificate_extended_key_usage() {
+    use ExtendedKeyUsagePurpose as Eku;
+    let with_ekus = |cn: &str, ekus: Vec<Eku>| {
+        let mut params = leaf_params(cn);
+        params.extended_key_usages = ekus;
+        identity_with(KeyKind::P256, &params)
+    };
+
+    // No extended key usage extension: signs, and verifies (also with an intermediate).
+    let id = with_ekus("no-eku", vec![]);
+    assert!(!has_eku_extension(&id.chain[0]), "the test certificate must have no EKU extension");
+    assert!(has_eku_extension(&identity(KeyKind::P256).chain[0]));
+    let envelope = sign_with(&id, &options());
+    assert_eq!(verify_ok(&id, &envelope).signer_subject, id.chain[0].subject());
+    let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
+    verify_ok(&id, &env);
+    let root = Ca::root("Root");
+    let intermediate = root.intermediate("Intermediate");
+    let key = leaf_key(KeyKind::P256);
+    let mut params = leaf_params("no-eku-via-intermediate");
+    params.extended_key_usages.clear();
+    let leaf = intermediate.issue(&params, &key.spki);
+    let chained =
+        Identity { key_pem: key.pem, chain: vec![leaf, intermediate.cert.clone(), root.cert.clone()], root: root.cert };
+    verify_ok(&chained, &sign_with(&chained, &options()));
+
+    // codeSigning alone, or with a purpose the specification does not forbid: verifies.
+    let id = identity(KeyKind::P256);
+    verify_ok(&id, &sign_with(&id, &options()));
+    let document_signing = Eku::Other(vec![1, 3, 6, 1, 4, 1, 311, 10, 3, 12]);
+    let id = with_ekus("code-and-doc", vec![Eku::CodeSigning, document_signing.clone()]);
+    verify_ok(&id, &sign_with(&id, &options()));
+
+    // An extension without codeSigning: refused at signing and rejected at verification.
+    for (cn, ekus) in [("doc-only", vec![document_signing]), ("tls-only", vec![Eku::ServerAuth])] {
+        let id = with_ekus(cn, ekus);
+        let err = Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes())
+            .expect("signer")
+            .sign(&descriptor(), &options())
+            .expect_err("no codeSigning");
+        assert!(matches!(err, SignError::InvalidChain(_)), "{cn}: {err}");
+        let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
+        let err = verify_err(&id, &env);
+        match cn {
+            "doc-only" => assert!(matches!(err, VerifyError::MissingCodeSigningEku { .. }), "{cn}: {err}"),
+            _ => assert!(matches!(err, VerifyError::CertificateRequirement { .. }), "{cn}: {err}"),
+        }
+    }
+
+    // codeSigning with a forbidden purpose: rejected, naming it.
+    for (forbidden, name) in [
+        (Eku::Any, "anyExtendedKeyUsage"),
+        (Eku::ServerAuth, "serverAuth"),
+        (Eku::ClientAuth, "clientAuth"),
+        (Eku::EmailProtection, "emailProtection"),
+        (Eku::TimeStamping, "timeStamping"),
+        (Eku::OcspSigning, "OCSPSigning"),
+    ] {
+        let id = with_ekus(name, vec![Eku::CodeSigning, forbidden]);
+        let env = crafted(&id, Crafted::protected_header(SIGNED_AT, None)).sign_p256(&id.key_pem);
+        let err = verify_err(&id, &env);
+        assert!(
+            matches!(&err, VerifyError::CertificateRequirement { reason, .. } if reason.contains(name)),
+            "{name}: {err}"
+        );
+        let err = Signer::from_pem(id.key_pem.as_bytes(), id.chain_pem().as_bytes())
+            .expect("signer")
+            .sign(&descriptor(), &options())
+            .expect_err("forbidden EKU");
+        assert!(matches!(err, SignError::InvalidChain(VerifyError::CertificateRequirement { .. })), "{name}: {err}");
+    }
+}
+
+/// Whether a certificate carries the extended key usage extension (OID 2.5.29.37).
+fn has_eku_extension(cert: &Certificate) -> bool {
+    // DER of the OID 2.5.29.37: 06 03 55 1d 25.
+    cert.der().windows(5).any(|w| w == [0x06, 0x03, 0x55, 0x1d, 0x25])
 }
 
 #[test]
@@ -475,7 +520,6 @@ fn revocation_endpoints_fail_closed_unless_skipped() {
     assert!(matches!(verify_err(&id, &envelope), VerifyError::RevocationUnchecked { .. }));
     let skip = VerifyOptions {
         actions: ValidationActions { revocation: ValidationAction::Skip, ..ValidationActions::strict() },
-        ..VerifyOptions::default()
     };
     verify_with_options(&envelope, std::slice::from_ref(&id.root), &descriptor().digest, ts(NOW), &skip)
         .expect("revocation skipped");

@@ -72,7 +72,7 @@ fn policy(identities: &str, level: &str) -> TrustPolicyDocument {
                     "name": "production",
                     "registryScopes": ["registry.example/team/app"],
                     "signatureVerification": {{ "level": "{level}" }},
-                    "trustStores": ["ca:tidegate", "tsa:unused"],
+                    "trustStores": ["ca:tidegate"],
                     "trustedIdentities": [{identities}]
                 }},
                 {{

@@ -229,6 +229,17 @@ impl Crafted {
     }
 }
 
+/// A crafted envelope for [`descriptor`] with the chain of `id` and the given protected header
+/// (sign it with [`Crafted::sign_p256`] for an ES256 identity).
+pub fn crafted(id: &Identity, protected: String) -> Crafted {
+    Crafted {
+        protected,
+        payload: Crafted::payload_for(&descriptor()),
+        x5c: id.chain.iter().map(|c| c.der().to_vec()).collect(),
+        header_extra: Vec::new(),
+    }
+}
+
 /// Decodes the members of an envelope produced by `sign`.
 pub fn envelope_json(envelope: &[u8]) -> serde_json::Map<String, serde_json::Value> {
     match serde_json::from_slice(envelope).expect("json") {
