@@ -114,16 +114,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone(), watcher.clone()));
 
     let replica = config.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
-    if !config.no_leader_election {
+    // One leader acts. `leadership` is valid only until the renew deadline after the start of
+    // the last successful renewal (monotonic clock); the process exits once it is not, and
+    // production writes call `leadership.check()` right before writing.
+    let leadership = if config.no_leader_election {
+        leader::Leadership::unfenced()
+    } else {
         let election =
             leader::LeaderElection::new(client.clone(), &config.lease_namespace, &config.lease_name, &replica);
         election.acquire().await?;
+        let leadership = election.leadership();
         tokio::spawn(async move {
             election.keep_renewing().await;
             tracing::error!("leadership lost; exiting so that a single replica acts");
             std::process::exit(1);
         });
-    }
+        leadership
+    };
+    // Fencing hook: exits the process as soon as leadership is not valid, even if the async
+    // runtime is busy or resumed late after a freeze.
+    leadership.exit_when_lost();
 
     let key = match &config.signing_key_file {
         Some(path) => std::fs::read(path).map_err(|e| anyhow::anyhow!("--signing-key-file {}: {e}", path.display()))?,
