@@ -180,6 +180,7 @@ async fn measure(args: &BenchArgs, crane: &Path) -> Result<(Vec<SizeResult>, Dur
     // Set-up and checks use one client without a request budget, so they never wait; the timed
     // Tidegate runs get a client of their own (see `time_tidegate`).
     let setup = RegistryClient::new(ClientOptions {
+        plain_http: registry.plain_http_hosts().into_iter().collect(),
         requests_per_second: 10_000.0,
         timeout: Duration::from_secs(300),
         ..ClientOptions::default()
@@ -382,7 +383,9 @@ async fn fresh_app(client: &RegistryClient, fixture: &Fixture, repo: &Repository
 /// uses by default (its request budget allows a burst of 20, more than one rebase sends), so it
 /// opens its own connections like a crane process does.
 async fn time_tidegate(fixture: &Fixture, repo: &Repository, tag: &str) -> Result<Duration> {
-    let client = RegistryClient::new(ClientOptions::default()).context("creating the registry client")?;
+    let plain_http = [repo.host.clone()].into();
+    let client = RegistryClient::new(ClientOptions { plain_http, ..ClientOptions::default() })
+        .context("creating the registry client")?;
     let request = RebaseRequest {
         repository: repo.clone(),
         reference: APP_TAG.into(),

@@ -124,7 +124,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         identity.chain.display(),
         identity.trust_policy.display()
     );
-    let controller = Controller::start(&env, &bin, &dir, &identity)?;
+    let controller = Controller::start(&env, &bin, &dir, &identity, &registry.plain_http_hosts())?;
     println!("  logs: {}", controller.log.display());
     wait_policy_base(&policies, &old_base).await?;
     println!("  the controller resolved {base_ref} once for its policies: {old_base}");
@@ -411,7 +411,13 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(env: &TestEnv, bin: &Path, dir: &Path, identity: &CodeSigningFiles) -> Result<Self> {
+    fn start(
+        env: &TestEnv,
+        bin: &Path,
+        dir: &Path,
+        identity: &CodeSigningFiles,
+        plain_http: &[String],
+    ) -> Result<Self> {
         let kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
         let key = dir.join("signing.key");
@@ -423,6 +429,7 @@ impl Controller {
             .env("KUBECONFIG", &kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--signing-key-file", &key.display().to_string()])
             .args(["--builder", "registry"])
+            .args(plain_http.iter().flat_map(|host| ["--plain-http-registry", host.as_str()]))
             .args([
                 "--notary-key-file",
                 &identity.key.display().to_string(),

@@ -69,7 +69,9 @@ pub struct Config {
     /// `kubernetes.io/dockerconfigjson` Secret).
     #[arg(long, env = "TIDEGATE_REGISTRY_CREDENTIALS")]
     pub registry_credentials: Option<PathBuf>,
-    /// Registry hosts reached over plain HTTP (loopback hosts always are). Repeatable.
+    /// A registry host (`host[:port]`, as in image references) reached over plain HTTP; every
+    /// other host, loopback included, is reached over HTTPS. A bearer-token endpoint on plain HTTP
+    /// receives the registry's credentials only when its host is listed too. Repeatable.
     #[arg(long = "plain-http-registry")]
     pub plain_http_registries: Vec<String>,
     /// Requests per second each registry may receive from this controller.

@@ -41,7 +41,8 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
         .await
         .expect("registry");
     let host = registry.host().to_string();
-    let client = RegistryClient::new(ClientOptions::default()).expect("client");
+    let plain_http = registry.plain_http_hosts().into_iter().collect();
+    let client = RegistryClient::new(ClientOptions { plain_http, ..Default::default() }).expect("client");
     let base = Repository::new(&host, "base/runtime");
     let app = Repository::new(&host, "shop/app");
     let base_ref = format!("{host}/base/runtime:3.20");
@@ -84,6 +85,8 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     let args = [
         "--builder".to_string(),
         "registry".into(),
+        "--plain-http-registry".into(),
+        host.clone(),
         "--notary-key-file".into(),
         identity.key.display().to_string(),
         "--notary-cert-file".into(),
@@ -169,6 +172,8 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     let args = [
         "--builder".to_string(),
         "registry".into(),
+        "--plain-http-registry".into(),
+        host.clone(),
         "--trust-policy-file".into(),
         rotated.trust_policy.display().to_string(),
         "--trust-store-dir".into(),
@@ -201,7 +206,8 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
 async fn registry_scenario(name: &str, auth: RegistryAuth) -> (Registry, Scenario, RegistryClient, String, String) {
     let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth }).await.expect("registry");
     let host = registry.host().to_string();
-    let client = RegistryClient::new(ClientOptions::default()).expect("client");
+    let plain_http = registry.plain_http_hosts().into_iter().collect();
+    let client = RegistryClient::new(ClientOptions { plain_http, ..Default::default() }).expect("client");
     let base_ref = format!("{host}/base/runtime:3.20");
     let base_v1 = [pseudo_random_bytes("os-1", 1024), pseudo_random_bytes("libs-1", 512)];
     let old_base = push(&registry, &Repository::new(&host, "base/runtime"), "3.20", &base_v1, BTreeMap::new()).await;
@@ -226,7 +232,10 @@ fn registry_args(s: &Scenario, registry: &Registry, user: &str, password: &str) 
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let path = s.path("dockerconfig.json");
     std::fs::write(&path, json!({"auths": {registry.host(): {"auth": auth}}}).to_string()).expect("dockerconfigjson");
-    vec!["--builder".into(), "registry".into(), "--registry-credentials".into(), path.display().to_string()]
+    let mut args =
+        vec!["--builder".into(), "registry".into(), "--registry-credentials".into(), path.display().to_string()];
+    args.extend(registry.plain_http_hosts().into_iter().flat_map(|h| ["--plain-http-registry".to_string(), h]));
+    args
 }
 
 fn web_only(s: &Scenario) -> serde_json::Value {
@@ -342,7 +351,7 @@ async fn job_build_reports_the_pushed_digest() {
         "workloads": web_only(&s)
     }))
     .await;
-    let controller = s.controller_with(&["--builder", "registry"]);
+    let controller = s.controller_with(&["--builder", "registry", "--plain-http-registry", &host]);
     s.trigger("rebuild-now").await;
     let pods: Api<Pod> = Api::namespaced(s.admin.clone(), &s.ns);
     let pod = common::wait("the build Pod", MINUTE, || {

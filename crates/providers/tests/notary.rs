@@ -28,7 +28,7 @@ impl Identity {
     }
 
     fn signer(&self, registry: Arc<RegistryClient>, with_key: bool) -> NotarySigner {
-        let key = with_key.then(|| (self.files.key.as_path(), self.files.chain.as_path()));
+        let key = with_key.then_some((self.files.key.as_path(), self.files.chain.as_path()));
         NotarySigner::from_files(registry, key, &self.files.trust_policy, &self.files.trust_store).expect("signer")
     }
 }
@@ -66,7 +66,8 @@ async fn notation_verifies_tidegate_signatures_through_referrers_and_the_fallbac
     for kind in [RegistryKind::Referrers, RegistryKind::Distribution] {
         let registry =
             Registry::start(RegistryOptions { kind, auth: RegistryAuth::Anonymous }).await.expect("registry");
-        let client = Arc::new(RegistryClient::new(ClientOptions::default()).expect("client"));
+        let plain_http = registry.plain_http_hosts().into_iter().collect();
+        let client = Arc::new(RegistryClient::new(ClientOptions { plain_http, ..Default::default() }).expect("client"));
         let identity = Identity::new("tidegate");
         let signer = identity.signer(client.clone(), true);
         let (reference, digest) = image(&registry, "shop/app").await;
@@ -97,7 +98,8 @@ async fn tidegate_verifies_notation_signatures_and_fails_closed_otherwise() {
     let registry = Registry::start(RegistryOptions { kind: RegistryKind::Referrers, auth: RegistryAuth::Anonymous })
         .await
         .expect("registry");
-    let client = Arc::new(RegistryClient::new(ClientOptions::default()).expect("client"));
+    let plain_http = registry.plain_http_hosts().into_iter().collect();
+    let client = Arc::new(RegistryClient::new(ClientOptions { plain_http, ..Default::default() }).expect("client"));
     let (reference, digest) = image(&registry, "shop/app").await;
     let (unsigned_reference, unsigned) = image(&registry, "shop/unsigned").await;
 

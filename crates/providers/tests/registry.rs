@@ -18,7 +18,9 @@ async fn registry(kind: RegistryKind, auth: RegistryAuth) -> Registry {
 }
 
 fn client(registry: &Registry, credentials: Option<Credentials>) -> RegistryClient {
-    let mut options = ClientOptions::default();
+    // The registry (and its token server) speak plain HTTP on loopback: named, never implied.
+    let mut options =
+        ClientOptions { plain_http: registry.plain_http_hosts().into_iter().collect(), ..Default::default() };
     if let Some(c) = credentials {
         options.credentials.insert(registry.host().to_string(), c);
     }
@@ -187,7 +189,7 @@ async fn referrers_use_the_api_or_the_tag_schema_fallback() {
             client.push_referrer(&repo, OCI_MANIFEST, &bytes, &subject, descriptor).await.expect("push referrer");
         let found =
             client.referrers(&repo, &subject, Some("application/vnd.cncf.notary.signature")).await.expect("referrers");
-        assert_eq!(found.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(), [pushed.clone()], "{kind:?}");
+        assert_eq!(found.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(), [pushed], "{kind:?}");
         assert!(client.referrers(&repo, &subject, Some("application/spdx+json")).await.expect("filtered").is_empty());
         let fallback =
             client.head_manifest(&repo, &tidegate_providers::registry::fallback_tag(&subject)).await.expect("HEAD");
@@ -202,7 +204,12 @@ async fn referrers_use_the_api_or_the_tag_schema_fallback() {
 #[tokio::test]
 async fn the_request_budget_paces_a_burst() {
     let registry = registry(RegistryKind::Distribution, RegistryAuth::Anonymous).await;
-    let client = RegistryClient::new(ClientOptions { requests_per_second: 4.0, ..Default::default() }).expect("client");
+    let client = RegistryClient::new(ClientOptions {
+        requests_per_second: 4.0,
+        plain_http: registry.plain_http_hosts().into_iter().collect(),
+        ..Default::default()
+    })
+    .expect("client");
     let repo = Repository::new(registry.host(), "shop/app");
     let started = Instant::now();
     for _ in 0..12 {
@@ -391,7 +398,8 @@ async fn too_many_requests_is_retried_after_the_servers_delay() {
             let _ = socket.write_all(response.as_bytes()).await;
         }
     });
-    let client = RegistryClient::new(ClientOptions::default()).expect("client");
+    let client =
+        RegistryClient::new(ClientOptions { plain_http: [host.clone()].into(), ..Default::default() }).expect("client");
     let started = Instant::now();
     let head = client.head_manifest(&Repository::new(&host, "shop/app"), "v1").await.expect("HEAD after the retry");
     assert_eq!(head.map(|d| d.digest), Some(format!("sha256:{}", "a".repeat(64))));
@@ -417,7 +425,8 @@ async fn content_that_does_not_match_its_digest_is_refused() {
             let _ = socket.write_all(response.as_bytes()).await;
         }
     });
-    let client = RegistryClient::new(ClientOptions::default()).expect("client");
+    let client =
+        RegistryClient::new(ClientOptions { plain_http: [host.clone()].into(), ..Default::default() }).expect("client");
     let wanted = format!("sha256:{}", "b".repeat(64));
     match client.get_manifest(&Repository::new(&host, "shop/app"), &wanted).await {
         Err(RegistryError::BadDigest { expected, actual, .. }) => {

@@ -194,6 +194,19 @@ impl Registry {
         format!("http://{}", self.host)
     }
 
+    /// The hosts (`host:port`) a client must be told to reach over plain HTTP, by name: the
+    /// registry, and the host of its token server's realm (`localhost:PORT`) for
+    /// [`RegistryAuth::Token`]. For `--plain-http-registry` and `ClientOptions::plain_http`.
+    pub fn plain_http_hosts(&self) -> Vec<String> {
+        let mut hosts = vec![self.host.clone()];
+        if let Some(server) = &self.token_server {
+            let realm = server.realm();
+            let authority = realm.trim_start_matches("http://").split('/').next().unwrap_or_default();
+            hosts.push(authority.to_string());
+        }
+        hosts
+    }
+
     /// The kind of registry.
     pub fn kind(&self) -> RegistryKind {
         self.kind

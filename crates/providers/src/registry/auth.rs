@@ -191,7 +191,7 @@ mod tests {
         let json = format!(
             r#"{{"auths":{{"https://myreg.azurecr.io/v1/":{{"auth":"{auth}"}},"127.0.0.1:5000":{{"username":"u","password":"p"}},"anon.io":{{}}}}}}"#
         );
-        let creds = from_docker_config(json.as_bytes()).unwrap();
+        let creds = from_docker_config(json.as_bytes()).expect("valid");
         assert_eq!(
             creds["myreg.azurecr.io"],
             Credentials::Basic { username: "robot".into(), password: "s3cret".into() }

@@ -49,6 +49,15 @@ pub enum RegistryError {
         /// The error.
         message: String,
     },
+    /// The client refused to do something that would expose credentials or content: send
+    /// credentials over plain HTTP, follow a redirect from HTTPS to HTTP, use another scheme.
+    #[error("refused for {repository}: {message}")]
+    Insecure {
+        /// `host/name`.
+        repository: String,
+        /// What was refused, and why.
+        message: String,
+    },
     /// The registry answered something the protocol does not allow.
     #[error("unexpected answer from {repository}: {message}")]
     Protocol {

@@ -4,7 +4,20 @@
 //! Digest checks use `HEAD`, which costs no pull quota. Every registry host has a request budget
 //! (a token bucket); `429` answers are retried after their `Retry-After`, server errors with
 //! exponential backoff and jitter; `401` answers are met with Basic credentials or the bearer
-//! token flow, and tokens are cached per scope until they expire.
+//! token flow, and tokens are cached per registry host and scope until they expire.
+//!
+//! Credentials stay where they belong:
+//! - registries are reached over HTTPS, except hosts configured by name as plain-HTTP
+//!   ([`ClientOptions::plain_http`]); there is no implicit exception for loopback names;
+//! - the `Authorization` header (Basic credentials or a bearer token) is sent only to the origin
+//!   (scheme, host and port) of the registry the credentials are for. Redirects are followed here,
+//!   not by the HTTP library, and a redirect or an upload `Location` on another host (a storage
+//!   host serving blobs, for instance) is requested without it; redirects from HTTPS to HTTP are
+//!   refused;
+//! - Basic credentials go to a token endpoint (`realm`) over HTTPS, or over plain HTTP only when
+//!   both the registry and the realm's host are configured as plain-HTTP by name; otherwise the
+//!   token request is refused ([`RegistryError::Insecure`]). Without credentials the token is
+//!   requested anonymously.
 
 pub mod auth;
 mod budget;
@@ -31,7 +44,9 @@ use types::{Descriptor, Fetched, ImageIndex, MANIFEST_ACCEPT, OCI_INDEX};
 pub struct ClientOptions {
     /// Credentials per registry host (`host[:port]`).
     pub credentials: BTreeMap<String, Credentials>,
-    /// Hosts reached over plain HTTP. Loopback hosts (`localhost`, `127.*`, `[::1]`) always are.
+    /// Hosts (`host[:port]`, as in image references) reached over plain HTTP; every other host,
+    /// loopback included, is reached over HTTPS. A token endpoint on plain HTTP receives Basic
+    /// credentials only when both its host and the registry's are listed here.
     pub plain_http: BTreeSet<String>,
     /// Requests per second each registry host may receive (burst: one second's worth).
     pub requests_per_second: f64,
@@ -105,7 +120,8 @@ impl RegistryClient {
         crate::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // Redirects are followed by `send`, which decides per hop whether credentials go along.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| RegistryError::Transport { host: String::new(), message: e.to_string() })?;
         Ok(Self { http, options, tokens: Mutex::default(), budgets: Mutex::default(), requests: Mutex::default() })
@@ -130,10 +146,54 @@ impl RegistryClient {
             .clone()
     }
 
+    /// Whether `host` (`host[:port]`) is configured, by name, as reached over plain HTTP.
+    fn is_plain_http(&self, host: &str) -> bool {
+        self.options.plain_http.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    /// `http://host` for hosts configured as plain-HTTP, else `https://host`.
     fn base(&self, host: &str) -> String {
-        let loopback = host.starts_with("localhost") || host.starts_with("127.") || host.starts_with("[::1]");
-        let scheme = if loopback || self.options.plain_http.contains(host) { "http" } else { "https" };
+        let scheme = if self.is_plain_http(host) { "http" } else { "https" };
         format!("{scheme}://{host}")
+    }
+
+    /// The registry's origin: the only place its credentials and tokens are sent to.
+    fn registry_url(&self, repo: &Repository) -> Result<reqwest::Url> {
+        let base = self.base(&repo.host);
+        match reqwest::Url::parse(&base) {
+            Ok(url)
+                if url.username().is_empty()
+                    && url.password().is_none()
+                    && url.path() == "/"
+                    && url.query().is_none()
+                    && url.host_str().is_some() =>
+            {
+                Ok(url)
+            }
+            _ => Err(RegistryError::Protocol {
+                repository: repo.to_string(),
+                message: format!("{:?} is not a registry host[:port]", repo.host),
+            }),
+        }
+    }
+
+    /// Whether Basic credentials may be sent to the token endpoint `realm` of `repo`'s registry:
+    /// over HTTPS always, over plain HTTP only when the registry and the realm's host are both
+    /// configured as plain-HTTP by name. Other schemes never.
+    fn may_send_credentials_to(&self, repo: &Repository, realm: &reqwest::Url) -> bool {
+        match realm.scheme() {
+            "https" => true,
+            "http" => {
+                self.is_plain_http(&repo.host)
+                    && self
+                        .options
+                        .plain_http
+                        .iter()
+                        .filter_map(|h| reqwest::Url::parse(&format!("http://{h}")).ok())
+                        .any(|configured| same_origin(&configured, realm))
+            }
+            _ => false,
+        }
     }
 
     /// Sends a request with budget, auth and retries. `body` is cloned for retries.
@@ -147,20 +207,33 @@ impl RegistryClient {
         body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response> {
         let scope = format!("repository:{}:{}", repo.name, if access == Access::Push { "pull,push" } else { "pull" });
+        let registry = self.registry_url(repo)?;
+        let mut target = registry.join(url).map_err(|e| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("bad URL {url}: {e}"),
+        })?;
+        check_scheme(repo, &registry, &target)?;
         let credentials = self.options.credentials.get(&repo.host).cloned().unwrap_or_default();
         let mut authorization = self.cached_token(&repo.host, &scope).map(|t| format!("Bearer {t}"));
         let mut answered_challenge = false;
         let mut attempt = 0;
+        let mut redirects = 0;
+        let mut method = method;
+        let mut body = body;
         loop {
-            self.budget(&repo.host).take().await;
-            let mut request = self.http.request(method.clone(), url).headers(headers.clone());
-            if let Some(value) = &authorization {
+            // Credentials and tokens go to the registry's own origin only, never to another host
+            // a redirect or an upload `Location` points at.
+            let to_registry = same_origin(&target, &registry);
+            let host = if to_registry { repo.host.clone() } else { authority(&target) };
+            self.budget(&host).take().await;
+            let mut request = self.http.request(method.clone(), target.clone()).headers(headers.clone());
+            if to_registry && let Some(value) = &authorization {
                 request = request.header(AUTHORIZATION, value);
             }
             if let Some(body) = &body {
                 request = request.body(body.clone());
             }
-            self.counter(&repo.host).fetch_add(1, Ordering::SeqCst);
+            self.counter(&host).fetch_add(1, Ordering::SeqCst);
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(e) if attempt < self.options.max_retries && (e.is_connect() || e.is_timeout()) => {
@@ -168,10 +241,23 @@ impl RegistryClient {
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;
                 }
-                Err(e) => return Err(RegistryError::Transport { host: repo.host.clone(), message: e.to_string() }),
+                Err(e) => return Err(RegistryError::Transport { host, message: e.to_string() }),
             };
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !answered_challenge {
+            if let Some(next) = redirect_target(repo, &target, &response, &mut redirects)? {
+                check_scheme(repo, &target, &next)?;
+                tracing::debug!(host = %repo.host, %status, to = %authority(&next), "following a redirect");
+                // 303, and 301/302 after a POST, continue as GET (HEAD stays HEAD) without the body.
+                let as_get = status == StatusCode::SEE_OTHER
+                    || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && method == Method::POST);
+                if as_get && method != Method::HEAD {
+                    method = Method::GET;
+                    body = None;
+                }
+                target = next;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED && to_registry && !answered_challenge {
                 answered_challenge = true;
                 let challenge =
                     response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
@@ -225,17 +311,55 @@ impl RegistryClient {
         service: Option<&str>,
         scope: &str,
     ) -> Result<String> {
-        let mut request = self.http.get(realm).query(&[("scope", scope)]);
-        if let Some(service) = service {
-            request = request.query(&[("service", service)]);
-        }
-        if let Some(basic) = credentials.basic_header() {
-            request = request.header(AUTHORIZATION, basic);
-        }
-        let response = request.send().await.map_err(|e| RegistryError::Transport {
-            host: repo.host.clone(),
-            message: format!("token endpoint {realm}: {e}"),
+        let realm_url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("the token endpoint {realm:?} is not a URL: {e}"),
         })?;
+        if !matches!(realm_url.scheme(), "https" | "http") {
+            return Err(RegistryError::Insecure {
+                repository: repo.to_string(),
+                message: format!("the token endpoint {realm} is neither HTTPS nor HTTP"),
+            });
+        }
+        let basic = credentials.basic_header();
+        if basic.is_some() && !self.may_send_credentials_to(repo, &realm_url) {
+            return Err(RegistryError::Insecure {
+                repository: repo.to_string(),
+                message: format!(
+                    "the token endpoint {realm} is plain HTTP, and the credentials for {} are sent over plain HTTP \
+                     only when both the registry and the token endpoint's host ({}) are configured as plain-HTTP \
+                     registries (--plain-http-registry)",
+                    repo.host,
+                    authority(&realm_url)
+                ),
+            });
+        }
+        let mut url = realm_url.clone();
+        url.query_pairs_mut().append_pair("scope", scope);
+        if let Some(service) = service {
+            url.query_pairs_mut().append_pair("service", service);
+        }
+        let mut redirects = 0;
+        let response = loop {
+            let mut request = self.http.get(url.clone());
+            // Basic credentials go to the realm's own origin only, not where it redirects to.
+            if same_origin(&url, &realm_url)
+                && let Some(basic) = &basic
+            {
+                request = request.header(AUTHORIZATION, basic);
+            }
+            let response = request.send().await.map_err(|e| RegistryError::Transport {
+                host: repo.host.clone(),
+                message: format!("token endpoint {realm}: {e}"),
+            })?;
+            match redirect_target(repo, &url, &response, &mut redirects)? {
+                Some(next) => {
+                    check_scheme(repo, &url, &next)?;
+                    url = next;
+                }
+                None => break response,
+            }
+        };
         if !response.status().is_success() {
             return Err(RegistryError::Denied {
                 repository: repo.to_string(),
@@ -418,12 +542,17 @@ impl RegistryClient {
         }
     }
 
+    /// The absolute upload URL of a `Location` (absolute, or relative to the request's URL). It
+    /// may name another host (a storage service); `send` then sends no credentials there.
     fn upload_location(&self, repo: &Repository, response: &reqwest::Response) -> Result<String> {
         let location = header(response.headers(), LOCATION.as_str()).ok_or_else(|| RegistryError::Protocol {
             repository: repo.to_string(),
             message: "upload started without a Location".into(),
         })?;
-        Ok(if location.starts_with("http") { location } else { format!("{}{location}", self.base(&repo.host)) })
+        response.url().join(&location).map(String::from).map_err(|e| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("upload Location {location:?}: {e}"),
+        })
     }
 
     /// Every tag of a repository, following `Link` pagination.
@@ -440,15 +569,16 @@ impl RegistryClient {
             if response.status() == StatusCode::NOT_FOUND {
                 return Err(error::from_response(repo, response).await);
             }
-            let next = header(response.headers(), "link").and_then(|l| next_link(&l));
+            let next = header(response.headers(), "link")
+                .and_then(|l| next_link(&l))
+                .and_then(|path| response.url().join(&path).ok());
             let page: TagList = response.json().await.map_err(|e| RegistryError::Protocol {
                 repository: repo.to_string(),
                 message: format!("tag list: {e}"),
             })?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
-                Some(path) if path.starts_with("http") => url = path,
-                Some(path) => url = format!("{}{path}", self.base(&repo.host)),
+                Some(next) => url = next.into(),
                 None => return Ok(tags),
             }
         }
@@ -535,6 +665,74 @@ impl RegistryClient {
     }
 }
 
+/// Redirects followed per request.
+const MAX_REDIRECTS: u32 = 5;
+
+/// Same scheme, host and port (the default port of the scheme when none is written).
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `host[:port]` of a URL.
+fn authority(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// Refuses a URL that is neither HTTP nor HTTPS, or plain HTTP where `from` is HTTPS (a
+/// downgrade that would expose what is sent, and what comes back, to the network).
+fn check_scheme(repo: &Repository, from: &reqwest::Url, to: &reqwest::Url) -> Result<()> {
+    match (from.scheme(), to.scheme()) {
+        (_, "https") | ("http", "http") => Ok(()),
+        ("https", "http") => Err(RegistryError::Insecure {
+            repository: repo.to_string(),
+            message: format!("refusing to go from HTTPS to plain HTTP ({})", authority(to)),
+        }),
+        (_, other) => Err(RegistryError::Insecure {
+            repository: repo.to_string(),
+            message: format!("refusing to follow a {other}: URL"),
+        }),
+    }
+}
+
+/// Where a redirect answer points (its `Location` resolved against the request's URL), counting
+/// it against [`MAX_REDIRECTS`]; `None` for any other answer.
+fn redirect_target(
+    repo: &Repository,
+    current: &reqwest::Url,
+    response: &reqwest::Response,
+    redirects: &mut u32,
+) -> Result<Option<reqwest::Url>> {
+    let status = response.status();
+    let redirect = matches!(
+        status,
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
+    );
+    let Some(location) = header(response.headers(), LOCATION.as_str()).filter(|_| redirect) else {
+        return Ok(None);
+    };
+    *redirects += 1;
+    if *redirects > MAX_REDIRECTS {
+        return Err(RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("more than {MAX_REDIRECTS} redirects"),
+        });
+    }
+    current.join(&location).map(Some).map_err(|e| RegistryError::Protocol {
+        repository: repo.to_string(),
+        message: format!("redirect to {location:?}: {e}"),
+    })
+}
+
 /// The referrers tag-schema fallback tag of a digest: `sha256-<hex>`.
 pub fn fallback_tag(digest: &str) -> String {
     digest.replacen(':', "-", 1)
@@ -603,11 +801,96 @@ mod tests {
         );
         assert_eq!(next_link(r#"<https://r.io/v2/x/tags/list?last=a>; rel="prev""#), None);
         let mut headers = HeaderMap::new();
-        headers.insert("retry-after", "3".parse().unwrap());
+        headers.insert("retry-after", "3".parse().expect("header value"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-        headers.insert("retry-after", "999".parse().unwrap());
+        headers.insert("retry-after", "999".parse().expect("header value"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(60)), "capped");
         assert!(backoff(1) <= Duration::from_millis(500) && backoff(20) <= Duration::from_secs(10));
+    }
+
+    fn client_with_plain_http(hosts: &[&str]) -> RegistryClient {
+        RegistryClient::new(ClientOptions {
+            plain_http: hosts.iter().map(|h| h.to_string()).collect(),
+            ..ClientOptions::default()
+        })
+        .expect("client")
+    }
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).expect("url")
+    }
+
+    #[test]
+    fn plain_http_only_for_hosts_configured_by_name() {
+        let client = client_with_plain_http(&[]);
+        // No implicit loopback exception, and certainly none for names that merely start like one.
+        for host in
+            ["localhost.evil.com", "127.example.com", "127.0.0.1:5000", "localhost:5000", "localhost", "[::1]:5000"]
+        {
+            assert_eq!(client.base(host), format!("https://{host}"), "{host} is not configured as plain HTTP");
+        }
+        let client = client_with_plain_http(&["127.0.0.1:5000", "registry.internal"]);
+        assert_eq!(client.base("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(client.base("Registry.Internal"), "http://Registry.Internal", "host names ignore case");
+        assert_eq!(client.base("127.0.0.1:5001"), "https://127.0.0.1:5001", "another port is another host");
+        assert_eq!(client.base("127.0.0.1"), "https://127.0.0.1");
+        assert_eq!(client.base("registry.internal.evil.com"), "https://registry.internal.evil.com");
+        assert_eq!(client.base("localhost.evil.com"), "https://localhost.evil.com");
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert!(same_origin(&url("https://r.io/v2/"), &url("https://R.io:443/v2/x?y")));
+        assert!(!same_origin(&url("https://r.io/"), &url("http://r.io/")));
+        assert!(!same_origin(&url("https://r.io/"), &url("https://r.io:5000/")));
+        assert!(!same_origin(&url("https://r.io/"), &url("https://r.io.evil.com/")));
+        assert!(!same_origin(&url("http://127.0.0.1:5000/"), &url("http://127.0.0.2:5000/")));
+        assert_eq!(authority(&url("http://127.0.0.1:5000/v2/")), "127.0.0.1:5000");
+        assert_eq!(authority(&url("https://r.io/v2/")), "r.io");
+    }
+
+    #[test]
+    fn redirects_never_downgrade_to_plain_http() {
+        let repo = Repository::new("r.io", "shop/app");
+        assert!(check_scheme(&repo, &url("https://r.io/"), &url("https://blob.store/x")).is_ok());
+        assert!(check_scheme(&repo, &url("http://r.io/"), &url("http://blob.store/x")).is_ok());
+        assert!(check_scheme(&repo, &url("http://r.io/"), &url("https://blob.store/x")).is_ok());
+        assert!(matches!(
+            check_scheme(&repo, &url("https://r.io/"), &url("http://r.io/v2/")),
+            Err(RegistryError::Insecure { .. })
+        ));
+        assert!(matches!(
+            check_scheme(&repo, &url("https://r.io/"), &url("file:///etc/passwd")),
+            Err(RegistryError::Insecure { .. })
+        ));
+    }
+
+    #[test]
+    fn basic_credentials_go_to_plain_http_realms_only_when_configured_by_name() {
+        let repo = Repository::new("127.0.0.1:5000", "shop/app");
+        let secure = Repository::new("r.io", "shop/app");
+        let client = client_with_plain_http(&["127.0.0.1:5000", "localhost:5001"]);
+        assert!(client.may_send_credentials_to(&repo, &url("https://auth.example.com/token")));
+        assert!(client.may_send_credentials_to(&secure, &url("https://auth.example.com/token")));
+        assert!(client.may_send_credentials_to(&repo, &url("http://127.0.0.1:5000/token")));
+        assert!(client.may_send_credentials_to(&repo, &url("http://localhost:5001/token")));
+        assert!(!client.may_send_credentials_to(&repo, &url("http://127.0.0.2:5000/token")), "not configured");
+        assert!(!client.may_send_credentials_to(&repo, &url("http://localhost.evil.com:5001/token")));
+        assert!(!client.may_send_credentials_to(&repo, &url("http://127.0.0.1:80/token")));
+        assert!(!client.may_send_credentials_to(&repo, &url("ftp://127.0.0.1:5000/token")));
+        assert!(
+            !client.may_send_credentials_to(&secure, &url("http://localhost:5001/token")),
+            "an HTTPS registry's credentials never go over plain HTTP"
+        );
+    }
+
+    #[test]
+    fn registry_hosts_are_host_and_port_only() {
+        let client = client_with_plain_http(&[]);
+        assert!(client.registry_url(&Repository::new("r.io:5000", "a")).is_ok());
+        for bad in ["user:pw@evil.com", "r.io/extra", "r.io?x=1", ""] {
+            assert!(client.registry_url(&Repository::new(bad, "a")).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
