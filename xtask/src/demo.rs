@@ -175,7 +175,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             }
             if phase == Some(ReleasePhase::Scanning) && !reported {
                 let digest = release.status.as_ref().and_then(|s| s.digest.clone()).unwrap_or_default();
-                upload_clean_report(&client, &digest).await?;
+                let image = release.status.as_ref().and_then(|s| s.image.clone()).unwrap_or_default();
+                upload_clean_report(&client, &digest, &image).await?;
                 println!("  CI uploads the scan report for {digest} (no findings) as ConfigMap scan-report");
                 reported = true;
             }
@@ -360,10 +361,18 @@ fn build_binaries() -> Result<PathBuf> {
     Ok(Path::new(target).join("debug"))
 }
 
-async fn upload_clean_report(client: &kube::Client, digest: &str) -> Result<()> {
+/// What `trivy image --format json <image>` reports for an image without findings, made now.
+async fn upload_clean_report(client: &kube::Client, digest: &str, image: &str) -> Result<()> {
+    let report = json!({
+        "SchemaVersion": 2,
+        "CreatedAt": jiff::Timestamp::now().to_string(),
+        "ArtifactName": image,
+        "ArtifactType": "container_image",
+        "Results": [{"Target": "app", "Class": "os-pkgs", "Vulnerabilities": []}]
+    });
     let cm: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "scan-report", "labels": {"tidegate.dev/scan-report": "true"}, "annotations": {"tidegate.dev/digest": digest}},
-        "data": {"report.json": r#"{"SchemaVersion":2,"ArtifactName":"shop-app","Results":[{"Target":"app","Vulnerabilities":[]}]}"#}
+        "data": {"report.json": report.to_string()}
     }))?;
     Api::<ConfigMap>::namespaced(client.clone(), "shop").create(&PostParams::default(), &cm).await?;
     Ok(())

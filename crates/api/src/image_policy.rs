@@ -7,16 +7,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Condition, cel_duration_between, conditions_schema};
 
-/// The lifecycle rules of one container image: what starts a new Release, how a fix is rebuilt,
-/// scanned and signed, which workloads run the image and how each one is rolled out, what must
-/// pass on staging, and who may approve a change to production.
+/// The lifecycle rules of one container image: what starts a new Release, how a fix is rebuilt and
+/// scanned, which workloads run the image and how each one is rolled out, what must pass on
+/// staging, and who may approve a change to production.
+///
+/// Fields that this version of Tidegate cannot act on yet stay in the schema so that a later
+/// version can enable them, but setting them is refused at admission with a message that says
+/// they are not supported yet: a policy never promises something the controller ignores.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "tidegate.dev",
     version = "v1alpha1",
     kind = "ImagePolicy",
     namespaced,
-    doc = "An ImagePolicy holds the lifecycle rules of one container image: triggers, build, scan, signing, the workloads that run it, staging tests and who may approve production.",
+    doc = "An ImagePolicy holds the lifecycle rules of one container image: triggers, build, scan, the workloads that run it, staging tests and who may approve production.",
     status = "ImagePolicyStatus",
     shortname = "ipol",
     category = "tidegate",
@@ -37,6 +41,12 @@ use crate::common::{Condition, cel_duration_between, conditions_schema};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.scan)")
+        .message("spec.scan is required: set spec.scan.scanner to trivyReport and have CI publish a Trivy JSON report of each candidate digest (a ConfigMap labelled tidegate.dev/scan-report=true); no Release passes without a scan"),
+    validation = Rule::new("!has(self.sign)")
+        .message("spec.sign is not supported yet: signing is configured on the controller (--notary-key-file, --notary-cert-file, --trust-policy-file, --trust-store-dir), one key and trust policy for all policies; remove spec.sign")
+)]
 pub struct ImagePolicySpec {
     /// The repository whose exact versions Tidegate produces and promotes, with its registry and
     /// without tag or digest, for example `myregistry.azurecr.io/shop/web`.
@@ -53,11 +63,17 @@ pub struct ImagePolicySpec {
     #[serde(default)]
     pub build: Build,
 
-    /// How candidate images are scanned and which findings block them.
+    /// How candidate images are scanned and which findings block them. Required: a Release never
+    /// passes without the scan report of its exact digest.
+    // The Rust default only reads objects stored before `scan` was required; the schema has no
+    // default, so admission asks for it.
     #[serde(default)]
+    #[schemars(transform = without_default)]
     pub scan: Scan,
 
-    /// How images are signed and how signatures are verified before every deployment.
+    /// Per-policy signing keys and trust policy. Not supported yet; refused at admission. Every
+    /// candidate is signed and verified with the controller's key and trust policy (see the
+    /// controller's `--notary-*` and `--trust-*` flags).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign: Option<Sign>,
 
@@ -79,18 +95,25 @@ pub struct ImagePolicySpec {
 /// What starts a new Release.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.rescan)")
+        .message("spec.triggers.rescan is not supported yet: production digests are not rescanned; start Releases with spec.triggers.baseImage, spec.triggers.newBuild or the tidegate.dev/trigger annotation"),
+    validation = Rule::new("!has(self.schedule)")
+        .message("spec.triggers.schedule is not supported yet: to release on a schedule, let a CronJob set the annotation tidegate.dev/trigger on the ImagePolicy to a new value")
+)]
 pub struct Triggers {
     /// Start a Release when the digest behind the base image reference changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_image: Option<BaseImageTrigger>,
     /// Start a Release when a rescan of the digest now in production finds blocking
-    /// vulnerabilities.
+    /// vulnerabilities. Not supported yet; refused at admission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescan: Option<RescanTrigger>,
     /// Start a Release when a new application build is pushed with a tag that matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_build: Option<NewBuildTrigger>,
-    /// Start a Release on a schedule, even when nothing else changed.
+    /// Start a Release on a schedule, even when nothing else changed. Not supported yet; refused
+    /// at admission (a CronJob that sets the `tidegate.dev/trigger` annotation does the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleTrigger>,
 }
@@ -115,7 +138,7 @@ pub struct BaseImageTrigger {
     pub interval: String,
 }
 
-/// Rescan production for newly published vulnerabilities.
+/// Rescan production for newly published vulnerabilities. Not supported yet.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RescanTrigger {
@@ -139,7 +162,7 @@ pub struct NewBuildTrigger {
     pub tag_pattern: String,
 }
 
-/// Start a Release on a schedule.
+/// Start a Release on a schedule. Not supported yet.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleTrigger {
@@ -158,13 +181,16 @@ pub struct ScheduleTrigger {
         .message("spec.build.external is required when spec.build.strategy is external"),
     validation = Rule::new("self.strategy != 'job' || has(self.job)")
         .message("spec.build.job is required when spec.build.strategy is job"),
-    validation = Rule::new("self.strategy != 'acrTask' || has(self.acrTask)")
-        .message("spec.build.acrTask is required when spec.build.strategy is acrTask")
+    validation = Rule::new("self.strategy != 'acrTask'")
+        .message("spec.build.strategy acrTask is not supported yet: use rebase, job (your builder in a Kubernetes Job) or external (your CI, called by webhook)"),
+    validation = Rule::new("!has(self.acrTask)")
+        .message("spec.build.acrTask is not supported yet: use spec.build.job or spec.build.external instead")
 )]
 pub struct Build {
     /// `rebase` (default): re-base the application image natively onto the new base image.
-    /// `acrTask`: run an Azure Container Registry Task. `job`: run a Kubernetes Job with the
-    /// user's builder. `external`: someone else's CI builds; Tidegate waits for the image.
+    /// `job`: run a Kubernetes Job with the user's builder. `external`: someone else's CI builds;
+    /// Tidegate waits for the image. `acrTask` (an Azure Container Registry Task) is not
+    /// supported yet and refused at admission.
     #[serde(default)]
     pub strategy: BuildStrategy,
     /// Settings of the `rebase` strategy.
@@ -176,7 +202,7 @@ pub struct Build {
     /// Settings of the `job` strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobBuild>,
-    /// Settings of the `acrTask` strategy.
+    /// Settings of the `acrTask` strategy. Not supported yet; refused at admission.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "acrTask")]
     pub acr_task: Option<AcrTaskBuild>,
 }
@@ -188,7 +214,7 @@ pub enum BuildStrategy {
     /// Re-base the application image onto the new base image, natively, without a builder.
     #[default]
     Rebase,
-    /// Run an Azure Container Registry Task.
+    /// Run an Azure Container Registry Task. Not supported yet; refused at admission.
     AcrTask,
     /// Run a Kubernetes Job from a template.
     Job,
@@ -240,7 +266,7 @@ pub struct JobBuild {
     pub timeout: String,
 }
 
-/// Settings of the `acrTask` build strategy.
+/// Settings of the `acrTask` build strategy. Not supported yet.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AcrTaskBuild {
@@ -257,10 +283,21 @@ pub struct AcrTaskBuild {
 /// How candidate images are scanned and which findings block them.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.scanner != 'osv'")
+        .message("spec.scan.scanner osv is not supported yet: Tidegate has no built-in scanner; set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true"),
+    validation = Rule::new("self.scanner != 'trivy'")
+        .message("spec.scan.scanner trivy is not supported yet: Tidegate does not run Trivy itself; set trivyReport and have CI run Trivy and publish its JSON report as a ConfigMap labelled tidegate.dev/scan-report=true"),
+    validation = Rule::new("self.scanner != 'defender'")
+        .message("spec.scan.scanner defender is not supported yet: set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true")
+)]
 pub struct Scan {
-    /// The scanner: `osv` (built in, default), `trivy`, or `defender` (Microsoft Defender for
-    /// Containers).
-    #[serde(default)]
+    /// Where findings come from. Required; the only supported value is `trivyReport`: Trivy JSON
+    /// reports (`trivy image --format json <repo>@sha256:…`) that CI publishes as ConfigMaps
+    /// labelled `tidegate.dev/scan-report=true` in the policy's namespace, annotated
+    /// `tidegate.dev/digest: sha256:…`, with the report under `report.json`. A report counts only
+    /// if its `ArtifactName` is the candidate (`repo@sha256:…`) and it is at most 24 hours old.
+    /// `osv`, `trivy` and `defender` are not supported yet and refused at admission.
     pub scanner: Scanner,
     /// Severities that block a Release. Default `[Critical, High]`.
     #[serde(default = "default_block_severities")]
@@ -277,10 +314,12 @@ pub struct Scan {
     pub exceptions: Vec<VulnerabilityException>,
 }
 
+/// What a policy stored before `spec.scan` was required reads as: Trivy reports, Critical and
+/// High findings block. The CRD schema has no such default; admission requires `spec.scan`.
 impl Default for Scan {
     fn default() -> Self {
         Self {
-            scanner: Scanner::default(),
+            scanner: Scanner::TrivyReport,
             block_severities: default_block_severities(),
             only_fixable: true,
             exceptions: Vec::new(),
@@ -288,16 +327,18 @@ impl Default for Scan {
     }
 }
 
-/// Which scanner inspects a candidate image.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where the findings of a candidate image come from. Only `trivyReport` is supported.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum Scanner {
-    /// The built-in scanner, backed by the OSV database.
-    #[default]
+    /// Trivy JSON reports published by CI as ConfigMaps labelled `tidegate.dev/scan-report=true`
+    /// in the policy's namespace.
+    TrivyReport,
+    /// A scanner built into the controller, backed by the OSV database. Not supported yet.
     Osv,
-    /// Trivy.
+    /// Trivy run by the controller. Not supported yet.
     Trivy,
-    /// Microsoft Defender for Containers.
+    /// Microsoft Defender for Containers. Not supported yet.
     Defender,
 }
 
@@ -337,7 +378,7 @@ pub struct VulnerabilityException {
     pub expires: Time,
 }
 
-/// How images are signed and verified.
+/// How images are signed and verified. Not supported yet: refused at admission.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.keySecret) != has(self.keyVaultKeyId)")
@@ -381,9 +422,9 @@ pub enum WorkloadKind {
     validation = Rule::new("!has(self.strategy) || self.kind != 'worker' || self.strategy.type in ['replace', 'overlap']")
         .message("spec.workloads[].strategy.type must be replace or overlap for a worker workload"),
     validation = Rule::new("!has(self.strategy) || self.kind != 'http' || self.strategy.type in ['blueGreen', 'canary', 'rolling']")
-        .message("spec.workloads[].strategy.type must be blueGreen, canary or rolling for an http workload"),
+        .message("spec.workloads[].strategy.type must be blueGreen or rolling for an http workload"),
     validation = Rule::new("self.kind == 'job' ? (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'CronJob') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'CronJob') && !has(self.staging.containerApp) && !has(self.production.containerApp) : (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'Deployment') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'Deployment') && !has(self.staging.containerAppsJob) && !has(self.production.containerAppsJob)")
-        .message("spec.workloads[]: a job workload targets a CronJob or a Container Apps Job; http and worker workloads target a Deployment or a Container App")
+        .message("spec.workloads[]: a job workload targets a CronJob; http and worker workloads target a Deployment")
 )]
 pub struct Workload {
     /// Name of the workload, unique within the policy (lowercase, digits and `-`).
@@ -396,8 +437,6 @@ pub struct Workload {
     /// Where candidates run and are tested before approval.
     pub staging: Target,
     /// Where an approved digest runs. Only an approved Promotion writes here.
-    #[x_kube(validation = Rule::new("!has(self.image) || self.image.matches('^[^@:]+(:[0-9]+)?(/[^@:]+)*@sha256:[a-f0-9]{64}$')")
-        .message("spec.workloads[].production.image must be pinned by digest (repo@sha256:<64 hex>): a tag is never allowed in production"))]
     pub production: Target,
     /// How a new digest is rolled out to this workload. Default: `blueGreen` for `http`,
     /// `replace` for `worker`, `direct` for `job`.
@@ -405,23 +444,33 @@ pub struct Workload {
     pub strategy: Option<Strategy>,
 }
 
-/// Where a workload runs: exactly one of `kubernetes`, `containerApp` or `containerAppsJob`.
+/// Where a workload runs: `kubernetes`. The Azure targets `containerApp` and `containerAppsJob`
+/// are not supported yet and refused at admission.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.kubernetes) ? 1 : 0) + (has(self.containerApp) ? 1 : 0) + (has(self.containerAppsJob) ? 1 : 0) == 1")
-    .message("a target must set exactly one of kubernetes, containerApp or containerAppsJob"))]
+#[x_kube(
+    validation = Rule::new("(has(self.kubernetes) ? 1 : 0) + (has(self.containerApp) ? 1 : 0) + (has(self.containerAppsJob) ? 1 : 0) == 1")
+        .message("a target must set exactly one of kubernetes, containerApp or containerAppsJob"),
+    validation = Rule::new("!has(self.containerApp)")
+        .message("spec.workloads[].staging/production.containerApp is not supported yet: this controller serves Kubernetes targets only; set kubernetes (a Deployment)"),
+    validation = Rule::new("!has(self.containerAppsJob)")
+        .message("spec.workloads[].staging/production.containerAppsJob is not supported yet: this controller serves Kubernetes targets only; set kubernetes (a CronJob)"),
+    validation = Rule::new("!has(self.image)")
+        .message("spec.workloads[].staging/production.image is not supported yet: Tidegate reads the image a target runs from the target itself, and each Promotion records the digest it replaces as the rollback point; remove image")
+)]
 pub struct Target {
     /// A Kubernetes Deployment (for `http` and `worker`) or CronJob (for `job`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesTarget>,
-    /// An Azure Container App (for `http` and `worker`).
+    /// An Azure Container App (for `http` and `worker`). Not supported yet; refused at admission.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerApp")]
     pub container_app: Option<AzureTarget>,
-    /// An Azure Container Apps Job (for `job`).
+    /// An Azure Container Apps Job (for `job`). Not supported yet; refused at admission.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerAppsJob")]
     pub container_apps_job: Option<AzureTarget>,
-    /// The image this target runs when Tidegate adopts it, recorded as the first rollback point.
-    /// Production accepts only a digest reference (`repo@sha256:…`).
+    /// The image this target runs when Tidegate adopts it. Not supported yet; refused at
+    /// admission: the controller reads the running image from the target, and each Promotion
+    /// records the digest it replaces as the rollback point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub image: Option<String>,
@@ -460,7 +509,7 @@ pub enum KubernetesKind {
     CronJob,
 }
 
-/// An Azure Container App or Container Apps Job.
+/// An Azure Container App or Container Apps Job. Not supported yet.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureTarget {
@@ -479,15 +528,19 @@ pub struct AzureTarget {
 /// How a new digest is rolled out.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type == 'canary' ? has(self.canarySteps) : !has(self.canarySteps)")
-    .message("spec.workloads[].strategy.canarySteps is required for, and only allowed with, type canary"))]
+#[x_kube(
+    validation = Rule::new("self.type != 'canary'")
+        .message("spec.workloads[].strategy.type canary is not supported yet: traffic is not split between versions; use blueGreen (the new version becomes Available before all traffic switches to it) or rolling"),
+    validation = Rule::new("!has(self.canarySteps)")
+        .message("spec.workloads[].strategy.canarySteps is not supported yet: traffic is not split between versions; remove canarySteps and use type blueGreen")
+)]
 pub struct Strategy {
-    /// `blueGreen`, `canary` or `rolling` for `http`; `replace` or `overlap` for `worker`;
-    /// `direct` for `job`.
+    /// `blueGreen` or `rolling` for `http`; `replace` or `overlap` for `worker`; `direct` for
+    /// `job`. `canary` is not supported yet and refused at admission.
     #[serde(rename = "type")]
     pub kind: StrategyKind,
     /// Traffic percentages given to the new revision in order before the full switch, for
-    /// example `[10, 50]`, each between 1 and 99.
+    /// example `[10, 50]`, each between 1 and 99. Not supported yet; refused at admission.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "canarySteps")]
     #[x_kube(validation = Rule::new("self.all(w, w >= 1 && w <= 99)")
         .message("spec.workloads[].strategy.canarySteps must be percentages between 1 and 99"))]
@@ -502,7 +555,7 @@ pub enum StrategyKind {
     /// New revision at 0 % traffic, checked through its own URL, then switched; the previous one
     /// is kept for instant rollback.
     BlueGreen,
-    /// Like blue-green with intermediate traffic steps.
+    /// Like blue-green with intermediate traffic steps. Not supported yet; refused at admission.
     Canary,
     /// A plain rolling update of one Deployment.
     Rolling,
@@ -566,17 +619,20 @@ pub struct HttpCheck {
 /// A test Job.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.timeout)")
+    .message("spec.tests.job.timeout is not supported yet: the controller does not stop the test Job; set activeDeadlineSeconds in the Job template (job.yaml) instead"))]
 pub struct TestJob {
     /// Name of a ConfigMap in the policy's namespace holding the Job template (key `job.yaml`).
     /// The candidate's digest reference is passed as the environment variable `TIDEGATE_IMAGE`.
+    /// The Release waits until the Job completes or fails; bound its run time with
+    /// `activeDeadlineSeconds` in the template.
     #[schemars(length(min = 1, max = 253))]
     pub template_config_map: String,
-    /// How long the Job may run, between `10s` and `2h`. Default `10m`.
-    #[serde(default = "default_test_timeout")]
-    #[x_kube(validation = Rule::new(cel_duration_between("10s", "2h"))
-        .message("spec.tests.job.timeout must be a duration between 10s and 2h"))]
+    /// How long the Job may run. Not supported yet; refused at admission: set
+    /// `activeDeadlineSeconds` in the Job template instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    pub timeout: String,
+    pub timeout: Option<String>,
 }
 
 /// Approval and post-deployment rules.
@@ -673,9 +729,6 @@ fn default_external_timeout() -> String {
 fn default_http_timeout() -> String {
     "10s".into()
 }
-fn default_test_timeout() -> String {
-    "10m".into()
-}
 fn default_approval_ttl() -> String {
     "24h".into()
 }
@@ -693,4 +746,115 @@ fn default_true() -> bool {
 }
 fn default_block_severities() -> Vec<Severity> {
     vec![Severity::Critical, Severity::High]
+}
+
+/// Schema transform: drops the `default` that schemars derives from `#[serde(default)]`, for a
+/// field whose Rust default only serves reading old objects, and that admission must ask for.
+fn without_default(schema: &mut schemars::Schema) {
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("default");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The spec schema as written to `crds/` (descriptions unwrapped).
+    fn spec_schema() -> Value {
+        let (_, crd) =
+            crate::crds::all().into_iter().find(|(_, crd)| crd.spec.names.kind == "ImagePolicy").expect("ImagePolicy");
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema serialises");
+        schema["openAPIV3Schema"]["properties"]["spec"].clone()
+    }
+
+    fn messages(schema: &Value) -> Vec<(String, String)> {
+        schema["x-kubernetes-validations"]
+            .as_array()
+            .map(|rules| {
+                rules
+                    .iter()
+                    .map(|r| {
+                        (
+                            r["rule"].as_str().unwrap_or_default().into(),
+                            r["message"].as_str().unwrap_or_default().into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn scan_is_required_and_no_scanner_is_a_default() {
+        let spec = spec_schema();
+        let scan = &spec["properties"]["scan"];
+        assert!(scan.get("default").is_none(), "the schema must not fill in spec.scan: {scan}");
+        assert!(scan["properties"]["scanner"].get("default").is_none());
+        assert_eq!(scan["required"], json!(["scanner"]));
+        assert!(
+            messages(&spec)
+                .iter()
+                .any(|(rule, message)| rule == "has(self.scan)" && message.starts_with("spec.scan is required: ")),
+            "{:?}",
+            messages(&spec)
+        );
+        // Only trivyReport passes; the other values are refused by name.
+        let refused: Vec<String> = messages(scan).into_iter().map(|(_, m)| m).collect();
+        for value in ["osv", "trivy", "defender"] {
+            let prefix = format!("spec.scan.scanner {value} is not supported yet: ");
+            assert!(refused.iter().any(|m| m.starts_with(&prefix)), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn a_policy_stored_before_scan_was_required_still_reads() {
+        let spec: ImagePolicySpec =
+            serde_json::from_value(json!({"image": "registry.example.com/shop/app", "workloads": []}))
+                .expect("spec without scan");
+        assert_eq!(spec.scan.scanner, Scanner::TrivyReport);
+        assert_eq!(spec.scan.block_severities, [Severity::Critical, Severity::High]);
+        assert!(serde_json::from_value::<Scan>(json!({})).is_err(), "scanner is required");
+    }
+
+    #[test]
+    fn every_refused_field_says_so_in_kubectl_explain() {
+        let spec = spec_schema();
+        let p = |path: &[&str]| {
+            let mut here = &spec;
+            for part in path {
+                here = match *part {
+                    "[]" => &here["items"],
+                    name => &here["properties"][name],
+                };
+            }
+            here["description"].as_str().unwrap_or_default().to_string()
+        };
+        let refused: &[&[&str]] = &[
+            &["triggers", "rescan"],
+            &["triggers", "schedule"],
+            &["sign"],
+            &["build", "acrTask"],
+            &["tests", "job", "timeout"],
+            &["workloads", "[]", "staging", "containerApp"],
+            &["workloads", "[]", "production", "containerAppsJob"],
+            &["workloads", "[]", "production", "image"],
+            &["workloads", "[]", "strategy", "canarySteps"],
+        ];
+        for path in refused {
+            let text = p(path);
+            assert!(text.contains("Not supported yet; refused at admission"), "{path:?}: {text}");
+        }
+        for (path, value) in
+            [(&["build", "strategy"][..], "`acrTask`"), (&["workloads", "[]", "strategy", "type"][..], "`canary`")]
+        {
+            let text = p(path);
+            assert!(
+                text.contains(value) && text.contains("is not supported yet and refused at admission"),
+                "{path:?}: {text}"
+            );
+        }
+    }
 }

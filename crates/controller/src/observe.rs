@@ -38,15 +38,15 @@ pub fn repository(policy: &ImagePolicy) -> Result<ImageRef> {
     policy.spec.image.parse().map_err(|e| Error::Invalid(format!("spec.image: {e}")))
 }
 
-/// The Kubernetes target of a workload side (staging or production); Azure targets are not
-/// served by this build.
+/// The Kubernetes target of a workload side (staging or production). Azure targets are not
+/// supported yet: admission refuses them, so only a policy stored before that rule has one.
 pub fn kubernetes<'a>(workload: &'a Workload, production: bool, namespace: &str) -> Result<Resolved<'a>> {
     let target = if production { &workload.production } else { &workload.staging };
     let side = if production { "production" } else { "staging" };
     match &target.kubernetes {
         Some(k) => Ok(Resolved::new(k, namespace)),
         None => Err(Error::Invalid(format!(
-            "workload {} {side}: only Kubernetes targets are supported by this controller build (Azure Container Apps targets are not)",
+            "workload {} {side}: Azure Container Apps targets are not supported yet; set spec.workloads[].{side}.kubernetes",
             workload.name
         ))),
     }

@@ -1,9 +1,18 @@
-//! Findings from Trivy JSON reports (SchemaVersion 2) stored in ConfigMaps.
+//! Findings from Trivy JSON reports (SchemaVersion 2) stored in ConfigMaps: the `trivyReport`
+//! scanner of `spec.scan.scanner`.
 //!
 //! A ConfigMap in the policy's namespace labelled `tidegate.dev/scan-report=true`, annotated
 //! `tidegate.dev/digest: sha256:…` and holding the report under `report.json` is the scan result
-//! of that digest (CI runs the scanner and uploads the report). Without a report the scan is not
-//! finished, and the Release waits: a missing scan never passes the gate.
+//! of that digest (CI runs `trivy image --format json repo@sha256:…` and uploads the report).
+//! Without a report the scan is not finished, and the Release waits: a missing scan never passes
+//! the gate.
+//!
+//! A report counts only when it is a Trivy report of exactly the candidate: `SchemaVersion` 2,
+//! `ArtifactType` `container_image` (when present), `ArtifactName` the candidate `repo@sha256:…`
+//! (or the candidate listed in `Metadata.RepoDigests`, for a scan by tag), and `Results` present.
+//! Anything else — `{}` included — fails the Release with the reason rather than passing as clean.
+//! A report whose `CreatedAt` is older than [`MAX_REPORT_AGE`] is stale: it does not count, and
+//! the Release keeps waiting in `Scanning` for a fresh one.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
@@ -18,6 +27,13 @@ use crate::{ProviderError, Result, Scanner};
 pub const LABEL_REPORT: &str = "tidegate.dev/scan-report";
 /// Annotation naming the digest a report is for.
 pub const ANNOTATION_DIGEST: &str = "tidegate.dev/digest";
+/// The key of the report in the ConfigMap.
+pub const REPORT_KEY: &str = "report.json";
+/// The oldest a report may be (by its `CreatedAt`) and still count: vulnerability databases move
+/// daily, so an older report says little about the image today.
+pub const MAX_REPORT_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+/// How far in the future a report's `CreatedAt` may be (clocks of CI and controller differ).
+pub const MAX_CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
 /// Reads reports from ConfigMaps.
 #[derive(Clone)]
@@ -34,22 +50,87 @@ impl ReportScanner {
 
 #[async_trait::async_trait]
 impl Scanner for ReportScanner {
-    async fn scan(&self, namespace: &str, _image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>> {
+    async fn scan(&self, namespace: &str, image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         let reports = api.list(&ListParams::default().labels(&format!("{LABEL_REPORT}=true"))).await?;
-        let Some(report) = reports.items.into_iter().find(|cm| {
-            cm.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_DIGEST)).map(String::as_str)
-                == Some(digest.as_str())
-        }) else {
-            return Ok(None);
-        };
-        let name = report.metadata.name.clone().unwrap_or_default();
-        let text = report
-            .data
-            .as_ref()
-            .and_then(|d| d.get("report.json"))
-            .ok_or_else(|| ProviderError::Permanent(format!("ConfigMap {name} has no report.json")))?;
-        parse_trivy(text).map(Some).map_err(|e| ProviderError::Permanent(format!("ConfigMap {name}: {e}")))
+        let mut reports: Vec<ConfigMap> = reports
+            .items
+            .into_iter()
+            .filter(|cm| {
+                cm.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_DIGEST)).map(String::as_str)
+                    == Some(digest.as_str())
+            })
+            .collect();
+        reports.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let verdicts = reports
+            .iter()
+            .map(|cm| {
+                let name = cm.metadata.name.clone().unwrap_or_default();
+                let verdict = match cm.data.as_ref().and_then(|d| d.get(REPORT_KEY)) {
+                    Some(text) => check_report(text, image, digest, jiff::Timestamp::now()),
+                    None => Err(Unusable::Invalid(format!("it has no {REPORT_KEY}"))),
+                };
+                (name, verdict)
+            })
+            .collect();
+        decide(namespace, digest, verdicts)
+    }
+}
+
+/// What the reports of one digest amount to: the findings of the newest usable report; else a
+/// permanent error naming every invalid report; else (only stale reports, or none) nothing yet.
+fn decide(
+    namespace: &str,
+    digest: &Digest,
+    verdicts: Vec<(String, std::result::Result<Checked, Unusable>)>,
+) -> Result<Option<Vec<Finding>>> {
+    let mut usable: Vec<Checked> = Vec::new();
+    let (mut invalid, mut stale) = (Vec::new(), Vec::new());
+    for (name, verdict) in verdicts {
+        match verdict {
+            Ok(checked) => usable.push(checked),
+            Err(Unusable::Invalid(why)) => invalid.push(format!("ConfigMap {namespace}/{name}: {why}")),
+            Err(Unusable::Stale(why)) => stale.push(format!("ConfigMap {namespace}/{name}: {why}")),
+        }
+    }
+    if let Some(newest) = usable.into_iter().max_by_key(|c| c.created_at) {
+        return Ok(Some(newest.findings));
+    }
+    if !invalid.is_empty() {
+        return Err(ProviderError::Permanent(format!(
+            "no usable scan report of {digest}: {}",
+            invalid.into_iter().chain(stale).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    for why in &stale {
+        tracing::warn!(%digest, "scan report does not count, waiting for a fresh one: {why}");
+    }
+    Ok(None)
+}
+
+/// A report that counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The report's `CreatedAt`.
+    pub created_at: jiff::Timestamp,
+    /// Its findings.
+    pub findings: Vec<Finding>,
+}
+
+/// Why a report does not count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unusable {
+    /// It is not a Trivy report of the candidate; a new report of the digest is needed.
+    Invalid(String),
+    /// It was a report of the candidate, but is older than [`MAX_REPORT_AGE`].
+    Stale(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(why) | Self::Stale(why) => f.write_str(why),
+        }
     }
 }
 
@@ -57,14 +138,31 @@ impl Scanner for ReportScanner {
 #[serde(rename_all = "PascalCase")]
 struct Report {
     #[serde(default)]
-    results: Vec<ReportResult>,
+    schema_version: Option<i64>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    artifact_name: Option<String>,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    metadata: Option<ReportMetadata>,
+    #[serde(default)]
+    results: Option<Vec<ReportResult>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReportMetadata {
+    #[serde(default)]
+    repo_digests: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ReportResult {
     #[serde(default)]
-    vulnerabilities: Vec<Vulnerability>,
+    vulnerabilities: Option<Vec<Vulnerability>>,
 }
 
 #[derive(Deserialize)]
@@ -78,13 +176,30 @@ struct Vulnerability {
     fixed_version: String,
 }
 
-/// Findings of a Trivy JSON report.
-pub fn parse_trivy(text: &str) -> std::result::Result<Vec<Finding>, serde_json::Error> {
-    let report: Report = serde_json::from_str(text)?;
-    Ok(report
+fn parse(text: &str) -> std::result::Result<Report, String> {
+    let report: Report =
+        serde_json::from_str(text).map_err(|e| format!("{REPORT_KEY} is not a Trivy JSON report: {e}"))?;
+    match report.schema_version {
+        Some(2) => {}
+        Some(other) => {
+            return Err(format!("{REPORT_KEY} has SchemaVersion {other}; only Trivy's SchemaVersion 2 is read"));
+        }
+        None => return Err(format!("{REPORT_KEY} has no SchemaVersion: it is not a Trivy JSON report")),
+    }
+    if report.results.is_none() {
+        return Err(format!(
+            "{REPORT_KEY} has no Results: Trivy found nothing it could scan, which is not the same as no vulnerabilities"
+        ));
+    }
+    Ok(report)
+}
+
+fn findings(report: Report) -> Vec<Finding> {
+    report
         .results
+        .unwrap_or_default()
         .into_iter()
-        .flat_map(|r| r.vulnerabilities)
+        .flat_map(|r| r.vulnerabilities.unwrap_or_default())
         .map(|v| Finding {
             severity: match v.severity.to_ascii_uppercase().as_str() {
                 "CRITICAL" => Severity::Critical,
@@ -96,12 +211,94 @@ pub fn parse_trivy(text: &str) -> std::result::Result<Vec<Finding>, serde_json::
             fixable: !v.fixed_version.is_empty(),
             id: v.vulnerability_id,
         })
-        .collect())
+        .collect()
+}
+
+/// Findings of a Trivy JSON report (SchemaVersion 2, with `Results`), without checking which image
+/// it is of or when it was made (see [`check_report`]).
+pub fn parse_trivy(text: &str) -> std::result::Result<Vec<Finding>, String> {
+    parse(text).map(findings)
+}
+
+/// Whether `text` is a Trivy report of exactly `image` (`repo@sha256:…` of `digest`), made at
+/// most [`MAX_REPORT_AGE`] before `now`, and if so its findings.
+pub fn check_report(
+    text: &str,
+    image: &str,
+    digest: &Digest,
+    now: jiff::Timestamp,
+) -> std::result::Result<Checked, Unusable> {
+    let report = parse(text).map_err(Unusable::Invalid)?;
+    if let Some(kind) = report.artifact_type.as_deref().filter(|k| *k != "container_image") {
+        return Err(Unusable::Invalid(format!(
+            "{REPORT_KEY} is a report of a {kind}, not of a container image (run trivy image {image})"
+        )));
+    }
+    let Some(name) = report.artifact_name.as_deref().filter(|n| !n.is_empty()) else {
+        return Err(Unusable::Invalid(format!("{REPORT_KEY} has no ArtifactName, so it cannot be matched to {image}")));
+    };
+    let by_digest =
+        report.metadata.as_ref().and_then(|m| m.repo_digests.as_ref()).is_some_and(|d| d.iter().any(|d| d == image));
+    if name != image && !by_digest {
+        return Err(Unusable::Invalid(format!(
+            "{REPORT_KEY} is a report of {name}, not of {image} (its ArtifactName and Metadata.RepoDigests do not name the candidate {digest})"
+        )));
+    }
+    let Some(created) = report.created_at.as_deref() else {
+        return Err(Unusable::Invalid(format!("{REPORT_KEY} has no CreatedAt, so its age is unknown")));
+    };
+    let created_at: jiff::Timestamp =
+        created.parse().map_err(|e| Unusable::Invalid(format!("{REPORT_KEY} CreatedAt {created:?}: {e}")))?;
+    let age = now.duration_since(created_at);
+    if age > MAX_REPORT_AGE {
+        return Err(Unusable::Stale(format!(
+            "the report was created at {created_at}, more than {} ago; scan {image} again and upload the new report",
+            hours(MAX_REPORT_AGE)
+        )));
+    }
+    if -age > MAX_CLOCK_SKEW {
+        return Err(Unusable::Invalid(format!("{REPORT_KEY} CreatedAt {created_at} is in the future (now {now})")));
+    }
+    Ok(Checked { created_at, findings: findings(report) })
+}
+
+fn hours(d: jiff::SignedDuration) -> String {
+    format!("{}h", d.as_secs() / 3600)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DIGEST: &str = "sha256:ce1b317e127fb4b0d72f66285df6a71cad81e71ec2ec2512fbdce9faa94939dc";
+    const IMAGE: &str =
+        "registry.example.com/shop/app@sha256:ce1b317e127fb4b0d72f66285df6a71cad81e71ec2ec2512fbdce9faa94939dc";
+
+    fn digest() -> Digest {
+        DIGEST.parse().expect("digest")
+    }
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    /// A report of IMAGE created at 2025-06-01T12:00:00Z with `results`.
+    fn report(results: &str) -> String {
+        format!(
+            r#"{{"SchemaVersion":2,"CreatedAt":"2025-06-01T12:00:00.000000005Z","ArtifactName":"{IMAGE}","ArtifactType":"container_image","Results":{results}}}"#
+        )
+    }
+
+    fn check(text: &str, now: &str) -> std::result::Result<Checked, Unusable> {
+        check_report(text, IMAGE, &digest(), at(now))
+    }
+
+    fn invalid(text: &str) -> String {
+        match check(text, "2025-06-01T13:00:00Z") {
+            Err(Unusable::Invalid(why)) => why,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
 
     #[test]
     fn reads_the_shared_trivy_fixtures() {
@@ -113,21 +310,130 @@ mod tests {
             let findings = parse_trivy(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             total += findings.len();
             assert!(findings.iter().all(|f| !f.id.is_empty()));
+            // A real report names its artifact: these are of tarballs, so they do not count for
+            // an image in a registry.
+            let why = match check_report(&text, IMAGE, &digest(), at("2021-08-25T13:00:00Z")) {
+                Err(Unusable::Invalid(why)) => why,
+                other => panic!("{}: {other:?}", path.display()),
+            };
+            assert!(why.contains("testdata/fixtures/images/"), "{why}");
         }
         assert!(total > 0, "the fixtures hold vulnerabilities");
     }
 
     #[test]
     fn severity_and_fixability() {
-        let findings = parse_trivy(
-            r#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
-            {"VulnerabilityID":"CVE-1","Severity":"CRITICAL","FixedVersion":"1.2"},
-            {"VulnerabilityID":"CVE-2","Severity":"LOW"}]}]}"#,
+        let checked = check(
+            &report(
+                r#"[{"Target":"app","Vulnerabilities":[
+                {"VulnerabilityID":"CVE-1","Severity":"CRITICAL","FixedVersion":"1.2"},
+                {"VulnerabilityID":"CVE-2","Severity":"LOW"}]},{"Target":"os"}]"#,
+            ),
+            "2025-06-01T13:00:00Z",
         )
-        .unwrap();
-        assert_eq!(findings[0], Finding { id: "CVE-1".into(), severity: Severity::Critical, fixable: true });
-        assert_eq!(findings[1], Finding { id: "CVE-2".into(), severity: Severity::Low, fixable: false });
-        assert!(parse_trivy("{}").unwrap().is_empty());
-        assert!(parse_trivy("not json").is_err());
+        .expect("usable");
+        assert_eq!(checked.created_at, at("2025-06-01T12:00:00.000000005Z"));
+        assert_eq!(checked.findings[0], Finding { id: "CVE-1".into(), severity: Severity::Critical, fixable: true });
+        assert_eq!(checked.findings[1], Finding { id: "CVE-2".into(), severity: Severity::Low, fixable: false });
+        assert_eq!(checked.findings.len(), 2);
+    }
+
+    #[test]
+    fn a_clean_report_of_the_candidate_counts() {
+        let checked =
+            check(&report(r#"[{"Target":"app","Class":"os-pkgs"}]"#), "2025-06-01T12:30:00Z").expect("usable");
+        assert!(checked.findings.is_empty());
+        // Scanned by tag: the candidate is among the RepoDigests.
+        let by_tag = format!(
+            r#"{{"SchemaVersion":2,"CreatedAt":"2025-06-01T12:00:00Z","ArtifactName":"registry.example.com/shop/app:1.0","Metadata":{{"RepoDigests":["{IMAGE}"]}},"Results":[]}}"#
+        );
+        assert!(check(&by_tag, "2025-06-01T12:30:00Z").is_ok());
+    }
+
+    #[test]
+    fn an_empty_object_is_not_clean() {
+        assert!(parse_trivy("{}").is_err());
+        assert!(invalid("{}").contains("no SchemaVersion"), "{}", invalid("{}"));
+        assert!(invalid("not json").contains("not a Trivy JSON report"));
+        assert!(invalid("[]").contains("not a Trivy JSON report"));
+    }
+
+    #[test]
+    fn structure_is_required() {
+        let v1 = format!(
+            r#"{{"SchemaVersion":1,"CreatedAt":"2025-06-01T12:00:00Z","ArtifactName":"{IMAGE}","Results":[]}}"#
+        );
+        assert!(invalid(&v1).contains("SchemaVersion 1"));
+        let no_results =
+            format!(r#"{{"SchemaVersion":2,"CreatedAt":"2025-06-01T12:00:00Z","ArtifactName":"{IMAGE}"}}"#);
+        assert!(invalid(&no_results).contains("no Results"));
+        let filesystem = report("[]").replace("container_image", "filesystem");
+        assert!(invalid(&filesystem).contains("not of a container image"));
+    }
+
+    #[test]
+    fn the_report_must_name_the_candidate() {
+        let unnamed = r#"{"SchemaVersion":2,"CreatedAt":"2025-06-01T12:00:00Z","Results":[]}"#;
+        assert!(invalid(unnamed).contains("no ArtifactName"));
+        let other_digest = report("[]").replace("sha256:ce1b", "sha256:0000");
+        assert!(invalid(&other_digest).contains("not of registry.example.com/shop/app@sha256:ce1b"));
+        let other_repo = report("[]").replace("shop/app", "shop/other");
+        assert!(invalid(&other_repo).contains("a report of registry.example.com/shop/other@"));
+        let by_tag_only = report("[]").replace(&format!("@{DIGEST}"), ":1.0");
+        assert!(invalid(&by_tag_only).contains("do not name the candidate"));
+    }
+
+    #[test]
+    fn reports_go_stale() {
+        let text = report("[]");
+        assert!(check(&text, "2025-06-02T12:00:00Z").is_ok(), "exactly 24h (minus a few ns) still counts");
+        match check(&text, "2025-06-02T12:00:01Z") {
+            Err(Unusable::Stale(why)) => {
+                assert!(why.contains("more than 24h ago"), "{why}");
+                assert!(why.contains("scan registry.example.com/shop/app@sha256:ce1b"), "{why}");
+            }
+            other => panic!("expected stale, got {other:?}"),
+        }
+        let undated = report("[]").replace(r#""CreatedAt":"2025-06-01T12:00:00.000000005Z","#, "");
+        assert!(invalid(&undated).contains("no CreatedAt"));
+        let garbled = report("[]").replace("2025-06-01T12:00:00.000000005Z", "yesterday");
+        assert!(invalid(&garbled).contains("CreatedAt \"yesterday\""));
+        let future = report("[]").replace("2025-06-01T12", "2025-06-01T14");
+        assert!(invalid(&future).contains("in the future"));
+    }
+
+    #[test]
+    fn decide_prefers_the_newest_usable_report_and_otherwise_fails_or_waits() {
+        let d = digest();
+        let usable = |id: &str, created: &str| {
+            Ok(Checked {
+                created_at: at(created),
+                findings: vec![Finding { id: id.into(), severity: Severity::High, fixable: true }],
+            })
+        };
+        let stale = || Err(Unusable::Stale("old".into()));
+        let invalid = || Err(Unusable::Invalid("not a report".into()));
+
+        let got = decide(
+            "ns",
+            &d,
+            vec![
+                ("a".into(), usable("OLD", "2025-06-01T10:00:00Z")),
+                ("b".into(), invalid()),
+                ("c".into(), usable("NEW", "2025-06-01T11:00:00Z")),
+            ],
+        )
+        .expect("usable");
+        assert_eq!(got.expect("findings")[0].id, "NEW");
+
+        assert_eq!(decide("ns", &d, vec![]).expect("nothing yet"), None);
+        assert_eq!(decide("ns", &d, vec![("a".into(), stale())]).expect("stale only: wait"), None);
+
+        let err = decide("ns", &d, vec![("a".into(), stale()), ("b".into(), invalid())]).expect_err("invalid fails");
+        assert!(matches!(err, ProviderError::Permanent(_)));
+        let message = err.to_string();
+        assert!(message.contains("no usable scan report of sha256:ce1b"), "{message}");
+        assert!(message.contains("ConfigMap ns/b: not a report"), "{message}");
+        assert!(message.contains("ConfigMap ns/a: old"), "{message}");
     }
 }

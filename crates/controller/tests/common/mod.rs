@@ -101,6 +101,7 @@ impl Scenario {
             "spec": {
                 "image": image,
                 "triggers": {"baseImage": {"ref": base, "interval": "1m"}},
+                "scan": {"scanner": "trivyReport"},
                 "workloads": [{"name": "w", "kind": "worker",
                     "staging": {"kubernetes": {"kind": "Deployment", "namespace": self.staging, "name": name}},
                     "production": {"kubernetes": {"kind": "Deployment", "namespace": self.ns, "name": name}}}]
@@ -145,10 +146,16 @@ impl Scenario {
         .await
     }
 
-    /// Waits for the Release to have a digest and uploads a scan report for it.
+    /// Waits for the Release to have a digest and uploads a scan report for it, made now and naming
+    /// the candidate (`ArtifactName`, `CreatedAt`), as `trivy image --format json` would.
     pub async fn upload_scan_report(&self, report: &str) -> String {
         let release = self.release_in(ReleasePhase::Scanning, Duration::from_secs(60)).await;
-        let digest = release.status.and_then(|s| s.digest).expect("digest while scanning");
+        let status = release.status.expect("status while scanning");
+        let digest = status.digest.expect("digest while scanning");
+        let mut report: serde_json::Value = serde_json::from_str(report).expect("report JSON");
+        report["ArtifactName"] = json!(status.image.expect("image while scanning"));
+        report["CreatedAt"] = json!(jiff::Timestamp::now().to_string());
+        let report = report.to_string();
         let cm: ConfigMap = serde_json::from_value(json!({
             "metadata": {
                 "name": format!("scan-{}", &digest[7..19]),
