@@ -387,8 +387,23 @@ async fn rejection_is_recorded_under_the_rejecting_users_name() {
         .await
         .expect("alice rejects with her own name and a reason");
     assert_eq!(annotation(&rejected, REJECTED_BY).as_deref(), Some("alice"));
-    // Withdrawing a rejection also takes the approve verb.
-    denied(annotate(&dave, ns, "p", REJECTED_BY, None).await, &[REJECTED_BY, "RBAC verb approve"]);
+    // Nobody but the rejecter withdraws a rejection.
+    denied(annotate(&dave, ns, "p", REJECTED_BY, None).await, &[REJECTED_BY, "can only be withdrawn"]);
+    // Another approver can neither withdraw nor overwrite it: a rejection stands.
+    let bob = user(env, "bob", APPROVERS).await;
+    denied(
+        annotate(&bob, ns, "p", REJECTED_BY, None).await,
+        &[REJECTED_BY, "can only be withdrawn or changed by that user"],
+    );
+    denied(
+        annotate(&bob, ns, "p", REJECTED_BY, Some("bob")).await,
+        &[REJECTED_BY, "can only be withdrawn or changed by that user"],
+    );
+    assert_eq!(
+        annotation(&promotions(&alice, ns).get("p").await.expect("get"), REJECTED_BY).as_deref(),
+        Some("alice"),
+        "the rejection is still alice's"
+    );
     // The reason alone is free text.
     annotate(&dave, ns, "p", REJECTION_REASON, Some("see ticket 42")).await.expect("reason is free text");
 }
@@ -502,49 +517,170 @@ async fn the_controller_role_is_least_privilege() {
     let ns = "controller-rbac";
     let env = setup(ns).await;
     let reviews: Api<SubjectAccessReview> = Api::all(env.client().await.expect("admin"));
-    // (verb, group, resource, subresource, allowed)
-    let cases: &[(&str, &str, &str, &str, bool)] = &[
-        ("watch", "tidegate.dev", "promotions", "", true),
-        ("create", "tidegate.dev", "promotions", "", true),
-        ("patch", "tidegate.dev", "promotions", "status", true),
-        ("update", "tidegate.dev", "releases", "status", true),
-        ("patch", "tidegate.dev", "imagepolicies", "status", true),
-        ("create", "events.k8s.io", "events", "", true),
-        ("create", "", "events", "", true),
-        ("update", "coordination.k8s.io", "leases", "", true),
-        ("patch", "apps", "deployments", "", true),
-        ("patch", "", "services", "", true),
-        ("patch", "batch", "cronjobs", "", true),
-        ("create", "batch", "jobs", "", true),
-        ("list", "", "pods", "", true),
-        ("get", "", "configmaps", "", true),
-        ("create", "authorization.k8s.io", "subjectaccessreviews", "", true),
-        ("approve", "tidegate.dev", "promotions", "", false),
-        ("delete", "tidegate.dev", "promotions", "", false),
-        ("update", "tidegate.dev", "promotions", "", false),
-        ("get", "", "secrets", "", false),
-        ("list", "", "secrets", "", false),
-        ("delete", "apps", "deployments", "", false),
-        ("create", "", "pods", "", false),
-        ("create", "", "services", "", false),
-        ("delete", "", "configmaps", "", false),
-        ("create", "rbac.authorization.k8s.io", "rolebindings", "", false),
+    // (verb, group, resource, subresource, namespace, name, allowed)
+    let cases: &[(&str, &str, &str, &str, &str, &str, bool)] = &[
+        ("watch", "tidegate.dev", "promotions", "", ns, "", true),
+        ("create", "tidegate.dev", "promotions", "", ns, "", true),
+        ("patch", "tidegate.dev", "promotions", "status", ns, "", true),
+        ("update", "tidegate.dev", "releases", "status", ns, "", true),
+        ("patch", "tidegate.dev", "imagepolicies", "status", ns, "", true),
+        ("create", "events.k8s.io", "events", "", ns, "", true),
+        ("create", "", "events", "", ns, "", true),
+        ("create", "authorization.k8s.io", "subjectaccessreviews", "", "", "", true),
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            "",
+            "",
+            "tidegate-promotion-approval",
+            true,
+        ),
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "mutatingadmissionpolicybindings",
+            "",
+            "",
+            "tidegate-record-identity",
+            true,
+        ),
+        // Leases only in its own namespace.
+        ("update", "coordination.k8s.io", "leases", "", "tidegate-system", "tidegate-controller", true),
+        ("update", "coordination.k8s.io", "leases", "", ns, "", false),
+        ("create", "coordination.k8s.io", "leases", "", ns, "", false),
+        // Workloads: read only; every write goes through a namespace's deployer.
+        ("watch", "apps", "deployments", "", ns, "", true),
+        ("patch", "apps", "deployments", "", ns, "", false),
+        ("create", "apps", "deployments", "", ns, "", false),
+        ("patch", "", "services", "", ns, "", false),
+        ("patch", "batch", "cronjobs", "", ns, "", false),
+        ("create", "batch", "jobs", "", ns, "", false),
+        ("create", "batch", "jobs", "", "tidegate-system", "", false),
+        ("create", "", "pods", "", ns, "", false),
+        // It may act as a namespace's tidegate-deployer, and as no other ServiceAccount.
+        ("impersonate", "", "serviceaccounts", "", ns, "tidegate-deployer", true),
+        ("impersonate", "", "serviceaccounts", "", "tidegate-system", "tidegate-controller", false),
+        ("impersonate", "", "serviceaccounts", "", "kube-system", "default", false),
+        ("impersonate", "", "users", "", "", "alice", false),
+        ("impersonate", "", "groups", "", "", "system:masters", false),
+        ("approve", "tidegate.dev", "promotions", "", ns, "", false),
+        ("delete", "tidegate.dev", "promotions", "", ns, "", false),
+        ("update", "tidegate.dev", "promotions", "", ns, "", false),
+        ("get", "", "secrets", "", ns, "", false),
+        ("list", "", "secrets", "", ns, "", false),
+        ("delete", "apps", "deployments", "", ns, "", false),
+        ("create", "", "services", "", ns, "", false),
+        ("delete", "", "configmaps", "", ns, "", false),
+        ("create", "rbac.authorization.k8s.io", "rolebindings", "", ns, "", false),
+        (
+            "update",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            "",
+            "",
+            "tidegate-promotion-approval",
+            false,
+        ),
     ];
     let mut wrong = Vec::new();
-    for &(verb, group, resource, subresource, expected) in cases {
+    for &(verb, group, resource, subresource, namespace, name, expected) in cases {
         let review: SubjectAccessReview = serde_json::from_value(json!({
             "spec": {
                 "user": CONTROLLER,
                 "groups": CONTROLLER_GROUPS,
-                "resourceAttributes": {"namespace": ns, "verb": verb, "group": group, "resource": resource, "subresource": subresource},
+                "resourceAttributes": {"namespace": namespace, "verb": verb, "group": group, "resource": resource,
+                    "subresource": subresource, "name": name},
             }
         }))
         .expect("review");
         let answer = reviews.create(&PostParams::default(), &review).await.expect("SubjectAccessReview");
         let allowed = answer.status.is_some_and(|s| s.allowed);
         if allowed != expected {
-            wrong.push(format!("{verb} {group}/{resource}/{subresource}: allowed={allowed}, expected {expected}"));
+            wrong.push(format!(
+                "{verb} {group}/{resource}/{subresource} {namespace}/{name}: allowed={allowed}, expected {expected}"
+            ));
         }
     }
     assert!(wrong.is_empty(), "tidegate-controller grants differ:\n{}", wrong.join("\n"));
+}
+
+const APPROVER_GROUPS: &str = "tidegate.dev/approved-by-groups";
+const CREATED_BY: &str = "tidegate.dev/created-by";
+
+/// The groups the API server reports for `client` (a SelfSubjectReview).
+async fn groups_of(client: &kube::Client) -> String {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .expect("SelfSubjectReview");
+    review.status.and_then(|s| s.user_info).and_then(|u| u.groups).unwrap_or_default().join(",")
+}
+
+#[tokio::test]
+async fn the_api_server_records_each_approvers_groups_and_nobody_forges_them() {
+    let ns = "identity-record";
+    let env = setup(ns).await;
+    let (alice, bob, carol) =
+        (user(env, "alice", APPROVERS).await, user(env, "bob", APPROVERS).await, user(env, "carol", EDITORS).await);
+    create_as(&carol, ns, "p", "carol").await;
+
+    // Alice approves and tries to slip in a forged record; the recorded groups are hers.
+    let patch = json!({"metadata": {"annotations": {APPROVED_BY: "alice", APPROVER_GROUPS: "system:masters"}}});
+    let approved = promotions(&alice, ns)
+        .patch("p", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("alice approves");
+    let alice_groups = groups_of(&alice).await;
+    assert!(alice_groups.contains("tidegate-approvers"), "{alice_groups}");
+    assert_eq!(annotation(&approved, APPROVER_GROUPS), Some(alice_groups.clone()));
+
+    // Bob's approval appends his entry.
+    let approved = annotate(&bob, ns, "p", APPROVED_BY, Some("alice,bob")).await.expect("bob approves");
+    assert_eq!(annotation(&approved, APPROVER_GROUPS), Some(format!("{alice_groups}|{}", groups_of(&bob).await)));
+
+    // Nobody edits the record by itself, not even an approver or the admin.
+    let admin = env.client().await.expect("admin");
+    for client in [&bob, &admin] {
+        denied(
+            annotate(client, ns, "p", APPROVER_GROUPS, Some("system:masters|system:masters")).await,
+            &[APPROVER_GROUPS, "recorded by the API server"],
+        );
+        denied(
+            annotate(client, ns, "p", APPROVER_GROUPS, None).await,
+            &[APPROVER_GROUPS, "recorded by the API server"],
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_releases_creator_is_recorded_and_cannot_be_forged() {
+    let ns = "release-creator";
+    let env = setup(ns).await;
+    let carol = user(env, "carol", EDITORS).await;
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("tidegate.dev", "v1alpha1", "Release"), "releases");
+    let releases: Api<DynamicObject> = Api::namespaced_with(carol.clone(), ns, &resource);
+    let mut value = json!({
+        "apiVersion": "tidegate.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": "r", "namespace": ns, "annotations": {CREATED_BY: "somebody-else"}},
+        "spec": {"policy": "shop-app", "reason": {"type": "Manual"}}
+    });
+    let created = releases
+        .create(&PostParams::default(), &serde_json::from_value(value.clone()).expect("release"))
+        .await
+        .expect("carol creates a Release");
+    assert_eq!(annotation(&created, CREATED_BY).as_deref(), Some("carol"), "the forged creator was replaced");
+    let patch = json!({"metadata": {"annotations": {CREATED_BY: "somebody-else"}}});
+    match releases.patch("r", &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Err(kube::Error::Api(s)) => assert!(s.message.contains(CREATED_BY), "{}", s.message),
+        other => panic!("changing the recorded creator must be denied: {other:?}"),
+    }
+    value["metadata"]["name"] = json!("r2");
+    let created = Api::<DynamicObject>::namespaced_with(env.client().await.expect("admin"), ns, &resource)
+        .create(&PostParams::default(), &serde_json::from_value(value).expect("release"))
+        .await
+        .expect("the admin creates a Release");
+    assert_ne!(annotation(&created, CREATED_BY).as_deref(), Some("somebody-else"));
 }

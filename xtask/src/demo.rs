@@ -429,15 +429,12 @@ impl Controller {
     ) -> Result<Self> {
         let kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
-        let key = dir.join("signing.key");
-        std::fs::write(&key, (0..32).map(|i| (i * 7 + 3) as u8).collect::<Vec<u8>>())?;
         let log = dir.join("controller.log");
         let out = std::fs::File::create(&log)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(bin.join("tidegate-controller"))
             .env("KUBECONFIG", &kubeconfig)
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--signing-key-file", &key.display().to_string()])
-            .args(["--builder", "registry"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(plain_http.iter().flat_map(|host| ["--plain-http-registry", host.as_str()]))
             .args([
                 "--notary-key-file",

@@ -18,9 +18,11 @@ pub mod promotion;
 pub mod release;
 
 pub use common::{
-    ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON, ANNOTATION_ROLLBACK_REQUESTED_BY,
-    ANNOTATION_TRIGGER, Condition, GROUP, LABEL_POLICY, approvers,
+    ANNOTATION_APPROVED_BY, ANNOTATION_APPROVER_GROUPS, ANNOTATION_CREATED_BY, ANNOTATION_REJECTED_BY,
+    ANNOTATION_REJECTER_GROUPS, ANNOTATION_REJECTION_REASON, ANNOTATION_ROLLBACK_GROUPS,
+    ANNOTATION_ROLLBACK_REQUESTED_BY, ANNOTATION_TRIGGER, ANNOTATION_TRIGGERED_BY, Condition, GROUP, LABEL_POLICY,
+    approvers, recorded_groups,
 };
 pub use image_policy::{ImagePolicy, ImagePolicySpec, ImagePolicyStatus};
-pub use promotion::{Promotion, PromotionPhase, PromotionSpec, PromotionStatus};
+pub use promotion::{AuditAction, AuditEntry, FrozenRules, Promotion, PromotionPhase, PromotionSpec, PromotionStatus};
 pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{CEL_DIGEST, Condition, conditions_schema};
+use crate::image_policy::Workload;
 
 /// The request to run one Release's exact digest in production. Nothing happens until it is
 /// approved: `kubectl annotate promotion <name> tidegate.dev/approved-by=<your user name>`.
@@ -109,8 +110,63 @@ pub struct PromotionStatus {
     /// When the monitor window closes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_until: Option<Time>,
+    /// The rules this Promotion is held to, copied from the ImagePolicy when the controller first
+    /// saw the Promotion. Later edits of the policy affect only new Promotions; where the current
+    /// policy is stricter (more approvals, a shorter validity), the stricter rule applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<FrozenRules>,
+    /// Who approved, rejected and asked for a rollback, and when the controller first saw it.
+    /// Entries are only ever added. An approval counts for `approvalValidFor` from its own entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub history: Vec<AuditEntry>,
     /// Current conditions (`Approved`, `Healthy`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// The promotion rules of the ImagePolicy as they were when the Promotion opened.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FrozenRules {
+    /// The policy's `spec.image`: the repository the digest is promoted from.
+    pub image: String,
+    /// Distinct approvers needed.
+    pub required_approvals: i32,
+    /// How long each approval stays valid, counted from that approval.
+    pub approval_valid_for: String,
+    /// How long production is watched after the change.
+    pub monitor_window: String,
+    /// Whether an unhealthy monitor window rolls back on its own.
+    pub auto_rollback: bool,
+    /// The workloads this Promotion changes, with their production targets and strategies.
+    #[schemars(length(max = 32))]
+    pub workloads: Vec<Workload>,
+    /// When the rules were copied.
+    pub frozen_at: Time,
+}
+
+/// What a person did to a Promotion.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AuditAction {
+    /// Added their name to `tidegate.dev/approved-by`.
+    Approved,
+    /// Set `tidegate.dev/rejected-by`.
+    Rejected,
+    /// Set `tidegate.dev/rollback-requested-by`.
+    RollbackRequested,
+}
+
+/// One recorded action.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// What was done.
+    pub action: AuditAction,
+    /// The authenticated user who did it.
+    #[schemars(length(max = 256))]
+    pub user: String,
+    /// When the controller first saw it.
+    pub at: Time,
 }

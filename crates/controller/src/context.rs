@@ -5,7 +5,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
-use tidegate_providers::kubernetes::KubernetesTargets;
+use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
 use tidegate_providers::{Builder, Scanner, Signer};
 
 use crate::backoff::Backoff;
@@ -18,8 +18,14 @@ pub const MANAGER: &str = "tidegate-controller";
 pub struct Context {
     /// The API client.
     pub client: kube::Client,
-    /// Kubernetes deploy targets.
-    pub targets: KubernetesTargets,
+    /// Every workload write and Job goes through the policy namespace's deployer.
+    pub reach: Arc<Reach>,
+    /// Whether this replica still leads; checked right before every production write.
+    pub leadership: Arc<crate::leader::Leadership>,
+    /// SubjectAccessReviews for approvers.
+    pub access: Access,
+    /// Whether the admission policies that record identities are in force.
+    pub admission: AdmissionGuard,
     /// Produces candidates.
     pub builder: Arc<dyn Builder>,
     /// Reports findings.

@@ -29,5 +29,20 @@ impl Error {
     }
 }
 
+/// When `error` is the API server refusing the policy namespace's deployer (403), what to tell
+/// the user: the write is out of the policy's reach until a namespace owner grants it.
+pub fn out_of_reach(error: &ProviderError, policy_namespace: &str, what: &str) -> Option<String> {
+    match error {
+        ProviderError::Kube(kube::Error::Api(status)) if status.code == 403 => Some(format!(
+            "{what} is out of reach: {} may not do it ({}). The owner of that namespace opts in by binding \
+             ClusterRole tidegate-deployer to ServiceAccount {policy_namespace}/{}",
+            tidegate_providers::authz::deployer_user(policy_namespace),
+            status.message,
+            tidegate_providers::authz::DEPLOYER_SERVICE_ACCOUNT,
+        )),
+        _ => None,
+    }
+}
+
 /// Result of reconcile steps.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,6 +2,7 @@
 //! observes the world, asks `tidegate-core` for a plan, executes the plan through the provider
 //! traits and writes status once, only when it changed.
 
+pub mod approvals;
 pub mod backoff;
 pub mod context;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod observe;
 pub mod policy;
 pub mod promotion;
 pub mod release;
+pub mod signing;
 pub mod status;
 pub mod watcher;
 
@@ -30,11 +32,11 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher as kube_watcher;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
-use tidegate_providers::inprocess::{HmacSigner, InProcessBuilder};
-use tidegate_providers::kubernetes::KubernetesTargets;
+use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
 use tidegate_providers::registry_builder::RegistryBuilder;
 use tidegate_providers::report::ReportScanner;
+use tidegate_providers::{Builder, Signer};
 
 use crate::context::{Context, MANAGER};
 use crate::error::Error;
@@ -61,10 +63,6 @@ pub struct Config {
     /// Watch ImagePolicies, Releases and Promotions in this namespace only. Default: all.
     #[arg(long, env = "TIDEGATE_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
-    /// How candidates are built: `registry` (rebase in the registry, resolve external builds) or
-    /// `in-process` (no registry; digests derived from the build inputs, for demos and tests).
-    #[arg(long, value_enum, default_value = "registry")]
-    pub builder: BuilderKind,
     /// A `.dockerconfigjson` file with registry credentials (the content of a
     /// `kubernetes.io/dockerconfigjson` Secret).
     #[arg(long, env = "TIDEGATE_REGISTRY_CREDENTIALS")]
@@ -88,27 +86,32 @@ pub struct Config {
     /// every production change.
     #[arg(long, env = "TIDEGATE_TRUST_POLICY_FILE", requires = "trust_store_dir")]
     pub trust_policy_file: Option<PathBuf>,
-    /// Notary Project trust store directory (`x509/ca/<name>/*.pem`).
+    /// Notary Project trust store directory (`x509/ca/<name>/*.pem`). Without a trust policy and
+    /// store nothing is signed: Releases stop before staging (`SigningNotConfigured`).
     #[arg(long, env = "TIDEGATE_TRUST_STORE_DIR", requires = "trust_policy_file")]
     pub trust_store_dir: Option<PathBuf>,
-    /// File with the key that signs candidates (at least 16 bytes). Without it a random key is
-    /// used, and signatures made before a restart no longer verify (they fail closed).
-    #[arg(long, env = "TIDEGATE_SIGNING_KEY_FILE")]
-    pub signing_key_file: Option<PathBuf>,
 }
 
-/// How candidates are built.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BuilderKind {
-    /// Rebase in the registry; resolve external builds there.
-    Registry,
-    /// No registry: digests derived from the build inputs.
-    InProcess,
+/// Providers that replace the ones [`Config`] selects. The product passes none; only the test
+/// binary `tidegate-controller-fakes` (crate `tidegate-test-support`) injects doubles here.
+#[derive(Clone, Default)]
+pub struct Overrides {
+    /// Builds candidates instead of the registry builder.
+    pub builder: Option<Arc<dyn Builder>>,
+    /// Signs and verifies instead of the signer the signing flags configure.
+    pub signer: Option<Arc<dyn Signer>>,
 }
 
 /// Runs the controller until the process is stopped or leadership is lost.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
+    run_with(config, Overrides::default()).await
+}
+
+/// [`run`] with `overrides` in place of the providers `config` selects.
+pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()> {
+    let kube_config = kube::Config::infer().await?;
+    let client = kube::Client::try_from(kube_config.clone())?;
+    let reach = Arc::new(Reach::new(kube_config, MANAGER));
     let identity = whoami(&client).await?;
     let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(registry_client(&config)?);
@@ -137,22 +140,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // runtime is busy or resumed late after a freeze.
     leadership.exit_when_lost();
 
-    let key = match &config.signing_key_file {
-        Some(path) => std::fs::read(path).map_err(|e| anyhow::anyhow!("--signing-key-file {}: {e}", path.display()))?,
-        None => {
-            tracing::warn!("no --signing-key-file: signing with a random key that dies with this process");
-            (0..32).map(|_| rand::random::<u8>()).collect()
-        }
+    let builder = overrides.builder.unwrap_or_else(|| Arc::new(RegistryBuilder::new(registry.clone(), reach.clone())));
+    let signer = match overrides.signer {
+        Some(signer) => signer,
+        None => signing::from_config(&config, registry.clone())?,
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        targets: KubernetesTargets::new(client.clone(), MANAGER),
-        builder: match config.builder {
-            BuilderKind::Registry => Arc::new(RegistryBuilder::new(registry.clone(), client.clone())),
-            BuilderKind::InProcess => Arc::new(InProcessBuilder),
-        },
+        reach: reach.clone(),
+        leadership: leadership.clone(),
+        access: Access::new(client.clone()),
+        admission: AdmissionGuard::new(client.clone())?,
+        builder,
         scanner: Arc::new(ReportScanner::new(client.clone())),
-        signer: signer(&config, registry.clone(), key)?,
+        signer,
         recorder: Recorder::new(client.clone(), MANAGER.into()),
         metrics: metrics.clone(),
         backoff: backoff::Backoff::default(),
@@ -268,22 +269,6 @@ fn in_phase(store: &kube::runtime::reflector::Store<Release>, phases: &[ReleaseP
 
 fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-fn signer(
-    config: &Config,
-    registry: Arc<RegistryClient>,
-    hmac_key: Vec<u8>,
-) -> anyhow::Result<Arc<dyn tidegate_providers::Signer>> {
-    match (&config.trust_policy_file, &config.trust_store_dir) {
-        (Some(policy), Some(store)) => {
-            let key = config.notary_key_file.as_deref().zip(config.notary_cert_file.as_deref());
-            let signer = tidegate_providers::notary_signer::NotarySigner::from_files(registry, key, policy, store)
-                .map_err(|e| anyhow::anyhow!(e))?;
-            Ok(Arc::new(signer))
-        }
-        _ => Ok(Arc::new(HmacSigner::new(hmac_key)?)),
-    }
 }
 
 fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {

@@ -6,7 +6,7 @@ use tidegate_api::image_policy::Workload;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_core::rollout::{self, RolloutPlan};
 use tidegate_core::{Digest, ImageRef};
-use tidegate_providers::kubernetes::Resolved;
+use tidegate_providers::kubernetes::{KubernetesTargets, Resolved};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -80,13 +80,16 @@ pub fn digest_of(image: &str) -> Option<Digest> {
 }
 
 /// The digest production runs, when every selected workload runs the same pinned image.
-pub async fn production_digest(ctx: &Context, policy: &ImagePolicy, workloads: &[&Workload]) -> Result<Option<Digest>> {
-    let namespace = policy.namespace().unwrap_or_default();
+pub async fn production_digest(
+    targets: &KubernetesTargets,
+    namespace: &str,
+    workloads: &[&Workload],
+) -> Result<Option<Digest>> {
     let mut seen: Option<Digest> = None;
     for workload in workloads {
-        let target = kubernetes(workload, true, &namespace)?;
+        let target = kubernetes(workload, true, namespace)?;
         let plan = production_plan(workload)?;
-        let Some(digest) = ctx.targets.current_image(&target, &plan).await?.as_deref().and_then(digest_of) else {
+        let Some(digest) = targets.current_image(&target, &plan).await?.as_deref().and_then(digest_of) else {
             return Ok(None);
         };
         match &seen {

@@ -10,7 +10,9 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::DigestRecord;
 use tidegate_api::release::{BaseImageChange, ReasonKind, ReleaseReason};
-use tidegate_api::{ANNOTATION_TRIGGER, ImagePolicy, LABEL_POLICY, PromotionPhase, Release, ReleaseSpec};
+use tidegate_api::{
+    ANNOTATION_TRIGGER, ANNOTATION_TRIGGERED_BY, ImagePolicy, LABEL_POLICY, PromotionPhase, Release, ReleaseSpec,
+};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::names;
 
@@ -69,7 +71,7 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
 
     let all: Vec<&tidegate_api::image_policy::Workload> = policy.spec.workloads.iter().collect();
     let mut problems = Vec::new();
-    let production = match observe::production_digest(&ctx, &policy, &all).await {
+    let production = match observe::production_digest(&ctx.reach.targets(&namespace)?, &namespace, &all).await {
         Ok(digest) => digest,
         Err(e) => {
             problems.push(e.to_string());
@@ -225,9 +227,14 @@ async fn start_release_with_source(
         return Ok(());
     }
     let why = format!("{:?}", reason.kind);
+    let manual = reason.kind == tidegate_api::release::ReasonKind::Manual;
     let mut release = Release::new(&name, ReleaseSpec { policy: policy.name_any(), reason, source });
     release.metadata.namespace = Some(namespace);
     release.metadata.labels = Some([(LABEL_POLICY.to_string(), policy.name_any())].into());
+    // Whoever asked for this Release by hand may not approve its Promotion.
+    if let Some(user) = policy.annotations().get(ANNOTATION_TRIGGERED_BY).filter(|_| manual) {
+        release.metadata.annotations = Some([(ANNOTATION_TRIGGERED_BY.to_string(), user.clone())].into());
+    }
     release.metadata.owner_references = Some(vec![OwnerReference {
         api_version: ImagePolicy::api_version(&()).to_string(),
         kind: ImagePolicy::kind(&()).to_string(),
@@ -249,10 +256,10 @@ async fn start_release_with_source(
 async fn staging_digest(ctx: &Context, policy: &ImagePolicy) -> Result<Option<tidegate_core::Digest>> {
     let namespace = policy.namespace().unwrap_or_default();
     let mut seen = None;
+    let targets = ctx.reach.targets(&namespace)?;
     for workload in &policy.spec.workloads {
         let target = observe::kubernetes(workload, false, &namespace)?;
-        let Some(digest) = ctx
-            .targets
+        let Some(digest) = targets
             .current_image(&target, &observe::staging_plan(workload))
             .await?
             .as_deref()

@@ -9,18 +9,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tidegate_api::{
-    ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_ROLLBACK_REQUESTED_BY, ImagePolicy, Promotion,
-    PromotionPhase, PromotionStatus, Release, approvers,
-};
+use tidegate_api::image_policy::Workload;
+use tidegate_api::{FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, Release};
+use tidegate_core::ImageRef;
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::promotion::{self, Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState};
 use tidegate_core::{Digest, parse_duration};
+use tidegate_providers::kubernetes::KubernetesTargets;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::observe;
+use crate::{approvals, observe};
 
 /// Condition that records how far production got towards the promoted digest.
 const ROLLED_OUT: &str = "RolledOut";
@@ -47,24 +47,38 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     {
         return Ok(Action::await_change());
     }
-    let Some(policy) = observe::policy(&ctx, &namespace, &promotion.spec.policy).await? else {
-        return Err(Error::Invalid(format!("ImagePolicy {namespace}/{} does not exist", promotion.spec.policy)));
+    // The rules that count are those that held when the Promotion opened.
+    let policy = observe::policy(&ctx, &namespace, &promotion.spec.policy).await?;
+    let rules = match (&status.rules, &policy) {
+        (Some(rules), _) => rules.clone(),
+        (None, Some(policy)) => freeze(policy, &promotion, now)?,
+        (None, None) => {
+            return Err(Error::Invalid(format!("ImagePolicy {namespace}/{} does not exist", promotion.spec.policy)));
+        }
     };
+    status.rules = Some(rules.clone());
     let digest: Digest = promotion.spec.digest.parse().map_err(|e| Error::Invalid(format!("spec.digest: {e}")))?;
-    let workloads = observe::selected_workloads(&policy, &promotion)?;
-    let (facts, signature_problem) = observe_facts(&ctx, &policy, &promotion, &status, &digest, &workloads).await?;
+    let workloads: Vec<&Workload> = rules.workloads.iter().collect();
+    let new_entries = approvals::record(&promotion, &status.history, now);
+    status.history.extend(new_entries.iter().cloned());
+    let (facts, signature_problem, refused) =
+        observe_facts(&ctx, policy.as_ref(), &rules, &promotion, &status, &digest, &workloads).await?;
     let plan = promotion::plan(&facts);
 
-    // Execute: at most one production write, idempotent, keyed by the digest.
+    // Execute: at most one production write, idempotent, keyed by the digest. The leader checks
+    // it still leads right before writing.
     let mut rolled_out = None;
     let mut rolled_back = None;
     for effect in &plan.effects {
+        ctx.leadership.check()?;
         match effect {
             Effect::DeployProduction { digest } => {
-                rolled_out = Some(converge(&ctx, &policy, &workloads, digest).await?)
+                rolled_out = Some(converge(&ctx, &namespace, &rules, &workloads, digest).await?)
             }
-            Effect::RollbackProduction { to } => rolled_back = Some(converge(&ctx, &policy, &workloads, to).await?),
-            Effect::RetirePrevious => retire(&ctx, &policy, &workloads).await?,
+            Effect::RollbackProduction { to } => {
+                rolled_back = Some(converge(&ctx, &namespace, &rules, &workloads, to).await?)
+            }
+            Effect::RetirePrevious => retire(&ctx, &namespace, &workloads).await?,
         }
     }
 
@@ -88,7 +102,7 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
             "Approved",
             facts.approval.is_approved() || status.phase.touched_production(),
             plan.reason,
-            approval_message(&facts),
+            approval_message(&facts, &refused),
         ),
         Wanted::new("Ready", status.phase == PromotionPhase::Succeeded, plan.reason, plan.message.clone()),
     ];
@@ -115,6 +129,14 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     status.conditions = conditions::merge(&status.conditions, &wanted, promotion.meta().generation, now);
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
 
+    for entry in &new_entries {
+        let (reason, verb) = match entry.action {
+            tidegate_api::AuditAction::Approved => ("ApprovalRecorded", "approved"),
+            tidegate_api::AuditAction::Rejected => ("RejectionRecorded", "rejected"),
+            tidegate_api::AuditAction::RollbackRequested => ("RollbackRequestRecorded", "asked to roll back"),
+        };
+        ctx.event(promotion.as_ref(), false, reason, format!("{} {verb} {digest}", entry.user), "Audit").await;
+    }
     if plan.phase != facts.phase {
         let warning = matches!(
             plan.phase,
@@ -133,24 +155,42 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     })
 }
 
-fn annotation<'a>(promotion: &'a Promotion, key: &str) -> Option<&'a str> {
-    promotion
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
-        .filter(|v| !v.trim().is_empty())
+fn approval_message(facts: &PromotionFacts, refused: &[String]) -> String {
+    let mut message = match &facts.approval {
+        approval::ApprovalDecision::Approved { approvers, .. } => format!("approved by {}", approvers.join(", ")),
+        approval::ApprovalDecision::Pending { valid, required, ignored } => {
+            let mut m = format!("{} of {required} approvals", valid.len());
+            if !ignored.is_empty() {
+                let why: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+                m.push_str(&format!(" (not counted: {})", why.join("; ")));
+            }
+            m
+        }
+        approval::ApprovalDecision::Expired { user, approved_at } => {
+            format!("the approval by {user} (seen {approved_at}) expired")
+        }
+        approval::ApprovalDecision::Unprovable(why) => format!("approvals cannot be verified: {why}"),
+    };
+    if !refused.is_empty() {
+        message.push_str(&format!("; {}", refused.join("; ")));
+    }
+    message
 }
 
-fn approval_message(facts: &PromotionFacts) -> String {
-    match &facts.approval {
-        approval::ApprovalDecision::Approved { approvers, .. } => format!("approved by {}", approvers.join(", ")),
-        approval::ApprovalDecision::Pending { valid, required, .. } => {
-            format!("{} of {required} approvals", valid.len())
-        }
-        approval::ApprovalDecision::Expired { approved_at } => format!("approval of {approved_at} expired"),
-    }
+/// Copies the policy's promotion rules and the selected workloads into the Promotion.
+fn freeze(policy: &ImagePolicy, promotion: &Promotion, now: jiff::Timestamp) -> Result<FrozenRules> {
+    Ok(FrozenRules {
+        workloads: observe::selected_workloads(policy, promotion)?.into_iter().cloned().collect(),
+        ..freeze_rules_only(policy, now)
+    })
+}
+
+fn approval_rules(rules: &FrozenRules) -> Result<ApprovalRules> {
+    Ok(ApprovalRules {
+        required: usize::try_from(rules.required_approvals).unwrap_or(1),
+        valid_for: parse_duration(&rules.approval_valid_for)
+            .map_err(|e| Error::Invalid(format!("approvalValidFor: {e}")))?,
+    })
 }
 
 fn progress_condition(type_: &'static str, progress: &Progress) -> Wanted {
@@ -170,56 +210,65 @@ fn recorded_progress(status: &PromotionStatus, type_: &str) -> Progress {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn observe_facts(
     ctx: &Context,
-    policy: &ImagePolicy,
+    policy: Option<&ImagePolicy>,
+    rules: &FrozenRules,
     promotion: &Promotion,
     status: &PromotionStatus,
     digest: &Digest,
-    workloads: &[&tidegate_api::image_policy::Workload],
-) -> Result<(PromotionFacts, Option<String>)> {
+    workloads: &[&Workload],
+) -> Result<(PromotionFacts, Option<String>, Vec<String>)> {
     let namespace = promotion.namespace().unwrap_or_default();
     let now = ctx.now();
-    let rules = ApprovalRules {
-        required: usize::try_from(policy.spec.promotion.required_approvals).unwrap_or(1),
-        valid_for: parse_duration(&policy.spec.promotion.approval_valid_for)
-            .map_err(|e| Error::Invalid(format!("spec.promotion.approvalValidFor: {e}")))?,
-    };
-    let approver_names = annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default();
-    // Who may approve is enforced at admission, with the approver's full identity (user and
-    // groups) at the moment of approving; the controller re-checks everything it can see.
-    let authorized: BTreeSet<String> = approver_names.iter().cloned().collect();
+    // Frozen rules, or the current policy's where it is stricter: neither a later edit of the
+    // policy nor a rewritten status loosens them.
+    let mut approval_rules = approval_rules(rules)?;
+    if let Some(policy) = policy {
+        approval_rules = approval_rules.stricter(&self::approval_rules(&freeze_rules_only(policy, now))?);
+    }
+    let release = Api::<Release>::namespaced(ctx.client.clone(), &namespace).get_opt(&promotion.spec.release).await?;
+    let target_namespaces: BTreeSet<String> = workloads
+        .iter()
+        .map(|w| observe::kubernetes(w, true, &namespace).map(|t| t.namespace))
+        .collect::<Result<_>>()?;
+    let people = approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history).await?;
     let approval = approval::evaluate(
         &ApprovalFacts {
-            approvers: &approver_names,
-            requested_by: promotion.spec.requested_by.as_deref(),
-            authorized: &authorized,
-            approved_at: status.approved_at.as_ref().map(|t| t.0),
+            approvals: &people.approvals,
+            excluded: &people.excluded,
+            unprovable: people.unprovable.clone(),
         },
-        &rules,
+        &approval_rules,
         now,
     );
 
-    let release = Api::<Release>::namespaced(ctx.client.clone(), &namespace).get_opt(&promotion.spec.release).await?;
     let release_state = match &release {
         None => ReleaseState::Missing,
+        // A Release counts only for the policy this Promotion belongs to.
+        Some(r) if r.spec.policy != promotion.spec.policy => ReleaseState::Missing,
         Some(r) => ReleaseState::Present {
             phase: r.status.as_ref().map(|s| s.phase).unwrap_or_default(),
             digest: r.status.as_ref().and_then(|s| s.digest.as_deref()).and_then(|d| d.parse().ok()),
         },
     };
-    // The signature is verified right before production changes, and only then.
-    let signature_problem = if status.phase == PromotionPhase::Approved {
-        let image = observe::repository(policy)?.pinned(digest);
+    let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
+    // The signature is verified right before every production write of the promoted digest.
+    let signature_problem = if matches!(status.phase, PromotionPhase::Approved | PromotionPhase::Promoting) {
+        let image = repository.pinned(digest);
         match release
             .as_ref()
             .and_then(|r| r.status.as_ref())
             .and_then(|s| s.signature.as_ref())
             .and_then(|sig| sig.reference.clone())
         {
-            Some(signature) => match ctx.signer.verify(&image, digest, &signature).await? {
-                tidegate_providers::Verification::Valid { .. } => None,
-                tidegate_providers::Verification::Invalid(why) => Some(why),
+            Some(signature) => match ctx.signer.verify(&image, digest, &signature).await {
+                Ok(tidegate_providers::Verification::Valid { .. }) => None,
+                Ok(tidegate_providers::Verification::Invalid(why)) => Some(why),
+                // No trust policy: nothing verifies, so production is not written.
+                Err(tidegate_providers::ProviderError::NotConfigured(why)) => Some(why),
+                Err(e) => return Err(e.into()),
             },
             None => Some(format!("{digest} was never signed")),
         }
@@ -241,93 +290,153 @@ async fn observe_facts(
             })
     });
 
+    let targets = ctx.reach.targets(&namespace)?;
     let production = if matches!(status.phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved) {
-        observe::production_digest(ctx, policy, workloads).await?
+        observe::production_digest(&targets, &namespace, workloads).await?
     } else {
         None
     };
     let health = if status.phase == PromotionPhase::Monitoring {
-        health(ctx, policy, workloads, digest).await?
+        health(&targets, &repository, &namespace, workloads, digest).await?
     } else {
         Health::Healthy
     };
-    let valid_rollback_request = annotation(promotion, ANNOTATION_ROLLBACK_REQUESTED_BY).map(str::to_string);
+    let mut refused = people.refused.clone();
+    let previous_digest = match status.previous_digest.as_deref().and_then(|d| d.parse::<Digest>().ok()) {
+        Some(previous) => {
+            match rollback_target_problem(&targets, &repository, &namespace, workloads, &previous).await? {
+                None => Some(previous),
+                Some(why) => {
+                    refused.push(why);
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     Ok((
         PromotionFacts {
             phase: status.phase,
             digest: digest.clone(),
             release: release_state,
             approval,
-            rejected_by: annotation(promotion, ANNOTATION_REJECTED_BY).map(str::to_string),
-            rollback_requested_by: valid_rollback_request,
+            rejected_by: people.rejected_by,
+            rollback_requested_by: people.rollback_requested_by,
             signature_valid,
             superseded,
             production,
-            previous_digest: status.previous_digest.as_deref().and_then(|d| d.parse().ok()),
+            previous_digest,
             rollout: recorded_progress(status, ROLLED_OUT),
             rollback: recorded_progress(status, ROLLBACK_COMPLETE),
             health,
             monitor_until: status.monitor_until.as_ref().map(|t| t.0),
-            monitor_window: parse_duration(&policy.spec.promotion.monitor_window)
-                .map_err(|e| Error::Invalid(format!("spec.promotion.monitorWindow: {e}")))?,
-            auto_rollback: policy.spec.promotion.auto_rollback,
+            monitor_window: parse_duration(&rules.monitor_window)
+                .map_err(|e| Error::Invalid(format!("monitorWindow: {e}")))?,
+            auto_rollback: rules.auto_rollback,
             now,
         },
         signature_problem,
+        refused,
     ))
 }
 
-/// One convergence step of every selected production workload towards `digest`.
+fn freeze_rules_only(policy: &ImagePolicy, now: jiff::Timestamp) -> FrozenRules {
+    let rules = &policy.spec.promotion;
+    FrozenRules {
+        image: policy.spec.image.clone(),
+        required_approvals: rules.required_approvals,
+        approval_valid_for: rules.approval_valid_for.clone(),
+        monitor_window: rules.monitor_window.clone(),
+        auto_rollback: rules.auto_rollback,
+        workloads: Vec::new(),
+        frozen_at: Time(now),
+    }
+}
+
+/// Why `previous` is not a digest production may be rolled back to, or `None` when every
+/// workload's own history (ReplicaSets, Jobs) shows it ran there. A digest written in status is
+/// not enough.
+async fn rollback_target_problem(
+    targets: &KubernetesTargets,
+    repository: &ImageRef,
+    namespace: &str,
+    workloads: &[&Workload],
+    previous: &Digest,
+) -> Result<Option<String>> {
+    let image = repository.pinned(previous);
+    for workload in workloads {
+        let target = observe::kubernetes(workload, true, namespace)?;
+        if !targets.ran_before(&target, &image).await? {
+            return Ok(Some(format!(
+                "rollback target {previous} is refused: {} shows no record of running it",
+                target.display()
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// One convergence step of every selected production workload towards `digest`, as the
+/// deployer of the Promotion's namespace.
 async fn converge(
     ctx: &Context,
-    policy: &ImagePolicy,
-    workloads: &[&tidegate_api::image_policy::Workload],
+    namespace: &str,
+    rules: &FrozenRules,
+    workloads: &[&Workload],
     digest: &Digest,
 ) -> Result<Progress> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let image = observe::repository(policy)?.pinned(digest);
+    let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
+    let image = repository.pinned(digest);
+    let targets = ctx.reach.targets(namespace)?;
     let mut waiting = Vec::new();
     for workload in workloads {
-        let target = observe::kubernetes(workload, true, &namespace)?;
+        let target = observe::kubernetes(workload, true, namespace)?;
         let plan = observe::production_plan(workload)?;
-        match ctx.targets.converge(&target, &plan, &image).await {
+        ctx.leadership.check()?;
+        match targets.converge(&target, &plan, &image).await {
             Ok(Progress::Done) => {}
             Ok(Progress::InProgress(m)) => waiting.push(m),
             Ok(Progress::Failed(m)) => return Ok(Progress::Failed(m)),
-            Err(e) if !e.is_transient() => return Ok(Progress::Failed(e.to_string())),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if let Some(why) =
+                    crate::error::out_of_reach(&e, namespace, &format!("production {}", target.display()))
+                {
+                    return Ok(Progress::Failed(why));
+                }
+                if !e.is_transient() {
+                    return Ok(Progress::Failed(e.to_string()));
+                }
+                return Err(e.into());
+            }
         }
     }
     Ok(if waiting.is_empty() { Progress::Done } else { Progress::InProgress(waiting.join("; ")) })
 }
 
-async fn retire(
-    ctx: &Context,
-    policy: &ImagePolicy,
-    workloads: &[&tidegate_api::image_policy::Workload],
-) -> Result<()> {
-    let namespace = policy.namespace().unwrap_or_default();
+async fn retire(ctx: &Context, namespace: &str, workloads: &[&Workload]) -> Result<()> {
+    let targets = ctx.reach.targets(namespace)?;
     for workload in workloads {
         let plan = observe::production_plan(workload)?;
         if plan.retire_previous == tidegate_core::rollout::Retire::AfterMonitoring {
-            ctx.targets.retire_previous(&observe::kubernetes(workload, true, &namespace)?, &plan).await?;
+            ctx.leadership.check()?;
+            targets.retire_previous(&observe::kubernetes(workload, true, namespace)?, &plan).await?;
         }
     }
     Ok(())
 }
 
 async fn health(
-    ctx: &Context,
-    policy: &ImagePolicy,
-    workloads: &[&tidegate_api::image_policy::Workload],
+    targets: &KubernetesTargets,
+    repository: &ImageRef,
+    namespace: &str,
+    workloads: &[&Workload],
     digest: &Digest,
 ) -> Result<Health> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let image = observe::repository(policy)?.pinned(digest);
+    let image = repository.pinned(digest);
     for workload in workloads {
-        let target = observe::kubernetes(workload, true, &namespace)?;
+        let target = observe::kubernetes(workload, true, namespace)?;
         let plan = observe::production_plan(workload)?;
-        if let Health::Unhealthy(why) = ctx.targets.health(&target, &plan, &image).await? {
+        if let Health::Unhealthy(why) = targets.health(&target, &plan, &image).await? {
             return Ok(Health::Unhealthy(why));
         }
     }

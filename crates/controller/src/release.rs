@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -78,6 +78,19 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     let mut wanted = vec![Wanted::new("Ready", ready, step.reason, step.message.clone())];
     if failed || step.phase == ReleasePhase::Superseded {
         wanted.push(Wanted::new("Blocked", failed, step.reason, step.message.clone()));
+    }
+    if phase == ReleasePhase::Signing && superseded_by.is_none() {
+        // Whether the candidate got signed, and if not why (`SigningNotConfigured` names the flags).
+        match &outcome {
+            StageOutcome::Done => wanted.push(Wanted::new("Signed", true, "Signed", "the candidate is signed")),
+            StageOutcome::Rejected { reason, message } => {
+                wanted.push(Wanted::new("Signed", false, *reason, message.clone()))
+            }
+            StageOutcome::Failed { message } => {
+                wanted.push(Wanted::new("Signed", false, "SigningFailed", message.clone()))
+            }
+            StageOutcome::InProgress(_) => {}
+        }
     }
     status.conditions = conditions::merge(&status.conditions, &wanted, release.meta().generation, now);
 
@@ -199,7 +212,17 @@ async fn run_stage(
         ReleasePhase::Signing => {
             let digest = digest(status)?;
             let image = repository.pinned(&digest);
-            let signature = ctx.signer.sign(&image, &digest).await?;
+            let signature = match ctx.signer.sign(&image, &digest).await {
+                Ok(signature) => signature,
+                // Nothing unsigned is staged: without signing configuration the Release stops here.
+                Err(ProviderError::NotConfigured(why)) => {
+                    return Ok(StageOutcome::Rejected {
+                        reason: crate::signing::SIGNING_NOT_CONFIGURED,
+                        message: format!("{why}; staging untouched"),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
             status.signature =
                 Some(StageRecord { reference: Some(signature), started_at: None, finished_at: Some(Time(now)) });
             Ok(StageOutcome::Done)
@@ -214,9 +237,19 @@ async fn run_stage(
                 });
             }
             let mut waiting = Vec::new();
+            let targets = ctx.reach.targets(&namespace)?;
             for workload in &policy.spec.workloads {
                 let target = observe::kubernetes(workload, false, &namespace)?;
-                match ctx.targets.converge(&target, &observe::staging_plan(workload), &image).await? {
+                let progress = match targets.converge(&target, &observe::staging_plan(workload), &image).await {
+                    Ok(progress) => progress,
+                    Err(e) => {
+                        match crate::error::out_of_reach(&e, &namespace, &format!("staging {}", target.display())) {
+                            Some(message) => return Ok(StageOutcome::Rejected { reason: "OutOfReach", message }),
+                            None => return Err(e.into()),
+                        }
+                    }
+                };
+                match progress {
                     tidegate_core::promotion::Progress::Done => {}
                     tidegate_core::promotion::Progress::InProgress(m) => waiting.push(m),
                     tidegate_core::promotion::Progress::Failed(m) => return Ok(StageOutcome::Failed { message: m }),
@@ -244,9 +277,11 @@ async fn signature_problem(
     let Some(signature) = status.signature.as_ref().and_then(|s| s.reference.as_deref()) else {
         return Ok(Some(format!("{digest} was never signed")));
     };
-    Ok(match ctx.signer.verify(image, digest, signature).await? {
-        tidegate_providers::Verification::Valid { .. } => None,
-        tidegate_providers::Verification::Invalid(why) => Some(why),
+    Ok(match ctx.signer.verify(image, digest, signature).await {
+        Ok(tidegate_providers::Verification::Valid { .. }) => None,
+        Ok(tidegate_providers::Verification::Invalid(why)) => Some(why),
+        Err(ProviderError::NotConfigured(why)) => Some(why),
+        Err(e) => return Err(e.into()),
     })
 }
 
@@ -295,8 +330,10 @@ async fn run_tests(
             .transpose()?
             .unwrap_or_else(|| namespace.clone());
         let job_name = format!("{}-test", release.name_any().chars().take(57).collect::<String>());
-        let outcome = staging_tests::test_job(
-            &ctx.client,
+        // The test Job is created as the policy namespace's deployer: it runs only where a
+        // namespace owner let that deployer create Jobs, and the template is read the same way.
+        let outcome = match staging_tests::test_job(
+            &ctx.reach.client(&namespace)?,
             &namespace,
             &job.template_config_map,
             &staging_namespace,
@@ -304,7 +341,17 @@ async fn run_tests(
             &image,
             &[(LABEL_POLICY, &policy.name_any()), ("tidegate.dev/release", &release.name_any())],
         )
-        .await?;
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let what = format!("the test Job {staging_namespace}/{job_name}");
+                match crate::error::out_of_reach(&e, &namespace, &what) {
+                    Some(message) => return Ok(StageOutcome::Rejected { reason: "OutOfReach", message }),
+                    None => return Err(e.into()),
+                }
+            }
+        };
         match outcome {
             JobOutcome::Running => job_running = true,
             JobOutcome::Succeeded => results.push(TestResult {
@@ -360,14 +407,8 @@ async fn ensure_promotion(ctx: &Context, release: &Release, status: &ReleaseStat
     );
     promotion.metadata.namespace = Some(namespace);
     promotion.metadata.labels = Some([(LABEL_POLICY.to_string(), release.spec.policy.clone())].into());
-    promotion.metadata.owner_references = Some(vec![OwnerReference {
-        api_version: Release::api_version(&()).to_string(),
-        kind: Release::kind(&()).to_string(),
-        name: release.name_any(),
-        uid: release.uid().unwrap_or_default(),
-        controller: Some(false),
-        block_owner_deletion: None,
-    }]);
+    // No owner reference: deleting the Release must not delete an approved or in-flight
+    // Promotion (and with it the audit record and the monitor window).
     match api
         .create(&PostParams { field_manager: Some(crate::context::MANAGER.into()), ..Default::default() }, &promotion)
         .await

@@ -5,18 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BEFORE, CLEAN_REPORT, REPO, Scenario, http_server};
+use common::{BEFORE, CLEAN_REPORT, MINUTE, Scenario, http_server, pinned};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{PromotionPhase, ReleasePhase};
 
-const MINUTE: Duration = Duration::from_secs(60);
-
-fn pinned(digest: &str) -> String {
-    format!("{REPO}@{digest}")
-}
 
 /// Trigger → Release Verified → Promotion waits (production untouched) → two approvals →
 /// production runs the exact digest with the right strategy per kind → Succeeded.

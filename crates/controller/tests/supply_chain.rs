@@ -79,13 +79,12 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     for i in 0..10 {
         s.extra_policy(&format!("sharer-{i}"), &format!("{host}/shop/sharer-{i}"), &base_ref).await;
     }
-    // Candidates are signed with a Notary Project key and verified against its trust policy.
+    // Candidates are signed with a Notary Project key and verified against its trust policy, by
+    // the product binary exactly as shipped.
     let identity = tidegate_testenv::pki::write_code_signing_identity(&s.path("notary"), "supply chain", "tidegate")
         .expect("identity");
     let args = [
-        "--builder".to_string(),
-        "registry".into(),
-        "--plain-http-registry".into(),
+        "--plain-http-registry".to_string(),
         host.clone(),
         "--notary-key-file".into(),
         identity.key.display().to_string(),
@@ -96,7 +95,7 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
         "--trust-store-dir".into(),
         identity.trust_store.display().to_string(),
     ];
-    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let controller = s.product(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     // The policy records the base digest it starts from; nothing is built for it.
     let policies = kube::Api::<tidegate_api::ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
@@ -170,16 +169,14 @@ async fn base_image_update_becomes_a_verified_rebased_release_without_a_human() 
     let rotated = tidegate_testenv::pki::write_code_signing_identity(&s.path("rotated"), "another team", "tidegate")
         .expect("identity");
     let args = [
-        "--builder".to_string(),
-        "registry".into(),
-        "--plain-http-registry".into(),
+        "--plain-http-registry".to_string(),
         host.clone(),
         "--trust-policy-file".into(),
         rotated.trust_policy.display().to_string(),
         "--trust-store-dir".into(),
         rotated.trust_store.display().to_string(),
     ];
-    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let controller = s.product(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
     let alice = s.user("alice", &["tidegate-approvers"]).await;
     s.approve(&alice, promotion.metadata.name.as_deref().expect("name"), "alice").await.expect("approve");

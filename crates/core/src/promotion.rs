@@ -270,9 +270,17 @@ fn before_production(facts: &PromotionFacts) -> PromotionPlan {
             }
             PromotionPlan::stay(AwaitingApproval, "AwaitingApproval", message)
         }
-        ApprovalDecision::Expired { approved_at } => {
-            PromotionPlan::to(Expired, "ApprovalExpired", format!("approved at {approved_at}, too long ago to act on"))
-        }
+        ApprovalDecision::Expired { user, approved_at } => PromotionPlan::to(
+            Expired,
+            "ApprovalExpired",
+            format!("the approval by {user} (seen {approved_at}) is too old to act on; open a new promotion"),
+        ),
+        ApprovalDecision::Unprovable(why) => PromotionPlan::stay(
+            facts.phase,
+            "ApprovalsUnprovable",
+            format!("approvals cannot be verified, production is not changed: {why}"),
+        )
+        .requeue(POLL * 15),
         ApprovalDecision::Approved { approvers, .. } if facts.phase == AwaitingApproval => {
             let mut plan = PromotionPlan::to(Approved, "Approved", format!("approved by {}", approvers.join(", ")));
             plan.record.approved_by = Some(approvers.clone());
@@ -313,6 +321,12 @@ fn promoting(facts: &PromotionFacts) -> PromotionPlan {
                 format!("rollback requested by {user}, but no previous digest is recorded"),
             ),
         };
+    }
+    if !matches!(facts.rollout, Progress::Done)
+        && let Err(why) = production_gate(facts)
+    {
+        // Every production write is re-derived: a phase in status is not an order.
+        return failure(facts, format!("production write refused: {why}"));
     }
     match &facts.rollout {
         Progress::Done => {
@@ -360,6 +374,42 @@ fn monitoring(facts: &PromotionFacts) -> PromotionPlan {
         }
         None => PromotionPlan::to(Failed, "MonitorWindowUnknown", "status.monitorUntil is missing"),
     }
+}
+
+/// What must hold for any write of `facts.digest` to production, checked before each one: valid
+/// approvals proven now, the Release Verified with this very digest, and a signature that
+/// verifies now.
+pub fn production_gate(facts: &PromotionFacts) -> Result<(), String> {
+    if let Some(user) = &facts.rejected_by {
+        return Err(format!("rejected by {user}"));
+    }
+    if facts.superseded {
+        return Err("a newer promotion of this policy replaced this one".into());
+    }
+    match &facts.approval {
+        ApprovalDecision::Approved { .. } => {}
+        ApprovalDecision::Pending { valid, required, ignored } => {
+            let why: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+            return Err(format!("only {} of {required} approvals hold now ({})", valid.len(), why.join("; ")));
+        }
+        ApprovalDecision::Expired { user, .. } => return Err(format!("the approval by {user} expired")),
+        ApprovalDecision::Unprovable(why) => return Err(format!("approvals cannot be verified: {why}")),
+    }
+    match &facts.release {
+        ReleaseState::Present { phase: ReleasePhase::Verified, digest: Some(d) } if d == &facts.digest => {}
+        ReleaseState::Present { phase, digest } => {
+            return Err(format!(
+                "the release is {phase:?} with digest {}, not Verified with {}",
+                digest.as_ref().map(ToString::to_string).unwrap_or_else(|| "none".into()),
+                facts.digest
+            ));
+        }
+        ReleaseState::Missing => return Err("the release no longer exists".into()),
+    }
+    if !facts.signature_valid {
+        return Err(format!("the signature of {} does not verify", facts.digest));
+    }
+    Ok(())
 }
 
 fn failure(facts: &PromotionFacts, why: String) -> PromotionPlan {

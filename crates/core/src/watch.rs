@@ -68,7 +68,7 @@ mod tests {
         state.insert(base.clone(), Watched { digest: Some("d".into()), checked_at: Some(at(0)), notified: false });
         state.insert(other.clone(), Watched { digest: Some("e".into()), checked_at: Some(at(0)), notified: false });
         assert!(due(&wanted, &state, at(59)).is_empty());
-        assert_eq!(due(&wanted, &state, at(60)), [base.clone()], "the shortest interval (1m) wins");
+        assert_eq!(due(&wanted, &state, at(60)), std::slice::from_ref(&base), "the shortest interval (1m) wins");
         state.get_mut(&other).unwrap().notified = true;
         assert_eq!(due(&wanted, &state, at(10)), [other]);
     }

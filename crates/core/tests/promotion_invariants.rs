@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use tidegate_api::{PromotionPhase, ReleasePhase};
 use tidegate_core::Digest;
-use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
+use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules, Evidence, Right};
 use tidegate_core::promotion::{Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState, plan};
 
 const USERS: [&str; 4] = ["alice", "bob", "carol", "mallory"];
@@ -30,6 +30,8 @@ enum Event {
     SignatureBreaks,
     Supersede,
     RevokeRights(usize),
+    /// Someone with `promotions/status` writes a phase: status is a record, not an order.
+    ForgePhase(PromotionPhase),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -47,6 +49,8 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::SignatureBreaks),
         1 => Just(Event::Supersede),
         1 => (0..USERS.len()).prop_map(Event::RevokeRights),
+        1 => prop_oneof![Just(PromotionPhase::Approved), Just(PromotionPhase::Promoting), Just(PromotionPhase::Monitoring)]
+            .prop_map(Event::ForgePhase),
     ]
 }
 
@@ -59,7 +63,7 @@ struct World {
     wanted: Digest,
     before: Digest,
     production: Digest,
-    approvers: Vec<String>,
+    approvers: Vec<(String, Timestamp)>,
     authorized: BTreeSet<String>,
     rejected_by: Option<String>,
     rollback_by: Option<String>,
@@ -105,7 +109,7 @@ impl World {
 
     fn apply(&mut self, event: &Event) {
         match event {
-            Event::Approve(u) => self.approvers.push(USERS[*u].to_string()),
+            Event::Approve(u) => self.approvers.push((USERS[*u].to_string(), self.now)),
             Event::Reject(u) if self.authorized.contains(USERS[*u]) => self.rejected_by = Some(USERS[*u].into()),
             Event::RequestRollback(u) if self.authorized.contains(USERS[*u]) => {
                 self.rollback_by = Some(USERS[*u].into())
@@ -126,17 +130,23 @@ impl World {
             Event::RevokeRights(u) => {
                 self.authorized.remove(USERS[*u]);
             }
+            Event::ForgePhase(phase) => self.phase = *phase,
         }
     }
 
     fn facts(&self) -> PromotionFacts {
         let rules = ApprovalRules { required: self.required, valid_for: Duration::from_secs(3600) };
-        let approval_facts = ApprovalFacts {
-            approvers: &self.approvers,
-            requested_by: Some("carol"),
-            authorized: &self.authorized,
-            approved_at: self.approved_at,
-        };
+        let evidence: Vec<Evidence> = self
+            .approvers
+            .iter()
+            .map(|(user, seen_at)| Evidence {
+                user: user.clone(),
+                seen_at: *seen_at,
+                right: if self.authorized.contains(user) { Right::Holds } else { Right::Lacks("revoked".into()) },
+            })
+            .collect();
+        let excluded: BTreeSet<String> = ["carol".to_string()].into();
+        let approval_facts = ApprovalFacts { approvals: &evidence, excluded: &excluded, unprovable: None };
         let progress = |target: Option<&Digest>| match target {
             Some(d) if *d == self.production => Progress::Done,
             _ => Progress::InProgress("converging".into()),
@@ -175,6 +185,10 @@ proptest! {
         let mut world = World::new(required, auto_rollback);
         let mut ended_without_production = false;
         for event in &events {
+            if matches!(event, Event::ForgePhase(_)) {
+                // A forged phase is checked by the gate assertions below, not by this history.
+                ended_without_production = false;
+            }
             world.apply(event);
             let facts = world.facts();
             let step = plan(&facts);
@@ -189,17 +203,14 @@ proptest! {
                     Effect::DeployProduction { digest } => {
                         prop_assert_eq!(digest, &world.wanted, "only the promotion's own digest is deployed");
                         prop_assert!(!ended_without_production, "a rejected, superseded or expired promotion never reaches production");
-                        match world.phase {
-                            PromotionPhase::Approved => {
-                                prop_assert!(facts.approval.is_approved(), "deploy needs valid approvals now: {:?}", facts.approval);
-                                prop_assert_eq!(world.release_phase, ReleasePhase::Verified);
-                                prop_assert_eq!(&world.release_digest, &world.wanted, "approval is bound to the release's digest");
-                                prop_assert!(world.signature_valid, "signature re-verified before production");
-                                prop_assert!(!world.superseded && world.rejected_by.is_none());
-                            }
-                            PromotionPhase::Promoting => {}
-                            other => prop_assert!(false, "deploy from phase {:?}", other),
-                        }
+                        // Whatever phase status claims, each write needs all of this now.
+                        prop_assert!(matches!(world.phase, PromotionPhase::Approved | PromotionPhase::Promoting),
+                            "deploy from phase {:?}", world.phase);
+                        prop_assert!(facts.approval.is_approved(), "deploy needs valid approvals now: {:?}", facts.approval);
+                        prop_assert_eq!(world.release_phase, ReleasePhase::Verified);
+                        prop_assert_eq!(&world.release_digest, &world.wanted, "approval is bound to the release's digest");
+                        prop_assert!(world.signature_valid, "signature re-verified before production");
+                        prop_assert!(!world.superseded && world.rejected_by.is_none());
                     }
                     Effect::RollbackProduction { to } => {
                         prop_assert_eq!(to, &world.before, "a rollback restores exactly the previous digest");

@@ -1,15 +1,16 @@
 //! Adapters behind Tidegate's provider traits. The controller only sees the traits; each adapter
 //! is tested against a real server or tool.
 //!
-//! - [`Builder`]: produces the candidate image of a Release ([`inprocess::InProcessBuilder`]).
+//! - [`Builder`]: produces the candidate image of a Release ([`registry_builder::RegistryBuilder`]:
+//!   native rebase in the registry, external CI builds and build Jobs).
 //! - [`Scanner`]: reports vulnerability findings ([`report::ReportScanner`]: Trivy JSON reports).
 //! - [`Signer`]: signs a digest and verifies it again before every deployment
-//!   ([`inprocess::HmacSigner`]).
+//!   ([`notary_signer::NotarySigner`]: Notary Project signatures in the registry).
 //! - [`kubernetes::KubernetesTargets`]: staging and production on Deployments and CronJobs.
 //! - [`staging_tests`]: HTTP checks and test Jobs.
 
+pub mod authz;
 pub mod external_build;
-pub mod inprocess;
 pub mod job_build;
 pub mod jobs;
 pub mod kubernetes;
@@ -39,6 +40,11 @@ pub enum ProviderError {
     /// Retrying will not help until something is fixed (a missing target, an invalid template).
     #[error("{0}")]
     Permanent(String),
+    /// The provider cannot do this at all with the configuration it was given (signing without a
+    /// signing key, verifying without a trust policy). Not retried; callers turn it into a
+    /// condition that says what to configure.
+    #[error("{0}")]
+    NotConfigured(String),
     /// The Kubernetes API answered with an error.
     #[error(transparent)]
     Kube(#[from] kube::Error),
@@ -49,7 +55,7 @@ impl ProviderError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Transient(_) => true,
-            Self::Permanent(_) => false,
+            Self::Permanent(_) | Self::NotConfigured(_) => false,
             Self::Kube(kube::Error::Api(status)) => status.code >= 500 || status.code == 409 || status.code == 429,
             Self::Kube(_) => true,
         }

@@ -61,6 +61,11 @@ impl NotarySigner {
         Ok(Self::new(registry, key, policy, stores))
     }
 
+    /// Whether this instance can sign (it has a key), or only verifies.
+    pub fn can_sign(&self) -> bool {
+        self.key.is_some()
+    }
+
     fn repository(image: &str) -> Result<Repository> {
         let reference: ImageRef = image.parse().map_err(|e| ProviderError::Permanent(format!("{image}: {e}")))?;
         Ok(Repository::from(&reference))
@@ -70,10 +75,13 @@ impl NotarySigner {
 #[async_trait::async_trait]
 impl Signer for NotarySigner {
     async fn sign(&self, image: &str, digest: &Digest) -> Result<String> {
-        let key = self
-            .key
-            .as_ref()
-            .ok_or_else(|| ProviderError::Permanent("no signing key is configured (--notary-key-file)".into()))?;
+        let key = self.key.as_ref().ok_or_else(|| {
+            ProviderError::NotConfigured(
+                "signing is not configured: this controller only verifies Notary Project signatures (it has a \
+                 trust policy but no signing key); set --notary-key-file and --notary-cert-file to sign"
+                    .into(),
+            )
+        })?;
         let repo = Self::repository(image)?;
         let subject = self
             .registry

@@ -8,6 +8,7 @@ use tidegate_api::release::ReasonKind;
 use tidegate_api::{ImagePolicy, Release};
 use tidegate_core::{Digest, ImageRef};
 
+use crate::authz::Reach;
 use crate::rebase::{RebaseRequest, rebase};
 use crate::registry::{RegistryClient, Repository};
 use crate::{BuildContext, BuildStep, Builder, Built, ProviderError, Result};
@@ -16,13 +17,14 @@ use tidegate_api::image_policy::BuildStrategy;
 /// Builds with a real registry.
 pub struct RegistryBuilder {
     client: Arc<RegistryClient>,
-    kube: kube::Client,
+    reach: Arc<Reach>,
 }
 
 impl RegistryBuilder {
-    /// A builder using `client` for registries and `kube` for build Jobs.
-    pub fn new(client: Arc<RegistryClient>, kube: kube::Client) -> Self {
-        Self { client, kube }
+    /// A builder using `client` for registries; build Jobs run as the policy namespace's
+    /// deployer (see [`Reach`]).
+    pub fn new(client: Arc<RegistryClient>, reach: Arc<Reach>) -> Self {
+        Self { client, reach }
     }
 
     /// The new base digest a build targets: the one in the Release's reason, or the base tag's
@@ -98,8 +100,9 @@ impl Builder for RegistryBuilder {
                 .await;
             }
             BuildStrategy::Job => {
+                let kube = self.reach.client(policy.metadata.namespace.as_deref().unwrap_or_default())?;
                 return crate::job_build::step(
-                    &self.kube,
+                    &kube,
                     &self.client,
                     policy,
                     release,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tidegate_core::Digest;
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
-use tidegate_providers::{Signer, Verification};
+use tidegate_providers::{ProviderError, Signer, Verification};
 use tidegate_testenv::pki::{CodeSigningFiles, write_code_signing_identity};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 use tidegate_testenv::tools::SupplyChainTools;
@@ -139,6 +139,11 @@ async fn tidegate_verifies_notation_signatures_and_fails_closed_otherwise() {
     match other.signer(client.clone(), false).verify(&reference, &digest, "").await.expect("verify") {
         Verification::Invalid(why) => assert!(why.contains("no signature of"), "{why}"),
         other => panic!("an untrusted signature must not verify: {other:?}"),
+    }
+    // Verification only (a trust policy, no key): signing is refused as not configured.
+    match other.signer(client.clone(), false).sign(&reference, &digest).await {
+        Err(ProviderError::NotConfigured(why)) => assert!(why.contains("--notary-key-file"), "{why}"),
+        result => panic!("a verify-only signer must not sign: {result:?}"),
     }
     // A signature of one digest does not vouch for another: copy the signature manifest's
     // envelope to the unsigned image and it must not verify.

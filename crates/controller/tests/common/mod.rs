@@ -1,15 +1,19 @@
 //! Harness for controller scenarios: a namespace pair per scenario on the shared control plane,
-//! the shipped RBAC and approval policy, the real controller binary running as its own
-//! ServiceAccount, approvers with real client certificates, and a loopback HTTP server for
-//! staging checks.
+//! the shipped RBAC and approval policy, the controller running as its own ServiceAccount,
+//! approvers with real client certificates, and a loopback HTTP server for staging checks.
+//!
+//! The controller is the product binary `tidegate-controller` ([`Scenario::product`]), or
+//! `tidegate-controller-fakes` from `tidegate-test-support` ([`Scenario::controller`],
+//! [`Scenario::controller_with`]): the same controller with the HMAC signer and, on request, the
+//! in-process builder, which the product does not contain.
 
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -26,6 +30,13 @@ pub const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegat
 pub const BEFORE: &str = "sha256:ce1b317e127fb4b0d72f66285df6a71cad81e71ec2ec2512fbdce9faa94939dc";
 /// The policy's repository.
 pub const REPO: &str = "registry.example.com/shop/app";
+/// The usual patience of a scenario step.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// `REPO@digest`.
+pub fn pinned(digest: &str) -> String {
+    format!("{REPO}@{digest}")
+}
 
 /// One isolated scenario: namespaces `<name>` (production and the Tidegate objects) and
 /// `<name>-staging`.
@@ -46,6 +57,9 @@ impl Scenario {
         env.create_namespace(name).await.expect("namespace");
         env.create_namespace(&staging).await.expect("staging namespace");
         let scenario = Self { env, ns: name.to_string(), staging, admin, dir: tempfile::tempdir().expect("temp dir") };
+        // The namespace owners opt in: the policy namespace's deployer may act in both namespaces.
+        scenario.opt_in(&scenario.ns.clone()).await;
+        scenario.opt_in(&scenario.staging.clone()).await;
         for (ns, file) in
             [(&scenario.staging, "10-staging-workloads.yaml"), (&scenario.ns, "11-production-workloads.yaml")]
         {
@@ -56,6 +70,76 @@ impl Scenario {
             apply::apply_yaml(&scenario.admin, &text, ns, "scenario").await.expect("apply workloads");
         }
         scenario
+    }
+
+    /// Applies `yaml` as the admin, objects without a namespace landing in `namespace`.
+    pub async fn apply(&self, yaml: &str, namespace: &str) {
+        apply::apply_yaml(&self.admin, yaml, namespace, "scenario").await.expect("apply");
+    }
+
+    /// A namespace holding the example production workloads (web, worker, nightly-report) at
+    /// [`BEFORE`], not opted in for anything.
+    pub async fn workloads_namespace(&self, namespace: &str) {
+        self.env.create_namespace(namespace).await.expect("namespace");
+        let text = std::fs::read_to_string(examples().join("11-production-workloads.yaml")).expect("example workloads");
+        let text = text.replace("namespace: shop", &format!("namespace: {namespace}"));
+        apply::apply_yaml(&self.admin, &text, namespace, "scenario").await.expect("apply workloads");
+    }
+
+    /// Binds ClusterRole `role` to `user` in `namespace`, under binding `name`.
+    pub async fn bind(&self, name: &str, role: &str, user: &str, namespace: &str) {
+        let yaml = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+             subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]\n"
+        );
+        self.apply(&yaml, namespace).await;
+    }
+
+    /// Deletes RoleBinding `name` in `namespace`, as the namespace's owner would.
+    pub async fn admin_delete_binding(&self, namespace: &str, name: &str) {
+        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(self.admin.clone(), namespace)
+            .delete(name, &Default::default())
+            .await
+            .expect("delete binding");
+    }
+
+    /// The condition `type_` of Promotion `name`: (status, reason, message).
+    pub async fn promotion_condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
+        let promotion = self.promotions().get_opt(name).await.ok()??;
+        let c = promotion.status?.conditions.into_iter().find(|c| c.type_ == type_)?;
+        Some((c.status, c.reason, c.message))
+    }
+
+    /// Waits until the `Approved` condition of `name` says `text`: the controller has looked at
+    /// the Promotion since the change that makes it say so.
+    pub async fn approval_says(&self, name: &str, text: &str) -> String {
+        wait(&format!("the Approved condition of {name} to say {text:?}"), Duration::from_secs(60), || async {
+            let (_, _, message) = self.promotion_condition(name, "Approved").await?;
+            message.contains(text).then_some(message)
+        })
+        .await
+    }
+
+    /// Creates the policy namespace's `tidegate-deployer` ServiceAccount (once) and binds
+    /// ClusterRole `tidegate-deployer` to it in `namespace`, as that namespace's owner would.
+    pub async fn opt_in(&self, namespace: &str) {
+        let yaml = format!(
+            r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: tidegate-deployer, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: tidegate-deployer-from-{ns}, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-deployer}}
+subjects:
+- {{kind: ServiceAccount, name: tidegate-deployer, namespace: {ns}}}
+"#,
+            ns = self.ns
+        );
+        apply::apply_yaml(&self.admin, &yaml, namespace, "scenario").await.expect("opt in");
     }
 
     /// Applies the example policy with `changes` merged into its spec (JSON merge patch).
@@ -74,14 +158,27 @@ impl Scenario {
             .expect("apply policy");
     }
 
-    /// Starts the controller for this scenario's namespace (in-process builder).
+    /// Starts the controller with test doubles for this scenario's namespace: in-process builder,
+    /// HMAC signer with the scenario's key.
     pub fn controller(&self) -> ControllerProcess {
-        ControllerProcess::start(self, &["--builder", "in-process"])
+        self.controller_with(&["--builder", "in-process"])
     }
 
-    /// Starts the controller with `args`.
+    /// Starts the controller with the HMAC signer (the scenario's key) and `args`.
     pub fn controller_with(&self, args: &[&str]) -> ControllerProcess {
-        ControllerProcess::start(self, args)
+        let key = self.path("signing.key");
+        if !key.exists() {
+            std::fs::write(&key, format!("scenario-key-{}", self.ns)).expect("write key");
+        }
+        let mut all = vec!["--signing-key-file".to_string(), key.display().to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        ControllerProcess::start(self, fakes_binary().to_path_buf(), all)
+    }
+
+    /// Starts the product binary, exactly as shipped, with `args`.
+    pub fn product(&self, args: &[&str]) -> ControllerProcess {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        ControllerProcess::start(self, PathBuf::from(env!("CARGO_BIN_EXE_tidegate-controller")), args)
     }
 
     /// Sets the image of the `web` Deployments in staging and production.
@@ -175,14 +272,35 @@ impl Scenario {
     /// Waits for a Promotion in `phase`.
     pub async fn promotion_in(&self, phase: PromotionPhase, timeout: Duration) -> Promotion {
         let api = self.promotions();
-        wait(&format!("a Promotion in {phase:?}"), timeout, || {
-            let api = api.clone();
-            async move {
-                let list = api.list(&Default::default()).await.ok()?;
-                list.items.into_iter().find(|p| p.status.as_ref().is_some_and(|s| s.phase == phase))
+        let deadline = Instant::now() + timeout;
+        loop {
+            let list = api.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+            if let Some(found) = list.iter().find(|p| p.status.as_ref().is_some_and(|s| s.phase == phase)) {
+                return found.clone();
             }
-        })
-        .await
+            if Instant::now() >= deadline {
+                // Say where each Promotion is and why, so a failure explains itself.
+                let seen: Vec<String> = list
+                    .iter()
+                    .map(|p| {
+                        let status = p.status.clone().unwrap_or_default();
+                        let conditions: Vec<String> = status
+                            .conditions
+                            .iter()
+                            .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                            .collect();
+                        format!(
+                            "{} {:?} [{}]",
+                            p.metadata.name.clone().unwrap_or_default(),
+                            status.phase,
+                            conditions.join("; ")
+                        )
+                    })
+                    .collect();
+                panic!("timed out after {timeout:?} waiting for a Promotion in {phase:?}; promotions: {seen:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     /// Appends `user` to the approvers of `promotion`, as that user.
@@ -321,13 +439,45 @@ where
     }
 }
 
-/// The controller binary, running as its ServiceAccount with the shipped least-privilege role.
+/// `tidegate-controller-fakes`, built once per test process. Cargo builds only this package's
+/// binaries for its tests, and the fakes live in `tidegate-test-support` so that the product
+/// cannot contain them; `cargo build` reports where the binary is (and does nothing when it is
+/// up to date). `TIDEGATE_CONTROLLER_FAKES` names a prebuilt one instead.
+pub fn fakes_binary() -> &'static Path {
+    static FAKES: OnceLock<PathBuf> = OnceLock::new();
+    FAKES.get_or_init(|| {
+        if let Some(path) = std::env::var_os("TIDEGATE_CONTROLLER_FAKES") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "-p", "tidegate-test-support", "--bin", "tidegate-controller-fakes"])
+            .arg("--message-format=json-render-diagnostics")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "building tidegate-controller-fakes failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tidegate-controller-fakes")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the tidegate-controller-fakes executable")
+    })
+}
+
+/// A controller binary, running as its ServiceAccount with the shipped least-privilege role.
 pub struct ControllerProcess {
     child: Child,
     pub metrics: String,
     log: PathBuf,
+    binary: PathBuf,
     kubeconfig: PathBuf,
-    key: PathBuf,
     namespace: String,
     args: Vec<String>,
 }
@@ -335,7 +485,7 @@ pub struct ControllerProcess {
 static PORT: AtomicU16 = AtomicU16::new(0);
 
 impl ControllerProcess {
-    fn start(scenario: &Scenario, args: &[&str]) -> Self {
+    fn start(scenario: &Scenario, binary: PathBuf, args: Vec<String>) -> Self {
         let kubeconfig = scenario.path("controller.kubeconfig");
         if !kubeconfig.exists() {
             let yaml = scenario
@@ -344,37 +494,31 @@ impl ControllerProcess {
                 .expect("kubeconfig");
             std::fs::write(&kubeconfig, yaml).expect("write kubeconfig");
         }
-        let key = scenario.path("signing.key");
-        if !key.exists() {
-            std::fs::write(&key, format!("scenario-key-{}", scenario.ns)).expect("write key");
-        }
-        let args = args.iter().map(|a| a.to_string()).collect();
         Self::spawn(
+            binary,
             kubeconfig,
-            key,
             scenario.ns.clone(),
             scenario.path(&format!("controller-{}.log", PORT.fetch_add(1, Ordering::SeqCst))),
             args,
         )
     }
 
-    fn spawn(kubeconfig: PathBuf, key: PathBuf, namespace: String, log: PathBuf, args: Vec<String>) -> Self {
+    fn spawn(binary: PathBuf, kubeconfig: PathBuf, namespace: String, log: PathBuf, args: Vec<String>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_tidegate-controller"))
+        let child = Command::new(&binary)
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--namespace", &namespace])
             .args(["--lease-name", &format!("tidegate-{namespace}")])
-            .args(["--signing-key-file", &key.display().to_string()])
             .args(&args)
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
-            .expect("start tidegate-controller");
-        Self { child, metrics: format!("http://127.0.0.1:{port}"), log, kubeconfig, key, namespace, args }
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        Self { child, metrics: format!("http://127.0.0.1:{port}"), log, binary, kubeconfig, namespace, args }
     }
 
     /// Kills the process without warning (SIGKILL) and starts a new one with the same settings.
@@ -382,7 +526,8 @@ impl ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let log = self.log.with_extension(format!("{}.log", PORT.fetch_add(1, Ordering::SeqCst)));
-        *self = Self::spawn(self.kubeconfig.clone(), self.key.clone(), self.namespace.clone(), log, self.args.clone());
+        *self =
+            Self::spawn(self.binary.clone(), self.kubeconfig.clone(), self.namespace.clone(), log, self.args.clone());
     }
 
     /// The end of the log, for failure messages.
@@ -396,6 +541,9 @@ impl Drop for ControllerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- end of the controller log ({}) ---\n{}", self.log.display(), self.log_tail());
+        }
     }
 }
 

@@ -35,6 +35,40 @@ pub(super) async fn image(targets: &KubernetesTargets, target: &Resolved<'_>) ->
     Ok(container_index(containers, target.target.container.as_deref()).and_then(|i| containers[i].image.clone()))
 }
 
+/// Annotation on a CronJob: the images its job definition had before Tidegate changed it, oldest
+/// first, space-separated.
+pub const ANNOTATION_IMAGES_RUN: &str = "tidegate.dev/images-run";
+const IMAGES_RUN_KEPT: usize = 10;
+
+/// The images the CronJob's own record says it ran.
+pub(super) fn images_run(cronjob: &CronJob) -> Vec<String> {
+    cronjob
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_IMAGES_RUN))
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the CronJob ran `image`: its recorded images, or a Job it owns.
+pub(super) async fn ran(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<bool> {
+    let (_, cronjob) = get(targets, target).await?;
+    if images_run(&cronjob).iter().any(|i| i == image) {
+        return Ok(true);
+    }
+    let uid = cronjob.metadata.uid.clone().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(targets.client().clone(), &target.namespace);
+    Ok(jobs.list(&Default::default()).await?.items.iter().any(|job| {
+        job.metadata.owner_references.as_ref().is_some_and(|o| o.iter().any(|r| r.uid == uid))
+            && job
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| p.containers.iter().any(|c| c.image.as_deref() == Some(image)))
+    }))
+}
+
 pub(super) async fn converge(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<Progress> {
     let (api, cronjob) = get(targets, target).await?;
     let list = containers(&cronjob);
@@ -48,7 +82,18 @@ pub(super) async fn converge(targets: &KubernetesTargets, target: &Resolved<'_>,
     if list[i].image.as_deref() == Some(image) {
         return Ok(Progress::Done);
     }
-    let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": list[i].name, "image": image}]}}}}}});
+    // The image it ran until now is recorded on the CronJob itself: a rollback target is trusted
+    // only from the workload's own record, whose writers could set any image anyway.
+    let mut previous = images_run(&cronjob);
+    if let Some(old) = &list[i].image {
+        previous.retain(|p| p != old);
+        previous.push(old.clone());
+    }
+    let keep = previous.len().saturating_sub(IMAGES_RUN_KEPT);
+    let patch = json!({
+        "metadata": {"annotations": {ANNOTATION_IMAGES_RUN: previous[keep..].join(" ")}},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": list[i].name, "image": image}]}}}}}
+    });
     api.patch(&target.target.name, &targets.params(), &Patch::Strategic(&patch)).await?;
     Ok(Progress::InProgress(format!("{}: job definition set to {image}", target.display())))
 }

@@ -296,6 +296,25 @@ pub(super) async fn retire_idle(targets: &KubernetesTargets, target: &Resolved<'
     retire(targets, &api, deployment).await
 }
 
+/// Whether a ReplicaSet of the Deployment or of its colour slot ran `image`.
+pub(super) async fn ran(targets: &KubernetesTargets, target: &Resolved<'_>, image: &str) -> Result<bool> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let owners = [target.target.name.clone(), slot_name(&target.target.name, GREEN)];
+    let sets: Api<ReplicaSet> = Api::namespaced(targets.client().clone(), &target.namespace);
+    Ok(sets.list(&Default::default()).await?.items.iter().any(|rs| {
+        rs.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|r| r.kind == "Deployment" && owners.contains(&r.name)))
+            && rs
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .and_then(|t| t.spec.as_ref())
+                .is_some_and(|p| p.containers.iter().any(|c| c.image.as_deref() == Some(image)))
+    }))
+}
+
 pub(super) async fn live_slot_image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
     let (api, base) = get_base(targets, target).await?;
     let live = live_slot(&base);

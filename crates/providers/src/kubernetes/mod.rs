@@ -92,6 +92,17 @@ impl KubernetesTargets {
         }
     }
 
+    /// Whether the target ran `image` before, by the workload's own record: a ReplicaSet of the
+    /// Deployment (or of its colour slot), or the CronJob's recorded images and Jobs. This is
+    /// how a rollback target is checked without trusting a digest written in status: whoever
+    /// could write these records could have set the workload's image directly.
+    pub async fn ran_before(&self, target: &Resolved<'_>, image: &str) -> Result<bool> {
+        match target.target.kind {
+            KubernetesKind::Deployment => deployment::ran(self, target, image).await,
+            KubernetesKind::CronJob => cronjob::ran(self, target, image).await,
+        }
+    }
+
     pub(crate) fn client(&self) -> &kube::Client {
         &self.client
     }

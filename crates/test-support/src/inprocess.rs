@@ -1,4 +1,4 @@
-//! In-process build and signing, used until the registry-backed implementations exist.
+//! In-process build and signing: test doubles, never shipped.
 //!
 //! [`InProcessBuilder`] pushes nothing: a Release that names an exact source image uses that
 //! digest; otherwise the candidate's digest is the SHA-256 of the build inputs (repository,
@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use tidegate_api::{ImagePolicy, Release};
 use tidegate_core::{Digest, ImageRef};
 
-use crate::{BuildContext, BuildStep, Builder, Built, ProviderError, Result, Signer, Verification};
+use tidegate_providers::{BuildContext, BuildStep, Builder, Built, ProviderError, Result, Signer, Verification};
 
 /// Computes candidates from their inputs; see the module docs.
 #[derive(Clone, Debug, Default)]
@@ -115,19 +115,22 @@ mod tests {
     use super::*;
 
     fn digest(c: char) -> Digest {
-        format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap()
+        format!("sha256:{}", c.to_string().repeat(64)).parse().expect("digest")
     }
 
     #[tokio::test]
     async fn signatures_verify_only_for_the_same_key_image_and_digest() {
-        let signer = HmacSigner::new(vec![7; 32]).unwrap();
-        let sig = signer.sign("r.io/app", &digest('a')).await.unwrap();
-        assert!(signer.verify("r.io/app", &digest('a'), &sig).await.unwrap().is_valid());
-        assert!(!signer.verify("r.io/app", &digest('b'), &sig).await.unwrap().is_valid(), "another digest");
-        assert!(!signer.verify("r.io/other", &digest('a'), &sig).await.unwrap().is_valid(), "another repository");
-        let other = HmacSigner::new(vec![8; 32]).unwrap();
-        assert!(!other.verify("r.io/app", &digest('a'), &sig).await.unwrap().is_valid(), "another key");
-        assert!(!signer.verify("r.io/app", &digest('a'), "garbage").await.unwrap().is_valid());
+        let signer = HmacSigner::new(vec![7; 32]).expect("key");
+        let sig = signer.sign("r.io/app", &digest('a')).await.expect("sign");
+        assert!(signer.verify("r.io/app", &digest('a'), &sig).await.expect("verify").is_valid());
+        assert!(!signer.verify("r.io/app", &digest('b'), &sig).await.expect("verify").is_valid(), "another digest");
+        assert!(
+            !signer.verify("r.io/other", &digest('a'), &sig).await.expect("verify").is_valid(),
+            "another repository"
+        );
+        let other = HmacSigner::new(vec![8; 32]).expect("key");
+        assert!(!other.verify("r.io/app", &digest('a'), &sig).await.expect("verify").is_valid(), "another key");
+        assert!(!signer.verify("r.io/app", &digest('a'), "garbage").await.expect("verify").is_valid());
         assert!(HmacSigner::new(vec![1; 4]).is_err());
     }
 }

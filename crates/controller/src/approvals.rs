@@ -1,0 +1,166 @@
+//! What the controller itself establishes about the people acting on a Promotion: who wrote each
+//! approval, rejection and rollback request, whether they hold the `approve` verb now, when each
+//! was first seen, and who may not approve because their action produced the candidate.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use tidegate_api::{
+    ANNOTATION_APPROVED_BY, ANNOTATION_APPROVER_GROUPS, ANNOTATION_CREATED_BY, ANNOTATION_REJECTED_BY,
+    ANNOTATION_REJECTER_GROUPS, ANNOTATION_ROLLBACK_GROUPS, ANNOTATION_ROLLBACK_REQUESTED_BY, ANNOTATION_TRIGGERED_BY,
+    AuditAction, AuditEntry, GROUP, Promotion, Release, approvers, recorded_groups,
+};
+use tidegate_core::approval::{Evidence, Right};
+use tidegate_providers::authz::Subject;
+
+use crate::context::Context;
+use crate::error::Result;
+
+/// The verb that approving, rejecting and asking for a rollback need.
+const APPROVE: &str = "approve";
+
+/// Everything established about the people acting on one Promotion.
+#[derive(Debug, Default)]
+pub struct People {
+    /// One entry per name in `approved-by`, in order.
+    pub approvals: Vec<Evidence>,
+    /// Users who may not approve.
+    pub excluded: BTreeSet<String>,
+    /// Why recorded identities cannot be trusted at all, if so.
+    pub unprovable: Option<String>,
+    /// A rejection by a user who holds the right now.
+    pub rejected_by: Option<String>,
+    /// A rollback request by a user who holds the right now.
+    pub rollback_requested_by: Option<String>,
+    /// Actions that do not count, and why (for the condition message).
+    pub refused: Vec<String>,
+    /// New audit entries seen this time.
+    pub new_entries: Vec<AuditEntry>,
+}
+
+fn annotation<'a>(object: &'a impl ResourceExt, key: &str) -> Option<&'a str> {
+    object.annotations().get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+}
+
+/// Adds to `history` an entry for each action not yet recorded; returns the new entries.
+pub fn record(promotion: &Promotion, history: &[AuditEntry], now: Timestamp) -> Vec<AuditEntry> {
+    let mut seen: BTreeSet<(AuditAction, String)> = history.iter().map(|e| (e.action, e.user.clone())).collect();
+    let mut new = Vec::new();
+    let names = annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default();
+    let actions = names
+        .into_iter()
+        .map(|n| (AuditAction::Approved, n))
+        .chain(annotation(promotion, ANNOTATION_REJECTED_BY).map(|u| (AuditAction::Rejected, u.trim().to_string())))
+        .chain(
+            annotation(promotion, ANNOTATION_ROLLBACK_REQUESTED_BY)
+                .map(|u| (AuditAction::RollbackRequested, u.trim().to_string())),
+        );
+    for (action, user) in actions {
+        if seen.insert((action, user.clone())) {
+            new.push(AuditEntry { action, user, at: Time(now) });
+        }
+    }
+    new
+}
+
+/// Establishes the evidence for `promotion`, whose production targets lie in
+/// `target_namespaces`; `history` already includes this pass's new entries.
+pub async fn establish(
+    ctx: &Context,
+    promotion: &Promotion,
+    release: Option<&Release>,
+    target_namespaces: &BTreeSet<String>,
+    history: &[AuditEntry],
+) -> Result<People> {
+    let mut people = People::default();
+
+    // Nobody whose action produced the candidate approves it.
+    people.excluded.extend(promotion.spec.requested_by.iter().cloned());
+    if let Some(release) = release {
+        for key in [ANNOTATION_CREATED_BY, ANNOTATION_TRIGGERED_BY] {
+            if let Some(user) = annotation(release, key) {
+                people.excluded.insert(user.trim().to_string());
+            }
+        }
+    }
+    // The controller opens Promotions but is nobody's approver either.
+    people.excluded.insert(ctx.identity.clone());
+
+    // Recorded identities mean something only under the shipped admission policies, installed
+    // before the Promotion (and its Release) existed.
+    let oldest = [promotion.creation_timestamp(), release.and_then(|r| r.creation_timestamp())]
+        .into_iter()
+        .flatten()
+        .map(|t| t.0)
+        .min();
+    if let Err(why) = ctx.admission.in_force_since(oldest).await? {
+        people.unprovable = Some(why);
+    }
+    if release.is_some_and(|r| annotation(r, ANNOTATION_CREATED_BY).is_none()) && people.unprovable.is_none() {
+        people.unprovable =
+            Some(format!("Release {} has no recorded creator ({ANNOTATION_CREATED_BY})", promotion.spec.release));
+    }
+
+    let seen_at = |action: AuditAction, user: &str| {
+        history.iter().find(|e| e.action == action && e.user == user).map(|e| e.at.0).unwrap_or_else(|| ctx.now())
+    };
+    let names = annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default();
+    let groups = recorded_groups(annotation(promotion, ANNOTATION_APPROVER_GROUPS).unwrap_or_default());
+    for (i, user) in names.iter().enumerate() {
+        let right = match groups.get(i).filter(|_| groups.len() == names.len()) {
+            None => Right::Lacks(format!(
+                "the groups of the approvers were not recorded ({ANNOTATION_APPROVER_GROUPS} has {} entries for {} \
+                 approvers)",
+                groups.len(),
+                names.len()
+            )),
+            Some(groups) => {
+                right(ctx, &Subject { user: user.clone(), groups: groups.clone() }, promotion, target_namespaces)
+                    .await?
+            }
+        };
+        people.approvals.push(Evidence { user: user.clone(), seen_at: seen_at(AuditAction::Approved, user), right });
+    }
+
+    for (key, groups_key, slot) in [
+        (ANNOTATION_REJECTED_BY, ANNOTATION_REJECTER_GROUPS, &mut people.rejected_by),
+        (ANNOTATION_ROLLBACK_REQUESTED_BY, ANNOTATION_ROLLBACK_GROUPS, &mut people.rollback_requested_by),
+    ] {
+        let Some(user) = annotation(promotion, key).map(|u| u.trim().to_string()) else { continue };
+        if let Some(why) = &people.unprovable {
+            people.refused.push(format!("{key}={user} does not count: {why}"));
+            continue;
+        }
+        let groups = recorded_groups(annotation(promotion, groups_key).unwrap_or_default());
+        let subject = Subject { user: user.clone(), groups: groups.into_iter().next().unwrap_or_default() };
+        match right(ctx, &subject, promotion, target_namespaces).await? {
+            Right::Holds => *slot = Some(user),
+            Right::Lacks(why) => people.refused.push(format!("{key}={user} does not count: {why}")),
+        }
+    }
+    Ok(people)
+}
+
+/// Whether `subject` holds `approve` on this Promotion and on Promotions in every namespace
+/// the Promotion changes: an approver bound in one namespace does not approve another's
+/// production.
+async fn right(
+    ctx: &Context,
+    subject: &Subject,
+    promotion: &Promotion,
+    target_namespaces: &BTreeSet<String>,
+) -> Result<Right> {
+    let namespace = promotion.namespace().unwrap_or_default();
+    let name = promotion.name_any();
+    if let Err(why) = ctx.access.may(subject, APPROVE, GROUP, "promotions", &namespace, Some(&name)).await? {
+        return Ok(Right::Lacks(why));
+    }
+    for target in target_namespaces.iter().filter(|t| **t != namespace) {
+        if let Err(why) = ctx.access.may(subject, APPROVE, GROUP, "promotions", target, None).await? {
+            return Ok(Right::Lacks(format!("{why} (production is there)")));
+        }
+    }
+    Ok(Right::Holds)
+}
