@@ -12,7 +12,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{PromotionPhase, ReleasePhase};
 
-
 /// Trigger → Release Verified → Promotion waits (production untouched) → two approvals →
 /// production runs the exact digest with the right strategy per kind → Succeeded.
 #[tokio::test]
@@ -56,14 +55,15 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     let name = promotion.metadata.name.clone().expect("name");
     assert_eq!(promotion.spec.digest, digest);
     assert_eq!(promotion.spec.requested_by.as_deref(), Some(common::CONTROLLER_USER));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The controller wrote AwaitingApproval, so it has looked; production is what it was.
     let untouched = (Some(pinned(BEFORE)), Some(pinned(BEFORE)), Some(pinned(BEFORE)));
     assert_eq!(s.production().await, untouched, "production stays untouched while the promotion waits");
 
     let alice = s.user("alice", &["tidegate-approvers"]).await;
     let bob = s.user("bob", &["tidegate-approvers"]).await;
     s.approve(&alice, &name, "alice").await.expect("alice approves");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The controller has seen alice's approval (the condition counts it) and still waits.
+    s.approval_says(&name, "1 of 2 approvals").await;
     let waiting = s.promotions().get(&name).await.expect("promotion");
     assert_eq!(
         waiting.status.map(|st| st.phase),
@@ -103,17 +103,21 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     let metrics = common::http(&format!("{}/metrics", controller.metrics), None).await;
     assert!(metrics.contains("tidegate_phase_transitions_total"), "metrics are served");
 
-    // An idle cluster makes no writes: nothing changes for a while, the controller writes nothing.
-    let writes = |m: &str| -> u64 {
-        m.lines()
-            .filter(|l| l.starts_with("tidegate_status_writes_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = writes(&common::http(&format!("{}/metrics", controller.metrics), None).await);
-    tokio::time::sleep(Duration::from_secs(35)).await;
-    let after = writes(&common::http(&format!("{}/metrics", controller.metrics), None).await);
+    // An idle cluster makes no writes: the controller looks at every object again (a no-op
+    // annotation wakes each) and writes no status, because nothing changed.
+    let before = controller.metric("tidegate_status_writes_total", "").await;
+    let looked = [
+        controller.reconciles("Promotion").await,
+        controller.reconciles("Release").await,
+        controller.reconciles("ImagePolicy").await,
+    ];
+    s.wake(&s.promotions(), &name).await;
+    s.wake(&s.releases(), &release.metadata.name.clone().expect("release name")).await;
+    s.wake(&policy, "shop-app").await;
+    controller.reconciled_since("Promotion", looked[0]).await;
+    controller.reconciled_since("Release", looked[1]).await;
+    controller.reconciled_since("ImagePolicy", looked[2]).await;
+    let after = controller.metric("tidegate_status_writes_total", "").await;
     assert_eq!(before, after, "status writes while idle");
 
     // A manual rollback by an approver restores the previous digest.
@@ -143,11 +147,15 @@ async fn failing_staging_test_rejects_the_release() {
     policies.patch("shop-app", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch policy");
     s.trigger("bad").await;
     let rejected = s.release_in(ReleasePhase::Rejected, MINUTE).await;
+    let rejected_name = rejected.metadata.name.clone().expect("name");
     let ready =
         rejected.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Ready").expect("Ready condition");
     assert_eq!(ready.reason, "StagingTestsFailed");
     assert!(ready.message.contains("500"), "{}", ready.message);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The controller looks at the rejected Release again and still opens no Promotion.
+    let looked = controller.reconciles("Release").await;
+    s.wake(&s.releases(), &rejected_name).await;
+    controller.reconciled_since("Release", looked).await;
     assert!(
         s.promotions().list(&Default::default()).await.expect("list").items.is_empty(),
         "no promotion for a rejected release"
@@ -344,7 +352,11 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     })
     .await;
     let second = s.controller();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The follower has read the Lease and found it held.
+    common::wait("the follower to find the lease held", MINUTE, || async {
+        second.logged("another replica leads").then_some(())
+    })
+    .await;
     assert!(
         common::http(&format!("{}/healthz", second.metrics), None).await.starts_with("HTTP/1.1 200"),
         "the follower is alive"

@@ -4,13 +4,11 @@
 
 mod common;
 
-
 use common::{BEFORE, CLEAN_REPORT, MINUTE, Scenario, http_server, pinned};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{AuditAction, ImagePolicy, PromotionPhase, ReleasePhase};
-
 
 /// Reach: a policy whose staging target is another namespace's Deployment, in a namespace
 /// nobody opted in, changes nothing there; the Release is rejected and says how to opt in.
@@ -180,7 +178,7 @@ async fn a_phase_or_rollback_target_written_into_status_moves_nothing() {
         "promotion": {"requiredApprovals": 1, "monitorWindow": "1m"}
     }))
     .await;
-    let _controller = s.controller();
+    let controller = s.controller();
     s.trigger("status").await;
     let digest = s.upload_scan_report(CLEAN_REPORT).await;
     let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
@@ -222,13 +220,24 @@ async fn a_phase_or_rollback_target_written_into_status_moves_nothing() {
     .await;
     let never_ran = format!("sha256:{}", "e".repeat(64));
     let api = s.promotions();
-    api.patch_status(
-        &second_name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": {"previousDigest": never_ran}})),
-    )
-    .await
-    .expect("forge the rollback target");
+    // The forger writes until its value survives a reconcile (a reconcile that read the status
+    // before the write may put the recorded value back).
+    loop {
+        let looked = controller.reconciles("Promotion").await;
+        api.patch_status(
+            &second_name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"previousDigest": never_ran}})),
+        )
+        .await
+        .expect("forge the rollback target");
+        s.wake(&api, &second_name).await;
+        controller.reconciled_since("Promotion", looked).await;
+        let recorded = api.get(&second_name).await.expect("get").status.and_then(|st| st.previous_digest);
+        if recorded.as_deref() == Some(never_ran.as_str()) {
+            break;
+        }
+    }
     s.request_rollback(&alice, &second_name, "alice").await.expect("alice asks for a rollback");
     s.approval_says(&second_name, "is refused").await;
     let (web, _, _) = s.production().await;

@@ -12,7 +12,6 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 use tidegate_api::PromotionPhase;
 
-
 fn bindings(client: &kube::Client, kind: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind));
     Api::all_with(client.clone(), &resource)

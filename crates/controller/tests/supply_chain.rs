@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{CLEAN_REPORT, Scenario, http_server};
+use kube::api::Api;
 use serde_json::json;
 use tidegate_api::{PromotionPhase, ReleasePhase};
 use tidegate_providers::rebase::{BASE_DIGEST, BASE_NAME};
@@ -267,7 +268,10 @@ async fn new_build_tag_becomes_a_release_pinned_to_its_digest() {
     assert_eq!(release.spec.reason.kind, tidegate_api::release::ReasonKind::NewBuild);
     // Moving the tag does not rebuild or re-pin.
     push(&registry, &app, "1.1.0", &[pseudo_random_bytes("moved", 256)], BTreeMap::new()).await;
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    // The policy looks at the tags again (a reconcile lists them) and starts nothing new.
+    let looked = controller.reconciles("ImagePolicy").await;
+    s.wake(&Api::<tidegate_api::ImagePolicy>::namespaced(s.admin.clone(), &s.ns), "shop-app").await;
+    controller.reconciled_since("ImagePolicy", looked).await;
     let releases = s.releases().list(&Default::default()).await.expect("list").items;
     assert_eq!(releases.len(), 1, "one release for tag 1.1.0");
     assert_eq!(releases[0].status.as_ref().and_then(|st| st.digest.clone()), Some(built));

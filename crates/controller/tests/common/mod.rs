@@ -111,6 +111,17 @@ impl Scenario {
         Some((c.status, c.reason, c.message))
     }
 
+    /// Touches `object` of `api` with a no-op annotation, so that the controller looks at it again.
+    pub async fn wake<K>(&self, api: &Api<K>, object: &str)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        static WAKES: AtomicU16 = AtomicU16::new(0);
+        let n = WAKES.fetch_add(1, Ordering::SeqCst);
+        let patch = json!({"metadata": {"annotations": {"scenario.test/wake": n.to_string()}}});
+        api.patch(object, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("wake");
+    }
+
     /// Waits until the `Approved` condition of `name` says `text`: the controller has looked at
     /// the Promotion since the change that makes it say so.
     pub async fn approval_says(&self, name: &str, text: &str) -> String {
@@ -150,6 +161,11 @@ subjects:
         for workload in policy["spec"]["workloads"].as_array_mut().expect("workloads") {
             workload["staging"]["kubernetes"]["namespace"] = json!(self.staging);
             workload["production"]["kubernetes"]["namespace"] = json!(self.ns);
+        }
+        // The example watches a base image on registry.example.com; scenarios never leave this
+        // machine, so they trigger by hand unless they name a loopback base themselves.
+        if let Some(triggers) = policy["spec"]["triggers"].as_object_mut() {
+            triggers.remove("baseImage");
         }
         merge(&mut policy["spec"], changes);
         let api: Api<ImagePolicy> = Api::namespaced(self.admin.clone(), &self.ns);
@@ -528,6 +544,36 @@ impl ControllerProcess {
         let log = self.log.with_extension(format!("{}.log", PORT.fetch_add(1, Ordering::SeqCst)));
         *self =
             Self::spawn(self.binary.clone(), self.kubeconfig.clone(), self.namespace.clone(), log, self.args.clone());
+    }
+
+    /// The sum of the metric family `name` (for example `tidegate_status_writes_total`) whose
+    /// labels contain `labels`.
+    pub async fn metric(&self, name: &str, labels: &str) -> u64 {
+        let text = http(&format!("{}/metrics", self.metrics), None).await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    }
+
+    /// Reconciles of `kind` run so far.
+    pub async fn reconciles(&self, kind: &str) -> u64 {
+        self.metric("tidegate_reconciles_total", &format!("kind=\"{kind}\"")).await
+    }
+
+    /// Waits until the controller has reconciled `kind` more than `before` times: proof that it
+    /// looked, so an assertion that it did nothing means something.
+    pub async fn reconciled_since(&self, kind: &str, before: u64) {
+        wait(&format!("the controller to reconcile a {kind}"), MINUTE, || async {
+            (self.reconciles(kind).await > before).then_some(())
+        })
+        .await
+    }
+
+    /// Whether the log contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).unwrap_or_default().contains(text)
     }
 
     /// The end of the log, for failure messages.
