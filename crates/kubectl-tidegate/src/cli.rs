@@ -16,10 +16,14 @@ Everything up to staging is automatic; production changes only when people appro
 This plugin records approvals, rejections and rollback requests as annotations on the Promotion \
 (tidegate.dev/approved-by, tidegate.dev/rejected-by, tidegate.dev/rollback-requested-by), always \
 under your own authenticated user name, exactly as `kubectl annotate` would. The cluster's approval \
-policy checks that the name is yours and that you hold the `approve` verb on promotions.tidegate.dev.",
+policy checks that the name is yours and that you hold the `approve` verb on promotions.tidegate.dev.\n\n\
+`approve` and `rollback` change production: they first print what changes (digest, image, Release and its \
+scan, production targets, and any WARNING) and ask on the terminal. `--yes` (`-y`) skips the question; without \
+a terminal on standard input and without `--yes` they refuse and write nothing.",
     after_help = "Examples:\n  \
 kubectl tidegate status -n shop\n  \
 kubectl tidegate approve shop-app-base-7bde398e02aa -n shop\n  \
+kubectl tidegate approve shop-app-base-7bde398e02aa -n shop --yes   # no question\n  \
 kubectl tidegate reject shop-app-base-7bde398e02aa --reason \"breaks checkout\"\n  \
 kubectl tidegate rollback shop-app            # the policy's Monitoring or newest Succeeded Promotion\n  \
 kubectl tidegate history shop-app"
@@ -51,16 +55,32 @@ pub struct GlobalArgs {
 /// The plugin's commands.
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
-    /// Approve a Promotion: add your user name to its tidegate.dev/approved-by list.
+    /// Approve a Promotion: show what it puts in production, ask, then add your user name to its
+    /// tidegate.dev/approved-by list.
+    ///
+    /// First it prints the Promotion, the exact digest and image (`<image>@<digest>`), the
+    /// ImagePolicy, the Release with its phase, scan summary and staging tests, the approvals so
+    /// far against those required, and the production workloads it will change (the rules frozen
+    /// when the Promotion opened, else the ImagePolicy's workloads the Promotion names). A Release
+    /// that is missing, not Verified or for another digest, blocking findings and failed tests are
+    /// printed as WARNING lines. Then it asks `Approve <digest> for production? [y/N]`; anything
+    /// but y or yes writes nothing and exits 1. Without a terminal on standard input it refuses
+    /// unless you pass --yes.
     ///
     /// Your name comes from the API server (a SelfSubjectReview), never from a flag. Approving
-    /// twice is a no-op. A Promotion that has finished (Succeeded, RolledBack, Rejected, Expired,
-    /// Superseded, Failed), that was rejected, or that you requested yourself cannot be approved.
-    #[command(after_help = "Example:\n  kubectl tidegate approve shop-app-base-7bde398e02aa -n shop")]
+    /// twice is a no-op and asks nothing. A Promotion that has finished (Succeeded, RolledBack,
+    /// Rejected, Expired, Superseded, Failed), that was rejected, or that you requested yourself
+    /// cannot be approved.
+    #[command(after_help = "Examples:\n  kubectl tidegate approve shop-app-base-7bde398e02aa -n shop\n  \
+kubectl tidegate approve shop-app-base-7bde398e02aa -n shop --yes   # no question, e.g. in a script")]
     Approve {
         /// Name of the Promotion.
         #[arg(value_name = "PROMOTION")]
         promotion: String,
+        /// Approve without asking. The summary is still printed. Needed when standard input is
+        /// not a terminal.
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Reject a Promotion: set tidegate.dev/rejected-by to your user name.
     ///
@@ -78,18 +98,26 @@ pub enum Command {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
-    /// Ask for a rollback: set tidegate.dev/rollback-requested-by to your user name.
+    /// Ask for a rollback: show the digest production runs and the one it goes back to, ask,
+    /// then set tidegate.dev/rollback-requested-by to your user name.
     ///
     /// Given a Promotion, that one. Given an ImagePolicy, its Promotion in Monitoring, or else its
     /// newest Succeeded one. Write `promotion/NAME` or `imagepolicy/NAME` when a name is both.
-    /// The controller restores the previous production digest.
+    /// The controller restores the digest production ran before the Promotion
+    /// (status.previousDigest). It asks `Roll back production to <digest>? [y/N]`; anything but
+    /// y or yes writes nothing and exits 1. Without a terminal on standard input it refuses unless
+    /// you pass --yes. Asking again once a rollback was requested is a no-op and asks nothing.
     #[command(
-        after_help = "Examples:\n  kubectl tidegate rollback shop-app\n  kubectl tidegate rollback promotion/shop-app-base-7bde398e02aa"
+        after_help = "Examples:\n  kubectl tidegate rollback shop-app\n  kubectl tidegate rollback promotion/shop-app-base-7bde398e02aa --yes"
     )]
     Rollback {
         /// An ImagePolicy or a Promotion (`imagepolicy/NAME`, `promotion/NAME` to be explicit).
         #[arg(value_name = "POLICY_OR_PROMOTION")]
         target: String,
+        /// Request the rollback without asking. The summary is still printed. Needed when
+        /// standard input is not a terminal.
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Show each ImagePolicy as a tree: image, production and staging digests, its Releases
     /// (newest first) and their Promotions.
@@ -126,5 +154,16 @@ mod tests {
             .expect("parses");
         assert_eq!(cli.global.kubeconfig, Some(PathBuf::from("/tmp/k")));
         assert!(matches!(cli.command, Command::Reject { reason: Some(ref r), .. } if r == "no"));
+    }
+
+    #[test]
+    fn approve_and_rollback_ask_unless_yes() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).expect("parses").command;
+        assert!(matches!(parse(&["kubectl-tidegate", "approve", "p1"]), Command::Approve { yes: false, .. }));
+        assert!(matches!(parse(&["kubectl-tidegate", "approve", "p1", "--yes"]), Command::Approve { yes: true, .. }));
+        assert!(matches!(parse(&["kubectl-tidegate", "approve", "-y", "p1"]), Command::Approve { yes: true, .. }));
+        assert!(matches!(parse(&["kubectl-tidegate", "rollback", "app"]), Command::Rollback { yes: false, .. }));
+        assert!(matches!(parse(&["kubectl-tidegate", "rollback", "app", "-y"]), Command::Rollback { yes: true, .. }));
+        assert!(Cli::try_parse_from(["kubectl-tidegate", "reject", "p1", "--yes"]).is_err(), "reject does not ask");
     }
 }

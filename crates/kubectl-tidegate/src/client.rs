@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tidegate_api::Promotion;
 
 use crate::cli::GlobalArgs;
+use crate::summary::Lookup;
 
 /// Field manager recorded on every change the plugin makes.
 pub const FIELD_MANAGER: &str = "kubectl-tidegate";
@@ -87,6 +88,20 @@ impl Session {
         <K as kube::Resource>::DynamicType: Default,
     {
         self.api::<K>().get_opt(name).await.map_err(|e| self.explain(e, what))
+    }
+
+    /// Reads one object for a summary: missing and unreadable (forbidden, unreachable) are
+    /// answers to show, not errors.
+    pub async fn lookup<K>(&self, name: &str, what: &str) -> Lookup<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match self.api::<K>().get_opt(name).await {
+            Ok(Some(object)) => Lookup::Found(object),
+            Ok(None) => Lookup::Missing,
+            Err(error) => Lookup::Unreadable(crate::render::error_line(&self.explain(error, what))),
+        }
     }
 
     /// Lists every object of a kind in the namespace; `what` names them in errors.

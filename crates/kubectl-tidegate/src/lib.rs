@@ -6,19 +6,26 @@
 //! own authenticated name (learned from a `SelfSubjectReview`), so the server-side approval
 //! policy and the controller see exactly what `kubectl annotate` would have written.
 //!
+//! `approve` and `rollback` change production, so they first show what they change (digest,
+//! image, Release, scan, targets, warnings) and ask on the terminal; `--yes` skips the question,
+//! and without a terminal and without `--yes` they refuse.
+//!
 //! Modules: [`cli`] (arguments), [`client`] (kubeconfig, namespace, identity, errors, the
 //! conflict-retrying annotation patch), one module per command, [`promotions`] (pure rules about
-//! phases, approver lists and rollback targets) and [`render`] (pure text formatting).
+//! phases, approver lists and rollback targets), [`summary`] (what `approve` and `rollback` show,
+//! built from the objects), [`confirm`] (the question) and [`render`] (pure text formatting).
 
 pub mod approve;
 pub mod cli;
 pub mod client;
+pub mod confirm;
 pub mod history;
 pub mod promotions;
 pub mod reject;
 pub mod render;
 pub mod rollback;
 pub mod status;
+pub mod summary;
 
 pub use cli::{Cli, Command, GlobalArgs};
 
@@ -26,9 +33,9 @@ pub use cli::{Cli, Command, GlobalArgs};
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
     let session = client::Session::connect(&cli.global).await?;
     match cli.command {
-        Command::Approve { promotion } => approve::run(&session, &promotion).await,
+        Command::Approve { promotion, yes } => approve::run(&session, &promotion, yes).await,
         Command::Reject { promotion, reason } => reject::run(&session, &promotion, reason.as_deref()).await,
-        Command::Rollback { target } => rollback::run(&session, &target).await,
+        Command::Rollback { target, yes } => rollback::run(&session, &target, yes).await,
         Command::Status { policy } => status::run(&session, policy.as_deref(), render::use_colour()).await,
         Command::History { policy } => history::run(&session, &policy).await,
     }

@@ -353,6 +353,238 @@ pub fn approval(qualified: &str, user: &str, approvers: usize, required: Option<
     format!("promotion {qualified} {verb} by {user} ({count})\n")
 }
 
+/// One production target, as a summary lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetView {
+    /// The workload's name in the policy.
+    pub workload: String,
+    /// `production.kubernetes.kind`, `-` when the target is not a Kubernetes object.
+    pub kind: String,
+    /// `namespace/name` of the production object, or a note.
+    pub object: String,
+}
+
+/// The production targets a command changes, and where the list comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Targets {
+    /// The Promotion's `status.rules.workloads`, frozen when it opened: what the controller uses.
+    Frozen(Vec<TargetView>),
+    /// The ImagePolicy's `spec.workloads` (those the Promotion's `spec.workloads` names): the
+    /// controller freezes these when it first sees the Promotion.
+    Policy(Vec<TargetView>),
+    /// Neither the frozen rules nor the policy could be read.
+    #[default]
+    Unknown,
+}
+
+/// What a summary says about the Release behind a Promotion.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseFacts {
+    /// `spec.release` of the Promotion.
+    pub name: String,
+    /// `status.phase`; `None` when the Release is missing or unreadable.
+    pub phase: Option<String>,
+    /// `status.scan`.
+    pub scan: Option<tidegate_api::release::ScanSummary>,
+    /// How many staging tests passed.
+    pub tests_passed: usize,
+    /// The names of the staging tests that failed.
+    pub tests_failed: Vec<String>,
+}
+
+/// What `approve` shows before it writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApprovalSummary {
+    /// `namespace/name` of the Promotion.
+    pub promotion: String,
+    /// Its phase.
+    pub phase: String,
+    /// Who approves.
+    pub user: String,
+    /// `spec.digest`.
+    pub digest: String,
+    /// `<image>@<digest>`, when the repository is known.
+    pub image: Option<String>,
+    /// `spec.policy`.
+    pub policy: String,
+    /// The Release.
+    pub release: ReleaseFacts,
+    /// Names in `tidegate.dev/approved-by`, in order.
+    pub approvers: Vec<String>,
+    /// `status.approvedBy`: approvals the controller accepted.
+    pub accepted: Vec<String>,
+    /// Approvals needed, when known.
+    pub required: Option<i32>,
+    /// How long each approval counts, when known.
+    pub valid_for: Option<String>,
+    /// The production targets.
+    pub targets: Targets,
+    /// What the approver must not miss.
+    pub warnings: Vec<String>,
+}
+
+/// What `rollback` shows before it writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RollbackSummary {
+    /// `namespace/name` of the Promotion.
+    pub promotion: String,
+    /// Its phase.
+    pub phase: String,
+    /// Who asks.
+    pub user: String,
+    /// `spec.policy`.
+    pub policy: String,
+    /// The repository, when known.
+    pub image: Option<String>,
+    /// The Promotion's `spec.digest`.
+    pub promotion_digest: String,
+    /// The policy's `status.productionDigest`, when known.
+    pub production: Option<String>,
+    /// The Promotion's `status.previousDigest`: where production goes back to.
+    pub back_to: Option<String>,
+    /// The production targets.
+    pub targets: Targets,
+    /// What the requester must not miss.
+    pub warnings: Vec<String>,
+}
+
+fn field(out: &mut String, label: &str, value: &str) {
+    let _ = writeln!(out, "  {label:<10}  {value}");
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn targets_lines(out: &mut String, targets: &Targets) {
+    let (list, source) = match targets {
+        Targets::Frozen(list) => (list, "frozen when the Promotion opened"),
+        Targets::Policy(list) => (list, "from the ImagePolicy; the Promotion's rules are not frozen yet"),
+        Targets::Unknown => return field(out, "production", "targets unknown"),
+    };
+    if list.is_empty() {
+        return field(out, "production", &format!("no targets ({source})"));
+    }
+    field(out, "production", &format!("{} ({source}):", plural(list.len(), "target", "targets")));
+    let rows: Vec<Vec<String>> =
+        list.iter().map(|t| vec![format!("    {}", t.workload), t.kind.clone(), t.object.clone()]).collect();
+    for line in align(&rows, false) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn warnings_lines(out: &mut String, warnings: &[String]) {
+    for warning in warnings {
+        let _ = writeln!(out, "WARNING: {}", one_line(warning));
+    }
+}
+
+/// `0 blocking; critical 0, high 1, medium 3, low 2; trivyReport, finished …`.
+pub fn scan_line(scan: &tidegate_api::release::ScanSummary) -> String {
+    let mut line = format!("{} blocking", scan.blocking);
+    if !scan.blocking_ids.is_empty() {
+        let shown: Vec<&str> = scan.blocking_ids.iter().take(5).map(String::as_str).collect();
+        line.push_str(&format!(" ({}", shown.join(", ")));
+        if scan.blocking_ids.len() > shown.len() {
+            line.push_str(&format!(" and {} more", scan.blocking_ids.len() - shown.len()));
+        }
+        line.push(')');
+    }
+    line.push_str(&format!(
+        "; critical {}, high {}, medium {}, low {}",
+        scan.critical, scan.high, scan.medium, scan.low
+    ));
+    let mut by = Vec::new();
+    if let Some(scanner) = scan.scanner.as_deref().filter(|s| !s.is_empty()) {
+        by.push(scanner.to_string());
+    }
+    if let Some(finished) = &scan.finished_at {
+        by.push(format!("finished {}", timestamp(finished.0.as_second())));
+    }
+    if !by.is_empty() {
+        line.push_str(&format!("; {}", by.join(", ")));
+    }
+    line
+}
+
+/// The summary `approve` prints before it asks.
+pub fn approval_summary(s: &ApprovalSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "About to approve promotion {} as {}", s.promotion, s.user);
+    field(&mut out, "phase", &s.phase);
+    field(&mut out, "digest", &s.digest);
+    field(&mut out, "image", s.image.as_deref().unwrap_or("unknown"));
+    field(&mut out, "policy", &s.policy);
+    let release = &s.release;
+    match &release.phase {
+        Some(phase) => {
+            field(&mut out, "release", &format!("{}, {phase}", release.name));
+            field(&mut out, "scan", &release.scan.as_ref().map_or_else(|| "none recorded".to_string(), scan_line));
+            let tests = match (release.tests_passed, release.tests_failed.as_slice()) {
+                (0, []) => "none recorded".to_string(),
+                (passed, []) => format!("{passed} passed"),
+                (passed, failed) => format!("{passed} passed, {} failed ({})", failed.len(), failed.join(", ")),
+            };
+            field(&mut out, "tests", &tests);
+        }
+        None => {
+            field(&mut out, "release", &format!("{}, unknown", release.name));
+            field(&mut out, "scan", "unknown");
+        }
+    }
+    let so_far = match s.approvers.as_slice() {
+        [] => "none so far".to_string(),
+        names => format!("{} so far ({})", names.len(), names.join(",")),
+    };
+    let mut approvals = match s.required {
+        Some(required) => format!("{so_far}, {required} required; yours makes {}", s.approvers.len() + 1),
+        None => format!("{so_far}; yours makes {}; the number required is unknown", s.approvers.len() + 1),
+    };
+    if let Some(valid_for) = &s.valid_for {
+        approvals.push_str(&format!("; each counts for {valid_for}"));
+    }
+    field(&mut out, "approvals", &approvals);
+    if !s.accepted.is_empty() && s.accepted != s.approvers {
+        field(&mut out, "accepted", &format!("{} (by the controller)", s.accepted.join(",")));
+    }
+    targets_lines(&mut out, &s.targets);
+    warnings_lines(&mut out, &s.warnings);
+    out
+}
+
+/// The summary `rollback` prints before it asks.
+pub fn rollback_summary(s: &RollbackSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "About to request a rollback of promotion {} as {}", s.promotion, s.user);
+    field(&mut out, "phase", &s.phase);
+    field(&mut out, "policy", &s.policy);
+    field(&mut out, "image", s.image.as_deref().unwrap_or("unknown"));
+    match &s.production {
+        Some(production) if *production == s.promotion_digest => {
+            field(&mut out, "current", &format!("{production} (production now, from this Promotion)"));
+        }
+        Some(production) => {
+            field(&mut out, "current", &format!("{production} (production now)"));
+            field(&mut out, "promotion", &format!("{} (this Promotion's digest)", s.promotion_digest));
+        }
+        None => field(
+            &mut out,
+            "current",
+            &format!(
+                "{} (this Promotion's digest; the policy does not record what production runs)",
+                s.promotion_digest
+            ),
+        ),
+    }
+    match &s.back_to {
+        Some(back_to) => field(&mut out, "back to", &format!("{back_to} (what production ran before this Promotion)")),
+        None => field(&mut out, "back to", "unknown"),
+    }
+    targets_lines(&mut out, &s.targets);
+    warnings_lines(&mut out, &s.warnings);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,10 @@ use anyhow::{anyhow, bail};
 use tidegate_api::{ANNOTATION_ROLLBACK_REQUESTED_BY, ImagePolicy, Promotion};
 
 use crate::client::{Session, Step, update_promotion};
+use crate::confirm::{self, Request};
 use crate::promotions::{annotation, annotations, check_rollback, rollback_target};
-use crate::render::short_digest;
+use crate::render::{self, short_digest};
+use crate::summary::{self, Lookup};
 
 /// What the argument names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +37,37 @@ pub fn parse_target(argument: &str) -> Result<Target<'_>, String> {
     }
 }
 
-/// Resolves the target and sets `tidegate.dev/rollback-requested-by` to the caller.
-pub async fn run(session: &Session, argument: &str) -> anyhow::Result<String> {
+/// Resolves the target, shows the digest production runs now and the one it goes back to, asks
+/// unless `yes`, then sets `tidegate.dev/rollback-requested-by` to the caller. A rollback that
+/// was already requested writes nothing and asks nothing.
+pub async fn run(session: &Session, argument: &str, yes: bool) -> anyhow::Result<String> {
     let target = parse_target(argument).map_err(|e| anyhow!(e))?;
     let user = session.whoami().await?;
-    let (promotion, policy) = resolve(session, target).await?;
-    let name = promotion.metadata.name.clone().unwrap_or_default();
+    let (shown, policy) = resolve(session, target).await?;
+    let name = shown.metadata.name.clone().unwrap_or_default();
     let qualified = session.qualified(&name);
-    let production = policy.and_then(|p| p.status).and_then(|s| s.production_digest);
-    update_promotion(session, &name, |promotion| {
+    let production = policy.found().and_then(|p| p.status.as_ref()).and_then(|s| s.production_digest.clone());
+    // Refusals and the no-op come before any question.
+    check_rollback(&shown, &qualified, production.as_deref()).map_err(|e| anyhow!(e))?;
+    if let Some(by) = annotation(&shown.metadata, ANNOTATION_ROLLBACK_REQUESTED_BY) {
+        return Ok(already(&qualified, by));
+    }
+    let facts = summary::rollback(&shown, &policy, &session.namespace, &user);
+    let text = render::rollback_summary(&facts);
+    let question = match &facts.back_to {
+        Some(back_to) => format!("Roll back production to {back_to}?"),
+        None => format!("Request a rollback of promotion {qualified}?"),
+    };
+    let declined = format!("no rollback of promotion {qualified} was requested: nothing was written");
+    let shown_summary =
+        confirm::confirm(yes, Request { summary: &text, question: &question, verb: "roll back", declined: &declined })
+            .await?;
+
+    let outcome = update_promotion(session, &name, |promotion| {
+        summary::still_shown(promotion, &shown, &facts.targets, &session.namespace).map_err(|e| anyhow!(e))?;
         check_rollback(promotion, &qualified, production.as_deref()).map_err(|e| anyhow!(e))?;
         if let Some(by) = annotation(&promotion.metadata, ANNOTATION_ROLLBACK_REQUESTED_BY) {
-            return Ok(Step::Stop(format!("rollback of promotion {qualified} already requested by {by}\n")));
+            return Ok(Step::Stop(already(&qualified, by)));
         }
         let back_to = promotion
             .status
@@ -61,22 +82,27 @@ pub async fn run(session: &Session, argument: &str) -> anyhow::Result<String> {
             ),
         })
     })
-    .await
+    .await?;
+    Ok(shown_summary + &outcome)
 }
 
-/// The Promotion to roll back, and its policy when readable.
-async fn resolve(session: &Session, target: Target<'_>) -> anyhow::Result<(Promotion, Option<ImagePolicy>)> {
+fn already(qualified: &str, by: &str) -> String {
+    format!("rollback of promotion {qualified} already requested by {by}\n")
+}
+
+/// The Promotion to roll back, and its policy as it could be read.
+async fn resolve(session: &Session, target: Target<'_>) -> anyhow::Result<(Promotion, Lookup<ImagePolicy>)> {
     let promotion_what = |name: &str| format!("promotion {}", session.qualified(name));
     let policy_what = |name: &str| format!("imagepolicy {}", session.qualified(name));
     match target {
         Target::Promotion(name) => {
             let promotion: Promotion = session.get(name, &promotion_what(name)).await?;
-            let policy = session.api::<ImagePolicy>().get(&promotion.spec.policy).await.ok();
+            let policy = session.lookup(&promotion.spec.policy, &policy_what(&promotion.spec.policy)).await;
             Ok((promotion, policy))
         }
         Target::Policy(name) => {
             let policy: ImagePolicy = session.get(name, &policy_what(name)).await?;
-            Ok((pick(session, name).await?, Some(policy)))
+            Ok((pick(session, name).await?, Lookup::Found(policy)))
         }
         Target::Either(name) => match session.get_opt::<Promotion>(name, &promotion_what(name)).await? {
             Some(promotion) => {
@@ -86,11 +112,11 @@ async fn resolve(session: &Session, target: Target<'_>) -> anyhow::Result<(Promo
                         session.namespace
                     );
                 }
-                let policy = session.api::<ImagePolicy>().get(&promotion.spec.policy).await.ok();
+                let policy = session.lookup(&promotion.spec.policy, &policy_what(&promotion.spec.policy)).await;
                 Ok((promotion, policy))
             }
             None => match session.get_opt::<ImagePolicy>(name, &policy_what(name)).await? {
-                Some(policy) => Ok((pick(session, name).await?, Some(policy))),
+                Some(policy) => Ok((pick(session, name).await?, Lookup::Found(policy))),
                 None => bail!("no Promotion or ImagePolicy named {name} in namespace {}", session.namespace),
             },
         },

@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::{DIGEST_A, DIGEST_B, DIGEST_C, Ns, kubeconfig_file, run_plugin};
 use serde_json::json;
 use tidegate_api::{
-    ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON, ANNOTATION_ROLLBACK_REQUESTED_BY,
+    ANNOTATION_APPROVED_BY, ANNOTATION_APPROVER_GROUPS, ANNOTATION_REJECTED_BY, ANNOTATION_REJECTION_REASON,
+    ANNOTATION_ROLLBACK_REQUESTED_BY,
 };
 
 const PROMOTION: &str = "shop-app-manual-1";
@@ -19,17 +20,54 @@ async fn approve_appends_the_callers_name_in_order_and_only_once() {
     let ns = Ns::new("plugin-approve").await;
     ns.policy("shop-app", 2).await;
     ns.example_releases().await;
+    ns.verified_release("shop-app-manual-1", DIGEST_B).await;
     ns.promotion(PROMOTION, "shop-app", "shop-app-manual-1", DIGEST_B).await;
 
-    let out = ns.run_as("alice", &["approve", PROMOTION]).await;
-    assert_eq!(out.ok(), "promotion plugin-approve/shop-app-manual-1 approved by alice (1 of 2 approvals)\n");
+    // Before the controller froze its rules, the targets are the policy's workloads it names.
+    let out = ns.run_as("alice", &["approve", PROMOTION, "--yes"]).await;
+    let text = out.ok();
+    let expected = format!(
+        "\
+About to approve promotion plugin-approve/shop-app-manual-1 as alice
+  phase       AwaitingApproval
+  digest      {DIGEST_B}
+  image       registry.example.com/shop/app@{DIGEST_B}
+  policy      shop-app
+  release     shop-app-manual-1, Verified
+  scan        0 blocking; critical 0, high 1, medium 2, low 3; trivyReport
+  tests       1 passed
+  approvals   none so far, 2 required; yours makes 1; each counts for 24h
+  production  3 targets (from the ImagePolicy; the Promotion's rules are not frozen yet):
+    web             Deployment  shop/web
+    worker          Deployment  shop/worker
+    nightly-report  CronJob     shop/nightly-report
+promotion plugin-approve/shop-app-manual-1 approved by alice (1 of 2 approvals)
+"
+    );
+    assert_eq!(text, expected, "\n{text}");
     assert_eq!(ns.annotation(PROMOTION, ANNOTATION_APPROVED_BY).await.as_deref(), Some("alice"));
+    // The groups that go with an approval are the admission policy's to record, never the plugin's.
+    assert_eq!(ns.annotation(PROMOTION, ANNOTATION_APPROVER_GROUPS).await, None);
 
-    let out = ns.run_as("bob", &["approve", PROMOTION]).await;
-    assert_eq!(out.ok(), "promotion plugin-approve/shop-app-manual-1 approved by bob (2 of 2 approvals)\n");
+    // Once frozen, the frozen targets are what is shown.
+    ns.freeze(PROMOTION, &["web"], "shop-prod", 2).await;
+    let out = ns.run_as("bob", &["approve", PROMOTION, "-y"]).await;
+    let text = out.ok();
+    assert!(
+        text.contains(
+            "  approvals   1 so far (alice), 2 required; yours makes 2; each counts for 24h\n  \
+production  1 target (frozen when the Promotion opened):\n    web  Deployment  shop-prod/web\n"
+        ),
+        "\n{text}"
+    );
+    assert!(!text.contains("WARNING"), "\n{text}");
+    assert!(
+        text.ends_with("promotion plugin-approve/shop-app-manual-1 approved by bob (2 of 2 approvals)\n"),
+        "{text}"
+    );
     assert_eq!(ns.annotation(PROMOTION, ANNOTATION_APPROVED_BY).await.as_deref(), Some("alice,bob"));
 
-    // Approving twice changes nothing at all, not even the resourceVersion.
+    // Approving twice changes nothing at all, not even the resourceVersion, and asks nothing.
     let before = ns.get_promotion(PROMOTION).await.metadata.resource_version;
     let out = ns.run_as("alice", &["approve", PROMOTION]).await;
     assert_eq!(out.ok(), "promotion plugin-approve/shop-app-manual-1 already approved by alice (2 of 2 approvals)\n");
@@ -39,6 +77,136 @@ async fn approve_appends_the_callers_name_in_order_and_only_once() {
         after.metadata.annotations.and_then(|a| a.get(ANNOTATION_APPROVED_BY).cloned()).as_deref(),
         Some("alice,bob")
     );
+}
+
+#[tokio::test]
+async fn approve_without_a_terminal_and_without_yes_writes_nothing() {
+    let ns = Ns::new("plugin-no-tty").await;
+    ns.policy("shop-app", 1).await;
+    ns.example_releases().await;
+    ns.verified_release("shop-app-manual-1", DIGEST_B).await;
+    ns.promotion(PROMOTION, "shop-app", "shop-app-manual-1", DIGEST_B).await;
+    ns.promotion("live", "shop-app", "shop-app-manual-1", DIGEST_C).await;
+    ns.promotion_status("live", json!({"phase": "Monitoring", "previousDigest": DIGEST_B})).await;
+    let before = ns.get_promotion(PROMOTION).await.metadata.resource_version;
+
+    // Standard input is /dev/null.
+    let error = ns.run_as("alice", &["approve", PROMOTION]).await;
+    assert_eq!(error.failed(), "error: stdin is not a terminal: pass --yes to approve without a prompt");
+    // A "y" from a pipe is not an answer either.
+    let error = ns.run_piped("alice", &["approve", PROMOTION], "y\n").await;
+    assert_eq!(error.failed(), "error: stdin is not a terminal: pass --yes to approve without a prompt");
+    let error = ns.run_piped("dave", &["rollback", "promotion/live"], "yes\n").await;
+    assert_eq!(error.failed(), "error: stdin is not a terminal: pass --yes to roll back without a prompt");
+
+    assert_eq!(ns.get_promotion(PROMOTION).await.metadata.resource_version, before, "nothing written");
+    assert_eq!(ns.annotation(PROMOTION, ANNOTATION_APPROVED_BY).await, None);
+    assert_eq!(ns.annotation("live", ANNOTATION_ROLLBACK_REQUESTED_BY).await, None);
+}
+
+#[tokio::test]
+async fn approve_on_a_terminal_asks_and_only_yes_writes() {
+    let ns = Ns::new("plugin-tty").await;
+    ns.policy("shop-app", 1).await;
+    ns.example_releases().await;
+    ns.verified_release("shop-app-manual-1", DIGEST_B).await;
+    ns.promotion(PROMOTION, "shop-app", "shop-app-manual-1", DIGEST_B).await;
+    let question = format!("Approve {DIGEST_B} for production? [y/N]");
+
+    let Some(no) = ns.run_in_terminal("alice", &["approve", PROMOTION], "n\n", None).await else {
+        eprintln!("skipped: util-linux `script` cannot run here, so no pseudo-terminal");
+        return;
+    };
+    println!("{}", no.stdout);
+    assert_eq!(no.code, 1, "{no:#?}");
+    assert!(no.stdout.contains("About to approve promotion plugin-tty/shop-app-manual-1 as alice\n"), "{no:#?}");
+    assert!(no.stdout.contains(&format!("  digest      {DIGEST_B}\n")), "{no:#?}");
+    assert!(no.stdout.contains(&question), "{no:#?}");
+    assert!(
+        no.stdout.contains("error: promotion plugin-tty/shop-app-manual-1 was not approved: nothing was written"),
+        "{no:#?}"
+    );
+    assert_eq!(ns.annotation(PROMOTION, ANNOTATION_APPROVED_BY).await, None);
+
+    // An empty answer is no.
+    let empty = ns.run_in_terminal("alice", &["approve", PROMOTION], "\n", None).await.expect("script ran before");
+    assert_eq!(empty.code, 1, "{empty:#?}");
+    assert_eq!(ns.annotation(PROMOTION, ANNOTATION_APPROVED_BY).await, None);
+
+    let yes = ns.run_in_terminal("alice", &["approve", PROMOTION], "y\n", None).await.expect("script ran before");
+    assert_eq!(yes.code, 0, "{yes:#?}");
+    assert!(yes.stdout.contains(&question), "{yes:#?}");
+    assert!(
+        yes.stdout.contains("promotion plugin-tty/shop-app-manual-1 approved by alice (1 of 1 approval)\n"),
+        "{yes:#?}"
+    );
+    assert_eq!(ns.annotation(PROMOTION, ANNOTATION_APPROVED_BY).await.as_deref(), Some("alice"));
+
+    // With standard output redirected, the summary is repeated on standard error, so the person
+    // answering still sees what they approve; standard output gets the summary and the result.
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let out = ns.run_in_terminal("bob", &["approve", PROMOTION], "y\n", Some(file.path())).await.expect("script ran");
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("About to approve promotion plugin-tty/shop-app-manual-1 as bob\n"), "{out:#?}");
+    assert!(out.stdout.contains(&question), "{out:#?}");
+    let stdout = std::fs::read_to_string(file.path()).expect("stdout file");
+    assert!(stdout.starts_with("About to approve promotion plugin-tty/shop-app-manual-1 as bob\n"), "{stdout}");
+    assert!(stdout.ends_with("promotion plugin-tty/shop-app-manual-1 approved by bob (2 of 1 approval)\n"), "{stdout}");
+    assert!(!stdout.contains("[y/N]"), "the question is on standard error: {stdout}");
+
+    // A rollback asks the same way.
+    ns.promotion("live", "shop-app", "shop-app-manual-1", DIGEST_C).await;
+    ns.promotion_status("live", json!({"phase": "Monitoring", "previousDigest": DIGEST_B})).await;
+    let no =
+        ns.run_in_terminal("dave", &["rollback", "promotion/live"], "no\n", None).await.expect("script ran before");
+    println!("{}", no.stdout);
+    assert_eq!(no.code, 1, "{no:#?}");
+    assert!(no.stdout.contains(&format!("Roll back production to {DIGEST_B}? [y/N]")), "{no:#?}");
+    assert_eq!(ns.annotation("live", ANNOTATION_ROLLBACK_REQUESTED_BY).await, None);
+    let yes =
+        ns.run_in_terminal("dave", &["rollback", "promotion/live"], "yes\n", None).await.expect("script ran before");
+    assert_eq!(yes.code, 0, "{yes:#?}");
+    assert_eq!(ns.annotation("live", ANNOTATION_ROLLBACK_REQUESTED_BY).await.as_deref(), Some("dave"));
+}
+
+#[tokio::test]
+async fn approve_warns_about_a_release_that_is_missing_unverified_or_for_another_digest() {
+    let ns = Ns::new("plugin-warn").await;
+    ns.policy("shop-app", 1).await;
+    ns.example_releases().await;
+    ns.promotion("no-release", "shop-app", "gone", DIGEST_B).await;
+    ns.release_status(
+        "shop-app-base-7bde398e02aa",
+        json!({"phase": "Rejected", "digest": DIGEST_C, "scan": {"blocking": 2, "critical": 1, "high": 1, "blockingIds": ["CVE-2026-1", "CVE-2026-2"]}}),
+    )
+    .await;
+    ns.promotion("bad-release", "shop-app", "shop-app-base-7bde398e02aa", DIGEST_B).await;
+
+    let out = ns.run_as("alice", &["approve", "no-release", "--yes"]).await;
+    let text = out.ok();
+    assert!(text.contains("  release     gone, unknown\n  scan        unknown\n"), "\n{text}");
+    assert!(
+        text.contains(&format!(
+            "WARNING: release plugin-warn/gone does not exist: nothing shows that {DIGEST_B} passed its scan, signing and staging tests\n"
+        )),
+        "\n{text}"
+    );
+
+    let out = ns.run_as("alice", &["approve", "bad-release", "--yes"]).await;
+    let text = out.ok();
+    assert!(text.contains("  release     shop-app-base-7bde398e02aa, Rejected\n"), "\n{text}");
+    assert!(
+        text.contains("  scan        2 blocking (CVE-2026-1, CVE-2026-2); critical 1, high 1, medium 0, low 0\n"),
+        "\n{text}"
+    );
+    for warning in [
+        "WARNING: release plugin-warn/shop-app-base-7bde398e02aa is Rejected, not Verified".to_string(),
+        format!("WARNING: release plugin-warn/shop-app-base-7bde398e02aa is for {DIGEST_C}, not for {DIGEST_B}"),
+        "WARNING: the scan of release plugin-warn/shop-app-base-7bde398e02aa found 2 blocking findings\n".to_string(),
+    ] {
+        assert!(text.contains(&warning), "{warning:?} in\n{text}");
+    }
+    assert!(text.ends_with("promotion plugin-warn/bad-release approved by alice (1 of 1 approval)\n"), "{text}");
 }
 
 #[tokio::test]
@@ -54,23 +222,23 @@ async fn approve_refuses_finished_rejected_and_own_promotions_locally() {
     own["spec"]["requestedBy"] = json!("alice");
     ns.apply(own).await;
 
-    let error = ns.run_as("alice", &["approve", "finished"]).await;
+    let error = ns.run_as("alice", &["approve", "finished", "--yes"]).await;
     assert_eq!(
         error.failed(),
         "error: promotion plugin-refuse/finished is Succeeded; a finished Promotion cannot be approved (create a new Promotion instead)"
     );
-    let error = ns.run_as("alice", &["approve", "rejected"]).await;
+    let error = ns.run_as("alice", &["approve", "rejected", "--yes"]).await;
     assert!(error.failed().contains("was rejected by carol"), "{error:?}");
-    let error = ns.run_as("alice", &["approve", "own"]).await;
+    let error = ns.run_as("alice", &["approve", "own", "--yes"]).await;
     assert!(error.failed().contains("you (alice) requested promotion plugin-refuse/own"), "{error:?}");
     for name in ["finished", "rejected", "own"] {
         assert_eq!(ns.annotation(name, ANNOTATION_APPROVED_BY).await, None, "{name} untouched");
     }
     // Somebody else may approve the one alice requested.
-    ns.run_as("bob", &["approve", "own"]).await.ok();
+    ns.run_as("bob", &["approve", "own", "--yes"]).await.ok();
     assert_eq!(ns.annotation("own", ANNOTATION_APPROVED_BY).await.as_deref(), Some("bob"));
 
-    let error = ns.run_as("alice", &["approve", "nope"]).await;
+    let error = ns.run_as("alice", &["approve", "nope", "--yes"]).await;
     assert_eq!(error.failed(), "error: promotion plugin-refuse/nope not found");
 }
 
@@ -124,17 +292,44 @@ async fn rollback_of_a_policy_picks_monitoring_then_the_newest_succeeded() {
     ns.promotion_status("p-monitoring", json!({"phase": "Monitoring", "previousDigest": DIGEST_B})).await;
     ns.promotion("p-waiting", "shop-app", "r4", DIGEST_C).await;
 
-    let out = ns.run_as("dave", &["rollback", "shop-app"]).await;
-    assert_eq!(
-        out.ok(),
-        "rollback of promotion plugin-rollback/p-monitoring (sha256:7bde398e02aa) requested by dave; production returns to sha256:4c184c0d2577\n"
+    let out = ns.run_as("dave", &["rollback", "shop-app", "--yes"]).await;
+    let text = out.ok();
+    assert!(
+        text.starts_with("About to request a rollback of promotion plugin-rollback/p-monitoring as dave\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "  current     {DIGEST_C} (this Promotion's digest; the policy does not record what production runs)\n  \
+back to     {DIGEST_B} (what production ran before this Promotion)\n"
+        )),
+        "\n{text}"
+    );
+    assert!(
+        text.contains("  production  3 targets (from the ImagePolicy; the Promotion's rules are not frozen yet):\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "rollback of promotion plugin-rollback/p-monitoring (sha256:7bde398e02aa) requested by dave; production returns to sha256:4c184c0d2577\n"
+        ),
+        "{text}"
     );
     assert_eq!(ns.annotation("p-monitoring", ANNOTATION_ROLLBACK_REQUESTED_BY).await.as_deref(), Some("dave"));
 
     // Once that one rolled back, the policy means its newest Succeeded Promotion.
     ns.promotion_status("p-monitoring", json!({"phase": "RolledBack"})).await;
-    let out = ns.run_as("alice", &["rollback", "imagepolicy/shop-app"]).await;
-    assert!(out.ok().starts_with("rollback of promotion plugin-rollback/p-new "), "{out:?}");
+    ns.policy_status("shop-app", json!({"productionDigest": DIGEST_B})).await;
+    let out = ns.run_as("alice", &["rollback", "imagepolicy/shop-app", "-y"]).await;
+    let text = out.ok();
+    assert!(text.starts_with("About to request a rollback of promotion plugin-rollback/p-new as alice\n"), "{text}");
+    assert!(text.contains(&format!("  current     {DIGEST_B} (production now, from this Promotion)\n")), "{text}");
+    assert!(
+        text.contains(&format!("  back to     {DIGEST_A} (what production ran before this Promotion)\n")),
+        "{text}"
+    );
+    assert!(!text.contains("WARNING"), "{text}");
+    assert!(text.contains("\nrollback of promotion plugin-rollback/p-new "), "{text}");
     assert_eq!(ns.annotation("p-new", ANNOTATION_ROLLBACK_REQUESTED_BY).await.as_deref(), Some("alice"));
     assert_eq!(ns.annotation("p-old", ANNOTATION_ROLLBACK_REQUESTED_BY).await, None);
 
@@ -190,7 +385,7 @@ async fn status_shows_each_policy_as_a_tree() {
     )
     .await;
     ns.promotion(PROMOTION, "shop-app", "shop-app-manual-1", DIGEST_B).await;
-    ns.run_as("bob", &["approve", PROMOTION]).await.ok();
+    ns.run_as("bob", &["approve", PROMOTION, "--yes"]).await.ok();
 
     let out = ns.run_as("alice", &["status"]).await;
     let text = out.ok();
@@ -321,7 +516,7 @@ async fn a_user_without_rights_gets_one_clear_line() {
     ns.policy("shop-app", 1).await;
     ns.promotion(PROMOTION, "shop-app", "shop-app-manual-1", DIGEST_B).await;
 
-    let error = ns.run_as("mallory", &["approve", PROMOTION]).await;
+    let error = ns.run_as("mallory", &["approve", PROMOTION, "--yes"]).await;
     assert_eq!(
         error.failed(),
         "error: promotions.tidegate.dev \"shop-app-manual-1\" is forbidden: User \"mallory\" cannot get resource \"promotions\" in API group \"tidegate.dev\" in the namespace \"plugin-forbidden\""
@@ -339,8 +534,13 @@ async fn namespace_and_context_come_from_the_kubeconfig() {
 
     // No -n: the context's namespace.
     let kubeconfig = kubeconfig_file(ns.env, "alice", Some("plugin-context"));
-    let out = run_plugin(&kubeconfig, &["approve", PROMOTION]).await;
-    assert_eq!(out.ok(), "promotion plugin-context/shop-app-manual-1 approved by alice (1 of 1 approval)\n");
+    let out = run_plugin(&kubeconfig, &["approve", PROMOTION, "--yes"]).await;
+    let text = out.ok();
+    assert!(text.starts_with("About to approve promotion plugin-context/shop-app-manual-1 as alice\n"), "{text}");
+    assert!(
+        text.ends_with("promotion plugin-context/shop-app-manual-1 approved by alice (1 of 1 approval)\n"),
+        "{text}"
+    );
     // -n wins over the context.
     let out = run_plugin(&kubeconfig, &["-n", "default", "status"]).await;
     assert!(out.failed().contains("in the namespace \"default\""), "{out:?}");

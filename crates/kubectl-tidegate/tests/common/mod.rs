@@ -170,6 +170,56 @@ impl Ns {
         self.set_status::<ImagePolicy>(name, status).await;
     }
 
+    /// Marks a Release `Verified` for `digest`, scanned (nothing blocking) and tested, as the
+    /// controller would.
+    pub async fn verified_release(&self, name: &str, digest: &str) {
+        self.release_status(
+            name,
+            json!({
+                "phase": "Verified",
+                "digest": digest,
+                "image": format!("registry.example.com/shop/app@{digest}"),
+                "scan": {"scanner": "trivyReport", "blocking": 0, "critical": 0, "high": 1, "medium": 2, "low": 3},
+                "tests": [{"name": "health", "passed": true}],
+            }),
+        )
+        .await;
+    }
+
+    /// Freezes a Promotion's rules as the controller does when it first sees it: the documented
+    /// workloads named in `workloads`, each moved to production namespace `production`.
+    pub async fn freeze(&self, promotion: &str, workloads: &[&str], production: &str, required_approvals: i32) {
+        let policy = example("20-imagepolicy.yaml", "ImagePolicy", "shop-app");
+        let selected: Vec<Value> = workloads
+            .iter()
+            .map(|name| {
+                let mut w = policy["spec"]["workloads"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|w| w["name"] == *name))
+                    .unwrap_or_else(|| panic!("no workload {name} in the example policy"))
+                    .clone();
+                w["production"]["kubernetes"]["namespace"] = json!(production);
+                w
+            })
+            .collect();
+        self.promotion_status(
+            promotion,
+            json!({
+                "phase": "AwaitingApproval",
+                "rules": {
+                    "image": "registry.example.com/shop/app",
+                    "requiredApprovals": required_approvals,
+                    "approvalValidFor": "24h",
+                    "monitorWindow": "10m",
+                    "autoRollback": true,
+                    "workloads": selected,
+                    "frozenAt": "2026-01-01T10:00:00Z",
+                },
+            }),
+        )
+        .await;
+    }
+
     /// A Promotion as the admin reads it.
     pub async fn get_promotion(&self, name: &str) -> Promotion {
         let api: Api<Promotion> = Api::namespaced(self.client.clone(), &self.name);
@@ -181,13 +231,79 @@ impl Ns {
         self.get_promotion(promotion).await.metadata.annotations.and_then(|a| a.get(key).cloned())
     }
 
-    /// Runs the plugin as `user` with `-n <this namespace>` and `args`.
+    /// Runs the plugin as `user` with `-n <this namespace>` and `args`, standard input `/dev/null`.
     pub async fn run_as(&self, user: &str, args: &[&str]) -> Run {
         let kubeconfig = kubeconfig_file(self.env, user, None);
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
         run_plugin(&kubeconfig, &all).await
     }
+
+    /// Like [`Ns::run_as`], with `input` piped to standard input (a pipe, not a terminal).
+    pub async fn run_piped(&self, user: &str, args: &[&str], input: &str) -> Run {
+        let kubeconfig = kubeconfig_file(self.env, user, None);
+        let mut command = plugin_command(&kubeconfig);
+        command.args(["-n", self.name.as_str()]).args(args).stdin(Stdio::piped());
+        finish(command, input).await
+    }
+
+    /// Runs the plugin as `user` on a pseudo-terminal (util-linux `script`), typing `input`.
+    /// Standard output and standard error both arrive in `stdout`, with `\r\n` turned into `\n`;
+    /// with `stdout_to`, the plugin's standard output goes to that file instead of the terminal.
+    /// `None` when `script` cannot run here.
+    pub async fn run_in_terminal(
+        &self,
+        user: &str,
+        args: &[&str],
+        input: &str,
+        stdout_to: Option<&std::path::Path>,
+    ) -> Option<Run> {
+        let probe = tokio::process::Command::new("script").arg("--version").output().await;
+        if !probe.is_ok_and(|o| o.status.success()) {
+            return None;
+        }
+        let kubeconfig = kubeconfig_file(self.env, user, None);
+        let mut words = vec![
+            env!("CARGO_BIN_EXE_kubectl-tidegate").to_string(),
+            "--kubeconfig".to_string(),
+            kubeconfig.path().display().to_string(),
+            "-n".to_string(),
+            self.name.clone(),
+        ];
+        words.extend(args.iter().map(|a| a.to_string()));
+        if let Some(path) = stdout_to {
+            words.push(">".to_string());
+            words.push(path.display().to_string());
+        }
+        let quote = |w: &String| if w == ">" { w.clone() } else { format!("'{}'", w.replace('\'', "'\\''")) };
+        let line = words.iter().map(quote).collect::<Vec<_>>().join(" ");
+        let mut command = tokio::process::Command::new("script");
+        // -q: no banner; -e: the command's exit code; -c: the command; /dev/null: no typescript.
+        command.args(["-q", "-e", "-c", &line, "/dev/null"]).env_remove("KUBECONFIG").stdin(Stdio::piped());
+        let mut run = finish(command, input).await;
+        run.stdout = run.stdout.replace("\r\n", "\n");
+        Some(run)
+    }
+}
+
+async fn finish(mut command: tokio::process::Command, input: &str) -> Run {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the plugin runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("the plugin ends");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn plugin_command(kubeconfig: &tempfile::NamedTempFile) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-tidegate"));
+    command.arg("--kubeconfig").arg(kubeconfig.path()).env_remove("KUBECONFIG").env_remove("NO_COLOR");
+    command
 }
 
 /// A kubeconfig file for a fresh client certificate of `user`; with `namespace`, its context
@@ -205,16 +321,7 @@ pub fn kubeconfig_file(env: &TestEnv, user: &str, namespace: Option<&str>) -> te
 
 /// Runs the built binary with `--kubeconfig` and `args`, without the caller's kubectl setup.
 pub async fn run_plugin(kubeconfig: &tempfile::NamedTempFile, args: &[&str]) -> Run {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-tidegate"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig.path())
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the plugin runs");
+    let output = plugin_command(kubeconfig).args(args).stdin(Stdio::null()).output().await.expect("the plugin runs");
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
