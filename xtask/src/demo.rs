@@ -211,7 +211,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     step("Admission refuses what it must");
     kubectl.show_as_expect_failure(
         &mallory,
-        &["tidegate", "approve", &name, "-n", "shop"],
+        &["tidegate", "approve", &name, "-n", "shop", "--yes"],
         "mallory has no approve verb",
     )?;
     kubectl.show_as_expect_failure(
@@ -225,7 +225,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("    PATH={}:$PATH KUBECONFIG={} \\", bin.display(), alice.display());
     println!("      {} tidegate approve {name} -n shop", kubectl.binary.display());
     if args.approve {
-        kubectl.show_as(&alice, &["tidegate", "approve", &name, "-n", "shop"])?;
+        // --yes: the demo answers the confirmation itself (the summary is still printed).
+        kubectl.show_as(&alice, &["tidegate", "approve", &name, "-n", "shop", "--yes"])?;
     } else {
         println!("  Waiting for that approval (run the demo with --approve to do it automatically) …");
     }
