@@ -66,8 +66,8 @@ async fn only_approvals_the_controller_proves_move_production_under_frozen_rules
         "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]},
         "workloads": [{
             "name": "web", "kind": "http",
-            "staging": {"kubernetes": {"kind": "Deployment", "namespace": s.staging, "name": "web"}},
-            "production": {"kubernetes": {"kind": "Deployment", "namespace": prod, "name": "web"}}
+            "staging": {"kubernetes": {"kind": "Deployment", "namespace": s.staging, "name": "web", "service": "web"}},
+            "production": {"kubernetes": {"kind": "Deployment", "namespace": prod, "name": "web", "service": "web"}}
         }],
         "promotion": {"requiredApprovals": 2, "monitorWindow": "1m"}
     }))
@@ -153,7 +153,7 @@ async fn only_approvals_the_controller_proves_move_production_under_frozen_rules
         .await
         .expect("wake");
     s.promotion_in(PromotionPhase::Monitoring, 2 * MINUTE).await;
-    assert_eq!(production().await.map(|i| i.contains(&digest)), Some(true), "production runs the approved digest");
+    assert_eq!(production().await, Some(pinned(&digest)), "production runs the approved digest");
 
     // Deleting the Release neither deletes the Promotion nor stops its monitor window.
     let release = promotion.spec.release.clone();
