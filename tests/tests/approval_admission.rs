@@ -549,8 +549,12 @@ async fn the_controller_role_is_least_privilege() {
         ("update", "coordination.k8s.io", "leases", "", "tidegate-system", "tidegate-controller", true),
         ("update", "coordination.k8s.io", "leases", "", ns, "", false),
         ("create", "coordination.k8s.io", "leases", "", ns, "", false),
-        // Workloads: read only; every write goes through a namespace's deployer.
-        ("watch", "apps", "deployments", "", ns, "", true),
+        // Workloads, Jobs and ConfigMaps: no rights at all; everything goes through a namespace's
+        // deployer.
+        ("watch", "apps", "deployments", "", ns, "", false),
+        ("list", "batch", "jobs", "", ns, "", false),
+        ("get", "", "configmaps", "", ns, "", false),
+        ("list", "", "pods", "", ns, "", false),
         ("patch", "apps", "deployments", "", ns, "", false),
         ("create", "apps", "deployments", "", ns, "", false),
         ("patch", "", "services", "", ns, "", false),

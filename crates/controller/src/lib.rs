@@ -22,16 +22,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher as kube_watcher;
-use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
+use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
 use tidegate_providers::registry_builder::RegistryBuilder;
@@ -152,7 +150,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         access: Access::new(client.clone()),
         admission: AdmissionGuard::new(client.clone())?,
         builder,
-        scanner: Arc::new(ReportScanner::new(client.clone())),
+        scanner: Arc::new(ReportScanner::new(reach.clone())),
         signer,
         recorder: Recorder::new(client.clone(), MANAGER.into()),
         metrics: metrics.clone(),
@@ -180,15 +178,9 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let (release_api, promotion_api, policy_api) = api(&client);
     let releases = Controller::new(release_api.clone(), watch());
     let release_store = releases.store();
-    let (staging_store, job_store) = (release_store.clone(), release_store.clone());
     let releases = releases
-        // The workloads and Jobs a Release waits for wake it as soon as they change.
-        .watches(Api::<Deployment>::all(client.clone()), watch(), move |_| {
-            in_phase(&staging_store, &[ReleasePhase::Staging])
-        })
-        .watches(Api::<Job>::all(client.clone()), watch(), move |_| {
-            in_phase(&job_store, &[ReleasePhase::Building, ReleasePhase::Testing])
-        })
+        // The controller holds no rights on workloads or Jobs (not even to read them), so it does
+        // not watch them: a Release that waits for a rollout or a Job looks again every POLL.
         .watches(policy_api.clone(), watch(), move |policy| {
             let ns = policy.namespace();
             release_store
@@ -204,24 +196,9 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
 
     let promotions = Controller::new(promotion_api.clone(), watch());
     let promotion_store = promotions.store();
-    let rollout_store = promotion_store.clone();
     let promotions = promotions
-        // Production workloads wake the Promotions that are changing or watching them.
-        .watches(Api::<Deployment>::all(client.clone()), watch(), move |_| {
-            rollout_store
-                .state()
-                .iter()
-                .filter(|p| {
-                    p.status.as_ref().is_some_and(|s| {
-                        matches!(
-                            s.phase,
-                            PromotionPhase::Promoting | PromotionPhase::Monitoring | PromotionPhase::RolledBack
-                        )
-                    })
-                })
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        // Promotions that change or watch production look again every few seconds (see the
+        // planner's requeue): the controller cannot watch workloads it has no right to read.
         .watches(release_api.clone(), watch(), move |release| {
             let ns = release.namespace();
             promotion_store
@@ -255,16 +232,6 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         result = server => result??,
     }
     Ok(())
-}
-
-/// The Releases in one of `phases`, to wake when something they wait for changes.
-fn in_phase(store: &kube::runtime::reflector::Store<Release>, phases: &[ReleasePhase]) -> Vec<ObjectRef<Release>> {
-    store
-        .state()
-        .iter()
-        .filter(|r| r.status.as_ref().is_some_and(|s| phases.contains(&s.phase)))
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
 }
 
 fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {

@@ -38,20 +38,21 @@ pub const MAX_CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins
 /// Reads reports from ConfigMaps.
 #[derive(Clone)]
 pub struct ReportScanner {
-    client: kube::Client,
+    reach: std::sync::Arc<crate::authz::Reach>,
 }
 
 impl ReportScanner {
-    /// A scanner reading ConfigMaps with `client`.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
+    /// A scanner reading the policy namespace's ConfigMaps as that namespace's deployer (the
+    /// controller itself reads no ConfigMaps).
+    pub fn new(reach: std::sync::Arc<crate::authz::Reach>) -> Self {
+        Self { reach }
     }
 }
 
 #[async_trait::async_trait]
 impl Scanner for ReportScanner {
     async fn scan(&self, namespace: &str, image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<ConfigMap> = Api::namespaced(self.reach.client(namespace)?, namespace);
         let reports = api.list(&ListParams::default().labels(&format!("{LABEL_REPORT}=true"))).await?;
         let mut reports: Vec<ConfigMap> = reports
             .items
