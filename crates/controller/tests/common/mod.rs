@@ -418,6 +418,26 @@ subjects:
     )
     .await
     .expect("bind approvers");
+    admission_policies_in_force(admin).await;
+}
+
+/// Waits until the API server enforces the just-installed admission policies: it compiles each
+/// on its own, so for a moment the validating ones can be in force while the mutating one that
+/// records identities is not. A dry-run create runs the whole admission chain and stores nothing.
+async fn admission_policies_in_force(admin: &kube::Client) {
+    let releases: Api<Release> = Api::namespaced(admin.clone(), "default");
+    let probe: Release = serde_json::from_value(json!({
+        "apiVersion": "tidegate.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": "admission-probe", "namespace": "default"},
+        "spec": {"policy": "admission-probe", "reason": {"type": "Manual"}}
+    }))
+    .expect("probe release");
+    let params = PostParams { dry_run: true, ..Default::default() };
+    wait("the admission policies to be in force", MINUTE, || async {
+        let created = releases.create(&params, &probe).await.ok()?;
+        created.metadata.annotations?.get(tidegate_api::ANNOTATION_CREATED_BY).map(drop)
+    })
+    .await;
 }
 
 fn examples() -> PathBuf {
