@@ -193,8 +193,21 @@ async fn a_phase_or_rollback_target_written_into_status_moves_nothing() {
                 .expect("write status as its writer")
         }
     };
-    forge(json!({"phase": "Promoting"})).await;
-    let failed = s.promotion_in(PromotionPhase::Failed, MINUTE).await;
+    // The forger writes until the controller acts on the forged phase (a reconcile that read the
+    // status before the write may put the recorded phase back first).
+    let failed = loop {
+        let looked = controller.reconciles("Promotion").await;
+        forge(json!({"phase": "Promoting"})).await;
+        s.wake(&s.promotions(), &name).await;
+        controller.reconciled_since("Promotion", looked).await;
+        let current = s.promotions().get(&name).await.expect("get");
+        match current.status.as_ref().map(|st| st.phase) {
+            Some(PromotionPhase::AwaitingApproval) => continue,
+            Some(PromotionPhase::Promoting) => break s.promotion_in(PromotionPhase::Failed, MINUTE).await,
+            _ => break current,
+        }
+    };
+    assert_eq!(failed.status.as_ref().map(|st| st.phase), Some(PromotionPhase::Failed));
     let ready = failed.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Ready").expect("Ready");
     assert!(ready.message.contains("production write refused"), "{}", ready.message);
     assert_eq!(s.production().await, (Some(pinned(BEFORE)), Some(pinned(BEFORE)), Some(pinned(BEFORE))));
