@@ -251,8 +251,14 @@ async fn a_phase_or_rollback_target_written_into_status_moves_nothing() {
             break;
         }
     }
+    // The controller looks at the rollback request (twice, so a write would have happened) and
+    // refuses the target: production stays and the Promotion does not roll back.
+    let looked = controller.reconciles("Promotion").await;
     s.request_rollback(&alice, &second_name, "alice").await.expect("alice asks for a rollback");
-    s.approval_says(&second_name, "is refused").await;
+    controller.reconciled_since("Promotion", looked).await;
+    let looked = controller.reconciles("Promotion").await;
+    s.wake(&api, &second_name).await;
+    controller.reconciled_since("Promotion", looked).await;
     let (web, _, _) = s.production().await;
     assert_eq!(web, Some(pinned(&second)), "production stays on the approved digest");
     assert_eq!(
