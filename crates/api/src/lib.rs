@@ -24,5 +24,8 @@ pub use common::{
     approvers, recorded_groups,
 };
 pub use image_policy::{ImagePolicy, ImagePolicySpec, ImagePolicyStatus};
-pub use promotion::{AuditAction, AuditEntry, FrozenRules, Promotion, PromotionPhase, PromotionSpec, PromotionStatus};
+pub use promotion::{
+    AuditAction, AuditEntry, FrozenRules, Promotion, PromotionPhase, PromotionSpec, PromotionStatus, RecordEntry,
+    RecordEvent,
+};
 pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};

@@ -120,6 +120,12 @@ pub struct PromotionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub history: Vec<AuditEntry>,
+    /// The signed promotion records attached to the digest in the registry (OCI referrers
+    /// holding an in-toto statement, signed with Notary Project): one per event, in order.
+    /// Read them with `kubectl tidegate provenance IMAGE@DIGEST`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub records: Vec<RecordEntry>,
     /// Current conditions (`Approved`, `Healthy`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
@@ -156,6 +162,36 @@ pub enum AuditAction {
     Rejected,
     /// Set `tidegate.dev/rollback-requested-by`.
     RollbackRequested,
+}
+
+/// What a promotion record says happened to a digest.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordEvent {
+    /// Production ran the digest through a healthy monitor window.
+    Promoted,
+    /// Production was restored to the digest it ran before.
+    RolledBack,
+    /// The digest was refused before it reached production.
+    Rejected,
+}
+
+/// One promotion record the controller attached (or could not attach) to the digest.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordEntry {
+    /// What the record says happened.
+    pub event: RecordEvent,
+    /// Digest of the record's manifest in the image's repository (`sha256:…`); absent when no
+    /// record was attached, and `message` says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 71))]
+    pub record: Option<String>,
+    /// Why no record was attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
+    /// When the controller attached it (or gave up).
+    pub at: Time,
 }
 
 /// One recorded action.

@@ -6,6 +6,7 @@
 //!   change production.
 //! - [`approval`]: distinct approvers, self-approval, expiry.
 //! - [`gate`]: which vulnerability findings block.
+//! - [`provenance`]: the signed record of what happened to a digest.
 //! - [`rollout`]: strategies per workload kind.
 //! - [`names`]: deterministic object names.
 //! - [`conditions`]: condition bookkeeping that keeps status stable.
@@ -17,6 +18,7 @@ pub mod duration;
 pub mod gate;
 pub mod names;
 pub mod promotion;
+pub mod provenance;
 pub mod reference;
 pub mod release;
 pub mod rollout;

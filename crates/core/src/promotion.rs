@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use tidegate_api::{PromotionPhase, ReleasePhase};
+use tidegate_api::{PromotionPhase, RecordEvent, ReleasePhase};
 
 use crate::approval::ApprovalDecision;
 use crate::digest::Digest;
@@ -82,6 +82,8 @@ pub struct PromotionFacts {
     pub monitor_window: Duration,
     /// `spec.promotion.autoRollback` of the policy.
     pub auto_rollback: bool,
+    /// Events whose promotion record was already attached (or given up on): `status.records`.
+    pub recorded: Vec<RecordEvent>,
     /// The time of this decision.
     pub now: Timestamp,
 }
@@ -102,6 +104,12 @@ pub enum Effect {
     },
     /// Stop the previous version kept running during the monitor window (`overlap`).
     RetirePrevious,
+    /// Attach the signed promotion record of `event` to the digest (see [`crate::provenance`]).
+    /// Not a production write.
+    Record {
+        /// What the record says happened.
+        event: RecordEvent,
+    },
 }
 
 /// Status fields the plan sets (others are kept).
@@ -185,8 +193,28 @@ impl PromotionPhaseExt for PromotionPhase {
 
 const POLL: Duration = Duration::from_secs(2);
 
+/// The promotion record a Promotion in `phase` owes, if it does not have it yet: `Promoted` once
+/// it `Succeeded`, `RolledBack` once the rollback is complete, `Rejected` once it is rejected.
+pub fn record_due(phase: PromotionPhase, rollback: &Progress, recorded: &[RecordEvent]) -> Option<RecordEvent> {
+    let event = match phase {
+        PromotionPhase::Succeeded => RecordEvent::Promoted,
+        PromotionPhase::RolledBack if *rollback == Progress::Done => RecordEvent::RolledBack,
+        PromotionPhase::Rejected => RecordEvent::Rejected,
+        _ => return None,
+    };
+    (!recorded.contains(&event)).then_some(event)
+}
+
 /// Decides the next step of a Promotion.
 pub fn plan(facts: &PromotionFacts) -> PromotionPlan {
+    let mut plan = decide(facts);
+    if let Some(event) = record_due(facts.phase, &facts.rollback, &facts.recorded) {
+        plan.effects.push(Effect::Record { event });
+    }
+    plan
+}
+
+fn decide(facts: &PromotionFacts) -> PromotionPlan {
     use PromotionPhase::*;
     match facts.phase {
         AwaitingApproval | Approved => before_production(facts),

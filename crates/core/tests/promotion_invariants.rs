@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use tidegate_api::{PromotionPhase, ReleasePhase};
+use tidegate_api::{PromotionPhase, RecordEvent, ReleasePhase};
 use tidegate_core::Digest;
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules, Evidence, Right};
 use tidegate_core::promotion::{Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState, plan};
@@ -79,11 +79,13 @@ struct World {
     desired: Option<Digest>,
     required: usize,
     auto_rollback: bool,
+    recorded: Vec<RecordEvent>,
 }
 
 impl World {
     fn new(required: usize, auto_rollback: bool) -> Self {
         Self {
+            recorded: Vec::new(),
             phase: PromotionPhase::AwaitingApproval,
             wanted: digest('d'),
             before: digest('0'),
@@ -168,6 +170,7 @@ impl World {
             monitor_until: self.monitor_until,
             monitor_window: Duration::from_secs(600),
             auto_rollback: self.auto_rollback,
+            recorded: self.recorded.clone(),
             now: self.now,
         }
     }
@@ -216,6 +219,16 @@ proptest! {
                         prop_assert_eq!(to, &world.before, "a rollback restores exactly the previous digest");
                     }
                     Effect::RetirePrevious => prop_assert_eq!(step.phase, PromotionPhase::Succeeded),
+                    Effect::Record { event } => {
+                        prop_assert!(!world.recorded.contains(event), "{event:?} recorded twice");
+                        let expected = match world.phase {
+                            PromotionPhase::Succeeded => Some(RecordEvent::Promoted),
+                            PromotionPhase::RolledBack => Some(RecordEvent::RolledBack),
+                            PromotionPhase::Rejected => Some(RecordEvent::Rejected),
+                            _ => None,
+                        };
+                        prop_assert_eq!(Some(*event), expected, "a record only of what the phase says happened");
+                    }
                 }
             }
 
@@ -228,6 +241,7 @@ proptest! {
                     Effect::DeployProduction { digest } => world.desired = Some(digest.clone()),
                     Effect::RollbackProduction { to } => world.desired = Some(to.clone()),
                     Effect::RetirePrevious => {}
+                    Effect::Record { event } => world.recorded.push(*event),
                 }
             }
             if matches!(step.phase, PromotionPhase::Rejected | PromotionPhase::Superseded | PromotionPhase::Expired)
@@ -279,6 +293,7 @@ fn happy_path_reaches_succeeded_and_manual_rollback_restores() {
                 Effect::DeployProduction { digest } => world.desired = Some(digest.clone()),
                 Effect::RollbackProduction { to } => world.desired = Some(to.clone()),
                 Effect::RetirePrevious => {}
+                Effect::Record { event } => world.recorded.push(*event),
             }
         }
         world.phase = step.phase;
@@ -302,4 +317,5 @@ fn happy_path_reaches_succeeded_and_manual_rollback_restores() {
         ]
     );
     assert_eq!(world.production, world.before);
+    assert_eq!(world.recorded, [RecordEvent::Promoted, RecordEvent::RolledBack], "one record per event, in order");
 }

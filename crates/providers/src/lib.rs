@@ -6,6 +6,8 @@
 //! - [`Scanner`]: reports vulnerability findings ([`report::ReportScanner`]: Trivy JSON reports).
 //! - [`Signer`]: signs a digest and verifies it again before every deployment
 //!   ([`notary_signer::NotarySigner`]: Notary Project signatures in the registry).
+//! - [`provenance::Attestor`]: signed promotion records attached to digests
+//!   ([`notary_signer::NotarySigner`]).
 //! - [`kubernetes::KubernetesTargets`]: staging and production on Deployments and CronJobs.
 //! - [`staging_tests`]: HTTP checks and test Jobs.
 
@@ -15,6 +17,7 @@ pub mod job_build;
 pub mod jobs;
 pub mod kubernetes;
 pub mod notary_signer;
+pub mod provenance;
 pub mod rebase;
 pub mod registry;
 pub mod registry_builder;

@@ -13,12 +13,10 @@ use tidegate_notary::{
     THUMBPRINT_ANNOTATION, TrustPolicyDocument, TrustStores,
 };
 
-use crate::registry::types::{Descriptor, ImageManifest, OCI_MANIFEST};
-use crate::registry::{RegistryClient, Repository, sha256};
+use crate::registry::artifact::Artifact;
+use crate::registry::types::ImageManifest;
+use crate::registry::{RegistryClient, Repository};
 use crate::{ProviderError, Result, Signer, Verification};
-
-/// Media type and digest of the empty config of artifacts.
-const EMPTY_CONFIG: (&str, &[u8]) = ("application/vnd.oci.empty.v1+json", b"{}");
 
 /// Signs with a key and certificate chain; verifies with a trust policy and trust store.
 pub struct NotarySigner {
@@ -61,12 +59,17 @@ impl NotarySigner {
         Ok(Self::new(registry, key, policy, stores))
     }
 
+    /// The registry client.
+    pub(crate) fn registry(&self) -> &RegistryClient {
+        &self.registry
+    }
+
     /// Whether this instance can sign (it has a key), or only verifies.
     pub fn can_sign(&self) -> bool {
         self.key.is_some()
     }
 
-    fn repository(image: &str) -> Result<Repository> {
+    pub(crate) fn repository(image: &str) -> Result<Repository> {
         let reference: ImageRef = image.parse().map_err(|e| ProviderError::Permanent(format!("{image}: {e}")))?;
         Ok(Repository::from(&reference))
     }
@@ -97,38 +100,20 @@ impl Signer for NotarySigner {
         let envelope =
             key.sign(&target, &options).map_err(|e| ProviderError::Permanent(format!("signing {digest}: {e}")))?;
 
-        let envelope_digest = self.registry.push_blob(&repo, &envelope).await?;
-        let config_digest = self.registry.push_blob(&repo, EMPTY_CONFIG.1).await?;
-        let descriptor = |media_type: &str, digest: String, size: usize| Descriptor {
-            media_type: media_type.into(),
-            digest,
-            size: size as u64,
-            artifact_type: None,
-            annotations: None,
-            platform: None,
+        let annotations = BTreeMap::from([
+            (THUMBPRINT_ANNOTATION.to_string(), key.thumbprint_annotation_value()),
+            (
+                "org.opencontainers.image.created".to_string(),
+                options.signing_time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ),
+        ]);
+        let artifact = Artifact {
+            artifact_type: SIGNATURE_ARTIFACT_TYPE,
+            layer_media_type: ENVELOPE_MEDIA_TYPE,
+            payload: &envelope,
+            annotations,
         };
-        let mut annotations = BTreeMap::new();
-        annotations.insert(THUMBPRINT_ANNOTATION.to_string(), key.thumbprint_annotation_value());
-        annotations.insert(
-            "org.opencontainers.image.created".to_string(),
-            options.signing_time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        );
-        let manifest = ImageManifest {
-            schema_version: 2,
-            media_type: Some(OCI_MANIFEST.into()),
-            artifact_type: Some(SIGNATURE_ARTIFACT_TYPE.into()),
-            config: descriptor(EMPTY_CONFIG.0, config_digest, EMPTY_CONFIG.1.len()),
-            layers: vec![descriptor(ENVELOPE_MEDIA_TYPE, envelope_digest, envelope.len())],
-            subject: Some(subject.clone()),
-            annotations: Some(annotations.clone()),
-        };
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| ProviderError::Permanent(e.to_string()))?;
-        let referrer = Descriptor {
-            artifact_type: Some(SIGNATURE_ARTIFACT_TYPE.into()),
-            annotations: Some(annotations),
-            ..descriptor(OCI_MANIFEST, sha256(&bytes), bytes.len())
-        };
-        Ok(self.registry.push_referrer(&repo, OCI_MANIFEST, &bytes, digest.as_str(), referrer).await?)
+        Ok(self.registry.push_artifact(&repo, &subject, &artifact).await?)
     }
 
     async fn verify(&self, image: &str, digest: &Digest, _signature: &str) -> Result<Verification> {

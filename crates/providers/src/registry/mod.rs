@@ -19,6 +19,7 @@
 //!   token request is refused ([`RegistryError::Insecure`]). Without credentials the token is
 //!   requested anonymously.
 
+pub mod artifact;
 pub mod auth;
 mod budget;
 pub mod error;
