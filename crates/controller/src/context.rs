@@ -32,6 +32,8 @@ pub struct Context {
     pub scanner: Arc<dyn Scanner>,
     /// Signs and verifies.
     pub signer: Arc<dyn Signer>,
+    /// Attaches signed promotion records to digests.
+    pub attestor: Arc<dyn tidegate_providers::provenance::Attestor>,
     /// Publishes Events.
     pub recorder: Recorder,
     /// Metrics.

@@ -139,8 +139,9 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     leadership.exit_when_lost();
 
     let builder = overrides.builder.unwrap_or_else(|| Arc::new(RegistryBuilder::new(registry.clone(), reach.clone())));
-    let signer = match overrides.signer {
-        Some(signer) => signer,
+    let signing = match overrides.signer {
+        // A test double signs; it has no key to sign promotion records with.
+        Some(signer) => signing::Signing { signer, ..signing::Signing::not_configured() },
         None => signing::from_config(&config, registry.clone())?,
     };
     let ctx = Arc::new(Context {
@@ -151,7 +152,8 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         admission: AdmissionGuard::new(client.clone())?,
         builder,
         scanner: Arc::new(ReportScanner::new(reach.clone())),
-        signer,
+        signer: signing.signer,
+        attestor: signing.attestor,
         recorder: Recorder::new(client.clone(), MANAGER.into()),
         metrics: metrics.clone(),
         backoff: backoff::Backoff::default(),

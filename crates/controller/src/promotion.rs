@@ -10,12 +10,14 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::Workload;
-use tidegate_api::{FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, Release};
+use tidegate_api::{
+    FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent, Release,
+};
 use tidegate_core::ImageRef;
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::promotion::{self, Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState};
-use tidegate_core::{Digest, parse_duration};
+use tidegate_core::{Digest, parse_duration, provenance};
 use tidegate_providers::kubernetes::KubernetesTargets;
 
 use crate::context::Context;
@@ -45,6 +47,19 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         && status.phase != PromotionPhase::Succeeded
         && status.phase != PromotionPhase::RolledBack
     {
+        // Nothing moves any more; a rejection still owes its record.
+        let recorded = recorded(&status);
+        if let (Some(event), Some(rules)) =
+            (promotion::record_due(status.phase, &Progress::Done, &recorded), status.rules.clone())
+        {
+            let digest: Digest =
+                promotion.spec.digest.parse().map_err(|e| Error::Invalid(format!("spec.digest: {e}")))?;
+            ctx.leadership.check()?;
+            let entry = attach_record(&ctx, &promotion, &rules, &digest, event).await?;
+            status.records.push(entry.clone());
+            crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+            record_event(&ctx, &promotion, &entry).await;
+        }
         return Ok(Action::await_change());
     }
     // The rules that count are those that held when the Promotion opened.
@@ -69,6 +84,7 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     // it still leads right before writing.
     let mut rolled_out = None;
     let mut rolled_back = None;
+    let mut records = Vec::new();
     for effect in &plan.effects {
         ctx.leadership.check()?;
         match effect {
@@ -79,8 +95,10 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
                 rolled_back = Some(converge(&ctx, &namespace, &rules, &workloads, to).await?)
             }
             Effect::RetirePrevious => retire(&ctx, &namespace, &workloads).await?,
+            Effect::Record { event } => records.push(attach_record(&ctx, &promotion, &rules, &digest, *event).await?),
         }
     }
+    status.records.extend(records.iter().cloned());
 
     status.phase = plan.phase;
     status.observed_generation = promotion.meta().generation;
@@ -129,6 +147,9 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     status.conditions = conditions::merge(&status.conditions, &wanted, promotion.meta().generation, now);
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
 
+    for entry in &records {
+        record_event(&ctx, &promotion, entry).await;
+    }
     for entry in &new_entries {
         let (reason, verb) = match entry.action {
             tidegate_api::AuditAction::Approved => ("ApprovalRecorded", "approved"),
@@ -153,6 +174,78 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         None if plan.phase != facts.phase => Action::requeue(Duration::ZERO),
         None => Action::await_change(),
     })
+}
+
+/// The events whose record was attached or given up on.
+fn recorded(status: &PromotionStatus) -> Vec<RecordEvent> {
+    status.records.iter().map(|r| r.event).collect()
+}
+
+/// Attaches the signed promotion record of `event` to the promoted digest. Only a digest that a
+/// trusted key signed gets one: anyone who may create a Promotion names its digest, and the
+/// controller must not vouch for a digest it would not have deployed. A record that cannot be
+/// attached for good (no signing key, an untrusted digest) is written down with the reason and
+/// not tried again; registry trouble is retried with backoff.
+async fn attach_record(
+    ctx: &Context,
+    promotion: &Promotion,
+    rules: &FrozenRules,
+    digest: &Digest,
+    event: RecordEvent,
+) -> Result<RecordEntry> {
+    let now = ctx.now();
+    let given_up = |why: String| RecordEntry {
+        event,
+        record: None,
+        message: Some(format!("no promotion record attached: {why}")),
+        at: Time(now),
+    };
+    let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
+    let image = repository.pinned(digest);
+    let namespace = promotion.namespace().unwrap_or_default();
+    // The Release counts only when it is this policy's and built this digest.
+    let release = Api::<Release>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&promotion.spec.release)
+        .await?
+        .filter(|r| {
+            r.spec.policy == promotion.spec.policy
+                && r.status.as_ref().and_then(|s| s.digest.as_deref()) == Some(digest.as_str())
+        });
+    let signature = release
+        .as_ref()
+        .and_then(|r| r.status.as_ref())
+        .and_then(|s| s.signature.as_ref())
+        .and_then(|s| s.reference.clone())
+        .unwrap_or_default();
+    match ctx.signer.verify(&image, digest, &signature).await {
+        Ok(tidegate_providers::Verification::Valid { .. }) => {}
+        Ok(tidegate_providers::Verification::Invalid(why)) => return Ok(given_up(why)),
+        Err(e) if !e.is_transient() => return Ok(given_up(e.to_string())),
+        Err(e) => return Err(e.into()),
+    }
+    let statement =
+        match provenance::statement(event, promotion, release.as_ref(), &repository.repository_ref(), digest) {
+            Ok(statement) => statement,
+            Err(e) => return Ok(given_up(e.to_string())),
+        };
+    match ctx.attestor.attach(&image, digest, &statement).await {
+        Ok(record) => Ok(RecordEntry { event, record: Some(record), message: None, at: Time(now) }),
+        Err(e) if !e.is_transient() => Ok(given_up(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn record_event(ctx: &Context, promotion: &Promotion, entry: &RecordEntry) {
+    let what = tidegate_providers::provenance::event_name(entry.event);
+    match (&entry.record, &entry.message) {
+        (Some(record), _) => {
+            let note = format!("signed record ({what}) attached to {} as {record}", promotion.spec.digest);
+            ctx.event(promotion, false, "RecordAttached", note, "Record").await
+        }
+        (None, message) => {
+            ctx.event(promotion, true, "RecordNotAttached", message.clone().unwrap_or_default(), "Record").await
+        }
+    }
 }
 
 fn approval_message(facts: &PromotionFacts, refused: &[String]) -> String {
@@ -333,6 +426,7 @@ async fn observe_facts(
             monitor_window: parse_duration(&rules.monitor_window)
                 .map_err(|e| Error::Invalid(format!("monitorWindow: {e}")))?,
             auto_rollback: rules.auto_rollback,
+            recorded: recorded(status),
             now,
         },
         signature_problem,

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use tidegate_core::Digest;
+use tidegate_core::provenance::Statement;
 use tidegate_providers::notary_signer::NotarySigner;
+use tidegate_providers::provenance::{Attestor, FoundRecord};
 use tidegate_providers::registry::RegistryClient;
 use tidegate_providers::{ProviderError, Result, Signer, Verification};
 
@@ -35,13 +37,40 @@ impl Signer for NotConfigured {
     }
 }
 
+#[async_trait::async_trait]
+impl Attestor for NotConfigured {
+    async fn attach(&self, _image: &str, _digest: &Digest, _statement: &Statement) -> Result<String> {
+        Err(ProviderError::NotConfigured(NOT_CONFIGURED.into()))
+    }
+
+    async fn records(&self, _image: &str, _digest: &Digest) -> Result<Vec<FoundRecord>> {
+        Err(ProviderError::NotConfigured(NOT_CONFIGURED.into()))
+    }
+}
+
+/// What signs candidates, and what attaches signed promotion records: the same key.
+#[derive(Clone)]
+pub struct Signing {
+    /// Signs and verifies candidates.
+    pub signer: Arc<dyn Signer>,
+    /// Attaches and reads promotion records.
+    pub attestor: Arc<dyn Attestor>,
+}
+
+impl Signing {
+    /// Neither signs nor attaches.
+    pub fn not_configured() -> Self {
+        Self { signer: Arc::new(NotConfigured), attestor: Arc::new(NotConfigured) }
+    }
+}
+
 /// The signer the flags configure:
 /// - a trust policy and store, and a key: signs and verifies (Notary Project);
 /// - a trust policy and store, no key: verifies only; signing fails with
 ///   [`ProviderError::NotConfigured`], so new Releases stop before staging;
 /// - no trust policy: [`NotConfigured`]; a key without a trust policy is refused, since every
 ///   signature is verified before it is relied on.
-pub fn from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Result<Arc<dyn Signer>> {
+pub fn from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Result<Signing> {
     match (&config.trust_policy_file, &config.trust_store_dir) {
         (Some(policy), Some(store)) => {
             let key = config.notary_key_file.as_deref().zip(config.notary_cert_file.as_deref());
@@ -55,7 +84,8 @@ pub fn from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Re
                      elsewhere are verified"
                 );
             }
-            Ok(Arc::new(signer))
+            let signer = Arc::new(signer);
+            Ok(Signing { signer: signer.clone(), attestor: signer })
         }
         _ if config.notary_key_file.is_some() => Err(anyhow::anyhow!(
             "--notary-key-file needs --trust-policy-file and --trust-store-dir: every signature is verified \
@@ -63,7 +93,7 @@ pub fn from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Re
         )),
         _ => {
             tracing::warn!("{NOT_CONFIGURED}; Releases stop before staging and production is never changed");
-            Ok(Arc::new(NotConfigured))
+            Ok(Signing::not_configured())
         }
     }
 }

@@ -3,8 +3,6 @@
 //! Tidegate; an altered record, a record re-signed by an untrusted key and a record about another
 //! digest are refused.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -40,26 +38,7 @@ impl Identity {
 
 /// `notation verify --insecure-registry reference` with `identity`'s trust store and policy.
 fn notation_verify(identity: &Identity, reference: &str) -> (bool, String) {
-    let home = tempfile::tempdir().expect("home");
-    let tools = SupplyChainTools::locate().expect("supply-chain tools");
-    let run = |args: &[&str]| {
-        let output = Command::new(tools.notation())
-            .args(args)
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path().join("config"))
-            .output()
-            .expect("run notation");
-        (
-            output.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
-        )
-    };
-    let root: &Path = &identity.files.root;
-    let (ok, out) = run(&["cert", "add", "--type", "ca", "--store", "tidegate", &root.display().to_string()]);
-    assert!(ok, "{out}");
-    let (ok, out) = run(&["policy", "import", "--force", &identity.files.trust_policy.display().to_string()]);
-    assert!(ok, "{out}");
-    run(&["verify", "--insecure-registry", reference])
+    SupplyChainTools::locate().expect("supply-chain tools").notation_verify(&identity.files, reference)
 }
 
 fn succeeded_promotion(digest: &Digest) -> Promotion {

@@ -162,6 +162,38 @@ impl SupplyChainTools {
         self.path("ocireg")
     }
 
+    /// Runs `notation verify --insecure-registry reference` in a fresh notation home that trusts
+    /// `identity`'s root with its trust policy. Returns whether it verified, and what it printed.
+    pub fn notation_verify(&self, identity: &crate::pki::CodeSigningFiles, reference: &str) -> (bool, String) {
+        let Ok(home) = tempfile::tempdir() else { return (false, "cannot create a notation home".into()) };
+        let run = |args: &[&str]| match Command::new(self.notation())
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .output()
+        {
+            Ok(output) => (
+                output.status.success(),
+                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+            ),
+            Err(e) => (false, format!("running {}: {e}", self.notation().display())),
+        };
+        let root = identity.root.display().to_string();
+        // The root lies in `x509/ca/<store>/`, the store its trust policy names.
+        let store = identity.root.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
+        let store = store.unwrap_or_default();
+        let policy = identity.trust_policy.display().to_string();
+        for setup in
+            [&["cert", "add", "--type", "ca", "--store", &store, &root][..], &["policy", "import", "--force", &policy]]
+        {
+            let (ok, out) = run(setup);
+            if !ok {
+                return (false, format!("notation {}: {out}", setup.join(" ")));
+            }
+        }
+        run(&["verify", "--insecure-registry", reference])
+    }
+
     fn check(&self) -> Result<(), Vec<String>> {
         missing(&self.dir, &SUPPLY_CHAIN_BINARIES)
     }
