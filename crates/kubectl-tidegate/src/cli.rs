@@ -26,7 +26,8 @@ kubectl tidegate approve shop-app-base-7bde398e02aa -n shop\n  \
 kubectl tidegate approve shop-app-base-7bde398e02aa -n shop --yes   # no question\n  \
 kubectl tidegate reject shop-app-base-7bde398e02aa --reason \"breaks checkout\"\n  \
 kubectl tidegate rollback shop-app            # the policy's Monitoring or newest Succeeded Promotion\n  \
-kubectl tidegate history shop-app"
+kubectl tidegate history shop-app\n  \
+kubectl tidegate provenance registry.example.com/shop/app@sha256:…   # signed records, from the registry"
 )]
 pub struct Cli {
     /// Connection and namespace options, as in kubectl.
@@ -131,6 +132,42 @@ kubectl tidegate approve shop-app-base-7bde398e02aa -n shop --yes   # no questio
         /// Name of the ImagePolicy.
         #[arg(value_name = "POLICY")]
         policy: String,
+    },
+    /// Show the signed promotion records the registry holds for a digest: how it got to
+    /// production (Release and trigger, scan, staging tests, each approver, production before and
+    /// after), rollbacks and rejections.
+    ///
+    /// Tidegate attaches each record to the digest as an OCI referrer (an in-toto statement,
+    /// artifact type application/vnd.in-toto+json) signed with the same Notary Project key as the
+    /// image. Every record is verified with the trust policy and trust store before it is shown;
+    /// records that do not verify are listed as REFUSED with the reason. This reads only the
+    /// registry: no cluster access is needed. Exits 1 when no record verifies.
+    #[command(after_help = "Examples:\n  kubectl tidegate provenance registry.example.com/shop/app@sha256:4c18…\n  \
+kubectl tidegate provenance --trust-policy trustpolicy.json --trust-store ./truststore IMAGE@DIGEST -o json\n  \
+notation verify registry.example.com/shop/app@<record digest>   # the same check with notation")]
+    Provenance {
+        /// The image by digest: REGISTRY/REPOSITORY@sha256:….
+        #[arg(value_name = "IMAGE@DIGEST")]
+        image: String,
+        /// Notary Project trust policy. Default: notation's ($XDG_CONFIG_HOME/notation/trustpolicy.json,
+        /// else ~/.config/notation/trustpolicy.json).
+        #[arg(long, value_name = "FILE")]
+        trust_policy: Option<PathBuf>,
+        /// Trust store directory holding x509/ca/NAME/ certificates. Default: notation's
+        /// (…/notation/truststore).
+        #[arg(long, value_name = "DIR")]
+        trust_store: Option<PathBuf>,
+        /// Registry credentials in Docker's config.json format. Default: ~/.docker/config.json
+        /// when it exists.
+        #[arg(long, value_name = "FILE")]
+        registry_config: Option<PathBuf>,
+        /// Reach this registry host (host:port) over plain HTTP; repeatable. Every other host is
+        /// reached over HTTPS.
+        #[arg(long = "plain-http", value_name = "HOST")]
+        plain_http: Vec<String>,
+        /// Output format: `text`, or `json` (the verified in-toto statements).
+        #[arg(short = 'o', long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        output: String,
     },
 }
 

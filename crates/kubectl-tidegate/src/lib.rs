@@ -21,6 +21,7 @@ pub mod client;
 pub mod confirm;
 pub mod history;
 pub mod promotions;
+pub mod provenance;
 pub mod reject;
 pub mod render;
 pub mod rollback;
@@ -31,12 +32,18 @@ pub use cli::{Cli, Command, GlobalArgs};
 
 /// Runs one command and returns what it prints on standard output.
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
-    let session = client::Session::connect(&cli.global).await?;
+    let session = || client::Session::connect(&cli.global);
     match cli.command {
-        Command::Approve { promotion, yes } => approve::run(&session, &promotion, yes).await,
-        Command::Reject { promotion, reason } => reject::run(&session, &promotion, reason.as_deref()).await,
-        Command::Rollback { target, yes } => rollback::run(&session, &target, yes).await,
-        Command::Status { policy } => status::run(&session, policy.as_deref(), render::use_colour()).await,
-        Command::History { policy } => history::run(&session, &policy).await,
+        Command::Approve { promotion, yes } => approve::run(&session().await?, &promotion, yes).await,
+        Command::Reject { promotion, reason } => reject::run(&session().await?, &promotion, reason.as_deref()).await,
+        Command::Rollback { target, yes } => rollback::run(&session().await?, &target, yes).await,
+        Command::Status { policy } => status::run(&session().await?, policy.as_deref(), render::use_colour()).await,
+        Command::History { policy } => history::run(&session().await?, &policy).await,
+        // Records live in the registry: reading them needs no cluster.
+        Command::Provenance { image, trust_policy, trust_store, registry_config, plain_http, output } => {
+            let json = output == "json";
+            let options = provenance::Options { image, trust_policy, trust_store, registry_config, plain_http, json };
+            provenance::run(&options).await
+        }
     }
 }
