@@ -568,6 +568,11 @@ async fn the_controller_role_is_least_privilege() {
         ("impersonate", "", "serviceaccounts", "", "kube-system", "default", false),
         ("impersonate", "", "users", "", "", "alice", false),
         ("impersonate", "", "groups", "", "", "system:masters", false),
+        // It may mark its own production writes with the Promotion they carry out, and set no
+        // other user extra.
+        ("impersonate", "authentication.k8s.io", "userextras", "tidegate.dev/promotion", "", "shop/p-1", true),
+        ("impersonate", "authentication.k8s.io", "userextras", "scopes", "", "view", false),
+        ("impersonate", "authentication.k8s.io", "userextras", "authentication.kubernetes.io/pod-name", "", "x", false),
         ("approve", "tidegate.dev", "promotions", "", ns, "", false),
         ("delete", "tidegate.dev", "promotions", "", ns, "", false),
         ("update", "tidegate.dev", "promotions", "", ns, "", false),

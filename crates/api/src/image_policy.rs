@@ -696,10 +696,37 @@ pub struct ImagePolicyStatus {
     /// Name of the newest Release of this policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_release: Option<String>,
-    /// Current conditions (`Ready`, `BaseImageWatched`, …).
+    /// Production workloads that do not run what Tidegate last deployed with an approved
+    /// Promotion (changed by hand, typically with the `tidegate.dev/break-glass` annotation), and
+    /// marked workloads when no Promotion has deployed anything yet. The next Promotion shows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub drift: Vec<ProductionDrift>,
+    /// Current conditions (`Ready`, `ProductionDrift`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// A production workload that runs something other than what was approved.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductionDrift {
+    /// The workload, `Kind namespace/name`.
+    pub workload: String,
+    /// The image it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The digest Tidegate last deployed there with an approved Promotion, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_digest: Option<String>,
+    /// The reason given in `tidegate.dev/break-glass`, when the change was a break-glass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub break_glass: Option<String>,
+    /// Who broke the glass (`tidegate.dev/break-glass-by`, recorded by the admission policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_by: Option<String>,
 }
 
 /// A digest that ran in production, and when.

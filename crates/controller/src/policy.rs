@@ -14,7 +14,7 @@ use tidegate_api::{
     ANNOTATION_TRIGGER, ANNOTATION_TRIGGERED_BY, ImagePolicy, LABEL_POLICY, PromotionPhase, Release, ReleaseSpec,
 };
 use tidegate_core::conditions::{self, Wanted};
-use tidegate_core::names;
+use tidegate_core::{drift, names};
 
 use crate::context::{Context, MANAGER};
 use crate::error::Result;
@@ -71,13 +71,14 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
 
     let all: Vec<&tidegate_api::image_policy::Workload> = policy.spec.workloads.iter().collect();
     let mut problems = Vec::new();
-    let production = match observe::production_digest(&ctx.reach.targets(&namespace)?, &namespace, &all).await {
-        Ok(digest) => digest,
+    let live = match observe_live(&ctx, &namespace, &all).await {
+        Ok(live) => Some(live),
         Err(e) => {
             problems.push(e.to_string());
             None
         }
     };
+    let production = live.as_deref().and_then(common_digest);
     let staging = match staging_digest(&ctx, &policy).await {
         Ok(digest) => digest,
         Err(e) => {
@@ -98,17 +99,88 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     status.latest_release = releases.iter().max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
     let promotions = observe::promotions_of(&ctx, &namespace, &name).await?;
     status.production_history = history(&promotions, status.production_digest.as_deref());
+    // Drift keeps its last known value while production cannot be read.
+    if let Some(live) = &live {
+        status.drift = drift::drift(&drift::approved(&promotion_views(&promotions)), live);
+    }
+    let drifted = !status.drift.is_empty();
     status.observed_generation = policy.meta().generation;
     let ready = problems.is_empty();
     let message = if ready { "watching the policy's workloads".to_string() } else { problems.join("; ") };
     status.conditions = conditions::merge(
         &status.conditions,
-        &[Wanted::new("Ready", ready, if ready { "Observed" } else { "TargetsUnavailable" }, message)],
+        &[
+            Wanted::new("Ready", ready, if ready { "Observed" } else { "TargetsUnavailable" }, message),
+            Wanted::new(
+                "ProductionDrift",
+                drifted,
+                if drifted { "Drifted" } else { "AsApproved" },
+                if drifted {
+                    drift::describe(&status.drift)
+                } else {
+                    "production runs what Tidegate deployed with an approved Promotion".to_string()
+                },
+            ),
+        ],
         policy.meta().generation,
         now,
     );
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+    let old_drift = old.as_ref().map(|s| s.drift.as_slice()).unwrap_or_default();
+    if status.drift != old_drift {
+        if drifted {
+            let note = format!("production drifted from what was approved: {}", drift::describe(&status.drift));
+            ctx.event(policy.as_ref(), true, "ProductionDrift", note, "Observe").await;
+        } else {
+            let note = "production runs what Tidegate deployed with an approved Promotion again".to_string();
+            ctx.event(policy.as_ref(), false, "DriftResolved", note, "Observe").await;
+        }
+    }
     Ok(Action::requeue(REFRESH))
+}
+
+/// The live version of every production workload.
+async fn observe_live(
+    ctx: &Context,
+    namespace: &str,
+    workloads: &[&tidegate_api::image_policy::Workload],
+) -> Result<Vec<drift::Observed>> {
+    let targets = ctx.reach.targets(namespace)?;
+    let mut observed = Vec::new();
+    for workload in workloads {
+        let target = observe::kubernetes(workload, true, namespace)?;
+        let live = targets.live(&target, &observe::production_plan(workload)?).await?;
+        observed.push(drift::Observed {
+            workload: target.display(),
+            image: live.image,
+            break_glass: live.break_glass,
+            break_glass_by: live.break_glass_by,
+        });
+    }
+    Ok(observed)
+}
+
+/// The digest every workload runs, when they agree.
+fn common_digest(live: &[drift::Observed]) -> Option<tidegate_core::Digest> {
+    let mut digests = live.iter().map(|o| o.image.as_deref().and_then(observe::digest_of));
+    let first = digests.next()??;
+    digests.all(|d| d.as_ref() == Some(&first)).then_some(first)
+}
+
+fn promotion_views(promotions: &[tidegate_api::Promotion]) -> Vec<drift::PromotionView> {
+    promotions
+        .iter()
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
+            Some(drift::PromotionView {
+                phase: status.phase,
+                digest: p.spec.digest.parse().ok()?,
+                previous: status.previous_digest.as_deref().and_then(|d| d.parse().ok()),
+                promoted_at: status.promoted_at.as_ref().map(|t| t.0),
+                rollback_done: status.conditions.iter().any(|c| c.type_ == "RollbackComplete" && c.status == "True"),
+            })
+        })
+        .collect()
 }
 
 /// Digests production ran before `current`, newest first, learned from the Promotions that

@@ -89,12 +89,12 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         ctx.leadership.check()?;
         match effect {
             Effect::DeployProduction { digest } => {
-                rolled_out = Some(converge(&ctx, &namespace, &rules, &workloads, digest).await?)
+                rolled_out = Some(converge(&ctx, &namespace, &name, &rules, &workloads, digest).await?)
             }
             Effect::RollbackProduction { to } => {
-                rolled_back = Some(converge(&ctx, &namespace, &rules, &workloads, to).await?)
+                rolled_back = Some(converge(&ctx, &namespace, &name, &rules, &workloads, to).await?)
             }
-            Effect::RetirePrevious => retire(&ctx, &namespace, &workloads).await?,
+            Effect::RetirePrevious => retire(&ctx, &namespace, &name, &workloads).await?,
             Effect::Record { event } => records.push(attach_record(&ctx, &promotion, &rules, &digest, *event).await?),
         }
     }
@@ -133,6 +133,21 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
             "Verified",
             "the signature verified right before production changed",
         ));
+    }
+    if matches!(facts.phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved) {
+        // What approvers should know: production no longer runs what was last approved.
+        let drift = policy.as_ref().and_then(|p| p.status.as_ref()).map(|s| s.drift.as_slice()).unwrap_or_default();
+        if !drift.is_empty() || status.conditions.iter().any(|c| c.type_ == "ProductionDrift") {
+            wanted.push(match drift.is_empty() {
+                false => Wanted::new(
+                    "ProductionDrift",
+                    true,
+                    "Drifted",
+                    format!("production drifted from what was approved: {}", tidegate_core::drift::describe(drift)),
+                ),
+                true => Wanted::new("ProductionDrift", false, "AsApproved", "production runs what was approved"),
+            });
+        }
     }
     if plan.phase == PromotionPhase::RolledBack && facts.phase != PromotionPhase::RolledBack {
         // Why production was rolled back stays readable after the rollback completes.
@@ -471,17 +486,18 @@ async fn rollback_target_problem(
 }
 
 /// One convergence step of every selected production workload towards `digest`, as the
-/// deployer of the Promotion's namespace.
+/// deployer of the Promotion's namespace acting for Promotion `promotion`.
 async fn converge(
     ctx: &Context,
     namespace: &str,
+    promotion: &str,
     rules: &FrozenRules,
     workloads: &[&Workload],
     digest: &Digest,
 ) -> Result<Progress> {
     let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
     let image = repository.pinned(digest);
-    let targets = ctx.reach.targets(namespace)?;
+    let targets = ctx.reach.production_targets(namespace, promotion)?;
     let mut waiting = Vec::new();
     for workload in workloads {
         let target = observe::kubernetes(workload, true, namespace)?;
@@ -507,8 +523,8 @@ async fn converge(
     Ok(if waiting.is_empty() { Progress::Done } else { Progress::InProgress(waiting.join("; ")) })
 }
 
-async fn retire(ctx: &Context, namespace: &str, workloads: &[&Workload]) -> Result<()> {
-    let targets = ctx.reach.targets(namespace)?;
+async fn retire(ctx: &Context, namespace: &str, promotion: &str, workloads: &[&Workload]) -> Result<()> {
+    let targets = ctx.reach.production_targets(namespace, promotion)?;
     for workload in workloads {
         let plan = observe::production_plan(workload)?;
         if plan.retire_previous == tidegate_core::rollout::Retire::AfterMonitoring {

@@ -5,6 +5,7 @@
 //! - [`promotion`]: the approval-gated pipeline of a Promotion; the only place that decides to
 //!   change production.
 //! - [`approval`]: distinct approvers, self-approval, expiry.
+//! - [`drift`]: production that runs something other than what was approved.
 //! - [`gate`]: which vulnerability findings block.
 //! - [`provenance`]: the signed record of what happened to a digest.
 //! - [`rollout`]: strategies per workload kind.
@@ -14,6 +15,7 @@
 pub mod approval;
 pub mod conditions;
 pub mod digest;
+pub mod drift;
 pub mod duration;
 pub mod gate;
 pub mod names;

@@ -105,7 +105,15 @@ pub fn required_approvals(promotion: &Promotion, policy: Option<&ImagePolicy>) -
 
 fn policy_warning(policy: &Lookup<ImagePolicy>, qualified: &str, warnings: &mut Vec<String>) {
     match policy {
-        Lookup::Found(_) => {}
+        Lookup::Found(policy) => {
+            let drift = policy.status.as_ref().map(|s| s.drift.as_slice()).unwrap_or_default();
+            if !drift.is_empty() {
+                warnings.push(format!(
+                    "production drifted from what was approved: {}",
+                    tidegate_core::drift::describe(drift)
+                ));
+            }
+        }
         Lookup::Missing => warnings.push(format!("imagepolicy {qualified} does not exist")),
         Lookup::Unreadable(error) => warnings.push(format!("imagepolicy {qualified} could not be read: {error}")),
     }

@@ -14,4 +14,4 @@ mod reach;
 
 pub use access::{Access, Subject};
 pub use admission::{AdmissionGuard, SHIPPED_POLICIES};
-pub use reach::{DEPLOYER_SERVICE_ACCOUNT, Reach, deployer_user};
+pub use reach::{DEPLOYER_SERVICE_ACCOUNT, PROMOTION_EXTRA, Reach, deployer_user};

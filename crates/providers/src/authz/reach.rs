@@ -10,6 +10,19 @@ use crate::{ProviderError, Result};
 /// for that namespace's policies.
 pub const DEPLOYER_SERVICE_ACCOUNT: &str = "tidegate-deployer";
 
+/// The user-extra key the controller sets, as impersonator, on every production write: its value
+/// names the Promotion (`namespace/name`). Only an identity that may impersonate
+/// `userextras/tidegate.dev/promotion` can send it, so the production admission policy
+/// (`deploy/production-policy.yaml`) tells Tidegate's promotions apart from anyone else acting
+/// with the deployer's ServiceAccount.
+pub const PROMOTION_EXTRA: &str = "tidegate.dev/promotion";
+
+/// Header that asks the API server to set [`PROMOTION_EXTRA`] (the key percent-encoded).
+const PROMOTION_EXTRA_HEADER: &str = "impersonate-extra-tidegate.dev%2fpromotion";
+
+/// Production clients kept at most (one per Promotion that writes production).
+const MAX_PRODUCTION_CLIENTS: usize = 256;
+
 /// The user name of the deployer of `namespace`.
 pub fn deployer_user(namespace: &str) -> String {
     format!("system:serviceaccount:{namespace}:{DEPLOYER_SERVICE_ACCOUNT}")
@@ -24,12 +37,13 @@ pub struct Reach {
     config: kube::Config,
     manager: String,
     clients: Mutex<HashMap<String, kube::Client>>,
+    production: Mutex<HashMap<(String, String), kube::Client>>,
 }
 
 impl Reach {
     /// Impersonating clients derived from the controller's own `config`.
     pub fn new(config: kube::Config, manager: impl Into<String>) -> Self {
-        Self { config, manager: manager.into(), clients: Mutex::default() }
+        Self { config, manager: manager.into(), clients: Mutex::default(), production: Mutex::default() }
     }
 
     /// A client acting as the deployer of `policy_namespace`.
@@ -41,14 +55,47 @@ impl Reach {
         if let Some(client) = clients.get(policy_namespace) {
             return Ok(client.clone());
         }
+        let client = self.build(policy_namespace, None)?;
+        clients.insert(policy_namespace.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// A client acting as the deployer of `policy_namespace` for the Promotion `promotion` of
+    /// that namespace: its writes carry [`PROMOTION_EXTRA`], which production namespaces require.
+    pub fn production_client(&self, policy_namespace: &str, promotion: &str) -> Result<kube::Client> {
+        if policy_namespace.is_empty() || promotion.is_empty() {
+            return Err(ProviderError::Permanent("a production write needs a Promotion and its namespace".into()));
+        }
+        let key = (policy_namespace.to_string(), promotion.to_string());
+        let mut clients = self.production.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = self.build(policy_namespace, Some(&format!("{policy_namespace}/{promotion}")))?;
+        if clients.len() >= MAX_PRODUCTION_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn build(&self, policy_namespace: &str, promotion: Option<&str>) -> Result<kube::Client> {
         let mut config = self.config.clone();
         config.auth_info.impersonate = Some(deployer_user(policy_namespace));
         // The API server derives a ServiceAccount's groups itself when none are given.
         config.auth_info.impersonate_groups = None;
-        let client = kube::Client::try_from(config)
-            .map_err(|e| ProviderError::Permanent(format!("cannot build the deployer client: {e}")))?;
-        clients.insert(policy_namespace.to_string(), client.clone());
-        Ok(client)
+        if let Some(promotion) = promotion {
+            let value = reqwest::header::HeaderValue::from_str(promotion)
+                .map_err(|e| ProviderError::Permanent(format!("Promotion {promotion}: {e}")))?;
+            config.headers.push((reqwest::header::HeaderName::from_static(PROMOTION_EXTRA_HEADER), value));
+        }
+        kube::Client::try_from(config)
+            .map_err(|e| ProviderError::Permanent(format!("cannot build the deployer client: {e}")))
+    }
+
+    /// Production targets changed as the deployer of `policy_namespace` for `promotion`.
+    pub fn production_targets(&self, policy_namespace: &str, promotion: &str) -> Result<KubernetesTargets> {
+        Ok(KubernetesTargets::new(self.production_client(policy_namespace, promotion)?, self.manager.clone()))
     }
 
     /// Kubernetes deploy targets changed as the deployer of `policy_namespace`.

@@ -18,6 +18,11 @@ async fn get(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<(Api<
     Ok((api, cronjob))
 }
 
+/// The CronJob.
+pub(super) async fn object(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<CronJob> {
+    Ok(get(targets, target).await?.1)
+}
+
 fn containers(cronjob: &CronJob) -> &[k8s_openapi::api::core::v1::Container] {
     cronjob
         .spec
@@ -31,8 +36,13 @@ fn containers(cronjob: &CronJob) -> &[k8s_openapi::api::core::v1::Container] {
 
 pub(super) async fn image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
     let (_, cronjob) = get(targets, target).await?;
-    let containers = containers(&cronjob);
-    Ok(container_index(containers, target.target.container.as_deref()).and_then(|i| containers[i].image.clone()))
+    Ok(image_of(&cronjob, target.target.container.as_deref()))
+}
+
+/// The managed container's image.
+pub(super) fn image_of(cronjob: &CronJob, container: Option<&str>) -> Option<String> {
+    let containers = containers(cronjob);
+    container_index(containers, container).and_then(|i| containers[i].image.clone())
 }
 
 /// Annotation on a CronJob: the images its job definition had before Tidegate changed it, oldest

@@ -316,11 +316,26 @@ pub(super) async fn ran(targets: &KubernetesTargets, target: &Resolved<'_>, imag
 }
 
 pub(super) async fn live_slot_image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
-    let (api, base) = get_base(targets, target).await?;
-    let live = live_slot(&base);
-    let deployment =
-        if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
+    let deployment = live_slot_deployment(targets, target).await?;
     Ok(deployment.and_then(|d| image_of(&d, target.target.container.as_deref())))
+}
+
+/// The Deployment of the live slot (the base Deployment when slots are not in use).
+pub(super) async fn live_slot_deployment(
+    targets: &KubernetesTargets,
+    target: &Resolved<'_>,
+) -> Result<Option<Deployment>> {
+    let (api, base) = get_base(targets, target).await?;
+    if live_slot(&base) == BLUE {
+        Ok(Some(base))
+    } else {
+        Ok(api.get_opt(&slot_name(&target.target.name, GREEN)).await?)
+    }
+}
+
+/// The base Deployment.
+pub(super) async fn base(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Deployment> {
+    Ok(get_base(targets, target).await?.1)
 }
 
 /// Available, and no container of the live Pods running `image` has restarted.

@@ -21,6 +21,36 @@ pub const ANNOTATION_ACTIVE_SLOT: &str = "tidegate.dev/active-slot";
 /// Annotation on the base Deployment: replicas each slot runs when live.
 pub const ANNOTATION_REPLICAS: &str = "tidegate.dev/replicas";
 
+/// Annotation a person sets, with a reason, to change a production workload's images by hand;
+/// the production admission policy lets such a change through once per reason.
+pub const ANNOTATION_BREAK_GLASS: &str = "tidegate.dev/break-glass";
+/// Annotation the production admission policy writes: who set [`ANNOTATION_BREAK_GLASS`].
+pub const ANNOTATION_BREAK_GLASS_BY: &str = "tidegate.dev/break-glass-by";
+
+/// The live version of a workload, as drift detection sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Live {
+    /// The image of the managed container.
+    pub image: Option<String>,
+    /// [`ANNOTATION_BREAK_GLASS`] on the live object, if set.
+    pub break_glass: Option<String>,
+    /// [`ANNOTATION_BREAK_GLASS_BY`] on the live object, if set.
+    pub break_glass_by: Option<String>,
+}
+
+impl Live {
+    fn of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, image: Option<String>) -> Self {
+        let annotation = |key: &str| {
+            meta.annotations.as_ref().and_then(|a| a.get(key)).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        };
+        Self {
+            image,
+            break_glass: annotation(ANNOTATION_BREAK_GLASS),
+            break_glass_by: annotation(ANNOTATION_BREAK_GLASS_BY),
+        }
+    }
+}
+
 /// Kubernetes workloads as deploy targets.
 #[derive(Clone)]
 pub struct KubernetesTargets {
@@ -72,6 +102,32 @@ impl KubernetesTargets {
             KubernetesKind::Deployment if plan.side_by_side => deployment::live_slot_image(self, target).await,
             KubernetesKind::Deployment => deployment::in_place_image(self, target).await,
             KubernetesKind::CronJob => cronjob::image(self, target).await,
+        }
+    }
+
+    /// The live version of the target: its image and break-glass marks. A mark on the base
+    /// Deployment counts too when another slot is live (a person may have edited either).
+    pub async fn live(&self, target: &Resolved<'_>, plan: &RolloutPlan) -> Result<Live> {
+        let container = target.target.container.as_deref();
+        match target.target.kind {
+            KubernetesKind::Deployment => {
+                let live = match plan.side_by_side {
+                    true => deployment::live_slot_deployment(self, target).await?,
+                    false => Some(deployment::base(self, target).await?),
+                };
+                let Some(live) = live else { return Ok(Live::default()) };
+                let mut found = Live::of(&live.metadata, deployment::image_of(&live, container));
+                if found.break_glass.is_none() && plan.side_by_side {
+                    let base = deployment::base(self, target).await?;
+                    let marks = Live::of(&base.metadata, None);
+                    (found.break_glass, found.break_glass_by) = (marks.break_glass, marks.break_glass_by);
+                }
+                Ok(found)
+            }
+            KubernetesKind::CronJob => {
+                let cronjob = cronjob::object(self, target).await?;
+                Ok(Live::of(&cronjob.metadata, cronjob::image_of(&cronjob, container)))
+            }
         }
     }
 
