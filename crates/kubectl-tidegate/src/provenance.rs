@@ -195,7 +195,9 @@ pub fn render(image: &str, records: &[FoundRecord]) -> String {
             }
         }
         if let Some(production) = &r.production {
-            line("production", production.workloads.join(", "));
+            if !production.workloads.is_empty() {
+                line("production", production.workloads.join(", "));
+            }
             if let Some(previous) = &production.previous_digest {
                 line("replaced", previous.clone());
             }

@@ -81,6 +81,7 @@ async fn provenance_shows_verified_records_and_refuses_the_rest() {
     }
     let (ok, out, err) = plugin(&[&args[..], &[image.as_str()]].concat());
     assert!(ok, "{out}{err}");
+    eprintln!("{out}");
     assert!(out.contains(&format!("PROMOTED  2026-12-01T11:12:00Z  (record {trusted}")), "{out}");
     assert!(out.contains("approved    by alice at 2026-12-01T10:30:00Z"), "{out}");
     assert!(out.contains(&format!("REFUSED  record {untrusted}")), "{out}");
