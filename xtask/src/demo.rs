@@ -193,7 +193,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let digest = release.status.as_ref().and_then(|s| s.digest.clone()).unwrap_or_default();
     kubectl.show(&["get", "releases", "-n", "shop", "-o", "wide"])?;
     step("The candidate carries a Notary Project signature that the notation CLI accepts");
-    notation_verify(&identity, &format!("{host}/shop/app@{digest}"), &dir)?;
+    notation_verify(&identity, &format!("{host}/shop/app@{digest}"))?;
     kubectl.show(&["get", "deployments", "-n", "shop-staging", "-o", "wide"])?;
 
     step("Automation stops here: the Promotion waits for a human, production is untouched");
@@ -266,6 +266,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     kubectl.show(&["get", "service", "web", "-n", "shop", "-o", "jsonpath={.spec.selector}"])?;
     println!();
     kubectl.show(&["tidegate", "history", "shop-app", "-n", "shop"])?;
+    if promotions.get(&name).await?.status.is_some_and(|s| s.phase == PromotionPhase::Succeeded) {
+        show_record(&kubectl, &promotions, &name, &identity, &host, &digest, &registry.plain_http_hosts()).await?;
+        show_production_gate(&kubectl, &client, &host).await?;
+    }
     kubectl
         .show(&[
             "get",
@@ -316,25 +320,13 @@ async fn post_json(url: &str, body: &str) -> Result<()> {
 }
 
 /// Runs `notation verify` on `reference` with the demo's trust store and policy.
-fn notation_verify(identity: &CodeSigningFiles, reference: &str, dir: &Path) -> Result<()> {
-    let notation = tidegate_testenv::tools::SupplyChainTools::locate()?.notation();
-    let home = dir.join("notation-home");
-    let run = |args: &[&str]| -> Result<String> {
-        let out = Command::new(&notation)
-            .args(args)
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .output()?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        if !out.status.success() {
-            bail!("notation {}: {text}", args.join(" "));
-        }
-        Ok(text)
-    };
-    run(&["cert", "add", "--type", "ca", "--store", "tidegate", &identity.root.display().to_string()])?;
-    run(&["policy", "import", "--force", &identity.trust_policy.display().to_string()])?;
+fn notation_verify(identity: &CodeSigningFiles, reference: &str) -> Result<()> {
+    let (ok, out) = tidegate_testenv::tools::SupplyChainTools::locate()?.notation_verify(identity, reference);
     println!("$ notation verify --insecure-registry {reference}");
-    print!("{}", run(&["verify", "--insecure-registry", reference])?);
+    if !ok {
+        bail!("notation verify {reference}: {out}");
+    }
+    print!("{out}");
     Ok(())
 }
 
@@ -467,6 +459,64 @@ impl Drop for Controller {
 }
 
 /// A loopback HTTP server that answers 200, standing in for the staging app's health endpoint.
+/// The signed promotion record the controller attached to the digest, read back from the registry.
+async fn show_record(
+    kubectl: &Kubectl,
+    promotions: &Api<Promotion>,
+    name: &str,
+    identity: &CodeSigningFiles,
+    host: &str,
+    digest: &str,
+    plain_http: &[String],
+) -> Result<()> {
+    step("The registry now holds a signed record of how the digest reached production");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let status = promotions.get(name).await?.status.unwrap_or_default();
+        if let Some(entry) = status.records.iter().find(|r| r.event == tidegate_api::RecordEvent::Promoted) {
+            match &entry.record {
+                Some(record) => break record.clone(),
+                None => bail!("no promotion record: {}", entry.message.clone().unwrap_or_default()),
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the promotion record did not appear within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let image = format!("{host}/shop/app@{digest}");
+    let (policy, store) = (identity.trust_policy.display().to_string(), identity.trust_store.display().to_string());
+    let mut args = vec!["tidegate", "provenance", image.as_str(), "--trust-policy", &policy, "--trust-store", &store];
+    for host in plain_http {
+        args.extend(["--plain-http", host.as_str()]);
+    }
+    kubectl.show(&args)?;
+    notation_verify(identity, &format!("{host}/shop/app@{record}"))
+}
+
+/// Labels `shop` as production: a hand-made image change is refused.
+async fn show_production_gate(kubectl: &Kubectl, client: &kube::Client, host: &str) -> Result<()> {
+    step("Production accepts only promoted images (deploy/production-policy.yaml)");
+    kubectl.show(&["label", "namespace", "shop", "tidegate.dev/production=true"])?;
+    // The binding applies to a newly labelled namespace at once; wait until a dry run is refused.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": format!("{host}/shop/app:1.0")}]}}}});
+    let dry_run = PatchParams { dry_run: true, ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deployments.patch("web", &dry_run, &Patch::Strategic(&patch)).await.is_ok() {
+        if Instant::now() > deadline {
+            bail!("the production policy is not in force in namespace shop");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let image = format!("app={host}/shop/app:1.0");
+    kubectl.show_as_expect_failure(
+        &kubectl.kubeconfig.clone(),
+        &["set", "image", "deployment/web", &image, "-n", "shop"],
+        "even an administrator: images change through a Promotion, or by breaking glass",
+    )
+}
+
 struct HealthServer {
     url: String,
 }

@@ -17,9 +17,6 @@ pub const DEPLOYER_SERVICE_ACCOUNT: &str = "tidegate-deployer";
 /// with the deployer's ServiceAccount.
 pub const PROMOTION_EXTRA: &str = "tidegate.dev/promotion";
 
-/// Header that asks the API server to set [`PROMOTION_EXTRA`] (the key percent-encoded).
-const PROMOTION_EXTRA_HEADER: &str = "impersonate-extra-tidegate.dev%2fpromotion";
-
 /// Production clients kept at most (one per Promotion that writes production).
 const MAX_PRODUCTION_CLIENTS: usize = 256;
 
@@ -84,11 +81,9 @@ impl Reach {
         config.auth_info.impersonate = Some(deployer_user(policy_namespace));
         // The API server derives a ServiceAccount's groups itself when none are given.
         config.auth_info.impersonate_groups = None;
-        if let Some(promotion) = promotion {
-            let value = reqwest::header::HeaderValue::from_str(promotion)
-                .map_err(|e| ProviderError::Permanent(format!("Promotion {promotion}: {e}")))?;
-            config.headers.push((reqwest::header::HeaderName::from_static(PROMOTION_EXTRA_HEADER), value));
-        }
+        // kube sends it as the `Impersonate-Extra-` header, the key percent-encoded.
+        config.auth_info.impersonate_user_extra =
+            promotion.map(|p| [(PROMOTION_EXTRA.to_string(), vec![p.to_string()])].into_iter().collect());
         kube::Client::try_from(config)
             .map_err(|e| ProviderError::Permanent(format!("cannot build the deployer client: {e}")))
     }
