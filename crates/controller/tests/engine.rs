@@ -103,6 +103,16 @@ async fn approved_promotion_reaches_production_with_the_right_strategy_per_kind(
     let metrics = common::http(&format!("{}/metrics", controller.metrics), None).await;
     assert!(metrics.contains("tidegate_phase_transitions_total"), "metrics are served");
 
+    // The Promotion settles once its promotion record is accounted for: the test doubles have no
+    // Notary key, so the controller writes down once that none could be attached, and why.
+    let record = common::wait("the Promoted record entry", MINUTE, || async {
+        let status = s.promotions().get(&name).await.ok()?.status?;
+        status.records.into_iter().find(|r| r.event == tidegate_api::RecordEvent::Promoted)
+    })
+    .await;
+    assert!(record.record.is_none(), "{record:?}");
+    assert!(record.message.as_deref().is_some_and(|m| m.contains("signing is not configured")), "{record:?}");
+
     // An idle cluster makes no writes: the controller looks at every object again (a no-op
     // annotation wakes each) and writes no status, because nothing changed.
     let before = controller.metric("tidegate_status_writes_total", "").await;

@@ -597,6 +597,29 @@ About to request a rollback of promotion shop/p as dave
     }
 
     #[test]
+    fn production_drift_is_a_warning_for_approvers() {
+        let mut drifted = policy(1);
+        drifted.status = Some(ImagePolicyStatus {
+            drift: vec![tidegate_api::image_policy::ProductionDrift {
+                workload: "Deployment shop-prod/web".into(),
+                image: Some(format!("registry.example.com/shop/app@{OTHER}")),
+                approved_digest: Some(DIGEST.into()),
+                break_glass: Some("INC-7 checkout down".into()),
+                break_glass_by: Some("oncall".into()),
+            }],
+            ..Default::default()
+        });
+        let s = approval(&waiting(), &Lookup::Found(drifted), &Lookup::Missing, "shop", "alice");
+        let warning = s.warnings.iter().find(|w| w.contains("production drifted")).expect("a drift warning");
+        assert!(
+            warning.contains("break-glass by oncall: INC-7 checkout down") && warning.contains(DIGEST),
+            "{warning}"
+        );
+        let clean = approval(&waiting(), &Lookup::Found(policy(1)), &Lookup::Missing, "shop", "alice");
+        assert!(!clean.warnings.iter().any(|w| w.contains("drifted")), "{:?}", clean.warnings);
+    }
+
+    #[test]
     fn a_write_is_refused_when_the_promotion_is_not_the_one_shown() {
         let mut shown = promotion("p", "shop-app", None);
         shown.metadata.uid = Some("uid-1".into());
