@@ -223,9 +223,38 @@ pub struct ScanSummary {
     /// IDs of the blocking findings (at most 50).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocking_ids: Vec<String>,
+    /// Blocking findings whose exception expired (they block again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub expired_exceptions: Vec<String>,
+    /// The most important findings, blocking ones first, then by severity (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub top: Vec<TopFinding>,
     /// When the scan finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
+}
+
+/// One finding, as shown on the Release.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TopFinding {
+    /// Vulnerability ID.
+    pub id: String,
+    /// Severity (`CRITICAL`, `HIGH`, …).
+    pub severity: String,
+    /// The affected package.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub package: String,
+    /// The installed version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub installed_version: String,
+    /// The first fixed version, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_version: Option<String>,
+    /// Whether it blocks this Release.
+    pub blocking: bool,
 }
 
 /// One staging test result.

@@ -184,6 +184,7 @@ async fn run_stage(
                     .iter()
                     .map(|e| Exception { id: e.id.clone(), expires: e.expires.0 })
                     .collect(),
+                production: None,
             };
             let decision = gate::evaluate(&findings, &gate_policy, now);
             status.scan = Some(ScanSummary {
@@ -194,19 +195,22 @@ async fn run_stage(
                 low: decision.counts[3],
                 blocking: i32::try_from(decision.blocking.len()).unwrap_or(i32::MAX),
                 blocking_ids: decision.blocking.iter().take(50).cloned().collect(),
+                expired_exceptions: decision.expired.iter().take(50).cloned().collect(),
+                top: top_findings(&findings, &decision),
                 finished_at: Some(Time(now)),
             });
             if decision.passes() {
                 Ok(StageOutcome::Done)
             } else {
-                Ok(StageOutcome::Rejected {
-                    reason: "BlockingVulnerabilities",
-                    message: format!(
-                        "{} blocking finding(s): {}",
-                        decision.blocking.len(),
-                        decision.blocking.join(", ")
-                    ),
-                })
+                let mut message =
+                    format!("{} blocking finding(s): {}", decision.blocking.len(), decision.blocking.join(", "));
+                if !decision.expired.is_empty() {
+                    message.push_str(&format!(
+                        "; the exception of {} expired, so it blocks again (renew it in spec.scan.exceptions or fix it)",
+                        decision.expired.join(", ")
+                    ));
+                }
+                Ok(StageOutcome::Rejected { reason: "BlockingVulnerabilities", message })
             }
         }
         ReleasePhase::Signing => {
@@ -427,4 +431,24 @@ async fn ensure_promotion(ctx: &Context, release: &Release, status: &ReleaseStat
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(Error::Provider(ProviderError::Kube(e))),
     }
+}
+
+/// The findings worth showing on the Release: blocking ones first, then by severity, at most 10.
+fn top_findings(findings: &[gate::Finding], decision: &gate::GateDecision) -> Vec<tidegate_api::release::TopFinding> {
+    let rank = |f: &gate::Finding| (!decision.blocking.contains(&f.id), f.severity, f.id.clone());
+    let mut sorted: Vec<&gate::Finding> = findings.iter().collect();
+    sorted.sort_by_key(|f| rank(f));
+    sorted.dedup_by_key(|f| (f.id.clone(), f.package.clone()));
+    sorted
+        .into_iter()
+        .take(10)
+        .map(|f| tidegate_api::release::TopFinding {
+            id: f.id.clone(),
+            severity: format!("{:?}", f.severity).to_uppercase(),
+            package: f.package.clone(),
+            installed_version: f.installed_version.clone(),
+            fixed_version: f.fixed_version.clone(),
+            blocking: decision.blocking.contains(&f.id),
+        })
+        .collect()
 }

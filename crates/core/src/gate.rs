@@ -3,15 +3,46 @@
 use jiff::Timestamp;
 use tidegate_api::image_policy::Severity;
 
-/// One finding reported by a scanner.
+/// One finding reported by a scanner, normalised: every scanner's report reads into this.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// Vulnerability ID.
+    /// Vulnerability ID (`CVE-…`, `GHSA-…`, a distribution's advisory id).
     pub id: String,
+    /// Other ids of the same vulnerability.
+    pub aliases: Vec<String>,
     /// Severity.
     pub severity: Severity,
     /// Whether a fixed version exists.
     pub fixable: bool,
+    /// The affected package.
+    pub package: String,
+    /// The version installed in the image.
+    pub installed_version: String,
+    /// The first fixed version, when one exists.
+    pub fixed_version: Option<String>,
+    /// Where the finding comes from (scanner, and its data source when known).
+    pub source: String,
+}
+
+impl Finding {
+    /// A finding with only an id, a severity and whether it is fixable.
+    pub fn new(id: impl Into<String>, severity: Severity, fixable: bool) -> Self {
+        Self {
+            id: id.into(),
+            aliases: Vec::new(),
+            severity,
+            fixable,
+            package: String::new(),
+            installed_version: String::new(),
+            fixed_version: None,
+            source: String::new(),
+        }
+    }
+
+    /// Whether this finding is `id`, or has it as an alias.
+    pub fn is(&self, id: &str) -> bool {
+        self.id == id || self.aliases.iter().any(|a| a == id)
+    }
 }
 
 /// An accepted finding that lapses at `expires`.
@@ -32,6 +63,9 @@ pub struct GatePolicy {
     pub only_fixable: bool,
     /// Accepted findings.
     pub exceptions: Vec<Exception>,
+    /// No-regression mode: the ids of the findings of the digest production runs now. A finding
+    /// production has as well does not block (the candidate is no worse); only new ones do.
+    pub production: Option<Vec<String>>,
 }
 
 /// What the gate decided.
@@ -41,6 +75,10 @@ pub struct GateDecision {
     pub blocking: Vec<String>,
     /// IDs let through by a live exception.
     pub excepted: Vec<String>,
+    /// IDs whose exception expired: they block again, and people should hear of it.
+    pub expired: Vec<String>,
+    /// IDs let through because production has them too (no-regression mode).
+    pub inherited: Vec<String>,
     /// Findings per severity: critical, high, medium, low.
     pub counts: [i32; 4],
 }
@@ -69,16 +107,23 @@ pub fn evaluate(findings: &[Finding], policy: &GatePolicy, now: Timestamp) -> Ga
         if !policy.block.contains(&finding.severity) || (policy.only_fixable && !finding.fixable) {
             continue;
         }
-        if policy.exceptions.iter().any(|e| e.id == finding.id && e.expires > now) {
-            decision.excepted.push(finding.id.clone());
-        } else {
-            decision.blocking.push(finding.id.clone());
+        let exception = policy.exceptions.iter().filter(|e| finding.is(&e.id)).max_by_key(|e| e.expires);
+        match exception {
+            Some(e) if e.expires > now => decision.excepted.push(finding.id.clone()),
+            _ if policy.production.as_ref().is_some_and(|p| p.iter().any(|id| finding.is(id))) => {
+                decision.inherited.push(finding.id.clone());
+            }
+            Some(_) => {
+                decision.expired.push(finding.id.clone());
+                decision.blocking.push(finding.id.clone());
+            }
+            None => decision.blocking.push(finding.id.clone()),
         }
     }
-    decision.blocking.sort();
-    decision.blocking.dedup();
-    decision.excepted.sort();
-    decision.excepted.dedup();
+    for ids in [&mut decision.blocking, &mut decision.excepted, &mut decision.expired, &mut decision.inherited] {
+        ids.sort();
+        ids.dedup();
+    }
     decision
 }
 
@@ -87,7 +132,7 @@ mod tests {
     use super::*;
 
     fn finding(id: &str, severity: Severity, fixable: bool) -> Finding {
-        Finding { id: id.into(), severity, fixable }
+        Finding::new(id, severity, fixable)
     }
 
     #[test]
@@ -100,6 +145,7 @@ mod tests {
                 Exception { id: "CVE-2".into(), expires: Timestamp::from_second(2_000_000).unwrap() },
                 Exception { id: "CVE-3".into(), expires: Timestamp::from_second(10).unwrap() },
             ],
+            production: None,
         };
         let findings = [
             finding("CVE-1", Severity::Critical, true),
@@ -110,9 +156,44 @@ mod tests {
         ];
         let decision = evaluate(&findings, &policy, now);
         assert_eq!(decision.blocking, ["CVE-1", "CVE-3"], "CVE-3's exception expired");
+        assert_eq!(decision.expired, ["CVE-3"], "an expired exception is reported");
         assert_eq!(decision.excepted, ["CVE-2"]);
         assert_eq!(decision.counts, [1, 3, 1, 0]);
         assert!(!decision.passes());
         assert!(evaluate(&[], &policy, now).passes());
+    }
+
+    #[test]
+    fn exceptions_match_aliases_and_the_latest_expiry_wins() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let mut aliased = finding("GHSA-aaaa", Severity::Critical, true);
+        aliased.aliases = vec!["CVE-9".into()];
+        let policy = GatePolicy {
+            block: vec![Severity::Critical],
+            only_fixable: false,
+            exceptions: vec![
+                Exception { id: "CVE-9".into(), expires: Timestamp::from_second(10).unwrap() },
+                Exception { id: "CVE-9".into(), expires: Timestamp::from_second(5_000).unwrap() },
+            ],
+            production: None,
+        };
+        let decision = evaluate(&[aliased], &policy, now);
+        assert_eq!(decision.excepted, ["GHSA-aaaa"]);
+        assert!(decision.passes() && decision.expired.is_empty());
+    }
+
+    #[test]
+    fn no_regression_blocks_only_what_production_does_not_have() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let findings = [finding("CVE-old", Severity::High, true), finding("CVE-new", Severity::High, true)];
+        let mut policy =
+            GatePolicy { block: vec![Severity::High], only_fixable: true, exceptions: Vec::new(), production: None };
+        assert_eq!(evaluate(&findings, &policy, now).blocking, ["CVE-new", "CVE-old"], "off: both block");
+        policy.production = Some(vec!["CVE-old".into(), "CVE-gone".into()]);
+        let decision = evaluate(&findings, &policy, now);
+        assert_eq!(decision.blocking, ["CVE-new"]);
+        assert_eq!(decision.inherited, ["CVE-old"]);
+        policy.production = Some(Vec::new());
+        assert_eq!(evaluate(&findings, &policy, now).blocking, ["CVE-new", "CVE-old"], "a clean production");
     }
 }

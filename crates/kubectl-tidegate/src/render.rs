@@ -158,6 +158,8 @@ pub struct ReleaseView {
     pub digest: Option<String>,
     /// `status.scan.blocking`, when scanned.
     pub blocking: Option<i32>,
+    /// `status.scan.blockingIds`: what blocks.
+    pub blocking_ids: Vec<String>,
     /// `spec.reason.type`.
     pub reason: String,
     /// Creation, Unix seconds.
@@ -238,7 +240,7 @@ pub fn status(policies: &[PolicyView], now: i64, colour: bool) -> String {
                 release.phase.clone(),
                 release.digest.as_deref().map_or_else(|| "-".to_string(), short_digest),
                 age_since(release.created, now),
-                release.blocking.map_or_else(|| "-".to_string(), |n| format!("{n} blocking")),
+                release.blocking.map_or_else(|| "-".to_string(), |n| blocking_cell(n, &release.blocking_ids)),
                 release.reason.clone(),
             ]);
             for (p, promotion) in release.promotions.iter().enumerate() {
@@ -479,6 +481,16 @@ fn warnings_lines(out: &mut String, warnings: &[String]) {
     }
 }
 
+/// `2 blocking (CVE-1, CVE-2)`: the count, and the first ids of what blocks.
+fn blocking_cell(count: i32, ids: &[String]) -> String {
+    match ids {
+        [] => format!("{count} blocking"),
+        [a] => format!("{count} blocking ({a})"),
+        [a, b] => format!("{count} blocking ({a}, {b})"),
+        [a, b, rest @ ..] => format!("{count} blocking ({a}, {b} and {} more)", rest.len()),
+    }
+}
+
 /// `0 blocking; critical 0, high 1, medium 3, low 2; trivyReport, finished …`.
 pub fn scan_line(scan: &tidegate_api::release::ScanSummary) -> String {
     let mut line = format!("{} blocking", scan.blocking);
@@ -662,6 +674,7 @@ mod tests {
                     phase: "Verified".into(),
                     digest: Some(DIGEST.into()),
                     blocking: Some(0),
+                    blocking_ids: vec![],
                     reason: "BaseImageUpdated".into(),
                     created: Some(NOW - 300),
                     promotions: vec![PromotionView {
@@ -678,6 +691,7 @@ mod tests {
                     phase: "Rejected".into(),
                     digest: None,
                     blocking: Some(3),
+                    blocking_ids: vec![],
                     reason: "Manual".into(),
                     created: Some(NOW - 7_200),
                     promotions: vec![],

@@ -54,6 +54,7 @@ pub fn policy_view(policy: &ImagePolicy, releases: &[Release], promotions: &[Pro
                 phase: phase_name(status.map(|s| s.phase).unwrap_or_default()),
                 digest: status.and_then(|s| s.digest.clone()),
                 blocking: status.and_then(|s| s.scan.as_ref()).map(|scan| scan.blocking),
+                blocking_ids: status.and_then(|s| s.scan.as_ref()).map(|s| s.blocking_ids.clone()).unwrap_or_default(),
                 reason: phase_name(release.spec.reason.kind),
                 created: created(&release.metadata),
                 promotions: my_promotions
@@ -161,7 +162,11 @@ mod tests {
         r.status = Some(ReleaseStatus {
             phase,
             digest: Some(DIGEST.into()),
-            scan: Some(ScanSummary { blocking: 2, ..Default::default() }),
+            scan: Some(ScanSummary {
+                blocking: 2,
+                blocking_ids: vec!["CVE-2026-1".into(), "CVE-2026-2".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         });
         r
@@ -192,6 +197,9 @@ mod tests {
         let names: Vec<&str> = view.releases.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["new", "old", "lost-p-release (missing)"]);
         assert_eq!(view.releases[0].blocking, Some(2));
+        assert_eq!(view.releases[0].blocking_ids, ["CVE-2026-1", "CVE-2026-2"], "what blocks is shown");
+        let text = crate::render::status(std::slice::from_ref(&view), 1_000, false);
+        assert!(text.contains("2 blocking (CVE-2026-1, CVE-2026-2)"), "{text}");
         assert_eq!(view.releases[0].reason, "Manual");
         assert_eq!(view.releases[0].phase, "Verified");
         assert_eq!(view.releases[0].promotions[0].approvers, ["bob"], "accepted approvers win");

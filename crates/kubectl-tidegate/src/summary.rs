@@ -374,6 +374,7 @@ mod tests {
                 blocking,
                 blocking_ids: (0..blocking).map(|i| format!("CVE-2026-{i:04}")).collect(),
                 finished_at: Some(time(1_767_261_600)),
+                ..Default::default()
             }),
             tests: vec![TestResult { name: "health".into(), passed: true, message: None, finished_at: None }],
             ..Default::default()

@@ -171,10 +171,36 @@ struct ReportResult {
 struct Vulnerability {
     #[serde(rename = "VulnerabilityID")]
     vulnerability_id: String,
+    #[serde(default, rename = "VendorIDs")]
+    vendor_ids: Vec<String>,
+    #[serde(default)]
+    pkg_name: String,
+    #[serde(default)]
+    installed_version: String,
     #[serde(default)]
     severity: String,
     #[serde(default)]
     fixed_version: String,
+    #[serde(default)]
+    data_source: Option<DataSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataSource {
+    #[serde(default, rename = "ID")]
+    id: String,
+}
+
+/// A severity as scanners write it (`CRITICAL`, `High`, …).
+pub fn severity(text: &str) -> Severity {
+    match text.to_ascii_uppercase().as_str() {
+        "CRITICAL" => Severity::Critical,
+        "HIGH" => Severity::High,
+        "MEDIUM" => Severity::Medium,
+        "LOW" => Severity::Low,
+        _ => Severity::Unknown,
+    }
 }
 
 fn parse(text: &str) -> std::result::Result<Report, String> {
@@ -202,14 +228,16 @@ fn findings(report: Report) -> Vec<Finding> {
         .into_iter()
         .flat_map(|r| r.vulnerabilities.unwrap_or_default())
         .map(|v| Finding {
-            severity: match v.severity.to_ascii_uppercase().as_str() {
-                "CRITICAL" => Severity::Critical,
-                "HIGH" => Severity::High,
-                "MEDIUM" => Severity::Medium,
-                "LOW" => Severity::Low,
-                _ => Severity::Unknown,
-            },
+            severity: severity(&v.severity),
             fixable: !v.fixed_version.is_empty(),
+            aliases: v.vendor_ids.into_iter().filter(|a| *a != v.vulnerability_id).collect(),
+            package: v.pkg_name,
+            installed_version: v.installed_version,
+            fixed_version: Some(v.fixed_version).filter(|f| !f.is_empty()),
+            source: match v.data_source {
+                Some(ds) if !ds.id.is_empty() => format!("trivy ({})", ds.id),
+                _ => "trivy".to_string(),
+            },
             id: v.vulnerability_id,
         })
         .collect()
@@ -311,6 +339,12 @@ mod tests {
             let findings = parse_trivy(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             total += findings.len();
             assert!(findings.iter().all(|f| !f.id.is_empty()));
+            // Every finding names its package and installed version, and a fix when it has one.
+            for f in &findings {
+                assert!(!f.package.is_empty() && !f.installed_version.is_empty(), "{}: {f:?}", path.display());
+                assert_eq!(f.fixable, f.fixed_version.is_some(), "{f:?}");
+                assert!(f.source.starts_with("trivy"), "{f:?}");
+            }
             // A real report names its artifact: these are of tarballs, so they do not count for
             // an image in a registry.
             let why = match check_report(&text, IMAGE, &digest(), at("2021-08-25T13:00:00Z")) {
@@ -334,8 +368,11 @@ mod tests {
         )
         .expect("usable");
         assert_eq!(checked.created_at, at("2025-06-01T12:00:00.000000005Z"));
-        assert_eq!(checked.findings[0], Finding { id: "CVE-1".into(), severity: Severity::Critical, fixable: true });
-        assert_eq!(checked.findings[1], Finding { id: "CVE-2".into(), severity: Severity::Low, fixable: false });
+        let (first, second) = (&checked.findings[0], &checked.findings[1]);
+        assert_eq!((first.id.as_str(), first.severity, first.fixable), ("CVE-1", Severity::Critical, true));
+        assert_eq!(first.fixed_version.as_deref(), Some("1.2"));
+        assert_eq!((second.id.as_str(), second.severity, second.fixable), ("CVE-2", Severity::Low, false));
+        assert_eq!(second.fixed_version, None);
         assert_eq!(checked.findings.len(), 2);
     }
 
@@ -407,10 +444,7 @@ mod tests {
     fn decide_prefers_the_newest_usable_report_and_otherwise_fails_or_waits() {
         let d = digest();
         let usable = |id: &str, created: &str| {
-            Ok(Checked {
-                created_at: at(created),
-                findings: vec![Finding { id: id.into(), severity: Severity::High, fixable: true }],
-            })
+            Ok(Checked { created_at: at(created), findings: vec![Finding::new(id, Severity::High, true)] })
         };
         let stale = || Err(Unusable::Stale("old".into()));
         let invalid = || Err(Unusable::Invalid("not a report".into()));
