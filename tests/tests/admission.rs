@@ -102,6 +102,13 @@ fn cases() -> Vec<Case> {
             expect: &["spec.image", "without tag or digest"],
         },
         Case {
+            name: "no severity blocks",
+            base: "policy",
+            pointer: "/spec/scan/blockSeverities",
+            value: json!([]),
+            expect: &["spec.scan.blockSeverities", "at least one severity", "gate is off"],
+        },
+        Case {
             name: "exception without reason",
             base: "policy",
             pointer: "/spec/scan/exceptions/0/reason",

@@ -289,7 +289,9 @@ pub struct AcrTaskBuild {
     validation = Rule::new("self.scanner != 'trivy'")
         .message("spec.scan.scanner trivy is not supported yet: Tidegate does not run Trivy itself; set trivyReport and have CI run Trivy and publish its JSON report as a ConfigMap labelled tidegate.dev/scan-report=true"),
     validation = Rule::new("self.scanner != 'defender'")
-        .message("spec.scan.scanner defender is not supported yet: set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true")
+        .message("spec.scan.scanner defender is not supported yet: set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true"),
+    validation = Rule::new("!has(self.blockSeverities) || size(self.blockSeverities) > 0")
+        .message("spec.scan.blockSeverities must name at least one severity: an empty list would let every finding through without anyone seeing that the vulnerability gate is off, and Tidegate does not offer a way to switch it off")
 )]
 pub struct Scan {
     /// Where findings come from. Required; the only supported value is `trivyReport`: Trivy JSON
@@ -299,7 +301,8 @@ pub struct Scan {
     /// if its `ArtifactName` is the candidate (`repo@sha256:…`) and it is at most 24 hours old.
     /// `osv`, `trivy` and `defender` are not supported yet and refused at admission.
     pub scanner: Scanner,
-    /// Severities that block a Release. Default `[Critical, High]`.
+    /// Severities that block a Release. Default `[Critical, High]`. At least one: the gate cannot
+    /// be switched off with an empty list.
     #[serde(default = "default_block_severities")]
     #[x_kube(merge_strategy = ListMerge::Set)]
     #[schemars(length(max = 5))]
