@@ -77,6 +77,10 @@ fn tools() -> Result<tidegate_testenv::tools::Tools> {
     for name in tidegate_testenv::tools::SUPPLY_CHAIN_BINARIES {
         println!("{}", tidegate_testenv::tools::supply_chain_dir().join(name).display());
     }
+    let scanner = tidegate_testenv::scanner_tools::build_scanner(&mut |line| eprintln!("[tools] {line}"))?;
+    for name in tidegate_testenv::scanner_tools::SCANNER_BINARIES {
+        println!("{}", scanner.dir().join(name).display());
+    }
     eprintln!("[tools] ready after {:.0?}", started.elapsed());
     Ok(tools)
 }

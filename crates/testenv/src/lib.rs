@@ -21,6 +21,7 @@ pub mod nodes;
 pub mod pki;
 pub mod process;
 pub mod registry;
+pub mod scanner_tools;
 mod shared;
 pub mod tools;
 pub mod workloads;
