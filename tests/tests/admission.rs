@@ -253,7 +253,6 @@ fn unsupported() -> Vec<(&'static str, Value, &'static str)> {
         ("/spec/triggers/rescan", json!({}), "spec.triggers.rescan"),
         ("/spec/triggers/schedule", json!({"cron": "0 6 * * 1"}), "spec.triggers.schedule"),
         ("/spec/scan/scanner", json!("osv"), "spec.scan.scanner osv"),
-        ("/spec/scan/scanner", json!("trivy"), "spec.scan.scanner trivy"),
         ("/spec/scan/scanner", json!("defender"), "spec.scan.scanner defender"),
         ("/spec/sign", json!({"keySecret": "signing", "trustPolicyConfigMap": "trust"}), "spec.sign"),
         (

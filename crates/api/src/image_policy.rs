@@ -286,20 +286,21 @@ pub struct AcrTaskBuild {
 #[x_kube(
     validation = Rule::new("self.scanner != 'osv'")
         .message("spec.scan.scanner osv is not supported yet: Tidegate has no built-in scanner; set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true"),
-    validation = Rule::new("self.scanner != 'trivy'")
-        .message("spec.scan.scanner trivy is not supported yet: Tidegate does not run Trivy itself; set trivyReport and have CI run Trivy and publish its JSON report as a ConfigMap labelled tidegate.dev/scan-report=true"),
     validation = Rule::new("self.scanner != 'defender'")
         .message("spec.scan.scanner defender is not supported yet: set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true"),
     validation = Rule::new("!has(self.blockSeverities) || size(self.blockSeverities) > 0")
         .message("spec.scan.blockSeverities must name at least one severity: an empty list would let every finding through without anyone seeing that the vulnerability gate is off, and Tidegate does not offer a way to switch it off")
 )]
 pub struct Scan {
-    /// Where findings come from. Required; the only supported value is `trivyReport`: Trivy JSON
-    /// reports (`trivy image --format json <repo>@sha256:…`) that CI publishes as ConfigMaps
-    /// labelled `tidegate.dev/scan-report=true` in the policy's namespace, annotated
-    /// `tidegate.dev/digest: sha256:…`, with the report under `report.json`. A report counts only
-    /// if its `ArtifactName` is the candidate (`repo@sha256:…`) and it is at most 24 hours old.
-    /// `osv`, `trivy` and `defender` are not supported yet and refused at admission.
+    /// Where findings come from. Required.
+    /// - `trivy`: the controller runs Trivy on the candidate digest itself (it must be started
+    ///   with `--trivy-binary`; otherwise the Release stops with `ScannerNotConfigured`).
+    /// - `trivyReport`: Trivy JSON reports (`trivy image --format json <repo>@sha256:…`) that CI
+    ///   publishes as ConfigMaps labelled `tidegate.dev/scan-report=true` in the policy's
+    ///   namespace, annotated `tidegate.dev/digest: sha256:…`, with the report under
+    ///   `report.json`. A report counts only if its `ArtifactName` is the candidate and it is at
+    ///   most 24 hours old.
+    /// `osv` and `defender` are not supported yet and refused at admission.
     pub scanner: Scanner,
     /// Severities that block a Release. Default `[Critical, High]`. At least one: the gate cannot
     /// be switched off with an empty list.
@@ -330,7 +331,7 @@ impl Default for Scan {
     }
 }
 
-/// Where the findings of a candidate image come from. Only `trivyReport` is supported.
+/// Where the findings of a candidate image come from: `trivy` or `trivyReport`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum Scanner {
@@ -339,7 +340,7 @@ pub enum Scanner {
     TrivyReport,
     /// A scanner built into the controller, backed by the OSV database. Not supported yet.
     Osv,
-    /// Trivy run by the controller. Not supported yet.
+    /// Trivy run by the controller on the candidate digest (`--trivy-binary`).
     Trivy,
     /// Microsoft Defender for Containers. Not supported yet.
     Defender,

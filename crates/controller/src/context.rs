@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
-use tidegate_providers::{Builder, Scanner, Signer};
+use tidegate_providers::{Builder, Signer};
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
@@ -28,8 +28,8 @@ pub struct Context {
     pub admission: AdmissionGuard,
     /// Produces candidates.
     pub builder: Arc<dyn Builder>,
-    /// Reports findings.
-    pub scanner: Arc<dyn Scanner>,
+    /// Report findings, by `spec.scan.scanner`.
+    pub scanners: crate::scanners::Scanners,
     /// Signs and verifies.
     pub signer: Arc<dyn Signer>,
     /// Attaches signed promotion records to digests.

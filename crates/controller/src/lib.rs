@@ -12,6 +12,7 @@ pub mod observe;
 pub mod policy;
 pub mod promotion;
 pub mod release;
+pub mod scanners;
 pub mod signing;
 pub mod status;
 pub mod watcher;
@@ -88,6 +89,26 @@ pub struct Config {
     /// store nothing is signed: Releases stop before staging (`SigningNotConfigured`).
     #[arg(long, env = "TIDEGATE_TRUST_STORE_DIR", requires = "trust_policy_file")]
     pub trust_store_dir: Option<PathBuf>,
+    /// The `trivy` binary. With it, policies may use `spec.scan.scanner: trivy`: the controller
+    /// runs `trivy image` on each candidate digest itself.
+    #[arg(long, env = "TIDEGATE_TRIVY_BINARY")]
+    pub trivy_binary: Option<PathBuf>,
+    /// Trivy's cache directory: the vulnerability database and the layer cache (a volume).
+    #[arg(long, env = "TIDEGATE_TRIVY_CACHE_DIR", default_value = "/var/cache/tidegate/trivy")]
+    pub trivy_cache_dir: PathBuf,
+    /// Never download Trivy's vulnerability database and make no outside request while scanning:
+    /// the cache directory must hold a current database (filled by a job or an init container).
+    #[arg(long, env = "TIDEGATE_TRIVY_OFFLINE")]
+    pub trivy_offline: bool,
+    /// Where Trivy downloads its vulnerability database from (an OCI mirror of trivy-db).
+    #[arg(long, env = "TIDEGATE_TRIVY_DB_REPOSITORY")]
+    pub trivy_db_repository: Option<String>,
+    /// Scan through a Trivy server (client/server mode) instead of the local database.
+    #[arg(long, env = "TIDEGATE_TRIVY_SERVER")]
+    pub trivy_server: Option<String>,
+    /// How long one Trivy scan may take, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub trivy_timeout_seconds: u64,
 }
 
 /// Providers that replace the ones [`Config`] selects. The product passes none; only the test
@@ -151,7 +172,10 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         access: Access::new(client.clone()),
         admission: AdmissionGuard::new(client.clone())?,
         builder,
-        scanner: Arc::new(ReportScanner::new(reach.clone())),
+        scanners: scanners::Scanners {
+            report: Arc::new(ReportScanner::new(reach.clone())),
+            trivy: scanners::trivy_from_config(&config)?,
+        },
         signer: signing.signer,
         attestor: signing.attestor,
         recorder: Recorder::new(client.clone(), MANAGER.into()),

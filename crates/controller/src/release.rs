@@ -171,7 +171,16 @@ async fn run_stage(
         ReleasePhase::Scanning => {
             let digest = digest(status)?;
             let image = repository.pinned(&digest);
-            let Some(findings) = ctx.scanner.scan(&namespace, &image, &digest).await? else {
+            let scanner = match ctx.scanners.get(policy.spec.scan.scanner) {
+                Ok(scanner) => scanner,
+                Err(why) => {
+                    return Ok(StageOutcome::Rejected {
+                        reason: crate::scanners::SCANNER_NOT_CONFIGURED,
+                        message: why,
+                    });
+                }
+            };
+            let Some(findings) = scanner.scan(&namespace, &image, &digest).await? else {
                 return Ok(StageOutcome::InProgress(format!("waiting for the scan report of {digest}")));
             };
             let gate_policy = GatePolicy {

@@ -23,6 +23,7 @@ pub mod registry;
 pub mod registry_builder;
 pub mod report;
 pub mod staging_tests;
+pub mod trivy;
 pub mod trivy_operator;
 
 use tidegate_api::{ImagePolicy, Release};
