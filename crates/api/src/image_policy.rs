@@ -300,6 +300,7 @@ pub struct Scan {
     ///   namespace, annotated `tidegate.dev/digest: sha256:…`, with the report under
     ///   `report.json`. A report counts only if its `ArtifactName` is the candidate and it is at
     ///   most 24 hours old.
+    ///
     /// `osv` and `defender` are not supported yet and refused at admission.
     pub scanner: Scanner,
     /// Severities that block a Release. Default `[Critical, High]`. At least one: the gate cannot
