@@ -20,8 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build (once) the control-plane binaries and the supply-chain tools (registry, crane,
-    /// notation, ocireg) from the pinned Go modules and print their paths.
+    /// Build (once) the control-plane binaries, the supply-chain tools (registry, crane,
+    /// notation, ocireg) and the scanner tools (trivy, trivydb) from the pinned Go modules and
+    /// print their paths.
     Tools,
     /// Write the CRD YAML in crds/ from the Rust types (with --check, fail if it differs instead).
     Crds {
