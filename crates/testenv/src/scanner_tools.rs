@@ -19,9 +19,10 @@
 //! with `HOME`, `XDG_CACHE_HOME`, `XDG_CONFIG_HOME` and `XDG_DATA_HOME` pointing into a
 //! temporary directory ([`trivy_command`]). `CACHE/db/trivy.db` and `CACHE/db/metadata.json` must
 //! exist ([`write_vulnerability_db`]). The registry is reached over plain HTTP because its host is
-//! a loopback address (go-containerregistry picks `http` for `localhost` and `127.0.0.1`); a
-//! registry on another host would need `--insecure` (TLS without verification) and, for plain
-//! HTTP, an `http://`-capable setup.
+//! a loopback address (go-containerregistry picks `http` for `localhost` and `127.0.0.1`), so no
+//! `--insecure` is needed. A plain-HTTP registry on another host needs `--insecure` (Trivy then
+//! parses the reference with `name.Insecure`, which also allows plain HTTP, and skips TLS
+//! verification).
 //!
 //! # The fixture format
 //!
