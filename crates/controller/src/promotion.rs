@@ -218,16 +218,17 @@ async fn attach_record(
     let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
     let image = repository.pinned(digest);
     let namespace = promotion.namespace().unwrap_or_default();
-    // The Release counts only when it is this policy's and built this digest.
+    // The Release counts only when it is this policy's.
     let release = Api::<Release>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(&promotion.spec.release)
         .await?
-        .filter(|r| {
-            r.spec.policy == promotion.spec.policy
-                && r.status.as_ref().and_then(|s| s.digest.as_deref()) == Some(digest.as_str())
-        });
+        .filter(|r| r.spec.policy == promotion.spec.policy);
+    let release_phase = release.as_ref().and_then(|r| r.status.as_ref()).map(|s| s.phase);
+    let release_digest = release.as_ref().and_then(|r| r.status.as_ref()).and_then(|s| s.digest.clone());
+    let same_digest = release_digest.as_deref() == Some(digest.as_str());
     let signature = release
         .as_ref()
+        .filter(|_| same_digest)
         .and_then(|r| r.status.as_ref())
         .and_then(|s| s.signature.as_ref())
         .and_then(|s| s.reference.clone())
@@ -238,11 +239,54 @@ async fn attach_record(
         Err(e) if !e.is_transient() => return Ok(given_up(e.to_string())),
         Err(e) => return Err(e.into()),
     }
-    let statement =
-        match provenance::statement(event, promotion, release.as_ref(), &repository.repository_ref(), digest) {
-            Ok(statement) => statement,
-            Err(e) => return Ok(given_up(e.to_string())),
-        };
+    // What the record says is proven now, not read from status (which others may write).
+    let status = promotion.status.clone().unwrap_or_default();
+    let workloads: Vec<&Workload> = rules.workloads.iter().collect();
+    let target_namespaces: BTreeSet<String> = workloads
+        .iter()
+        .map(|w| observe::kubernetes(w, true, &namespace).map(|t| t.namespace))
+        .collect::<Result<_>>()?;
+    let people = approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history).await?;
+    let proven = provenance::Proven {
+        approvers: match people.unprovable {
+            Some(_) => Vec::new(),
+            None => people
+                .approvals
+                .iter()
+                .filter(|e| e.right == approval::Right::Holds && !people.excluded.contains(&e.user))
+                .map(|e| e.user.clone())
+                .collect(),
+        },
+        rejected_by: people.rejected_by.clone(),
+        rollback_requested_by: people.rollback_requested_by.clone(),
+    };
+    let targets = ctx.reach.targets(&namespace)?;
+    let previous = status.previous_digest.as_deref().and_then(|d| d.parse::<Digest>().ok());
+    let world = provenance::World {
+        release_verified: same_digest && release_phase == Some(tidegate_api::ReleasePhase::Verified),
+        release_rejected: release_phase == Some(tidegate_api::ReleasePhase::Rejected),
+        production: match event {
+            RecordEvent::Rejected => None,
+            _ => observe::production_digest(&targets, &namespace, &workloads).await?,
+        },
+        ran_digest: event == RecordEvent::RolledBack
+            && rollback_target_problem(&targets, &repository, &namespace, &workloads, digest).await?.is_none(),
+        required: usize::try_from(rules.required_approvals).unwrap_or(1),
+    };
+    if let Err(why) = provenance::check(event, digest, previous.as_ref(), &proven, &world) {
+        return Ok(given_up(why));
+    }
+    let statement = match provenance::statement(
+        event,
+        promotion,
+        release.as_ref().filter(|_| same_digest),
+        &repository.repository_ref(),
+        digest,
+        &proven,
+    ) {
+        Ok(statement) => statement,
+        Err(e) => return Ok(given_up(e.to_string())),
+    };
     match ctx.attestor.attach(&image, digest, &statement).await {
         Ok(record) => Ok(RecordEntry { event, record: Some(record), message: None, at: Time(now) }),
         Err(e) if !e.is_transient() => Ok(given_up(e.to_string())),

@@ -1,7 +1,8 @@
 //! Proof that travels with the image: the product binary, signing with a Notary Project key,
 //! attaches a signed promotion record to the digest when a Promotion succeeds, when it is rolled
 //! back and when it is rejected. The real `notation verify` accepts each record, and its content
-//! is what happened (the Release and its tests, each approver, production before and after).
+//! is what happened (the Release and its tests, each approver, production before and after). A
+//! status forged to `Succeeded` earns no record.
 
 mod common;
 
@@ -82,6 +83,7 @@ async fn every_outcome_leaves_a_signed_record_on_the_digest() {
     let before = push("1.0", 1024).await;
     let promoted = push("1.1", 1500).await;
     let refused = push("1.2", 1700).await;
+    let forged = push("1.3", 1900).await;
 
     let s = Scenario::new("provenance").await;
     s.set_workload_images(&format!("{host}/shop/app@{before}")).await;
@@ -172,5 +174,25 @@ async fn every_outcome_leaves_a_signed_record_on_the_digest() {
     assert_eq!(records.len(), 1, "{records:?}");
     let release = s.releases().get("shop-app-refused").await.expect("release");
     assert_eq!(release.status.map(|st| st.phase), Some(ReleasePhase::Verified));
+
+    // A status forged to Succeeded earns no signed record: nobody approved this digest and
+    // production does not run it. The controller writes down why, once.
+    let promotion = candidate(&s, "shop-app-forged", &format!("{host}/shop/app@{forged}")).await;
+    let forged_name = promotion.metadata.name.clone().expect("name");
+    let status = json!({"status": {"phase": "Succeeded", "approvedBy": ["alice"], "conditions": [{"type": "Ready",
+        "status": "True", "reason": "Succeeded", "message": "forged", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}});
+    let entry = common::wait("the controller to judge the forged Succeeded", 2 * MINUTE, || async {
+        let promotions = s.promotions();
+        let current = promotions.get(&forged_name).await.ok()?;
+        if current.status.as_ref().is_some_and(|st| st.phase == PromotionPhase::AwaitingApproval) {
+            let _ = promotions.patch_status(&forged_name, &PatchParams::default(), &Patch::Merge(&status)).await;
+        }
+        current.status?.records.into_iter().find(|r| r.event == RecordEvent::Promoted)
+    })
+    .await;
+    assert!(entry.record.is_none(), "a forged status got a signed record: {entry:?}");
+    let why = entry.message.unwrap_or_default();
+    assert!(why.contains("is not Verified") || why.contains("production does not run"), "{why}");
+    assert!(client.referrers(&repo, &forged, Some(MEDIA_TYPE)).await.expect("referrers").is_empty());
     drop(controller);
 }

@@ -247,6 +247,77 @@ pub enum RecordError {
     },
 }
 
+/// Who did what, as the controller proved it now (identities the admission policies recorded,
+/// rights checked with SubjectAccessReviews), never as status says: whoever can write status must
+/// not be able to make the controller sign a record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Proven {
+    /// Approvers whose approval is proven now, in order.
+    pub approvers: Vec<String>,
+    /// A proven rejection.
+    pub rejected_by: Option<String>,
+    /// A proven rollback request.
+    pub rollback_requested_by: Option<String>,
+}
+
+/// What the controller observed of the world when a record is due.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct World {
+    /// The Release of this policy is `Verified` with the digest.
+    pub release_verified: bool,
+    /// The Release of this policy was rejected by a gate.
+    pub release_rejected: bool,
+    /// The digest every production workload runs now, when they agree.
+    pub production: Option<Digest>,
+    /// Every production workload's own record (ReplicaSets, Jobs) shows it ran the digest.
+    pub ran_digest: bool,
+    /// Approvals the policy requires.
+    pub required: usize,
+}
+
+/// Whether the world agrees with what a record of `event` would say. Status is not evidence: a
+/// forged `Succeeded` with no approval, no rollout or no rejection gets no signed record.
+pub fn check(
+    event: RecordEvent,
+    digest: &Digest,
+    previous: Option<&Digest>,
+    proven: &Proven,
+    world: &World,
+) -> Result<(), String> {
+    match event {
+        RecordEvent::Promoted => {
+            if !world.release_verified {
+                return Err(format!("the Release is not Verified with {digest}"));
+            }
+            if world.production.as_ref() != Some(digest) {
+                return Err(format!("production does not run {digest}"));
+            }
+            if proven.approvers.len() < world.required.max(1) {
+                return Err(format!(
+                    "{} proven approval(s) of {} required",
+                    proven.approvers.len(),
+                    world.required.max(1)
+                ));
+            }
+        }
+        RecordEvent::RolledBack => {
+            if !world.ran_digest {
+                return Err(format!("production never ran {digest}"));
+            }
+            match (previous, &world.production) {
+                (Some(previous), Some(running)) if previous == running => {}
+                _ => return Err("production does not run the digest it was rolled back to".into()),
+            }
+        }
+        RecordEvent::Rejected => {
+            if proven.rejected_by.is_none() && !world.release_rejected {
+                return Err("no proven rejection, and the Release was not rejected".into());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> String {
     rfc3339(t.0)
 }
@@ -265,18 +336,22 @@ fn condition_message(status: &PromotionStatus, type_: &str) -> Option<String> {
     status.conditions.iter().find(|c| c.type_ == type_).map(|c| c.message.clone())
 }
 
-fn last_actor(status: &PromotionStatus, action: AuditAction) -> Option<Actor> {
-    status.history.iter().rev().find(|e| e.action == action).map(|e| Actor { user: e.user.clone(), at: time(&e.at) })
+/// `user`, with the time the controller first saw them do `action`.
+fn actor(status: &PromotionStatus, action: AuditAction, user: &str) -> Actor {
+    let at = status.history.iter().find(|e| e.action == action && e.user == user).map(|e| time(&e.at));
+    Actor { user: user.to_string(), at: at.unwrap_or_default() }
 }
 
 /// The record of `event` for `promotion` (whose status the controller wrote), with its Release
-/// if it still exists. `repository` is the repository the digest lives in.
+/// if it still exists. `repository` is the repository the digest lives in. People come from
+/// `proven` (see [`check`]); status gives only times and the rollout's record.
 pub fn statement(
     event: RecordEvent,
     promotion: &Promotion,
     release: Option<&Release>,
     repository: &str,
     digest: &Digest,
+    proven: &Proven,
 ) -> Result<Statement, RecordError> {
     use tidegate_api::PromotionPhase as P;
     let status = promotion.status.clone().unwrap_or_default();
@@ -290,19 +365,8 @@ pub fn statement(
         change_started_at: status.promoted_at.as_ref().map(time),
         running_since: became_true(&status, "RolledOut"),
     };
-    let approvals: Vec<Actor> = status
-        .approved_by
-        .iter()
-        .map(|user| Actor {
-            user: user.clone(),
-            at: status
-                .history
-                .iter()
-                .find(|e| e.action == AuditAction::Approved && &e.user == user)
-                .map(|e| time(&e.at))
-                .unwrap_or_default(),
-        })
-        .collect();
+    let approvals: Vec<Actor> =
+        proven.approvers.iter().map(|user| actor(&status, AuditAction::Approved, user)).collect();
 
     let (at, rejection, rollback, production) = match event {
         RecordEvent::Promoted => {
@@ -318,7 +382,10 @@ pub fn statement(
             }
             let at = became_true(&status, "RollbackComplete").ok_or(RecordError::NotYet(event))?;
             let rollback = Rollback {
-                requested_by: last_actor(&status, AuditAction::RollbackRequested),
+                requested_by: proven
+                    .rollback_requested_by
+                    .as_deref()
+                    .map(|user| actor(&status, AuditAction::RollbackRequested, user)),
                 reason: condition_message(&status, "RolledBack").unwrap_or_else(|| "rolled back".into()),
                 restored_digest: status.previous_digest.clone(),
             };
@@ -329,7 +396,7 @@ pub fn statement(
                 return Err(RecordError::NotYet(event));
             }
             let ready = status.conditions.iter().find(|c| c.type_ == "Ready").ok_or(RecordError::NotYet(event))?;
-            let by = last_actor(&status, AuditAction::Rejected);
+            let by = proven.rejected_by.as_deref().map(|user| actor(&status, AuditAction::Rejected, user));
             let reason = promotion
                 .metadata
                 .annotations

@@ -23,6 +23,10 @@ fn condition(type_: &str, status: bool, message: &str, time: &str) -> Condition 
     }
 }
 
+fn proven() -> Proven {
+    Proven { approvers: vec!["alice".into(), "bob".into()], ..Proven::default() }
+}
+
 fn release() -> Release {
     serde_json::from_value(json!({
         "metadata": {"name": "shop-app-base-1", "namespace": "shop", "uid": "r-uid"},
@@ -72,6 +76,7 @@ fn a_promoted_record_names_everything_that_happened() {
         Some(&release()),
         "r.io/shop/app",
         &digest('d'),
+        &proven(),
     )
     .expect("record");
     let value = serde_json::to_value(&statement).expect("json");
@@ -113,6 +118,7 @@ fn the_same_facts_give_the_same_bytes() {
             Some(&release()),
             "r.io/shop/app",
             &digest('d'),
+            &proven(),
         )
         .expect("record")
         .to_bytes()
@@ -129,7 +135,7 @@ fn a_record_is_only_of_what_the_status_says_happened() {
         (RecordEvent::RolledBack, PromotionPhase::RolledBack), // rollback not complete
     ] {
         assert_eq!(
-            statement(event, &promotion(phase), None, "r.io/shop/app", &digest('d')),
+            statement(event, &promotion(phase), None, "r.io/shop/app", &digest('d'), &proven()),
             Err(RecordError::NotYet(event)),
             "{event:?} in {phase:?}"
         );
@@ -145,16 +151,24 @@ fn rejections_and_rollbacks_say_who_and_why() {
         user: "erin".into(),
         at: at("2026-12-01T10:50:00Z"),
     });
-    let record = statement(RecordEvent::Rejected, &rejected, None, "r.io/shop/app", &digest('d')).expect("record");
+    let erin = Proven { rejected_by: Some("erin".into()), ..proven() };
+    let record =
+        statement(RecordEvent::Rejected, &rejected, None, "r.io/shop/app", &digest('d'), &erin).expect("record");
     let rejection = record.predicate.rejection.expect("rejection");
     assert_eq!(rejection.by, Some(Actor { user: "erin".into(), at: "2026-12-01T10:50:00Z".into() }));
     assert_eq!(rejection.reason, "CVE-2026-1 still present");
     assert!(record.predicate.production.is_none());
 
     // Refused by a gate, not a person: the reason is the controller's, never the annotation.
-    let gate =
-        statement(RecordEvent::Rejected, &promotion(PromotionPhase::Rejected), None, "r.io/shop/app", &digest('d'))
-            .expect("record");
+    let gate = statement(
+        RecordEvent::Rejected,
+        &promotion(PromotionPhase::Rejected),
+        None,
+        "r.io/shop/app",
+        &digest('d'),
+        &proven(),
+    )
+    .expect("record");
     assert_eq!(
         gate.predicate.rejection.expect("rejection"),
         Rejection { by: None, reason: "production runs it".into() }
@@ -174,7 +188,9 @@ fn rejections_and_rollbacks_say_who_and_why() {
         "2026-12-01T11:20:05Z",
     ));
     status.conditions.push(condition("RollbackComplete", true, "done", "2026-12-01T11:21:00Z"));
-    let record = statement(RecordEvent::RolledBack, &rolled_back, None, "r.io/shop/app", &digest('d')).expect("record");
+    let alice = Proven { rollback_requested_by: Some("alice".into()), ..proven() };
+    let record =
+        statement(RecordEvent::RolledBack, &rolled_back, None, "r.io/shop/app", &digest('d'), &alice).expect("record");
     assert_eq!(record.predicate.at, "2026-12-01T11:21:00Z");
     let rollback = record.predicate.rollback.expect("rollback");
     assert_eq!(rollback.requested_by.map(|a| a.user), Some("alice".into()));
@@ -184,9 +200,15 @@ fn rejections_and_rollbacks_say_who_and_why() {
 
 #[test]
 fn readers_refuse_records_of_other_digests_and_types() {
-    let record =
-        statement(RecordEvent::Promoted, &promotion(PromotionPhase::Succeeded), None, "r.io/shop/app", &digest('d'))
-            .expect("record");
+    let record = statement(
+        RecordEvent::Promoted,
+        &promotion(PromotionPhase::Succeeded),
+        None,
+        "r.io/shop/app",
+        &digest('d'),
+        &proven(),
+    )
+    .expect("record");
     let bytes = record.to_bytes();
     assert_eq!(Statement::parse(&bytes, &digest('d')).expect("parse"), record);
     assert!(matches!(Statement::parse(&bytes, &digest('e')), Err(RecordError::Foreign { .. })));
@@ -200,4 +222,42 @@ fn readers_refuse_records_of_other_digests_and_types() {
     two["subject"] = json!([two["subject"][0], {"name": "r.io/other", "digest": {"sha256": "e".repeat(64)}}]);
     assert!(Statement::parse(&serde_json::to_vec(&two).expect("bytes"), &digest('d')).is_err(), "one subject only");
     assert!(Statement::parse(b"not json", &digest('d')).is_err());
+}
+
+#[test]
+fn status_alone_never_earns_a_record() {
+    let d = digest('d');
+    let previous = digest('0');
+    let approved = proven();
+    let world = World {
+        release_verified: true,
+        production: Some(d.clone()),
+        ran_digest: true,
+        required: 2,
+        ..World::default()
+    };
+    assert_eq!(check(RecordEvent::Promoted, &d, Some(&previous), &approved, &world), Ok(()));
+    // A forged Succeeded: production does not run it, the Release is not Verified, or nobody approved.
+    for (name, world, proven) in [
+        ("production elsewhere", World { production: Some(previous.clone()), ..world.clone() }, approved.clone()),
+        ("release not verified", World { release_verified: false, ..world.clone() }, approved.clone()),
+        ("one approval of two", world.clone(), Proven { approvers: vec!["alice".into()], ..Proven::default() }),
+        ("no approval at all", World { required: 0, ..world.clone() }, Proven::default()),
+    ] {
+        assert!(check(RecordEvent::Promoted, &d, Some(&previous), &proven, &world).is_err(), "{name}");
+    }
+    // A rollback record needs production back on the previous digest, and the digest to have run.
+    let restored = World { production: Some(previous.clone()), ..world.clone() };
+    assert_eq!(check(RecordEvent::RolledBack, &d, Some(&previous), &approved, &restored), Ok(()));
+    assert!(check(RecordEvent::RolledBack, &d, Some(&previous), &approved, &world).is_err());
+    assert!(
+        check(RecordEvent::RolledBack, &d, Some(&previous), &approved, &World { ran_digest: false, ..restored })
+            .is_err()
+    );
+    // A rejection record needs a proven rejection or a rejected Release.
+    assert!(check(RecordEvent::Rejected, &d, None, &Proven::default(), &World::default()).is_err());
+    let rejected = World { release_rejected: true, ..World::default() };
+    assert_eq!(check(RecordEvent::Rejected, &d, None, &Proven::default(), &rejected), Ok(()));
+    let erin = Proven { rejected_by: Some("erin".into()), ..Proven::default() };
+    assert_eq!(check(RecordEvent::Rejected, &d, None, &erin, &World::default()), Ok(()));
 }
