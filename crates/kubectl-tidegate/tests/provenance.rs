@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tidegate_api::{Promotion, RecordEvent};
 use tidegate_core::Digest;
-use tidegate_core::provenance::statement;
+use tidegate_core::provenance::{Proven, statement};
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::provenance::Attestor;
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
@@ -47,6 +47,11 @@ fn plugin(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// alice, the one proven approver.
+fn alice() -> Proven {
+    Proven { approvers: vec!["alice".into()], ..Proven::default() }
+}
+
 #[tokio::test]
 async fn provenance_shows_verified_records_and_refuses_the_rest() {
     let registry = Registry::start(RegistryOptions { kind: RegistryKind::Referrers, auth: RegistryAuth::Anonymous })
@@ -67,7 +72,8 @@ async fn provenance_shows_verified_records_and_refuses_the_rest() {
     let keys = tempfile::tempdir().expect("keys");
     let ours = write_code_signing_identity(&keys.path().join("ours"), "tidegate", "tidegate").expect("identity");
     let theirs = write_code_signing_identity(&keys.path().join("theirs"), "stranger", "stranger").expect("identity");
-    let record = statement(RecordEvent::Promoted, &promotion(&digest), None, &repo, &digest).expect("statement");
+    let record =
+        statement(RecordEvent::Promoted, &promotion(&digest), None, &repo, &digest, &alice()).expect("statement");
     let trusted = signer(&ours, client.clone()).attach(&image, &digest, &record).await.expect("attach");
     let mut forged = record.clone();
     forged.predicate.approvals[0].user = "mallory".into();

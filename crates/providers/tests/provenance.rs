@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tidegate_api::{Promotion, RecordEvent};
 use tidegate_core::Digest;
-use tidegate_core::provenance::{MEDIA_TYPE, Statement, statement};
+use tidegate_core::provenance::{MEDIA_TYPE, Proven, Statement, statement};
 use tidegate_providers::Verification;
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::provenance::Attestor;
@@ -53,6 +53,11 @@ fn succeeded_promotion(digest: &Digest) -> Promotion {
     .expect("promotion")
 }
 
+/// alice, the one proven approver.
+fn alice() -> Proven {
+    Proven { approvers: vec!["alice".into()], ..Proven::default() }
+}
+
 #[tokio::test]
 async fn a_signed_record_is_attached_verified_by_notation_and_read_back() {
     let registry = Registry::start(RegistryOptions { kind: RegistryKind::Referrers, auth: RegistryAuth::Anonymous })
@@ -67,8 +72,9 @@ async fn a_signed_record_is_attached_verified_by_notation_and_read_back() {
     let identity = Identity::new("tidegate");
     let signer = identity.signer(client.clone(), true);
 
-    let record = statement(RecordEvent::Promoted, &succeeded_promotion(&digest), None, &repo.to_string(), &digest)
-        .expect("statement");
+    let record =
+        statement(RecordEvent::Promoted, &succeeded_promotion(&digest), None, &repo.to_string(), &digest, &alice())
+            .expect("statement");
     let first = signer.attach(&image, &digest, &record).await.expect("attach");
     // Attaching again (a controller that crashed before writing its status) adds nothing.
     let again = signer.attach(&image, &digest, &record).await.expect("attach again");
@@ -132,8 +138,9 @@ async fn a_signed_record_is_attached_verified_by_notation_and_read_back() {
 
     // A record signed by a key the trust store does not hold.
     let stranger = Identity::new("stranger");
-    let foreign = statement(RecordEvent::Promoted, &succeeded_promotion(&digest), None, "elsewhere/app", &digest)
-        .expect("statement");
+    let foreign =
+        statement(RecordEvent::Promoted, &succeeded_promotion(&digest), None, "elsewhere/app", &digest, &alice())
+            .expect("statement");
     let untrusted = stranger.signer(client.clone(), true).attach(&image, &digest, &foreign).await.expect("attach");
 
     let found = signer.records(&image, &digest).await.expect("records");
@@ -149,8 +156,9 @@ async fn a_signed_record_is_attached_verified_by_notation_and_read_back() {
     // A statement about another digest, signed by the trusted key, is not a record of this one.
     let other: Digest =
         registry.push_test_image("shop/app", "v2", &[512], &[]).await.expect("push").parse().expect("digest");
-    let elsewhere = statement(RecordEvent::Promoted, &succeeded_promotion(&other), None, &repo.to_string(), &other)
-        .expect("statement");
+    let elsewhere =
+        statement(RecordEvent::Promoted, &succeeded_promotion(&other), None, &repo.to_string(), &other, &alice())
+            .expect("statement");
     let payload = elsewhere.to_bytes();
     let misattached = client
         .push_artifact(
