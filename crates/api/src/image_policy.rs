@@ -833,12 +833,20 @@ mod tests {
             "{:?}",
             messages(&spec)
         );
-        // Only trivyReport passes; the other values are refused by name.
+        // trivy and trivyReport pass; the other values are refused by name.
         let refused: Vec<String> = messages(scan).into_iter().map(|(_, m)| m).collect();
-        for value in ["osv", "trivy", "defender"] {
+        for value in ["osv", "defender"] {
             let prefix = format!("spec.scan.scanner {value} is not supported yet: ");
             assert!(refused.iter().any(|m| m.starts_with(&prefix)), "{refused:?}");
         }
+        for value in ["trivy ", "trivyReport "] {
+            assert!(!refused.iter().any(|m| m.starts_with(&format!("spec.scan.scanner {value}"))), "{refused:?}");
+        }
+        // The gate cannot be switched off with an empty list.
+        assert!(
+            refused.iter().any(|m| m.starts_with("spec.scan.blockSeverities must name at least one")),
+            "{refused:?}"
+        );
     }
 
     #[test]
