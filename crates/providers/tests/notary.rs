@@ -2,36 +2,19 @@
 //! `notation verify` accepts Tidegate's signatures, and Tidegate verifies `notation sign`'s.
 //! Untrusted, missing and mismatched signatures fail closed with a reason.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use common::Identity;
 use tidegate_core::Digest;
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
 use tidegate_providers::{ProviderError, Signer, Verification};
-use tidegate_testenv::pki::{CodeSigningFiles, write_code_signing_identity};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 use tidegate_testenv::tools::SupplyChainTools;
-
-/// A code-signing identity with its trust store and policy (see testenv's pki).
-struct Identity {
-    _dir: tempfile::TempDir,
-    files: CodeSigningFiles,
-}
-
-impl Identity {
-    fn new(name: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let files = write_code_signing_identity(dir.path(), name, "tidegate").expect("identity");
-        Self { _dir: dir, files }
-    }
-
-    fn signer(&self, registry: Arc<RegistryClient>, with_key: bool) -> NotarySigner {
-        let key = with_key.then_some((self.files.key.as_path(), self.files.chain.as_path()));
-        NotarySigner::from_files(registry, key, &self.files.trust_policy, &self.files.trust_store).expect("signer")
-    }
-}
 
 fn write_policy(path: &Path, store: &str) {
     let policy = format!(

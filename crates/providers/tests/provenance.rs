@@ -3,38 +3,21 @@
 //! Tidegate; an altered record, a record re-signed by an untrusted key and a record about another
 //! digest are refused.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::Identity;
 use serde_json::json;
 use tidegate_api::{Promotion, RecordEvent};
 use tidegate_core::Digest;
 use tidegate_core::provenance::{MEDIA_TYPE, Proven, Statement, statement};
 use tidegate_providers::Verification;
-use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::provenance::Attestor;
 use tidegate_providers::registry::artifact::Artifact;
 use tidegate_providers::registry::{ClientOptions, RegistryClient, Repository};
-use tidegate_testenv::pki::{CodeSigningFiles, write_code_signing_identity};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 use tidegate_testenv::tools::SupplyChainTools;
-
-struct Identity {
-    _dir: tempfile::TempDir,
-    files: CodeSigningFiles,
-}
-
-impl Identity {
-    fn new(name: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let files = write_code_signing_identity(dir.path(), name, "tidegate").expect("identity");
-        Self { _dir: dir, files }
-    }
-
-    fn signer(&self, registry: Arc<RegistryClient>, with_key: bool) -> NotarySigner {
-        let key = with_key.then_some((self.files.key.as_path(), self.files.chain.as_path()));
-        NotarySigner::from_files(registry, key, &self.files.trust_policy, &self.files.trust_store).expect("signer")
-    }
-}
 
 /// `notation verify --insecure-registry reference` with `identity`'s trust store and policy.
 fn notation_verify(identity: &Identity, reference: &str) -> (bool, String) {
