@@ -43,7 +43,7 @@ use crate::common::{Condition, cel_duration_between, conditions_schema};
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.scan)")
-        .message("spec.scan is required: set spec.scan.scanner to trivyReport and have CI publish a Trivy JSON report of each candidate digest (a ConfigMap labelled tidegate.dev/scan-report=true); no Release passes without a scan"),
+        .message("spec.scan is required: set spec.scan.scanner to trivy (the controller runs Trivy), trivyReport (CI attaches a signed Trivy report to each candidate digest) or trivyOperator; no Release passes without a scan"),
     validation = Rule::new("!has(self.sign)")
         .message("spec.sign is not supported yet: signing is configured on the controller (--notary-key-file, --notary-cert-file, --trust-policy-file, --trust-store-dir), one key and trust policy for all policies; remove spec.sign")
 )]
@@ -96,8 +96,6 @@ pub struct ImagePolicySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!has(self.rescan)")
-        .message("spec.triggers.rescan is not supported yet: production digests are not rescanned; start Releases with spec.triggers.baseImage, spec.triggers.newBuild or the tidegate.dev/trigger annotation"),
     validation = Rule::new("!has(self.schedule)")
         .message("spec.triggers.schedule is not supported yet: to release on a schedule, let a CronJob set the annotation tidegate.dev/trigger on the ImagePolicy to a new value")
 )]
@@ -105,8 +103,10 @@ pub struct Triggers {
     /// Start a Release when the digest behind the base image reference changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_image: Option<BaseImageTrigger>,
-    /// Start a Release when a rescan of the digest now in production finds blocking
-    /// vulnerabilities. Not supported yet; refused at admission.
+    /// Rescan the digest now in production on an interval (and, with `scan.scanner: trivy`,
+    /// whenever the vulnerability database updates). A blocking finding with a fix available
+    /// starts a Release of type `VulnerabilitiesFound` naming the ids; findings without a fix are
+    /// reported in `status.productionScan` and start nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescan: Option<RescanTrigger>,
     /// Start a Release when a new application build is pushed with a tag that matches.
@@ -138,15 +138,27 @@ pub struct BaseImageTrigger {
     pub interval: String,
 }
 
-/// Rescan production for newly published vulnerabilities. Not supported yet.
+/// Rescan production for newly published vulnerabilities.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.scanner) || self.scanner in ['trivy', 'trivyReport', 'trivyOperator', 'configMapReport']")
+        .message("spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator or configMapReport")
+)]
 pub struct RescanTrigger {
-    /// How often the production digest is rescanned, as a duration between `1h` and `720h`.
-    /// Default `24h`.
+    /// Where the findings of the production digest come from. Default: `spec.scan.scanner`.
+    /// - `trivyOperator`: the Trivy Operator's `VulnerabilityReport` of the digest in the
+    ///   namespace of a production workload, read as the policy namespace's deployer (which needs
+    ///   `get`/`list` on `vulnerabilityreports.aquasecurity.github.io` there, as in ClusterRole
+    ///   `tidegate-deployer`); a report older than `spec.scan.maxReportAge` does not count.
+    /// - the others as in `spec.scan.scanner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanner: Option<Scanner>,
+    /// How often the production digest is rescanned, as a duration between `1m` and `720h`.
+    /// Default `24h`. Rescans are shared: a digest that several policies run is scanned once.
     #[serde(default = "default_rescan_interval")]
-    #[x_kube(validation = Rule::new(cel_duration_between("1h", "720h"))
-        .message("spec.triggers.rescan.interval must be a duration between 1h and 720h, e.g. 24h"))]
+    #[x_kube(validation = Rule::new(cel_duration_between("1m", "720h"))
+        .message("spec.triggers.rescan.interval must be a duration between 1m and 720h, e.g. 24h"))]
     #[schemars(length(max = 32))]
     pub interval: String,
 }
@@ -285,23 +297,33 @@ pub struct AcrTaskBuild {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("self.scanner != 'osv'")
-        .message("spec.scan.scanner osv is not supported yet: Tidegate has no built-in scanner; set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true"),
+        .message("spec.scan.scanner osv is not supported yet: set trivy (the controller runs Trivy), trivyReport (signed reports from CI) or configMapReport"),
     validation = Rule::new("self.scanner != 'defender'")
-        .message("spec.scan.scanner defender is not supported yet: set trivyReport and publish Trivy JSON reports as ConfigMaps labelled tidegate.dev/scan-report=true"),
+        .message("spec.scan.scanner defender is not supported yet: set trivy (the controller runs Trivy), trivyReport (signed reports from CI) or configMapReport"),
+    validation = Rule::new("self.scanner != 'trivyOperator'")
+        .message("spec.scan.scanner cannot be trivyOperator: the Trivy Operator scans only workloads that already run, and a candidate runs nowhere before its scan passes; scan candidates with trivy or trivyReport, and set spec.triggers.rescan.scanner: trivyOperator to watch production with the operator's reports"),
     validation = Rule::new("!has(self.blockSeverities) || size(self.blockSeverities) > 0")
         .message("spec.scan.blockSeverities must name at least one severity: an empty list would let every finding through without anyone seeing that the vulnerability gate is off, and Tidegate does not offer a way to switch it off")
 )]
 pub struct Scan {
     /// Where findings come from. Required.
-    /// - `trivy`: the controller runs Trivy on the candidate digest itself (it must be started
-    ///   with `--trivy-binary`; otherwise the Release stops with `ScannerNotConfigured`).
-    /// - `trivyReport`: Trivy JSON reports (`trivy image --format json <repo>@sha256:…`) that CI
-    ///   publishes as ConfigMaps labelled `tidegate.dev/scan-report=true` in the policy's
-    ///   namespace, annotated `tidegate.dev/digest: sha256:…`, with the report under
-    ///   `report.json`. A report counts only if its `ArtifactName` is the candidate and it is at
-    ///   most 24 hours old.
+    /// - `trivy`: the controller runs Trivy on the exact digest itself (it must be started with
+    ///   `--trivy-binary`; otherwise the Release stops with `ScannerNotConfigured`).
+    /// - `trivyReport`: a Trivy JSON report (`trivy image --format json <repo>@sha256:…`) that CI
+    ///   attaches to the digest as an OCI referrer (artifact type
+    ///   `application/vnd.tidegate.trivy.report.v1+json`) and signs with the Notary Project. It
+    ///   counts only if the controller's trust policy accepts its signature, it names the digest,
+    ///   and it is younger than `maxReportAge`.
+    /// - `configMapReport`: unsigned Trivy reports in ConfigMaps labelled
+    ///   `tidegate.dev/scan-report=true`. Anyone who may write ConfigMaps in the namespace could
+    ///   pass the gate with one, so they count only where the namespace's deployer was granted
+    ///   `trust` on `unsignedscanreports.tidegate.dev` (ClusterRole
+    ///   `tidegate-unsigned-scan-reports`); elsewhere the Release stops with
+    ///   `UnsignedReportsNotAllowed`.
     ///
-    /// `osv` and `defender` are not supported yet and refused at admission.
+    /// `osv` and `defender` are not supported yet and refused at admission; `trivyOperator` is
+    /// refused here (it only scans what already runs) and belongs in
+    /// `spec.triggers.rescan.scanner`.
     pub scanner: Scanner,
     /// Severities that block a Release. Default `[Critical, High]`. At least one: the gate cannot
     /// be switched off with an empty list.
@@ -312,6 +334,20 @@ pub struct Scan {
     /// Count only findings that have a fixed version available. Default `true`.
     #[serde(default = "default_true")]
     pub only_fixable: bool,
+    /// No-regression mode: the digest now in production is scanned too, and a blocking finding
+    /// that production has as well does not block the candidate (it is no worse than what runs);
+    /// only findings production does not have block. Default `false`: every blocking finding
+    /// blocks. Without a production digest every blocking finding blocks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_regression: bool,
+    /// The oldest a report may be and still count (`trivyReport`, `configMapReport`,
+    /// `trivyOperator`), as a duration between `1m` and `720h`. Default `24h`. A stale report
+    /// does not count: the Release waits in `Scanning` for a fresh one.
+    #[serde(default = "default_report_age")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1m", "720h"))
+        .message("spec.scan.maxReportAge must be a duration between 1m and 720h, e.g. 24h"))]
+    #[schemars(length(max = 32))]
+    pub max_report_age: String,
     /// Accepted findings. Each one needs a reason and an expiry, and lapses on its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
@@ -327,24 +363,32 @@ impl Default for Scan {
             scanner: Scanner::TrivyReport,
             block_severities: default_block_severities(),
             only_fixable: true,
+            no_regression: false,
+            max_report_age: default_report_age(),
             exceptions: Vec::new(),
         }
     }
 }
 
-/// Where the findings of a candidate image come from: `trivy` or `trivyReport`.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the findings of an image come from: `trivy`, `trivyReport`, `trivyOperator` or
+/// `configMapReport`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub enum Scanner {
-    /// Trivy JSON reports published by CI as ConfigMaps labelled `tidegate.dev/scan-report=true`
-    /// in the policy's namespace.
+    /// Signed Trivy JSON reports that CI attaches to the digest as OCI referrers.
     TrivyReport,
     /// A scanner built into the controller, backed by the OSV database. Not supported yet.
     Osv,
-    /// Trivy run by the controller on the candidate digest (`--trivy-binary`).
+    /// Trivy run by the controller on the digest (`--trivy-binary`).
     Trivy,
     /// Microsoft Defender for Containers. Not supported yet.
     Defender,
+    /// The Trivy Operator's `VulnerabilityReport` resources.
+    TrivyOperator,
+    /// Unsigned Trivy JSON reports in ConfigMaps, only where a namespace administrator allowed
+    /// them.
+    #[serde(rename = "configMapReport")]
+    ConfigMapReport,
 }
 
 /// Vulnerability severity.
@@ -707,10 +751,38 @@ pub struct ImagePolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub drift: Vec<ProductionDrift>,
-    /// Current conditions (`Ready`, `ProductionDrift`, …).
+    /// The last rescan of the digest in production (`spec.triggers.rescan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_scan: Option<ProductionScan>,
+    /// Current conditions (`Ready`, `ProductionDrift`, `VulnerableInProduction`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the last rescan of the production digest found.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductionScan {
+    /// The digest that was scanned.
+    pub digest: String,
+    /// When it was scanned.
+    pub scanned_at: Time,
+    /// Which vulnerability data was used (the Trivy database's update time), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Findings that block under `spec.scan` and have a fix: a Release fixes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub fixable: Vec<crate::release::TopFinding>,
+    /// Findings of a blocking severity that have no fix yet: nothing to rebuild for, until a fix
+    /// is published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub unfixed: Vec<crate::release::TopFinding>,
+    /// The Release started for the fixable findings, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// A production workload that runs something other than what was approved.
@@ -753,6 +825,9 @@ fn default_base_interval() -> String {
     "15m".into()
 }
 fn default_rescan_interval() -> String {
+    "24h".into()
+}
+fn default_report_age() -> String {
     "24h".into()
 }
 fn default_external_timeout() -> String {
@@ -833,13 +908,13 @@ mod tests {
             "{:?}",
             messages(&spec)
         );
-        // trivy and trivyReport pass; the other values are refused by name.
+        // trivy, trivyReport, trivyOperator and configMapReport pass; the others are refused by name.
         let refused: Vec<String> = messages(scan).into_iter().map(|(_, m)| m).collect();
         for value in ["osv", "defender"] {
             let prefix = format!("spec.scan.scanner {value} is not supported yet: ");
             assert!(refused.iter().any(|m| m.starts_with(&prefix)), "{refused:?}");
         }
-        for value in ["trivy ", "trivyReport "] {
+        for value in ["trivy ", "trivyReport ", "trivyOperator ", "configMapReport "] {
             assert!(!refused.iter().any(|m| m.starts_with(&format!("spec.scan.scanner {value}"))), "{refused:?}");
         }
         // The gate cannot be switched off with an empty list.
@@ -873,7 +948,6 @@ mod tests {
             here["description"].as_str().unwrap_or_default().to_string()
         };
         let refused: &[&[&str]] = &[
-            &["triggers", "rescan"],
             &["triggers", "schedule"],
             &["sign"],
             &["build", "acrTask"],

@@ -30,6 +30,8 @@ pub struct Context {
     pub builder: Arc<dyn Builder>,
     /// Report findings, by `spec.scan.scanner`.
     pub scanners: crate::scanners::Scanners,
+    /// Scan results of digests, shared by every policy.
+    pub scans: Arc<crate::vulnerabilities::ScanCache>,
     /// Signs and verifies.
     pub signer: Arc<dyn Signer>,
     /// Attaches signed promotion records to digests.

@@ -15,6 +15,7 @@ pub mod release;
 pub mod scanners;
 pub mod signing;
 pub mod status;
+pub mod vulnerabilities;
 pub mod watcher;
 
 use std::net::SocketAddr;
@@ -173,9 +174,12 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         admission: AdmissionGuard::new(client.clone())?,
         builder,
         scanners: scanners::Scanners {
-            report: Arc::new(ReportScanner::new(reach.clone())),
+            config_maps: Arc::new(ReportScanner::new(reach.clone(), Access::new(client.clone()))),
+            signed_reports: None,
+            operator: None,
             trivy: scanners::trivy_from_config(&config)?,
         },
+        scans: vulnerabilities::cache(),
         signer: signing.signer,
         attestor: signing.attestor,
         recorder: Recorder::new(client.clone(), MANAGER.into()),

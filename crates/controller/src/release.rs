@@ -11,11 +11,11 @@ use kube::{Resource, ResourceExt};
 use tidegate_api::release::{ScanSummary, StageRecord, TestResult};
 use tidegate_api::{ImagePolicy, LABEL_POLICY, Promotion, PromotionSpec, Release, ReleasePhase, ReleaseStatus};
 use tidegate_core::conditions::{self, Wanted};
-use tidegate_core::gate::{self, Exception, GatePolicy};
+use tidegate_core::gate;
 use tidegate_core::release::{self, ReleasePhaseExt, StageOutcome};
 use tidegate_core::{Digest, names};
 use tidegate_providers::staging_tests::{self, JobOutcome};
-use tidegate_providers::{BuildContext, BuildStep, ProviderError};
+use tidegate_providers::{BuildContext, BuildStep, ProviderError, ScanRequest};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -180,21 +180,35 @@ async fn run_stage(
                     });
                 }
             };
-            let Some(findings) = scanner.scan(&namespace, &image, &digest).await? else {
-                return Ok(StageOutcome::InProgress(format!("waiting for the scan report of {digest}")));
+            let max_age = crate::vulnerabilities::max_age(policy)?;
+            let staging = crate::vulnerabilities::workload_namespaces(policy, false, &namespace)?;
+            let request = ScanRequest {
+                namespace: &namespace,
+                image: &image,
+                digest: &digest,
+                workload_namespaces: &staging,
+                max_age,
+                now,
             };
-            let gate_policy = GatePolicy {
-                block: policy.spec.scan.block_severities.clone(),
-                only_fixable: policy.spec.scan.only_fixable,
-                exceptions: policy
-                    .spec
-                    .scan
-                    .exceptions
-                    .iter()
-                    .map(|e| Exception { id: e.id.clone(), expires: e.expires.0 })
-                    .collect(),
-                production: None,
+            let report = match scanner.scan(&request).await {
+                Ok(Some(report)) => report,
+                Ok(None) => return Ok(StageOutcome::InProgress(format!("waiting for the scan report of {digest}"))),
+                Err(ProviderError::NotAllowed(message)) => {
+                    return Ok(StageOutcome::Rejected { reason: "UnsignedReportsNotAllowed", message });
+                }
+                Err(ProviderError::NotConfigured(message)) => {
+                    return Ok(StageOutcome::Rejected { reason: crate::scanners::SCANNER_NOT_CONFIGURED, message });
+                }
+                Err(e) => return Err(e.into()),
             };
+            let findings = report.findings;
+            // No-regression: what production runs now is scanned with the same scanner; its
+            // findings do not block the candidate. Without a production result, everything blocks.
+            let production = match policy.spec.scan.no_regression {
+                true => crate::vulnerabilities::production_findings(ctx, policy, scanner.as_ref(), max_age, now).await?,
+                false => None,
+            };
+            let gate_policy = crate::vulnerabilities::gate_policy(policy, production);
             let decision = gate::evaluate(&findings, &gate_policy, now);
             status.scan = Some(ScanSummary {
                 scanner: Some(format!("{:?}", policy.spec.scan.scanner).to_lowercase()),
@@ -218,6 +232,18 @@ async fn run_stage(
                         "; the exception of {} expired, so it blocks again (renew it in spec.scan.exceptions or fix it)",
                         decision.expired.join(", ")
                     ));
+                }
+                let reason_ids = release.spec.reason.vulnerabilities.clone().unwrap_or_default();
+                let carried = tidegate_core::rescan::still_carried(&reason_ids, &decision.blocking);
+                if !carried.is_empty() {
+                    // Rescans start no second Release for the same findings on the same digest.
+                    message = format!(
+                        "the rebuilt image still carries {}, which this Release was started to fix: rebuilding \
+                         onto the current base does not fix it, so no new Release is started for it; a newer base \
+                         image or an application change must fix it. {message}",
+                        carried.join(", ")
+                    );
+                    return Ok(StageOutcome::Rejected { reason: "FixNotEffective", message });
                 }
                 Ok(StageOutcome::Rejected { reason: "BlockingVulnerabilities", message })
             }

@@ -1,6 +1,8 @@
 //! Which scanner a policy's `spec.scan.scanner` names, as this controller is configured:
-//! `trivyReport` reads reports CI publishes; `trivy` runs Trivy in the controller (only when it
-//! was started with `--trivy-binary`).
+//! `trivy` runs Trivy in the controller (only when it was started with `--trivy-binary`);
+//! `trivyReport` reads signed reports CI attaches to the digest (only with a trust policy);
+//! `trivyOperator` reads the Trivy Operator's reports; `configMapReport` reads unsigned reports
+//! where a namespace administrator allowed them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +19,12 @@ pub const SCANNER_NOT_CONFIGURED: &str = "ScannerNotConfigured";
 /// The scanners this controller runs.
 #[derive(Clone)]
 pub struct Scanners {
-    /// `trivyReport`.
-    pub report: Arc<dyn Scanner>,
+    /// `configMapReport`.
+    pub config_maps: Arc<dyn Scanner>,
+    /// `trivyReport`, when a trust policy is configured.
+    pub signed_reports: Option<Arc<dyn Scanner>>,
+    /// `trivyOperator`.
+    pub operator: Option<Arc<dyn Scanner>>,
     /// `trivy`, when configured.
     pub trivy: Option<Arc<dyn Scanner>>,
 }
@@ -27,7 +33,15 @@ impl Scanners {
     /// The scanner `kind` names, or why there is none.
     pub fn get(&self, kind: ScannerKind) -> Result<&Arc<dyn Scanner>, String> {
         match kind {
-            ScannerKind::TrivyReport => Ok(&self.report),
+            ScannerKind::ConfigMapReport => Ok(&self.config_maps),
+            ScannerKind::TrivyReport => self.signed_reports.as_ref().ok_or_else(|| {
+                "spec.scan.scanner is trivyReport, but this controller has no trust policy to verify signed reports \
+                 with: start it with --trust-policy-file and --trust-store-dir"
+                    .to_string()
+            }),
+            ScannerKind::TrivyOperator => self.operator.as_ref().ok_or_else(|| {
+                "spec.scan.scanner is trivyOperator, but this controller does not read Trivy Operator reports".to_string()
+            }),
             ScannerKind::Trivy => self.trivy.as_ref().ok_or_else(|| {
                 "spec.scan.scanner is trivy, but this controller does not run Trivy: start it with --trivy-binary \
                  (and --trivy-cache-dir, --trivy-offline or --trivy-db-repository for the database)"

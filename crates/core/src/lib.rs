@@ -7,6 +7,7 @@
 //! - [`approval`]: distinct approvers, self-approval, expiry.
 //! - [`drift`]: production that runs something other than what was approved.
 //! - [`gate`]: which vulnerability findings block.
+//! - [`rescan`]: when what runs is scanned again, and what its findings start.
 //! - [`provenance`]: the signed record of what happened to a digest.
 //! - [`rollout`]: strategies per workload kind.
 //! - [`names`]: deterministic object names.
@@ -23,6 +24,7 @@ pub mod promotion;
 pub mod provenance;
 pub mod reference;
 pub mod release;
+pub mod rescan;
 pub mod rollout;
 pub mod watch;
 

@@ -50,6 +50,10 @@ pub enum ProviderError {
     /// condition that says what to configure.
     #[error("{0}")]
     NotConfigured(String),
+    /// Nobody with the right to allow this has allowed it (a namespace administrator's grant is
+    /// missing). Not retried until the grant exists; callers say who must grant what.
+    #[error("{0}")]
+    NotAllowed(String),
     /// The Kubernetes API answered with an error.
     #[error(transparent)]
     Kube(#[from] kube::Error),
@@ -60,7 +64,7 @@ impl ProviderError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Transient(_) => true,
-            Self::Permanent(_) | Self::NotConfigured(_) => false,
+            Self::Permanent(_) | Self::NotConfigured(_) | Self::NotAllowed(_) => false,
             Self::Kube(kube::Error::Api(status)) => status.code >= 500 || status.code == 409 || status.code == 429,
             Self::Kube(_) => true,
         }
@@ -116,11 +120,47 @@ pub trait Builder: Send + Sync {
     ) -> Result<BuildStep>;
 }
 
+/// What to scan, for whom, and how fresh the answer must be.
+#[derive(Clone, Debug)]
+pub struct ScanRequest<'a> {
+    /// The policy's namespace: reports are read as its deployer.
+    pub namespace: &'a str,
+    /// The image, pinned: `repo@sha256:…`.
+    pub image: &'a str,
+    /// Its digest.
+    pub digest: &'a Digest,
+    /// Namespaces of the workloads that run (or will run) the image, for scanners whose results
+    /// live next to the workloads (the Trivy Operator).
+    pub workload_namespaces: &'a [String],
+    /// The oldest a report may be and still count (`spec.scan.maxReportAge`).
+    pub max_age: jiff::SignedDuration,
+    /// The time now.
+    pub now: jiff::Timestamp,
+}
+
+/// A scanner's answer about one digest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanReport {
+    /// The findings.
+    pub findings: Vec<Finding>,
+    /// When the scan that produced them ran, when known.
+    pub produced_at: Option<jiff::Timestamp>,
+    /// Which vulnerability data the scan used (for Trivy, the database's update time).
+    pub database: Option<String>,
+}
+
 /// Reports vulnerability findings for an exact image.
 #[async_trait::async_trait]
 pub trait Scanner: Send + Sync {
-    /// Findings for `image` (`repo@sha256:…`). `None`: no result yet (the scan is still running).
-    async fn scan(&self, namespace: &str, image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>>;
+    /// Findings for the requested digest. `None`: no result yet (the scan is still running, or
+    /// no fresh report exists yet).
+    async fn scan(&self, request: &ScanRequest<'_>) -> Result<Option<ScanReport>>;
+
+    /// The version of the vulnerability data this scanner would use now, when it knows; a change
+    /// means what runs should be scanned again.
+    fn database(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The outcome of verifying the signature of a digest.

@@ -1,5 +1,12 @@
-//! Findings from Trivy JSON reports (SchemaVersion 2) stored in ConfigMaps: the `trivyReport`
-//! scanner of `spec.scan.scanner`.
+//! Findings from unsigned Trivy JSON reports (SchemaVersion 2) stored in ConfigMaps: the
+//! `configMapReport` scanner of `spec.scan.scanner`, and the report checks every Trivy report
+//! goes through.
+//!
+//! Anyone who may write ConfigMaps in the namespace could pass the gate with such a report, so
+//! they count only where the namespace's deployer holds `trust` on
+//! `unsignedscanreports.tidegate.dev` in the policy's namespace ([`OPT_IN_RESOURCE`]; the shipped
+//! ClusterRole `tidegate-unsigned-scan-reports` grants it), checked with a SubjectAccessReview
+//! before every read. Without that grant the Release stops, naming the grant.
 //!
 //! A ConfigMap in the policy's namespace labelled `tidegate.dev/scan-report=true`, annotated
 //! `tidegate.dev/digest: sha256:…` and holding the report under `report.json` is the scan result
@@ -21,7 +28,7 @@ use tidegate_api::image_policy::Severity;
 use tidegate_core::Digest;
 use tidegate_core::gate::Finding;
 
-use crate::{ProviderError, Result, Scanner};
+use crate::{ProviderError, Result, ScanReport, ScanRequest, Scanner};
 
 /// Label that marks a scan report ConfigMap.
 pub const LABEL_REPORT: &str = "tidegate.dev/scan-report";
@@ -29,29 +36,62 @@ pub const LABEL_REPORT: &str = "tidegate.dev/scan-report";
 pub const ANNOTATION_DIGEST: &str = "tidegate.dev/digest";
 /// The key of the report in the ConfigMap.
 pub const REPORT_KEY: &str = "report.json";
-/// The oldest a report may be (by its `CreatedAt`) and still count: vulnerability databases move
+/// The default oldest a report may be (by its `CreatedAt`) and still count: vulnerability databases move
 /// daily, so an older report says little about the image today.
 pub const MAX_REPORT_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// How far in the future a report's `CreatedAt` may be (clocks of CI and controller differ).
 pub const MAX_CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
+/// The resource (group `tidegate.dev`, verb [`OPT_IN_VERB`]) a namespace's deployer must hold in
+/// the policy's namespace for unsigned ConfigMap reports to count there.
+pub const OPT_IN_RESOURCE: &str = "unsignedscanreports";
+/// The verb of the opt-in.
+pub const OPT_IN_VERB: &str = "trust";
+/// The ClusterRole that grants the opt-in, bound to the deployer in the policy's namespace.
+pub const OPT_IN_CLUSTER_ROLE: &str = "tidegate-unsigned-scan-reports";
+
 /// Reads reports from ConfigMaps.
 #[derive(Clone)]
 pub struct ReportScanner {
     reach: std::sync::Arc<crate::authz::Reach>,
+    access: crate::authz::Access,
 }
 
 impl ReportScanner {
     /// A scanner reading the policy namespace's ConfigMaps as that namespace's deployer (the
-    /// controller itself reads no ConfigMaps).
-    pub fn new(reach: std::sync::Arc<crate::authz::Reach>) -> Self {
-        Self { reach }
+    /// controller itself reads no ConfigMaps), where the opt-in is granted (asked through `access`).
+    pub fn new(reach: std::sync::Arc<crate::authz::Reach>, access: crate::authz::Access) -> Self {
+        Self { reach, access }
+    }
+
+    /// `Ok` when unsigned reports count in `namespace`, else why not.
+    async fn allowed(&self, namespace: &str) -> Result<()> {
+        let deployer = crate::authz::Subject {
+            user: crate::authz::deployer_user(namespace),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ],
+        };
+        match self.access.may(&deployer, OPT_IN_VERB, "tidegate.dev", OPT_IN_RESOURCE, namespace, None).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(ProviderError::NotAllowed(format!(
+                "spec.scan.scanner is configMapReport, but unsigned scan reports are not allowed in namespace \
+                 {namespace}: anyone who may write ConfigMaps there could pass the gate with one. Use trivy or a \
+                 signed trivyReport, or have a namespace administrator accept that risk by binding ClusterRole \
+                 {OPT_IN_CLUSTER_ROLE} to ServiceAccount {namespace}/{} in {namespace}",
+                crate::authz::DEPLOYER_SERVICE_ACCOUNT
+            ))),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl Scanner for ReportScanner {
-    async fn scan(&self, namespace: &str, image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>> {
+    async fn scan(&self, request: &ScanRequest<'_>) -> Result<Option<ScanReport>> {
+        let (namespace, image, digest) = (request.namespace, request.image, request.digest);
+        self.allowed(namespace).await?;
         let api: Api<ConfigMap> = Api::namespaced(self.reach.client(namespace)?, namespace);
         let reports = api.list(&ListParams::default().labels(&format!("{LABEL_REPORT}=true"))).await?;
         let mut reports: Vec<ConfigMap> = reports
@@ -68,7 +108,7 @@ impl Scanner for ReportScanner {
             .map(|cm| {
                 let name = cm.metadata.name.clone().unwrap_or_default();
                 let verdict = match cm.data.as_ref().and_then(|d| d.get(REPORT_KEY)) {
-                    Some(text) => check_report(text, image, digest, jiff::Timestamp::now()),
+                    Some(text) => check_report(text, image, digest, request.now, request.max_age),
                     None => Err(Unusable::Invalid(format!("it has no {REPORT_KEY}"))),
                 };
                 (name, verdict)
@@ -84,7 +124,7 @@ fn decide(
     namespace: &str,
     digest: &Digest,
     verdicts: Vec<(String, std::result::Result<Checked, Unusable>)>,
-) -> Result<Option<Vec<Finding>>> {
+) -> Result<Option<ScanReport>> {
     let mut usable: Vec<Checked> = Vec::new();
     let (mut invalid, mut stale) = (Vec::new(), Vec::new());
     for (name, verdict) in verdicts {
@@ -95,7 +135,11 @@ fn decide(
         }
     }
     if let Some(newest) = usable.into_iter().max_by_key(|c| c.created_at) {
-        return Ok(Some(newest.findings));
+        return Ok(Some(ScanReport {
+            findings: newest.findings,
+            produced_at: Some(newest.created_at),
+            database: None,
+        }));
     }
     if !invalid.is_empty() {
         return Err(ProviderError::Permanent(format!(
@@ -123,7 +167,7 @@ pub struct Checked {
 pub enum Unusable {
     /// It is not a Trivy report of the candidate; a new report of the digest is needed.
     Invalid(String),
-    /// It was a report of the candidate, but is older than [`MAX_REPORT_AGE`].
+    /// It was a report of the candidate, but is older than the policy allows.
     Stale(String),
 }
 
@@ -250,12 +294,13 @@ pub fn parse_trivy(text: &str) -> std::result::Result<Vec<Finding>, String> {
 }
 
 /// Whether `text` is a Trivy report of exactly `image` (`repo@sha256:…` of `digest`), made at
-/// most [`MAX_REPORT_AGE`] before `now`, and if so its findings.
+/// most `max_age` before `now`, and if so its findings.
 pub fn check_report(
     text: &str,
     image: &str,
     digest: &Digest,
     now: jiff::Timestamp,
+    max_age: jiff::SignedDuration,
 ) -> std::result::Result<Checked, Unusable> {
     let report = parse(text).map_err(Unusable::Invalid)?;
     if let Some(kind) = report.artifact_type.as_deref().filter(|k| *k != "container_image") {
@@ -279,10 +324,10 @@ pub fn check_report(
     let created_at: jiff::Timestamp =
         created.parse().map_err(|e| Unusable::Invalid(format!("{REPORT_KEY} CreatedAt {created:?}: {e}")))?;
     let age = now.duration_since(created_at);
-    if age > MAX_REPORT_AGE {
+    if age > max_age {
         return Err(Unusable::Stale(format!(
-            "the report was created at {created_at}, more than {} ago; scan {image} again and upload the new report",
-            hours(MAX_REPORT_AGE)
+            "the report was created at {created_at}, more than {} ago (spec.scan.maxReportAge); scan {image} again and publish the new report",
+            age_text(max_age)
         )));
     }
     if -age > MAX_CLOCK_SKEW {
@@ -291,8 +336,9 @@ pub fn check_report(
     Ok(Checked { created_at, findings: findings(report) })
 }
 
-fn hours(d: jiff::SignedDuration) -> String {
-    format!("{}h", d.as_secs() / 3600)
+fn age_text(d: jiff::SignedDuration) -> String {
+    let secs = d.as_secs();
+    if secs % 3600 == 0 { format!("{}h", secs / 3600) } else { format!("{}m", secs / 60) }
 }
 
 #[cfg(test)]
@@ -319,7 +365,7 @@ mod tests {
     }
 
     fn check(text: &str, now: &str) -> std::result::Result<Checked, Unusable> {
-        check_report(text, IMAGE, &digest(), at(now))
+        check_report(text, IMAGE, &digest(), at(now), MAX_REPORT_AGE)
     }
 
     fn invalid(text: &str) -> String {
@@ -347,7 +393,7 @@ mod tests {
             }
             // A real report names its artifact: these are of tarballs, so they do not count for
             // an image in a registry.
-            let why = match check_report(&text, IMAGE, &digest(), at("2021-08-25T13:00:00Z")) {
+            let why = match check_report(&text, IMAGE, &digest(), at("2021-08-25T13:00:00Z"), MAX_REPORT_AGE) {
                 Err(Unusable::Invalid(why)) => why,
                 other => panic!("{}: {other:?}", path.display()),
             };
@@ -459,7 +505,7 @@ mod tests {
             ],
         )
         .expect("usable");
-        assert_eq!(got.expect("findings")[0].id, "NEW");
+        assert_eq!(got.expect("findings").findings[0].id, "NEW");
 
         assert_eq!(decide("ns", &d, vec![]).expect("nothing yet"), None);
         assert_eq!(decide("ns", &d, vec![("a".into(), stale())]).expect("stale only: wait"), None);

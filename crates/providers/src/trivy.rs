@@ -14,11 +14,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(test)]
 use tidegate_core::Digest;
-use tidegate_core::gate::Finding;
 
-use crate::report::{Unusable, check_report};
-use crate::{ProviderError, Result, Scanner};
+use crate::report::{MAX_REPORT_AGE, Unusable, check_report};
+use crate::{ProviderError, Result, ScanReport, ScanRequest, Scanner};
 
 /// How the controller runs Trivy.
 #[derive(Clone, Debug)]
@@ -83,7 +83,11 @@ impl TrivyScanner {
 
 #[async_trait::async_trait]
 impl Scanner for TrivyScanner {
-    async fn scan(&self, _namespace: &str, image: &str, digest: &Digest) -> Result<Option<Vec<Finding>>> {
+    async fn scan(&self, request: &ScanRequest<'_>) -> Result<Option<ScanReport>> {
+        let (image, digest) = (request.image, request.digest);
+        // Read before the scan: a database that updates while Trivy runs is reported as the old
+        // one, and the next rescan sees the new one.
+        let database = self.database();
         if !image.ends_with(&format!("@{digest}")) {
             return Err(ProviderError::Permanent(format!(
                 "{image} is not pinned to {digest}; only digests are scanned"
@@ -129,13 +133,37 @@ impl Scanner for TrivyScanner {
             return Err(ProviderError::Transient(format!("trivy failed on {image} ({}): {tail}", output.status)));
         }
         let text = String::from_utf8_lossy(&output.stdout);
-        match check_report(&text, image, digest, jiff::Timestamp::now()) {
-            Ok(checked) => Ok(Some(checked.findings)),
+        let now = jiff::Timestamp::now();
+        match check_report(&text, image, digest, now, MAX_REPORT_AGE) {
+            Ok(checked) => Ok(Some(ScanReport {
+                findings: checked.findings,
+                produced_at: Some(checked.created_at),
+                database,
+            })),
             Err(Unusable::Invalid(why) | Unusable::Stale(why)) => {
                 Err(ProviderError::Permanent(format!("trivy's report of {image} is unusable: {why}")))
             }
         }
     }
+
+    fn database(&self) -> Option<String> {
+        if self.options.server.is_some() {
+            return None;
+        }
+        database_version(&self.options.cache_dir)
+    }
+}
+
+/// The `UpdatedAt` of the Trivy vulnerability database in `cache_dir` (`db/metadata.json`), which
+/// changes whenever the database does.
+pub fn database_version(cache_dir: &std::path::Path) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Metadata {
+        updated_at: String,
+    }
+    let text = std::fs::read(cache_dir.join("db").join("metadata.json")).ok()?;
+    serde_json::from_slice::<Metadata>(&text).ok().map(|m| m.updated_at)
 }
 
 #[cfg(test)]
@@ -185,8 +213,17 @@ mod tests {
     async fn a_tag_is_never_scanned_and_a_missing_binary_says_so() {
         let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().expect("digest");
         let scanner = TrivyScanner::new(TrivyOptions { binary: "/nonexistent/trivy".into(), ..options() });
-        assert!(matches!(scanner.scan("ns", "r.io/app:1.0", &digest).await, Err(ProviderError::Permanent(_))));
-        match scanner.scan("ns", &format!("r.io/app@{digest}"), &digest).await {
+        let request = |image: &'static str| ScanRequest {
+            namespace: "ns",
+            image,
+            digest: &digest,
+            workload_namespaces: &[],
+            max_age: MAX_REPORT_AGE,
+            now: jiff::Timestamp::now(),
+        };
+        assert!(matches!(scanner.scan(&request("r.io/app:1.0")).await, Err(ProviderError::Permanent(_))));
+        let pinned: &'static str = Box::leak(format!("r.io/app@{digest}").into_boxed_str());
+        match scanner.scan(&request(pinned)).await {
             Err(ProviderError::NotConfigured(why)) => assert!(why.contains("/nonexistent/trivy"), "{why}"),
             other => panic!("{other:?}"),
         }

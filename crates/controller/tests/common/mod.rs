@@ -60,6 +60,7 @@ impl Scenario {
         // The namespace owners opt in: the policy namespace's deployer may act in both namespaces.
         scenario.opt_in(&scenario.ns.clone()).await;
         scenario.opt_in(&scenario.staging.clone()).await;
+        scenario.allow_unsigned_reports().await;
         for (ns, file) in
             [(&scenario.staging, "10-staging-workloads.yaml"), (&scenario.ns, "11-production-workloads.yaml")]
         {
@@ -153,6 +154,29 @@ subjects:
         apply::apply_yaml(&self.admin, &yaml, namespace, "scenario").await.expect("opt in");
     }
 
+    /// The namespace administrator accepts unsigned ConfigMap scan reports in the scenario's
+    /// namespace (`spec.scan.scanner: configMapReport`).
+    pub async fn allow_unsigned_reports(&self) {
+        let yaml = format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: tidegate-unsigned-scan-reports, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-unsigned-scan-reports}}
+subjects:
+- {{kind: ServiceAccount, name: tidegate-deployer, namespace: {ns}}}
+"#,
+            ns = self.ns
+        );
+        apply::apply_yaml(&self.admin, &yaml, &self.ns, "scenario").await.expect("allow unsigned reports");
+    }
+
+    /// Withdraws [`Scenario::allow_unsigned_reports`].
+    pub async fn forbid_unsigned_reports(&self) {
+        let api: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(self.admin.clone(), &self.ns);
+        api.delete("tidegate-unsigned-scan-reports", &Default::default()).await.expect("forbid unsigned reports");
+    }
+
     /// Applies the example policy with `changes` merged into its spec (JSON merge patch).
     pub async fn policy(&self, changes: serde_json::Value) {
         let text = std::fs::read_to_string(examples().join("20-imagepolicy.yaml")).expect("example policy");
@@ -164,9 +188,14 @@ subjects:
         }
         // The example watches a base image on registry.example.com; scenarios never leave this
         // machine, so they trigger by hand unless they name a loopback base themselves.
+        // Scenarios rescan production only when they ask for it.
         if let Some(triggers) = policy["spec"]["triggers"].as_object_mut() {
             triggers.remove("baseImage");
+            triggers.remove("rescan");
         }
+        // Scenarios publish unsigned reports as ConfigMaps (their namespace allows them, see
+        // `Scenario::new`) unless they name another scanner.
+        policy["spec"]["scan"]["scanner"] = json!("configMapReport");
         merge(&mut policy["spec"], changes);
         let api: Api<ImagePolicy> = Api::namespaced(self.admin.clone(), &self.ns);
         api.patch("shop-app", &PatchParams::apply("scenario").force(), &Patch::Apply(&policy))
@@ -214,7 +243,7 @@ subjects:
             "spec": {
                 "image": image,
                 "triggers": {"baseImage": {"ref": base, "interval": "1m"}},
-                "scan": {"scanner": "trivyReport"},
+                "scan": {"scanner": "configMapReport"},
                 "workloads": [{"name": "w", "kind": "worker",
                     "staging": {"kubernetes": {"kind": "Deployment", "namespace": self.staging, "name": name}},
                     "production": {"kubernetes": {"kind": "Deployment", "namespace": self.ns, "name": name}}}]
