@@ -12,6 +12,7 @@ pub mod observe;
 pub mod policy;
 pub mod promotion;
 pub mod release;
+pub mod rescan;
 pub mod scanners;
 pub mod signing;
 pub mod status;

@@ -86,7 +86,7 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
             None
         }
     };
-    status.production_digest = production.map(|d| d.to_string());
+    status.production_digest = production.as_ref().map(|d| d.to_string());
     status.staging_digest = staging.map(|d| d.to_string());
     // After observing production: a tag whose digest already runs there is no new build.
     if let Some(trigger) = &policy.spec.triggers.new_build
@@ -94,6 +94,15 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     {
         tracing::warn!(error = %e, "looking for new builds failed");
     }
+
+    // A CVE in what runs: rescan production when due; a fixable finding starts a Release.
+    let found = match crate::rescan::run(&ctx, &policy, &mut status, production.as_ref(), now).await {
+        Ok(found) => found,
+        Err(e) => {
+            problems.push(format!("rescanning production: {e}"));
+            None
+        }
+    };
 
     let releases = observe::releases_of(&ctx, &namespace, &name).await?;
     status.latest_release = releases.iter().max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
@@ -107,25 +116,28 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     status.observed_generation = policy.meta().generation;
     let ready = problems.is_empty();
     let message = if ready { "watching the policy's workloads".to_string() } else { problems.join("; ") };
-    status.conditions = conditions::merge(
-        &status.conditions,
-        &[
-            Wanted::new("Ready", ready, if ready { "Observed" } else { "TargetsUnavailable" }, message),
-            Wanted::new(
-                "ProductionDrift",
-                drifted,
-                if drifted { "Drifted" } else { "AsApproved" },
-                if drifted {
-                    drift::describe(&status.drift)
-                } else {
-                    "production runs what Tidegate deployed with an approved Promotion".to_string()
-                },
-            ),
-        ],
-        policy.meta().generation,
-        now,
-    );
+    let mut wanted = vec![
+        Wanted::new("Ready", ready, if ready { "Observed" } else { "TargetsUnavailable" }, message),
+        Wanted::new(
+            "ProductionDrift",
+            drifted,
+            if drifted { "Drifted" } else { "AsApproved" },
+            if drifted {
+                drift::describe(&status.drift)
+            } else {
+                "production runs what Tidegate deployed with an approved Promotion".to_string()
+            },
+        ),
+    ];
+    wanted.extend(crate::rescan::condition(&status));
+    status.conditions = conditions::merge(&status.conditions, &wanted, policy.meta().generation, now);
+    if status.production_scan.is_none() {
+        status.conditions.retain(|c| c.type_ != crate::rescan::CONDITION);
+    }
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+    if let Some(found) = found {
+        ctx.event(policy.as_ref(), true, "VulnerabilitiesFound", found, "Rescan").await;
+    }
     let old_drift = old.as_ref().map(|s| s.drift.as_slice()).unwrap_or_default();
     if status.drift != old_drift {
         if drifted {
@@ -282,7 +294,12 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Starts a Release under a deterministic name: a trigger that fires again finds it there.
-async fn start_release(ctx: &Context, policy: &ImagePolicy, name: String, reason: ReleaseReason) -> Result<()> {
+pub(crate) async fn start_release(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    name: String,
+    reason: ReleaseReason,
+) -> Result<()> {
     start_release_with_source(ctx, policy, name, reason, None).await
 }
 

@@ -205,7 +205,9 @@ async fn run_stage(
             // No-regression: what production runs now is scanned with the same scanner; its
             // findings do not block the candidate. Without a production result, everything blocks.
             let production = match policy.spec.scan.no_regression {
-                true => crate::vulnerabilities::production_findings(ctx, policy, scanner.as_ref(), max_age, now).await?,
+                true => {
+                    crate::vulnerabilities::production_findings(ctx, policy, scanner.as_ref(), max_age, now).await?
+                }
                 false => None,
             };
             let gate_policy = crate::vulnerabilities::gate_policy(policy, production);

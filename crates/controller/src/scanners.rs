@@ -40,7 +40,8 @@ impl Scanners {
                     .to_string()
             }),
             ScannerKind::TrivyOperator => self.operator.as_ref().ok_or_else(|| {
-                "spec.scan.scanner is trivyOperator, but this controller does not read Trivy Operator reports".to_string()
+                "spec.scan.scanner is trivyOperator, but this controller does not read Trivy Operator reports"
+                    .to_string()
             }),
             ScannerKind::Trivy => self.trivy.as_ref().ok_or_else(|| {
                 "spec.scan.scanner is trivy, but this controller does not run Trivy: start it with --trivy-binary \

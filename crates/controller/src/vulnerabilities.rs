@@ -82,8 +82,14 @@ pub async fn production_findings(
     let namespace = policy.namespace().unwrap_or_default();
     let image = observe::repository(policy)?.pinned(&digest);
     let workloads = workload_namespaces(policy, true, &namespace)?;
-    let request =
-        ScanRequest { namespace: &namespace, image: &image, digest: &digest, workload_namespaces: &workloads, max_age, now };
+    let request = ScanRequest {
+        namespace: &namespace,
+        image: &image,
+        digest: &digest,
+        workload_namespaces: &workloads,
+        max_age,
+        now,
+    };
     let key = ScanKey::new(policy.spec.scan.scanner, &namespace, &digest);
     let fresh_for = max_age.unsigned_abs();
     let report = ctx.scans.scan(key, scanner, &request, fresh_for).await?;
@@ -203,7 +209,10 @@ mod tests {
         let hour = Duration::from_secs(3600);
         // Two policies in different namespaces, same digest, registry scanner: one scan.
         for ns in ["a", "b"] {
-            cache.scan(ScanKey::new(ScannerKind::Trivy, ns, &digest), &scanner, &request(t0), hour).await.expect("scan");
+            cache
+                .scan(ScanKey::new(ScannerKind::Trivy, ns, &digest), &scanner, &request(t0), hour)
+                .await
+                .expect("scan");
         }
         assert_eq!(scanner.scans.load(Ordering::SeqCst), 1);
         // Namespace-scoped reports are read per namespace.

@@ -68,7 +68,13 @@ pub struct FixRelease {
 
 /// Decides what the findings of `digest` (the digest production runs) start, for `policy`.
 /// `onlyFixable` is not applied here: a finding without a fix is still reported, as unfixed.
-pub fn decide(policy: &str, digest: &Digest, findings: &[Finding], gate: &GatePolicy, now: Timestamp) -> RescanDecision {
+pub fn decide(
+    policy: &str,
+    digest: &Digest,
+    findings: &[Finding],
+    gate: &GatePolicy,
+    now: Timestamp,
+) -> RescanDecision {
     let all = GatePolicy { only_fixable: false, production: None, ..gate.clone() };
     // Each finding on its own: the same id can block in one package and not in another.
     let blocks = |f: &Finding| !gate::evaluate(std::slice::from_ref(f), &all, now).passes();
@@ -82,10 +88,8 @@ pub fn decide(policy: &str, digest: &Digest, findings: &[Finding], gate: &GatePo
     let mut ids: Vec<String> = fixable.iter().map(|f| f.id.clone()).collect();
     ids.sort();
     ids.dedup();
-    let release = (!ids.is_empty()).then(|| FixRelease {
-        name: names::release_name(policy, "vuln", &format!("{digest} {}", ids.join(","))),
-        ids,
-    });
+    let release = (!ids.is_empty())
+        .then(|| FixRelease { name: names::release_name(policy, "vuln", &format!("{digest} {}", ids.join(","))), ids });
     RescanDecision { fixable, unfixed, release }
 }
 
@@ -118,7 +122,11 @@ pub fn describe(decision: &RescanDecision) -> String {
             Some(release) => format!("; release {} fixes them", release.name),
             None => String::new(),
         };
-        parts.push(format!("{} fixable blocking finding(s) in production: {}{started}", decision.fixable.len(), list(&decision.fixable)));
+        parts.push(format!(
+            "{} fixable blocking finding(s) in production: {}{started}",
+            decision.fixable.len(),
+            list(&decision.fixable)
+        ));
     }
     if !decision.unfixed.is_empty() {
         parts.push(format!(
@@ -127,11 +135,7 @@ pub fn describe(decision: &RescanDecision) -> String {
             list(&decision.unfixed)
         ));
     }
-    if parts.is_empty() {
-        "no blocking findings in production".to_string()
-    } else {
-        parts.join("; ")
-    }
+    if parts.is_empty() { "no blocking findings in production".to_string() } else { parts.join("; ") }
 }
 
 #[cfg(test)]

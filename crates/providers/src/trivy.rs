@@ -57,11 +57,26 @@ impl TrivyScanner {
     /// The arguments of one scan of `image`.
     pub fn arguments(&self, image: &str) -> Vec<String> {
         let o = &self.options;
-        let mut args: Vec<String> =
-            ["image", "--format", "json", "--quiet", "--scanners", "vuln", "--skip-java-db-update"]
-                .into_iter()
-                .map(String::from)
-                .collect();
+        // Vulnerabilities only, the image read from its registry (never from a container daemon
+        // on the controller's host), no version check and no telemetry: the only outside
+        // requests are the registry's and, unless offline, the database download.
+        let mut args: Vec<String> = [
+            "image",
+            "--format",
+            "json",
+            "--quiet",
+            "--scanners",
+            "vuln",
+            "--skip-java-db-update",
+            "--skip-check-update",
+            "--skip-version-check",
+            "--disable-telemetry",
+            "--image-src",
+            "remote",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
         args.extend(["--cache-dir".into(), o.cache_dir.display().to_string()]);
         if o.offline {
             args.extend(["--skip-db-update".into(), "--offline-scan".into()]);
@@ -135,11 +150,9 @@ impl Scanner for TrivyScanner {
         let text = String::from_utf8_lossy(&output.stdout);
         let now = jiff::Timestamp::now();
         match check_report(&text, image, digest, now, MAX_REPORT_AGE) {
-            Ok(checked) => Ok(Some(ScanReport {
-                findings: checked.findings,
-                produced_at: Some(checked.created_at),
-                database,
-            })),
+            Ok(checked) => {
+                Ok(Some(ScanReport { findings: checked.findings, produced_at: Some(checked.created_at), database }))
+            }
             Err(Unusable::Invalid(why) | Unusable::Stale(why)) => {
                 Err(ProviderError::Permanent(format!("trivy's report of {image} is unusable: {why}")))
             }

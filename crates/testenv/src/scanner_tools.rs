@@ -497,6 +497,22 @@ pub async fn push_package_image(
     registry.client().push_layered(repo, tag, &package_image_layers(os, packages), &[]).await
 }
 
+/// An uncompressed tar layer holding one regular file at `path` (an application's own layer on
+/// top of a package image's).
+pub fn file_layer(path: &str, contents: &[u8]) -> Vec<u8> {
+    let mut tar = Tar::default();
+    if let Some((dir, _)) = path.rsplit_once('/') {
+        let mut prefix = String::new();
+        for part in dir.split('/') {
+            prefix.push_str(part);
+            prefix.push('/');
+            tar.dir(&prefix);
+        }
+    }
+    tar.file(path, contents);
+    tar.finish()
+}
+
 /// `lib/apk/db/installed`: one paragraph per package.
 fn apk_installed(packages: &[Package]) -> String {
     let mut out = String::new();

@@ -24,7 +24,12 @@ fn finding(id: &str, severity: Severity, fixed: Option<&str>) -> Finding {
 }
 
 fn gate() -> GatePolicy {
-    GatePolicy { block: vec![Severity::Critical, Severity::High], only_fixable: true, exceptions: vec![], production: None }
+    GatePolicy {
+        block: vec![Severity::Critical, Severity::High],
+        only_fixable: true,
+        exceptions: vec![],
+        production: None,
+    }
 }
 
 #[test]
@@ -73,7 +78,8 @@ fn fixable_blocking_findings_start_one_release_and_unfixed_ones_are_reported() {
 #[test]
 fn exceptions_hold_until_they_expire_and_nothing_blocking_starts_nothing() {
     let findings = vec![finding("CVE-2023-5678", Severity::High, Some("3.1.4-r0"))];
-    let excepted = GatePolicy { exceptions: vec![Exception { id: "CVE-2023-5678".into(), expires: at(100) }], ..gate() };
+    let excepted =
+        GatePolicy { exceptions: vec![Exception { id: "CVE-2023-5678".into(), expires: at(100) }], ..gate() };
     let decision = decide("p", &digest('a'), &findings, &excepted, at(0));
     assert!(decision.release.is_none() && decision.fixable.is_empty());
     assert_eq!(describe(&decision), "no blocking findings in production");
