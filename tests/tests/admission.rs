@@ -193,6 +193,34 @@ fn cases() -> Vec<Case> {
             expect: &["spec.scan is required", "trivyReport"],
         },
         Case {
+            name: "candidates scanned by the Trivy Operator",
+            base: "policy",
+            pointer: "/spec/scan/scanner",
+            value: json!("trivyOperator"),
+            expect: &["spec.scan.scanner cannot be trivyOperator", "spec.triggers.rescan.scanner"],
+        },
+        Case {
+            name: "rescan with a scanner that does not exist yet",
+            base: "policy",
+            pointer: "/spec/triggers/rescan",
+            value: json!({"interval": "24h", "scanner": "osv"}),
+            expect: &["spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator or configMapReport"],
+        },
+        Case {
+            name: "rescan every second",
+            base: "policy",
+            pointer: "/spec/triggers/rescan/interval",
+            value: json!("30s"),
+            expect: &["spec.triggers.rescan.interval", "between 1m and 720h"],
+        },
+        Case {
+            name: "reports that never go stale",
+            base: "policy",
+            pointer: "/spec/scan/maxReportAge",
+            value: json!("9000h"),
+            expect: &["spec.scan.maxReportAge", "between 1m and 720h"],
+        },
+        Case {
             name: "scan without a scanner",
             base: "policy",
             pointer: "/spec/scan/scanner",
@@ -249,8 +277,6 @@ fn cases() -> Vec<Case> {
 fn unsupported() -> Vec<(&'static str, Value, &'static str)> {
     let azure = |kind: &str, name: &str| json!({"resourceId": format!("/subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/{kind}/{name}")});
     vec![
-        ("/spec/triggers/rescan", json!({"interval": "24h"}), "spec.triggers.rescan"),
-        ("/spec/triggers/rescan", json!({}), "spec.triggers.rescan"),
         ("/spec/triggers/schedule", json!({"cron": "0 6 * * 1"}), "spec.triggers.schedule"),
         ("/spec/scan/scanner", json!("osv"), "spec.scan.scanner osv"),
         ("/spec/scan/scanner", json!("defender"), "spec.scan.scanner defender"),
@@ -357,6 +383,12 @@ async fn unsupported_fields_are_refused_as_not_supported_yet() {
     let mut object = base("policy");
     set(&mut object, "/spec/tests/job", json!({"templateConfigMap": "smoke"}));
     set(&mut object, "/spec/scan", json!({"scanner": "trivyReport"}));
+    assert_eq!(admission_error(&client, &object).await, None);
+    // Rescans of production, with the operator's reports, and no-regression are supported.
+    set(&mut object, "/spec/triggers/rescan", json!({"interval": "12h", "scanner": "trivyOperator"}));
+    set(&mut object, "/spec/scan", json!({"scanner": "trivy", "noRegression": true, "maxReportAge": "6h"}));
+    assert_eq!(admission_error(&client, &object).await, None);
+    set(&mut object, "/spec/scan", json!({"scanner": "configMapReport"}));
     assert_eq!(admission_error(&client, &object).await, None);
 }
 

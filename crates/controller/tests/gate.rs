@@ -266,3 +266,23 @@ async fn a_phase_or_rollback_target_written_into_status_moves_nothing() {
         Some(PromotionPhase::Succeeded)
     );
 }
+
+/// Unsigned ConfigMap reports count only where a namespace administrator allowed them: without
+/// the grant, no ConfigMap is read, the Release stops at the scan, and it says which grant is
+/// missing.
+#[tokio::test]
+async fn an_unsigned_report_does_not_pass_where_nobody_allowed_unsigned_reports() {
+    let s = Scenario::new("gate-unsigned").await;
+    s.forbid_unsigned_reports().await;
+    s.policy(json!({})).await;
+    let controller = s.controller();
+    s.trigger("unsigned").await;
+    let rejected = s.release_in(ReleasePhase::Rejected, MINUTE).await;
+    let status = rejected.status.expect("status");
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+    assert_eq!(ready.reason, "UnsignedReportsNotAllowed", "{ready:?}\n{}", controller.log_tail());
+    assert!(ready.message.contains("tidegate-unsigned-scan-reports"), "{}", ready.message);
+    assert!(status.scan.is_none() && status.signature.is_none(), "nothing scanned, nothing signed: {status:?}");
+    assert!(s.promotions().list(&Default::default()).await.expect("list").items.is_empty());
+    drop(controller);
+}

@@ -154,3 +154,84 @@ async fn a_policy_naming_trivy_stops_when_the_controller_does_not_run_it() {
     assert!(ready.message.contains("--trivy-binary"), "{}", ready.message);
     drop(controller);
 }
+
+/// `spec.scan.noRegression`: the digest production runs is scanned too; a candidate that carries
+/// only what production already carries passes, one with a new blocking finding does not.
+#[tokio::test]
+async fn no_regression_blocks_only_findings_production_does_not_have() {
+    let tools = ScannerTools::locate().expect("scanner tools (run `cargo xtask tools`)");
+    let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous })
+        .await
+        .expect("registry");
+    let host = registry.host().to_string();
+    let cache = tempfile::tempdir().expect("cache");
+    let fixtures = FIXTURES.replace(
+        "- bucket: data-source",
+        "    - bucket: zlib\n      pairs:\n        - key: CVE-2022-37434\n          value:\n            FixedVersion: \"1.2.12-r2\"\n- bucket: data-source",
+    ) + "    - key: CVE-2022-37434\n      value:\n        Title: \"zlib: heap-based buffer over-read\"\n        Severity: CRITICAL\n";
+    write_vulnerability_db(&tools, &fixtures, cache.path()).expect("vulnerability database");
+    let os = ImageOs::alpine();
+    let openssl = Package::new("openssl", "3.1.0-r0");
+    let production =
+        push_package_image(&registry, "shop/app", "1.0", &os, &[Package::new("musl", "1.2.5-r0"), openssl.clone()])
+            .await
+            .expect("push");
+    // The same vulnerable openssl, another musl: no new finding.
+    let same =
+        push_package_image(&registry, "shop/app", "1.1", &os, &[Package::new("musl", "1.2.5-r1"), openssl.clone()])
+            .await
+            .expect("push");
+    // And a vulnerable zlib on top: one new CRITICAL finding.
+    let worse = push_package_image(
+        &registry,
+        "shop/app",
+        "1.2",
+        &os,
+        &[Package::new("musl", "1.2.5-r0"), openssl, Package::new("zlib", "1.2.12-r0")],
+    )
+    .await
+    .expect("push");
+
+    let s = Scenario::new("scan-noregression").await;
+    s.set_workload_images(&format!("{host}/shop/app@{production}")).await;
+    let (url, _) = http_server(200).await;
+    s.policy(json!({
+        "image": format!("{host}/shop/app"),
+        "scan": {"scanner": "trivy", "noRegression": true, "exceptions": null},
+        "workloads": [{"name": "web", "kind": "http",
+            "staging": {"kubernetes": {"kind": "Deployment", "namespace": s.staging, "name": "web", "service": "web"}},
+            "production": {"kubernetes": {"kind": "Deployment", "namespace": s.ns, "name": "web", "service": "web"}}}],
+        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}
+    }))
+    .await;
+    let controller = s.controller_with(&[
+        "--trivy-binary",
+        &tools.trivy().display().to_string(),
+        "--trivy-cache-dir",
+        &cache.path().display().to_string(),
+        "--trivy-offline",
+        "--plain-http-registry",
+        &host,
+    ]);
+    // No-regression compares with what the policy's status says production runs.
+    let policies: kube::Api<tidegate_api::ImagePolicy> = kube::Api::namespaced(s.admin.clone(), &s.ns);
+    common::wait("the production digest in the policy's status", MINUTE, || async {
+        let p = policies.get("shop-app").await.ok()?;
+        (p.status?.production_digest.as_deref() == Some(production.as_str())).then_some(())
+    })
+    .await;
+
+    release(&s, "shop-app-worse", &format!("{host}/shop/app@{worse}")).await;
+    let status = release_ended(&s, "shop-app-worse").await.status.expect("status");
+    assert_eq!(status.phase, ReleasePhase::Rejected, "{status:?}\n{}", controller.log_tail());
+    let scan = status.scan.expect("scan summary");
+    assert_eq!(scan.blocking_ids, ["CVE-2022-37434"], "only the new finding blocks: {scan:?}");
+    assert_eq!(scan.high, 1, "production's own HIGH finding is still counted: {scan:?}");
+
+    release(&s, "shop-app-same", &format!("{host}/shop/app@{same}")).await;
+    let status = release_ended(&s, "shop-app-same").await.status.expect("status");
+    assert_eq!(status.phase, ReleasePhase::Verified, "{status:?}\n{}", controller.log_tail());
+    let scan = status.scan.expect("scan summary");
+    assert_eq!((scan.high, scan.blocking), (1, 0), "no worse than production: {scan:?}");
+    drop(controller);
+}
