@@ -21,8 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Build (once) the control-plane binaries, the supply-chain tools (registry, crane,
-    /// notation, ocireg) and the scanner tools (trivy, trivydb) from the pinned Go modules and
-    /// print their paths.
+    /// notation, ocireg) and the scanner tools (trivy, trivydb) from the pinned Go modules, fetch
+    /// the Trivy Operator's VulnerabilityReport CRD from its module, and print their paths.
     Tools,
     /// Write the CRD YAML in crds/ from the Rust types (with --check, fail if it differs instead).
     Crds {
@@ -81,6 +81,10 @@ fn tools() -> Result<tidegate_testenv::tools::Tools> {
     let scanner = tidegate_testenv::scanner_tools::build_scanner(&mut |line| eprintln!("[tools] {line}"))?;
     for name in tidegate_testenv::scanner_tools::SCANNER_BINARIES {
         println!("{}", scanner.dir().join(name).display());
+    }
+    let operator_crds = tidegate_testenv::operator_crds::fetch(&mut |line| eprintln!("[tools] {line}"))?;
+    for (file, _) in tidegate_testenv::operator_crds::OPERATOR_CRDS {
+        println!("{}", operator_crds.join(file).display());
     }
     eprintln!("[tools] ready after {:.0?}", started.elapsed());
     Ok(tools)

@@ -37,6 +37,7 @@ use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
 use tidegate_providers::registry_builder::RegistryBuilder;
 use tidegate_providers::report::ReportScanner;
+use tidegate_providers::trivy_operator::OperatorScanner;
 use tidegate_providers::{Builder, Signer};
 
 use crate::context::{Context, MANAGER};
@@ -177,7 +178,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         scanners: scanners::Scanners {
             config_maps: Arc::new(ReportScanner::new(reach.clone(), Access::new(client.clone()))),
             signed_reports: None,
-            operator: None,
+            operator: Some(Arc::new(OperatorScanner::new(reach.clone()))),
             trivy: scanners::trivy_from_config(&config)?,
         },
         scans: vulnerabilities::cache(),

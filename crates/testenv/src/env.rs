@@ -25,7 +25,8 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// Number of simulated (kwok) nodes.
     pub nodes: usize,
-    /// Install Tidegate's CRDs and wait until they are Established.
+    /// Install Tidegate's CRDs and the Trivy Operator's `VulnerabilityReport` CRD, and wait until
+    /// they are Established.
     pub install_crds: bool,
 }
 
@@ -209,11 +210,10 @@ impl TestEnv {
         .await?;
         env.wait_for_default_service_account("default").await?;
         if options.install_crds {
-            crate::crds::install(
-                &client,
-                &tidegate_api::crds::all().into_iter().map(|(_, crd)| crd).collect::<Vec<_>>(),
-            )
-            .await?;
+            let mut crds: Vec<_> = tidegate_api::crds::all().into_iter().map(|(_, crd)| crd).collect();
+            // The Trivy Operator's reports, which the `trivyOperator` scanner reads.
+            crds.extend(crate::operator_crds::load()?);
+            crate::crds::install(&client, &crds).await?;
         }
         pki::write_file(&env.admin_kubeconfig_path(), &env.kubeconfig(ADMIN_USER, &env.admin)?)?;
         Ok(env)

@@ -3,7 +3,8 @@
 //! [`TestEnv`] starts etcd, kube-apiserver (TLS, client-certificate authentication, RBAC, the
 //! admission plugins including ValidatingAdmissionPolicy), kube-controller-manager,
 //! kube-scheduler and kwok on loopback with free ports, creates simulated nodes so that Pods of
-//! Deployments and Jobs progress, and installs Tidegate's CRDs. Dropping it stops everything and
+//! Deployments and Jobs progress, and installs Tidegate's CRDs and the Trivy Operator's
+//! `VulnerabilityReport` CRD ([`operator_crds`]). Dropping it stops everything and
 //! removes its temporary directory. [`shared`] gives one environment per test binary, cleaned up
 //! when the binary exits, also after a failed test.
 //!
@@ -18,6 +19,7 @@ pub mod crds;
 mod env;
 pub mod kubeconfig;
 pub mod nodes;
+pub mod operator_crds;
 pub mod pki;
 pub mod process;
 pub mod registry;

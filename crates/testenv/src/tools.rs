@@ -474,7 +474,7 @@ fn go_command(dir: &Path) -> Command {
     cmd
 }
 
-fn go(dir: &Path, args: &[&str]) -> Result<String, Error> {
+pub(crate) fn go(dir: &Path, args: &[&str]) -> Result<String, Error> {
     let output = go_command(dir)
         .args(args)
         .output()
