@@ -177,7 +177,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         builder,
         scanners: scanners::Scanners {
             config_maps: Arc::new(ReportScanner::new(reach.clone(), Access::new(client.clone()))),
-            signed_reports: None,
+            signed_reports: signing.reports,
             operator: Some(Arc::new(OperatorScanner::new(reach.clone()))),
             trivy: scanners::trivy_from_config(&config)?,
         },

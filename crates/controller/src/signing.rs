@@ -1,7 +1,8 @@
 //! Which signer the controller uses. Candidates are signed and verified with Notary Project
 //! signatures only; without that configuration the controller signs nothing and trusts nothing:
 //! Releases stop before staging with the reason [`SIGNING_NOT_CONFIGURED`], and no Promotion
-//! passes the signature check before production.
+//! passes the signature check before production. Signed scan reports (`trivyReport`) are
+//! verified with the same trust policy and store.
 
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use tidegate_core::provenance::Statement;
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::provenance::{Attestor, FoundRecord};
 use tidegate_providers::registry::RegistryClient;
-use tidegate_providers::{ProviderError, Result, Signer, Verification};
+use tidegate_providers::signed_report::SignedReportScanner;
+use tidegate_providers::{ProviderError, Result, Scanner, Signer, Verification};
 
 use crate::Config;
 
@@ -48,19 +50,23 @@ impl Attestor for NotConfigured {
     }
 }
 
-/// What signs candidates, and what attaches signed promotion records: the same key.
+/// What signs candidates, and what attaches signed promotion records: the same key. Signed scan
+/// reports are verified with the same trust policy.
 #[derive(Clone)]
 pub struct Signing {
     /// Signs and verifies candidates.
     pub signer: Arc<dyn Signer>,
     /// Attaches and reads promotion records.
     pub attestor: Arc<dyn Attestor>,
+    /// Reads signed Trivy reports CI attaches to a digest (`trivyReport`); `None` without a
+    /// trust policy to verify them with.
+    pub reports: Option<Arc<dyn Scanner>>,
 }
 
 impl Signing {
-    /// Neither signs nor attaches.
+    /// Neither signs nor attaches, and reads no signed reports.
     pub fn not_configured() -> Self {
-        Self { signer: Arc::new(NotConfigured), attestor: Arc::new(NotConfigured) }
+        Self { signer: Arc::new(NotConfigured), attestor: Arc::new(NotConfigured), reports: None }
     }
 }
 
@@ -85,7 +91,8 @@ pub fn from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Re
                 );
             }
             let signer = Arc::new(signer);
-            Ok(Signing { signer: signer.clone(), attestor: signer })
+            let reports: Arc<dyn Scanner> = Arc::new(SignedReportScanner::new(signer.clone()));
+            Ok(Signing { signer: signer.clone(), attestor: signer, reports: Some(reports) })
         }
         _ if config.notary_key_file.is_some() => Err(anyhow::anyhow!(
             "--notary-key-file needs --trust-policy-file and --trust-store-dir: every signature is verified \

@@ -3,7 +3,8 @@
 //!
 //! - [`Builder`]: produces the candidate image of a Release ([`registry_builder::RegistryBuilder`]:
 //!   native rebase in the registry, external CI builds and build Jobs).
-//! - [`Scanner`]: reports vulnerability findings ([`report::ReportScanner`]: Trivy JSON reports).
+//! - [`Scanner`]: reports vulnerability findings ([`report::ReportScanner`]: Trivy JSON reports;
+//!   [`signed_report::SignedReportScanner`]: signed Trivy reports CI attaches to the digest).
 //! - [`Signer`]: signs a digest and verifies it again before every deployment
 //!   ([`notary_signer::NotarySigner`]: Notary Project signatures in the registry).
 //! - [`provenance::Attestor`]: signed promotion records attached to digests
@@ -22,6 +23,7 @@ pub mod rebase;
 pub mod registry;
 pub mod registry_builder;
 pub mod report;
+pub mod signed_report;
 pub mod staging_tests;
 pub mod trivy;
 pub mod trivy_operator;

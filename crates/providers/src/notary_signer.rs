@@ -3,6 +3,13 @@
 //! `application/vnd.cncf.notary.signature`, `subject` = the signed manifest) through the referrers
 //! API or the tag-schema fallback, and verified against a trust policy and trust store, as the
 //! `notation` CLI does. Verification fails closed and says why.
+//!
+//! [`Signer::sign`] signs container images only (a manifest whose config is an image config, or
+//! an index of such manifests, without an `artifactType`). The trust policy that accepts the
+//! controller's signatures also decides which signed scan reports and promotion records count,
+//! and whoever may create a Release names the digest to sign: signing whatever that digest is
+//! would turn a report or record someone pushed into a trusted one. The controller's own records
+//! are signed through [`NotarySigner::sign_artifact`], which is not reachable from a Release.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +21,9 @@ use tidegate_notary::{
 };
 
 use crate::registry::artifact::Artifact;
-use crate::registry::types::ImageManifest;
+use crate::registry::types::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, ImageManifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
+};
 use crate::registry::{RegistryClient, Repository};
 use crate::{ProviderError, Result, Signer, Verification};
 
@@ -75,22 +84,106 @@ impl NotarySigner {
     }
 }
 
-#[async_trait::async_trait]
-impl Signer for NotarySigner {
-    async fn sign(&self, image: &str, digest: &Digest) -> Result<String> {
-        let key = self.key.as_ref().ok_or_else(|| {
+/// Config media types of container images (OCI and Docker).
+const IMAGE_CONFIGS: [&str; 2] = [OCI_CONFIG, "application/vnd.docker.container.image.v1+json"];
+/// The most manifests an index to be signed may hold (each is fetched and checked).
+const MAX_INDEX_MANIFESTS: usize = 64;
+
+/// The parts of a manifest or index that say what it is.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Shape {
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+}
+
+impl NotarySigner {
+    /// Signs the artifact `digest` of `image` whatever it is: only for artifacts the controller
+    /// composed itself (promotion records), never for a digest someone else names.
+    pub(crate) async fn sign_artifact(&self, image: &str, digest: &Digest) -> Result<String> {
+        let key = self.signing_key()?;
+        let repo = Self::repository(image)?;
+        let subject = self.subject(&repo, image, digest).await?;
+        self.sign_subject(key, &repo, &subject).await
+    }
+
+    fn signing_key(&self) -> Result<&NotaryKey> {
+        self.key.as_ref().ok_or_else(|| {
             ProviderError::NotConfigured(
                 "signing is not configured: this controller only verifies Notary Project signatures (it has a \
                  trust policy but no signing key); set --notary-key-file and --notary-cert-file to sign"
                     .into(),
             )
-        })?;
-        let repo = Self::repository(image)?;
-        let subject = self
-            .registry
-            .head_manifest(&repo, digest.as_str())
+        })
+    }
+
+    async fn subject(&self, repo: &Repository, image: &str, digest: &Digest) -> Result<Descriptor> {
+        self.registry
+            .head_manifest(repo, digest.as_str())
             .await?
-            .ok_or_else(|| ProviderError::Permanent(format!("cannot sign {image}: {digest} is not in {repo}")))?;
+            .ok_or_else(|| ProviderError::Permanent(format!("cannot sign {image}: {digest} is not in {repo}")))
+    }
+
+    /// `Ok` when `digest` is a container image: an image manifest, or an index of image
+    /// manifests, none with an `artifactType`. Anything else is refused, permanently.
+    /// `in_index`: `digest` is listed in an index (which may not list another index).
+    async fn require_image(&self, repo: &Repository, image: &str, digest: &str, in_index: bool) -> Result<()> {
+        let refuse = |why: String| {
+            ProviderError::Permanent(format!(
+                "refusing to sign {image}: {why}. Tidegate signs container images only, because the trust policy \
+                 that accepts its signatures also decides which scan reports and promotion records count"
+            ))
+        };
+        let fetched = self.registry.get_manifest(repo, digest).await?;
+        let shape: Shape = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| refuse(format!("its manifest {digest} is not an OCI or Docker manifest ({e})")))?;
+        if let Some(kind) = shape.artifact_type.as_deref() {
+            return Err(refuse(format!("{digest} is an artifact of type {kind}, not a container image")));
+        }
+        match (fetched.media_type.as_str(), shape.manifests, shape.config) {
+            (OCI_MANIFEST | DOCKER_MANIFEST, None, Some(config)) => {
+                if IMAGE_CONFIGS.contains(&config.media_type.as_str()) {
+                    Ok(())
+                } else {
+                    Err(refuse(format!(
+                        "{digest} is an artifact (config media type {}), not a container image",
+                        config.media_type
+                    )))
+                }
+            }
+            (OCI_INDEX | DOCKER_MANIFEST_LIST, Some(manifests), None) if !in_index => {
+                if manifests.is_empty() || manifests.len() > MAX_INDEX_MANIFESTS {
+                    return Err(refuse(format!(
+                        "the index {digest} holds {} manifests (1 to {MAX_INDEX_MANIFESTS} are signed)",
+                        manifests.len()
+                    )));
+                }
+                for child in manifests {
+                    if !matches!(child.media_type.as_str(), OCI_MANIFEST | DOCKER_MANIFEST) {
+                        return Err(refuse(format!(
+                            "the index {digest} lists {} of media type {}, not an image manifest",
+                            child.digest, child.media_type
+                        )));
+                    }
+                    Box::pin(self.require_image(repo, image, &child.digest, true)).await.map_err(|e| match e {
+                        ProviderError::Permanent(why) => {
+                            ProviderError::Permanent(format!("{why} (listed in the index {digest})"))
+                        }
+                        other => other,
+                    })?;
+                }
+                Ok(())
+            }
+            (media_type, _, _) => Err(refuse(format!("{digest} ({media_type}) is not an image manifest or index"))),
+        }
+    }
+
+    async fn sign_subject(&self, key: &NotaryKey, repo: &Repository, subject: &Descriptor) -> Result<String> {
+        let digest = &subject.digest;
         let target = tidegate_notary::Descriptor::new(subject.media_type.clone(), subject.digest.clone(), subject.size);
         let options = SignOptions {
             signing_time: jiff::Timestamp::now(),
@@ -113,7 +206,20 @@ impl Signer for NotarySigner {
             payload: &envelope,
             annotations,
         };
-        Ok(self.registry.push_artifact(&repo, &subject, &artifact).await?)
+        Ok(self.registry.push_artifact(repo, subject, &artifact).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Signer for NotarySigner {
+    /// Signs `digest` when it is a container image; any other artifact is refused with
+    /// [`ProviderError::Permanent`] (see the module documentation).
+    async fn sign(&self, image: &str, digest: &Digest) -> Result<String> {
+        let key = self.signing_key()?;
+        let repo = Self::repository(image)?;
+        let subject = self.subject(&repo, image, digest).await?;
+        self.require_image(&repo, image, &subject.digest, false).await?;
+        self.sign_subject(key, &repo, &subject).await
     }
 
     async fn verify(&self, image: &str, digest: &Digest, _signature: &str) -> Result<Verification> {

@@ -83,7 +83,8 @@ impl Attestor for NotarySigner {
             .map_err(|e| ProviderError::Permanent(format!("record digest: {e}")))?;
         let record_image = format!("{repo}@{record_digest}");
         if !self.verify(&record_image, &record_digest, "").await?.is_valid() {
-            self.sign(&record_image, &record_digest).await?;
+            // The record is the controller's own artifact, not an image: the artifact path signs it.
+            self.sign_artifact(&record_image, &record_digest).await?;
         }
         Ok(record_digest.to_string())
     }
