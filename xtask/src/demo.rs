@@ -11,12 +11,12 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::pki::CodeSigningFiles;
-use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions, pseudo_random_bytes};
+use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
+use tidegate_testenv::scanner_tools::{self, ImageOs, Package, file_layer, package_image_layers};
 use tidegate_testenv::{TestEnv, apply, tools::Tools};
 
 /// Arguments of `cargo xtask demo`.
@@ -75,9 +75,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let host = registry.host().to_string();
     let images = registry.client();
     let base_ref = format!("{host}/base/runtime:3.20");
-    let base_v1 = [pseudo_random_bytes("os 1", 64 * 1024), pseudo_random_bytes("libs 1", 32 * 1024)];
+    // An Alpine 3.20 base whose package database lists a vulnerable openssl.
+    let base_v1 = package_image_layers(&ImageOs::alpine(), &base_packages("3.1.0-r0"));
     let old_base = images.push_layered("base/runtime", "3.20", &base_v1, &[]).await?;
-    let app_layers = [base_v1[0].clone(), base_v1[1].clone(), pseudo_random_bytes("shop app", 16 * 1024)];
+    let mut app_layers = base_v1.clone();
+    app_layers.push(file_layer("app/server", b"the shop application\n"));
     let app = images
         .push_layered(
             "shop/app",
@@ -86,8 +88,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             &[("org.opencontainers.image.base.name", &base_ref), ("org.opencontainers.image.base.digest", &old_base)],
         )
         .await?;
-    println!("  {base_ref} → {old_base}");
+    println!("  {base_ref} → {old_base} (Alpine 3.20.3: musl 1.2.5-r0, openssl 3.1.0-r0, zlib 1.3.1-r1)");
     println!("  {host}/shop/app:1.0 → {app} (built on it, and its annotations say so)");
+
+    step("Trivy, built from its Go module, with a vulnerability database written here (no internet)");
+    let scanner = scanner_tools::build_scanner(&mut |line| println!("  {line}"))?;
+    let trivy_cache = dir.join("trivy-cache");
+    scanner_tools::write_vulnerability_db(&scanner, &known_advisories(), &trivy_cache)?;
+    println!("  {} with a database in {}", scanner.trivy().display(), trivy_cache.display());
+    println!("  known so far: CVE-2024-0727 (CRITICAL, openssl, no fix yet), CVE-2023-45853 (MEDIUM, zlib)");
     let running = format!("{host}/shop/app@{app}");
     for ns in ["shop", "shop-staging"] {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
@@ -103,7 +112,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), "shop");
     let patch = json!({"spec": {
         "image": format!("{host}/shop/app"),
-        "triggers": {"baseImage": {"ref": base_ref, "interval": "15m"}},
+        "triggers": {"baseImage": {"ref": base_ref, "interval": "15m"}, "rescan": {"interval": "24h"}},
         "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": health.url}]},
         "promotion": {"monitorWindow": "1m"}
     }});
@@ -124,25 +133,31 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         identity.chain.display(),
         identity.trust_policy.display()
     );
-    let controller = Controller::start(&env, &bin, &dir, &identity, &registry.plain_http_hosts())?;
+    let controller =
+        Controller::start(&env, &bin, &dir, &identity, &registry.plain_http_hosts(), &scanner.trivy(), &trivy_cache)?;
     println!("  logs: {}", controller.log.display());
+    println!("  Trivy scans exactly the digests it is given, offline, from the loopback registry");
     wait_policy_base(&policies, &old_base).await?;
     println!("  the controller resolved {base_ref} once for its policies: {old_base}");
+    let first = wait_production_scan(&policies, None).await?;
+    println!("  the first rescan of what production runs ({}): {}", first.digest, describe_scan(&first));
+    println!("  (CVE-2024-0727 is accepted by spec.scan.exceptions until 2027-03-31; MEDIUM findings do not block)");
 
-    step(
-        "The base image gets a security fix: a new digest is pushed under the same tag, and the registry notifies Tidegate",
-    );
-    let base_v2 =
-        [pseudo_random_bytes("os 2 (patched)", 64 * 1024), pseudo_random_bytes("libs 2 (patched)", 32 * 1024)];
+    step("The base image's maintainers publish openssl 3.1.4-r0 under the same tag");
+    let base_v2 = package_image_layers(&ImageOs::alpine(), &base_packages("3.1.4-r0"));
     let new_base = images.push_layered("base/runtime", "3.20", &base_v2, &[]).await?;
-    println!("  {base_ref} → {new_base}");
-    let notification = json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": new_base}, "request": {"host": host}}]});
-    println!("$ curl -X POST {}/webhooks/registry -d '<distribution notification envelope>'", controller.metrics);
-    post_json(&format!("{}/webhooks/registry", controller.metrics), &notification.to_string()).await?;
+    println!("  {base_ref} → {new_base} (the base trigger would notice within its 15m interval)");
+
+    step("A new advisory: Trivy's database updates with CVE-2023-5678 (HIGH, openssl, fixed in 3.1.4-r0)");
+    scanner_tools::write_vulnerability_db(&scanner, &DEMO_ADVISORIES.replace("#NEW ", ""), &trivy_cache)?;
+    let found = wait_production_scan(&policies, first.database.as_deref()).await?;
+    println!("  the database changed, so production was rescanned at once: {}", describe_scan(&found));
+    let fix = found.release.clone().context("the rescan started no Release")?;
+    println!("  a fixable blocking finding in what runs starts a Release by itself: {fix}");
+    println!("  it rebuilds production's image onto the base tag's current digest, then every gate applies");
 
     let releases: Api<Release> = Api::namespaced(client.clone(), "shop");
     let mut last = None;
-    let mut reported = false;
     let deadline = Instant::now() + Duration::from_secs(180);
     let release = loop {
         if Instant::now() > deadline {
@@ -173,12 +188,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 }
                 last = phase;
             }
-            if phase == Some(ReleasePhase::Scanning) && !reported {
-                let digest = release.status.as_ref().and_then(|s| s.digest.clone()).unwrap_or_default();
-                let image = release.status.as_ref().and_then(|s| s.image.clone()).unwrap_or_default();
-                upload_clean_report(&client, &digest, &image).await?;
-                println!("  CI uploads the scan report for {digest} (no findings) as ConfigMap scan-report");
-                reported = true;
+            if phase == Some(ReleasePhase::Signing)
+                && let Some(scan) = release.status.as_ref().and_then(|s| s.scan.as_ref())
+            {
+                println!(
+                    "    trivy: critical {}, high {}, medium {}, low {}; {} blocking",
+                    scan.critical, scan.high, scan.medium, scan.low, scan.blocking
+                );
+                for f in &scan.top {
+                    let fix =
+                        f.fixed_version.as_deref().map(|v| format!("fixed in {v}")).unwrap_or("no fix yet".into());
+                    let verdict = if f.blocking { "BLOCKS" } else { "does not block" };
+                    println!("      {} {} {} {} ({fix}): {verdict}", f.severity, f.id, f.package, f.installed_version);
+                }
             }
             match phase {
                 Some(ReleasePhase::Verified) => break release,
@@ -303,22 +325,6 @@ async fn wait_policy_base(policies: &Api<ImagePolicy>, digest: &str) -> Result<(
     bail!("the controller did not record the base digest")
 }
 
-async fn post_json(url: &str, body: &str) -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').context("URL without a path")?;
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    let request = format!(
-        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    println!("  {}", answer.lines().last().unwrap_or_default());
-    Ok(())
-}
-
 /// Runs `notation verify` on `reference` with the demo's trust store and policy.
 fn notation_verify(identity: &CodeSigningFiles, reference: &str) -> Result<()> {
     let (ok, out) = tidegate_testenv::tools::SupplyChainTools::locate()?.notation_verify(identity, reference);
@@ -354,21 +360,88 @@ fn build_binaries() -> Result<PathBuf> {
     Ok(Path::new(target).join("debug"))
 }
 
-/// What `trivy image --format json <image>` reports for an image without findings, made now.
-async fn upload_clean_report(client: &kube::Client, digest: &str, image: &str) -> Result<()> {
-    let report = json!({
-        "SchemaVersion": 2,
-        "CreatedAt": jiff::Timestamp::now().to_string(),
-        "ArtifactName": image,
-        "ArtifactType": "container_image",
-        "Results": [{"Target": "app", "Class": "os-pkgs", "Vulnerabilities": []}]
-    });
-    let cm: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "scan-report", "labels": {"tidegate.dev/scan-report": "true"}, "annotations": {"tidegate.dev/digest": digest}},
-        "data": {"report.json": report.to_string()}
-    }))?;
-    Api::<ConfigMap>::namespaced(client.clone(), "shop").create(&PostParams::default(), &cm).await?;
-    Ok(())
+/// The base image's packages, with `openssl` at `openssl`.
+fn base_packages(openssl: &str) -> Vec<Package> {
+    vec![Package::new("musl", "1.2.5-r0"), Package::new("openssl", openssl), Package::new("zlib", "1.3.1-r1")]
+}
+
+/// The advisories before CVE-2023-5678 is published: the lines marked `#NEW` left out.
+fn known_advisories() -> String {
+    DEMO_ADVISORIES.lines().filter(|l| !l.starts_with("#NEW")).collect::<Vec<_>>().join("\n")
+}
+
+/// One line: what a rescan found.
+fn describe_scan(scan: &tidegate_api::image_policy::ProductionScan) -> String {
+    let list = |findings: &[tidegate_api::release::TopFinding]| {
+        findings
+            .iter()
+            .map(|f| {
+                let fix = f.fixed_version.as_deref().map(|v| format!("fixed in {v}")).unwrap_or("no fix yet".into());
+                format!("{} {} in {} {} ({fix})", f.severity, f.id, f.package, f.installed_version)
+            })
+            .collect::<Vec<_>>()
+    };
+    let found: Vec<String> = [list(&scan.fixable), list(&scan.unfixed)].concat();
+    if found.is_empty() { "nothing blocking".to_string() } else { found.join("; ") }
+}
+
+/// The demo's vulnerability database (the bolt-fixtures format `trivydb` reads); lines marked
+/// `#NEW` are the advisory published during the demo.
+const DEMO_ADVISORIES: &str = r#"
+- bucket: alpine 3.20
+  pairs:
+    - bucket: openssl
+      pairs:
+#NEW         - key: CVE-2023-5678
+#NEW           value:
+#NEW             FixedVersion: "3.1.4-r0"
+        - key: CVE-2024-0727
+          value:
+            FixedVersion: ""
+    - bucket: zlib
+      pairs:
+        - key: CVE-2023-45853
+          value:
+            FixedVersion: "1.3.1-r2"
+- bucket: data-source
+  pairs:
+    - key: alpine 3.20
+      value:
+        ID: "alpine"
+        Name: "Alpine Secdb"
+        URL: "https://secdb.alpinelinux.org/"
+- bucket: vulnerability
+  pairs:
+#NEW     - key: CVE-2023-5678
+#NEW       value:
+#NEW         Title: "openssl: Generating excessively long X9.42 DH keys is slow"
+#NEW         Severity: HIGH
+    - key: CVE-2024-0727
+      value:
+        Title: "openssl: denial of service via null dereference"
+        Severity: CRITICAL
+    - key: CVE-2023-45853
+      value:
+        Title: "zlib: integer overflow in zipOpenNewFileInZip4_6"
+        Severity: MEDIUM
+"#;
+
+/// The policy's rescan of what production runs, made with a database other than `not`.
+async fn wait_production_scan(
+    policies: &Api<ImagePolicy>,
+    not: Option<&str>,
+) -> Result<tidegate_api::image_policy::ProductionScan> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let policy = policies.get("shop-app").await?;
+        if let Some(scan) = policy.status.and_then(|s| s.production_scan).filter(|s| s.database.as_deref() != not) {
+            return Ok(scan);
+        }
+        if Instant::now() > deadline {
+            bail!("production was not rescanned within 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn wait_promotion(api: &Api<Promotion>, phase: PromotionPhase, timeout: Duration) -> Result<Promotion> {
@@ -409,7 +482,6 @@ async fn wait_deployments(client: &kube::Client, namespace: &str) -> Result<()> 
 struct Controller {
     child: Child,
     log: PathBuf,
-    metrics: String,
 }
 
 impl Controller {
@@ -419,6 +491,8 @@ impl Controller {
         dir: &Path,
         identity: &CodeSigningFiles,
         plain_http: &[String],
+        trivy: &Path,
+        trivy_cache: &Path,
     ) -> Result<Self> {
         let kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
@@ -441,13 +515,15 @@ impl Controller {
                 "--trust-store-dir",
                 &identity.trust_store.display().to_string(),
             ])
+            .args(["--trivy-binary", &trivy.display().to_string()])
+            .args(["--trivy-cache-dir", &trivy_cache.display().to_string(), "--trivy-offline"])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
             .context("starting tidegate-controller")?;
         println!("  metrics and registry webhook: http://127.0.0.1:{port}");
-        Ok(Self { child, log, metrics: format!("http://127.0.0.1:{port}") })
+        Ok(Self { child, log })
     }
 }
 

@@ -6,7 +6,8 @@
 //! operator scans what runs, so its reports live next to the workloads, in the production
 //! namespaces. They are read as the policy namespace's deployer, never with the controller's own
 //! rights: the owner of each workload namespace decides, by binding ClusterRole
-//! `tidegate-deployer` there, whether a policy may read that namespace's reports.
+//! `tidegate-vulnerability-reports` to the policy namespace's deployer there, whether a policy
+//! may read that namespace's reports.
 
 use std::sync::Arc;
 
@@ -101,9 +102,9 @@ fn list_error(error: kube::Error, policy_namespace: &str, namespace: &str) -> Pr
         403 => ProviderError::NotAllowed(format!(
             "ServiceAccount {policy_namespace}/{DEPLOYER_SERVICE_ACCOUNT} may not read the Trivy Operator's reports \
              in namespace {namespace}: an administrator of {namespace} must grant it get and list on \
-             {RESOURCE}.{GROUP} there, as ClusterRole tidegate-deployer has (kubectl create rolebinding \
-             tidegate-deployer-from-{policy_namespace} -n {namespace} --clusterrole=tidegate-deployer \
-             --serviceaccount={policy_namespace}:{DEPLOYER_SERVICE_ACCOUNT})"
+             {RESOURCE}.{GROUP} there, as ClusterRole tidegate-vulnerability-reports has (kubectl create \
+             rolebinding tidegate-vulnerability-reports-from-{policy_namespace} -n {namespace} \
+             --clusterrole=tidegate-vulnerability-reports --serviceaccount={policy_namespace}:{DEPLOYER_SERVICE_ACCOUNT})"
         )),
         // The continue token of a long list expired: list again.
         410 => ProviderError::Transient(format!("listing VulnerabilityReports in {namespace}: {}", status.message)),
@@ -431,7 +432,7 @@ mod tests {
                     "in namespace shop-prod",
                     "get and list",
                     "vulnerabilityreports.aquasecurity.github.io",
-                    "ClusterRole tidegate-deployer",
+                    "ClusterRole tidegate-vulnerability-reports",
                 ] {
                     assert!(why.contains(part), "{part:?} in {why}");
                 }

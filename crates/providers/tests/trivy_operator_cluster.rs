@@ -62,8 +62,8 @@ subjects:
         Self { admin, scanner: OperatorScanner::new(reach), policy: name.to_string() }
     }
 
-    /// A workload namespace; its owner binds ClusterRole `tidegate-deployer` to the policy
-    /// namespace's deployer there when `bind`.
+    /// A workload namespace; its owner binds ClusterRoles `tidegate-deployer` and
+    /// `tidegate-vulnerability-reports` to the policy namespace's deployer there when `bind`.
     async fn workloads(&self, namespace: &str, bind: bool) {
         shared().expect("environment").create_namespace(namespace).await.expect("workload namespace");
         if bind {
@@ -73,6 +73,13 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {{name: tidegate-deployer-from-{policy}, namespace: {namespace}}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-deployer}}
+subjects:
+- {{kind: ServiceAccount, name: tidegate-deployer, namespace: {policy}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: tidegate-vulnerability-reports-from-{policy}, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-vulnerability-reports}}
 subjects:
 - {{kind: ServiceAccount, name: tidegate-deployer, namespace: {policy}}}
 "#,
