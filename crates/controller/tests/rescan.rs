@@ -259,3 +259,68 @@ async fn a_cve_without_a_fix_or_that_the_rebuild_cannot_fix_is_reported_without_
     assert_eq!(releases(&s).await.len(), 1, "no Release loop");
     drop(controller);
 }
+
+/// `spec.triggers.rescan.scanner: trivyOperator`: the Trivy Operator's report of the digest
+/// production runs (read as the policy namespace's deployer, where the production namespace's
+/// owner bound `tidegate-vulnerability-reports`) starts the fix like a Trivy rescan does.
+#[tokio::test]
+async fn the_trivy_operators_report_of_what_runs_starts_the_fix() {
+    let s = Scenario::new("rescan-operator").await;
+    s.apply(
+        &format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: tidegate-vulnerability-reports-from-{ns}, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-vulnerability-reports}}
+subjects:
+- {{kind: ServiceAccount, name: tidegate-deployer, namespace: {ns}}}
+"#,
+            ns = s.ns
+        ),
+        &s.ns,
+    )
+    .await;
+    // The operator's report of what production runs (registry.example.com/shop/app@BEFORE),
+    // from the shared fixture: its first finding is a fixable HIGH (gogo/protobuf, fixed in 1.3.2).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/scanners/trivy-operator/vulnerability-ttl.yaml");
+    let mut report: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture yaml");
+    let metadata = report["metadata"].as_object_mut().expect("metadata");
+    for generated in ["creationTimestamp", "uid", "generation", "ownerReferences", "resourceVersion"] {
+        metadata.remove(generated);
+    }
+    report["metadata"]["name"] = json!("replicaset-web-app");
+    report["metadata"]["namespace"] = json!(s.ns);
+    report["report"]["artifact"] = json!({"repository": "shop/app", "tag": "1.0", "digest": common::BEFORE});
+    report["report"]["registry"] = json!({"server": "registry.example.com"});
+    report["report"]["os"] = json!({"family": "alpine", "name": "3.20.3"});
+    report["report"]["updateTimestamp"] =
+        json!(jiff::Timestamp::now().round(jiff::Unit::Second).expect("round").to_string());
+    for v in report["report"]["vulnerabilities"].as_array_mut().expect("vulnerabilities") {
+        v["lastModifiedDate"] = json!("2022-01-01T00:00:00Z");
+        v["publishedDate"] = json!("2021-01-01T00:00:00Z");
+    }
+    let object: kube::api::DynamicObject = serde_json::from_value(report).expect("report object");
+    let reports: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(s.admin.clone(), &s.ns, &tidegate_providers::trivy_operator::api_resource());
+    reports.create(&Default::default(), &object).await.expect("create the VulnerabilityReport");
+
+    s.policy(json!({"triggers": {"rescan": {"interval": "1h", "scanner": "trivyOperator"}}})).await;
+    let controller = s.controller();
+    let found = rescanned(&s, Some("never"), 2 * MINUTE, |scan| !scan.fixable.is_empty()).await;
+    let scan = found.status.as_ref().and_then(|s| s.production_scan.clone()).expect("scan");
+    assert_eq!(scan.digest, common::BEFORE);
+    assert!(
+        scan.fixable.iter().any(|f| f.id == "CVE-2021-3121" && f.package == "github.com/gogo/protobuf"),
+        "{scan:?}"
+    );
+    let name = scan.release.clone().expect("a Release");
+    let release = s.releases().get(&name).await.expect("the Release exists");
+    assert_eq!(release.spec.reason.kind, ReasonKind::VulnerabilitiesFound, "{}", controller.log_tail());
+    assert!(release.spec.reason.vulnerabilities.unwrap_or_default().contains(&"CVE-2021-3121".to_string()));
+    let (vulnerable, reason, _) = condition(&found, "VulnerableInProduction");
+    assert_eq!((vulnerable.as_str(), reason.as_str()), ("True", "FixStarted"));
+    drop(controller);
+}

@@ -157,7 +157,9 @@ async fn a_signed_record_is_attached_verified_by_notation_and_read_back() {
         .await
         .expect("push");
     let record_digest: Digest = misattached.parse().expect("digest");
-    tidegate_providers::Signer::sign(&signer, &format!("{repo}@{record_digest}"), &record_digest).await.expect("sign");
+    // Signed with the trusted key by notation: the controller itself never signs a non-image.
+    let (signed, output) = common::notation_sign(&identity.files, &format!("{repo}@{record_digest}"));
+    assert!(signed, "{output}");
     let found = signer.records(&image, &digest).await.expect("records");
     let wrong = found.iter().find(|r| r.digest == misattached).expect("found");
     assert!(wrong.verification.is_valid() && !wrong.is_trusted(), "{wrong:?}");
