@@ -231,7 +231,18 @@ pub struct ScanSummary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub top: Vec<TopFinding>,
-    /// When the scan finished.
+    /// Findings let through because the digest production runs has them too (`noRegression`;
+    /// at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub inherited: Vec<String>,
+    /// When the scanner produced these findings (a report's `CreatedAt`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produced_at: Option<Time>,
+    /// Which vulnerability data the scan used (Trivy's database update time), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// When the gate decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
 }

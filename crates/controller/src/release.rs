@@ -201,7 +201,7 @@ async fn run_stage(
                 }
                 Err(e) => return Err(e.into()),
             };
-            let findings = report.findings;
+            let (findings, produced_at, database) = (report.findings, report.produced_at, report.database);
             // No-regression: what production runs now is scanned with the same scanner; its
             // findings do not block the candidate. Without a production result, everything blocks.
             let production = match policy.spec.scan.no_regression {
@@ -222,6 +222,9 @@ async fn run_stage(
                 blocking_ids: decision.blocking.iter().take(50).cloned().collect(),
                 expired_exceptions: decision.expired.iter().take(50).cloned().collect(),
                 top: top_findings(&findings, &decision),
+                inherited: decision.inherited.iter().take(50).cloned().collect(),
+                produced_at: produced_at.map(Time),
+                database,
                 finished_at: Some(Time(now)),
             });
             if decision.passes() {

@@ -233,5 +233,7 @@ async fn no_regression_blocks_only_findings_production_does_not_have() {
     assert_eq!(status.phase, ReleasePhase::Verified, "{status:?}\n{}", controller.log_tail());
     let scan = status.scan.expect("scan summary");
     assert_eq!((scan.high, scan.blocking), (1, 0), "no worse than production: {scan:?}");
+    assert_eq!(scan.inherited, ["CVE-2023-5678"], "what production has too is named: {scan:?}");
+    assert!(scan.database.is_some() && scan.produced_at.is_some(), "which data, and when: {scan:?}");
     drop(controller);
 }

@@ -143,6 +143,9 @@ pub struct PolicyView {
     pub production: Option<String>,
     /// `status.stagingDigest`.
     pub staging: Option<String>,
+    /// What the last rescan of production found (the `VulnerableInProduction` condition's
+    /// message), when rescans are on.
+    pub rescan: Option<String>,
     /// Its Releases, newest first, each with its Promotions.
     pub releases: Vec<ReleaseView>,
 }
@@ -226,6 +229,9 @@ pub fn status(policies: &[PolicyView], now: i64, colour: bool) -> String {
         let _ = writeln!(out, "  image       {}", policy.image);
         let _ = writeln!(out, "  production  {}", or_none(policy.production.as_ref()));
         let _ = writeln!(out, "  staging     {}", or_none(policy.staging.as_ref()));
+        if let Some(rescan) = &policy.rescan {
+            let _ = writeln!(out, "  rescan      {}", one_line(rescan));
+        }
         if policy.releases.is_empty() {
             let _ = writeln!(out, "  releases    (none)");
             continue;
@@ -668,6 +674,7 @@ mod tests {
             image: "registry.example.com/shop/app".into(),
             production: Some(DIGEST.into()),
             staging: None,
+            rescan: None,
             releases: vec![
                 ReleaseView {
                     name: "shop-app-base-7bde398e02aa".into(),
@@ -716,6 +723,22 @@ ImagePolicy shop/shop-app
         assert_eq!(text, expected, "\n{text}");
         assert!(!text.contains('\x1b'), "no colour when not asked");
         assert!(status(&[view()], NOW, true).contains("\x1b[33mAwaitingApproval\x1b[0m"));
+    }
+
+    #[test]
+    fn status_shows_what_the_rescan_of_production_found() {
+        let mut rescanned = view();
+        rescanned.rescan = Some(
+            "1 blocking finding(s) with no fix yet: CVE-2024-0727 (openssl 3.1.0-r0) (nothing to rebuild for until a fix \
+             is published)"
+                .into(),
+        );
+        let text = status(&[rescanned], NOW, false);
+        assert!(
+            text.contains("  staging     (none)\n  rescan      1 blocking finding(s) with no fix yet: CVE-2024-0727"),
+            "{text}"
+        );
+        assert!(!status(&[view()], NOW, false).contains("rescan"), "no line when rescans are off");
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub fn policy_view(policy: &ImagePolicy, releases: &[Release], promotions: &[Pro
         image: policy.spec.image.clone(),
         production: status.and_then(|s| s.production_digest.clone()),
         staging: status.and_then(|s| s.staging_digest.clone()),
+        rescan: status
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "VulnerableInProduction"))
+            .map(|c| c.message.clone()),
         releases: views,
     }
 }
