@@ -22,6 +22,7 @@ pub mod nodes;
 pub mod operator_crds;
 pub mod pki;
 pub mod process;
+pub mod real_node;
 pub mod registry;
 pub mod scanner_tools;
 mod shared;

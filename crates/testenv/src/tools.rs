@@ -199,6 +199,40 @@ impl SupplyChainTools {
     }
 }
 
+/// Binaries of the real node (kubelet), built from [`KUBERNETES_VERSION`] into a directory of
+/// their own ([`node_dir`]) so that the control plane's cache stays valid.
+pub const NODE_BINARIES: [&str; 1] = ["kubelet"];
+
+/// Environment variable naming a directory that holds all of [`NODE_BINARIES`], checked first.
+pub const NODE_TOOLS_DIR_ENV: &str = "TIDEGATE_NODE_TOOLS_DIR";
+
+/// Where the real node's binaries are (kubelet).
+#[derive(Clone, Debug)]
+pub struct NodeTools {
+    dir: PathBuf,
+}
+
+impl NodeTools {
+    /// Finds the binaries: `$TIDEGATE_NODE_TOOLS_DIR`, then the build cache ([`node_dir`]).
+    pub fn locate() -> Result<Self, Error> {
+        if let Some(dir) = env_dir(NODE_TOOLS_DIR_ENV) {
+            let hint = format!("{NODE_TOOLS_DIR_ENV} is set; put the missing files there or unset it");
+            return complete(dir, &NODE_BINARIES, &hint).map(|dir| Self { dir });
+        }
+        complete(node_dir(), &NODE_BINARIES, "run `cargo xtask tools` to build them").map(|dir| Self { dir })
+    }
+
+    /// Directory holding the binaries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `kubelet`.
+    pub fn kubelet(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+}
+
 /// A non-empty directory named by environment variable `var`.
 fn env_dir(var: &str) -> Option<PathBuf> {
     std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
@@ -250,6 +284,42 @@ pub fn supply_chain_dir() -> PathBuf {
             ocireg_source::fingerprint()
         ))
         .join("bin")
+}
+
+/// Directory the real node's binaries (kubelet, [`KUBERNETES_VERSION`]) are cached in.
+pub fn node_dir() -> PathBuf {
+    cache_root().join("tools").join(format!("node-{KUBERNETES_VERSION}")).join("bin")
+}
+
+/// Builds kubelet into [`node_dir`] unless it is already there (or `$TIDEGATE_NODE_TOOLS_DIR`
+/// holds it). Its wrapper module is `tools/src/kubernetes-node`, beside the control plane's, and
+/// shares the Go module and build caches: about a minute with a warm Go cache.
+pub fn build_node_tools(progress: &mut dyn FnMut(&str)) -> Result<NodeTools, Error> {
+    if let Ok(tools) = NodeTools::locate() {
+        progress(&format!("node tools already built in {}", tools.dir().display()));
+        return Ok(tools);
+    }
+    go_version()?;
+    let out = node_dir();
+    fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let dir = cache_root().join("tools").join("src").join("kubernetes-node");
+    progress(&format!("building kubelet {KUBERNETES_VERSION}"));
+    wrapper_module(&dir, "kubernetes-node")?;
+    let upstream_mod = download_go_mod(&dir, &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"))?;
+    for module in staging_modules(&upstream_mod) {
+        go(&dir, &["mod", "edit", &format!("-replace={module}={module}@{KUBERNETES_STAGING_VERSION}")])?;
+    }
+    let cmd = "k8s.io/kubernetes/cmd/kubelet";
+    go(&dir, &["get", &format!("{cmd}@{KUBERNETES_VERSION}")])?;
+    go_build(&dir, &out, &kube_version_ldflags(), &[cmd])?;
+    let tools = NodeTools { dir: out.clone() };
+    missing(&out, &NODE_BINARIES).map_err(|missing| Error::ToolsMissing {
+        dir: out.clone(),
+        missing,
+        hint: "the build finished without producing them; see the output above".into(),
+    })?;
+    progress(&format!("node tools ready in {}", out.display()));
+    Ok(tools)
 }
 
 /// Builds every binary, the control plane's into [`default_dir`] and the supply-chain tools into

@@ -1,0 +1,3 @@
+module tidegate.local/testenv/pause
+
+go 1.26

@@ -1,0 +1,3 @@
+module tidegate.local/testenv/testserver
+
+go 1.26
