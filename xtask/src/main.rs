@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod env;
+mod image;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +38,10 @@ enum Task {
     /// Measure rebase time against image size, Tidegate's native rebase next to `crane rebase`,
     /// on one local distribution registry; print a Markdown table and write the report.
     Bench(bench::BenchArgs),
+    /// Build the controller's OCI image without Docker, reproducibly (static release binaries,
+    /// Trivy, CA certificates, a non-root user, annotations, an SPDX SBOM); write it as an OCI
+    /// layout and/or push it by digest, with the SBOM as a referrer, and sign it.
+    Image(image::ImageArgs),
     /// Run the whole test suite (builds the tools first, or reuses the cache).
     Test {
         /// Extra arguments passed to `cargo test`, e.g. `-- --nocapture`.
@@ -56,6 +61,7 @@ fn main() -> Result<()> {
             runtime()?.block_on(demo::run(args))
         }
         Task::Bench(args) => bench::run(&args),
+        Task::Image(args) => runtime()?.block_on(image::run(args)),
         Task::Test { args } => test(&args),
     }
 }
