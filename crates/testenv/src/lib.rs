@@ -17,6 +17,7 @@
 pub mod apply;
 pub mod crds;
 mod env;
+pub mod helm_tool;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod operator_crds;
