@@ -54,6 +54,9 @@ pub const PAUSE_IMAGE: &str = "tidegate.local/pause:1";
 pub const TEST_SERVER_PORT: u16 = 8080;
 /// Lock held while a real node runs on this machine.
 pub const LOCK_FILE: &str = "/run/tidegate-real-node.lock";
+/// The sysctl values from before the running node started, kept until its teardown restores them,
+/// so that the next start restores them after a node that was killed.
+pub const SYSCTLS_FILE: &str = "/run/tidegate-real-node.sysctls";
 /// The Debian packages the node needs.
 pub const DEBIAN_PACKAGES: [&str; 5] = ["runc", "containerd", "containernetworking-plugins", "iptables", "nftables"];
 
@@ -311,7 +314,8 @@ impl RealNode {
             .map_err(|e| start_error(&e.to_string()))??;
         let lock = take_lock(options.lock_timeout).await?;
         // We hold the machine's lock: anything a previous run left behind is stale.
-        cleanup_stale(&host, &options.bridge);
+        cleanup_stale(&host, &options.bridge, &options.name);
+        let sysctls_before = saved_sysctls()?;
 
         let temp =
             tempfile::Builder::new().prefix(DIR_PREFIX).tempdir().map_err(|e| Error::io(Path::new("/tmp"), e))?;
@@ -327,10 +331,7 @@ impl RealNode {
             netns_before: list_dir(Path::new(NETNS_DIR)),
             host_dirs_before: HOST_DIRS.iter().filter(|d| Path::new(d).exists()).map(|d| (*d).to_string()).collect(),
             nft_tables_before: nft_tables(&host.nft),
-            sysctls_before: SYSCTLS
-                .iter()
-                .filter_map(|k| Some(((*k).to_string(), fs::read_to_string(Path::new("/proc/sys").join(k)).ok()?)))
-                .collect(),
+            sysctls_before,
             binding: format!("tidegate-real-node:{}", options.name),
             torn_down: false,
             _temp: Some(temp),
@@ -545,9 +546,7 @@ impl RealNode {
         for dir in HOST_DIRS.iter().filter(|d| !self.host_dirs_before.contains(**d)) {
             let _ = fs::remove_dir_all(dir);
         }
-        for (key, value) in &self.sysctls_before {
-            let _ = fs::write(Path::new("/proc/sys").join(key), value);
-        }
+        restore_sysctls(&self.sysctls_before);
         let left = self.leftovers();
         if left.is_clean() {
             // Only now can the directory (containerd's root among it) be removed safely.
@@ -571,7 +570,7 @@ impl RealNode {
         }
         let mounts = mounts()
             .into_iter()
-            .filter(|m| m.starts_with(&self.dir) || m.starts_with(Path::new(NETNS_DIR).join("cni-")))
+            .filter(|m| m.starts_with(&self.dir) || is_cni_netns(m))
             .map(|m| m.display().to_string())
             .collect();
         let bridge = Path::new("/sys/class/net").join(&self.bridge).exists();
@@ -961,10 +960,12 @@ fn remove_log_links(dir: &Path) {
     }
 }
 
-/// Removes libcni's cached results for the node's network (`/var/lib/cni/results/<net>-*`).
+/// Removes libcni's cached results for the node's network and the CRI plugin's loopback network
+/// (`/var/lib/cni/results/<net>-*`, `cni-loopback-*`), which a CNI DEL would have removed.
 fn remove_cni_cache(network: &str) {
     let results = Path::new("/var/lib/cni/results");
-    for name in list_dir(results).into_iter().filter(|n| n.starts_with(&format!("{network}-"))) {
+    let prefixes = [format!("{network}-"), "cni-loopback-".to_string()];
+    for name in list_dir(results).into_iter().filter(|n| prefixes.iter().any(|p| n.starts_with(p))) {
         let _ = fs::remove_file(results.join(name));
     }
 }
@@ -999,25 +1000,87 @@ fn nft_tables(nft: &Path) -> BTreeSet<String> {
 }
 
 /// Cleans up after a previous node on this machine that was not torn down (its test binary was
-/// killed): its shims and containers, mounts, network namespaces and bridge.
-fn cleanup_stale(host: &HostBinaries, bridge: &str) {
-    let tmp = std::env::temp_dir().join(DIR_PREFIX);
-    let prefix = tmp.display().to_string();
+/// killed): its shims and containers, mounts, network namespaces, bridge, cgroups, iptables
+/// chains and directory.
+fn cleanup_stale(host: &HostBinaries, bridge: &str, network: &str) {
+    let prefix = std::env::temp_dir().join(DIR_PREFIX).display().to_string();
     let stale = processes_matching(|line| line.contains(&prefix));
     if !stale.is_empty() {
         tracing::warn!(target: "tidegate_testenv::real_node", "killing processes of a previous real node: {stale:?}");
     }
     kill_processes(&stale);
     kill_cgroup_processes();
-    let stale_mounts: Vec<PathBuf> = mounts()
-        .into_iter()
-        .filter(|m| m.display().to_string().starts_with(&prefix) || m.starts_with(Path::new(NETNS_DIR).join("cni-")))
-        .collect();
-    stale_mounts.iter().rev().for_each(|m| unmount(m));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut stale_mounts: Vec<PathBuf> =
+        mounts().into_iter().filter(|m| m.display().to_string().starts_with(&prefix) || is_cni_netns(m)).collect();
+    stale_mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    stale_mounts.iter().for_each(|m| unmount(m));
+    for name in list_dir(Path::new(NETNS_DIR)) {
+        let path = Path::new(NETNS_DIR).join(name);
+        if is_cni_netns(&path) {
+            unmount(&path);
+            let _ = fs::remove_file(path);
+        }
+    }
     if Path::new("/sys/class/net").join(bridge).exists() {
         let _ = run(&host.ip, &["link", "delete", bridge]);
     }
     remove_cgroups();
+    remove_kubelet_chains(host);
+    let tmp = std::env::temp_dir();
+    for name in list_dir(&tmp).into_iter().filter(|n| n.starts_with(DIR_PREFIX)) {
+        let dir = tmp.join(name);
+        unmount_under(&dir);
+        remove_log_links(&dir);
+        let _ = fs::remove_dir_all(dir);
+    }
+    let _ = fs::remove_file("/var/lib/kubelet/device-plugins/kubelet.sock");
+    remove_cni_cache(network);
+    // Shim sockets of the killed node's shims; only when no containerd runs (a system containerd's
+    // shims keep theirs there too).
+    if processes_matching(|line| line.split(' ').next().is_some_and(|p| p.ends_with("/containerd"))).is_empty() {
+        let _ = fs::remove_dir_all("/run/containerd/s");
+    }
+    for dir in HOST_DIRS {
+        // Only empty ones: whether they existed before that node started is not known.
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// The sysctls to restore at teardown: those [`SYSCTLS_FILE`] kept from before a node that was
+/// not torn down (restored now), else the current ones, written to [`SYSCTLS_FILE`].
+fn saved_sysctls() -> Result<Vec<(String, String)>, Error> {
+    let path = Path::new(SYSCTLS_FILE);
+    if let Ok(text) = fs::read_to_string(path) {
+        let saved: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(k, _)| SYSCTLS.contains(k))
+            .map(|(k, v)| (k.to_string(), format!("{v}\n")))
+            .collect();
+        restore_sysctls(&saved);
+    }
+    let current: Vec<(String, String)> = SYSCTLS
+        .iter()
+        .filter_map(|k| Some(((*k).to_string(), fs::read_to_string(Path::new("/proc/sys").join(k)).ok()?)))
+        .collect();
+    let text: String = current.iter().map(|(k, v)| format!("{k} {}\n", v.trim())).collect();
+    fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    Ok(current)
+}
+
+/// Writes the sysctls back and forgets [`SYSCTLS_FILE`].
+fn restore_sysctls(values: &[(String, String)]) {
+    for (key, value) in values {
+        let _ = fs::write(Path::new("/proc/sys").join(key), value);
+    }
+    let _ = fs::remove_file(SYSCTLS_FILE);
+}
+
+/// Whether `path` is a network namespace pinned by containerd's CRI plugin (`/run/netns/cni-…`).
+fn is_cni_netns(path: &Path) -> bool {
+    path.parent() == Some(Path::new(NETNS_DIR))
+        && path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cni-"))
 }
 
 // ---- images ---------------------------------------------------------------------------------
