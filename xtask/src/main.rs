@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Build (once) the control-plane binaries, the supply-chain tools (registry, crane,
-    /// notation, ocireg) and the scanner tools (trivy, trivydb) from the pinned Go modules, fetch
+    /// notation, ocireg), the scanner tools (trivy, trivydb) and helm from the pinned Go modules, fetch
     /// the Trivy Operator's VulnerabilityReport CRD from its module, and print their paths.
     Tools,
     /// Write the CRD YAML in crds/ from the Rust types (with --check, fail if it differs instead).
@@ -90,6 +90,8 @@ fn tools() -> Result<tidegate_testenv::tools::Tools> {
     }
     let node = tidegate_testenv::tools::build_node_tools(&mut |line| eprintln!("[tools] {line}"))?;
     println!("{}", node.kubelet().display());
+    let helm = tidegate_testenv::helm_tool::build_helm(&mut |line| eprintln!("[tools] {line}"))?;
+    println!("{}", helm.display());
     let operator_crds = tidegate_testenv::operator_crds::fetch(&mut |line| eprintln!("[tools] {line}"))?;
     for (file, _) in tidegate_testenv::operator_crds::OPERATOR_CRDS {
         println!("{}", operator_crds.join(file).display());
