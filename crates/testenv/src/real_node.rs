@@ -230,11 +230,62 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (the real node needs it).
+pub fn is_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     #[allow(unsafe_code)]
     unsafe {
         libc::geteuid() == 0
+    }
+}
+
+/// The `kubernetes` Service's address (the first of the API server's service range), which
+/// [`RealNode::expose_api_server`] serves on the host.
+pub const API_SERVICE_IP: &str = "10.0.0.1";
+/// The label of [`API_SERVICE_IP`] on the host's loopback interface (`lo:tidegate-api`).
+pub const API_LINK: &str = "lo:tidegate-api";
+
+/// A TCP relay from [`API_SERVICE_IP`]`:443` on the host to the API server on loopback.
+struct ApiProxy {
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    address: std::net::SocketAddr,
+}
+
+impl ApiProxy {
+    fn start(listener: std::net::TcpListener, upstream: std::net::SocketAddr) -> Self {
+        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let address = listener.local_addr().unwrap_or_else(|_| ([10, 0, 0, 1], 443).into());
+        let flag = stopped.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                std::thread::spawn(move || {
+                    let Ok(server) = std::net::TcpStream::connect(upstream) else { return };
+                    let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone()) else {
+                        return;
+                    };
+                    let forward = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut client_read, &mut server_write);
+                        let _ = server_write.shutdown(std::net::Shutdown::Write);
+                    });
+                    let (mut server_read, mut client_write) = (server, client);
+                    let _ = std::io::copy(&mut server_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Both);
+                    let _ = forward.join();
+                });
+            }
+        });
+        Self { stopped, address }
+    }
+
+    /// Stops accepting (a last connection wakes the accept loop) and removes the address.
+    fn stop(self, ip: &Path) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect_timeout(&self.address, Duration::from_millis(200));
+        let _ = run(ip, &["addr", "del", &format!("{API_SERVICE_IP}/32"), "dev", "lo"]);
     }
 }
 
@@ -253,6 +304,8 @@ pub struct RealNode {
     nft_tables_before: BTreeSet<String>,
     sysctls_before: Vec<(String, String)>,
     binding: String,
+    /// The in-cluster address of the API server, while [`RealNode::expose_api_server`] serves it.
+    api_proxy: Option<ApiProxy>,
     torn_down: bool,
     _temp: Option<tempfile::TempDir>,
     _lock: fs::File,
@@ -333,6 +386,7 @@ impl RealNode {
             nft_tables_before: nft_tables(&host.nft),
             sysctls_before,
             binding: format!("tidegate-real-node:{}", options.name),
+            api_proxy: None,
             torn_down: false,
             _temp: Some(temp),
             _lock: lock,
@@ -466,6 +520,40 @@ impl RealNode {
         run(&self.host.ctr, &all).map_err(|e| start_error(&format!("ctr {}: {e}", args.join(" "))))
     }
 
+    /// Makes the API server reachable from Pods on this node the way a cluster does: at the
+    /// `kubernetes` Service's address, [`API_SERVICE_IP`]`:443`, which Pods' in-cluster
+    /// configuration uses (`KUBERNETES_SERVICE_HOST`). The address is added to the host's
+    /// loopback interface (label [`API_LINK`]), and a TCP relay on it forwards to the API server
+    /// (whose serving certificate names that address). Traffic goes from the Pod's network
+    /// namespace over the node's bridge to the host, and no further. Undone on teardown.
+    pub fn expose_api_server(&mut self, env: &TestEnv) -> Result<(), Error> {
+        if self.api_proxy.is_some() {
+            return Ok(());
+        }
+        let upstream: std::net::SocketAddr = env
+            .server()
+            .trim_start_matches("https://")
+            .parse()
+            .map_err(|e| start_error(&format!("the API server address {}: {e}", env.server())))?;
+        let address = format!("{API_SERVICE_IP}/32");
+        let _ = run(&self.host.ip, &["addr", "del", &address, "dev", "lo"]);
+        let listener = run(&self.host.ip, &["addr", "add", &address, "dev", "lo", "label", API_LINK])
+            .map_err(|e| start_error(&format!("ip addr add {address} dev lo: {e}")))
+            .and_then(|_| {
+                std::net::TcpListener::bind((API_SERVICE_IP, 443))
+                    .map_err(|e| start_error(&format!("listening on {API_SERVICE_IP}:443: {e}")))
+            });
+        let listener = match listener {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = run(&self.host.ip, &["addr", "del", &address, "dev", "lo"]);
+                return Err(e);
+            }
+        };
+        self.api_proxy = Some(ApiProxy::start(listener, upstream));
+        Ok(())
+    }
+
     /// Deletes every Pod bound to the node (so kubelet stops them and removes their sandboxes and
     /// networks), then tears everything down, and reports what was left behind.
     pub async fn stop(mut self) -> Result<Leftovers, Error> {
@@ -503,6 +591,9 @@ impl RealNode {
             return self.leftovers();
         }
         self.torn_down = true;
+        if let Some(proxy) = self.api_proxy.take() {
+            proxy.stop(&self.host.ip);
+        }
         if let Some(mut kubelet) = self.kubelet.take() {
             kubelet.stop(Duration::from_secs(10));
         }
