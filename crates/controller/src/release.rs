@@ -213,7 +213,8 @@ async fn run_stage(
             let gate_policy = crate::vulnerabilities::gate_policy(policy, production);
             let decision = gate::evaluate(&findings, &gate_policy, now);
             status.scan = Some(ScanSummary {
-                scanner: Some(format!("{:?}", policy.spec.scan.scanner).to_lowercase()),
+                // As the API spells it (`trivy`, `trivyReport`, `configMapReport`).
+                scanner: serde_json::to_value(policy.spec.scan.scanner).ok().and_then(|v| v.as_str().map(String::from)),
                 critical: decision.counts[0],
                 high: decision.counts[1],
                 medium: decision.counts[2],
