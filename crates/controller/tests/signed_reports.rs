@@ -116,7 +116,7 @@ async fn only_reports_signed_by_a_trusted_ci_key_decide_the_gate() {
     assert!(ok, "notation sign: {out}");
     let verified = release_in(&s, "shop-app-clean", ReleasePhase::Verified).await;
     let scan = verified.status.expect("status").scan.expect("scan summary");
-    assert_eq!((scan.scanner.as_deref(), scan.blocking), (Some("trivyreport"), 0), "{scan:?}");
+    assert_eq!((scan.scanner.as_deref(), scan.blocking), (Some("trivyReport"), 0), "{scan:?}");
     s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
 
     // A signed report with a fixable HIGH finding rejects the vulnerable candidate.
