@@ -1369,9 +1369,23 @@ pub struct TestServerImage {
 /// argument or `$TESTSERVER_MODE`) into an OCI image (cached by its source) and pushes it by
 /// digest to `repo` in `registry`.
 pub async fn push_test_server_image(registry: &Registry, repo: &str) -> Result<TestServerImage, Error> {
-    let image = tokio::task::spawn_blocking(|| node_image("testserver", &["/testserver"]))
-        .await
-        .map_err(|e| Error::Tool(e.to_string()))??;
+    push_test_server_image_as(registry, repo, "serve").await
+}
+
+/// [`push_test_server_image`] whose entrypoint runs `mode` (`serve` or `crash`): the crashing
+/// image is another digest of the same program, so a workload that switches to it crashes
+/// whatever its arguments.
+pub async fn push_test_server_image_as(registry: &Registry, repo: &str, mode: &str) -> Result<TestServerImage, Error> {
+    let entrypoint: Vec<String> = match mode {
+        "serve" => vec!["/testserver".into()],
+        other => vec!["/testserver".into(), other.into()],
+    };
+    let image = tokio::task::spawn_blocking(move || {
+        let entrypoint: Vec<&str> = entrypoint.iter().map(String::as_str).collect();
+        node_image("testserver", &entrypoint)
+    })
+    .await
+    .map_err(|e| Error::Tool(e.to_string()))??;
     let client = registry.client();
     client.push_blob(repo, &image.layer).await?;
     client.push_blob(repo, &image.config).await?;
