@@ -16,7 +16,9 @@ use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::pki::CodeSigningFiles;
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
-use tidegate_testenv::scanner_tools::{self, ImageOs, Package, file_layer, package_image_layers};
+use tidegate_testenv::scanner_tools::{
+    self, Advisory, ImageOs, Package, alpine_advisories, file_layer, package_image_layers,
+};
 use tidegate_testenv::{TestEnv, apply, tools::Tools};
 
 /// Arguments of `cargo xtask demo`.
@@ -94,7 +96,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     step("Trivy, built from its Go module, with a vulnerability database written here (no internet)");
     let scanner = scanner_tools::build_scanner(&mut |line| println!("  {line}"))?;
     let trivy_cache = dir.join("trivy-cache");
-    scanner_tools::write_vulnerability_db(&scanner, &known_advisories(), &trivy_cache)?;
+    scanner_tools::write_vulnerability_db(&scanner, &advisories(false), &trivy_cache)?;
     println!("  {} with a database in {}", scanner.trivy().display(), trivy_cache.display());
     println!("  known so far: CVE-2024-0727 (CRITICAL, openssl, no fix yet), CVE-2023-45853 (MEDIUM, zlib)");
     let running = format!("{host}/shop/app@{app}");
@@ -149,7 +151,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  {base_ref} → {new_base} (the base trigger would notice within its 15m interval)");
 
     step("A new advisory: Trivy's database updates with CVE-2023-5678 (HIGH, openssl, fixed in 3.1.4-r0)");
-    scanner_tools::write_vulnerability_db(&scanner, &DEMO_ADVISORIES.replace("#NEW ", ""), &trivy_cache)?;
+    scanner_tools::write_vulnerability_db(&scanner, &advisories(true), &trivy_cache)?;
     let found = wait_production_scan(&policies, first.database.as_deref()).await?;
     println!("  the database changed, so production was rescanned at once: {}", describe_scan(&found));
     let fix = found.release.clone().context("the rescan started no Release")?;
@@ -365,9 +367,34 @@ fn base_packages(openssl: &str) -> Vec<Package> {
     vec![Package::new("musl", "1.2.5-r0"), Package::new("openssl", openssl), Package::new("zlib", "1.3.1-r1")]
 }
 
-/// The advisories before CVE-2023-5678 is published: the lines marked `#NEW` left out.
-fn known_advisories() -> String {
-    DEMO_ADVISORIES.lines().filter(|l| !l.starts_with("#NEW")).collect::<Vec<_>>().join("\n")
+/// The demo's advisories: CVE-2023-5678 is published during the demo (`published`).
+fn advisories(published: bool) -> String {
+    let mut list = vec![
+        Advisory {
+            package: "openssl",
+            id: "CVE-2024-0727",
+            fixed: "",
+            severity: "CRITICAL",
+            title: "openssl: denial of service via null dereference",
+        },
+        Advisory {
+            package: "zlib",
+            id: "CVE-2023-45853",
+            fixed: "1.3.1-r2",
+            severity: "MEDIUM",
+            title: "zlib: integer overflow in zipOpenNewFileInZip4_6",
+        },
+    ];
+    if published {
+        list.push(Advisory {
+            package: "openssl",
+            id: "CVE-2023-5678",
+            fixed: "3.1.4-r0",
+            severity: "HIGH",
+            title: "openssl: Generating excessively long X9.42 DH keys is slow",
+        });
+    }
+    alpine_advisories(&list)
 }
 
 /// One line: what a rescan found.
@@ -384,47 +411,6 @@ fn describe_scan(scan: &tidegate_api::image_policy::ProductionScan) -> String {
     let found: Vec<String> = [list(&scan.fixable), list(&scan.unfixed)].concat();
     if found.is_empty() { "nothing blocking".to_string() } else { found.join("; ") }
 }
-
-/// The demo's vulnerability database (the bolt-fixtures format `trivydb` reads); lines marked
-/// `#NEW` are the advisory published during the demo.
-const DEMO_ADVISORIES: &str = r#"
-- bucket: alpine 3.20
-  pairs:
-    - bucket: openssl
-      pairs:
-#NEW         - key: CVE-2023-5678
-#NEW           value:
-#NEW             FixedVersion: "3.1.4-r0"
-        - key: CVE-2024-0727
-          value:
-            FixedVersion: ""
-    - bucket: zlib
-      pairs:
-        - key: CVE-2023-45853
-          value:
-            FixedVersion: "1.3.1-r2"
-- bucket: data-source
-  pairs:
-    - key: alpine 3.20
-      value:
-        ID: "alpine"
-        Name: "Alpine Secdb"
-        URL: "https://secdb.alpinelinux.org/"
-- bucket: vulnerability
-  pairs:
-#NEW     - key: CVE-2023-5678
-#NEW       value:
-#NEW         Title: "openssl: Generating excessively long X9.42 DH keys is slow"
-#NEW         Severity: HIGH
-    - key: CVE-2024-0727
-      value:
-        Title: "openssl: denial of service via null dereference"
-        Severity: CRITICAL
-    - key: CVE-2023-45853
-      value:
-        Title: "zlib: integer overflow in zipOpenNewFileInZip4_6"
-        Severity: MEDIUM
-"#;
 
 /// The policy's rescan of what production runs, made with a database other than `not`.
 async fn wait_production_scan(

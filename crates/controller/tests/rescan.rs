@@ -16,49 +16,28 @@ use tidegate_api::release::ReasonKind;
 use tidegate_api::{ImagePolicy, PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 use tidegate_testenv::scanner_tools::{
-    ImageOs, Package, ScannerTools, file_layer, package_image_layers, push_package_image, write_vulnerability_db,
+    Advisory, ImageOs, Package, ScannerTools, alpine_advisories, file_layer, package_image_layers, push_package_image,
+    write_vulnerability_db,
 };
 
 /// Alpine 3.20 data with nothing about the packages the images carry.
-const NOTHING_KNOWN: &str = r#"
-- bucket: alpine 3.20
-  pairs:
-    - bucket: zlib
-      pairs:
-        - key: CVE-2022-37434
-          value:
-            FixedVersion: "1.2.12-r2"
-- bucket: data-source
-  pairs:
-    - key: alpine 3.20
-      value:
-        ID: "alpine"
-        Name: "Alpine Secdb"
-        URL: "https://secdb.alpinelinux.org/"
-- bucket: vulnerability
-  pairs:
-    - key: CVE-2022-37434
-      value:
-        Title: "zlib: heap-based buffer over-read"
-        Severity: CRITICAL
-"#;
+fn nothing_known() -> String {
+    alpine_advisories(&[Advisory {
+        package: "zlib",
+        id: "CVE-2022-37434",
+        fixed: "1.2.12-r2",
+        severity: "CRITICAL",
+        title: "zlib: heap-based buffer over-read",
+    }])
+}
 
-/// The same, plus `extra` advisories for openssl and their severities.
-fn database_with(advisories: &[(&str, &str, &str)]) -> String {
-    let mut text = String::from("- bucket: alpine 3.20\n  pairs:\n    - bucket: openssl\n      pairs:\n");
-    for (id, fixed, _) in advisories {
-        text.push_str(&format!("        - key: {id}\n          value:\n            FixedVersion: \"{fixed}\"\n"));
-    }
-    text.push_str(
-        "- bucket: data-source\n  pairs:\n    - key: alpine 3.20\n      value:\n        ID: \"alpine\"\n        \
-         Name: \"Alpine Secdb\"\n        URL: \"https://secdb.alpinelinux.org/\"\n- bucket: vulnerability\n  pairs:\n",
-    );
-    for (id, _, severity) in advisories {
-        text.push_str(&format!(
-            "    - key: {id}\n      value:\n        Title: \"openssl: {id}\"\n        Severity: {severity}\n"
-        ));
-    }
-    text
+/// Advisories `(id, fixed version, severity)` for openssl.
+fn database_with(advisories: &[(&'static str, &'static str, &'static str)]) -> String {
+    let advisories: Vec<Advisory> = advisories
+        .iter()
+        .map(|&(id, fixed, severity)| Advisory { package: "openssl", id, fixed, severity, title: id })
+        .collect();
+    alpine_advisories(&advisories)
 }
 
 /// The registry, a base image `base/runtime:3.20` with `openssl` at `old_openssl`, and the
@@ -156,7 +135,7 @@ async fn a_cve_in_what_runs_starts_a_rebuild_onto_the_fixed_base_that_waits_for_
     let tools = ScannerTools::locate().expect("scanner tools (run `cargo xtask tools`)");
     let (_registry, host, app) = images("3.1.0-r0", Some("3.1.4-r0")).await;
     let cache = tempfile::tempdir().expect("cache");
-    write_vulnerability_db(&tools, NOTHING_KNOWN, cache.path()).expect("database");
+    write_vulnerability_db(&tools, &nothing_known(), cache.path()).expect("database");
 
     let s = Scenario::new("rescan-fix").await;
     let production = format!("{host}/shop/app@{app}");

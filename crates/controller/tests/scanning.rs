@@ -10,38 +10,27 @@ use kube::api::PostParams;
 use serde_json::json;
 use tidegate_api::{PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
-use tidegate_testenv::scanner_tools::{ImageOs, Package, ScannerTools, push_package_image, write_vulnerability_db};
+use tidegate_testenv::scanner_tools::{
+    Advisory, ImageOs, Package, ScannerTools, alpine_advisories, push_package_image, write_vulnerability_db,
+};
 
 /// Alpine 3.20's openssl: one fixed vulnerability (HIGH) and one without a fix (CRITICAL).
-const FIXTURES: &str = r#"
-- bucket: alpine 3.20
-  pairs:
-    - bucket: openssl
-      pairs:
-        - key: CVE-2023-5678
-          value:
-            FixedVersion: "3.1.4-r0"
-        - key: CVE-2024-0727
-          value:
-            FixedVersion: ""
-- bucket: data-source
-  pairs:
-    - key: alpine 3.20
-      value:
-        ID: "alpine"
-        Name: "Alpine Secdb"
-        URL: "https://secdb.alpinelinux.org/"
-- bucket: vulnerability
-  pairs:
-    - key: CVE-2023-5678
-      value:
-        Title: "openssl: Generating excessively long X9.42 DH keys is slow"
-        Severity: HIGH
-    - key: CVE-2024-0727
-      value:
-        Title: "openssl: denial of service via null dereference"
-        Severity: CRITICAL
-"#;
+const OPENSSL: [Advisory; 2] = [
+    Advisory {
+        package: "openssl",
+        id: "CVE-2023-5678",
+        fixed: "3.1.4-r0",
+        severity: "HIGH",
+        title: "openssl: Generating excessively long X9.42 DH keys is slow",
+    },
+    Advisory {
+        package: "openssl",
+        id: "CVE-2024-0727",
+        fixed: "",
+        severity: "CRITICAL",
+        title: "openssl: denial of service via null dereference",
+    },
+];
 
 async fn release(s: &Scenario, name: &str, image: &str) {
     let release: Release = serde_json::from_value(json!({
@@ -69,7 +58,7 @@ async fn trivy_scans_the_candidate_digest_and_its_findings_decide() {
         .expect("registry");
     let host = registry.host().to_string();
     let cache = tempfile::tempdir().expect("cache");
-    write_vulnerability_db(&tools, FIXTURES, cache.path()).expect("vulnerability database");
+    write_vulnerability_db(&tools, &alpine_advisories(&OPENSSL), cache.path()).expect("vulnerability database");
     let vulnerable = push_package_image(
         &registry,
         "shop/app",
@@ -165,10 +154,14 @@ async fn no_regression_blocks_only_findings_production_does_not_have() {
         .expect("registry");
     let host = registry.host().to_string();
     let cache = tempfile::tempdir().expect("cache");
-    let fixtures = FIXTURES.replace(
-        "- bucket: data-source",
-        "    - bucket: zlib\n      pairs:\n        - key: CVE-2022-37434\n          value:\n            FixedVersion: \"1.2.12-r2\"\n- bucket: data-source",
-    ) + "    - key: CVE-2022-37434\n      value:\n        Title: \"zlib: heap-based buffer over-read\"\n        Severity: CRITICAL\n";
+    let zlib = Advisory {
+        package: "zlib",
+        id: "CVE-2022-37434",
+        fixed: "1.2.12-r2",
+        severity: "CRITICAL",
+        title: "zlib: heap-based buffer over-read",
+    };
+    let fixtures = alpine_advisories(&[OPENSSL[0].clone(), OPENSSL[1].clone(), zlib]);
     write_vulnerability_db(&tools, &fixtures, cache.path()).expect("vulnerability database");
     let os = ImageOs::alpine();
     let openssl = Package::new("openssl", "3.1.0-r0");

@@ -289,6 +289,50 @@ fn download_go_mod(dir: &Path, module: &str) -> Result<String, Error> {
     fs::read_to_string(path).map_err(|e| Error::io(Path::new(path), e))
 }
 
+/// One advisory of a test vulnerability database: `id` affects `package` (a source package) of
+/// the distribution; `fixed` is the first fixed version, empty when no fix exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advisory {
+    /// Source package.
+    pub package: &'static str,
+    /// Vulnerability id.
+    pub id: &'static str,
+    /// First fixed version; empty: no fix yet.
+    pub fixed: &'static str,
+    /// `CRITICAL`, `HIGH`, `MEDIUM`, `LOW`.
+    pub severity: &'static str,
+    /// Title.
+    pub title: &'static str,
+}
+
+/// The bolt-fixtures YAML ([`write_vulnerability_db`]) of `advisories` for Alpine 3.20.
+pub fn alpine_advisories(advisories: &[Advisory]) -> String {
+    let mut packages: Vec<&str> = advisories.iter().map(|a| a.package).collect();
+    packages.sort();
+    packages.dedup();
+    let mut text = String::from("- bucket: alpine 3.20\n  pairs:\n");
+    for package in packages {
+        text.push_str(&format!("    - bucket: {package}\n      pairs:\n"));
+        for a in advisories.iter().filter(|a| a.package == package) {
+            text.push_str(&format!(
+                "        - key: {}\n          value:\n            FixedVersion: {:?}\n",
+                a.id, a.fixed
+            ));
+        }
+    }
+    text.push_str(
+        "- bucket: data-source\n  pairs:\n    - key: alpine 3.20\n      value:\n        ID: \"alpine\"\n        \
+         Name: \"Alpine Secdb\"\n        URL: \"https://secdb.alpinelinux.org/\"\n- bucket: vulnerability\n  pairs:\n",
+    );
+    for a in advisories {
+        text.push_str(&format!(
+            "    - key: {}\n      value:\n        Title: {:?}\n        Severity: {}\n",
+            a.id, a.title, a.severity
+        ));
+    }
+    text
+}
+
 /// Writes a Trivy vulnerability database from `fixtures_yaml` (the bolt-fixtures format, see the
 /// [module docs](self)) into `cache_dir/db/`: `trivy.db` and a `metadata.json` of schema
 /// [`TRIVY_DB_SCHEMA_VERSION`] whose `NextUpdate` is far in the future.
