@@ -115,15 +115,27 @@ impl ScanKey {
 }
 
 /// Results of scans of digests, shared by every policy, and one scan at a time: a digest that
-/// a hundred policies run is scanned once per interval and database, not a hundred times.
+/// a hundred policies run is scanned once per interval and database, not a hundred times. "No
+/// result yet" (a report scanner with no report of the digest) is kept too, for at most
+/// [`NO_RESULT`], so a missing report is not asked for on every reconcile.
 #[derive(Default)]
 pub struct ScanCache {
-    results: std::sync::Mutex<HashMap<ScanKey, (Timestamp, ScanReport)>>,
+    results: std::sync::Mutex<HashMap<ScanKey, Cached>>,
     turn: tokio::sync::Mutex<()>,
+}
+
+/// One scan's answer, when it was made and with which database.
+#[derive(Clone)]
+struct Cached {
+    at: Timestamp,
+    database: Option<String>,
+    report: Option<ScanReport>,
 }
 
 /// Results kept at most this long, whatever the interval.
 const KEEP: Duration = Duration::from_secs(24 * 3600);
+/// How long "no result yet" is believed.
+const NO_RESULT: Duration = Duration::from_secs(300);
 /// At most this many results are kept; the oldest go first.
 const CAPACITY: usize = 4096;
 
@@ -138,30 +150,41 @@ impl ScanCache {
         fresh_for: Duration,
     ) -> Result<Option<ScanReport>> {
         let fresh_for = fresh_for.min(KEEP);
-        let _turn = self.turn.lock().await;
         let database = scanner.database();
-        if let Some(report) = self.cached(&key, database.as_deref(), fresh_for, request.now) {
-            return Ok(Some(report));
+        if let Some(cached) = self.cached(&key, database.as_deref(), fresh_for, request.now) {
+            return Ok(cached);
+        }
+        let _turn = self.turn.lock().await;
+        // Another policy may have scanned the digest while this one waited for its turn.
+        if let Some(cached) = self.cached(&key, database.as_deref(), fresh_for, request.now) {
+            return Ok(cached);
         }
         let report = scanner.scan(request).await?;
-        if let Some(report) = &report {
-            let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
-            if results.len() >= CAPACITY
-                && let Some(oldest) = results.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone())
-            {
-                results.remove(&oldest);
-            }
-            results.insert(key, (request.now, report.clone()));
+        let database = report.as_ref().map_or(database, |r| r.database.clone());
+        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        if results.len() >= CAPACITY
+            && let Some(oldest) = results.iter().min_by_key(|(_, c)| c.at).map(|(k, _)| k.clone())
+        {
+            results.remove(&oldest);
         }
+        results.insert(key, Cached { at: request.now, database, report: report.clone() });
         Ok(report)
     }
 
-    fn cached(&self, key: &ScanKey, database: Option<&str>, fresh_for: Duration, now: Timestamp) -> Option<ScanReport> {
+    /// `Some(answer)` when a fresh enough answer made with `database` is kept.
+    fn cached(
+        &self,
+        key: &ScanKey,
+        database: Option<&str>,
+        fresh_for: Duration,
+        now: Timestamp,
+    ) -> Option<Option<ScanReport>> {
         let results = self.results.lock().unwrap_or_else(|e| e.into_inner());
-        let (at, report) = results.get(key)?;
-        let age = now.duration_since(*at);
-        let fresh = !age.is_negative() && age.unsigned_abs() < fresh_for;
-        (fresh && report.database.as_deref() == database).then(|| report.clone())
+        let cached = results.get(key)?;
+        let age = now.duration_since(cached.at);
+        let limit = if cached.report.is_some() { fresh_for } else { fresh_for.min(NO_RESULT) };
+        let fresh = !age.is_negative() && age.unsigned_abs() < limit;
+        (fresh && cached.database.as_deref() == database).then(|| cached.report.clone())
     }
 }
 
@@ -229,5 +252,41 @@ mod tests {
         *scanner.database.lock().expect("lock") = Some("db-2".into());
         cache.scan(key, &scanner, &request(t0 + SignedDuration::from_hours(1)), hour).await.expect("scan");
         assert_eq!(scanner.scans.load(Ordering::SeqCst), 4);
+    }
+
+    /// A report scanner without a report of the digest.
+    struct Empty(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Scanner for Empty {
+        async fn scan(&self, _: &ScanRequest<'_>) -> tidegate_providers::Result<Option<ScanReport>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn no_result_is_asked_for_again_only_after_a_while() {
+        let scanner = Empty(AtomicUsize::new(0));
+        let cache = ScanCache::default();
+        let digest: Digest = format!("sha256:{}", "b".repeat(64)).parse().expect("digest");
+        let t0 = Timestamp::from_second(1_700_000_000).expect("time");
+        let request = |now| ScanRequest {
+            namespace: "a",
+            image: "r.io/app@sha256:bbbb",
+            digest: &digest,
+            workload_namespaces: &[],
+            max_age: SignedDuration::from_hours(24),
+            now,
+        };
+        let key = ScanKey::new(ScannerKind::TrivyReport, "a", &digest);
+        let day = Duration::from_secs(86_400);
+        for minutes in [0, 1, 4] {
+            let now = t0 + SignedDuration::from_mins(minutes);
+            assert_eq!(cache.scan(key.clone(), &scanner, &request(now), day).await.expect("scan"), None);
+        }
+        assert_eq!(scanner.0.load(Ordering::SeqCst), 1, "within five minutes, no result is remembered");
+        cache.scan(key, &scanner, &request(t0 + SignedDuration::from_mins(6)), day).await.expect("scan");
+        assert_eq!(scanner.0.load(Ordering::SeqCst), 2, "then asked again");
     }
 }

@@ -14,15 +14,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tidegate_api::{PromotionPhase, Release, ReleasePhase};
-use tidegate_testenv::real_node::{
-    RealNode, RealNodeOptions, is_root, push_test_server_image, push_test_server_image_as,
-};
+use tidegate_testenv::real_node::{RealNode, RealNodeOptions, push_test_server_image, push_test_server_image_as};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 
 #[tokio::test]
 async fn a_failing_test_program_on_the_real_node_rejects_the_release_with_its_log() {
-    if !is_root() || std::env::var("TIDEGATE_REAL_NODE").as_deref() == Ok("0") {
-        eprintln!("skipped: the real node needs root (and TIDEGATE_REAL_NODE not 0)");
+    if !tidegate_testenv::real_node::available() {
         return;
     }
     let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous })
@@ -94,8 +91,7 @@ async fn a_failing_test_program_on_the_real_node_rejects_the_release_with_its_lo
 /// previous digest again behind the Service.
 #[tokio::test]
 async fn a_candidate_that_crashes_on_the_real_node_is_rolled_back() {
-    if !is_root() || std::env::var("TIDEGATE_REAL_NODE").as_deref() == Ok("0") {
-        eprintln!("skipped: the real node needs root (and TIDEGATE_REAL_NODE not 0)");
+    if !tidegate_testenv::real_node::available() {
         return;
     }
     let registry = Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous })

@@ -84,23 +84,6 @@ async fn policy(s: &Scenario, host: &str, url: &str) {
     .await;
 }
 
-fn start_controller(
-    s: &Scenario,
-    tools: &ScannerTools,
-    cache: &std::path::Path,
-    host: &str,
-) -> common::ControllerProcess {
-    s.controller_with(&[
-        "--trivy-binary",
-        &tools.trivy().display().to_string(),
-        "--trivy-cache-dir",
-        &cache.display().to_string(),
-        "--trivy-offline",
-        "--plain-http-registry",
-        host,
-    ])
-}
-
 /// Waits until the policy's last rescan used a database other than `not` and satisfies `check`.
 async fn rescanned(
     s: &Scenario,
@@ -142,7 +125,7 @@ async fn a_cve_in_what_runs_starts_a_rebuild_onto_the_fixed_base_that_waits_for_
     s.set_workload_images(&production).await;
     let (url, _) = http_server(200).await;
     policy(&s, &host, &url).await;
-    let controller = start_controller(&s, &tools, cache.path(), &host);
+    let controller = s.controller_with_trivy(&tools.trivy(), cache.path(), &host);
 
     // The first rescan: nothing known about what runs.
     let clean = rescanned(&s, None, 2 * MINUTE, |scan| scan.digest == app).await;
@@ -201,7 +184,7 @@ async fn a_cve_without_a_fix_or_that_the_rebuild_cannot_fix_is_reported_without_
     s.set_workload_images(&format!("{host}/shop/app@{app}")).await;
     let (url, _) = http_server(200).await;
     policy(&s, &host, &url).await;
-    let controller = start_controller(&s, &tools, cache.path(), &host);
+    let controller = s.controller_with_trivy(&tools.trivy(), cache.path(), &host);
 
     let unfixed = rescanned(&s, None, 2 * MINUTE, |scan| !scan.unfixed.is_empty()).await;
     let scan = unfixed.status.as_ref().and_then(|s| s.production_scan.clone()).expect("scan");

@@ -90,17 +90,7 @@ async fn trivy_scans_the_candidate_digest_and_its_findings_decide() {
         "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}
     }))
     .await;
-    let trivy = tools.trivy().display().to_string();
-    let cache_dir = cache.path().display().to_string();
-    let controller = s.controller_with(&[
-        "--trivy-binary",
-        &trivy,
-        "--trivy-cache-dir",
-        &cache_dir,
-        "--trivy-offline",
-        "--plain-http-registry",
-        &host,
-    ]);
+    let controller = s.controller_with_trivy(&tools.trivy(), cache.path(), &host);
 
     // The vulnerable build: the fixable HIGH finding blocks; the CRITICAL one without a fix is
     // counted and shown, but does not block (onlyFixable).
@@ -197,15 +187,7 @@ async fn no_regression_blocks_only_findings_production_does_not_have() {
         "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": url}]}
     }))
     .await;
-    let controller = s.controller_with(&[
-        "--trivy-binary",
-        &tools.trivy().display().to_string(),
-        "--trivy-cache-dir",
-        &cache.path().display().to_string(),
-        "--trivy-offline",
-        "--plain-http-registry",
-        &host,
-    ]);
+    let controller = s.controller_with_trivy(&tools.trivy(), cache.path(), &host);
     // No-regression compares with what the policy's status says production runs.
     let policies: kube::Api<tidegate_api::ImagePolicy> = kube::Api::namespaced(s.admin.clone(), &s.ns);
     common::wait("the production digest in the policy's status", MINUTE, || async {

@@ -19,17 +19,8 @@ pub fn helm_dir() -> PathBuf {
 
 /// The `helm` binary: `$TIDEGATE_HELM_DIR/helm`, else the build cache's.
 pub fn locate() -> Result<PathBuf, Error> {
-    let dir = std::env::var_os(HELM_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(helm_dir);
-    let helm = dir.join("helm");
-    if helm.is_file() {
-        Ok(helm)
-    } else {
-        Err(Error::ToolsMissing {
-            dir,
-            missing: vec!["helm".into()],
-            hint: "run `cargo xtask tools` to build it".into(),
-        })
-    }
+    let dir = crate::tools::env_dir(HELM_DIR_ENV).unwrap_or_else(helm_dir);
+    crate::tools::complete(dir, &["helm"], "run `cargo xtask tools` to build it").map(|dir| dir.join("helm"))
 }
 
 /// Builds `helm` into [`helm_dir`] unless it is there: a wrapper module that requires

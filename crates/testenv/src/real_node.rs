@@ -230,6 +230,23 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Environment variable that, set to `0`, skips every test that needs the real node.
+pub const REAL_NODE_ENV: &str = "TIDEGATE_REAL_NODE";
+
+/// Whether tests may start the real node here: as root, and not switched off with
+/// `TIDEGATE_REAL_NODE=0`. Says why not on stderr.
+pub fn available() -> bool {
+    if std::env::var(REAL_NODE_ENV).as_deref() == Ok("0") {
+        eprintln!("{REAL_NODE_ENV}=0: the real-node test is skipped");
+        return false;
+    }
+    if !is_root() {
+        eprintln!("the real-node test is skipped: the real node needs root");
+        return false;
+    }
+    true
+}
+
 /// Whether this process runs as root (the real node needs it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.

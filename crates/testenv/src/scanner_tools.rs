@@ -106,7 +106,7 @@ pub struct ScannerTools {
 impl ScannerTools {
     /// Finds the binaries: `$TIDEGATE_SCANNER_TOOLS_DIR`, then the build cache ([`scanner_dir`]).
     pub fn locate() -> Result<Self, Error> {
-        if let Some(dir) = std::env::var_os(SCANNER_TOOLS_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from) {
+        if let Some(dir) = crate::tools::env_dir(SCANNER_TOOLS_DIR_ENV) {
             let hint = format!("{SCANNER_TOOLS_DIR_ENV} is set; put the missing files there or unset it");
             return complete(dir, &hint).map(|dir| Self { dir });
         }
@@ -129,13 +129,13 @@ impl ScannerTools {
     }
 }
 
+/// The scanner binaries `dir` lacks.
 fn missing(dir: &Path) -> Vec<String> {
-    SCANNER_BINARIES.iter().filter(|name| !dir.join(name).is_file()).map(|name| (*name).to_string()).collect()
+    crate::tools::missing(dir, &SCANNER_BINARIES).err().unwrap_or_default()
 }
 
 fn complete(dir: PathBuf, hint: &str) -> Result<PathBuf, Error> {
-    let missing = missing(&dir);
-    if missing.is_empty() { Ok(dir) } else { Err(Error::ToolsMissing { dir, missing, hint: hint.to_string() }) }
+    crate::tools::complete(dir, &SCANNER_BINARIES, hint)
 }
 
 /// Directory the pinned scanner tools are cached in; a new pin (or a change to `trivydb`'s

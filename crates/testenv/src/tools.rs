@@ -234,19 +234,19 @@ impl NodeTools {
 }
 
 /// A non-empty directory named by environment variable `var`.
-fn env_dir(var: &str) -> Option<PathBuf> {
+pub(crate) fn env_dir(var: &str) -> Option<PathBuf> {
     std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// The files of `names` that `dir` lacks.
-fn missing(dir: &Path, names: &[&str]) -> Result<(), Vec<String>> {
+pub(crate) fn missing(dir: &Path, names: &[&str]) -> Result<(), Vec<String>> {
     let missing: Vec<String> =
         names.iter().filter(|name| !dir.join(name).is_file()).map(|name| (*name).to_string()).collect();
     if missing.is_empty() { Ok(()) } else { Err(missing) }
 }
 
 /// `dir` when it holds every file of `names`; otherwise which are missing and what to do.
-fn complete(dir: PathBuf, names: &[&str], hint: &str) -> Result<PathBuf, Error> {
+pub(crate) fn complete(dir: PathBuf, names: &[&str], hint: &str) -> Result<PathBuf, Error> {
     match missing(&dir, names) {
         Ok(()) => Ok(dir),
         Err(missing) => Err(Error::ToolsMissing { dir, missing, hint: hint.to_string() }),

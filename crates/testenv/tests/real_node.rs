@@ -52,21 +52,9 @@ async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut()
     }
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn real_node_runs_pods_from_the_loopback_registry() {
-    if std::env::var("TIDEGATE_REAL_NODE").is_ok_and(|v| v == "0") {
-        eprintln!("TIDEGATE_REAL_NODE=0: skipped");
-        return;
-    }
-    if !is_root() {
-        eprintln!("skipped: the real node needs root");
+    if !tidegate_testenv::real_node::available() {
         return;
     }
     let started = Instant::now();

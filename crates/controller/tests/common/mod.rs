@@ -220,6 +220,21 @@ subjects:
         ControllerProcess::start(self, fakes_binary().to_path_buf(), all)
     }
 
+    /// Starts the controller with the HMAC signer, the registry builder and the real Trivy
+    /// (`trivy`, offline, its database in `cache`), reaching `registry` over plain HTTP.
+    pub fn controller_with_trivy(&self, trivy: &Path, cache: &Path, registry: &str) -> ControllerProcess {
+        let (trivy, cache) = (trivy.display().to_string(), cache.display().to_string());
+        self.controller_with(&[
+            "--trivy-binary",
+            &trivy,
+            "--trivy-cache-dir",
+            &cache,
+            "--trivy-offline",
+            "--plain-http-registry",
+            registry,
+        ])
+    }
+
     /// Starts the product binary, exactly as shipped, with `args`.
     pub fn product(&self, args: &[&str]) -> ControllerProcess {
         let args = args.iter().map(|a| a.to_string()).collect();
