@@ -19,6 +19,7 @@ pub mod crds;
 mod env;
 pub mod helm_tool;
 pub mod kubeconfig;
+pub mod node_images;
 pub mod nodes;
 pub mod operator_crds;
 pub mod pki;

@@ -4,6 +4,8 @@
 //
 //	serve  answer GET /healthz with 200 "ok" and GET / with 200 and the pod's name, until SIGTERM
 //	crash  serve the same way, then exit with status 3 after $TESTSERVER_CRASH_AFTER (default 1s)
+//	selftest  serve, GET its own /healthz, print what it got and the image under test
+//	          ($TIDEGATE_IMAGE, which a Tidegate test Job receives), and exit 0 when it got 200
 //
 // It listens on $TESTSERVER_ADDR (default ":8080").
 package main
@@ -15,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -27,8 +30,8 @@ func main() {
 	if mode == "" {
 		mode = "serve"
 	}
-	if mode != "serve" && mode != "crash" {
-		log.Fatalf("unknown mode %q (serve, crash)", mode)
+	if mode != "serve" && mode != "crash" && mode != "selftest" {
+		log.Fatalf("unknown mode %q (serve, crash, selftest)", mode)
 	}
 	addr := os.Getenv("TESTSERVER_ADDR")
 	if addr == "" {
@@ -50,6 +53,9 @@ func main() {
 	}()
 	log.Printf("testserver (%s) listening on %s", mode, addr)
 
+	if mode == "selftest" {
+		os.Exit(selftest(addr))
+	}
 	if mode == "crash" {
 		after := time.Second
 		if v := os.Getenv("TESTSERVER_CRASH_AFTER"); v != "" {
@@ -70,4 +76,30 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = server.Shutdown(ctx)
+}
+
+// selftest GETs /healthz of the server on addr (retrying while it starts) and returns the exit
+// status: 0 for a 200, 1 otherwise.
+func selftest(addr string) int {
+	colon := strings.LastIndex(addr, ":")
+	if colon < 0 {
+		log.Fatalf("TESTSERVER_ADDR %q has no port", addr)
+	}
+	url := "http://127.0.0.1" + addr[colon:] + "/healthz"
+	client := &http.Client{Timeout: 2 * time.Second}
+	for attempt := 0; attempt < 20; attempt++ {
+		resp, err := client.Get(url)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		resp.Body.Close()
+		fmt.Printf("selftest of %s: GET %s -> %d\n", os.Getenv("TIDEGATE_IMAGE"), url, resp.StatusCode)
+		if resp.StatusCode == http.StatusOK {
+			return 0
+		}
+		return 1
+	}
+	fmt.Printf("selftest of %s: %s never answered\n", os.Getenv("TIDEGATE_IMAGE"), url)
+	return 1
 }
