@@ -156,6 +156,21 @@ fn slot_replicas(base: &Deployment) -> i32 {
         .unwrap_or_else(|| base.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
 }
 
+/// Labels with which a GitOps tool marks an object as part of what it applies from Git. The green
+/// slot is Tidegate's object, not in Git, so it does not inherit them: with Argo CD's label
+/// tracking (`app.kubernetes.io/instance` by default, `argocd.argoproj.io/instance` as the usual
+/// custom key) a copy carrying the Application's label counts as an extra resource of that
+/// Application and an automated sync with pruning deletes it. Flux prunes only what its
+/// inventory lists, so its labels would not get the copy deleted, but they would name a
+/// Kustomization that never applied it. Annotations (Argo CD's `argocd.argoproj.io/tracking-id`
+/// among them) are not copied at all.
+const GITOPS_TRACKING_LABELS: [&str; 4] = [
+    "app.kubernetes.io/instance",
+    "argocd.argoproj.io/instance",
+    "kustomize.toolkit.fluxcd.io/name",
+    "kustomize.toolkit.fluxcd.io/namespace",
+];
+
 /// A copy of the base Deployment for slot green.
 fn green_from(base: &Deployment, image: &str, container: Option<&str>, replicas: i32) -> Result<Deployment> {
     let name = slot_name(base.metadata.name.as_deref().unwrap_or_default(), GREEN);
@@ -174,6 +189,7 @@ fn green_from(base: &Deployment, image: &str, container: Option<&str>, replicas:
         .ok_or_else(|| ProviderError::Permanent(format!("Deployment {name}: container not found")))?;
     pod.containers[i].image = Some(image.to_string());
     let mut labels = base.metadata.labels.clone().unwrap_or_default();
+    labels.retain(|key, _| !GITOPS_TRACKING_LABELS.contains(&key.as_str()));
     labels.insert(LABEL_SLOT.into(), GREEN.into());
     labels.insert("app.kubernetes.io/managed-by".into(), "tidegate".into());
     Ok(Deployment {
@@ -398,4 +414,54 @@ pub(super) async fn health(
         }
     }
     Ok(Health::Healthy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "web", "namespace": "shop",
+                "labels": {
+                    "app.kubernetes.io/name": "web",
+                    "app.kubernetes.io/instance": "shop-prod",
+                    "argocd.argoproj.io/instance": "shop-prod",
+                    "kustomize.toolkit.fluxcd.io/name": "apps",
+                    "kustomize.toolkit.fluxcd.io/namespace": "flux-system"
+                },
+                "annotations": {"argocd.argoproj.io/tracking-id": "shop-prod:apps/Deployment:shop/web"}
+            },
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "shop-prod"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.example/shop/app@sha256:old"}]}
+                }
+            }
+        }))
+        .expect("deployment")
+    }
+
+    #[test]
+    fn the_green_copy_carries_no_gitops_tracking_marks() {
+        let green = green_from(&base(), "registry.example/shop/app@sha256:new", None, 2).expect("copy");
+        let labels = green.metadata.labels.clone().unwrap_or_default();
+        for key in GITOPS_TRACKING_LABELS {
+            assert!(!labels.contains_key(key), "{key} copied: {labels:?}");
+        }
+        assert_eq!(green.metadata.annotations, None);
+        assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some("web"));
+        assert_eq!(labels.get(LABEL_SLOT).map(String::as_str), Some(GREEN));
+        assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("tidegate"));
+        // The Pods keep their labels: GitOps tools track top-level objects, and Services select Pods.
+        let spec = green.spec.expect("spec");
+        let pod_labels = spec.template.metadata.and_then(|m| m.labels).unwrap_or_default();
+        assert_eq!(pod_labels.get("app.kubernetes.io/instance").map(String::as_str), Some("shop-prod"));
+        assert_eq!(pod_labels.get(LABEL_SLOT).map(String::as_str), Some(GREEN));
+        let image = spec.template.spec.and_then(|p| p.containers.into_iter().next()).and_then(|c| c.image);
+        assert_eq!(image.as_deref(), Some("registry.example/shop/app@sha256:new"));
+    }
 }
