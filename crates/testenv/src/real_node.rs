@@ -18,6 +18,11 @@
 //! directory, removes the bridge and the network namespaces it created, removes the `kubepods`
 //! cgroups and restores the sysctls.
 //!
+//! Services work as in a cluster ([`crate::cluster_services`]): kube-proxy runs next to kubelet,
+//! and a CoreDNS on [`DNS_IP`] answers `<service>.<namespace>.svc.cluster.local`; kubelet gives
+//! Pods that nameserver and the cluster search path. An nftables guard keeps the Pods' traffic on
+//! this machine.
+//!
 //! The images it runs are built in [`crate::node_images`] (re-exported here).
 
 use std::collections::BTreeSet;
@@ -32,6 +37,8 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use crate::cluster_services::{self, ClusterServices};
+pub use crate::cluster_services::{CLUSTER_DOMAIN, DNS_IP, DNS_LINK};
 use crate::node_images::node_image;
 pub use crate::node_images::{
     OciImage, TestServerImage, build_image_binary, image_source, images_dir, push_test_server_image,
@@ -342,9 +349,14 @@ pub struct RealNode {
     host: HostBinaries,
     kubelet: Option<Process>,
     containerd: Option<Process>,
+    /// kube-proxy and CoreDNS.
+    services: Option<ClusterServices>,
+    /// kube-proxy, for `kube-proxy --cleanup` at teardown.
+    kube_proxy_binary: PathBuf,
     netns_before: BTreeSet<String>,
     host_dirs_before: BTreeSet<String>,
     nft_tables_before: BTreeSet<String>,
+    kube_chains_before: BTreeSet<String>,
     sysctls_before: Vec<(String, String)>,
     binding: String,
     /// Relays to loopback listeners ([`RealNode::expose_api_server`], [`RealNode::expose_registry`]).
@@ -375,6 +387,11 @@ pub struct Leftovers {
     pub host_dirs: Vec<String>,
     /// nftables tables the node created that are still there.
     pub nft_tables: Vec<String>,
+    /// `KUBE-*` iptables chains (`family table chain`) created since the start that are still
+    /// there (kube-proxy's, kubelet's).
+    pub iptables_chains: Vec<String>,
+    /// Addresses the node added to the loopback interface (the DNS's, the relays') still there.
+    pub addresses: Vec<String>,
 }
 
 impl Leftovers {
@@ -386,6 +403,8 @@ impl Leftovers {
             && self.cgroups.is_empty()
             && self.host_dirs.is_empty()
             && self.nft_tables.is_empty()
+            && self.iptables_chains.is_empty()
+            && self.addresses.is_empty()
     }
 }
 
@@ -410,7 +429,7 @@ impl RealNode {
             .map_err(|e| start_error(&e.to_string()))??;
         let lock = take_lock(options.lock_timeout).await?;
         // We hold the machine's lock: anything a previous run left behind is stale.
-        cleanup_stale(&host, &options.bridge, &options.name);
+        cleanup_stale(&host, &options.bridge, &options.name, &kubelet_tools.kube_proxy());
         let sysctls_before = saved_sysctls()?;
 
         let temp =
@@ -424,9 +443,12 @@ impl RealNode {
             host: host.clone(),
             kubelet: None,
             containerd: None,
+            services: None,
+            kube_proxy_binary: kubelet_tools.kube_proxy(),
             netns_before: list_dir(Path::new(NETNS_DIR)),
             host_dirs_before: HOST_DIRS.iter().filter(|d| Path::new(d).exists()).map(|d| (*d).to_string()).collect(),
             nft_tables_before: nft_tables(&host.nft),
+            kube_chains_before: cluster_services::kube_chains(&host),
             sysctls_before,
             binding: format!("tidegate-real-node:{}", options.name),
             relays: Vec::new(),
@@ -476,6 +498,7 @@ impl RealNode {
             }]
         });
         write(&dir.join("cni/net.d/10-tidegate.conflist"), &cni.to_string())?;
+        cluster_services::add_guard(&node.host, &dir, &options.bridge)?;
 
         // kubelet: a node identity, the system:node role (the API server has no Node authorizer).
         let user = format!("system:node:{}", options.name);
@@ -494,6 +517,7 @@ impl RealNode {
             Err(e) => return Err(e.into()),
         }
         let ca = env.dir().join("pki/ca.crt");
+        write(&dir.join("resolv.conf"), &cluster_services::resolv_conf())?;
         write(&dir.join("kubelet.yaml"), &kubelet_config(&dir, &ca, free_port()?, free_port()?))?;
         node.kubelet = Some(Process::spawn(
             "kubelet",
@@ -511,6 +535,15 @@ impl RealNode {
         )?);
         node.wait_until_ready(options.ready_timeout).await?;
         node.ensure_label_and_taint().await?;
+        let context = cluster_services::NodeContext {
+            name: &node.name,
+            dir: &dir,
+            pod_cidr: &options.pod_cidr,
+            host: &node.host,
+            tools: &kubelet_tools,
+            client: &node.client,
+        };
+        node.services = Some(cluster_services::start(env, &context).await?);
         tracing::info!(target: "tidegate_testenv::real_node", "real node {} Ready after {:.1?}", node.name, started.elapsed());
         Ok(node)
     }
@@ -525,18 +558,19 @@ impl RealNode {
         &self.dir
     }
 
-    /// Paths of the logs of containerd and kubelet.
+    /// Paths of the logs of containerd, kubelet, CoreDNS and kube-proxy.
     pub fn logs(&self) -> Vec<(String, PathBuf)> {
         self.processes().map(|p| (p.name().to_string(), p.log().to_path_buf())).collect()
     }
 
-    /// PIDs of containerd and kubelet.
+    /// PIDs of containerd, kubelet, CoreDNS and kube-proxy.
     pub fn pids(&self) -> Vec<u32> {
         self.processes().map(Process::pid).collect()
     }
 
     fn processes(&self) -> impl Iterator<Item = &Process> {
-        self.containerd.iter().chain(self.kubelet.iter())
+        let services = self.services.iter().flat_map(|s| [&s.coredns, &s.kube_proxy]);
+        self.containerd.iter().chain(self.kubelet.iter()).chain(services)
     }
 
     /// The containerd socket.
@@ -627,6 +661,7 @@ impl RealNode {
         let _ = nodes.delete(&self.name, &DeleteParams::default()).await;
         let bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
         let _ = bindings.delete(&self.binding, &DeleteParams::default()).await;
+        cluster_services::delete_rbac(&self.client, &self.name).await;
         Ok(self.teardown())
     }
 
@@ -639,6 +674,10 @@ impl RealNode {
         self.torn_down = true;
         for relay in std::mem::take(&mut self.relays) {
             relay.stop(&self.host.ip);
+        }
+        if let Some(mut services) = self.services.take() {
+            services.kube_proxy.stop(Duration::from_secs(10));
+            services.coredns.stop(Duration::from_secs(10));
         }
         if let Some(mut kubelet) = self.kubelet.take() {
             kubelet.stop(Duration::from_secs(10));
@@ -674,6 +713,7 @@ impl RealNode {
         remove_cgroups();
         remove_log_links(&self.dir);
         remove_cni_cache(&self.name);
+        cluster_services::cleanup(&self.host, Some(&self.kube_proxy_binary));
         remove_kubelet_chains(&self.host);
         for table in nft_tables(&self.host.nft).difference(&self.nft_tables_before) {
             let mut args = vec!["delete", "table"];
@@ -717,7 +757,18 @@ impl RealNode {
             .map(|d| (*d).to_string())
             .collect();
         let nft_tables = nft_tables(&self.host.nft).difference(&self.nft_tables_before).cloned().collect();
-        Leftovers { processes, mounts, bridge, cgroups: kubepods_cgroups(), host_dirs, nft_tables }
+        let iptables_chains =
+            cluster_services::kube_chains(&self.host).difference(&self.kube_chains_before).cloned().collect();
+        Leftovers {
+            processes,
+            mounts,
+            bridge,
+            cgroups: kubepods_cgroups(),
+            host_dirs,
+            nft_tables,
+            iptables_chains,
+            addresses: cluster_services::loopback_addresses(&self.host),
+        }
     }
 
     async fn wait_for_containerd(&mut self) -> Result<(), Error> {
@@ -781,15 +832,15 @@ impl Drop for RealNode {
     }
 }
 
-fn start_error(message: &str) -> Error {
+pub(crate) fn start_error(message: &str) -> Error {
     Error::Start { component: "real node".into(), message: message.into() }
 }
 
-fn write(path: &Path, text: &str) -> Result<(), Error> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), Error> {
     fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-fn run(program: &Path, args: &[&str]) -> Result<String, String> {
+pub(crate) fn run(program: &Path, args: &[&str]) -> Result<String, String> {
     let output = Command::new(program).args(args).output().map_err(|e| format!("{}: {e}", program.display()))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -798,7 +849,7 @@ fn run(program: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn free_port() -> Result<u16, Error> {
+pub(crate) fn free_port() -> Result<u16, Error> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| start_error(&e.to_string()))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| start_error(&e.to_string()))
 }
@@ -928,9 +979,13 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 30
-resolvConf: /etc/resolv.conf
+clusterDNS:
+  - {DNS_IP}
+clusterDomain: {CLUSTER_DOMAIN}
+resolvConf: "{resolv_conf}"
 "#,
         ca = ca.display(),
+        resolv_conf = dir.join("resolv.conf").display(),
         socket = dir.join("containerd/containerd.sock").display(),
         logs = dir.join("pod-logs").display(),
     )
@@ -1108,7 +1163,7 @@ fn remove_cni_cache(network: &str) {
 }
 
 /// Removes the chains kubelet creates: `KUBE-FIREWALL` (filter, jumped to from INPUT and
-/// OUTPUT) and the canaries kube-proxy would use (none runs here).
+/// OUTPUT) and its canaries (kube-proxy removes its own chains with `kube-proxy --cleanup`).
 fn remove_kubelet_chains(host: &HostBinaries) {
     let ip6tables = host.iptables.with_file_name("ip6tables");
     for iptables in [host.iptables.as_path(), ip6tables.as_path()] {
@@ -1138,8 +1193,9 @@ fn nft_tables(nft: &Path) -> BTreeSet<String> {
 
 /// Cleans up after a previous node on this machine that was not torn down (its test binary was
 /// killed): its shims and containers, mounts, network namespaces, bridge, cgroups, iptables
-/// chains and directory.
-fn cleanup_stale(host: &HostBinaries, bridge: &str, network: &str) {
+/// chains (kube-proxy's through `kube_proxy --cleanup` when some are there), the guard, the
+/// addresses on the loopback interface, and directory.
+fn cleanup_stale(host: &HostBinaries, bridge: &str, network: &str, kube_proxy: &Path) {
     let prefix = std::env::temp_dir().join(DIR_PREFIX).display().to_string();
     let stale = processes_matching(|line| line.contains(&prefix));
     if !stale.is_empty() {
@@ -1163,6 +1219,9 @@ fn cleanup_stale(host: &HostBinaries, bridge: &str, network: &str) {
         let _ = run(&host.ip, &["link", "delete", bridge]);
     }
     remove_cgroups();
+    // `kube-proxy --cleanup` creates iptables-nft tables it looks into: only when it left chains.
+    let proxy_chains = cluster_services::kube_chains(host).iter().any(|c| c.ends_with(" KUBE-SERVICES"));
+    cluster_services::cleanup(host, proxy_chains.then_some(kube_proxy));
     remove_kubelet_chains(host);
     let tmp = std::env::temp_dir();
     for name in list_dir(&tmp).into_iter().filter(|n| n.starts_with(DIR_PREFIX)) {
@@ -1251,5 +1310,7 @@ mod tests {
         let kubelet = kubelet_config(dir, Path::new("/ca.crt"), 1, 2);
         assert!(kubelet.contains("failCgroupV1: false"));
         assert!(kubelet.contains("unix:///tmp/tidegate-node-x/containerd/containerd.sock"));
+        assert!(kubelet.contains("clusterDNS:\n  - 10.0.1.2\nclusterDomain: cluster.local\n"));
+        assert!(kubelet.contains("resolvConf: \"/tmp/tidegate-node-x/resolv.conf\""));
     }
 }

@@ -34,6 +34,8 @@ pub const DISTRIBUTION_VERSION: &str = "v3.1.2";
 pub const GO_CONTAINERREGISTRY_VERSION: &str = "v0.22.1";
 /// Notary Project `notation` CLI release.
 pub const NOTATION_VERSION: &str = "v1.3.2";
+/// CoreDNS release the real node's cluster DNS is built from (`github.com/coredns/coredns`).
+pub const COREDNS_VERSION: &str = "v1.15.0";
 
 /// Binaries the local control plane needs, all in one directory.
 pub const BINARIES: [&str; 6] =
@@ -101,13 +103,35 @@ pub mod ocireg_source {
 
     /// A short fingerprint of the three files (FNV-1a), part of the cache directory's name.
     pub fn fingerprint() -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in [MAIN_GO, "\0", GO_MOD, "\0", GO_SUM].iter().flat_map(|s| s.bytes()) {
+        super::fingerprint(&[MAIN_GO, GO_MOD, GO_SUM])
+    }
+}
+
+/// Source of the real node's CoreDNS: an external build of `coremain` with only the plugins the
+/// cluster DNS needs (`crates/testenv/go/coredns`), compiled into this crate so that a change to
+/// the plugin list gets a new cache directory.
+pub mod coredns_source {
+    /// `main.go`.
+    pub const MAIN_GO: &str = include_str!("../go/coredns/main.go");
+
+    /// A short fingerprint of `main.go` and [`super::COREDNS_VERSION`], part of the cache
+    /// directory's name.
+    pub fn fingerprint() -> String {
+        super::fingerprint(&[MAIN_GO, super::COREDNS_VERSION])
+    }
+}
+
+/// A short fingerprint (FNV-1a, 32 bits in hex) of `parts`, for cache directory names.
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let separator = if i == 0 { "" } else { "\0" };
+        for byte in separator.bytes().chain(part.bytes()) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
-        format!("{:08x}", hash >> 32)
     }
+    format!("{:08x}", hash >> 32)
 }
 
 /// Where the supply-chain tools are: the distribution `registry`, `crane`, `notation` and
@@ -199,14 +223,15 @@ impl SupplyChainTools {
     }
 }
 
-/// Binaries of the real node (kubelet), built from [`KUBERNETES_VERSION`] into a directory of
-/// their own ([`node_dir`]) so that the control plane's cache stays valid.
-pub const NODE_BINARIES: [&str; 1] = ["kubelet"];
+/// Binaries of the real node: kubelet and kube-proxy, built from [`KUBERNETES_VERSION`], and
+/// CoreDNS ([`COREDNS_VERSION`], [`coredns_source`]), in a directory of their own ([`node_dir`])
+/// so that the control plane's cache stays valid.
+pub const NODE_BINARIES: [&str; 3] = ["kubelet", "kube-proxy", "coredns"];
 
 /// Environment variable naming a directory that holds all of [`NODE_BINARIES`], checked first.
 pub const NODE_TOOLS_DIR_ENV: &str = "TIDEGATE_NODE_TOOLS_DIR";
 
-/// Where the real node's binaries are (kubelet).
+/// Where the real node's binaries are (kubelet, kube-proxy, CoreDNS).
 #[derive(Clone, Debug)]
 pub struct NodeTools {
     dir: PathBuf,
@@ -230,6 +255,16 @@ impl NodeTools {
     /// `kubelet`.
     pub fn kubelet(&self) -> PathBuf {
         self.dir.join("kubelet")
+    }
+
+    /// `kube-proxy`.
+    pub fn kube_proxy(&self) -> PathBuf {
+        self.dir.join("kube-proxy")
+    }
+
+    /// `coredns`, with only the plugins of [`coredns_source`].
+    pub fn coredns(&self) -> PathBuf {
+        self.dir.join("coredns")
     }
 }
 
@@ -286,14 +321,19 @@ pub fn supply_chain_dir() -> PathBuf {
         .join("bin")
 }
 
-/// Directory the real node's binaries (kubelet, [`KUBERNETES_VERSION`]) are cached in.
+/// Directory the real node's binaries (kubelet and kube-proxy [`KUBERNETES_VERSION`], CoreDNS
+/// [`COREDNS_VERSION`] with [`coredns_source`]) are cached in; a new pin gets a new directory.
 pub fn node_dir() -> PathBuf {
-    cache_root().join("tools").join(format!("node-{KUBERNETES_VERSION}")).join("bin")
+    cache_root()
+        .join("tools")
+        .join(format!("node-{KUBERNETES_VERSION}_coredns-{COREDNS_VERSION}-{}", coredns_source::fingerprint()))
+        .join("bin")
 }
 
-/// Builds kubelet into [`node_dir`] unless it is already there (or `$TIDEGATE_NODE_TOOLS_DIR`
-/// holds it). Its wrapper module is `tools/src/kubernetes-node`, beside the control plane's, and
-/// shares the Go module and build caches: about a minute with a warm Go cache.
+/// Builds kubelet, kube-proxy and CoreDNS into [`node_dir`], those that are not already there
+/// (unless `$TIDEGATE_NODE_TOOLS_DIR` holds them all). kubelet's and kube-proxy's wrapper module is
+/// `tools/src/kubernetes-node`, beside the control plane's, and shares the Go module and build
+/// caches; CoreDNS's is `tools/src/coredns`, our `main.go` with the plugins it needs.
 pub fn build_node_tools(progress: &mut dyn FnMut(&str)) -> Result<NodeTools, Error> {
     if let Ok(tools) = NodeTools::locate() {
         progress(&format!("node tools already built in {}", tools.dir().display()));
@@ -302,17 +342,30 @@ pub fn build_node_tools(progress: &mut dyn FnMut(&str)) -> Result<NodeTools, Err
     go_version()?;
     let out = node_dir();
     fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let dir = cache_root().join("tools").join("src").join("kubernetes-node");
-    progress(&format!("building kubelet {KUBERNETES_VERSION}"));
-    wrapper_module(&dir, "kubernetes-node")?;
-    let upstream_mod = download_go_mod(&dir, &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"))?;
-    for module in staging_modules(&upstream_mod) {
-        go(&dir, &["mod", "edit", &format!("-replace={module}={module}@{KUBERNETES_STAGING_VERSION}")])?;
-    }
-    let cmd = "k8s.io/kubernetes/cmd/kubelet";
-    go(&dir, &["get", &format!("{cmd}@{KUBERNETES_VERSION}")])?;
-    go_build(&dir, &out, &kube_version_ldflags(), &[cmd])?;
     let tools = NodeTools { dir: out.clone() };
+    if !tools.kubelet().is_file() || !tools.kube_proxy().is_file() {
+        let dir = cache_root().join("tools").join("src").join("kubernetes-node");
+        progress(&format!("building kubelet and kube-proxy {KUBERNETES_VERSION}"));
+        wrapper_module(&dir, "kubernetes-node")?;
+        let upstream_mod = download_go_mod(&dir, &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"))?;
+        for module in staging_modules(&upstream_mod) {
+            go(&dir, &["mod", "edit", &format!("-replace={module}={module}@{KUBERNETES_STAGING_VERSION}")])?;
+        }
+        let cmds = ["kubelet", "kube-proxy"].map(|c| format!("k8s.io/kubernetes/cmd/{c}"));
+        let mut get = vec!["get".to_string()];
+        get.extend(cmds.iter().map(|c| format!("{c}@{KUBERNETES_VERSION}")));
+        go(&dir, &get.iter().map(String::as_str).collect::<Vec<_>>())?;
+        go_build(&dir, &out, &kube_version_ldflags(), &cmds.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
+    if !tools.coredns().is_file() {
+        progress(&format!("building CoreDNS {COREDNS_VERSION} (plugins bind, ready, errors, log, kubernetes)"));
+        let dir = cache_root().join("tools").join("src").join("coredns");
+        wrapper_module(&dir, "coredns")?;
+        let main = dir.join("main.go");
+        fs::write(&main, coredns_source::MAIN_GO).map_err(|e| Error::io(&main, e))?;
+        go(&dir, &["get", &format!("github.com/coredns/coredns@{COREDNS_VERSION}")])?;
+        go_build_to(&dir, &tools.coredns(), "-s -w", ".")?;
+    }
     missing(&out, &NODE_BINARIES).map_err(|missing| Error::ToolsMissing {
         dir: out.clone(),
         missing,
@@ -589,6 +642,14 @@ mod tests {
         assert!(ocireg_source::GO_MOD.contains(&require), "go/ocireg/go.mod must require {require}");
         assert_eq!(ocireg_source::fingerprint().len(), 8);
         assert!(supply_chain_dir().to_string_lossy().contains(&ocireg_source::fingerprint()));
+    }
+
+    #[test]
+    fn the_node_cache_names_coredns_and_its_plugins() {
+        assert!(coredns_source::MAIN_GO.contains("plugin/kubernetes"));
+        assert!(!coredns_source::MAIN_GO.contains("plugin/forward"), "the cluster DNS never forwards");
+        assert!(node_dir().to_string_lossy().contains(&coredns_source::fingerprint()));
+        assert_ne!(fingerprint(&["a", "b"]), fingerprint(&["ab"]));
     }
 
     #[test]

@@ -6,13 +6,19 @@
 //	crash  serve the same way, then exit with status 3 after $TESTSERVER_CRASH_AFTER (default 1s)
 //	selftest  serve, GET its own /healthz, print what it got and the image under test
 //	          ($TIDEGATE_IMAGE, which a Tidegate test Job receives), and exit 0 when it got 200
+//	get URL   do not serve: GET URL (name resolution and all, as any client in the Pod would;
+//	          https trusts the Pod's service-account CA), print what it got (to the termination
+//	          log /dev/termination-log too, when there is one), and exit 0 for a 200, 1 otherwise
 //
 // It listens on $TESTSERVER_ADDR (default ":8080").
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -30,8 +36,14 @@ func main() {
 	if mode == "" {
 		mode = "serve"
 	}
+	if mode == "get" {
+		if len(os.Args) != 3 {
+			log.Fatalf("usage: testserver get URL")
+		}
+		os.Exit(get(os.Args[2]))
+	}
 	if mode != "serve" && mode != "crash" && mode != "selftest" {
-		log.Fatalf("unknown mode %q (serve, crash, selftest)", mode)
+		log.Fatalf("unknown mode %q (serve, crash, selftest, get URL)", mode)
 	}
 	addr := os.Getenv("TESTSERVER_ADDR")
 	if addr == "" {
@@ -102,4 +114,36 @@ func selftest(addr string) int {
 	}
 	fmt.Printf("selftest of %s: %s never answered\n", os.Getenv("TIDEGATE_IMAGE"), url)
 	return 1
+}
+
+// serviceAccountCA is the cluster CA kubelet mounts into Pods with a service-account token.
+const serviceAccountCA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+// get GETs url once and returns the exit status: 0 for a 200, 1 otherwise.
+func get(url string) int {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if pem, err := os.ReadFile(serviceAccountCA); err == nil {
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
+	resp, err := client.Get(url)
+	if err != nil {
+		report(fmt.Sprintf("GET %s: %v", url, err))
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	report(fmt.Sprintf("GET %s -> %d %s", url, resp.StatusCode, strings.TrimSpace(string(body))))
+	if resp.StatusCode == http.StatusOK {
+		return 0
+	}
+	return 1
+}
+
+// report prints line, and writes it to the container's termination log when kubelet mounted one.
+func report(line string) {
+	fmt.Println(line)
+	_ = os.WriteFile("/dev/termination-log", []byte(line+"\n"), 0o644)
 }
