@@ -4,8 +4,6 @@
 //
 //	serve  answer GET /healthz with 200 "ok" and GET / with 200 and the pod's name, until SIGTERM
 //	crash  serve the same way, then exit with status 3 after $TESTSERVER_CRASH_AFTER (default 1s)
-//	selftest  serve, GET its own /healthz, print what it got and the image under test
-//	          ($TIDEGATE_IMAGE, which a Tidegate test Job receives), and exit 0 when it got 200
 //	get URL   do not serve: GET URL (name resolution and all, as any client in the Pod would;
 //	          https trusts the Pod's service-account CA), print what it got (to the termination
 //	          log /dev/termination-log too, when there is one), and exit 0 for a 200, 1 otherwise
@@ -42,8 +40,8 @@ func main() {
 		}
 		os.Exit(get(os.Args[2]))
 	}
-	if mode != "serve" && mode != "crash" && mode != "selftest" {
-		log.Fatalf("unknown mode %q (serve, crash, selftest, get URL)", mode)
+	if mode != "serve" && mode != "crash" {
+		log.Fatalf("unknown mode %q (serve, crash, get URL)", mode)
 	}
 	addr := os.Getenv("TESTSERVER_ADDR")
 	if addr == "" {
@@ -65,9 +63,6 @@ func main() {
 	}()
 	log.Printf("testserver (%s) listening on %s", mode, addr)
 
-	if mode == "selftest" {
-		os.Exit(selftest(addr))
-	}
 	if mode == "crash" {
 		after := time.Second
 		if v := os.Getenv("TESTSERVER_CRASH_AFTER"); v != "" {
@@ -88,32 +83,6 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = server.Shutdown(ctx)
-}
-
-// selftest GETs /healthz of the server on addr (retrying while it starts) and returns the exit
-// status: 0 for a 200, 1 otherwise.
-func selftest(addr string) int {
-	colon := strings.LastIndex(addr, ":")
-	if colon < 0 {
-		log.Fatalf("TESTSERVER_ADDR %q has no port", addr)
-	}
-	url := "http://127.0.0.1" + addr[colon:] + "/healthz"
-	client := &http.Client{Timeout: 2 * time.Second}
-	for attempt := 0; attempt < 20; attempt++ {
-		resp, err := client.Get(url)
-		if err != nil {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		resp.Body.Close()
-		fmt.Printf("selftest of %s: GET %s -> %d\n", os.Getenv("TIDEGATE_IMAGE"), url, resp.StatusCode)
-		if resp.StatusCode == http.StatusOK {
-			return 0
-		}
-		return 1
-	}
-	fmt.Printf("selftest of %s: %s never answered\n", os.Getenv("TIDEGATE_IMAGE"), url)
-	return 1
 }
 
 // serviceAccountCA is the cluster CA kubelet mounts into Pods with a service-account token.
