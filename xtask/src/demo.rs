@@ -15,10 +15,11 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_testenv::pki::CodeSigningFiles;
+use tidegate_testenv::real_node::push_test_server_on_base;
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
-use tidegate_testenv::scanner_tools::{
-    self, Advisory, ImageOs, Package, alpine_advisories, file_layer, package_image_layers,
-};
+
+use crate::demo_node;
+use tidegate_testenv::scanner_tools::{self, Advisory, ImageOs, Package, alpine_advisories, package_image_layers};
 use tidegate_testenv::{TestEnv, apply, tools::Tools};
 
 /// Arguments of `cargo xtask demo`.
@@ -30,6 +31,10 @@ pub struct DemoArgs {
     /// Keep the environment running after the demo until Ctrl-C.
     #[arg(long)]
     keep: bool,
+    /// Run the controller as a local process and the workloads on kwok's simulated nodes, even
+    /// where the real node and the Helm chart could be used (they need root and `cargo xtask tools`).
+    #[arg(long)]
+    local: bool,
 }
 
 const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegate-controller";
@@ -49,11 +54,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         plugin_dir: bin.clone(),
     };
     kubectl.show(&["get", "nodes"])?;
+    let on_node = !args.local && demo_node::available();
 
-    step("Installing Tidegate: CRDs (already there), RBAC and the approval policy from deploy/");
     let client = env.client().await?;
-    for object in apply::apply_dir(&client, &crate::root().join("deploy"), "default", "tidegate-demo").await? {
-        println!("  applied {object}");
+    if on_node {
+        step("Tidegate will be installed with its Helm chart once the registry holds its image (below)");
+    } else {
+        step("Installing Tidegate: CRDs (already there), RBAC and the approval policy from deploy/");
+        println!("  (the Helm chart and the real node need root and `cargo xtask tools`; see docs/real-node.md)");
+        for object in apply::apply_dir(&client, &crate::root().join("deploy"), "default", "tidegate-demo").await? {
+            println!("  applied {object}");
+        }
     }
     apply::apply_yaml(
         &client,
@@ -74,22 +85,25 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     step("Starting a real OCI registry (CNCF distribution) on loopback with a base image and the shop app built on it");
     let registry =
         Registry::start(RegistryOptions { kind: RegistryKind::Distribution, auth: RegistryAuth::Anonymous }).await?;
-    let host = registry.host().to_string();
+    let node = if on_node {
+        let node = demo_node::OnNode::start(&env, &registry).await?;
+        println!(
+            "  a real node ({}: kubelet, containerd, runc, kube-proxy, CoreDNS) joins the kwok nodes; its Pods reach the registry at {}",
+            node.name(),
+            node.registry_host
+        );
+        Some(node)
+    } else {
+        None
+    };
+    let host = node.as_ref().map_or_else(|| registry.host().to_string(), |n| n.registry_host.clone());
     let images = registry.client();
     let base_ref = format!("{host}/base/runtime:3.20");
     // An Alpine 3.20 base whose package database lists a vulnerable openssl.
     let base_v1 = package_image_layers(&ImageOs::alpine(), &base_packages("3.1.0-r0"));
     let old_base = images.push_layered("base/runtime", "3.20", &base_v1, &[]).await?;
-    let mut app_layers = base_v1.clone();
-    app_layers.push(file_layer("app/server", b"the shop application\n"));
-    let app = images
-        .push_layered(
-            "shop/app",
-            "1.0",
-            &app_layers,
-            &[("org.opencontainers.image.base.name", &base_ref), ("org.opencontainers.image.base.digest", &old_base)],
-        )
-        .await?;
+    // The app: a small HTTP server (answers /healthz) on that base.
+    let app = push_test_server_on_base(&registry, "shop/app", "1.0", &base_v1, &base_ref, &old_base).await?.digest;
     println!("  {base_ref} → {old_base} (Alpine 3.20.3: musl 1.2.5-r0, openssl 3.1.0-r0, zlib 1.3.1-r1)");
     println!("  {host}/shop/app:1.0 → {app} (built on it, and its annotations say so)");
 
@@ -110,34 +124,72 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": running}]}}}}}});
         cronjobs.patch("nightly-report", &PatchParams::default(), &Patch::Strategic(&patch)).await?;
     }
-    let health = HealthServer::start().await?;
+    if let Some(node) = &node {
+        for ns in ["shop", "shop-staging"] {
+            node.place(&client, ns).await?;
+        }
+        println!("  the Deployments of shop and shop-staging run on the real node");
+    }
+    // Outside the cluster the controller cannot reach a Service: a loopback server stands in.
+    let health = if node.is_some() { None } else { Some(HealthServer::start().await?) };
+    let check = match &health {
+        Some(health) => json!({"name": "health", "workload": "web", "path": "/healthz", "baseUrl": health.url}),
+        None => json!({"name": "health", "workload": "web", "path": "/healthz"}),
+    };
     let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), "shop");
     let patch = json!({"spec": {
         "image": format!("{host}/shop/app"),
         "triggers": {"baseImage": {"ref": base_ref, "interval": "15m"}, "rescan": {"interval": "24h"}},
-        "tests": {"http": [{"name": "health", "workload": "web", "path": "/healthz", "baseUrl": health.url}]},
+        "tests": {"http": [check]},
         "promotion": {"monitorWindow": "1m"}
     }});
     policies.patch("shop-app", &PatchParams::default(), &Patch::Merge(&patch)).await?;
     println!("  ImagePolicy shop-app now promotes {host}/shop/app and watches {base_ref}");
-    println!("  the staging check calls {} (the controller runs outside the cluster); monitor window 1m", health.url);
+    match &health {
+        Some(health) => println!(
+            "  the staging check calls {} (the controller runs outside the cluster); monitor window 1m",
+            health.url
+        ),
+        None => println!(
+            "  the staging check calls http://web.shop-staging.svc/healthz from the controller's Pod; monitor window 1m"
+        ),
+    }
     wait_deployments(&client, "shop").await?;
     kubectl.show(&["get", "deployments,cronjobs", "-n", "shop", "-o", "wide"])?;
 
-    step(
-        "Starting the controller as ServiceAccount tidegate-system/tidegate-controller, with the least-privilege role",
-    );
     let identity =
         tidegate_testenv::pki::write_code_signing_identity(&dir.join("notary"), "tidegate demo", "tidegate")?;
-    println!(
-        "  Notary Project signing key {} (chain {}), trust policy {}",
-        identity.key.display(),
-        identity.chain.display(),
-        identity.trust_policy.display()
+    let controller = if let Some(node) = &node {
+        step("Installing Tidegate with its Helm chart: the controller image runs as two Pods on the real node");
+        node.install(&env, &client, &dir, &identity, &trivy_cache).await?;
+        kubectl.show(&["get", "pods", "-n", "tidegate-system", "-o", "wide"])?;
+        None
+    } else {
+        step(
+            "Starting the controller as ServiceAccount tidegate-system/tidegate-controller, with the least-privilege role",
+        );
+        println!(
+            "  Notary Project signing key {} (chain {}), trust policy {}",
+            identity.key.display(),
+            identity.chain.display(),
+            identity.trust_policy.display()
+        );
+        let controller = Controller::start(
+            &env,
+            &bin,
+            &dir,
+            &identity,
+            &registry.plain_http_hosts(),
+            &scanner.trivy(),
+            &trivy_cache,
+        )?;
+        println!("  logs: {}", controller.log.display());
+        Some(controller)
+    };
+    let controller_log = controller.as_ref().map_or_else(
+        || "kubectl -n tidegate-system get pods (the controller runs there)".to_string(),
+        |c| c.log.display().to_string(),
     );
-    let controller =
-        Controller::start(&env, &bin, &dir, &identity, &registry.plain_http_hosts(), &scanner.trivy(), &trivy_cache)?;
-    println!("  logs: {}", controller.log.display());
     println!("  Trivy scans exactly the digests it is given, offline, from the loopback registry");
     wait_policy_base(&policies, &old_base).await?;
     println!("  the controller resolved {base_ref} once for its policies: {old_base}");
@@ -163,7 +215,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     let release = loop {
         if Instant::now() > deadline {
-            bail!("the Release did not reach Verified; controller log: {}", controller.log.display());
+            bail!("the Release did not reach Verified; controller log: {controller_log}");
         }
         if let Some(release) = releases.list(&Default::default()).await?.items.into_iter().next() {
             let phase = release.status.as_ref().map(|s| s.phase);
@@ -291,7 +343,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!();
     kubectl.show(&["tidegate", "history", "shop-app", "-n", "shop"])?;
     if promotions.get(&name).await?.status.is_some_and(|s| s.phase == PromotionPhase::Succeeded) {
-        show_record(&kubectl, &promotions, &name, &identity, &host, &digest, &registry.plain_http_hosts()).await?;
+        let plain_http = vec![host.clone()];
+        show_record(&kubectl, &promotions, &name, &identity, &host, &digest, &plain_http).await?;
         show_production_gate(&kubectl, &client, &host).await?;
     }
     kubectl
@@ -313,6 +366,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         tokio::signal::ctrl_c().await?;
     }
     drop(controller);
+    if let Some(node) = node {
+        node.stop().await?;
+    }
     Ok(())
 }
 

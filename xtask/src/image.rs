@@ -72,8 +72,34 @@ pub struct ImageArgs {
     no_build: bool,
 }
 
-/// Runs `cargo xtask image`.
+/// Runs `cargo xtask image`: prints the pushed reference, or the image's digest.
 pub async fn run(args: ImageArgs) -> Result<()> {
+    println!("{}", build_image(args).await?);
+    Ok(())
+}
+
+/// The arguments that build the image and push it to `repository` (REGISTRY/REPO[:TAG]) over plain
+/// HTTP, as the demo does with its loopback registry.
+pub fn push_plain_http(repository: &str) -> ImageArgs {
+    ImageArgs {
+        oci_layout: None,
+        push: Some(repository.to_string()),
+        plain_http: true,
+        username: None,
+        sign: false,
+        notary_key: None,
+        notary_cert: None,
+        source: "https://github.com/tidegate/tidegate".into(),
+        ref_name: None,
+        ca_certificates: "/etc/ssl/certs/ca-certificates.crt".into(),
+        trivy: None,
+        no_build: false,
+    }
+}
+
+/// Builds the image as `args` say; returns the pushed `REGISTRY/REPO@sha256:…`, or without
+/// `--push` the image's digest.
+pub async fn build_image(args: ImageArgs) -> Result<String> {
     let root = root();
     let metadata_json = cargo_metadata(&root)?;
     let target_dir =
@@ -159,11 +185,10 @@ pub async fn run(args: ImageArgs) -> Result<()> {
             let (signature, signer) = push::sign(client.clone(), &pushed, &read(key)?, &read(cert)?).await?;
             eprintln!("[image] signed by {signer}: {signature}");
         }
-        println!("{}", pushed.reference);
+        Ok(pushed.reference.to_string())
     } else {
-        println!("{}", image.digest());
+        Ok(image.digest())
     }
-    Ok(())
 }
 
 /// The `RUSTFLAGS` of the image's binaries: static glibc, and host paths (the checkout, the

@@ -237,16 +237,17 @@ pub async fn push_test_server_image_as(registry: &Registry, repo: &str, mode: &s
     Ok(TestServerImage { reference: format!("{}/{repo}@{digest}", registry.host()), digest })
 }
 
-/// The test server (`serve`) on top of `base_layers`, pushed to `repo` under `tag` with
-/// `annotations` on its manifest (a build records its base's name and digest there). The base
-/// layers hold only files; the config runs `/testserver`. A rebuild onto another base keeps it
-/// runnable.
+/// The test server (`serve`) built on a base image: `base_layers` (the base `base_name`, pushed
+/// as `base_digest`) then the server, pushed to `repo` under `tag`, its manifest recording the
+/// base (`org.opencontainers.image.base.name` and `.digest`) as a build does. The base layers hold
+/// only files; the config runs `/testserver`. A rebuild onto another base keeps it runnable.
 pub async fn push_test_server_on_base(
     registry: &Registry,
     repo: &str,
     tag: &str,
     base_layers: &[Vec<u8>],
-    annotations: &[(&str, &str)],
+    base_name: &str,
+    base_digest: &str,
 ) -> Result<TestServerImage, Error> {
     let binary = tokio::task::spawn_blocking(|| build_image_binary("testserver"))
         .await
@@ -274,14 +275,15 @@ pub async fn push_test_server_on_base(
     }))
     .map_err(|e| Error::Registry(e.to_string()))?;
     let config_digest = client.push_blob(repo, &config).await?;
-    let annotations: serde_json::Map<String, serde_json::Value> =
-        annotations.iter().map(|(k, v)| ((*k).to_string(), json!(v))).collect();
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": IMAGE_MANIFEST_MEDIA_TYPE,
         "config": {"mediaType": IMAGE_CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config.len()},
         "layers": descriptors,
-        "annotations": annotations,
+        "annotations": {
+            "org.opencontainers.image.base.name": base_name,
+            "org.opencontainers.image.base.digest": base_digest,
+        },
     }))
     .map_err(|e| Error::Registry(e.to_string()))?;
     let digest = client.push_manifest(repo, tag, IMAGE_MANIFEST_MEDIA_TYPE, &manifest).await?;
