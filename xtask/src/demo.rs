@@ -204,6 +204,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     step("A new advisory: Trivy's database updates with CVE-2023-5678 (HIGH, openssl, fixed in 3.1.4-r0)");
     scanner_tools::write_vulnerability_db(&scanner, &advisories(true), &trivy_cache)?;
+    if node.is_some() {
+        demo_node::open_to_the_controller(&trivy_cache)?;
+    }
     let found = wait_production_scan(&policies, first.database.as_deref()).await?;
     println!("  the database changed, so production was rescanned at once: {}", describe_scan(&found));
     let fix = found.release.clone().context("the rescan started no Release")?;

@@ -165,8 +165,9 @@ fn placement() -> serde_json::Value {
     })
 }
 
-/// Lets the controller's user (65532) write Trivy's layer cache next to the database.
-fn open_to_the_controller(dir: &Path) -> Result<()> {
+/// Lets the controller's user (65532) read the database in `dir` and write Trivy's layer cache
+/// next to it; `trivydb` writes files only root may read. Again after every database update.
+pub fn open_to_the_controller(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {

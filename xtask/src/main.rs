@@ -90,7 +90,9 @@ fn tools() -> Result<tidegate_testenv::tools::Tools> {
         println!("{}", scanner.dir().join(name).display());
     }
     let node = tidegate_testenv::tools::build_node_tools(&mut |line| eprintln!("[tools] {line}"))?;
-    println!("{}", node.kubelet().display());
+    for name in tidegate_testenv::tools::NODE_BINARIES {
+        println!("{}", node.dir().join(name).display());
+    }
     let helm = tidegate_testenv::helm_tool::build_helm(&mut |line| eprintln!("[tools] {line}"))?;
     println!("{}", helm.display());
     let operator_crds = tidegate_testenv::operator_crds::fetch(&mut |line| eprintln!("[tools] {line}"))?;
