@@ -104,10 +104,7 @@ pub(crate) async fn start(env: &TestEnv, node: &NodeContext<'_>) -> Result<Clust
     let ready_port = free_port()?;
     let corefile = coredns_dir.join("Corefile");
     write(&corefile, &corefile_text(&kubeconfig, ready_port))?;
-    let cidr = format!("{DNS_IP}/32");
-    let _ = run(&node.host.ip, &["addr", "del", &cidr, "dev", "lo"]);
-    run(&node.host.ip, &["addr", "add", &cidr, "dev", "lo", "label", DNS_LINK])
-        .map_err(|e| start_error(&format!("ip addr add {cidr} dev lo: {e}")))?;
+    crate::loopback::add_address(&node.host.ip, DNS_IP, DNS_LINK)?;
     let mut coredns =
         Process::spawn("coredns", &node.tools.coredns(), &["-conf".into(), corefile.display().to_string()], &logs)?;
 

@@ -20,6 +20,7 @@ pub mod crds;
 mod env;
 pub mod helm_tool;
 pub mod kubeconfig;
+mod loopback;
 pub mod node_images;
 pub mod nodes;
 pub mod operator_crds;

@@ -34,13 +34,7 @@ pub mod image_source {
 
     /// A short fingerprint (FNV-1a) of every source file, part of the cache directory's name.
     pub fn fingerprint() -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let all = [PAUSE_MAIN_GO, "\0", PAUSE_GO_MOD, "\0", TESTSERVER_MAIN_GO, "\0", TESTSERVER_GO_MOD];
-        for byte in all.iter().flat_map(|s| s.bytes()) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{:08x}", hash >> 32)
+        crate::tools::fingerprint(&[PAUSE_MAIN_GO, PAUSE_GO_MOD, TESTSERVER_MAIN_GO, TESTSERVER_GO_MOD])
     }
 }
 

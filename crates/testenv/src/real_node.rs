@@ -39,6 +39,7 @@ use serde_json::json;
 
 use crate::cluster_services::{self, ClusterServices};
 pub use crate::cluster_services::{CLUSTER_DOMAIN, DNS_IP, DNS_LINK};
+use crate::loopback::Relay;
 use crate::node_images::node_image;
 pub use crate::node_images::{
     OciImage, TestServerImage, build_image_binary, image_source, images_dir, push_test_server_image,
@@ -277,67 +278,6 @@ pub const API_LINK: &str = "lo:tidegate-api";
 pub const REGISTRY_IP: &str = "10.0.1.1";
 /// The label of [`REGISTRY_IP`] on the host's loopback interface.
 pub const REGISTRY_LINK: &str = "lo:tidegate-reg";
-
-/// A TCP relay from an address added to the host's loopback interface to a loopback listener.
-struct Relay {
-    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    address: std::net::SocketAddr,
-}
-
-impl Relay {
-    /// Adds `ip/32` to `lo` (label `link`), listens on `ip:port` and forwards every connection to
-    /// `upstream`.
-    fn start(ip_tool: &Path, ip: &str, port: u16, link: &str, upstream: std::net::SocketAddr) -> Result<Self, Error> {
-        let cidr = format!("{ip}/32");
-        let _ = run(ip_tool, &["addr", "del", &cidr, "dev", "lo"]);
-        let listener = run(ip_tool, &["addr", "add", &cidr, "dev", "lo", "label", link])
-            .map_err(|e| start_error(&format!("ip addr add {cidr} dev lo: {e}")))
-            .and_then(|_| {
-                std::net::TcpListener::bind((ip, port))
-                    .map_err(|e| start_error(&format!("listening on {ip}:{port}: {e}")))
-            });
-        let listener = match listener {
-            Ok(listener) => listener,
-            Err(e) => {
-                let _ = run(ip_tool, &["addr", "del", &cidr, "dev", "lo"]);
-                return Err(e);
-            }
-        };
-        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let address = listener.local_addr().map_err(|e| start_error(&format!("{ip}:{port}: {e}")))?;
-        let flag = stopped.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                std::thread::spawn(move || {
-                    let Ok(server) = std::net::TcpStream::connect(upstream) else { return };
-                    let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone()) else {
-                        return;
-                    };
-                    let forward = std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut client_read, &mut server_write);
-                        let _ = server_write.shutdown(std::net::Shutdown::Write);
-                    });
-                    let (mut server_read, mut client_write) = (server, client);
-                    let _ = std::io::copy(&mut server_read, &mut client_write);
-                    let _ = client_write.shutdown(std::net::Shutdown::Both);
-                    let _ = forward.join();
-                });
-            }
-        });
-        Ok(Self { stopped, address })
-    }
-
-    /// Stops accepting (a last connection wakes the accept loop) and removes the address.
-    fn stop(self, ip_tool: &Path) {
-        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = std::net::TcpStream::connect_timeout(&self.address, Duration::from_millis(200));
-        let _ = run(ip_tool, &["addr", "del", &format!("{}/32", self.address.ip()), "dev", "lo"]);
-    }
-}
 
 /// A running real node. Dropping it tears everything down (as [`RealNode::stop`] does, without
 /// first asking kubelet to remove the Pods).

@@ -122,7 +122,7 @@ pub mod coredns_source {
 }
 
 /// A short fingerprint (FNV-1a, 32 bits in hex) of `parts`, for cache directory names.
-fn fingerprint(parts: &[&str]) -> String {
+pub(crate) fn fingerprint(parts: &[&str]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (i, part) in parts.iter().enumerate() {
         let separator = if i == 0 { "" } else { "\0" };
