@@ -15,6 +15,7 @@
 
 pub mod approval;
 pub mod conditions;
+pub mod container_apps;
 pub mod digest;
 pub mod drift;
 pub mod duration;
