@@ -232,6 +232,13 @@ pub fn next_step(app: &AppView, image: &str, digest_hex: &str, goal: &Goal) -> S
     let usable = |r: &&RevisionView| {
         app.multiple_revisions || r.active || app.latest_revision.as_deref() == Some(r.name.as_str())
     };
+    if shared && !app.ingress {
+        return Step::Failed(
+            "the app has no ingress, so a staging revision beside production would be unreachable and, \
+             for a worker, would consume production's messages; stage in an app of its own"
+                .into(),
+        );
+    }
     let Some(candidate) = app.running(image).filter(usable) else {
         let taken: Vec<&str> = app.revisions.iter().map(|r| r.name.as_str()).collect();
         let suffix = revision_suffix(digest_hex, &taken);
@@ -280,7 +287,13 @@ fn with_label(app: &AppView, revision: &str, label: &str, all: bool) -> Step {
         .map(|w| if all { Weight { weight: 0, ..w } } else { w })
         .filter(|w| w.weight > 0 || w.label.is_some())
         .collect();
-    let weight = if all { 100 } else { 0 };
+    // The candidate's unlabelled entries fold into the labelled one, keeping their weight.
+    let unlabelled: i32 = traffic
+        .iter()
+        .filter(|w| w.revision.as_deref() == Some(revision) && w.label.is_none())
+        .map(|w| w.weight)
+        .sum();
+    let weight = if all { 100 } else { unlabelled };
     traffic.retain(|w| !(w.revision.as_deref() == Some(revision) && w.label.is_none()));
     traffic.push(Weight { revision: Some(revision.to_string()), weight, label: Some(label.to_string()) });
     Step::SetTraffic(traffic)
