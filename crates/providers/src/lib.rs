@@ -13,6 +13,7 @@
 //! - [`staging_tests`]: HTTP checks and test Jobs.
 
 pub mod authz;
+pub mod azure;
 pub mod external_build;
 pub mod job_build;
 pub mod jobs;
