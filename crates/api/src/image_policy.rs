@@ -473,7 +473,11 @@ pub enum WorkloadKind {
     validation = Rule::new("!has(self.strategy) || self.kind != 'http' || self.strategy.type in ['blueGreen', 'canary', 'rolling']")
         .message("spec.workloads[].strategy.type must be blueGreen or rolling for an http workload"),
     validation = Rule::new("self.kind == 'job' ? (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'CronJob') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'CronJob') && !has(self.staging.containerApp) && !has(self.production.containerApp) : (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'Deployment') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'Deployment') && !has(self.staging.containerAppsJob) && !has(self.production.containerAppsJob)")
-        .message("spec.workloads[]: a job workload targets a CronJob; http and worker workloads target a Deployment")
+        .message("spec.workloads[]: a job workload targets a CronJob or a containerAppsJob; http and worker workloads target a Deployment or a containerApp"),
+    validation = Rule::new("!has(self.production.containerApp) || !has(self.production.containerApp.label)")
+        .message("spec.workloads[].production.containerApp.label applies to staging only: production traffic is moved by weights, not labels"),
+    validation = Rule::new("!has(self.production.containerAppsJob) || !has(self.production.containerAppsJob.verifyExecution)")
+        .message("spec.workloads[].production.containerAppsJob.verifyExecution applies to staging only: Tidegate never starts production executions")
 )]
 pub struct Workload {
     /// Name of the workload, unique within the policy (lowercase, digits and `-`).
@@ -493,17 +497,23 @@ pub struct Workload {
     pub strategy: Option<Strategy>,
 }
 
-/// Where a workload runs: `kubernetes`. The Azure targets `containerApp` and `containerAppsJob`
-/// are not supported yet and refused at admission.
+/// Where a workload runs: a Kubernetes object (`kubernetes`), an Azure Container App
+/// (`containerApp`) or an Azure Container Apps Job (`containerAppsJob`); exactly one. An Azure
+/// target is changed only when the controller's operator granted the policy's namespace the
+/// Azure scope holding it (`--azure-grant`, see docs/azure.md).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("(has(self.kubernetes) ? 1 : 0) + (has(self.containerApp) ? 1 : 0) + (has(self.containerAppsJob) ? 1 : 0) == 1")
         .message("a target must set exactly one of kubernetes, containerApp or containerAppsJob"),
-    validation = Rule::new("!has(self.containerApp)")
-        .message("spec.workloads[].staging/production.containerApp is not supported yet: this controller serves Kubernetes targets only; set kubernetes (a Deployment)"),
-    validation = Rule::new("!has(self.containerAppsJob)")
-        .message("spec.workloads[].staging/production.containerAppsJob is not supported yet: this controller serves Kubernetes targets only; set kubernetes (a CronJob)"),
+    validation = Rule::new("!has(self.containerApp) || self.containerApp.resourceId.matches('^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.App/containerApps/[^/]+$')")
+        .message("spec.workloads[].staging/production.containerApp.resourceId must name a Microsoft.App/containerApps resource"),
+    validation = Rule::new("!has(self.containerAppsJob) || self.containerAppsJob.resourceId.matches('^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.App/jobs/[^/]+$')")
+        .message("spec.workloads[].staging/production.containerAppsJob.resourceId must name a Microsoft.App/jobs resource"),
+    validation = Rule::new("!has(self.containerApp) || !has(self.containerApp.verifyExecution)")
+        .message("spec.workloads[].staging/production.containerApp.verifyExecution applies to containerAppsJob only: a Container App has no executions"),
+    validation = Rule::new("!has(self.containerAppsJob) || !has(self.containerAppsJob.label)")
+        .message("spec.workloads[].staging/production.containerAppsJob.label applies to containerApp only: a job has no revisions or traffic"),
     validation = Rule::new("!has(self.image)")
         .message("spec.workloads[].staging/production.image is not supported yet: Tidegate reads the image a target runs from the target itself, and each Promotion records the digest it replaces as the rollback point; remove image")
 )]
@@ -511,10 +521,10 @@ pub struct Target {
     /// A Kubernetes Deployment (for `http` and `worker`) or CronJob (for `job`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesTarget>,
-    /// An Azure Container App (for `http` and `worker`). Not supported yet; refused at admission.
+    /// An Azure Container App (for `http` and `worker`).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerApp")]
     pub container_app: Option<AzureTarget>,
-    /// An Azure Container Apps Job (for `job`). Not supported yet; refused at admission.
+    /// An Azure Container Apps Job (for `job`).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerAppsJob")]
     pub container_apps_job: Option<AzureTarget>,
     /// The image this target runs when Tidegate adopts it. Not supported yet; refused at
@@ -558,7 +568,7 @@ pub enum KubernetesKind {
     CronJob,
 }
 
-/// An Azure Container App or Container Apps Job. Not supported yet.
+/// An Azure Container App or Container Apps Job.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureTarget {
@@ -569,9 +579,24 @@ pub struct AzureTarget {
     #[schemars(length(min = 1, max = 1024))]
     pub resource_id: String,
     /// Name of the container whose image Tidegate manages. Default: the first container.
+    /// Tidegate changes only this container's image (and, for Container Apps, the traffic
+    /// weights and labels); every other property of the app or job stays as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub container: Option<String>,
+    /// Staging only, Container Apps only: the traffic label of the candidate revision, whose URL
+    /// (`https://<app>---<label>.<environment domain>`) staging tests call. When the staging
+    /// target names the production app, the candidate is a revision of that app at 0 % traffic
+    /// with this label. Default `staging`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z][a-z0-9-]*[a-z0-9]$') && !self.contains('--')")
+        .message("spec.workloads[].staging.containerApp.label must be lowercase letters, digits and single '-', starting with a letter"))]
+    #[schemars(length(min = 2, max = 32))]
+    pub label: Option<String>,
+    /// Staging only, Container Apps Jobs only: after the job is updated to the candidate, start
+    /// one execution and wait for it to succeed before the Release goes on. Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_execution: Option<bool>,
 }
 
 /// How a new digest is rolled out.
@@ -952,8 +977,6 @@ mod tests {
             &["sign"],
             &["build", "acrTask"],
             &["tests", "job", "timeout"],
-            &["workloads", "[]", "staging", "containerApp"],
-            &["workloads", "[]", "production", "containerAppsJob"],
             &["workloads", "[]", "production", "image"],
             &["workloads", "[]", "strategy", "canarySteps"],
         ];

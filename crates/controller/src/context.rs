@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
+use tidegate_providers::targets::Targets;
 use tidegate_providers::{Builder, Signer};
 
 use crate::backoff::Backoff;
@@ -50,9 +51,24 @@ pub struct Context {
     pub watcher: Arc<crate::watcher::BaseWatcher>,
     /// The registry client.
     pub registry: Arc<tidegate_providers::registry::RegistryClient>,
+    /// Azure Container Apps and Jobs, when the controller has an Azure credential.
+    pub azure: Option<Arc<tidegate_providers::azure_targets::AzureTargets>>,
+    /// Trust roots and fixed addresses for staging HTTP checks.
+    pub http_checks: tidegate_providers::staging_tests::HttpCheckOptions,
 }
 
 impl Context {
+    /// Deploy targets of `policy_namespace`'s policies: Kubernetes ones as its deployer, Azure
+    /// ones within its granted scopes.
+    pub fn targets(&self, policy_namespace: &str) -> tidegate_providers::Result<Targets> {
+        Ok(Targets::new(self.reach.targets(policy_namespace)?, self.azure.clone()))
+    }
+
+    /// Production targets of `policy_namespace`'s policies, written for Promotion `promotion`.
+    pub fn production_targets(&self, policy_namespace: &str, promotion: &str) -> tidegate_providers::Result<Targets> {
+        Ok(Targets::new(self.reach.production_targets(policy_namespace, promotion)?, self.azure.clone()))
+    }
+
     /// The time now.
     pub fn now(&self) -> Timestamp {
         (self.clock)()

@@ -40,6 +40,9 @@ pub fn out_of_reach(error: &ProviderError, policy_namespace: &str, what: &str) -
             status.message,
             tidegate_providers::authz::DEPLOYER_SERVICE_ACCOUNT,
         )),
+        ProviderError::NotAllowed(why) | ProviderError::NotConfigured(why) => {
+            Some(format!("{what} is out of reach: {why}"))
+        }
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 //! traits and writes status once, only when it changed.
 
 pub mod approvals;
+pub mod azure;
 pub mod backoff;
 pub mod context;
 pub mod error;
@@ -112,6 +113,9 @@ pub struct Config {
     /// How long one Trivy scan may take, in seconds.
     #[arg(long, default_value_t = 600)]
     pub trivy_timeout_seconds: u64,
+    /// Azure Container Apps targets.
+    #[command(flatten)]
+    pub azure: azure::AzureArgs,
 }
 
 /// Providers that replace the ones [`Config`] selects. The product passes none; only the test
@@ -191,6 +195,8 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         clock: Arc::new(jiff::Timestamp::now),
         watcher: watcher.clone(),
         registry: registry.clone(),
+        azure: config.azure.targets().await?,
+        http_checks: config.azure.http_checks()?,
     });
     tracing::info!(%identity, %replica, "controller starting");
     metrics.set_ready(true);

@@ -6,7 +6,9 @@ use tidegate_api::image_policy::Workload;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_core::rollout::{self, RolloutPlan};
 use tidegate_core::{Digest, ImageRef};
-use tidegate_providers::kubernetes::{KubernetesTargets, Resolved};
+use tidegate_providers::azure_targets::{DEFAULT_STAGING_LABEL, Role};
+use tidegate_providers::kubernetes::Resolved;
+use tidegate_providers::targets::{Target, Targets};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -38,16 +40,45 @@ pub fn repository(policy: &ImagePolicy) -> Result<ImageRef> {
     policy.spec.image.parse().map_err(|e| Error::Invalid(format!("spec.image: {e}")))
 }
 
-/// The Kubernetes target of a workload side (staging or production). Azure targets are not
-/// supported yet: admission refuses them, so only a policy stored before that rule has one.
-pub fn kubernetes<'a>(workload: &'a Workload, production: bool, namespace: &str) -> Result<Resolved<'a>> {
-    let target = if production { &workload.production } else { &workload.staging };
-    let side = if production { "production" } else { "staging" };
-    match &target.kubernetes {
-        Some(k) => Ok(Resolved::new(k, namespace)),
-        None => Err(Error::Invalid(format!(
-            "workload {} {side}: Azure Container Apps targets are not supported yet; set spec.workloads[].{side}.kubernetes",
-            workload.name
+/// The target of a workload side (staging or production), as a policy in `namespace` sees it.
+pub fn target<'a>(workload: &'a Workload, production: bool, namespace: &str) -> Result<Target<'a>> {
+    let side = if production { &workload.production } else { &workload.staging };
+    let role = || -> Result<Role> {
+        Ok(match production {
+            true => {
+                let plan = production_plan(workload)?;
+                Role::Production {
+                    keep_previous: matches!(
+                        plan.retire_previous,
+                        rollout::Retire::KeepIdle | rollout::Retire::AfterMonitoring
+                    ),
+                }
+            }
+            false => {
+                let app = side.container_app.as_ref().or(side.container_apps_job.as_ref());
+                let production_id =
+                    workload.production.container_app.as_ref().map(|t| t.resource_id.to_ascii_lowercase());
+                Role::Staging {
+                    label: app.and_then(|t| t.label.clone()).unwrap_or_else(|| DEFAULT_STAGING_LABEL.to_string()),
+                    shares_production: app.map(|t| t.resource_id.to_ascii_lowercase()) == production_id
+                        && production_id.is_some(),
+                    verify_execution: app.and_then(|t| t.verify_execution).unwrap_or(false),
+                }
+            }
+        })
+    };
+    match (&side.kubernetes, &side.container_app, &side.container_apps_job) {
+        (Some(k), None, None) => Ok(Target::Kubernetes(Resolved::new(k, namespace))),
+        (None, Some(target), None) => {
+            Ok(Target::ContainerApp { target, role: role()?, namespace: namespace.to_string() })
+        }
+        (None, None, Some(target)) => {
+            Ok(Target::ContainerAppsJob { target, role: role()?, namespace: namespace.to_string() })
+        }
+        _ => Err(Error::Invalid(format!(
+            "workload {} {}: a target must set exactly one of kubernetes, containerApp or containerAppsJob",
+            workload.name,
+            if production { "production" } else { "staging" }
         ))),
     }
 }
@@ -80,14 +111,10 @@ pub fn digest_of(image: &str) -> Option<Digest> {
 }
 
 /// The digest production runs, when every selected workload runs the same pinned image.
-pub async fn production_digest(
-    targets: &KubernetesTargets,
-    namespace: &str,
-    workloads: &[&Workload],
-) -> Result<Option<Digest>> {
+pub async fn production_digest(targets: &Targets, namespace: &str, workloads: &[&Workload]) -> Result<Option<Digest>> {
     let mut seen: Option<Digest> = None;
     for workload in workloads {
-        let target = kubernetes(workload, true, namespace)?;
+        let target = target(workload, true, namespace)?;
         let plan = production_plan(workload)?;
         let Some(digest) = targets.current_image(&target, &plan).await?.as_deref().and_then(digest_of) else {
             return Ok(None);

@@ -157,10 +157,10 @@ async fn observe_live(
     namespace: &str,
     workloads: &[&tidegate_api::image_policy::Workload],
 ) -> Result<Vec<drift::Observed>> {
-    let targets = ctx.reach.targets(namespace)?;
+    let targets = ctx.targets(namespace)?;
     let mut observed = Vec::new();
     for workload in workloads {
-        let target = observe::kubernetes(workload, true, namespace)?;
+        let target = observe::target(workload, true, namespace)?;
         let live = targets.live(&target, &observe::production_plan(workload)?).await?;
         observed.push(drift::Observed {
             workload: target.display(),
@@ -345,9 +345,9 @@ async fn start_release_with_source(
 async fn staging_digest(ctx: &Context, policy: &ImagePolicy) -> Result<Option<tidegate_core::Digest>> {
     let namespace = policy.namespace().unwrap_or_default();
     let mut seen = None;
-    let targets = ctx.reach.targets(&namespace)?;
+    let targets = ctx.targets(&namespace)?;
     for workload in &policy.spec.workloads {
-        let target = observe::kubernetes(workload, false, &namespace)?;
+        let target = observe::target(workload, false, &namespace)?;
         let Some(digest) = targets
             .current_image(&target, &observe::staging_plan(workload))
             .await?

@@ -18,7 +18,7 @@ use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::promotion::{self, Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState};
 use tidegate_core::{Digest, parse_duration, provenance};
-use tidegate_providers::kubernetes::KubernetesTargets;
+use tidegate_providers::targets::Targets;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -244,7 +244,7 @@ async fn attach_record(
     let workloads: Vec<&Workload> = rules.workloads.iter().collect();
     let target_namespaces: BTreeSet<String> = workloads
         .iter()
-        .map(|w| observe::kubernetes(w, true, &namespace).map(|t| t.namespace))
+        .map(|w| observe::target(w, true, &namespace).map(|t| t.namespace().to_string()))
         .collect::<Result<_>>()?;
     let people = approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history).await?;
     let proven = provenance::Proven {
@@ -260,7 +260,7 @@ async fn attach_record(
         rejected_by: people.rejected_by.clone(),
         rollback_requested_by: people.rollback_requested_by.clone(),
     };
-    let targets = ctx.reach.targets(&namespace)?;
+    let targets = ctx.targets(&namespace)?;
     let previous = status.previous_digest.as_deref().and_then(|d| d.parse::<Digest>().ok());
     let world = provenance::World {
         release_verified: same_digest && release_phase == Some(tidegate_api::ReleasePhase::Verified),
@@ -383,7 +383,7 @@ async fn observe_facts(
     let release = Api::<Release>::namespaced(ctx.client.clone(), &namespace).get_opt(&promotion.spec.release).await?;
     let target_namespaces: BTreeSet<String> = workloads
         .iter()
-        .map(|w| observe::kubernetes(w, true, &namespace).map(|t| t.namespace))
+        .map(|w| observe::target(w, true, &namespace).map(|t| t.namespace().to_string()))
         .collect::<Result<_>>()?;
     let people = approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history).await?;
     let approval = approval::evaluate(
@@ -442,7 +442,7 @@ async fn observe_facts(
             })
     });
 
-    let targets = ctx.reach.targets(&namespace)?;
+    let targets = ctx.targets(&namespace)?;
     let production = if matches!(status.phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved) {
         observe::production_digest(&targets, &namespace, workloads).await?
     } else {
@@ -510,7 +510,7 @@ fn freeze_rules_only(policy: &ImagePolicy, now: jiff::Timestamp) -> FrozenRules 
 /// workload's own history (ReplicaSets, Jobs) shows it ran there. A digest written in status is
 /// not enough.
 async fn rollback_target_problem(
-    targets: &KubernetesTargets,
+    targets: &Targets,
     repository: &ImageRef,
     namespace: &str,
     workloads: &[&Workload],
@@ -518,7 +518,7 @@ async fn rollback_target_problem(
 ) -> Result<Option<String>> {
     let image = repository.pinned(previous);
     for workload in workloads {
-        let target = observe::kubernetes(workload, true, namespace)?;
+        let target = observe::target(workload, true, namespace)?;
         if !targets.ran_before(&target, &image).await? {
             return Ok(Some(format!(
                 "rollback target {previous} is refused: {} shows no record of running it",
@@ -541,10 +541,10 @@ async fn converge(
 ) -> Result<Progress> {
     let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
     let image = repository.pinned(digest);
-    let targets = ctx.reach.production_targets(namespace, promotion)?;
+    let targets = ctx.production_targets(namespace, promotion)?;
     let mut waiting = Vec::new();
     for workload in workloads {
-        let target = observe::kubernetes(workload, true, namespace)?;
+        let target = observe::target(workload, true, namespace)?;
         let plan = observe::production_plan(workload)?;
         ctx.leadership.check()?;
         match targets.converge(&target, &plan, &image).await {
@@ -568,19 +568,19 @@ async fn converge(
 }
 
 async fn retire(ctx: &Context, namespace: &str, promotion: &str, workloads: &[&Workload]) -> Result<()> {
-    let targets = ctx.reach.production_targets(namespace, promotion)?;
+    let targets = ctx.production_targets(namespace, promotion)?;
     for workload in workloads {
         let plan = observe::production_plan(workload)?;
         if plan.retire_previous == tidegate_core::rollout::Retire::AfterMonitoring {
             ctx.leadership.check()?;
-            targets.retire_previous(&observe::kubernetes(workload, true, namespace)?, &plan).await?;
+            targets.retire_previous(&observe::target(workload, true, namespace)?, &plan).await?;
         }
     }
     Ok(())
 }
 
 async fn health(
-    targets: &KubernetesTargets,
+    targets: &Targets,
     repository: &ImageRef,
     namespace: &str,
     workloads: &[&Workload],
@@ -588,7 +588,7 @@ async fn health(
 ) -> Result<Health> {
     let image = repository.pinned(digest);
     for workload in workloads {
-        let target = observe::kubernetes(workload, true, namespace)?;
+        let target = observe::target(workload, true, namespace)?;
         let plan = observe::production_plan(workload)?;
         if let Health::Unhealthy(why) = targets.health(&target, &plan, &image).await? {
             return Ok(Health::Unhealthy(why));

@@ -15,6 +15,7 @@ use tidegate_core::gate;
 use tidegate_core::release::{self, ReleasePhaseExt, StageOutcome};
 use tidegate_core::{Digest, names};
 use tidegate_providers::staging_tests::{self, JobOutcome};
+use tidegate_providers::targets::Target;
 use tidegate_providers::{BuildContext, BuildStep, ProviderError, ScanRequest};
 
 use crate::context::Context;
@@ -282,9 +283,9 @@ async fn run_stage(
                 });
             }
             let mut waiting = Vec::new();
-            let targets = ctx.reach.targets(&namespace)?;
+            let targets = ctx.targets(&namespace)?;
             for workload in &policy.spec.workloads {
-                let target = observe::kubernetes(workload, false, &namespace)?;
+                let target = observe::target(workload, false, &namespace)?;
                 let progress = match targets.converge(&target, &observe::staging_plan(workload), &image).await {
                     Ok(progress) => progress,
                     Err(e) => {
@@ -346,18 +347,33 @@ async fn run_tests(
             policy.spec.workloads.iter().find(|w| w.name == check.workload).ok_or_else(|| {
                 Error::Invalid(format!("spec.tests.http {}: no workload {}", check.name, check.workload))
             })?;
-        let target = observe::kubernetes(workload, false, &namespace)?;
-        let base = match (&check.base_url, &target.target.service) {
+        let target = observe::target(workload, false, &namespace)?;
+        let base = match (&check.base_url, &target) {
             (Some(url), _) => url.clone(),
-            (None, Some(service)) => format!("http://{service}.{}.svc", target.namespace),
-            (None, None) => {
-                return Err(Error::Invalid(format!(
-                    "spec.tests.http {}: set baseUrl, or a service on workload {}'s staging target",
-                    check.name, workload.name
-                )));
-            }
+            (None, Target::Kubernetes(k)) => match &k.target.service {
+                Some(service) => format!("http://{service}.{}.svc", k.namespace),
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "spec.tests.http {}: set baseUrl, or a service on workload {}'s staging target",
+                        check.name, workload.name
+                    )));
+                }
+            },
+            (None, _) => match ctx.targets(&namespace)?.staging_url(&target).await {
+                Ok(Some(url)) => url,
+                Ok(None) => {
+                    return Err(Error::Invalid(format!(
+                        "spec.tests.http {}: workload {}'s staging target has no URL; set baseUrl",
+                        check.name, workload.name
+                    )));
+                }
+                Err(e) if !e.is_transient() => {
+                    return Ok(StageOutcome::Failed { message: format!("spec.tests.http {}: {e}", check.name) });
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
-        let result = staging_tests::http_check(check, &base).await;
+        let result = staging_tests::http_check(check, &base, &ctx.http_checks).await;
         results.push(TestResult {
             name: result.name,
             passed: result.passed,
@@ -371,7 +387,7 @@ async fn run_tests(
             .spec
             .workloads
             .first()
-            .map(|w| observe::kubernetes(w, false, &namespace).map(|t| t.namespace))
+            .map(|w| observe::target(w, false, &namespace).map(|t| t.namespace().to_string()))
             .transpose()?
             .unwrap_or_else(|| namespace.clone());
         let job_name = format!("{}-test", release.name_any().chars().take(57).collect::<String>());

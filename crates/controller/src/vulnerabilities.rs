@@ -47,7 +47,7 @@ pub fn workload_namespaces(policy: &ImagePolicy, production: bool, namespace: &s
         .spec
         .workloads
         .iter()
-        .map(|w| observe::kubernetes(w, production, namespace).map(|t| t.namespace))
+        .map(|w| observe::target(w, production, namespace).map(|t| t.namespace().to_string()))
         .collect::<Result<Vec<_>>>()?;
     namespaces.sort();
     namespaces.dedup();

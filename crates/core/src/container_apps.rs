@@ -204,7 +204,9 @@ impl AppView {
 fn readiness(revision: &RevisionView) -> Option<Step> {
     match &revision.provisioning {
         Provisioning::InProgress => Some(Step::Wait(format!("revision {} is provisioning", revision.name))),
-        Provisioning::Failed(why) => Some(Step::Failed(format!("revision {} failed to provision: {why}", revision.name))),
+        Provisioning::Failed(why) => {
+            Some(Step::Failed(format!("revision {} failed to provision: {why}", revision.name)))
+        }
         Provisioning::Succeeded if !revision.healthy => {
             Some(Step::Wait(format!("revision {} is not healthy yet ({})", revision.name, revision.state)))
         }
@@ -288,11 +290,8 @@ fn with_label(app: &AppView, revision: &str, label: &str, all: bool) -> Step {
         .filter(|w| w.weight > 0 || w.label.is_some())
         .collect();
     // The candidate's unlabelled entries fold into the labelled one, keeping their weight.
-    let unlabelled: i32 = traffic
-        .iter()
-        .filter(|w| w.revision.as_deref() == Some(revision) && w.label.is_none())
-        .map(|w| w.weight)
-        .sum();
+    let unlabelled: i32 =
+        traffic.iter().filter(|w| w.revision.as_deref() == Some(revision) && w.label.is_none()).map(|w| w.weight).sum();
     let weight = if all { 100 } else { unlabelled };
     traffic.retain(|w| !(w.revision.as_deref() == Some(revision) && w.label.is_none()));
     traffic.push(Weight { revision: Some(revision.to_string()), weight, label: Some(label.to_string()) });
@@ -302,12 +301,8 @@ fn with_label(app: &AppView, revision: &str, label: &str, all: bool) -> Step {
 /// Every unlabelled entry folded into one for `revision` at 100 %; labelled entries stay, at 0 %
 /// unless they name `revision`.
 fn all_traffic_to(app: &AppView, revision: &str) -> Vec<Weight> {
-    let mut traffic: Vec<Weight> = app
-        .pinned_traffic()
-        .into_iter()
-        .filter(|w| w.label.is_some())
-        .map(|w| Weight { weight: 0, ..w })
-        .collect();
+    let mut traffic: Vec<Weight> =
+        app.pinned_traffic().into_iter().filter(|w| w.label.is_some()).map(|w| Weight { weight: 0, ..w }).collect();
     match traffic.iter_mut().find(|w| w.revision.as_deref() == Some(revision)) {
         Some(entry) => entry.weight = 100,
         None => traffic.push(Weight { revision: Some(revision.to_string()), weight: 100, label: None }),
@@ -333,7 +328,10 @@ pub fn health(app: &AppView, image: &str) -> Health {
         return Health::Unhealthy(format!("revision {} is not healthy ({})", revision.name, revision.state));
     }
     if revision.restarts > 0 {
-        return Health::Unhealthy(format!("revision {}: containers restarted {} times", revision.name, revision.restarts));
+        return Health::Unhealthy(format!(
+            "revision {}: containers restarted {} times",
+            revision.name, revision.restarts
+        ));
     }
     if app.multiple_revisions && app.ingress && app.weight_of(&revision.name) < 100 {
         return Health::Unhealthy(format!(

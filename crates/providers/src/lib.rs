@@ -14,6 +14,7 @@
 
 pub mod authz;
 pub mod azure;
+pub mod azure_targets;
 pub mod external_build;
 pub mod job_build;
 pub mod jobs;
@@ -26,6 +27,7 @@ pub mod registry_builder;
 pub mod report;
 pub mod signed_report;
 pub mod staging_tests;
+pub mod targets;
 pub mod trivy;
 pub mod trivy_operator;
 

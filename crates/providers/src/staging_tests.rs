@@ -17,20 +17,72 @@ pub struct CheckResult {
     pub message: String,
 }
 
+/// How staging HTTP checks reach what they call, beyond the system's trust roots and DNS.
+#[derive(Clone, Debug, Default)]
+pub struct HttpCheckOptions {
+    /// Extra CA certificates (PEM) trusted for HTTPS staging URLs, e.g. a private environment's.
+    pub extra_roots_pem: Vec<u8>,
+    /// Host-name suffixes resolved to a fixed address instead of through DNS, e.g. an internal
+    /// Container Apps environment's domain to its static IP (`--staging-resolve`).
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
+}
+
+impl HttpCheckOptions {
+    /// Parses `SUFFIX=IP[:PORT]` entries (port 443 when omitted).
+    pub fn parse_resolve<S: AsRef<str>>(
+        entries: &[S],
+    ) -> std::result::Result<Vec<(String, std::net::SocketAddr)>, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                let entry = entry.as_ref();
+                let (suffix, addr) = entry
+                    .split_once('=')
+                    .ok_or_else(|| format!("--staging-resolve {entry:?}: expected SUFFIX=IP[:PORT]"))?;
+                let suffix = suffix.trim().trim_start_matches('.').to_ascii_lowercase();
+                if suffix.is_empty() || !suffix.contains('.') {
+                    return Err(format!("--staging-resolve {entry:?}: {suffix:?} is not a domain"));
+                }
+                let addr = match addr.parse::<std::net::SocketAddr>() {
+                    Ok(a) => a,
+                    Err(_) => std::net::SocketAddr::new(
+                        addr.parse().map_err(|_| format!("--staging-resolve {entry:?}: {addr:?} is not IP[:PORT]"))?,
+                        443,
+                    ),
+                };
+                Ok((suffix, addr))
+            })
+            .collect()
+    }
+}
+
 /// Runs one HTTP check: GET `base + path`, compare the status.
-pub async fn http_check(check: &HttpCheck, base_url: &str) -> CheckResult {
+pub async fn http_check(check: &HttpCheck, base_url: &str, options: &HttpCheckOptions) -> CheckResult {
     let url = format!("{}{}", base_url.trim_end_matches('/'), check.path);
     let timeout = tidegate_core::parse_duration(&check.timeout).unwrap_or(Duration::from_secs(10));
     crate::ensure_crypto_provider();
-    let client = match reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build() {
-        Ok(client) => client,
-        Err(e) => {
-            return CheckResult {
-                name: check.name.clone(),
-                passed: false,
-                message: format!("cannot build an HTTP client: {e}"),
-            };
+    let failed = |message: String| CheckResult { name: check.name.clone(), passed: false, message };
+    let mut builder = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
+    if !options.extra_roots_pem.is_empty() {
+        match reqwest::Certificate::from_pem_bundle(&options.extra_roots_pem) {
+            Ok(roots) => {
+                for root in roots {
+                    builder = builder.add_root_certificate(root);
+                }
+            }
+            Err(e) => return failed(format!("the staging CA bundle does not parse: {e}")),
         }
+    }
+    let host = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    if let Some(host) = &host {
+        let pinned = options.resolve.iter().find(|(suffix, _)| host == suffix || host.ends_with(&format!(".{suffix}")));
+        if let Some((_, addr)) = pinned {
+            builder = builder.resolve(host, *addr);
+        }
+    }
+    let client = match builder.build() {
+        Ok(client) => client,
+        Err(e) => return failed(format!("cannot build an HTTP client: {e}")),
     };
     let (passed, message) = match client.get(&url).send().await {
         Ok(response) => {

@@ -80,7 +80,10 @@ fn blue_green_creates_a_pinned_revision_then_switches_and_keeps_the_previous() {
     let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: true });
     assert_eq!(
         steps[0],
-        Step::CreateRevision { suffix: "tg-feedfeedfeed".into(), traffic: Some(vec![weight(Some("web--v1"), 100, None)]) }
+        Step::CreateRevision {
+            suffix: "tg-feedfeedfeed".into(),
+            traffic: Some(vec![weight(Some("web--v1"), 100, None)])
+        }
     );
     assert_eq!(steps.last(), Some(&Step::Done));
     assert_eq!(app.weight_of("web--tg-feedfeedfeed"), 100);
@@ -138,7 +141,9 @@ fn single_revision_mode_lets_azure_switch_and_refuses_what_needs_two() {
     let back = converge(&mut app, OLD, &Goal::Production { keep_previous: false });
     assert!(matches!(&back[0], Step::CreateRevision { suffix, .. } if suffix.starts_with("tg-")));
     for goal in [Goal::Production { keep_previous: true }, Goal::StagingRevision { label: "staging".into() }] {
-        assert!(matches!(next_step(&app, NEW, HEX, &goal), Step::Failed(m) if m.contains("activeRevisionsMode Multiple")));
+        assert!(
+            matches!(next_step(&app, NEW, HEX, &goal), Step::Failed(m) if m.contains("activeRevisionsMode Multiple"))
+        );
     }
 }
 
@@ -184,22 +189,23 @@ fn suffixes_are_deterministic_and_avoid_taken_names() {
 }
 
 fn arb_app() -> impl Strategy<Value = AppView> {
-    let rev = (0..4usize, any::<bool>(), any::<bool>(), 0..3u8, 0..3u32).prop_map(|(i, active, healthy, p, restarts)| {
-        RevisionView {
-            name: format!("web--r{i}"),
-            image: Some(if i % 2 == 0 { OLD.to_string() } else { NEW.to_string() }),
-            active,
-            provisioning: match p {
-                0 => Provisioning::Succeeded,
-                1 => Provisioning::InProgress,
-                _ => Provisioning::Failed("x".into()),
-            },
-            healthy,
-            state: String::new(),
-            restarts,
-            created: format!("2026-01-0{}T00:00:00Z", i + 1),
-        }
-    });
+    let rev =
+        (0..4usize, any::<bool>(), any::<bool>(), 0..3u8, 0..3u32).prop_map(|(i, active, healthy, p, restarts)| {
+            RevisionView {
+                name: format!("web--r{i}"),
+                image: Some(if i % 2 == 0 { OLD.to_string() } else { NEW.to_string() }),
+                active,
+                provisioning: match p {
+                    0 => Provisioning::Succeeded,
+                    1 => Provisioning::InProgress,
+                    _ => Provisioning::Failed("x".into()),
+                },
+                healthy,
+                state: String::new(),
+                restarts,
+                created: format!("2026-01-0{}T00:00:00Z", i + 1),
+            }
+        });
     (proptest::collection::vec(rev, 0..4), any::<bool>(), any::<bool>(), 0..3usize).prop_map(
         |(mut revisions, multiple, ingress, pick)| {
             revisions.sort_by(|a, b| a.name.cmp(&b.name));

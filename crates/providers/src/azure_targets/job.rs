@@ -1,0 +1,120 @@
+//! Container Apps Jobs: updated directly to the digest (jobs have no revisions); on staging, one
+//! execution may be started and awaited. An execution is matched to the image by its own
+//! template, so a restarted controller finds the execution it started instead of starting another.
+
+use tidegate_core::promotion::{Health, Progress};
+
+use super::{AzureTargets, Role, error, is_final};
+use crate::Result;
+use crate::azure::models::{Job, JobExecution};
+use crate::azure::resource_id::ResourceId;
+
+impl AzureTargets {
+    /// One convergence step of the job `id` towards `image`.
+    pub async fn converge_job(
+        &self,
+        id: &ResourceId,
+        container: Option<&str>,
+        role: &Role,
+        image: &str,
+    ) -> Result<Progress> {
+        let job = self.apps.job(id).await.map_err(error)?;
+        let name = &job.name;
+        if job_image(&job, container).as_deref() != Some(image) {
+            self.apps.set_job_image(id, container, image).await.map_err(error)?;
+            return Ok(Progress::InProgress(format!("Container Apps Job {name}: image set to {image}")));
+        }
+        if let Some(state) = job.properties.provisioning_state.as_deref().filter(|s| !is_final(s)) {
+            return Ok(Progress::InProgress(format!("Container Apps Job {name}: provisioning ({state})")));
+        }
+        if job.properties.provisioning_state.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("Failed")) {
+            return Ok(Progress::Failed(format!("Container Apps Job {name}: provisioning failed")));
+        }
+        let verify = matches!(role, Role::Staging { verify_execution: true, .. });
+        if !verify {
+            return Ok(Progress::Done);
+        }
+        let executions = self.apps.executions(id).await.map_err(error)?;
+        let Some(execution) = newest_running(&executions, container, image) else {
+            let started = self.apps.start_job(id).await.map_err(error)?;
+            return Ok(Progress::InProgress(format!(
+                "Container Apps Job {name}: started execution {started} of {image}"
+            )));
+        };
+        Ok(match execution.properties.status.as_deref() {
+            Some(s) if s.eq_ignore_ascii_case("Succeeded") => Progress::Done,
+            Some(s @ ("Failed" | "Stopped" | "Degraded")) => Progress::Failed(format!(
+                "Container Apps Job {name}: execution {} of {image} ended {s}",
+                execution.name
+            )),
+            status => Progress::InProgress(format!(
+                "Container Apps Job {name}: execution {} is {}",
+                execution.name,
+                status.unwrap_or("starting")
+            )),
+        })
+    }
+
+    /// The image the job runs.
+    pub async fn job_image(&self, id: &ResourceId, container: Option<&str>) -> Result<Option<String>> {
+        Ok(job_image(&self.apps.job(id).await.map_err(error)?, container))
+    }
+
+    /// Health of the job on `image`: defined as the job, and no execution of it failed.
+    pub async fn job_health(&self, id: &ResourceId, container: Option<&str>, image: &str) -> Result<Health> {
+        let job = self.apps.job(id).await.map_err(error)?;
+        if job_image(&job, container).as_deref() != Some(image) {
+            return Ok(Health::Unhealthy(format!("Container Apps Job {} no longer runs {image}", job.name)));
+        }
+        let executions = self.apps.executions(id).await.map_err(error)?;
+        let failed = executions.iter().find(|e| {
+            execution_image(e, container).as_deref() == Some(image)
+                && matches!(e.properties.status.as_deref(), Some("Failed" | "Degraded"))
+        });
+        Ok(match failed {
+            Some(e) => {
+                Health::Unhealthy(format!("Container Apps Job {}: execution {} of {image} failed", job.name, e.name))
+            }
+            None => Health::Healthy,
+        })
+    }
+
+    /// Whether the job ran `image`, by its executions' own templates (or runs it now).
+    pub async fn job_ran(&self, id: &ResourceId, container: Option<&str>, image: &str) -> Result<bool> {
+        if self.job_image(id, container).await?.as_deref() == Some(image) {
+            return Ok(true);
+        }
+        let executions = self.apps.executions(id).await.map_err(error)?;
+        Ok(executions.iter().any(|e| execution_image(e, container).as_deref() == Some(image)))
+    }
+}
+
+fn job_image(job: &Job, container: Option<&str>) -> Option<String> {
+    let containers = &job.properties.template.containers;
+    let found = match container {
+        Some(name) => containers.iter().find(|c| c.name == name),
+        None => containers.first(),
+    };
+    found.map(|c| c.image.clone()).filter(|i| !i.is_empty())
+}
+
+fn execution_image(execution: &JobExecution, container: Option<&str>) -> Option<String> {
+    let containers = &execution.properties.template.as_ref()?.containers;
+    let found = match container {
+        Some(name) => containers.iter().find(|c| c.name == name),
+        None => containers.first(),
+    };
+    found.map(|c| c.image.clone()).filter(|i| !i.is_empty())
+}
+
+/// The newest execution whose template ran `image`.
+fn newest_running<'a>(
+    executions: &'a [JobExecution],
+    container: Option<&str>,
+    image: &str,
+) -> Option<&'a JobExecution> {
+    executions
+        .iter()
+        .filter(|e| execution_image(e, container).as_deref() == Some(image))
+        .max_by(|a, b| a.properties.start_time.cmp(&b.properties.start_time))
+}

@@ -1,0 +1,199 @@
+//! Every kind of deploy target behind one set of calls: Kubernetes workloads, Azure Container
+//! Apps and Container Apps Jobs. Reconcilers hold a [`Target`] and a [`Targets`] and never care
+//! which platform is behind them.
+
+use std::sync::Arc;
+
+use tidegate_api::image_policy::AzureTarget;
+use tidegate_core::promotion::{Health, Progress};
+use tidegate_core::rollout::{Retire, RolloutPlan};
+
+use crate::azure_targets::{AzureTargets, Role};
+use crate::kubernetes::{KubernetesTargets, Live, Resolved};
+use crate::{ProviderError, Result};
+
+/// One side (staging or production) of one workload.
+#[derive(Clone, Debug)]
+pub enum Target<'a> {
+    /// A Deployment or CronJob.
+    Kubernetes(Resolved<'a>),
+    /// An Azure Container App.
+    ContainerApp {
+        /// The target from the policy.
+        target: &'a AzureTarget,
+        /// What it is for.
+        role: Role,
+        /// The policy's namespace, whose Azure grants bound it.
+        namespace: String,
+    },
+    /// An Azure Container Apps Job.
+    ContainerAppsJob {
+        /// The target from the policy.
+        target: &'a AzureTarget,
+        /// What it is for.
+        role: Role,
+        /// The policy's namespace, whose Azure grants bound it.
+        namespace: String,
+    },
+}
+
+impl Target<'_> {
+    /// The target, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            Target::Kubernetes(r) => r.display(),
+            Target::ContainerApp { target, .. } => format!("Container App {}", target.resource_id),
+            Target::ContainerAppsJob { target, .. } => format!("Container Apps Job {}", target.resource_id),
+        }
+    }
+
+    /// The namespace whose approvers answer for this target: the Kubernetes object's, or the
+    /// policy's for Azure targets (the namespace the operator granted the Azure scope to).
+    pub fn namespace(&self) -> &str {
+        match self {
+            Target::Kubernetes(r) => &r.namespace,
+            Target::ContainerApp { namespace, .. } | Target::ContainerAppsJob { namespace, .. } => namespace,
+        }
+    }
+
+    /// Whether this is an Azure target.
+    pub fn is_azure(&self) -> bool {
+        !matches!(self, Target::Kubernetes(_))
+    }
+}
+
+/// The deploy targets of one namespace's policies: Kubernetes ones as its deployer, Azure ones
+/// through the controller's Azure credential within the namespace's granted scopes.
+#[derive(Clone)]
+pub struct Targets {
+    kubernetes: KubernetesTargets,
+    azure: Option<Arc<AzureTargets>>,
+}
+
+impl Targets {
+    /// Targets acting through `kubernetes` and, when configured, `azure`.
+    pub fn new(kubernetes: KubernetesTargets, azure: Option<Arc<AzureTargets>>) -> Self {
+        Self { kubernetes, azure }
+    }
+
+    fn azure(
+        &self,
+        target: &AzureTarget,
+        namespace: &str,
+    ) -> Result<(&AzureTargets, crate::azure::resource_id::ResourceId)> {
+        let azure = self.azure.as_deref().ok_or_else(|| {
+            ProviderError::NotConfigured(format!(
+                "{} is an Azure target, but this controller has no Azure credential: start it with \
+                 --azure-credential (and --azure-grant for the policy's namespace); see docs/azure.md",
+                target.resource_id
+            ))
+        })?;
+        Ok((azure, azure.resolve(namespace, &target.resource_id)?))
+    }
+
+    /// Converges the target one step towards `image` with `plan`.
+    pub async fn converge(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
+        match target {
+            Target::Kubernetes(r) => self.kubernetes.converge(r, plan, image).await,
+            Target::ContainerApp { target: t, role, namespace } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.converge_app(&id, t.container.as_deref(), role, image, &digest_hex(image)?).await
+            }
+            Target::ContainerAppsJob { target: t, role, namespace } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.converge_job(&id, t.container.as_deref(), role, image).await
+            }
+        }
+    }
+
+    /// The image the live version of the target runs.
+    pub async fn current_image(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Option<String>> {
+        match target {
+            Target::Kubernetes(r) => self.kubernetes.current_image(r, plan).await,
+            Target::ContainerApp { target: t, namespace, .. } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.app_image(&id, t.container.as_deref()).await
+            }
+            Target::ContainerAppsJob { target: t, namespace, .. } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.job_image(&id, t.container.as_deref()).await
+            }
+        }
+    }
+
+    /// The live version of the target, for drift detection. Azure targets carry no break-glass
+    /// marks: a change made in Azure shows as drift.
+    pub async fn live(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Live> {
+        match target {
+            Target::Kubernetes(r) => self.kubernetes.live(r, plan).await,
+            _ => Ok(Live { image: self.current_image(target, plan).await?, ..Live::default() }),
+        }
+    }
+
+    /// Health of the live version running `image`.
+    pub async fn health(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Health> {
+        match target {
+            Target::Kubernetes(r) => self.kubernetes.health(r, plan, image).await,
+            Target::ContainerApp { target: t, namespace, .. } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.app_health(&id, t.container.as_deref(), image).await
+            }
+            Target::ContainerAppsJob { target: t, namespace, .. } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.job_health(&id, t.container.as_deref(), image).await
+            }
+        }
+    }
+
+    /// Stops what was kept for rollback once the monitor window ended healthy: the previous
+    /// Deployment slot (`overlap`), or a Container App's previous revisions (`blueGreen`,
+    /// `overlap`).
+    pub async fn retire_previous(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<()> {
+        match target {
+            Target::Kubernetes(r) if plan.retire_previous == Retire::AfterMonitoring => {
+                self.kubernetes.retire_previous(r, plan).await
+            }
+            Target::ContainerApp { target: t, namespace, .. } if plan.side_by_side => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.retire_app(&id, t.container.as_deref()).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the target ran `image` before, by the platform's own record (ReplicaSets and
+    /// Jobs; Container App revisions; job executions).
+    pub async fn ran_before(&self, target: &Target<'_>, image: &str) -> Result<bool> {
+        match target {
+            Target::Kubernetes(r) => self.kubernetes.ran_before(r, image).await,
+            Target::ContainerApp { target: t, namespace, .. } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.app_ran(&id, t.container.as_deref(), image).await
+            }
+            Target::ContainerAppsJob { target: t, namespace, .. } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                azure.job_ran(&id, t.container.as_deref(), image).await
+            }
+        }
+    }
+
+    /// The URL staging HTTP checks call on a Container App target (its label's URL), or `None`
+    /// for other targets.
+    pub async fn staging_url(&self, target: &Target<'_>) -> Result<Option<String>> {
+        match target {
+            Target::ContainerApp { target: t, role, namespace } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                Ok(Some(azure.staging_url(&id, role).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The hex of the digest an image reference is pinned to.
+fn digest_hex(image: &str) -> Result<String> {
+    image
+        .rsplit_once("@sha256:")
+        .map(|(_, hex)| hex.to_string())
+        .ok_or_else(|| ProviderError::Permanent(format!("{image} is not pinned to a sha256 digest")))
+}
