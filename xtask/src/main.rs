@@ -93,6 +93,10 @@ fn tools() -> Result<tidegate_testenv::tools::Tools> {
     for name in tidegate_testenv::tools::NODE_BINARIES {
         println!("{}", node.dir().join(name).display());
     }
+    let azure = tidegate_testenv::tools::build_azure_tools(&mut |line| eprintln!("[tools] {line}"))?;
+    for name in tidegate_testenv::tools::AZURE_BINARIES {
+        println!("{}", azure.dir().join(name).display());
+    }
     let helm = tidegate_testenv::helm_tool::build_helm(&mut |line| eprintln!("[tools] {line}"))?;
     println!("{}", helm.display());
     let operator_crds = tidegate_testenv::operator_crds::fetch(&mut |line| eprintln!("[tools] {line}"))?;

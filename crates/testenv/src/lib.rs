@@ -15,6 +15,7 @@
 //! `cargo xtask tools` and cached outside the repository.
 
 pub mod apply;
+pub mod azure;
 pub mod cluster_services;
 pub mod crds;
 mod env;

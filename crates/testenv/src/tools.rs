@@ -121,6 +121,141 @@ pub mod coredns_source {
     }
 }
 
+/// Source of `azure-standin`, the local stand-in of Azure Resource Manager for Azure Container
+/// Apps, and of its fidelity test (`crates/testenv/go/azure`), compiled into this crate so that a
+/// change to any of it gets a new cache directory ([`azure_dir`]).
+pub mod azure_source {
+    /// Module path of the Go module.
+    pub const MODULE: &str = "tidegate.dev/testenv/azure";
+    /// Every file of the module: path relative to the module root, and contents.
+    pub const FILES: [(&str, &str); 19] = [
+        ("go.mod", include_str!("../go/azure/go.mod")),
+        ("go.sum", include_str!("../go/azure/go.sum")),
+        ("main.go", include_str!("../go/azure/main.go")),
+        ("server.go", include_str!("../go/azure/server.go")),
+        ("apps.go", include_str!("../go/azure/apps.go")),
+        ("jobs.go", include_str!("../go/azure/jobs.go")),
+        ("identity.go", include_str!("../go/azure/identity.go")),
+        ("control.go", include_str!("../go/azure/control.go")),
+        ("ingress.go", include_str!("../go/azure/ingress.go")),
+        ("validate.go", include_str!("../go/azure/validate.go")),
+        ("defaults.go", include_str!("../go/azure/defaults.go")),
+        ("spec.go", include_str!("../go/azure/spec.go")),
+        ("spec/CommonDefinitions.json", include_str!("../go/azure/spec/CommonDefinitions.json")),
+        ("spec/ContainerApps.json", include_str!("../go/azure/spec/ContainerApps.json")),
+        ("spec/ContainerAppsRevisions.json", include_str!("../go/azure/spec/ContainerAppsRevisions.json")),
+        ("spec/Jobs.json", include_str!("../go/azure/spec/Jobs.json")),
+        ("fidelity/doc.go", include_str!("../go/azure/fidelity/doc.go")),
+        ("fidelity/fidelity_test.go", include_str!("../go/azure/fidelity/fidelity_test.go")),
+        ("fidelity/poll_test.go", include_str!("../go/azure/fidelity/poll_test.go")),
+    ];
+
+    /// A short fingerprint of every file, part of the cache directory's name.
+    pub fn fingerprint() -> String {
+        let parts: Vec<&str> = FILES.iter().flat_map(|(name, text)| [*name, *text]).collect();
+        super::fingerprint(&parts)
+    }
+}
+
+/// The armappcontainers SDK release `azure-standin` decodes requests with (also required in
+/// `crates/testenv/go/azure/go.mod`).
+pub const ARMAPPCONTAINERS_VERSION: &str = "v3.1.0";
+
+/// The Azure stand-in's binaries: `azure-standin` and its fidelity test, in a directory of their
+/// own ([`azure_dir`]).
+pub const AZURE_BINARIES: [&str; 2] = ["azure-standin", "azure-standin-fidelity"];
+
+/// Environment variable naming a directory that holds all of [`AZURE_BINARIES`], checked first.
+pub const AZURE_TOOLS_DIR_ENV: &str = "TIDEGATE_AZURE_TOOLS_DIR";
+
+/// Where the Azure stand-in's binaries are.
+#[derive(Clone, Debug)]
+pub struct AzureTools {
+    dir: PathBuf,
+}
+
+impl AzureTools {
+    /// Finds the binaries: `$TIDEGATE_AZURE_TOOLS_DIR`, then the build cache ([`azure_dir`]).
+    pub fn locate() -> Result<Self, Error> {
+        if let Some(dir) = env_dir(AZURE_TOOLS_DIR_ENV) {
+            let hint = format!("{AZURE_TOOLS_DIR_ENV} is set; put the missing files there or unset it");
+            return complete(dir, &AZURE_BINARIES, &hint).map(|dir| Self { dir });
+        }
+        complete(azure_dir(), &AZURE_BINARIES, "run `cargo xtask tools` to build them").map(|dir| Self { dir })
+    }
+
+    /// Directory holding the binaries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `azure-standin`.
+    pub fn standin(&self) -> PathBuf {
+        self.dir.join("azure-standin")
+    }
+
+    /// `azure-standin-fidelity`, the fidelity test (`go test -c`), run against a running stand-in.
+    pub fn fidelity(&self) -> PathBuf {
+        self.dir.join("azure-standin-fidelity")
+    }
+}
+
+/// Directory the Azure stand-in is cached in; a change to its source gets a new directory.
+pub fn azure_dir() -> PathBuf {
+    cache_root()
+        .join("tools")
+        .join(format!("azure-standin_armappcontainers-{ARMAPPCONTAINERS_VERSION}_{}", azure_source::fingerprint()))
+        .join("bin")
+}
+
+/// Builds `azure-standin` and `azure-standin-fidelity` into [`azure_dir`] unless they are already
+/// there (or `$TIDEGATE_AZURE_TOOLS_DIR` holds them). The module is written out to
+/// `tools/src/azure-standin` in the cache and built with `go build -trimpath` and
+/// `go test -c -trimpath`; about a minute cold.
+pub fn build_azure_tools(progress: &mut dyn FnMut(&str)) -> Result<AzureTools, Error> {
+    // One build at a time in this process; other processes build in their own source directory
+    // and rename the results into place, so concurrent builds cannot see half a binary.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Ok(tools) = AzureTools::locate() {
+        progress(&format!("Azure stand-in already built in {}", tools.dir().display()));
+        return Ok(tools);
+    }
+    go_version()?;
+    let out = azure_dir();
+    fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let tools = AzureTools { dir: out.clone() };
+    progress(&format!("building azure-standin (armappcontainers {ARMAPPCONTAINERS_VERSION})"));
+    let dir = cache_root().join("tools").join("src").join(format!("azure-standin-{}", std::process::id()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    for (name, text) in azure_source::FILES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    let partial = |path: PathBuf| path.with_extension(format!("partial-{}", std::process::id()));
+    let (standin, fidelity) = (partial(tools.standin()), partial(tools.fidelity()));
+    let built = go_build_to(&dir, &standin, "-s -w", ".").and_then(|()| {
+        go(&dir, &["test", "-c", "-trimpath", "-o", &fidelity.display().to_string(), "./fidelity"]).map(drop)
+    });
+    let _ = fs::remove_dir_all(&dir);
+    built?;
+    for (from, to) in [(standin, tools.standin()), (fidelity, tools.fidelity())] {
+        fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
+    }
+    missing(&out, &AZURE_BINARIES).map_err(|missing| Error::ToolsMissing {
+        dir: out.clone(),
+        missing,
+        hint: "the build finished without producing them; see the output above".into(),
+    })?;
+    progress(&format!("Azure stand-in ready in {}", out.display()));
+    Ok(tools)
+}
+
 /// A short fingerprint (FNV-1a, 32 bits in hex) of `parts`, for cache directory names.
 pub(crate) fn fingerprint(parts: &[&str]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -650,6 +785,30 @@ mod tests {
         assert!(!coredns_source::MAIN_GO.contains("plugin/forward"), "the cluster DNS never forwards");
         assert!(node_dir().to_string_lossy().contains(&coredns_source::fingerprint()));
         assert_ne!(fingerprint(&["a", "b"]), fingerprint(&["ab"]));
+    }
+
+    #[test]
+    fn the_azure_standin_is_built_on_the_pinned_sdk() {
+        let go_mod = azure_source::FILES[0].1;
+        let require = format!("armappcontainers/v3 {ARMAPPCONTAINERS_VERSION}");
+        assert!(go_mod.contains(&require), "go/azure/go.mod must require {require}");
+        assert!(azure_dir().to_string_lossy().contains(&azure_source::fingerprint()));
+        // Every file of the module is compiled in (a new .go file must be added to FILES).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("go").join("azure");
+        let mut on_disk = Vec::new();
+        for sub in ["", "spec", "fidelity"] {
+            for entry in fs::read_dir(root.join(sub)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    on_disk.push(if sub.is_empty() { name } else { format!("{sub}/{name}") });
+                }
+            }
+        }
+        on_disk.sort();
+        let mut listed: Vec<String> = azure_source::FILES.iter().map(|(name, _)| (*name).to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, on_disk);
     }
 
     #[test]

@@ -118,9 +118,12 @@ func (s *server) serveControl(w http.ResponseWriter, r *http.Request, body []byt
 				continue
 			}
 			for _, rev := range a.Revisions {
-				before := rev.Health
+				before, since := rev.Health, rev.CrashSince
 				rev.Health = ""
 				s.applyHealthRules(rev)
+				if before == "crashing" && rev.Health == "crashing" {
+					rev.CrashSince = since
+				}
 				if rev.Health == "" {
 					rev.Health = before
 				} else {
