@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::policies::Policy;
+use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::{
     ClientOptions, Context, Method, Pipeline, PipelineSendOptions, RawResponse, Request, RetryOptions,
 };
@@ -172,13 +172,7 @@ impl Arm {
         );
         let mut base = config.resource_manager.clone();
         base.set_path("/");
-        Ok(Self {
-            pipeline,
-            base,
-            credential: config.describe(),
-            observe,
-            operation_timeout: config.operation_timeout,
-        })
+        Ok(Self { pipeline, base, credential: config.describe(), observe, operation_timeout: config.operation_timeout })
     }
 
     /// Which identity the client signs in as ([`AzureConfig::describe`]).
@@ -256,9 +250,14 @@ impl Arm {
         Err(protocol("GET", path, &format!("more than {MAX_PAGES} pages")))
     }
 
-    async fn write_and_wait<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T> {
+    async fn write_and_wait<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         let url = self.url(path)?;
-        let bytes = serde_json::to_vec(body).map_err(|e| protocol(&method.to_string(), path, &e.to_string()))?;
+        let bytes = serde_json::to_vec(body).map_err(|e| protocol(method.as_ref(), path, &e.to_string()))?;
         let response = self.checked(method, url, Some(bytes), path).await?;
         self.wait(method, path, response).await?;
         self.get(path).await
@@ -309,7 +308,7 @@ impl Arm {
             return Ok(response);
         }
         let request_id = response.headers().get_optional_string(&REQUEST_ID);
-        Err(ArmError::from_response(status, response.body(), request_id, &method.to_string(), path).into())
+        Err(ArmError::from_response(status, response.body(), request_id, method.as_ref(), path).into())
     }
 
     /// Waits for the operation an answer started; returns the final body (the immediate body
@@ -343,7 +342,7 @@ impl Arm {
                     OperationState::Running(s) => last = s,
                     OperationState::Succeeded => break,
                     OperationState::Ended { status, code, message, target } => {
-                        return Err(AzureError::Arm(ArmError {
+                        return Err(AzureError::from(ArmError {
                             status: u16::from(poll.status()),
                             code,
                             message,
@@ -389,7 +388,13 @@ impl Arm {
     }
 
     /// Polls the resource until its provisioning state is terminal.
-    async fn poll_resource(&self, path: &str, m: &str, deadline: tokio::time::Instant, mut delay: Duration) -> Result<Vec<u8>> {
+    async fn poll_resource(
+        &self,
+        path: &str,
+        m: &str,
+        deadline: tokio::time::Instant,
+        mut delay: Duration,
+    ) -> Result<Vec<u8>> {
         let mut last = "unknown".to_string();
         loop {
             self.pause(delay, deadline, m, path, &last).await?;
@@ -399,7 +404,7 @@ impl Arm {
             match state.to_ascii_lowercase().as_str() {
                 "succeeded" => return Ok(poll.into_body().to_vec()),
                 "failed" | "canceled" => {
-                    return Err(AzureError::Arm(ArmError {
+                    return Err(AzureError::from(ArmError {
                         status: u16::from(poll.status()),
                         code: format!("Provisioning{state}"),
                         message: format!("the resource's provisioning state is {state}"),
@@ -416,7 +421,14 @@ impl Arm {
     }
 
     /// Sleeps `delay` unless that passes the deadline.
-    async fn pause(&self, delay: Duration, deadline: tokio::time::Instant, m: &str, path: &str, last: &str) -> Result<()> {
+    async fn pause(
+        &self,
+        delay: Duration,
+        deadline: tokio::time::Instant,
+        m: &str,
+        path: &str,
+        last: &str,
+    ) -> Result<()> {
         if tokio::time::Instant::now() + delay > deadline {
             return Err(AzureError::Timeout {
                 method: m.to_string(),
@@ -450,8 +462,14 @@ mod tests {
 
     #[test]
     fn operation_status_bodies() {
-        assert_eq!(operation_state(br#"{"status":"InProgress"}"#).unwrap(), OperationState::Running("InProgress".into()));
-        assert_eq!(operation_state(br#"{"id":"x","status":"Succeeded","startTime":"t"}"#).unwrap(), OperationState::Succeeded);
+        assert_eq!(
+            operation_state(br#"{"status":"InProgress"}"#).unwrap(),
+            OperationState::Running("InProgress".into())
+        );
+        assert_eq!(
+            operation_state(br#"{"id":"x","status":"Succeeded","startTime":"t"}"#).unwrap(),
+            OperationState::Succeeded
+        );
         assert_eq!(
             operation_state(br#"{"status":"Failed","error":{"code":"ContainerAppProvisioningFailed","message":"image pull failed","target":"web"}}"#)
                 .unwrap(),
@@ -464,7 +482,12 @@ mod tests {
         );
         assert_eq!(
             operation_state(br#"{"status":"Canceled"}"#).unwrap(),
-            OperationState::Ended { status: "Canceled".into(), code: "OperationCanceled".into(), message: "(no message)".into(), target: None }
+            OperationState::Ended {
+                status: "Canceled".into(),
+                code: "OperationCanceled".into(),
+                message: "(no message)".into(),
+                target: None
+            }
         );
         assert!(operation_state(b"<html>").is_err());
         assert!(operation_state(b"{}").is_err());
@@ -473,7 +496,11 @@ mod tests {
     #[test]
     fn links_are_followed_on_the_resource_manager_only() {
         let base = Url::parse("https://management.azure.com/").unwrap();
-        let ok = same_origin(&base, "https://MANAGEMENT.azure.com:443/subscriptions/s/x?api-version=1&$skiptoken=a", "nextLink");
+        let ok = same_origin(
+            &base,
+            "https://MANAGEMENT.azure.com:443/subscriptions/s/x?api-version=1&$skiptoken=a",
+            "nextLink",
+        );
         assert_eq!(ok.unwrap().path(), "/subscriptions/s/x");
         assert!(same_origin(&base, "/subscriptions/s/x", "nextLink").is_ok(), "relative links stay on the origin");
         for bad in [
@@ -500,7 +527,10 @@ mod tests {
 
     #[test]
     fn provisioning_states() {
-        assert_eq!(provisioning_state(br#"{"properties":{"provisioningState":"InProgress"}}"#).as_deref(), Some("InProgress"));
+        assert_eq!(
+            provisioning_state(br#"{"properties":{"provisioningState":"InProgress"}}"#).as_deref(),
+            Some("InProgress")
+        );
         assert_eq!(provisioning_state(b"{}"), None);
         assert!(is_terminal_provisioning("Succeeded") && is_terminal_provisioning("failed"));
         assert!(!is_terminal_provisioning("InProgress"));

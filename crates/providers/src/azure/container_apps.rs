@@ -89,7 +89,12 @@ pub fn traffic_patch(traffic: &[TrafficWeight]) -> Value {
 
 /// One path segment (a revision or execution name): no `/`, nothing ARM paths refuse.
 fn segment<'a>(name: &'a str, what: &str) -> Result<&'a str> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." || !name.bytes().all(|b| b.is_ascii_graphic()) {
+    if name.is_empty()
+        || name.contains('/')
+        || name == "."
+        || name == ".."
+        || !name.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(AzureError::Refused(format!("invalid {what} name {name:?}")));
     }
     Ok(name)
@@ -248,7 +253,8 @@ mod tests {
 
     #[test]
     fn the_image_patch_changes_one_image_and_keeps_everything_else() {
-        let patch = image_patch(&containers(), Some("web"), "repo/web@sha256:abc", Some("abc123"), None, &id()).unwrap();
+        let patch =
+            image_patch(&containers(), Some("web"), "repo/web@sha256:abc", Some("abc123"), None, &id()).unwrap();
         assert_eq!(
             patch,
             json!({"properties": {"template": {
@@ -265,7 +271,15 @@ mod tests {
 
     #[test]
     fn the_first_container_by_default_and_traffic_only_when_given() {
-        let traffic = [TrafficWeight::revision("web--old", 100), TrafficWeight { latest_revision: Some(true), weight: Some(0), label: Some("green".into()), ..Default::default() }];
+        let traffic = [
+            TrafficWeight::revision("web--old", 100),
+            TrafficWeight {
+                latest_revision: Some(true),
+                weight: Some(0),
+                label: Some("green".into()),
+                ..Default::default()
+            },
+        ];
         let patch = image_patch(&containers(), None, "repo/web@sha256:def", None, Some(&traffic), &id()).unwrap();
         assert_eq!(patch["properties"]["template"]["containers"][0]["image"], "repo/web@sha256:def");
         assert_eq!(patch["properties"]["template"]["containers"][1]["image"], "repo/proxy:v3");
@@ -278,7 +292,10 @@ mod tests {
             ]}})
         );
         assert_eq!(patch["properties"].as_object().unwrap().len(), 2);
-        assert_eq!(traffic_patch(&traffic[..1]), json!({"properties": {"configuration": {"ingress": {"traffic": [{"revisionName": "web--old", "weight": 100}]}}}}));
+        assert_eq!(
+            traffic_patch(&traffic[..1]),
+            json!({"properties": {"configuration": {"ingress": {"traffic": [{"revisionName": "web--old", "weight": 100}]}}}})
+        );
     }
 
     #[test]

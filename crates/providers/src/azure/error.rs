@@ -57,8 +57,8 @@ impl ArmError {
     /// Parses an error answer. Non-JSON bodies (a gateway's HTML page, an empty body) still give
     /// an error with the status and the start of the body.
     pub fn from_response(status: u16, body: &[u8], request_id: Option<String>, method: &str, path: &str) -> Self {
-        let (code, message, target) = parse_error_body(body)
-            .unwrap_or_else(|| (format!("HttpStatus{status}"), excerpt(body), None));
+        let (code, message, target) =
+            parse_error_body(body).unwrap_or_else(|| (format!("HttpStatus{status}"), excerpt(body), None));
         Self {
             status,
             code,
@@ -92,7 +92,9 @@ impl ArmError {
 
     /// The identity is not authenticated, or not authorized on this scope.
     pub fn is_auth(&self) -> bool {
-        matches!(self.status, 401 | 403) || self.code.starts_with("Authorization") || self.code.starts_with("InvalidAuthentication")
+        matches!(self.status, 401 | 403)
+            || self.code.starts_with("Authorization")
+            || self.code.starts_with("InvalidAuthentication")
     }
 
     fn hint(&self) -> &'static str {
@@ -183,7 +185,7 @@ pub enum AzureError {
     },
     /// ARM answered with an error, or a long-running operation failed.
     #[error(transparent)]
-    Arm(#[from] ArmError),
+    Arm(Box<ArmError>),
     /// The request could not be sent or the answer not read.
     #[error("Azure request {method} {path} failed: {message}")]
     Transport {
@@ -246,7 +248,7 @@ impl AzureError {
     /// The ARM error, when ARM answered with one.
     pub fn arm(&self) -> Option<&ArmError> {
         match self {
-            Self::Arm(e) => Some(e),
+            Self::Arm(e) => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -254,6 +256,12 @@ impl AzureError {
     /// Whether ARM said the resource does not exist.
     pub fn is_not_found(&self) -> bool {
         self.arm().is_some_and(ArmError::is_not_found)
+    }
+}
+
+impl From<ArmError> for AzureError {
+    fn from(e: ArmError) -> Self {
+        Self::Arm(Box::new(e))
     }
 }
 
@@ -278,7 +286,13 @@ mod tests {
     #[test]
     fn parses_the_arm_envelope_with_target_and_details() {
         let body = br#"{"error":{"code":"ContainerAppOperationInProgress","message":"Cannot modify a container app 'web' because there is a pending operation.","target":"web","details":[{"code":"Inner","message":"revision web--b is provisioning"}]}}"#;
-        let e = ArmError::from_response(409, body, Some("req-1".into()), "PATCH", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/containerApps/web");
+        let e = ArmError::from_response(
+            409,
+            body,
+            Some("req-1".into()),
+            "PATCH",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/containerApps/web",
+        );
         assert_eq!(e.code, "ContainerAppOperationInProgress");
         assert_eq!(e.target.as_deref(), Some("web"));
         assert!(e.message.contains("revision web--b is provisioning"));
@@ -317,11 +331,11 @@ mod tests {
 
     #[test]
     fn classification_maps_to_provider_errors() {
-        let auth = AzureError::Arm(ArmError::from_response(403, b"", None, "GET", "/p"));
+        let auth = AzureError::from(ArmError::from_response(403, b"", None, "GET", "/p"));
         assert!(matches!(ProviderError::from(auth), ProviderError::NotAllowed(_)));
-        let throttled = AzureError::Arm(ArmError::from_response(429, b"", None, "GET", "/p"));
+        let throttled = AzureError::from(ArmError::from_response(429, b"", None, "GET", "/p"));
         assert!(matches!(ProviderError::from(throttled), ProviderError::Transient(_)));
-        let bad = AzureError::Arm(ArmError::from_response(400, b"", None, "GET", "/p"));
+        let bad = AzureError::from(ArmError::from_response(400, b"", None, "GET", "/p"));
         assert!(matches!(ProviderError::from(bad), ProviderError::Permanent(_)));
         assert!(matches!(ProviderError::from(AzureError::Config("x".into())), ProviderError::NotConfigured(_)));
     }

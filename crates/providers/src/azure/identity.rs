@@ -263,11 +263,8 @@ impl AzureConfig {
                     Some(id) => format!("client id {id}"),
                     None => "system-assigned".to_string(),
                 };
-                let endpoint = if std::env::var_os("IDENTITY_ENDPOINT").is_some() {
-                    "IDENTITY_ENDPOINT"
-                } else {
-                    "IMDS"
-                };
+                let endpoint =
+                    if std::env::var_os("IDENTITY_ENDPOINT").is_some() { "IDENTITY_ENDPOINT" } else { "IMDS" };
                 format!("managed identity ({which}, via {endpoint})")
             }
         }
@@ -289,7 +286,8 @@ impl AzureConfig {
     pub async fn credential(&self, transport: &Transport) -> Result<Arc<dyn TokenCredential>, AzureError> {
         self.validate()?;
         let describe = self.describe();
-        let fail = |e: azure_core::Error| AzureError::Credential { credential: describe.clone(), message: e.to_string() };
+        let fail =
+            |e: azure_core::Error| AzureError::Credential { credential: describe.clone(), message: e.to_string() };
         let options = self.client_options(transport);
         let kind = self.credential;
         let credential: Arc<dyn TokenCredential> = match kind {
@@ -349,7 +347,12 @@ impl fmt::Debug for SecretFileCredential {
 }
 
 impl SecretFileCredential {
-    async fn new(tenant_id: String, client_id: String, path: PathBuf, options: ClientOptions) -> Result<Self, AzureError> {
+    async fn new(
+        tenant_id: String,
+        client_id: String,
+        path: PathBuf,
+        options: ClientOptions,
+    ) -> Result<Self, AzureError> {
         let secret = read_secret(&path).await?;
         let credential = build_secret_credential(&tenant_id, &client_id, &secret, &options)?;
         Ok(Self { tenant_id, client_id, path, options, current: Mutex::new((secret, credential)) })
@@ -377,9 +380,9 @@ impl SecretFileCredential {
 }
 
 async fn read_secret(path: &std::path::Path) -> Result<String, AzureError> {
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-        AzureError::Config(format!("cannot read {FLAG_CLIENT_SECRET_FILE} {}: {e}", path.display()))
-    })?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| AzureError::Config(format!("cannot read {FLAG_CLIENT_SECRET_FILE} {}: {e}", path.display())))?;
     let secret = text.trim().to_string();
     if secret.is_empty() {
         return Err(AzureError::Config(format!("{FLAG_CLIENT_SECRET_FILE} {} is empty", path.display())));
@@ -431,7 +434,11 @@ mod tests {
     #[test]
     fn each_kind_names_the_missing_flag() {
         let c = AzureConfig { client_secret_file: None, ..config(AzureCredentialKind::ClientSecret) };
-        assert!(error(&c).contains("--azure-credential=client-secret needs --azure-client-secret-file"), "{}", error(&c));
+        assert!(
+            error(&c).contains("--azure-credential=client-secret needs --azure-client-secret-file"),
+            "{}",
+            error(&c)
+        );
         let c = AzureConfig { tenant_id: Some(" ".into()), ..config(AzureCredentialKind::ClientSecret) };
         assert!(error(&c).contains("needs --azure-tenant-id"));
         let c = AzureConfig { client_id: None, ..config(AzureCredentialKind::WorkloadIdentity) };

@@ -303,7 +303,10 @@ mod tests {
         assert_eq!(p.latest_ready_revision_name.as_deref(), Some("testcontainerapp0-pjxhsye"));
         let ingress = p.configuration.ingress.as_ref().unwrap();
         assert_eq!(ingress.fqdn.as_deref(), Some("testcontainerapp0.demokube-t24clv0g.eastus.containerApps.k4apps.io"));
-        assert_eq!(ingress.traffic[1], TrafficWeight { label: Some("staging".into()), ..TrafficWeight::revision("testcontainerapp0-ab4321", 20) });
+        assert_eq!(
+            ingress.traffic[1],
+            TrafficWeight { label: Some("staging".into()), ..TrafficWeight::revision("testcontainerapp0-ab4321", 20) }
+        );
     }
 
     #[test]
@@ -313,7 +316,10 @@ mod tests {
         let app: ContainerApp = serde_json::from_value(body).unwrap();
         let written = serde_json::to_value(&app.properties.template.containers).unwrap();
         assert_eq!(written, raw);
-        assert!(app.properties.template.containers[0].rest.contains_key("volumeMounts"), "the example has volume mounts");
+        assert!(
+            app.properties.template.containers[0].rest.contains_key("volumeMounts"),
+            "the example has volume mounts"
+        );
     }
 
     #[test]
@@ -322,7 +328,10 @@ mod tests {
         assert_eq!(revision.name, "testcontainerApp0-pjxhsye");
         assert_eq!(revision.properties.traffic_weight, Some(80));
         assert_eq!(revision.properties.template.containers[0].image, "repo/testcontainerApp0:v2");
-        assert_eq!(revision.properties.fqdn.as_deref(), Some("testcontainerApp0-pjxhsye.politehill-ab123456.eastus.azurecontainerapps.io"));
+        assert_eq!(
+            revision.properties.fqdn.as_deref(),
+            Some("testcontainerApp0-pjxhsye.politehill-ab123456.eastus.azurecontainerapps.io")
+        );
 
         let list = response("Revisions_List.json", "200");
         let revisions: Vec<Revision> = serde_json::from_value(list["value"].clone()).unwrap();
@@ -330,10 +339,15 @@ mod tests {
 
         let replica: Replica = serde_json::from_value(response("Replicas_Get.json", "200")).unwrap();
         let c = &replica.properties.containers[0];
-        assert_eq!((c.name.as_str(), c.ready, c.started, c.restart_count), ("hello92", Some(true), Some(true), Some(0)));
+        assert_eq!(
+            (c.name.as_str(), c.ready, c.started, c.restart_count),
+            ("hello92", Some(true), Some(true), Some(0))
+        );
         assert_eq!(c.running_state.as_deref(), Some("Running"));
 
-        for (file, status) in [("Job_Patch.json", "200"), ("Job_CreateorUpdate.json", "200"), ("Job_CreateorUpdate.json", "201")] {
+        for (file, status) in
+            [("Job_Patch.json", "200"), ("Job_CreateorUpdate.json", "200"), ("Job_CreateorUpdate.json", "201")]
+        {
             let job: Job = serde_json::from_value(response(file, status)).unwrap();
             assert!(!job.properties.template.containers.is_empty(), "{file}");
             assert!(job.properties.configuration.trigger_type.is_some(), "{file}");

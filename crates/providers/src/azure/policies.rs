@@ -15,7 +15,8 @@ use tracing::{debug, warn};
 
 /// `x-ms-request-id`: ARM's id of a request, for Azure support.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
-const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+// The standard header: azure_core reads it as seconds or an HTTP date (others as milliseconds).
+const RETRY_AFTER: HeaderName = HeaderName::from_static_standard("retry-after");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
 
@@ -269,7 +270,10 @@ mod tests {
             retry_after(&headers(&[("retry-after", "Fri, 01 Jan 2021 00:00:10 GMT")]), now()),
             Some(Duration::from_secs(10))
         );
-        assert_eq!(retry_after(&headers(&[("retry-after", "Thu, 31 Dec 2020 23:59:00 GMT")]), now()), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "Thu, 31 Dec 2020 23:59:00 GMT")]), now()),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(&headers(&[("retry-after-ms", "250")]), now()), Some(Duration::from_millis(250)));
         assert_eq!(
             retry_after(&headers(&[("x-ms-retry-after-ms", "1500"), ("retry-after", "9")]), now()),
@@ -279,6 +283,18 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now()), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now()), None);
         assert_eq!(retry_after(&headers(&[]), now()), None);
+    }
+
+    #[test]
+    fn azure_core_reads_our_retry_headers_as_seconds_and_dates() {
+        let retry = ArmRetry::new(1);
+        let read = |h: &Headers| azure_core::http::policies::get_retry_after(h, now, &retry.headers.retry_headers);
+        assert_eq!(read(&headers(&[("retry-after", "7")])), Some(azure_core::time::Duration::seconds(7)));
+        assert_eq!(
+            read(&headers(&[("retry-after", "Fri, 01 Jan 2021 00:00:03 GMT")])),
+            Some(azure_core::time::Duration::seconds(3))
+        );
+        assert_eq!(read(&headers(&[("retry-after-ms", "20")])), Some(azure_core::time::Duration::milliseconds(20)));
     }
 
     #[test]
@@ -306,7 +322,10 @@ mod tests {
             "POST containerApps/revisions/activate"
         );
         assert_eq!(
-            operation_label("GET", "/subscriptions/s/providers/Microsoft.App/locations/eastus/containerappOperationStatuses/1"),
+            operation_label(
+                "GET",
+                "/subscriptions/s/providers/Microsoft.App/locations/eastus/containerappOperationStatuses/1"
+            ),
             "GET locations/containerappOperationStatuses"
         );
         assert_eq!(operation_label("GET", "/subscriptions/s/resourceGroups/rg"), "GET subscriptions/resourceGroups");

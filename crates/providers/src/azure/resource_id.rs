@@ -78,7 +78,12 @@ impl ResourceId {
         let [subs, subscription, groups, group, providers, namespace, kind, name] = segments.as_slice() else {
             return Err(invalid("wrong number of segments"));
         };
-        let fixed = [(subs, "subscriptions"), (groups, "resourceGroups"), (providers, "providers"), (namespace, "Microsoft.App")];
+        let fixed = [
+            (subs, "subscriptions"),
+            (groups, "resourceGroups"),
+            (providers, "providers"),
+            (namespace, "Microsoft.App"),
+        ];
         for (got, want) in fixed {
             if !got.eq_ignore_ascii_case(want) {
                 return Err(invalid(&format!("{got:?} where {want:?} belongs")));
@@ -190,7 +195,10 @@ mod tests {
         assert_eq!(job.kind(), ResourceKind::Job);
         assert_eq!(job.resource_group(), "RG");
         assert_eq!(job.to_string(), "/SUBSCRIPTIONS/s/resourcegroups/RG/Providers/microsoft.app/JOBS/nightly");
-        assert_eq!(job, ResourceId::parse("/subscriptions/S/resourceGroups/rg/providers/Microsoft.App/jobs/NIGHTLY").unwrap());
+        assert_eq!(
+            job,
+            ResourceId::parse("/subscriptions/S/resourceGroups/rg/providers/Microsoft.App/jobs/NIGHTLY").unwrap()
+        );
     }
 
     #[test]

@@ -35,9 +35,8 @@ impl ReqwestTransport {
             .connect_timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                AzureError::Config(format!("cannot read --azure-ca-file {}: {e}", path.display()))
-            })?;
+            let pem = std::fs::read(path)
+                .map_err(|e| AzureError::Config(format!("cannot read --azure-ca-file {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 AzureError::Config(format!("--azure-ca-file {} holds no valid PEM certificate: {e}", path.display()))
             })?;
