@@ -87,7 +87,8 @@ impl Default for AzureStandInOptions {
 }
 
 /// A revision's simulated health, set through the control API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Replicas ready; the revision serves traffic.
     Healthy,
@@ -143,6 +144,9 @@ pub struct SeedRevision {
     /// Replica names (default: generated from `scale.minReplicas`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<String>,
+    /// Its health (default: from the health rules, else healthy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
     /// Its template, when it differs from the app's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<Value>,

@@ -109,8 +109,19 @@ func (s *server) routeARM(w http.ResponseWriter, r *http.Request, body []byte) {
 	writeError(w, http.StatusNotFound, "InvalidResourceType", "The resource type could not be found in the namespace 'Microsoft.App' for api version '"+r.URL.Query().Get("api-version")+"'.", "")
 }
 
+// notFound is ARM's 404. For a top-level resource the message names it as ARM does
+// ("Microsoft.App/containerApps/web" under resource group "rg").
 func notFound(w http.ResponseWriter, kind, id string) {
-	writeError(w, http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("The Resource '%s' under resource group was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", id), "")
+	parts := strings.Split(id, "/")
+	resource, rg := id, ""
+	if len(parts) == 9 {
+		resource, rg = "Microsoft.App/"+parts[7]+"/"+parts[8], parts[4]
+	}
+	msg := fmt.Sprintf("The Resource '%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix", resource, rg)
+	if rg == "" {
+		msg = fmt.Sprintf("The %s '%s' was not found.", kind, id)
+	}
+	writeError(w, http.StatusNotFound, "ResourceNotFound", msg, "")
 }
 
 func (s *server) getApp(w http.ResponseWriter, id string) {

@@ -272,7 +272,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, message, target string, details ...armError) {
-	w.Header().Set("x-ms-failure-cause", "gateway")
 	writeJSON(w, status, map[string]any{"error": armError{Code: code, Message: message, Target: target, Details: details}})
 }
 
