@@ -437,6 +437,7 @@ async fn a_next_link_to_another_host_is_refused_and_never_requested() {
 #[tokio::test]
 async fn arm_errors_say_what_was_refused() {
     let env = start(|seen, _| match seen.method.as_str() {
+        "POST" if seen.path.ends_with("/deactivate") => (500, vec![], String::new()),
         "POST" => (
             409,
             vec![],
@@ -462,6 +463,13 @@ async fn arm_errors_say_what_was_refused() {
     let err = apps.app(&id(APP)).await.unwrap_err();
     assert_eq!(err.arm().unwrap().code, "HttpStatus502");
     assert_eq!(env.fake.arm().iter().filter(|s| s.method == "GET").count(), 2, "one retry");
+    let err = apps.deactivate(&id(APP), "web--v1").await.unwrap_err();
+    assert_eq!(err.arm().unwrap().status, 500);
+    assert_eq!(
+        env.fake.arm().iter().filter(|s| s.method == "POST" && s.path.ends_with("/deactivate")).count(),
+        1,
+        "an action that may have started is not sent again"
+    );
 }
 
 #[tokio::test]

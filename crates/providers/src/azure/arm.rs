@@ -48,6 +48,8 @@ const LOCATION: azure_core::http::headers::HeaderName = azure_core::http::header
 /// and the token cache are per process.
 pub struct Arm {
     pipeline: Pipeline,
+    /// The same policies, retrying only 429 (for POST actions).
+    action_pipeline: Pipeline,
     base: Url,
     credential: String,
     observe: Arc<ObservePolicy>,
@@ -157,22 +159,33 @@ impl Arm {
         let credential = config.credential(&transport).await?;
         let observe = Arc::new(ObservePolicy::new(config.requests_per_second));
         let bearer: Arc<dyn Policy> = Arc::new(BearerTokenAuthorizationPolicy::new(credential, [config.scope.clone()]));
-        let options = ClientOptions {
-            transport: Some(transport),
-            retry: RetryOptions::custom(Arc::new(ArmRetry::new(config.max_retries))),
-            ..ClientOptions::default()
+        let pipeline = |retry: ArmRetry| {
+            let options = ClientOptions {
+                transport: Some(transport.clone()),
+                retry: RetryOptions::custom(Arc::new(retry)),
+                ..ClientOptions::default()
+            };
+            Pipeline::new(
+                Some(env!("CARGO_PKG_NAME")),
+                Some(env!("CARGO_PKG_VERSION")),
+                options,
+                Vec::new(),
+                vec![bearer.clone(), observe.clone() as Arc<dyn Policy>],
+                None,
+            )
         };
-        let pipeline = Pipeline::new(
-            Some(env!("CARGO_PKG_NAME")),
-            Some(env!("CARGO_PKG_VERSION")),
-            options,
-            Vec::new(),
-            vec![bearer, observe.clone() as Arc<dyn Policy>],
-            None,
-        );
+        let action_pipeline = pipeline(ArmRetry::for_actions(config.max_retries));
+        let pipeline = pipeline(ArmRetry::new(config.max_retries));
         let mut base = config.resource_manager.clone();
         base.set_path("/");
-        Ok(Self { pipeline, base, credential: config.describe(), observe, operation_timeout: config.operation_timeout })
+        Ok(Self {
+            pipeline,
+            action_pipeline,
+            base,
+            credential: config.describe(),
+            observe,
+            operation_timeout: config.operation_timeout,
+        })
     }
 
     /// Which identity the client signs in as ([`AzureConfig::describe`]).
@@ -292,7 +305,8 @@ impl Arm {
             request.set_body(body);
         }
         let options = PipelineSendOptions { skip_checks: true, ..PipelineSendOptions::default() };
-        self.pipeline.send(&Context::new(), &mut request, Some(options)).await.map_err(|e| match e.kind() {
+        let pipeline = if method == Method::Post { &self.action_pipeline } else { &self.pipeline };
+        pipeline.send(&Context::new(), &mut request, Some(options)).await.map_err(|e| match e.kind() {
             azure_core::error::ErrorKind::Credential => {
                 AzureError::Credential { credential: self.credential.clone(), message: e.to_string() }
             }

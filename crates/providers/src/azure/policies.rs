@@ -49,11 +49,14 @@ pub(crate) struct ArmRetry {
     pub(crate) max_delay: Duration,
     pub(crate) max_retry_after: Duration,
     headers: RetryHeaders,
+    statuses: &'static [StatusCode],
 }
 
 impl ArmRetry {
+    /// Retries for reads and idempotent writes (GET, PUT, PATCH): 408, 429 and 5xx.
     pub(crate) fn new(max_retries: u32) -> Self {
         Self {
+            statuses: RETRY_STATUS,
             max_retries,
             max_elapsed: Duration::from_secs(120),
             initial: Duration::from_millis(500),
@@ -61,6 +64,13 @@ impl ArmRetry {
             max_retry_after: Duration::from_secs(60),
             headers: RetryHeaders { retry_headers: vec![X_MS_RETRY_AFTER_MS, RETRY_AFTER_MS, RETRY_AFTER] },
         }
+    }
+
+    /// Retries for actions (POST `…/start`, `…/activate`): only 429, which ARM answers before
+    /// doing anything; a server error may have started the action already, and starting a job
+    /// twice is worse than reporting the error.
+    pub(crate) fn for_actions(max_retries: u32) -> Self {
+        Self { statuses: &[StatusCode::TooManyRequests], ..Self::new(max_retries) }
     }
 
     /// The delay before retry number `retry` (1-based) when the server said nothing.
@@ -99,7 +109,7 @@ impl RetryPolicy for ArmRetry {
     }
 
     fn retry_status_codes(&self) -> &[StatusCode] {
-        RETRY_STATUS
+        self.statuses
     }
 
     fn sleep_duration(&self, retry_count: u32) -> azure_core::time::Duration {
