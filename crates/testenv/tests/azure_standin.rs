@@ -284,3 +284,22 @@ async fn the_request_log_shows_that_a_patch_changed_only_the_image() {
     let (status, _) = azure.ingress_get(&format!("web.{}", azure.domain()), "/").await.unwrap();
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_get_put_round_trip_makes_no_new_revision() {
+    let (azure, token) = started_with_token(fast()).await;
+    let id = app_id(&azure, "web");
+    let mut body = app_body("registry.test/web:v1");
+    body["properties"].as_object_mut().map(|p| p.remove("managedEnvironmentId"));
+    body["properties"]["configuration"]["secrets"] = json!([{"name": "db", "value": "hunter2"}]);
+    azure.seed_container_app(&id, &body).await.unwrap();
+    let (_, _, app) = arm(&azure, "GET", &azure.arm(&id), Some(&token), None).await;
+    assert!(app["properties"]["managedEnvironmentId"].as_str().unwrap().ends_with("/managedEnvironments/standin"));
+    assert_eq!(app["properties"]["template"]["containers"][0]["resources"], json!({"cpu": 0.5, "memory": "1Gi"}));
+    assert_eq!(app["properties"]["configuration"]["secrets"], json!([{"name": "db"}]), "secret values are write-only");
+    let (status, _, again) = arm(&azure, "PUT", &azure.arm(&id), Some(&token), Some(&app)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["properties"]["latestRevisionName"], "web--v1");
+    let (_, _, list) = arm(&azure, "GET", &azure.arm(&format!("{id}/revisions")), Some(&token), None).await;
+    assert_eq!(list["value"].as_array().unwrap().len(), 1);
+}

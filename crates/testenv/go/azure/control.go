@@ -247,6 +247,10 @@ func (s *server) seedApp(id string, body []byte, revs []seedRevision) *armError 
 	if ingress := obj(obj(props, "configuration", false), "ingress", false); ingress != nil {
 		delete(ingress, "fqdn")
 	}
+	if str(props, "managedEnvironmentId") == "" && str(props, "environmentId") == "" {
+		// Every real app lives in an environment; a seed without one gets the stand-in's.
+		props["managedEnvironmentId"] = defaultEnvironment(sub, rg)
+	}
 	normalize(props)
 	template := obj(props, "template", true)
 	a := &app{ID: resourceID(sub, rg, "containerApps", name), Sub: sub, RG: rg, Name: name, Body: m, ProvState: "Succeeded",
@@ -309,6 +313,9 @@ func (s *server) seedJob(id string, body []byte, execs []seedExecution) *armErro
 	for _, k := range []string{"provisioningState", "outboundIpAddresses", "eventStreamEndpoint"} {
 		delete(props, k)
 	}
+	if str(props, "environmentId") == "" {
+		props["environmentId"] = defaultEnvironment(sub, rg)
+	}
 	normalize(props)
 	j := &job{ID: resourceID(sub, rg, "jobs", name), Sub: sub, RG: rg, Name: name, Body: m, ProvState: "Succeeded", Created: now()}
 	for i, se := range execs {
@@ -326,4 +333,9 @@ func (s *server) seedJob(id string, body []byte, execs []seedExecution) *armErro
 	}
 	s.jobs[strings.ToLower(j.ID)] = j
 	return nil
+}
+
+// defaultEnvironment is the managed environment seeded resources without one are put in.
+func defaultEnvironment(sub, rg string) string {
+	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.App/managedEnvironments/standin", sub, rg)
 }
