@@ -316,6 +316,29 @@ func TestSDKContainerAppLifecycle(t *testing.T) {
 	if resp.StatusCode != 400 || !strings.Contains(string(out), "properties.template.containerz") {
 		t.Fatalf("misspelt property: %d %s", resp.StatusCode, out)
 	}
+	// Throttling: azcore's retry policy honours 429 + Retry-After.
+	e.control(t, "POST", "throttle", map[string]any{"method": "GET", "pathPrefix": "/subscriptions/" + subscription + "/resourceGroups/rg/providers/Microsoft.App/containerApps/fidelity", "count": 1, "retryAfterSeconds": 1})
+	began := time.Now()
+	if _, err := apps.Get(ctx, "rg", "fidelity", nil); err != nil {
+		t.Fatalf("Get after one 429: %v", err)
+	}
+	if time.Since(began) < 900*time.Millisecond {
+		t.Fatal("the SDK did not wait Retry-After")
+	}
+	// A second write while an operation runs: 409 through the SDK.
+	e.control(t, "POST", "delays", map[string]any{"lroMillis": 1500})
+	up, err = apps.BeginUpdate(ctx, "rg", "fidelity", armappcontainers.ContainerApp{Location: to.Ptr("East US"), Tags: map[string]*string{"a": to.Ptr("b")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apps.BeginUpdate(ctx, "rg", "fidelity", armappcontainers.ContainerApp{Location: to.Ptr("East US"), Tags: map[string]*string{"a": to.Ptr("c")}}, nil); !isStatus(err, 409) {
+		t.Fatalf("second write during an operation: %v", err)
+	}
+	if _, err := up.PollUntilDone(ctx, &runtimeFrequency); err != nil {
+		t.Fatal(err)
+	}
+	e.control(t, "POST", "delays", map[string]any{"lroMillis": 200})
+
 	// Delete.
 	del, err := apps.BeginDelete(ctx, "rg", "fidelity", nil)
 	if err != nil {
@@ -529,8 +552,17 @@ func TestWorkloadIdentity(t *testing.T) {
 	if _, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://management.azure.com/.default"}}); err == nil || !strings.Contains(err.Error(), "AADSTS7000215") {
 		t.Fatalf("wrong secret: %v", err)
 	}
-	// Managed identity, App Service shape.
+	// Managed identity, App Service shape, through azidentity (MSAL's App Service source).
 	e.control(t, "POST", "managed-identity", map[string]any{"header": "mi-secret", "clientId": "mi-client"})
+	t.Setenv("IDENTITY_ENDPOINT", e.arm+"/msi/token")
+	t.Setenv("IDENTITY_HEADER", "mi-secret")
+	mic, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ClientOptions: e.clientOptions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mic.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://management.azure.com/.default"}}); err != nil {
+		t.Fatalf("managed identity through azidentity: %v", err)
+	}
 	req, _ := http.NewRequest("GET", e.arm+"/msi/token?api-version=2019-08-01&resource="+url.QueryEscape("https://management.azure.com"), nil)
 	req.Header.Set("X-IDENTITY-HEADER", "mi-secret")
 	resp, err := e.http.Do(req)
