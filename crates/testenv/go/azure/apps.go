@@ -329,6 +329,9 @@ func (s *server) putApp(w http.ResponseWriter, r *http.Request, id, sub, rg, nam
 		return
 	}
 
+	if existing != nil {
+		keepSecretValues(existing.Body, next)
+	}
 	a := existing
 	created := false
 	if a == nil {
@@ -749,4 +752,27 @@ func (s *server) revisionAction(w http.ResponseWriter, a *app, rev *revision, ac
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+}
+
+// keepSecretValues gives a secret that is sent without a value (and without a Key Vault
+// reference) the value stored under its name: GET never returns secret values, so a client that
+// GETs and PUTs back the app would otherwise erase them.
+func keepSecretValues(stored, next map[string]any) {
+	values := map[string]any{}
+	old, _ := obj(obj(stored, "properties", false), "configuration", false)["secrets"].([]any)
+	for _, sec := range old {
+		if m, ok := sec.(map[string]any); ok && m["value"] != nil {
+			values[str(m, "name")] = m["value"]
+		}
+	}
+	secrets, _ := obj(obj(next, "properties", false), "configuration", false)["secrets"].([]any)
+	for _, sec := range secrets {
+		m, ok := sec.(map[string]any)
+		if !ok || m["value"] != nil || m["keyVaultUrl"] != nil {
+			continue
+		}
+		if v, ok := values[str(m, "name")]; ok {
+			m["value"] = v
+		}
+	}
 }

@@ -129,6 +129,9 @@ func (s *server) putJob(w http.ResponseWriter, r *http.Request, id, sub, rg, nam
 		writeError(w, http.StatusBadRequest, "ContainerAppInvalidTemplate", "properties.template.containers must hold at least one container.", "properties.template.containers")
 		return
 	}
+	if existing != nil {
+		keepSecretValues(existing.Body, next)
+	}
 	j := existing
 	created := false
 	if j == nil {
