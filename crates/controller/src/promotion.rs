@@ -571,10 +571,10 @@ async fn retire(ctx: &Context, namespace: &str, promotion: &str, workloads: &[&W
     let targets = ctx.production_targets(namespace, promotion)?;
     for workload in workloads {
         let plan = observe::production_plan(workload)?;
-        if plan.retire_previous == tidegate_core::rollout::Retire::AfterMonitoring {
-            ctx.leadership.check()?;
-            targets.retire_previous(&observe::target(workload, true, namespace)?, &plan).await?;
-        }
+        // Each target decides what its plan keeps until now (an `overlap` slot, a Container
+        // App's previous revision).
+        ctx.leadership.check()?;
+        targets.retire_previous(&observe::target(workload, true, namespace)?, &plan).await?;
     }
     Ok(())
 }
