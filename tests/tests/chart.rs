@@ -1,17 +1,23 @@
 //! The Helm chart `charts/tidegate`, with the real `helm` (built from `helm.sh/helm/v3` by
 //! `cargo xtask tools`): it ships the same RBAC and approval policy as `deploy/`, lints clean,
-//! renders a hardened controller Deployment, refuses bad values and other namespaces, installs
-//! into a control plane of its own (CRDs included), upgrades without losing a Promotion, and its
-//! RBAC grants the controller nothing it must not hold.
+//! renders a hardened controller Deployment, renders the Azure values (workload identity, client
+//! secret, grants) into arguments the controller's own flag parser accepts, refuses bad values and
+//! other namespaces, installs into a control plane of its own (CRDs included), upgrades without
+//! losing a Promotion, and its RBAC grants the controller nothing it must not hold.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use clap::{CommandFactory, Parser};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use tidegate_api::{Promotion, PromotionSpec};
+use tidegate_controller::azure::AzureArgs;
+use tidegate_providers::azure::identity::AzureConfig;
+use tidegate_providers::azure_targets::AzureScopes;
+use tidegate_providers::staging_tests::HttpCheckOptions;
 
 use tidegate_testenv::{Options, TestEnv, helm_tool};
 
@@ -54,9 +60,16 @@ impl Helm {
         }
         let (ok, out, err) = self.run(None, &args);
         assert!(ok, "helm template failed: {err}");
-        serde_yaml::Deserializer::from_str(&out)
-            .filter_map(|doc| <Option<Value> as serde::Deserialize>::deserialize(doc).expect("rendered YAML"))
-            .collect()
+        documents(&out)
+    }
+
+    /// `helm template` in tidegate-system with `values` as a values file: (success, rendered
+    /// manifests, stderr).
+    fn template_values(&self, values: &Value) -> (bool, String, String) {
+        let file = self.home.path().join("values.yaml");
+        std::fs::write(&file, serde_yaml::to_string(values).expect("values")).expect("write values");
+        let (chart, file) = (chart(), file.display().to_string());
+        self.run(None, &["template", "tidegate", &chart, "-n", "tidegate-system", "--kube-version", KUBE, "-f", &file])
     }
 }
 
@@ -65,6 +78,51 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .iter()
         .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+/// The controller container's arguments.
+fn controller_args(objects: &[Value]) -> Vec<String> {
+    let container = &find(objects, "Deployment", "tidegate-controller")["spec"]["template"]["spec"]["containers"][0];
+    container["args"].as_array().expect("args").iter().map(|a| a.as_str().expect("string").to_string()).collect()
+}
+
+/// The controller's command line, as `tidegate-controller` defines it.
+#[derive(Parser)]
+struct ControllerCli {
+    #[command(flatten)]
+    config: tidegate_controller::Config,
+}
+
+/// The controller's Azure settings from `args`, parsed by the controller's own flags (so every
+/// rendered flag exists and its value has the flag's type), with the grants and staging
+/// resolutions parsed as the controller parses them at start.
+fn controller_azure(args: &[String]) -> AzureArgs {
+    let argv = std::iter::once("tidegate-controller").chain(args.iter().map(String::as_str));
+    let cli = ControllerCli::try_parse_from(argv).unwrap_or_else(|e| panic!("the controller refuses {args:?}: {e}"));
+    let azure = cli.config.azure;
+    AzureScopes::parse(&azure.azure_grants).unwrap_or_else(|e| panic!("grants: {e}"));
+    HttpCheckOptions::parse_resolve(&azure.staging_resolve).unwrap_or_else(|e| panic!("staging resolve: {e}"));
+    azure
+}
+
+/// What the controller builds from `azure` at start (as `AzureArgs::targets` does), checked as it
+/// checks it: everything the credential needs is there and well-formed.
+fn validated_azure_config(azure: &AzureArgs) -> AzureConfig {
+    let config = AzureConfig {
+        credential: azure.azure_credential.as_deref().expect("--azure-credential").parse().expect("credential"),
+        tenant_id: azure.azure_tenant_id.clone(),
+        client_id: azure.azure_client_id.clone(),
+        client_secret_file: azure.azure_client_secret_file.clone(),
+        federated_token_file: azure.azure_federated_token_file.clone(),
+        authority_host: azure.azure_authority_host.parse().expect("authority host"),
+        resource_manager: azure.azure_resource_manager.parse().expect("resource manager"),
+        scope: azure.azure_token_scope.clone(),
+        ca_file: azure.azure_ca_file.clone(),
+        requests_per_second: azure.azure_requests_per_second,
+        ..AzureConfig::default()
+    };
+    config.validate().unwrap_or_else(|e| panic!("the controller would refuse {config:?}: {e}"));
+    config
 }
 
 /// The documents of a YAML file, without comment-only ones.
@@ -83,13 +141,16 @@ fn the_chart_ships_the_same_rbac_and_approval_policy_as_deploy() {
         "the chart's approval policy drifted from deploy/"
     );
     // deploy/rbac.yaml also creates the namespace, which `helm install --create-namespace` does.
-    let deploy: Vec<Value> =
+    let key = |d: &Value| format!("{}/{}/{}", d["kind"], d["metadata"]["namespace"], d["metadata"]["name"]);
+    let mut deploy: Vec<Value> =
         documents(&read("deploy/rbac.yaml")).into_iter().filter(|d| d["kind"] != "Namespace").collect();
-    assert_eq!(
-        documents(&read("charts/tidegate/templates/rbac.yaml")),
-        deploy,
-        "the chart's RBAC drifted from deploy/"
-    );
+    // The chart's ServiceAccount is a template of its own (Azure workload identity annotates it);
+    // rendered with the default values it is deploy/'s.
+    let mut chart = documents(&read("charts/tidegate/templates/rbac.yaml"));
+    chart.push(find(&Helm::new().template(&[]), "ServiceAccount", "tidegate-controller").clone());
+    deploy.sort_by_key(key);
+    chart.sort_by_key(key);
+    assert_eq!(chart, deploy, "the chart's RBAC drifted from deploy/");
 }
 
 #[test]
@@ -165,6 +226,18 @@ fn bad_values_and_other_namespaces_are_refused() {
         ("trivy.cache.sizeLimit=lots", "sizeLimit"),
         ("extraArgs[0]=rm", "extraArgs"),
         ("unknownValue=1", "unknownValue"),
+        ("azure.credential=password", "credential"),
+        ("azure.unknownValue=1", "unknownValue"),
+        // The client secret is a Secret's name and key, never a value.
+        ("azure.clientSecret.value=hunter2", "value"),
+        ("azure.grants.shop[0]=/resourceGroups/shop", "/azure/grants/shop/0"),
+        ("azure.grants.shop[0]=subscriptions/s1", "/azure/grants/shop/0"),
+        ("azure.grants.Shop[0]=/subscriptions/s1", "Shop"),
+        ("azure.clientId=not-a-guid", "clientId"),
+        // Workload identity needs the client id the ServiceAccount annotation carries.
+        ("azure.enabled=true", "clientId"),
+        ("azure.requestsPerSecond=0", "requestsPerSecond"),
+        ("staging.resolve[0]=10.0.0.4", "resolve"),
     ] {
         let (ok, _, err) = helm.run(
             None,
@@ -174,6 +247,209 @@ fn bad_values_and_other_namespaces_are_refused() {
     }
     let (ok, _, err) = helm.run(None, &["template", "tidegate", &chart(), "-n", "default", "--kube-version", KUBE]);
     assert!(!ok && err.contains("install Tidegate into namespace tidegate-system"), "{err}");
+}
+
+const CLIENT_ID: &str = "6f1d2c3b-0a9e-4b8c-9d7e-5f4a3b2c1d0e";
+const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+#[test]
+fn azure_is_off_unless_enabled() {
+    let helm = Helm::new();
+    // Azure values set but not enabled: nothing Azure is rendered.
+    for sets in [&[][..], &["azure.clientId=6f1d2c3b-0a9e-4b8c-9d7e-5f4a3b2c1d0e", "azure.caBundle.configMap=ca"][..]] {
+        let objects = helm.template(sets);
+        let args = controller_args(&objects);
+        assert!(!args.iter().any(|a| a.starts_with("--azure") || a.starts_with("--staging")), "{args:?}");
+        let deployment = find(&objects, "Deployment", "tidegate-controller");
+        let text = serde_json::to_string(deployment).expect("JSON");
+        assert!(!text.contains("azure"), "no Azure env, label or volume: {text}");
+        let account = find(&objects, "ServiceAccount", "tidegate-controller");
+        assert!(account["metadata"]["annotations"].is_null(), "{account}");
+        let azure = controller_azure(&args);
+        assert!(azure.azure_credential.is_none() && azure.azure_grants.is_empty());
+    }
+}
+
+#[test]
+fn azure_workload_identity_annotates_the_service_account_and_labels_the_pods() {
+    let helm = Helm::new();
+    let (ok, out, err) = helm.template_values(&json!({
+        "azure": {
+            "enabled": true,
+            "credential": "workloadIdentity",
+            "tenantId": TENANT_ID,
+            "clientId": CLIENT_ID,
+            "grants": {"shop": ["/subscriptions/s1/resourceGroups/shop"]}
+        }
+    }));
+    assert!(ok, "helm template: {err}");
+    let objects = documents(&out);
+    let account = find(&objects, "ServiceAccount", "tidegate-controller");
+    assert_eq!(
+        account["metadata"]["annotations"],
+        json!({"azure.workload.identity/client-id": CLIENT_ID, "azure.workload.identity/tenant-id": TENANT_ID})
+    );
+    let template = &find(&objects, "Deployment", "tidegate-controller")["spec"]["template"];
+    assert_eq!(
+        template["metadata"]["labels"]["azure.workload.identity/use"],
+        json!("true"),
+        "a string, as the webhook wants"
+    );
+    assert_eq!(template["spec"]["serviceAccountName"], "tidegate-controller");
+    let args = controller_args(&objects);
+    let azure_args: Vec<&String> = args.iter().filter(|a| a.starts_with("--azure")).collect();
+    // Tenant, client, token file and authority host come from the webhook's environment.
+    assert_eq!(
+        azure_args,
+        ["--azure-credential=workload-identity", "--azure-grant=shop=/subscriptions/s1/resourceGroups/shop"],
+        "{args:?}"
+    );
+    let container = &template["spec"]["containers"][0];
+    let env: Vec<&str> = container["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+    assert!(!env.iter().any(|e| e.starts_with("AZURE_")), "the webhook injects these: {env:?}");
+
+    // The variables the AKS workload identity webhook injects are the controller flags' defaults.
+    let command = ControllerCli::command();
+    for (variable, flag) in [
+        ("AZURE_CLIENT_ID", "azure-client-id"),
+        ("AZURE_TENANT_ID", "azure-tenant-id"),
+        ("AZURE_FEDERATED_TOKEN_FILE", "azure-federated-token-file"),
+        ("AZURE_AUTHORITY_HOST", "azure-authority-host"),
+    ] {
+        let arg = command.get_arguments().find(|a| a.get_long() == Some(flag)).unwrap_or_else(|| panic!("--{flag}"));
+        assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(variable), "--{flag}");
+    }
+    // With what the webhook injects, the controller has all a workload identity needs.
+    let mut azure = controller_azure(&args);
+    azure.azure_tenant_id = Some(TENANT_ID.into());
+    azure.azure_client_id = Some(CLIENT_ID.into());
+    azure.azure_federated_token_file = Some("/var/run/secrets/azure/tokens/azure-identity-token".into());
+    azure.azure_authority_host = "https://login.microsoftonline.com/".into();
+    let config = validated_azure_config(&azure);
+    assert_eq!(config.credential.to_string(), "workload-identity");
+}
+
+#[test]
+fn azure_client_secret_grants_and_staging_render_as_controller_flags() {
+    let helm = Helm::new();
+    let values = json!({
+        "azure": {
+            "enabled": true,
+            "credential": "clientSecret",
+            "tenantId": TENANT_ID,
+            "clientId": CLIENT_ID,
+            "clientSecret": {"existingSecret": "tidegate-azure", "key": "secret"},
+            "authorityHost": "https://login.microsoftonline.us",
+            "resourceManager": "https://management.usgovcloudapi.net",
+            "tokenScope": "https://management.usgovcloudapi.net/.default",
+            "caBundle": {"configMap": "azure-ca"},
+            "requestsPerSecond": 2.5,
+            "grants": {
+                "shop": ["/subscriptions/s1/resourceGroups/shop", "/subscriptions/s2"],
+                "batch": ["/subscriptions/s1/resourceGroups/batch/providers/Microsoft.App/jobs/nightly"]
+            }
+        },
+        "staging": {
+            "caBundle": {"configMap": "staging-ca", "key": "ca.pem"},
+            "resolve": ["internal.example.azurecontainerapps.io=10.0.0.4", "apps.example.net=10.0.0.5:8443"]
+        }
+    });
+    let (ok, out, err) = helm.template_values(&values);
+    assert!(ok, "helm template: {err}");
+    let objects = documents(&out);
+    let args = controller_args(&objects);
+    for expected in [
+        "--azure-credential=client-secret",
+        &format!("--azure-tenant-id={TENANT_ID}"),
+        &format!("--azure-client-id={CLIENT_ID}"),
+        "--azure-client-secret-file=/etc/tidegate/azure-client-secret/client-secret",
+        "--azure-authority-host=https://login.microsoftonline.us",
+        "--azure-resource-manager=https://management.usgovcloudapi.net",
+        "--azure-scope=https://management.usgovcloudapi.net/.default",
+        "--azure-ca-file=/etc/tidegate/azure-ca/ca.pem",
+        "--azure-requests-per-second=2.5",
+        "--azure-grant=batch=/subscriptions/s1/resourceGroups/batch/providers/Microsoft.App/jobs/nightly",
+        "--azure-grant=shop=/subscriptions/s1/resourceGroups/shop",
+        "--azure-grant=shop=/subscriptions/s2",
+        "--staging-ca-file=/etc/tidegate/staging-ca/ca.pem",
+        "--staging-resolve=internal.example.azurecontainerapps.io=10.0.0.4",
+        "--staging-resolve=apps.example.net=10.0.0.5:8443",
+    ] {
+        assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
+    }
+    assert_eq!(args.iter().filter(|a| a.starts_with("--azure-grant=")).count(), 3, "{args:?}");
+
+    let pod = &find(&objects, "Deployment", "tidegate-controller")["spec"]["template"]["spec"];
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    assert_eq!(
+        volume("azure-client-secret")["secret"],
+        json!({"secretName": "tidegate-azure", "items": [{"key": "secret", "path": "client-secret"}]})
+    );
+    assert_eq!(
+        volume("azure-ca")["configMap"],
+        json!({"name": "azure-ca", "items": [{"key": "ca.crt", "path": "ca.pem"}]})
+    );
+    assert_eq!(
+        volume("staging-ca")["configMap"],
+        json!({"name": "staging-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}]})
+    );
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().expect("mounts");
+    for (name, path) in [
+        ("azure-client-secret", "/etc/tidegate/azure-client-secret"),
+        ("azure-ca", "/etc/tidegate/azure-ca"),
+        ("staging-ca", "/etc/tidegate/staging-ca"),
+    ] {
+        let mount = mounts.iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} mount"));
+        assert_eq!((&mount["mountPath"], &mount["readOnly"]), (&json!(path), &json!(true)), "{name}");
+    }
+    // The secret stays in its Secret: nothing rendered carries a value, no Secret is rendered,
+    // no environment variable names it, and the ServiceAccount has no workload identity.
+    assert!(!objects.iter().any(|o| o["kind"] == "Secret"));
+    let env: Vec<&str> =
+        pod["containers"][0]["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(env, ["POD_NAMESPACE", "POD_NAME"]);
+    assert!(find(&objects, "ServiceAccount", "tidegate-controller")["metadata"]["annotations"].is_null());
+    assert!(
+        find(&objects, "Deployment", "tidegate-controller")["spec"]["template"]["metadata"]["labels"]
+            ["azure.workload.identity/use"]
+            .is_null()
+    );
+    // Egress stays open: Entra ID and Resource Manager on 443.
+    let policy = find(&objects, "NetworkPolicy", "tidegate-controller");
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]), "{policy}");
+
+    // The controller's own flags accept every rendered argument, and what it builds validates.
+    let config = validated_azure_config(&controller_azure(&args));
+    assert_eq!(
+        config.client_secret_file.as_deref(),
+        Some(Path::new("/etc/tidegate/azure-client-secret/client-secret"))
+    );
+    assert_eq!(config.resource_manager.as_str(), "https://management.usgovcloudapi.net/");
+    assert_eq!(config.requests_per_second, 2.5);
+
+    // Managed identity: a user-assigned identity by client id, nothing mounted.
+    let (ok, out, err) = helm.template_values(&json!({
+        "azure": {"enabled": true, "credential": "managedIdentity", "clientId": CLIENT_ID}
+    }));
+    assert!(ok, "helm template: {err}");
+    let objects = documents(&out);
+    let args = controller_args(&objects);
+    let azure_args: Vec<&String> = args.iter().filter(|a| a.starts_with("--azure")).collect();
+    assert_eq!(azure_args, ["--azure-credential=managed-identity", &format!("--azure-client-id={CLIENT_ID}")]);
+    let pod = &find(&objects, "Deployment", "tidegate-controller")["spec"]["template"]["spec"];
+    assert!(!serde_json::to_string(&pod["volumes"]).expect("JSON").contains("azure"));
+    validated_azure_config(&controller_azure(&args));
+
+    // Client secret without the Secret, tenant or client id is refused before anything renders.
+    let (ok, _, err) = helm.template_values(&json!({"azure": {"enabled": true, "credential": "clientSecret", "tenantId": TENANT_ID, "clientId": CLIENT_ID}}));
+    assert!(!ok && err.contains("existingSecret"), "{err}");
 }
 
 /// Whether `user` may `verb` `resource` (cluster-wide when `namespace` is empty).

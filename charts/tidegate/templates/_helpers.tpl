@@ -31,3 +31,10 @@ tidegate-system/tidegate-controller (the policies trust that user): the chart in
 {{- fail (printf "install Tidegate into namespace tidegate-system (helm install ... -n tidegate-system --create-namespace), not %q: its RBAC and admission policies name the ServiceAccount tidegate-system/tidegate-controller" .Release.Namespace) -}}
 {{- end -}}
 {{- end }}
+
+{{/* "true" when the controller signs in to Azure with AKS workload identity, else empty. */}}
+{{- define "tidegate.azureWorkloadIdentity" -}}
+{{- if and .Values.azure.enabled (eq .Values.azure.credential "workloadIdentity") -}}
+true
+{{- end -}}
+{{- end }}
