@@ -471,9 +471,11 @@ pub enum WorkloadKind {
     validation = Rule::new("!has(self.strategy) || self.kind != 'worker' || self.strategy.type in ['replace', 'overlap']")
         .message("spec.workloads[].strategy.type must be replace or overlap for a worker workload"),
     validation = Rule::new("!has(self.strategy) || self.kind != 'http' || self.strategy.type in ['blueGreen', 'canary', 'rolling']")
-        .message("spec.workloads[].strategy.type must be blueGreen or rolling for an http workload"),
+        .message("spec.workloads[].strategy.type must be blueGreen, canary or rolling for an http workload"),
     validation = Rule::new("self.kind == 'job' ? (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'CronJob') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'CronJob') && !has(self.staging.containerApp) && !has(self.production.containerApp) : (!has(self.staging.kubernetes) || self.staging.kubernetes.kind == 'Deployment') && (!has(self.production.kubernetes) || self.production.kubernetes.kind == 'Deployment') && !has(self.staging.containerAppsJob) && !has(self.production.containerAppsJob)")
         .message("spec.workloads[]: a job workload targets a CronJob or a containerAppsJob; http and worker workloads target a Deployment or a containerApp"),
+    validation = Rule::new("!has(self.strategy) || self.strategy.type != 'canary' || has(self.production.containerApp)")
+        .message("spec.workloads[].strategy.type canary needs a containerApp production target: Kubernetes Deployments have no traffic split here; use blueGreen"),
     validation = Rule::new("!has(self.production.containerApp) || !has(self.production.containerApp.label)")
         .message("spec.workloads[].production.containerApp.label applies to staging only: production traffic is moved by weights, not labels"),
     validation = Rule::new("!has(self.production.containerAppsJob) || !has(self.production.containerAppsJob.verifyExecution)")
@@ -603,23 +605,33 @@ pub struct AzureTarget {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.type != 'canary'")
-        .message("spec.workloads[].strategy.type canary is not supported yet: traffic is not split between versions; use blueGreen (the new version becomes Available before all traffic switches to it) or rolling"),
-    validation = Rule::new("!has(self.canarySteps)")
-        .message("spec.workloads[].strategy.canarySteps is not supported yet: traffic is not split between versions; remove canarySteps and use type blueGreen")
+    validation = Rule::new("self.type != 'canary' || has(self.canarySteps)")
+        .message("spec.workloads[].strategy.canarySteps is required for type canary, for example [10, 50]"),
+    validation = Rule::new("!has(self.canarySteps) || self.type == 'canary'")
+        .message("spec.workloads[].strategy.canarySteps applies to type canary only"),
+    validation = Rule::new("!has(self.canaryStepDuration) || self.type == 'canary'")
+        .message("spec.workloads[].strategy.canaryStepDuration applies to type canary only")
 )]
 pub struct Strategy {
-    /// `blueGreen` or `rolling` for `http`; `replace` or `overlap` for `worker`; `direct` for
-    /// `job`. `canary` is not supported yet and refused at admission.
+    /// `blueGreen`, `canary` (Container Apps only) or `rolling` for `http`; `replace` or
+    /// `overlap` for `worker`; `direct` for `job`.
     #[serde(rename = "type")]
     pub kind: StrategyKind,
-    /// Traffic percentages given to the new revision in order before the full switch, for
-    /// example `[10, 50]`, each between 1 and 99. Not supported yet; refused at admission.
+    /// `canary` only: traffic percentages the new revision gets in order before all traffic,
+    /// for example `[10, 50]`; each between 1 and 99, increasing. Each step is held for
+    /// `canaryStepDuration` while the new revision stays healthy; a failure puts all traffic
+    /// back on the previous revision.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "canarySteps")]
-    #[x_kube(validation = Rule::new("self.all(w, w >= 1 && w <= 99)")
-        .message("spec.workloads[].strategy.canarySteps must be percentages between 1 and 99"))]
+    #[x_kube(validation = Rule::new("self.all(w, w >= 1 && w <= 99) && (size(self) < 2 || [1, 2, 3, 4, 5, 6, 7, 8, 9].all(i, i >= size(self) || self[i - 1] < self[i]))")
+        .message("spec.workloads[].strategy.canarySteps must be increasing percentages between 1 and 99"))]
     #[schemars(length(min = 1, max = 10))]
     pub canary_steps: Option<Vec<i32>>,
+    /// `canary` only: how long each step is held, between `10s` and `1h`. Default `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "canaryStepDuration")]
+    #[x_kube(validation = Rule::new(cel_duration_between("10s", "1h"))
+        .message("spec.workloads[].strategy.canaryStepDuration must be a duration between 10s and 1h"))]
+    #[schemars(length(max = 32))]
+    pub canary_step_duration: Option<String>,
 }
 
 /// Rollout strategy.
@@ -629,7 +641,8 @@ pub enum StrategyKind {
     /// New revision at 0 % traffic, checked through its own URL, then switched; the previous one
     /// is kept for instant rollback.
     BlueGreen,
-    /// Like blue-green with intermediate traffic steps. Not supported yet; refused at admission.
+    /// Like blue-green with intermediate traffic steps (`canarySteps`). Container Apps only:
+    /// Kubernetes Deployments have no traffic split here.
     Canary,
     /// A plain rolling update of one Deployment.
     Rolling,
@@ -978,15 +991,12 @@ mod tests {
             &["build", "acrTask"],
             &["tests", "job", "timeout"],
             &["workloads", "[]", "production", "image"],
-            &["workloads", "[]", "strategy", "canarySteps"],
         ];
         for path in refused {
             let text = p(path);
             assert!(text.contains("Not supported yet; refused at admission"), "{path:?}: {text}");
         }
-        for (path, value) in
-            [(&["build", "strategy"][..], "`acrTask`"), (&["workloads", "[]", "strategy", "type"][..], "`canary`")]
-        {
+        for (path, value) in [(&["build", "strategy"][..], "`acrTask`")] {
             let text = p(path);
             assert!(
                 text.contains(value) && text.contains("is not supported yet and refused at admission"),

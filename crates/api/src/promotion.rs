@@ -126,6 +126,11 @@ pub struct PromotionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub records: Vec<RecordEntry>,
+    /// Canary progress of each workload switched in steps: the weight the new revision was
+    /// last seen at and since when (each step is held from then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub canary: Vec<CanaryProgress>,
     /// Current conditions (`Approved`, `Healthy`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
@@ -205,4 +210,16 @@ pub struct AuditEntry {
     pub user: String,
     /// When the controller first saw it.
     pub at: Time,
+}
+
+/// Where a canary switch of one workload stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryProgress {
+    /// The workload.
+    pub workload: String,
+    /// Percentage of traffic the new revision gets.
+    pub weight: i32,
+    /// When the controller first saw this weight.
+    pub since: Time,
 }

@@ -52,6 +52,7 @@ pub fn target<'a>(workload: &'a Workload, production: bool, namespace: &str) -> 
                         plan.retire_previous,
                         rollout::Retire::KeepIdle | rollout::Retire::AfterMonitoring
                     ),
+                    canary: None,
                 }
             }
             false => {

@@ -5,17 +5,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tidegate_api::image_policy::Workload;
+use tidegate_api::image_policy::{StrategyKind, Workload};
+use tidegate_api::promotion::CanaryProgress;
 use tidegate_api::{
     FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent, Release,
 };
 use tidegate_core::ImageRef;
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
 use tidegate_core::conditions::{self, Wanted};
+use tidegate_core::container_apps::Canary;
 use tidegate_core::promotion::{self, Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState};
 use tidegate_core::{Digest, parse_duration, provenance};
 use tidegate_providers::targets::Targets;
@@ -89,10 +92,11 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         ctx.leadership.check()?;
         match effect {
             Effect::DeployProduction { digest } => {
-                rolled_out = Some(converge(&ctx, &namespace, &name, &rules, &workloads, digest).await?)
+                let canary = Some(&mut status.canary);
+                rolled_out = Some(converge(&ctx, &namespace, &name, &rules, &workloads, digest, canary).await?)
             }
             Effect::RollbackProduction { to } => {
-                rolled_back = Some(converge(&ctx, &namespace, &name, &rules, &workloads, to).await?)
+                rolled_back = Some(converge(&ctx, &namespace, &name, &rules, &workloads, to, None).await?)
             }
             Effect::RetirePrevious => retire(&ctx, &namespace, &name, &workloads).await?,
             Effect::Record { event } => records.push(attach_record(&ctx, &promotion, &rules, &digest, *event).await?),
@@ -530,7 +534,8 @@ async fn rollback_target_problem(
 }
 
 /// One convergence step of every selected production workload towards `digest`, as the
-/// deployer of the Promotion's namespace acting for Promotion `promotion`.
+/// deployer of the Promotion's namespace acting for Promotion `promotion`. A deployment (not a
+/// rollback) records canary progress in `canary`.
 async fn converge(
     ctx: &Context,
     namespace: &str,
@@ -538,13 +543,19 @@ async fn converge(
     rules: &FrozenRules,
     workloads: &[&Workload],
     digest: &Digest,
+    mut canary: Option<&mut Vec<CanaryProgress>>,
 ) -> Result<Progress> {
     let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
     let image = repository.pinned(digest);
     let targets = ctx.production_targets(namespace, promotion)?;
     let mut waiting = Vec::new();
     for workload in workloads {
-        let target = observe::target(workload, true, namespace)?;
+        let mut target = observe::target(workload, true, namespace)?;
+        if let (Some(progress), Some(steps)) = (canary.as_deref_mut(), canary_steps(workload)?) {
+            let weight = targets.traffic_weight(&target, &image).await?.unwrap_or(0);
+            let held = canary_held(progress, &workload.name, weight, ctx.now());
+            target = target.with_canary(Some(Canary { held: Some(held), ..steps }));
+        }
         let plan = observe::production_plan(workload)?;
         ctx.leadership.check()?;
         match targets.converge(&target, &plan, &image).await {
@@ -565,6 +576,32 @@ async fn converge(
         }
     }
     Ok(if waiting.is_empty() { Progress::Done } else { Progress::InProgress(waiting.join("; ")) })
+}
+
+/// The canary steps of a workload switched in steps, without the held time.
+fn canary_steps(workload: &Workload) -> Result<Option<Canary>> {
+    let Some(strategy) = workload.strategy.as_ref().filter(|s| s.kind == StrategyKind::Canary) else {
+        return Ok(None);
+    };
+    let hold = strategy.canary_step_duration.as_deref().unwrap_or("1m");
+    let hold = tidegate_core::parse_duration(hold)
+        .map_err(|e| Error::Invalid(format!("workload {}: canaryStepDuration: {e}", workload.name)))?;
+    Ok(Some(Canary { steps: strategy.canary_steps.clone().unwrap_or_default(), hold, held: None }))
+}
+
+/// How long `workload`'s candidate has had `weight`, recording a new weight as seen `now`.
+fn canary_held(progress: &mut Vec<CanaryProgress>, workload: &str, weight: i32, now: Timestamp) -> Duration {
+    match progress.iter_mut().find(|p| p.workload == workload) {
+        Some(p) if p.weight == weight => now.duration_since(p.since.0).unsigned_abs(),
+        Some(p) => {
+            (p.weight, p.since) = (weight, Time(now));
+            Duration::ZERO
+        }
+        None => {
+            progress.push(CanaryProgress { workload: workload.to_string(), weight, since: Time(now) });
+            Duration::ZERO
+        }
+    }
 }
 
 async fn retire(ctx: &Context, namespace: &str, promotion: &str, workloads: &[&Workload]) -> Result<()> {

@@ -91,7 +91,20 @@ pub enum Goal {
     Production {
         /// Keep the previous revision active until the monitor window ends (blue-green, overlap).
         keep_previous: bool,
+        /// Move traffic in steps, each held while the candidate stays healthy.
+        canary: Option<Canary>,
     },
+}
+
+/// Canary steps of a production switch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canary {
+    /// Percentages the candidate gets in order before 100 %, increasing.
+    pub steps: Vec<i32>,
+    /// How long each step is held before the next.
+    pub hold: std::time::Duration,
+    /// How long the candidate's current weight has been seen, if known.
+    pub held: Option<std::time::Duration>,
 }
 
 /// The one thing to do next.
@@ -176,10 +189,11 @@ impl AppView {
         self.pinned_traffic().iter().filter(|w| w.revision.as_deref() == Some(revision)).map(|w| w.weight).sum()
     }
 
-    /// The revision that serves: the one with the most traffic (ingress), or the newest active
-    /// one (no ingress, or a single active revision).
+    /// The revision that serves: the one with the most traffic (ingress, several revisions), or
+    /// the newest active one (no ingress, or single revision mode, where Azure sends all traffic
+    /// to the one active revision whatever the weights say).
     pub fn live(&self) -> Option<&RevisionView> {
-        if self.ingress && !self.traffic.is_empty() {
+        if self.multiple_revisions && self.ingress && !self.traffic.is_empty() {
             let pinned = self.pinned_traffic();
             let best = pinned.iter().filter(|w| w.weight > 0).max_by_key(|w| w.weight)?;
             return best.revision.as_deref().and_then(|name| self.revision(name));
@@ -220,7 +234,7 @@ pub fn next_step(app: &AppView, image: &str, digest_hex: &str, goal: &Goal) -> S
         return Step::Wait("an Azure operation on the app is still running".into());
     }
     let shared = matches!(goal, Goal::StagingRevision { .. });
-    let keeps_previous = matches!(goal, Goal::Production { keep_previous: true });
+    let keeps_previous = matches!(goal, Goal::Production { keep_previous: true, .. });
     if (shared || keeps_previous) && !app.multiple_revisions {
         return Step::Failed(format!(
             "the app runs in single revision mode; {} needs activeRevisionsMode Multiple \
@@ -234,6 +248,9 @@ pub fn next_step(app: &AppView, image: &str, digest_hex: &str, goal: &Goal) -> S
     let usable = |r: &&RevisionView| {
         app.multiple_revisions || r.active || app.latest_revision.as_deref() == Some(r.name.as_str())
     };
+    if matches!(goal, Goal::Production { canary: Some(_), .. }) && !app.ingress {
+        return Step::Failed("canary steps split traffic, and the app has no ingress; use blueGreen or replace".into());
+    }
     if shared && !app.ingress {
         return Step::Failed(
             "the app has no ingress, so a staging revision beside production would be unreachable and, \
@@ -248,6 +265,17 @@ pub fn next_step(app: &AppView, image: &str, digest_hex: &str, goal: &Goal) -> S
         let traffic = (app.multiple_revisions && app.ingress).then(|| app.pinned_traffic());
         return Step::CreateRevision { suffix, traffic };
     };
+    // A canary that already takes traffic fails as soon as it is unhealthy; the Promotion then
+    // puts all traffic back on the previous revision.
+    if let Goal::Production { canary: Some(_), .. } = goal {
+        let weight = app.weight_of(&candidate.name);
+        if weight > 0 && weight < 100 && (!candidate.healthy || candidate.restarts > 0) {
+            return Step::Failed(format!(
+                "canary revision {} at {weight} % is unhealthy ({}, {} restarts)",
+                candidate.name, candidate.state, candidate.restarts
+            ));
+        }
+    }
     let inactive = !candidate.active && candidate.provisioning == Provisioning::Succeeded;
     if inactive {
         return Step::Activate(candidate.name.clone());
@@ -260,9 +288,18 @@ pub fn next_step(app: &AppView, image: &str, digest_hex: &str, goal: &Goal) -> S
         Goal::StagingRevision { label } => with_label(app, &name, label, false),
         Goal::StagingApp { label } if app.multiple_revisions && app.ingress => with_label(app, &name, label, true),
         Goal::StagingApp { .. } => Step::Done,
-        Goal::Production { keep_previous } => {
-            if app.multiple_revisions && app.ingress && app.weight_of(&name) < 100 {
-                return Step::SetTraffic(all_traffic_to(app, &name));
+        Goal::Production { keep_previous, canary } => {
+            let weight = app.weight_of(&name);
+            if app.multiple_revisions && app.ingress && weight < 100 {
+                let Some(canary) = canary else { return Step::SetTraffic(all_traffic_to(app, &name)) };
+                if weight > 0 && canary.held.is_none_or(|held| held < canary.hold) {
+                    return Step::Wait(format!(
+                        "canary revision {name} at {weight} %, healthy; holding {}s before the next step",
+                        canary.hold.saturating_sub(canary.held.unwrap_or_default()).as_secs()
+                    ));
+                }
+                let next = canary.steps.iter().copied().find(|step| *step > weight && *step < 100).unwrap_or(100);
+                return Step::SetTraffic(split_traffic(app, &name, next));
             }
             if !keep_previous && app.multiple_revisions {
                 let idle = app.idle_besides(&name);
@@ -312,6 +349,27 @@ fn all_traffic_to(app: &AppView, revision: &str) -> Vec<Weight> {
         && !traffic.iter().any(|w| w.revision.as_deref() == Some(live.name.as_str()))
     {
         traffic.push(Weight { revision: Some(live.name.clone()), weight: 0, label: None });
+    }
+    traffic
+}
+
+/// `weight` % on `revision`, the rest on the revision that serves most of the traffic besides
+/// it; labelled entries stay (at 0 % unless they name one of the two).
+fn split_traffic(app: &AppView, revision: &str, weight: i32) -> Vec<Weight> {
+    let pinned = app.pinned_traffic();
+    let previous = pinned
+        .iter()
+        .filter(|w| w.revision.as_deref() != Some(revision) && w.weight > 0)
+        .max_by_key(|w| w.weight)
+        .and_then(|w| w.revision.clone());
+    let Some(previous) = previous.filter(|_| weight < 100) else { return all_traffic_to(app, revision) };
+    let mut traffic: Vec<Weight> =
+        pinned.into_iter().filter(|w| w.label.is_some()).map(|w| Weight { weight: 0, ..w }).collect();
+    for (name, share) in [(revision, weight), (previous.as_str(), 100 - weight)] {
+        match traffic.iter_mut().find(|w| w.revision.as_deref() == Some(name)) {
+            Some(entry) => entry.weight = share,
+            None => traffic.push(Weight { revision: Some(name.to_string()), weight: share, label: None }),
+        }
     }
     traffic
 }

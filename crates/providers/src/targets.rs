@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tidegate_api::image_policy::AzureTarget;
+use tidegate_api::image_policy::{AzureTarget, StrategyKind};
 use tidegate_core::promotion::{Health, Progress};
 use tidegate_core::rollout::{Retire, RolloutPlan};
 
@@ -38,6 +38,14 @@ pub enum Target<'a> {
 }
 
 impl Target<'_> {
+    /// Sets the canary state of a production Container App target.
+    pub fn with_canary(mut self, canary: Option<tidegate_core::container_apps::Canary>) -> Self {
+        if let Target::ContainerApp { role: Role::Production { canary: slot, .. }, .. } = &mut self {
+            *slot = canary;
+        }
+        self
+    }
+
     /// The target, for messages.
     pub fn display(&self) -> String {
         match self {
@@ -94,6 +102,10 @@ impl Targets {
     /// Converges the target one step towards `image` with `plan`.
     pub async fn converge(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
         match target {
+            Target::Kubernetes(r) if plan.strategy == StrategyKind::Canary => Ok(Progress::Failed(format!(
+                "{}: canary needs a Container App (Deployments have no traffic split here); use blueGreen",
+                r.display()
+            ))),
             Target::Kubernetes(r) => self.kubernetes.converge(r, plan, image).await,
             Target::ContainerApp { target: t, role, namespace } => {
                 let (azure, id) = self.azure(t, namespace)?;
@@ -174,6 +186,17 @@ impl Targets {
                 let (azure, id) = self.azure(t, namespace)?;
                 azure.job_ran(&id, t.container.as_deref(), image).await
             }
+        }
+    }
+
+    /// The percentage of traffic `image` gets on a Container App target (`None` elsewhere).
+    pub async fn traffic_weight(&self, target: &Target<'_>, image: &str) -> Result<Option<i32>> {
+        match target {
+            Target::ContainerApp { target: t, namespace, .. } => {
+                let (azure, id) = self.azure(t, namespace)?;
+                Ok(Some(azure.app_weight(&id, t.container.as_deref(), image).await?))
+            }
+            _ => Ok(None),
         }
     }
 

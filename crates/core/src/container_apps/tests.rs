@@ -77,7 +77,7 @@ fn converge(app: &mut AppView, image: &str, goal: &Goal) -> Vec<Step> {
 #[test]
 fn blue_green_creates_a_pinned_revision_then_switches_and_keeps_the_previous() {
     let mut app = app();
-    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: true });
+    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: true, canary: None });
     assert_eq!(
         steps[0],
         Step::CreateRevision {
@@ -90,7 +90,7 @@ fn blue_green_creates_a_pinned_revision_then_switches_and_keeps_the_previous() {
     assert!(app.revision("web--v1").is_some_and(|r| r.active), "kept for an instant rollback");
     assert_eq!(health(&app, NEW), Health::Healthy);
     // Rollback: traffic goes back to the previous revision, which never stopped.
-    let back = converge(&mut app, OLD, &Goal::Production { keep_previous: true });
+    let back = converge(&mut app, OLD, &Goal::Production { keep_previous: true, canary: None });
     assert_eq!(back.len(), 2, "{back:?}");
     assert_eq!(app.weight_of("web--v1"), 100);
     assert_eq!(app.weight_of("web--tg-feedfeedfeed"), 0);
@@ -104,7 +104,7 @@ fn staging_in_the_production_app_is_a_labelled_revision_at_zero() {
     assert_eq!(app.weight_of("web--v1"), 100, "production traffic untouched");
     assert!(app.traffic.contains(&weight(Some("web--tg-feedfeedfeed"), 0, Some("staging"))));
     // Production later finds the revision staging made and only moves traffic; the label stays.
-    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: true });
+    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: true, canary: None });
     assert_eq!(steps.len(), 2, "{steps:?}");
     assert!(app.traffic.contains(&weight(Some("web--tg-feedfeedfeed"), 100, Some("staging"))));
     assert!(app.traffic.contains(&weight(Some("web--v1"), 0, None)));
@@ -113,7 +113,7 @@ fn staging_in_the_production_app_is_a_labelled_revision_at_zero() {
 #[test]
 fn a_later_candidate_on_staging_survives_the_retirement_of_the_previous() {
     let mut app = app();
-    converge(&mut app, NEW, &Goal::Production { keep_previous: true });
+    converge(&mut app, NEW, &Goal::Production { keep_previous: true, canary: None });
     app.revisions.push(revision("web--next", "r.example/app@sha256:beef", true, "2026-03-01T00:00:00Z"));
     app.traffic.push(weight(Some("web--next"), 0, Some("staging")));
     assert_eq!(app.idle_besides("web--tg-feedfeedfeed"), vec!["web--v1".to_string()]);
@@ -122,12 +122,12 @@ fn a_later_candidate_on_staging_survives_the_retirement_of_the_previous() {
 #[test]
 fn replace_deactivates_the_previous_once_the_new_one_is_healthy() {
     let mut app = AppView { ingress: false, traffic: vec![], ..app() };
-    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: false });
+    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: false, canary: None });
     assert_eq!(steps[0], Step::CreateRevision { suffix: "tg-feedfeedfeed".into(), traffic: None });
     assert_eq!(steps[1], Step::Deactivate(vec!["web--v1".into()]));
     assert_eq!(app.revisions.iter().filter(|r| r.active).count(), 1);
     // Rollback reactivates the previous revision and deactivates the bad one.
-    let back = converge(&mut app, OLD, &Goal::Production { keep_previous: false });
+    let back = converge(&mut app, OLD, &Goal::Production { keep_previous: false, canary: None });
     assert_eq!(back[0], Step::Activate("web--v1".into()));
     assert_eq!(back[1], Step::Deactivate(vec!["web--tg-feedfeedfeed".into()]));
 }
@@ -135,12 +135,14 @@ fn replace_deactivates_the_previous_once_the_new_one_is_healthy() {
 #[test]
 fn single_revision_mode_lets_azure_switch_and_refuses_what_needs_two() {
     let mut app = AppView { multiple_revisions: false, ..app() };
-    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: false });
+    let steps = converge(&mut app, NEW, &Goal::Production { keep_previous: false, canary: None });
     assert_eq!(steps, vec![Step::CreateRevision { suffix: "tg-feedfeedfeed".into(), traffic: None }, Step::Done]);
     // Back to the old image in single mode: a new revision, since the old one is inactive.
-    let back = converge(&mut app, OLD, &Goal::Production { keep_previous: false });
+    let back = converge(&mut app, OLD, &Goal::Production { keep_previous: false, canary: None });
     assert!(matches!(&back[0], Step::CreateRevision { suffix, .. } if suffix.starts_with("tg-")));
-    for goal in [Goal::Production { keep_previous: true }, Goal::StagingRevision { label: "staging".into() }] {
+    for goal in
+        [Goal::Production { keep_previous: true, canary: None }, Goal::StagingRevision { label: "staging".into() }]
+    {
         assert!(
             matches!(next_step(&app, NEW, HEX, &goal), Step::Failed(m) if m.contains("activeRevisionsMode Multiple"))
         );
@@ -154,7 +156,7 @@ fn waits_for_provisioning_and_health_and_fails_on_a_failed_revision() {
         provisioning: Provisioning::InProgress,
         ..revision("web--tg-feedfeedfeed", NEW, true, "2026-02-01T00:00:00Z")
     });
-    let goal = Goal::Production { keep_previous: true };
+    let goal = Goal::Production { keep_previous: true, canary: None };
     assert!(matches!(next_step(&app, NEW, HEX, &goal), Step::Wait(m) if m.contains("provisioning")));
     app.revisions[1].provisioning = Provisioning::Succeeded;
     app.revisions[1].healthy = false;
@@ -168,7 +170,7 @@ fn waits_for_provisioning_and_health_and_fails_on_a_failed_revision() {
 #[test]
 fn health_needs_the_active_revision_healthy_without_restarts_and_with_all_traffic() {
     let mut app = app();
-    converge(&mut app, NEW, &Goal::Production { keep_previous: true });
+    converge(&mut app, NEW, &Goal::Production { keep_previous: true, canary: None });
     assert_eq!(health(&app, NEW), Health::Healthy);
     app.revisions[1].restarts = 2;
     assert!(matches!(health(&app, NEW), Health::Unhealthy(m) if m.contains("restarted 2 times")));
@@ -176,6 +178,48 @@ fn health_needs_the_active_revision_healthy_without_restarts_and_with_all_traffi
     app.revisions[1].healthy = false;
     assert!(matches!(health(&app, NEW), Health::Unhealthy(_)));
     assert!(matches!(health(&app, "r.example/app@sha256:none"), Health::Unhealthy(_)));
+}
+
+fn fresh() -> AppView {
+    app()
+}
+
+fn canary(held: Option<u64>) -> Goal {
+    Goal::Production {
+        keep_previous: true,
+        canary: Some(Canary {
+            steps: vec![10, 50],
+            hold: std::time::Duration::from_secs(60),
+            held: held.map(std::time::Duration::from_secs),
+        }),
+    }
+}
+
+#[test]
+fn canary_steps_are_held_then_advanced_and_fail_when_unhealthy() {
+    let mut app = app();
+    let first = converge(&mut app, NEW, &canary(None));
+    assert!(matches!(first.last(), Some(Step::Wait(m)) if m.contains("at 10 %")), "{first:?}");
+    assert_eq!(app.weight_of("web--tg-feedfeedfeed"), 10);
+    assert_eq!(app.weight_of("web--v1"), 90);
+    // Held long enough: the next step, then all traffic.
+    let step = next_step(&app, NEW, HEX, &canary(Some(61)));
+    assert!(matches!(&step, Step::SetTraffic(t) if t.iter().any(|w| w.weight == 50)), "{step:?}");
+    apply(&mut app, &step, NEW);
+    assert!(matches!(next_step(&app, NEW, HEX, &canary(Some(5))), Step::Wait(_)));
+    let step = next_step(&app, NEW, HEX, &canary(Some(60)));
+    apply(&mut app, &step, NEW);
+    assert_eq!(app.weight_of("web--tg-feedfeedfeed"), 100);
+    assert_eq!(next_step(&app, NEW, HEX, &canary(Some(0))), Step::Done);
+    // A crashing canary fails the step (the Promotion then rolls back).
+    let mut app2 = fresh();
+    converge(&mut app2, NEW, &canary(None));
+    app2.revisions[1].restarts = 1;
+    assert!(matches!(next_step(&app2, NEW, HEX, &canary(Some(61))), Step::Failed(m) if m.contains("at 10 %")));
+    // Rolling back is an ordinary switch back to the previous revision.
+    let back = converge(&mut app2, OLD, &Goal::Production { keep_previous: true, canary: None });
+    assert_eq!(back.len(), 2, "{back:?}");
+    assert_eq!(app2.weight_of("web--v1"), 100);
 }
 
 #[test]
@@ -226,8 +270,12 @@ proptest! {
     /// and traffic goes only to revisions that exist; production is done only when the wanted
     /// image is what serves.
     #[test]
-    fn steps_are_sound(app in arb_app(), production in any::<bool>(), keep in any::<bool>()) {
-        let goal = if production { Goal::Production { keep_previous: keep } } else { Goal::StagingRevision { label: "staging".into() } };
+    fn steps_are_sound(app in arb_app(), production in any::<bool>(), keep in any::<bool>(), held in proptest::option::of(0..120u64)) {
+        let goal = match (production, keep) {
+            (true, _) if held.is_some() => canary(held),
+            (true, keep) => Goal::Production { keep_previous: keep, canary: None },
+            (false, _) => Goal::StagingRevision { label: "staging".into() },
+        };
         match next_step(&app, NEW, HEX, &goal) {
             Step::SetTraffic(t) => {
                 let sum: i32 = t.iter().map(|w| w.weight).sum();
@@ -237,7 +285,8 @@ proptest! {
                     prop_assert!(app.revisions.iter().any(|r| r.name == name), "{t:?}");
                 }
             }
-            Step::Done if production => {
+            // Without ingress, `overlap` keeps both revisions active until the window ends.
+            Step::Done if production && (app.ingress || !keep) => {
                 let serving = app.live().and_then(|r| r.image.clone());
                 prop_assert_eq!(serving.as_deref(), Some(NEW));
             }

@@ -40,6 +40,8 @@ pub enum Role {
     Production {
         /// Keep the previous revision active until the monitor window ends.
         keep_previous: bool,
+        /// Canary steps, with how long the current one has been held.
+        canary: Option<aca::Canary>,
     },
 }
 
@@ -109,6 +111,12 @@ impl AzureTargets {
     pub async fn app_image(&self, id: &ResourceId, container: Option<&str>) -> Result<Option<String>> {
         let (_, view) = self.view(id, container, None).await?;
         Ok(view.live().and_then(|r| r.image.clone()))
+    }
+
+    /// The percentage of traffic the revision running `image` gets.
+    pub async fn app_weight(&self, id: &ResourceId, container: Option<&str>, image: &str) -> Result<i32> {
+        let (_, view) = self.view(id, container, None).await?;
+        Ok(view.running(image).map(|r| view.weight_of(&r.name)).unwrap_or(0))
     }
 
     /// Health of the revision running `image`, with its replicas' restarts.
@@ -194,7 +202,9 @@ fn goal(role: &Role) -> Goal {
     match role {
         Role::Staging { label, shares_production: true, .. } => Goal::StagingRevision { label: label.clone() },
         Role::Staging { label, .. } => Goal::StagingApp { label: label.clone() },
-        Role::Production { keep_previous } => Goal::Production { keep_previous: *keep_previous },
+        Role::Production { keep_previous, canary } => {
+            Goal::Production { keep_previous: *keep_previous, canary: canary.clone() }
+        }
     }
 }
 
