@@ -172,6 +172,11 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         Some(signer) => signing::Signing { signer, ..signing::Signing::not_configured() },
         None => signing::from_config(&config, registry.clone())?,
     };
+    let azure = config.azure.targets().await?;
+    if let Some(azure) = &azure {
+        let azure = azure.clone();
+        metrics.set_azure_stats(Arc::new(move || azure.request_counts()));
+    }
     let ctx = Arc::new(Context {
         client: client.clone(),
         reach: reach.clone(),
@@ -195,7 +200,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         clock: Arc::new(jiff::Timestamp::now),
         watcher: watcher.clone(),
         registry: registry.clone(),
-        azure: config.azure.targets().await?,
+        azure: azure.clone(),
         http_checks: config.azure.http_checks()?,
     });
     tracing::info!(%identity, %replica, "controller starting");

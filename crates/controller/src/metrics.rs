@@ -42,6 +42,18 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// Labels of Azure Resource Manager requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AzureLabels {
+    /// Method and resource types, without names (`PATCH containerApps`).
+    pub operation: String,
+    /// `sent`, `throttled`, `client_error`, `server_error` or `transport_error`.
+    pub outcome: &'static str,
+}
+
+/// Where the Azure request counts come from: read when `/metrics` is scraped.
+pub type AzureStats = Arc<dyn Fn() -> Vec<(String, [u64; 5])> + Send + Sync>;
+
 /// The controller's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +67,9 @@ pub struct Metrics {
     pub transitions: Family<PhaseLabels, Counter>,
     /// Status writes (a quiet cluster has none).
     pub status_writes: Family<KindLabel, Counter>,
+    /// Azure Resource Manager requests, by operation and outcome.
+    pub azure_requests: Family<AzureLabels, Counter>,
+    azure_stats: std::sync::OnceLock<AzureStats>,
     ready: AtomicBool,
 }
 
@@ -73,7 +88,23 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
         registry.register("phase_transitions", "Phase transitions, by the phase entered", transitions.clone());
         registry.register("status_writes", "Status patches sent", status_writes.clone());
-        Self { registry, reconciles, failures, duration, transitions, status_writes, ready: AtomicBool::new(false) }
+        let azure_requests = Family::<AzureLabels, Counter>::default();
+        registry.register(
+            "azure_requests",
+            "Azure Resource Manager requests (retries and polls included), by operation and outcome",
+            azure_requests.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            transitions,
+            status_writes,
+            azure_requests,
+            azure_stats: std::sync::OnceLock::new(),
+            ready: AtomicBool::new(false),
+        }
     }
 }
 
@@ -89,7 +120,25 @@ impl Metrics {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Reports Azure request counts from `stats` on every scrape.
+    pub fn set_azure_stats(&self, stats: AzureStats) {
+        let _ = self.azure_stats.set(stats);
+    }
+
+    /// Brings the Azure counters up to the client's own counts.
+    fn refresh_azure(&self) {
+        let Some(stats) = self.azure_stats.get() else { return };
+        const OUTCOMES: [&str; 5] = ["sent", "throttled", "client_error", "server_error", "transport_error"];
+        for (operation, counts) in stats() {
+            for (outcome, count) in OUTCOMES.iter().zip(counts) {
+                let counter = self.azure_requests.get_or_create(&AzureLabels { operation: operation.clone(), outcome });
+                counter.inc_by(count.saturating_sub(counter.get()));
+            }
+        }
+    }
+
     fn encode(&self) -> String {
+        self.refresh_azure();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -58,6 +58,17 @@ impl AzureTargets {
         Arc::new(Self { apps, scopes })
     }
 
+    /// Requests sent to Azure so far, per operation: sent, throttled, client errors, server
+    /// errors, transport errors.
+    pub fn request_counts(&self) -> Vec<(String, [u64; 5])> {
+        self.apps
+            .arm()
+            .stats()
+            .into_iter()
+            .map(|(op, s)| (op, [s.requests, s.throttled, s.client_errors, s.server_errors, s.transport_errors]))
+            .collect()
+    }
+
     /// The resource id of a target of a policy in `namespace`, if the namespace may reach it.
     pub fn resolve(&self, namespace: &str, id: &str) -> Result<ResourceId> {
         self.scopes.check(namespace, id)
