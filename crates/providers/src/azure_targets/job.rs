@@ -4,7 +4,7 @@
 
 use tidegate_core::promotion::{Health, Progress};
 
-use super::{AzureTargets, Role, error, is_final};
+use super::{AzureTargets, Role, error, is_final, template_image};
 use crate::Result;
 use crate::azure::models::{Job, JobExecution};
 use crate::azure::resource_id::ResourceId;
@@ -90,21 +90,11 @@ impl AzureTargets {
 }
 
 fn job_image(job: &Job, container: Option<&str>) -> Option<String> {
-    let containers = &job.properties.template.containers;
-    let found = match container {
-        Some(name) => containers.iter().find(|c| c.name == name),
-        None => containers.first(),
-    };
-    found.map(|c| c.image.clone()).filter(|i| !i.is_empty())
+    template_image(&job.properties.template, container)
 }
 
 fn execution_image(execution: &JobExecution, container: Option<&str>) -> Option<String> {
-    let containers = &execution.properties.template.as_ref()?.containers;
-    let found = match container {
-        Some(name) => containers.iter().find(|c| c.name == name),
-        None => containers.first(),
-    };
-    found.map(|c| c.image.clone()).filter(|i| !i.is_empty())
+    template_image(execution.properties.template.as_ref()?, container)
 }
 
 /// The newest execution whose template ran `image`.

@@ -15,7 +15,7 @@ use tidegate_core::promotion::{Health, Progress};
 
 use crate::azure::container_apps::ContainerApps;
 use crate::azure::error::AzureError;
-use crate::azure::models::{ContainerApp, Revision, TrafficWeight};
+use crate::azure::models::{ContainerApp, Revision, Template, TrafficWeight};
 use crate::azure::resource_id::ResourceId;
 use crate::{ProviderError, Result};
 
@@ -228,14 +228,19 @@ fn is_final(state: &str) -> bool {
     ["Succeeded", "Failed", "Canceled"].iter().any(|s| s.eq_ignore_ascii_case(state))
 }
 
-/// The image of the managed container of a revision.
-fn revision_image(revision: &Revision, container: Option<&str>) -> Option<String> {
-    let containers = &revision.properties.template.containers;
+/// The image of the managed container (the named one, or the first) of a template.
+pub(crate) fn template_image(template: &Template, container: Option<&str>) -> Option<String> {
+    let containers = &template.containers;
     let found = match container {
         Some(name) => containers.iter().find(|c| c.name == name),
         None => containers.first(),
     };
     found.map(|c| c.image.clone()).filter(|i| !i.is_empty())
+}
+
+/// The image of the managed container of a revision.
+fn revision_image(revision: &Revision, container: Option<&str>) -> Option<String> {
+    template_image(&revision.properties.template, container)
 }
 
 fn revision_view(revision: &Revision, container: Option<&str>) -> RevisionView {
