@@ -53,6 +53,8 @@ pub struct Context {
     pub registry: Arc<tidegate_providers::registry::RegistryClient>,
     /// Azure Container Apps and Jobs, when the controller has an Azure credential.
     pub azure: Option<Arc<tidegate_providers::azure_targets::AzureTargets>>,
+    /// When each canary step started, kept in this process (never read from status).
+    pub canary: crate::canary::CanaryClock,
     /// Trust roots and fixed addresses for staging HTTP checks.
     pub http_checks: tidegate_providers::staging_tests::HttpCheckOptions,
 }

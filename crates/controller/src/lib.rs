@@ -5,6 +5,7 @@
 pub mod approvals;
 pub mod azure;
 pub mod backoff;
+pub mod canary;
 pub mod context;
 pub mod error;
 pub mod leader;
@@ -201,6 +202,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         watcher: watcher.clone(),
         registry: registry.clone(),
         azure: azure.clone(),
+        canary: canary::CanaryClock::default(),
         http_checks: config.azure.http_checks()?,
     });
     tracing::info!(%identity, %replica, "controller starting");

@@ -5,12 +5,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tidegate_api::image_policy::{StrategyKind, Workload};
+use tidegate_api::image_policy::Workload;
 use tidegate_api::promotion::CanaryProgress;
 use tidegate_api::{
     FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent, Release,
@@ -545,15 +544,18 @@ async fn converge(
     digest: &Digest,
     mut canary: Option<&mut Vec<CanaryProgress>>,
 ) -> Result<Progress> {
+    // Holds are per Promotion object: a recreated Promotion of the same name starts again.
+    let clock_key = format!("{namespace}/{promotion}/{digest}");
     let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
     let image = repository.pinned(digest);
     let targets = ctx.production_targets(namespace, promotion)?;
     let mut waiting = Vec::new();
     for workload in workloads {
         let mut target = observe::target(workload, true, namespace)?;
-        if let (Some(progress), Some(steps)) = (canary.as_deref_mut(), canary_steps(workload)?) {
+        if let (Some(records), Some(steps)) = (canary.as_deref_mut(), crate::canary::steps(workload)?) {
             let weight = targets.traffic_weight(&target, &image).await?.unwrap_or(0);
-            let held = canary_held(progress, &workload.name, weight, ctx.now());
+            let (held, record) = ctx.canary.held(&clock_key, &workload.name, weight, ctx.now());
+            crate::canary::record(records, record);
             target = target.with_canary(Some(Canary { held: Some(held), ..steps }));
         }
         let plan = observe::production_plan(workload)?;
@@ -576,32 +578,6 @@ async fn converge(
         }
     }
     Ok(if waiting.is_empty() { Progress::Done } else { Progress::InProgress(waiting.join("; ")) })
-}
-
-/// The canary steps of a workload switched in steps, without the held time.
-fn canary_steps(workload: &Workload) -> Result<Option<Canary>> {
-    let Some(strategy) = workload.strategy.as_ref().filter(|s| s.kind == StrategyKind::Canary) else {
-        return Ok(None);
-    };
-    let hold = strategy.canary_step_duration.as_deref().unwrap_or("1m");
-    let hold = tidegate_core::parse_duration(hold)
-        .map_err(|e| Error::Invalid(format!("workload {}: canaryStepDuration: {e}", workload.name)))?;
-    Ok(Some(Canary { steps: strategy.canary_steps.clone().unwrap_or_default(), hold, held: None }))
-}
-
-/// How long `workload`'s candidate has had `weight`, recording a new weight as seen `now`.
-fn canary_held(progress: &mut Vec<CanaryProgress>, workload: &str, weight: i32, now: Timestamp) -> Duration {
-    match progress.iter_mut().find(|p| p.workload == workload) {
-        Some(p) if p.weight == weight => now.duration_since(p.since.0).unsigned_abs(),
-        Some(p) => {
-            (p.weight, p.since) = (weight, Time(now));
-            Duration::ZERO
-        }
-        None => {
-            progress.push(CanaryProgress { workload: workload.to_string(), weight, since: Time(now) });
-            Duration::ZERO
-        }
-    }
 }
 
 async fn retire(ctx: &Context, namespace: &str, promotion: &str, workloads: &[&Workload]) -> Result<()> {
