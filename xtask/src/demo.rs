@@ -2,6 +2,8 @@
 //! printed step by step. A base image update is noticed, the app is rebased natively, scanned,
 //! signed (Notary Project), staged and tested by itself; the demo then stops at the approval and
 //! shows the command to approve (`--approve` approves as the demo approver `alice`).
+//! `--azure` runs the Azure Container Apps part instead, on the local ARM stand-in
+//! ([`crate::demo_azure`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,11 +37,21 @@ pub struct DemoArgs {
     /// where the real node and the Helm chart could be used (they need root and `cargo xtask tools`).
     #[arg(long)]
     local: bool,
+    /// Run the Azure Container Apps part instead: the same controller binary releases a Container
+    /// App on a local stand-in of Azure Resource Manager (not real Azure; see docs/azure.md for the
+    /// live mode): a zero-weight `staging` revision checked on its label's URL, the approval (made
+    /// by the demo as approver `alice`), the traffic switch, the monitor window and the previous
+    /// revision deactivated. About three minutes once the tools are built.
+    #[arg(long, conflicts_with_all = ["approve", "local"])]
+    azure: bool,
 }
 
 const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegate-controller";
 
 pub async fn run(args: DemoArgs) -> Result<()> {
+    if args.azure {
+        return crate::demo_azure::run(args.keep).await;
+    }
     let started = Instant::now();
     step("Building the controller and the kubectl plugin");
     let bin = build_binaries()?;
@@ -387,7 +399,7 @@ async fn wait_policy_base(policies: &Api<ImagePolicy>, digest: &str) -> Result<(
 }
 
 /// Runs `notation verify` on `reference` with the demo's trust store and policy.
-fn notation_verify(identity: &CodeSigningFiles, reference: &str) -> Result<()> {
+pub(crate) fn notation_verify(identity: &CodeSigningFiles, reference: &str) -> Result<()> {
     let (ok, out) = tidegate_testenv::tools::SupplyChainTools::locate()?.notation_verify(identity, reference);
     println!("$ notation verify --insecure-registry {reference}");
     if !ok {
@@ -397,12 +409,12 @@ fn notation_verify(identity: &CodeSigningFiles, reference: &str) -> Result<()> {
     Ok(())
 }
 
-fn step(text: &str) {
+pub(crate) fn step(text: &str) {
     println!("\n==> {text}");
 }
 
 /// Builds the controller and plugin binaries and returns the directory that holds them.
-fn build_binaries() -> Result<PathBuf> {
+pub(crate) fn build_binaries() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(crate::root())
@@ -422,12 +434,12 @@ fn build_binaries() -> Result<PathBuf> {
 }
 
 /// The base image's packages, with `openssl` at `openssl`.
-fn base_packages(openssl: &str) -> Vec<Package> {
+pub(crate) fn base_packages(openssl: &str) -> Vec<Package> {
     vec![Package::new("musl", "1.2.5-r0"), Package::new("openssl", openssl), Package::new("zlib", "1.3.1-r1")]
 }
 
 /// The demo's advisories: CVE-2023-5678 is published during the demo (`published`).
-fn advisories(published: bool) -> String {
+pub(crate) fn advisories(published: bool) -> String {
     let mut list = vec![
         Advisory {
             package: "openssl",
@@ -457,7 +469,7 @@ fn advisories(published: bool) -> String {
 }
 
 /// One line: what a rescan found.
-fn describe_scan(scan: &tidegate_api::image_policy::ProductionScan) -> String {
+pub(crate) fn describe_scan(scan: &tidegate_api::image_policy::ProductionScan) -> String {
     let list = |findings: &[tidegate_api::release::TopFinding]| {
         findings
             .iter()
@@ -472,7 +484,7 @@ fn describe_scan(scan: &tidegate_api::image_policy::ProductionScan) -> String {
 }
 
 /// The policy's rescan of what production runs, made with a database other than `not`.
-async fn wait_production_scan(
+pub(crate) async fn wait_production_scan(
     policies: &Api<ImagePolicy>,
     not: Option<&str>,
 ) -> Result<tidegate_api::image_policy::ProductionScan> {
@@ -489,7 +501,11 @@ async fn wait_production_scan(
     }
 }
 
-async fn wait_promotion(api: &Api<Promotion>, phase: PromotionPhase, timeout: Duration) -> Result<Promotion> {
+pub(crate) async fn wait_promotion(
+    api: &Api<Promotion>,
+    phase: PromotionPhase,
+    timeout: Duration,
+) -> Result<Promotion> {
     let deadline = Instant::now() + timeout;
     loop {
         let found = api.list(&Default::default()).await?.items.into_iter().find(|p| {
@@ -524,9 +540,9 @@ async fn wait_deployments(client: &kube::Client, namespace: &str) -> Result<()> 
 }
 
 /// The controller binary as a child process.
-struct Controller {
+pub(crate) struct Controller {
     child: Child,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Controller {
@@ -538,6 +554,21 @@ impl Controller {
         plain_http: &[String],
         trivy: &Path,
         trivy_cache: &Path,
+    ) -> Result<Self> {
+        Self::start_with(env, bin, dir, identity, plain_http, trivy, trivy_cache, &[])
+    }
+
+    /// [`Controller::start`] with `extra` arguments (the Azure demo's `--azure-*` flags).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_with(
+        env: &TestEnv,
+        bin: &Path,
+        dir: &Path,
+        identity: &CodeSigningFiles,
+        plain_http: &[String],
+        trivy: &Path,
+        trivy_cache: &Path,
+        extra: &[String],
     ) -> Result<Self> {
         let kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
@@ -562,6 +593,7 @@ impl Controller {
             ])
             .args(["--trivy-binary", &trivy.display().to_string()])
             .args(["--trivy-cache-dir", &trivy_cache.display().to_string(), "--trivy-offline"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -658,10 +690,10 @@ impl HealthServer {
     }
 }
 
-struct Kubectl {
-    binary: PathBuf,
-    kubeconfig: PathBuf,
-    plugin_dir: PathBuf,
+pub(crate) struct Kubectl {
+    pub(crate) binary: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) plugin_dir: PathBuf,
 }
 
 impl Kubectl {
@@ -672,11 +704,11 @@ impl Kubectl {
         cmd
     }
 
-    fn show(&self, args: &[&str]) -> Result<()> {
+    pub(crate) fn show(&self, args: &[&str]) -> Result<()> {
         self.show_as(&self.kubeconfig.clone(), args)
     }
 
-    fn show_as(&self, kubeconfig: &Path, args: &[&str]) -> Result<()> {
+    pub(crate) fn show_as(&self, kubeconfig: &Path, args: &[&str]) -> Result<()> {
         println!("\n$ kubectl {}", args.join(" "));
         let out =
             self.command(kubeconfig, args).output().with_context(|| format!("running {}", self.binary.display()))?;

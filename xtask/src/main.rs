@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod demo_azure;
 mod demo_node;
 mod env;
 mod image;
@@ -34,7 +35,8 @@ enum Task {
     },
     /// Start the local control plane and keep it running until Ctrl-C.
     Env(env::EnvArgs),
-    /// Run the demo on the local control plane.
+    /// Run the demo on the local control plane (`--azure`: the Azure Container Apps part, on a
+    /// local stand-in of Azure Resource Manager).
     Demo(demo::DemoArgs),
     /// Measure rebase time against image size, Tidegate's native rebase next to `crane rebase`,
     /// on one local distribution registry; print a Markdown table and write the report.
