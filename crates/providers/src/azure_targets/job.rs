@@ -4,7 +4,7 @@
 
 use tidegate_core::promotion::{Health, Progress};
 
-use super::{AzureTargets, Role, error, is_final, template_image};
+use super::{AzureTargets, Role, is_final, template_image};
 use crate::Result;
 use crate::azure::models::{Job, JobExecution};
 use crate::azure::resource_id::ResourceId;
@@ -18,10 +18,10 @@ impl AzureTargets {
         role: &Role,
         image: &str,
     ) -> Result<Progress> {
-        let job = self.apps.job(id).await.map_err(error)?;
+        let job = self.apps.job(id).await.map_err(|e| self.error(e))?;
         let name = &job.name;
         if job_image(&job, container).as_deref() != Some(image) {
-            self.apps.set_job_image(id, container, image).await.map_err(error)?;
+            self.apps.set_job_image(id, container, image).await.map_err(|e| self.error(e))?;
             return Ok(Progress::InProgress(format!("Container Apps Job {name}: image set to {image}")));
         }
         if let Some(state) = job.properties.provisioning_state.as_deref().filter(|s| !is_final(s)) {
@@ -34,9 +34,9 @@ impl AzureTargets {
         if !verify {
             return Ok(Progress::Done);
         }
-        let executions = self.apps.executions(id).await.map_err(error)?;
+        let executions = self.apps.executions(id).await.map_err(|e| self.error(e))?;
         let Some(execution) = newest_running(&executions, container, image) else {
-            let started = self.apps.start_job(id).await.map_err(error)?;
+            let started = self.apps.start_job(id).await.map_err(|e| self.error(e))?;
             return Ok(Progress::InProgress(format!(
                 "Container Apps Job {name}: started execution {started} of {image}"
             )));
@@ -57,16 +57,16 @@ impl AzureTargets {
 
     /// The image the job runs.
     pub async fn job_image(&self, id: &ResourceId, container: Option<&str>) -> Result<Option<String>> {
-        Ok(job_image(&self.apps.job(id).await.map_err(error)?, container))
+        Ok(job_image(&self.apps.job(id).await.map_err(|e| self.error(e))?, container))
     }
 
     /// Health of the job on `image`: defined as the job, and no execution of it failed.
     pub async fn job_health(&self, id: &ResourceId, container: Option<&str>, image: &str) -> Result<Health> {
-        let job = self.apps.job(id).await.map_err(error)?;
+        let job = self.apps.job(id).await.map_err(|e| self.error(e))?;
         if job_image(&job, container).as_deref() != Some(image) {
             return Ok(Health::Unhealthy(format!("Container Apps Job {} no longer runs {image}", job.name)));
         }
-        let executions = self.apps.executions(id).await.map_err(error)?;
+        let executions = self.apps.executions(id).await.map_err(|e| self.error(e))?;
         let failed = executions.iter().find(|e| {
             execution_image(e, container).as_deref() == Some(image)
                 && matches!(e.properties.status.as_deref(), Some("Failed" | "Degraded"))
@@ -84,7 +84,7 @@ impl AzureTargets {
         if self.job_image(id, container).await?.as_deref() == Some(image) {
             return Ok(true);
         }
-        let executions = self.apps.executions(id).await.map_err(error)?;
+        let executions = self.apps.executions(id).await.map_err(|e| self.error(e))?;
         Ok(executions.iter().any(|e| execution_image(e, container).as_deref() == Some(image)))
     }
 }

@@ -91,23 +91,23 @@ impl AzureTargets {
         Ok(match step {
             Step::CreateRevision { suffix, traffic } => {
                 let traffic = traffic.map(|t| t.iter().map(to_azure).collect());
-                self.apps.set_image(id, container, image, Some(&suffix), traffic).await.map_err(error)?;
+                self.apps.set_image(id, container, image, Some(&suffix), traffic).await.map_err(|e| self.error(e))?;
                 Progress::InProgress(format!(
                     "Container App {name}: creating revision {name}--{suffix} running {image}"
                 ))
             }
             Step::SetTraffic(traffic) => {
                 let summary = describe(&traffic);
-                self.apps.set_traffic(id, traffic.iter().map(to_azure).collect()).await.map_err(error)?;
+                self.apps.set_traffic(id, traffic.iter().map(to_azure).collect()).await.map_err(|e| self.error(e))?;
                 Progress::InProgress(format!("Container App {name}: traffic set to {summary}"))
             }
             Step::Activate(revision) => {
-                self.apps.activate(id, &revision).await.map_err(error)?;
+                self.apps.activate(id, &revision).await.map_err(|e| self.error(e))?;
                 Progress::InProgress(format!("Container App {name}: activated revision {revision}"))
             }
             Step::Deactivate(revisions) => {
                 for revision in &revisions {
-                    self.apps.deactivate(id, revision).await.map_err(error)?;
+                    self.apps.deactivate(id, revision).await.map_err(|e| self.error(e))?;
                 }
                 Progress::InProgress(format!("Container App {name}: deactivated {}", revisions.join(", ")))
             }
@@ -144,14 +144,14 @@ impl AzureTargets {
             return Ok(());
         }
         for revision in view.idle_besides(&live.name) {
-            self.apps.deactivate(id, &revision).await.map_err(error)?;
+            self.apps.deactivate(id, &revision).await.map_err(|e| self.error(e))?;
         }
         Ok(())
     }
 
     /// Whether any revision of the app (active or not) ran `image`: Azure's own record.
     pub async fn app_ran(&self, id: &ResourceId, container: Option<&str>, image: &str) -> Result<bool> {
-        let revisions = self.apps.revisions(id).await.map_err(error)?;
+        let revisions = self.apps.revisions(id).await.map_err(|e| self.error(e))?;
         Ok(revisions.iter().any(|r| revision_image(r, container).as_deref() == Some(image)))
     }
 
@@ -159,7 +159,7 @@ impl AzureTargets {
     /// (`https://<app>---<label>.<environment domain>`) when the candidate carries a label, the
     /// app's own otherwise.
     pub async fn staging_url(&self, id: &ResourceId, role: &Role) -> Result<String> {
-        let app = self.apps.app(id).await.map_err(error)?;
+        let app = self.apps.app(id).await.map_err(|e| self.error(e))?;
         let fqdn = app.properties.configuration.ingress.as_ref().and_then(|i| i.fqdn.clone()).ok_or_else(|| {
             ProviderError::Permanent(format!(
                 "Container App {} has no ingress FQDN: HTTP checks need ingress on the staging app",
@@ -181,13 +181,13 @@ impl AzureTargets {
         container: Option<&str>,
         image: Option<&str>,
     ) -> Result<(ContainerApp, AppView)> {
-        let app = self.apps.app(id).await.map_err(error)?;
-        let revisions = self.apps.revisions(id).await.map_err(error)?;
+        let app = self.apps.app(id).await.map_err(|e| self.error(e))?;
+        let revisions = self.apps.revisions(id).await.map_err(|e| self.error(e))?;
         let mut views: Vec<RevisionView> = revisions.iter().map(|r| revision_view(r, container)).collect();
         if let Some(image) = image {
             let running = views.iter_mut().filter(|r| r.image.as_deref() == Some(image) && r.active);
             for view in running {
-                let replicas = self.apps.replicas(id, &view.name).await.map_err(error)?;
+                let replicas = self.apps.replicas(id, &view.name).await.map_err(|e| self.error(e))?;
                 view.restarts = replicas
                     .iter()
                     .flat_map(|r| &r.properties.containers)
@@ -307,10 +307,18 @@ fn label_url(app: &str, fqdn: &str, label: &str) -> String {
     format!("https://{app}---{label}.{domain}")
 }
 
-/// Azure's failures as provider errors: throttling, conflicts and server errors are retried,
-/// everything else says what to fix.
-pub(crate) fn error(e: AzureError) -> ProviderError {
-    if e.is_transient() { ProviderError::Transient(e.to_string()) } else { ProviderError::Permanent(e.to_string()) }
+impl AzureTargets {
+    /// Azure's failures as provider errors: throttling, conflicts and server errors are retried,
+    /// everything else says what to fix; an authentication or authorization failure also says
+    /// which identity the controller signed in as.
+    pub(crate) fn error(&self, e: AzureError) -> ProviderError {
+        let auth = e.arm().is_some_and(|a| a.is_auth());
+        let message = match auth {
+            true => format!("{e} (Tidegate signs in to Azure with {})", self.apps.arm().credential()),
+            false => e.to_string(),
+        };
+        if e.is_transient() { ProviderError::Transient(message) } else { ProviderError::Permanent(message) }
+    }
 }
 
 #[cfg(test)]
