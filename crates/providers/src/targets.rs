@@ -122,9 +122,9 @@ impl Targets {
     pub async fn current_image(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Option<String>> {
         match target {
             Target::Kubernetes(r) => self.kubernetes.current_image(r, plan).await,
-            Target::ContainerApp { target: t, namespace, .. } => {
+            Target::ContainerApp { target: t, namespace, role } => {
                 let (azure, id) = self.azure(t, namespace)?;
-                azure.app_image(&id, t.container.as_deref()).await
+                azure.app_image(&id, t.container.as_deref(), role).await
             }
             Target::ContainerAppsJob { target: t, namespace, .. } => {
                 let (azure, id) = self.azure(t, namespace)?;

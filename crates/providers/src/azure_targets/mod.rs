@@ -117,10 +117,17 @@ impl AzureTargets {
         })
     }
 
-    /// The image the app serves: the managed container of the revision with the most traffic
-    /// (or the newest active one without ingress).
-    pub async fn app_image(&self, id: &ResourceId, container: Option<&str>) -> Result<Option<String>> {
+    /// The image the app serves for `role`: the managed container of the revision with the most
+    /// traffic (or the newest active one without ingress); for a staging revision beside
+    /// production, of the revision carrying the staging label.
+    pub async fn app_image(&self, id: &ResourceId, container: Option<&str>, role: &Role) -> Result<Option<String>> {
         let (_, view) = self.view(id, container, None).await?;
+        if let Role::Staging { label, shares_production: true, .. } = role {
+            let labelled = view.traffic.iter().find(|w| w.label.as_deref() == Some(label.as_str()));
+            let revision = labelled.and_then(|w| w.revision.clone().or_else(|| view.latest_revision.clone()));
+            let image = revision.and_then(|name| view.revisions.iter().find(|r| r.name == name)?.image.clone());
+            return Ok(image);
+        }
         Ok(view.live().and_then(|r| r.image.clone()))
     }
 
