@@ -126,3 +126,108 @@ async fn a_namespace_without_an_azure_grant_reaches_no_container_app() {
     );
     drop(controller);
 }
+
+/// The policy of these tests with a canary switch: 25 %, then 50 %, each held 10 s.
+fn canary_policy(s: &Scenario, app: &str) -> Value {
+    let mut policy = policy(s, app);
+    policy["workloads"][0]["strategy"] =
+        json!({"type": "canary", "canarySteps": [25, 50], "canaryStepDuration": "10s"});
+    policy
+}
+
+/// The candidate's weights as the traffic moves, sampled until it reaches 100 % or `stop`.
+async fn weights_until(azure: &Azure, revision: &str, stop: impl Fn(i64) -> bool) -> Vec<i64> {
+    let deadline = std::time::Instant::now() + 3 * MINUTE;
+    let mut seen = Vec::new();
+    loop {
+        let traffic = azure.traffic().await;
+        let weight = traffic.iter().filter(|(r, _, _)| r == revision).map(|(_, w, _)| *w).sum::<i64>();
+        if seen.last() != Some(&weight) {
+            seen.push(weight);
+        }
+        if weight == 100 || stop(weight) {
+            return seen;
+        }
+        assert!(std::time::Instant::now() < deadline, "the canary did not finish: {seen:?} {traffic:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_canary_moves_traffic_in_held_steps_after_approval() {
+    let s = Scenario::new("azure-canary").await;
+    let azure = Azure::start("shop").await;
+    s.policy(canary_policy(&s, &azure.app)).await;
+    let args = azure.args(&s, "shop");
+    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.trigger("first").await;
+    s.upload_scan_report(CLEAN_REPORT).await;
+    let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, 3 * MINUTE).await;
+    let revision = format!("web--tg-{}", &promotion.spec.digest.trim_start_matches("sha256:")[..12]);
+    let alice = s.user("alice", &["tidegate-approvers"]).await;
+    s.approve(&alice, &promotion.metadata.name.clone().expect("name"), "alice").await.expect("approve");
+
+    let seen = weights_until(&azure, &revision, |_| false).await;
+    assert_eq!(
+        seen.iter().filter(|w| **w > 0).copied().collect::<Vec<_>>(),
+        [25, 50, 100],
+        "{seen:?}\n{}",
+        controller.log_tail()
+    );
+    // Each step was held: the traffic writes after the approval are at least 10 s apart.
+    let writes: Vec<jiff::Timestamp> = azure
+        .requests()
+        .await
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.json().is_some_and(|b| {
+                    b["properties"]["configuration"]["ingress"]["traffic"].as_array().is_some_and(|t| {
+                        t.iter().any(|e| {
+                            e["weight"].as_i64().is_some_and(|w| w > 0 && e["revisionName"] == json!(revision))
+                        })
+                    })
+                })
+        })
+        .map(|r| r.time.parse().expect("time"))
+        .collect();
+    assert_eq!(writes.len(), 3, "25 %, 50 %, 100 %");
+    for pair in writes.windows(2) {
+        assert!(pair[1].duration_since(pair[0]).as_secs() >= 10, "a step was not held: {writes:?}");
+    }
+    let done = s.promotion_in(PromotionPhase::Succeeded, 3 * MINUTE).await;
+    let record = done.status.expect("status").canary;
+    assert_eq!(record.iter().map(|c| (c.workload.as_str(), c.weight)).collect::<Vec<_>>(), [("web", 100)]);
+    azure.assert_only_image_and_traffic_written().await;
+    drop(controller);
+}
+
+#[tokio::test]
+async fn an_unhealthy_canary_step_puts_all_traffic_back_on_the_previous_revision() {
+    let s = Scenario::new("azure-canary-bad").await;
+    let azure = Azure::start("shop").await;
+    s.policy(canary_policy(&s, &azure.app)).await;
+    let args = azure.args(&s, "shop");
+    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.trigger("first").await;
+    s.upload_scan_report(CLEAN_REPORT).await;
+    let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, 3 * MINUTE).await;
+    let candidate = format!("{REPO}@{}", promotion.spec.digest);
+    let revision = format!("web--tg-{}", &promotion.spec.digest.trim_start_matches("sha256:")[..12]);
+    let alice = s.user("alice", &["tidegate-approvers"]).await;
+    s.approve(&alice, &promotion.metadata.name.clone().expect("name"), "alice").await.expect("approve");
+
+    // At the first step the candidate starts crashing: the step fails and traffic goes back.
+    weights_until(&azure, &revision, |w| w == 25).await;
+    azure.standin.set_image_health(&candidate, Health::Crashing).await.expect("crash");
+    s.promotion_in(PromotionPhase::RolledBack, 2 * MINUTE).await;
+    common::wait("all traffic back on web--v1", MINUTE, || async {
+        let traffic = azure.traffic().await;
+        traffic.contains(&("web--v1".to_string(), 100, None)).then_some(traffic)
+    })
+    .await;
+    let weights: Vec<i64> =
+        azure.traffic().await.iter().filter(|(r, _, _)| *r == revision).map(|(_, w, _)| *w).collect();
+    assert!(weights.iter().all(|w| *w == 0), "{weights:?}\n{}", controller.log_tail());
+    drop(controller);
+}

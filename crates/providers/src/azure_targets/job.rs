@@ -43,10 +43,9 @@ impl AzureTargets {
         };
         Ok(match execution.properties.status.as_deref() {
             Some(s) if s.eq_ignore_ascii_case("Succeeded") => Progress::Done,
-            Some(s @ ("Failed" | "Stopped" | "Degraded")) => Progress::Failed(format!(
-                "Container Apps Job {name}: execution {} of {image} ended {s}",
-                execution.name
-            )),
+            Some(s) if ["Failed", "Stopped", "Degraded"].iter().any(|f| f.eq_ignore_ascii_case(s)) => Progress::Failed(
+                format!("Container Apps Job {name}: execution {} of {image} ended {s}", execution.name),
+            ),
             status => Progress::InProgress(format!(
                 "Container Apps Job {name}: execution {} is {}",
                 execution.name,
@@ -69,7 +68,10 @@ impl AzureTargets {
         let executions = self.apps.executions(id).await.map_err(|e| self.error(e))?;
         let failed = executions.iter().find(|e| {
             execution_image(e, container).as_deref() == Some(image)
-                && matches!(e.properties.status.as_deref(), Some("Failed" | "Degraded"))
+                && e.properties
+                    .status
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("Failed") || s.eq_ignore_ascii_case("Degraded"))
         });
         Ok(match failed {
             Some(e) => {
