@@ -50,6 +50,11 @@ pub struct AzureArgs {
     /// Repeatable. A namespace without a grant reaches no Azure resource.
     #[arg(long = "azure-grant")]
     pub azure_grants: Vec<String>,
+    /// A production scope (subscription, resource group or resource): an app or job inside it
+    /// changes only through an approved Promotion (or as a labelled 0 % staging revision of the
+    /// production app itself), never as some policy's staging app. Repeatable.
+    #[arg(long = "azure-production-scope")]
+    pub azure_production_scopes: Vec<String>,
     /// Extra CA certificates (PEM) trusted by staging HTTP checks.
     #[arg(long, env = "TIDEGATE_STAGING_CA_FILE")]
     pub staging_ca_file: Option<PathBuf>,
@@ -62,7 +67,9 @@ pub struct AzureArgs {
 impl AzureArgs {
     /// The Azure targets, when a credential is configured.
     pub async fn targets(&self) -> anyhow::Result<Option<Arc<AzureTargets>>> {
-        let scopes = AzureScopes::parse(&self.azure_grants).map_err(anyhow::Error::msg)?;
+        let scopes = AzureScopes::parse(&self.azure_grants)
+            .and_then(|s| s.with_production(&self.azure_production_scopes))
+            .map_err(anyhow::Error::msg)?;
         let Some(kind) = &self.azure_credential else {
             if !scopes.is_empty() {
                 anyhow::bail!(

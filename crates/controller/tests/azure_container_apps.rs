@@ -231,3 +231,40 @@ async fn an_unhealthy_canary_step_puts_all_traffic_back_on_the_previous_revision
     assert!(weights.iter().all(|w| *w == 0), "{weights:?}\n{}", controller.log_tail());
     drop(controller);
 }
+
+#[tokio::test]
+async fn a_production_app_named_as_staging_gets_no_unapproved_image() {
+    let s = Scenario::new("azure-prod-as-staging").await;
+    let azure = Azure::start("shop").await;
+    // Another policy's production app is named as this policy's staging app.
+    let mut policy = policy(&s, &azure.app);
+    policy["workloads"][0]["production"]["containerApp"]["resourceId"] = json!(azure.app.replace("/web", "/web-next"));
+    s.policy(policy).await;
+    let mut args = azure.args(&s, "shop");
+    args.extend(["--azure-production-scope".to_string(), azure.app.clone()]);
+    let controller = s.controller_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.trigger("first").await;
+    s.upload_scan_report(CLEAN_REPORT).await;
+    let release = common::wait("the Release to stop at staging", 3 * MINUTE, || async {
+        let list = s.releases().list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|r| {
+            r.status
+                .as_ref()
+                .is_some_and(|st| st.conditions.iter().any(|c| c.message.contains("--azure-production-scope")))
+        })
+    })
+    .await;
+    let messages = release.status.expect("status").conditions.iter().map(|c| c.message.clone()).collect::<Vec<_>>();
+    assert!(
+        messages.iter().any(|m| m.contains("only an approved Promotion")),
+        "{messages:?}\n{}",
+        controller.log_tail()
+    );
+    let writes = azure.standin.requests().await.expect("log");
+    assert!(
+        !writes.iter().any(|r| r.method != "GET" && r.path.contains("/containerApps/")),
+        "nothing was written: {writes:?}"
+    );
+    assert_eq!(azure.traffic().await, [("web--v1".to_string(), 100, None)]);
+    drop(controller);
+}

@@ -18,6 +18,9 @@ impl AzureTargets {
         role: &Role,
         image: &str,
     ) -> Result<Progress> {
+        if let Role::Staging { .. } = role {
+            self.scopes.check_staging_app(id)?;
+        }
         let job = self.apps.job(id).await.map_err(|e| self.error(e))?;
         let name = &job.name;
         if job_image(&job, container).as_deref() != Some(image) {

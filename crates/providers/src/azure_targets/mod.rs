@@ -83,6 +83,9 @@ impl AzureTargets {
         image: &str,
         digest_hex: &str,
     ) -> Result<Progress> {
+        if let Role::Staging { shares_production: false, .. } = role {
+            self.scopes.check_staging_app(id)?;
+        }
         let goal = goal(role);
         let (app, view) = self.view(id, container, Some(image)).await?;
         let step = aca::next_step(&view, image, digest_hex, &goal);

@@ -16,6 +16,7 @@ use crate::{ProviderError, Result};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AzureScopes {
     grants: BTreeMap<String, Vec<String>>,
+    production: Vec<String>,
 }
 
 impl AzureScopes {
@@ -40,6 +41,31 @@ impl AzureScopes {
             parsed.grants.entry(namespace.to_string()).or_default().push(scope.to_string());
         }
         Ok(parsed)
+    }
+
+    /// Marks `scopes` as production (`--azure-production-scope`): a resource inside one changes
+    /// only through an approved Promotion, or as a labelled 0 % staging revision of the
+    /// production app itself; never as a staging app of its own.
+    pub fn with_production<S: AsRef<str>>(mut self, scopes: &[S]) -> std::result::Result<Self, String> {
+        for scope in scopes {
+            let scope = scope.as_ref().trim().trim_end_matches('/');
+            check_scope(scope).map_err(|why| format!("--azure-production-scope: {why}"))?;
+            self.production.push(scope.to_string());
+        }
+        Ok(self)
+    }
+
+    /// Refuses `id` as a staging app of its own when it lies in a production scope: naming a
+    /// production app as some policy's staging target must not put an unapproved image there.
+    pub fn check_staging_app(&self, id: &ResourceId) -> Result<()> {
+        match self.production.iter().find(|scope| id.is_within(scope)) {
+            Some(scope) => Err(ProviderError::NotAllowed(format!(
+                "{id} is inside production scope {scope} (--azure-production-scope): only an approved Promotion \
+                 changes it; stage in an app outside production scopes, or as a labelled revision of the production \
+                 app itself (staging resourceId equal to production's)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Whether any namespace was granted anything.
@@ -119,6 +145,20 @@ mod tests {
         );
         assert!(scopes.check("all", "/subscriptions/s2/resourceGroups/x/providers/Microsoft.App/jobs/j").is_ok());
         assert!(matches!(scopes.check("shop", "/subscriptions/s1/../s2"), Err(ProviderError::Permanent(_))));
+    }
+
+    #[test]
+    fn a_production_scope_refuses_a_staging_app_of_its_own() {
+        let scopes = AzureScopes::parse(&["shop=/subscriptions/s1/resourceGroups/shop"])
+            .unwrap()
+            .with_production(&["/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web"])
+            .unwrap();
+        let production = ResourceId::parse(APP).unwrap();
+        let staging = ResourceId::parse(&APP.replace("/web", "/web-staging")).unwrap();
+        let refused = scopes.check_staging_app(&production).unwrap_err().to_string();
+        assert!(refused.contains("--azure-production-scope"), "{refused}");
+        assert!(scopes.check_staging_app(&staging).is_ok());
+        assert!(AzureScopes::default().with_production(&["/subscriptions/s/.."]).is_err());
     }
 
     #[test]
