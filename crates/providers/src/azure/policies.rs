@@ -11,6 +11,8 @@ use azure_core::http::policies::{Policy, PolicyResult, RetryHeaders, RetryPolicy
 use azure_core::http::{Context, Request, StatusCode};
 use azure_core::time::OffsetDateTime;
 use tokio::time::Instant;
+
+use crate::registry::budget::Budget;
 use tracing::{debug, warn};
 
 /// `x-ms-request-id`: ARM's id of a request, for Azure support.
@@ -121,39 +123,6 @@ impl RetryPolicy for ArmRetry {
         let delay = self.delay(retry_count, server);
         debug!(retry = retry_count, delay_ms = delay.as_millis() as u64, "retrying an Azure request");
         tokio::time::sleep(delay).await;
-    }
-}
-
-/// A token bucket: `rate` requests per second, burst of one second's worth (at least one).
-#[derive(Debug)]
-pub(crate) struct Budget {
-    rate: f64,
-    state: tokio::sync::Mutex<(f64, Instant)>,
-}
-
-impl Budget {
-    pub(crate) fn new(rate: f64) -> Self {
-        let rate = if rate.is_finite() && rate > 0.0 { rate } else { 1.0 };
-        Self { rate, state: tokio::sync::Mutex::new((rate.max(1.0), Instant::now())) }
-    }
-
-    /// Waits until a request may be sent.
-    pub(crate) async fn take(&self) {
-        loop {
-            let wait = {
-                let mut state = self.state.lock().await;
-                let (tokens, last) = &mut *state;
-                let now = Instant::now();
-                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
-                *last = now;
-                if *tokens >= 1.0 {
-                    *tokens -= 1.0;
-                    return;
-                }
-                Duration::from_secs_f64((1.0 - *tokens) / self.rate)
-            };
-            tokio::time::sleep(wait).await;
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! A per-registry request budget: a token bucket refilled at a steady rate. A request waits for a
+//! A request budget (per registry, per Azure subscription): a token bucket refilled at a steady rate. A request waits for a
 //! token, so a burst of work never floods one registry (or burns its pull quota).
 
 use std::time::Duration;
@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tokio::sync::Mutex;
 
 /// Token bucket.
+#[derive(Debug)]
 pub(crate) struct Budget {
     rate: f64,
     state: Mutex<(f64, Instant)>,

@@ -21,7 +21,7 @@
 
 pub mod artifact;
 pub mod auth;
-mod budget;
+pub(crate) mod budget;
 pub mod error;
 pub mod types;
 
