@@ -260,7 +260,7 @@ fn cases() -> Vec<Case> {
             base: "policy",
             pointer: "/spec/triggers/rescan",
             value: json!({"interval": "24h", "scanner": "osv"}),
-            expect: &["spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator or configMapReport"],
+            expect: &["spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator, configMapReport or defender"],
         },
         Case {
             name: "rescan every second",
@@ -312,6 +312,20 @@ fn cases() -> Vec<Case> {
             expect: &["spec.build", "spec.build.external is required"],
         },
         Case {
+            name: "defender settings with another scanner",
+            base: "policy",
+            pointer: "/spec/scan/defender",
+            value: json!({"assessmentTimeout": "1h"}),
+            expect: &["spec.scan.defender applies only with spec.scan.scanner: defender"],
+        },
+        Case {
+            name: "defender assessment timeout out of range",
+            base: "policy",
+            pointer: "/spec/scan",
+            value: json!({"scanner": "defender", "defender": {"assessmentTimeout": "100h"}}),
+            expect: &["spec.scan.defender.assessmentTimeout must be a duration between 10m and 72h"],
+        },
+        Case {
             name: "base image release without the change",
             base: "release",
             pointer: "/spec/reason/baseImage",
@@ -334,7 +348,6 @@ fn unsupported() -> Vec<(&'static str, Value, &'static str)> {
     vec![
         ("/spec/triggers/schedule", json!({"cron": "0 6 * * 1"}), "spec.triggers.schedule"),
         ("/spec/scan/scanner", json!("osv"), "spec.scan.scanner osv"),
-        ("/spec/scan/scanner", json!("defender"), "spec.scan.scanner defender"),
         ("/spec/sign", json!({"keySecret": "signing", "trustPolicyConfigMap": "trust"}), "spec.sign"),
         (
             "/spec/workloads/0/production/image",
@@ -434,6 +447,12 @@ async fn unsupported_fields_are_refused_as_not_supported_yet() {
     set(&mut object, "/spec/scan", json!({"scanner": "trivy", "noRegression": true, "maxReportAge": "6h"}));
     assert_eq!(admission_error(&client, &object).await, None);
     set(&mut object, "/spec/scan", json!({"scanner": "configMapReport"}));
+    assert_eq!(admission_error(&client, &object).await, None);
+    // Microsoft Defender for Cloud, for candidates (with or without its settings) and rescans.
+    set(&mut object, "/spec/scan", json!({"scanner": "defender"}));
+    assert_eq!(admission_error(&client, &object).await, None);
+    set(&mut object, "/spec/scan", json!({"scanner": "defender", "defender": {"assessmentTimeout": "2h"}}));
+    set(&mut object, "/spec/triggers/rescan", json!({"interval": "12h", "scanner": "defender"}));
     assert_eq!(admission_error(&client, &object).await, None);
 }
 

@@ -142,8 +142,8 @@ pub struct BaseImageTrigger {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!has(self.scanner) || self.scanner in ['trivy', 'trivyReport', 'trivyOperator', 'configMapReport']")
-        .message("spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator or configMapReport")
+    validation = Rule::new("!has(self.scanner) || self.scanner in ['trivy', 'trivyReport', 'trivyOperator', 'configMapReport', 'defender']")
+        .message("spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator, configMapReport or defender")
 )]
 pub struct RescanTrigger {
     /// Where the findings of the production digest come from. Default: `spec.scan.scanner`.
@@ -193,16 +193,16 @@ pub struct ScheduleTrigger {
         .message("spec.build.external is required when spec.build.strategy is external"),
     validation = Rule::new("self.strategy != 'job' || has(self.job)")
         .message("spec.build.job is required when spec.build.strategy is job"),
-    validation = Rule::new("self.strategy != 'acrTask'")
-        .message("spec.build.strategy acrTask is not supported yet: use rebase, job (your builder in a Kubernetes Job) or external (your CI, called by webhook)"),
-    validation = Rule::new("!has(self.acrTask)")
-        .message("spec.build.acrTask is not supported yet: use spec.build.job or spec.build.external instead")
+    validation = Rule::new("self.strategy != 'acrTask' || has(self.acrTask)")
+        .message("spec.build.acrTask is required when spec.build.strategy is acrTask: set registryId and taskName or encodedTask"),
+    validation = Rule::new("!has(self.acrTask) || self.strategy == 'acrTask'")
+        .message("spec.build.acrTask applies only with spec.build.strategy: acrTask; remove it or set the strategy to acrTask")
 )]
 pub struct Build {
     /// `rebase` (default): re-base the application image natively onto the new base image.
     /// `job`: run a Kubernetes Job with the user's builder. `external`: someone else's CI builds;
-    /// Tidegate waits for the image. `acrTask` (an Azure Container Registry Task) is not
-    /// supported yet and refused at admission.
+    /// Tidegate waits for the image. `acrTask`: run an Azure Container Registry Task (see
+    /// `spec.build.acrTask`).
     #[serde(default)]
     pub strategy: BuildStrategy,
     /// Settings of the `rebase` strategy.
@@ -214,7 +214,7 @@ pub struct Build {
     /// Settings of the `job` strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobBuild>,
-    /// Settings of the `acrTask` strategy. Not supported yet; refused at admission.
+    /// Settings of the `acrTask` strategy; required with it, refused without it.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "acrTask")]
     pub acr_task: Option<AcrTaskBuild>,
 }
@@ -226,7 +226,7 @@ pub enum BuildStrategy {
     /// Re-base the application image onto the new base image, natively, without a builder.
     #[default]
     Rebase,
-    /// Run an Azure Container Registry Task. Not supported yet; refused at admission.
+    /// Run an Azure Container Registry Task.
     AcrTask,
     /// Run a Kubernetes Job from a template.
     Job,
@@ -278,18 +278,91 @@ pub struct JobBuild {
     pub timeout: String,
 }
 
-/// Settings of the `acrTask` build strategy. Not supported yet.
+/// Settings of the `acrTask` build strategy: Tidegate schedules one run of an Azure Container
+/// Registry Task per Release, in the registry `registryId`, and takes the digest the run reports
+/// for the policy's image (`spec.image`, which must be in that registry).
+///
+/// The run gets these values (`{{.Values.NAME}}` in the task's YAML), as a build Job gets them
+/// as environment variables: `TIDEGATE_IMAGE_REPOSITORY` (`spec.image`, e.g.
+/// `myregistry.azurecr.io/shop/web`), `TIDEGATE_IMAGE_TAG` (a tag unique to the Release),
+/// `TIDEGATE_BASE_IMAGE` (the new base image, `ref@sha256:…`) and `TIDEGATE_RELEASE` (the
+/// Release's name). The task pushes the rebuilt image to
+/// `{{.Values.TIDEGATE_IMAGE_REPOSITORY}}:{{.Values.TIDEGATE_IMAGE_TAG}}`; an image it pushes
+/// anywhere else is not taken.
+///
+/// The controller's operator must grant the registry (or its resource group or subscription)
+/// to the policy's namespace with `--azure-grant`; otherwise nothing is sent to Azure.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.taskName) != has(self.encodedTask)")
+        .message("spec.build.acrTask needs exactly one of taskName (an ACR Task in the registry) and encodedTask (a base64 task YAML)"),
+    validation = Rule::new("!has(self.platform) || has(self.encodedTask)")
+        .message("spec.build.acrTask.platform applies only with encodedTask: an existing task (taskName) runs on its own platform")
+)]
 pub struct AcrTaskBuild {
-    /// Azure resource ID of the container registry that runs the task.
+    /// Azure resource ID of the container registry that runs the task,
+    /// `/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.ContainerRegistry/registries/{name}`.
     #[x_kube(validation = Rule::new("self.matches('^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft.ContainerRegistry/registries/[^/]+$')")
         .message("spec.build.acrTask.registryId must be an Azure container registry resource ID"))]
     #[schemars(length(min = 1, max = 1024))]
     pub registry_id: String,
-    /// Name of the ACR Task to run.
-    #[schemars(length(min = 1, max = 50))]
-    pub task_name: String,
+    /// Name of an existing ACR Task in that registry to run (`az acr task create`). Exactly one of
+    /// `taskName` and `encodedTask`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9_-]*$')")
+        .message("spec.build.acrTask.taskName must be an ACR task name: letters, digits, '-' and '_' (5 to 50 characters)"))]
+    #[schemars(length(min = 5, max = 50))]
+    pub task_name: Option<String>,
+    /// An ACR task YAML (the `steps:` file of `az acr run`), base64-encoded, run as a one-off
+    /// task. Exactly one of `taskName` and `encodedTask`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9+/]+={0,2}$') && size(self) % 4 == 0")
+        .message("spec.build.acrTask.encodedTask must be base64 (standard alphabet, padded)"))]
+    #[schemars(length(min = 4, max = 65536))]
+    pub encoded_task: Option<String>,
+    /// The platform an `encodedTask` runs on. Default `linux`/`amd64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<AcrTaskPlatform>,
+    /// How long the run may take, between `1m` and `6h`, counted from when Tidegate scheduled it.
+    /// Default `1h`. A run still going after that is cancelled and the Release fails.
+    #[serde(default = "default_external_timeout")]
+    #[x_kube(validation = Rule::new(cel_duration_between("1m", "6h"))
+        .message("spec.build.acrTask.timeout must be a duration between 1m and 6h"))]
+    #[schemars(length(max = 32))]
+    pub timeout: String,
+}
+
+/// The platform of an `encodedTask` run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcrTaskPlatform {
+    /// `linux` (default) or `windows`.
+    #[serde(default = "default_acr_os")]
+    #[x_kube(validation = Rule::new("self in ['linux', 'windows']")
+        .message("spec.build.acrTask.platform.os must be linux or windows"))]
+    #[schemars(length(max = 16))]
+    pub os: String,
+    /// `amd64` (default), `arm64`, `arm` or `x86`.
+    #[serde(default = "default_acr_architecture")]
+    #[x_kube(validation = Rule::new("self in ['amd64', 'arm64', 'arm', 'x86']")
+        .message("spec.build.acrTask.platform.architecture must be amd64, arm64, arm or x86"))]
+    #[schemars(length(max = 16))]
+    pub architecture: String,
+}
+
+impl Default for AcrTaskPlatform {
+    fn default() -> Self {
+        Self { os: default_acr_os(), architecture: default_acr_architecture() }
+    }
+}
+
+fn default_acr_os() -> String {
+    "linux".into()
+}
+
+fn default_acr_architecture() -> String {
+    "amd64".into()
 }
 
 /// How candidate images are scanned and which findings block them.
@@ -298,8 +371,8 @@ pub struct AcrTaskBuild {
 #[x_kube(
     validation = Rule::new("self.scanner != 'osv'")
         .message("spec.scan.scanner osv is not supported yet: set trivy (the controller runs Trivy), trivyReport (signed reports from CI) or configMapReport"),
-    validation = Rule::new("self.scanner != 'defender'")
-        .message("spec.scan.scanner defender is not supported yet: set trivy (the controller runs Trivy), trivyReport (signed reports from CI) or configMapReport"),
+    validation = Rule::new("!has(self.defender) || self.scanner == 'defender'")
+        .message("spec.scan.defender applies only with spec.scan.scanner: defender; remove it or set the scanner to defender"),
     validation = Rule::new("self.scanner != 'trivyOperator'")
         .message("spec.scan.scanner cannot be trivyOperator: the Trivy Operator scans only workloads that already run, and a candidate runs nowhere before its scan passes; scan candidates with trivy or trivyReport, and set spec.triggers.rescan.scanner: trivyOperator to watch production with the operator's reports"),
     validation = Rule::new("!has(self.blockSeverities) || size(self.blockSeverities) > 0")
@@ -320,11 +393,20 @@ pub struct Scan {
     ///   `trust` on `unsignedscanreports.tidegate.dev` (ClusterRole
     ///   `tidegate-unsigned-scan-reports`); elsewhere the Release stops with
     ///   `UnsignedReportsNotAllowed`.
+    /// - `defender`: Microsoft Defender for Cloud's findings of the digest in Azure Container
+    ///   Registry (sub-assessments of "Azure registry container images should have
+    ///   vulnerabilities resolved", read through Azure Resource Graph), in the subscriptions
+    ///   the controller's operator granted the policy's namespace (`--azure-grant`). A digest
+    ///   Defender has not assessed yet is not clean: the Release waits in `Scanning`, and fails
+    ///   when `defender.assessmentTimeout` passes without an assessment.
     ///
-    /// `osv` and `defender` are not supported yet and refused at admission; `trivyOperator` is
-    /// refused here (it only scans what already runs) and belongs in
-    /// `spec.triggers.rescan.scanner`.
+    /// `osv` is not supported yet and refused at admission; `trivyOperator` is refused here (it
+    /// only scans what already runs) and belongs in `spec.triggers.rescan.scanner`.
     pub scanner: Scanner,
+    /// Settings of the `defender` scanner; only with `scanner: defender`. Default: an
+    /// `assessmentTimeout` of `6h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defender: Option<DefenderScan>,
     /// Severities that block a Release. Default `[Critical, High]`. At least one: the gate cannot
     /// be switched off with an empty list.
     #[serde(default = "default_block_severities")]
@@ -361,6 +443,7 @@ impl Default for Scan {
     fn default() -> Self {
         Self {
             scanner: Scanner::TrivyReport,
+            defender: None,
             block_severities: default_block_severities(),
             only_fixable: true,
             no_regression: false,
@@ -370,8 +453,34 @@ impl Default for Scan {
     }
 }
 
-/// Where the findings of an image come from: `trivy`, `trivyReport`, `trivyOperator` or
-/// `configMapReport`.
+/// Settings of the `defender` scanner.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefenderScan {
+    /// How long a candidate waits in `Scanning` for Microsoft Defender for Cloud to assess its
+    /// digest (Defender scans an image within a few hours of its push), counted from when the
+    /// candidate was built, as a duration between `10m` and `72h`. Default `6h`. Without an
+    /// assessment by then the Release fails: a digest Defender knows nothing about is never
+    /// treated as clean.
+    #[serde(default = "default_defender_timeout")]
+    #[x_kube(validation = Rule::new(cel_duration_between("10m", "72h"))
+        .message("spec.scan.defender.assessmentTimeout must be a duration between 10m and 72h, e.g. 6h"))]
+    #[schemars(length(max = 32))]
+    pub assessment_timeout: String,
+}
+
+impl Default for DefenderScan {
+    fn default() -> Self {
+        Self { assessment_timeout: default_defender_timeout() }
+    }
+}
+
+fn default_defender_timeout() -> String {
+    "6h".into()
+}
+
+/// Where the findings of an image come from: `trivy`, `trivyReport`, `trivyOperator`,
+/// `configMapReport` or `defender`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub enum Scanner {
@@ -381,7 +490,8 @@ pub enum Scanner {
     Osv,
     /// Trivy run by the controller on the digest (`--trivy-binary`).
     Trivy,
-    /// Microsoft Defender for Containers. Not supported yet.
+    /// Microsoft Defender for Cloud's vulnerability assessment of the digest in Azure Container
+    /// Registry, read through Azure Resource Graph.
     Defender,
     /// The Trivy Operator's `VulnerabilityReport` resources.
     TrivyOperator,
@@ -946,13 +1056,11 @@ mod tests {
             "{:?}",
             messages(&spec)
         );
-        // trivy, trivyReport, trivyOperator and configMapReport pass; the others are refused by name.
+        // trivy, trivyReport, configMapReport and defender pass; the others are refused by name.
         let refused: Vec<String> = messages(scan).into_iter().map(|(_, m)| m).collect();
-        for value in ["osv", "defender"] {
-            let prefix = format!("spec.scan.scanner {value} is not supported yet: ");
-            assert!(refused.iter().any(|m| m.starts_with(&prefix)), "{refused:?}");
-        }
-        for value in ["trivy ", "trivyReport ", "trivyOperator ", "configMapReport "] {
+        let prefix = "spec.scan.scanner osv is not supported yet: ";
+        assert!(refused.iter().any(|m| m.starts_with(prefix)), "{refused:?}");
+        for value in ["trivy ", "trivyReport ", "trivyOperator ", "configMapReport ", "defender "] {
             assert!(!refused.iter().any(|m| m.starts_with(&format!("spec.scan.scanner {value}"))), "{refused:?}");
         }
         // The gate cannot be switched off with an empty list.
@@ -973,6 +1081,36 @@ mod tests {
     }
 
     #[test]
+    fn acr_task_builds_are_checked_at_admission_naming_the_field() {
+        let spec = spec_schema();
+        let build = messages(&spec["properties"]["build"]);
+        assert!(
+            build.iter().any(|(rule, m)| rule == "self.strategy != 'acrTask' || has(self.acrTask)"
+                && m.starts_with("spec.build.acrTask is required when spec.build.strategy is acrTask")),
+            "{build:?}"
+        );
+        assert!(build.iter().all(|(_, m)| !m.contains("not supported yet")), "{build:?}");
+        let acr = &spec["properties"]["build"]["properties"]["acrTask"];
+        let rules = messages(acr);
+        assert!(
+            rules.iter().any(|(rule, m)| rule == "has(self.taskName) != has(self.encodedTask)"
+                && m.contains("exactly one of taskName")),
+            "{rules:?}"
+        );
+        assert_eq!(acr["required"], json!(["registryId"]));
+        assert_eq!(acr["properties"]["timeout"]["default"], "1h");
+        let timeout = messages(&acr["properties"]["timeout"]);
+        assert!(timeout[0].1.starts_with("spec.build.acrTask.timeout must be"), "{timeout:?}");
+        let parsed: AcrTaskBuild = serde_json::from_value(json!({
+            "registryId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r",
+            "encodedTask": "c3RlcHM6Cg==", "platform": {}
+        }))
+        .expect("acrTask");
+        assert_eq!(parsed.timeout, "1h");
+        assert_eq!(parsed.platform, Some(AcrTaskPlatform::default()));
+    }
+
+    #[test]
     fn every_refused_field_says_so_in_kubectl_explain() {
         let spec = spec_schema();
         let p = |path: &[&str]| {
@@ -988,7 +1126,6 @@ mod tests {
         let refused: &[&[&str]] = &[
             &["triggers", "schedule"],
             &["sign"],
-            &["build", "acrTask"],
             &["tests", "job", "timeout"],
             &["workloads", "[]", "production", "image"],
         ];
@@ -996,10 +1133,9 @@ mod tests {
             let text = p(path);
             assert!(text.contains("Not supported yet; refused at admission"), "{path:?}: {text}");
         }
-        let text = p(&["build", "strategy"]);
-        assert!(
-            text.contains("`acrTask`") && text.contains("is not supported yet and refused at admission"),
-            "build.strategy: {text}"
-        );
+        for path in [&["build", "strategy"][..], &["build", "acrTask"]] {
+            let text = p(path);
+            assert!(!text.contains("Not supported yet") && !text.contains("not supported yet"), "{path:?}: {text}");
+        }
     }
 }
