@@ -150,15 +150,42 @@ pub enum VerifyError {
     /// A trust store named by the trust policy is missing or empty.
     #[error("trust store {0:?} named by the trust policy does not exist or holds no certificate")]
     TrustStoreNotFound(String),
-    /// Revocation is enforced but a certificate names CRL or OCSP endpoints, which this
-    /// implementation cannot check.
+    /// A certificate names an OCSP responder and no CRL distribution point: its revocation
+    /// status cannot be checked, since OCSP is not implemented (CRLs are).
     #[error(
-        "revocation status of certificate {subject:?} cannot be checked: it names CRL or OCSP \
-         endpoints and revocation checking is not implemented"
+        "revocation status of certificate {subject:?} cannot be checked: it names only an OCSP \
+         responder (no CRL distribution point), and OCSP is not supported"
     )]
     RevocationUnchecked {
         /// Certificate subject.
         subject: String,
+    },
+    /// A certificate of the chain is listed on its issuer's valid CRL.
+    #[error(
+        "certificate {subject:?} (serial {serial}) is revoked since {revoked_at}{}: the CRL at \
+         {crl} lists it",
+        reason.as_deref().map(|r| format!(" (reason {r})")).unwrap_or_default()
+    )]
+    Revoked {
+        /// Certificate subject.
+        subject: String,
+        /// Serial number, colon-separated hex.
+        serial: String,
+        /// The CRL entry's reason code (RFC 5280 name), if it has one.
+        reason: Option<String>,
+        /// The CRL entry's revocation date.
+        revoked_at: Timestamp,
+        /// The URL of the CRL that lists it.
+        crl: String,
+    },
+    /// The revocation status of a certificate with CRL distribution points could not be
+    /// determined: a CRL could not be fetched or is not valid ("revocation unavailable").
+    #[error("revocation status of certificate {subject:?} is unknown: {reason}")]
+    RevocationUnknown {
+        /// Certificate subject.
+        subject: String,
+        /// Why, naming each CRL URL tried.
+        reason: String,
     },
     /// The signed payload names another artifact than the one being verified.
     #[error("the signature is for {actual}, not for the expected digest {expected}")]
@@ -201,7 +228,9 @@ impl VerifyError {
             }
             E::CertificateExpired { .. } => ValidationKind::AuthenticTimestamp,
             E::SignatureExpired { .. } => ValidationKind::Expiry,
-            E::RevocationUnchecked { .. } => ValidationKind::Revocation,
+            E::RevocationUnchecked { .. } | E::Revoked { .. } | E::RevocationUnknown { .. } => {
+                ValidationKind::Revocation
+            }
             E::MalformedEnvelope(_)
             | E::UnsupportedAlgorithm(_)
             | E::AlgorithmMismatch { .. }

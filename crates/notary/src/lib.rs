@@ -67,6 +67,7 @@ mod descriptor;
 mod dn;
 mod envelope;
 mod error;
+pub mod revocation;
 mod sign;
 mod trust_policy;
 mod trust_store;
@@ -77,13 +78,17 @@ pub use algorithm::SignatureAlgorithm;
 pub use descriptor::Descriptor;
 pub use dn::DistinguishedName;
 pub use error::{CertificateError, SignError, TrustPolicyError, TrustStoreError, ValidationKind, VerifyError};
+pub use revocation::{CrlLookup, CrlSource, CrlValidity, FetchedCrls, NoCrlFetching, Progress, crl_validity};
 pub use sign::{SignOptions, Signer, sign};
 pub use trust_policy::{
     RegistryScopes, SignatureVerification, TrustPolicy, TrustPolicyDocument, TrustedIdentities, TrustedIdentity,
     ValidationAction, ValidationActions, VerificationLevel,
 };
 pub use trust_store::{TrustStoreRef, TrustStoreType, TrustStores};
-pub use verify::{PolicyOutcome, VerifiedSignature, VerifyOptions, verify, verify_with_options, verify_with_policy};
+pub use verify::{
+    PolicyOutcome, VerifiedSignature, VerifyOptions, verify, verify_with_crls, verify_with_options, verify_with_policy,
+    verify_with_policy_and_crls,
+};
 pub use x509::{Certificate, thumbprint_annotation_value};
 
 /// Media type of a JWS signature envelope (the signature manifest's layer media type).

@@ -1,13 +1,18 @@
 //! Verification, fail closed, in the order of the trust policy specification: integrity,
 //! authenticity, authentic timestamp (certificates valid now: timestamp countersignatures are
 //! not verified, as notation does when the policy names no `tsa` trust store), expiry,
-//! revocation.
+//! revocation (CRLs, see [`crate::revocation`]).
+//!
+//! The `*_crls` functions take the CRLs the caller has fetched and may answer
+//! [`Progress::NeedCrls`]; the others fetch nothing, so a certificate with CRL distribution
+//! points has an unknown revocation status.
 
 use crate::algorithm::SignatureAlgorithm;
 use crate::descriptor::{Descriptor, Payload};
 use crate::dn::DistinguishedName;
 use crate::envelope;
 use crate::error::{ValidationKind, VerifyError};
+use crate::revocation::{ChainRevocation, CrlSource, NoCrlFetching, Progress, check_chain};
 use crate::trust_policy::{
     TrustPolicyDocument, TrustedIdentities, ValidationAction, ValidationActions, VerificationLevel, split_reference,
 };
@@ -89,8 +94,32 @@ pub fn verify_with_options(
     now: Timestamp,
     options: &VerifyOptions,
 ) -> Result<VerifiedSignature, VerifyError> {
+    finished(verify_with_crls(envelope, trust_anchors, expected_digest, now, options, &NoCrlFetching)?)
+}
+
+/// [`verify_with_options`] with CRLs: answers [`Progress::NeedCrls`] while the chain needs a
+/// CRL that `crls` does not hold yet.
+pub fn verify_with_crls(
+    envelope: &[u8],
+    trust_anchors: &[Certificate],
+    expected_digest: &str,
+    now: Timestamp,
+    options: &VerifyOptions,
+    crls: &dyn CrlSource,
+) -> Result<Progress<VerifiedSignature>, VerifyError> {
     let trust = Trust { anchors: Ok(trust_anchors.iter().collect()), identities: None };
-    verify_core(envelope, &trust, expected_digest, now, options)
+    verify_core(envelope, &trust, expected_digest, now, options, crls)
+}
+
+/// The result of a verification with [`NoCrlFetching`], which never asks for CRLs.
+fn finished<T>(progress: Progress<T>) -> Result<T, VerifyError> {
+    match progress {
+        Progress::Done(done) => Ok(done),
+        Progress::NeedCrls(urls) => Err(VerifyError::RevocationUnknown {
+            subject: String::new(),
+            reason: format!("CRLs {} were not fetched", urls.join(", ")),
+        }),
+    }
 }
 
 /// Verifies an envelope for `artifact_reference` (`registry/repository@digest`) with the trust
@@ -105,10 +134,32 @@ pub fn verify_with_policy(
     artifact_reference: &str,
     now: Timestamp,
 ) -> Result<PolicyOutcome, VerifyError> {
+    finished(verify_with_policy_and_crls(
+        envelope,
+        policy_document,
+        trust_stores,
+        artifact_reference,
+        now,
+        &NoCrlFetching,
+    )?)
+}
+
+/// [`verify_with_policy`] with CRLs: answers [`Progress::NeedCrls`] while the chain needs a CRL
+/// that `crls` does not hold yet. A caller fetches those URLs, records each result in `crls`
+/// and calls again; every call verifies from the start, so the answer depends only on the
+/// arguments.
+pub fn verify_with_policy_and_crls(
+    envelope: &[u8],
+    policy_document: &TrustPolicyDocument,
+    trust_stores: &TrustStores,
+    artifact_reference: &str,
+    now: Timestamp,
+    crls: &dyn CrlSource,
+) -> Result<Progress<PolicyOutcome>, VerifyError> {
     let policy = policy_document.applicable_policy(artifact_reference)?;
     let (_, digest) = split_reference(artifact_reference)?;
     if policy.signature_verification.level == VerificationLevel::Skip {
-        return Ok(PolicyOutcome::Skipped { policy: policy.name.clone() });
+        return Ok(Progress::Done(PolicyOutcome::Skipped { policy: policy.name.clone() }));
     }
     // `parse` refuses these already; a document built by hand is checked here.
     policy.check_supported().map_err(VerifyError::UnsupportedTrustPolicy)?;
@@ -124,9 +175,13 @@ pub fn verify_with_policy(
     };
     let trust = Trust { anchors, identities: Some((&policy.name, &policy.trusted_identities)) };
     let options = VerifyOptions { actions: policy.signature_verification.actions };
-    let mut verified = verify_core(envelope, &trust, digest, now, &options)?;
-    verified.policy = Some(policy.name.clone());
-    Ok(PolicyOutcome::Verified(Box::new(verified)))
+    Ok(match verify_core(envelope, &trust, digest, now, &options, crls)? {
+        Progress::Done(mut verified) => {
+            verified.policy = Some(policy.name.clone());
+            Progress::Done(PolicyOutcome::Verified(Box::new(verified)))
+        }
+        Progress::NeedCrls(urls) => Progress::NeedCrls(urls),
+    })
 }
 
 /// What authenticity is checked against.
@@ -160,7 +215,8 @@ fn verify_core(
     expected_digest: &str,
     now: Timestamp,
     options: &VerifyOptions,
-) -> Result<VerifiedSignature, VerifyError> {
+    crls: &dyn CrlSource,
+) -> Result<Progress<VerifiedSignature>, VerifyError> {
     let actions = options.actions;
     let mut warnings = Vec::new();
 
@@ -234,18 +290,19 @@ fn verify_core(
         apply(result, actions.expiry, &mut warnings)?;
     }
 
-    // Revocation: not implemented, so a chain that names revocation endpoints cannot pass an
-    // enforced revocation check.
+    // Revocation, with CRLs; URLs are asked for only when the chain leads to a trusted
+    // certificate.
     if actions.revocation != ValidationAction::Skip {
-        let result = match chain.iter().find(|c| c.has_revocation_endpoints()) {
-            Some(c) => Err(VerifyError::RevocationUnchecked { subject: c.subject().to_string() }),
-            None => Ok(()),
-        };
-        apply(result, actions.revocation, &mut warnings)?;
+        match check_chain(&chain, trust_anchor_subject.is_some(), crls, now) {
+            ChainRevocation::Need(urls) => return Ok(Progress::NeedCrls(urls)),
+            ChainRevocation::Done(result) => {
+                apply(result, actions.revocation, &mut warnings)?;
+            }
+        }
     }
 
     debug_assert!(warnings.iter().all(|w| w.kind() != ValidationKind::Integrity));
-    Ok(VerifiedSignature {
+    Ok(Progress::Done(VerifiedSignature {
         target,
         algorithm: env.alg,
         signing_time: env.signing_time,
@@ -256,5 +313,5 @@ fn verify_core(
         signing_agent: env.signing_agent,
         policy: None,
         warnings,
-    })
+    }))
 }

@@ -8,9 +8,8 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
-use x509_parser::oid_registry::{
-    OID_PKIX_ACCESS_DESCRIPTOR_OCSP, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_CRL_DISTRIBUTION_POINTS,
-};
+use x509_parser::oid_registry::{OID_PKIX_ACCESS_DESCRIPTOR_OCSP, OID_X509_EXT_BASIC_CONSTRAINTS};
+use x509_parser::x509::AlgorithmIdentifier;
 
 /// An X.509 certificate (DER), checked to parse when it is created.
 #[derive(Clone, PartialEq, Eq)]
@@ -185,11 +184,10 @@ impl<'a> ChainCert<'a> {
             .map_err(|e| format!("certificate {:?} is not signed by {:?}: {e}", self.subject(), issuer.subject()))
     }
 
-    /// Whether the certificate names CRL distribution points or an OCSP responder.
-    pub(crate) fn has_revocation_endpoints(&self) -> bool {
+    /// Whether the certificate names an OCSP responder (authority information access).
+    pub(crate) fn has_ocsp_responder(&self) -> bool {
         self.cert.extensions().iter().any(|ext| {
-            ext.oid == OID_X509_EXT_CRL_DISTRIBUTION_POINTS
-                || matches!(ext.parsed_extension(), ParsedExtension::AuthorityInfoAccess(aia)
+            matches!(ext.parsed_extension(), ParsedExtension::AuthorityInfoAccess(aia)
                     if aia.iter().any(|ad| ad.access_method == OID_PKIX_ACCESS_DESCRIPTOR_OCSP))
         })
     }
@@ -208,7 +206,7 @@ impl<'a> ChainCert<'a> {
         }
     }
 
-    fn key_usage(&self) -> Result<x509_parser::extensions::KeyUsage, VerifyError> {
+    pub(crate) fn key_usage(&self) -> Result<x509_parser::extensions::KeyUsage, VerifyError> {
         let ku = self
             .cert
             .key_usage()
@@ -421,10 +419,19 @@ const OID_ECDSA_SHA1: &str = "1.2.840.10045.4.1";
 
 /// Checks the signature of `cert` with the issuer key `key`.
 fn verify_certificate_signature(cert: &X509Certificate<'_>, key: &PublicKey) -> Result<(), String> {
-    let tbs: &[u8] = cert.tbs_certificate.as_ref();
-    let signature: &[u8] = &cert.signature_value.data;
-    let algorithm = cert.signature_algorithm.algorithm.to_id_string();
-    let ok = match algorithm.as_str() {
+    verify_signed_data(cert.tbs_certificate.as_ref(), &cert.signature_algorithm, &cert.signature_value.data, key)
+}
+
+/// Checks a signature over `tbs` (a certificate's or a CRL's signed part) made with `algorithm`
+/// by the holder of `key`. SHA-1 is refused.
+pub(crate) fn verify_signed_data(
+    tbs: &[u8],
+    algorithm: &AlgorithmIdentifier<'_>,
+    signature: &[u8],
+    key: &PublicKey,
+) -> Result<(), String> {
+    let algorithm_oid = algorithm.algorithm.to_id_string();
+    let ok = match algorithm_oid.as_str() {
         OID_SHA256_RSA => key.verify_pkcs1v15(Hash::Sha256, tbs, signature),
         OID_SHA384_RSA => key.verify_pkcs1v15(Hash::Sha384, tbs, signature),
         OID_SHA512_RSA => key.verify_pkcs1v15(Hash::Sha512, tbs, signature),
@@ -432,30 +439,30 @@ fn verify_certificate_signature(cert: &X509Certificate<'_>, key: &PublicKey) -> 
         OID_ECDSA_SHA384 => key.verify_ecdsa_der(Hash::Sha384, tbs, signature),
         OID_ECDSA_SHA512 => key.verify_ecdsa_der(Hash::Sha512, tbs, signature),
         OID_RSASSA_PSS => {
-            let (hash, salt_len) = pss_parameters(cert)?;
+            let (hash, salt_len) = pss_parameters(algorithm)?;
             key.verify_pss_cert(hash, salt_len, tbs, signature)
         }
         OID_SHA1_RSA | OID_ECDSA_SHA1 => {
-            return Err("SHA-1 certificate signatures are not allowed".into());
+            return Err("SHA-1 signatures are not allowed".into());
         }
         other => {
-            return Err(format!("unsupported certificate signature algorithm {other}"));
+            return Err(format!("unsupported signature algorithm {other}"));
         }
     };
-    if ok { Ok(()) } else { Err("the certificate signature does not verify".into()) }
+    if ok { Ok(()) } else { Err("the signature does not verify".into()) }
 }
 
-fn pss_parameters(cert: &X509Certificate<'_>) -> Result<(Hash, usize), String> {
+fn pss_parameters(algorithm: &AlgorithmIdentifier<'_>) -> Result<(Hash, usize), String> {
     use x509_parser::signature_algorithm::SignatureAlgorithm as Alg;
-    let parsed = Alg::try_from(&cert.signature_algorithm).map_err(|e| format!("invalid RSASSA-PSS parameters: {e}"))?;
+    let parsed = Alg::try_from(algorithm).map_err(|e| format!("invalid RSASSA-PSS parameters: {e}"))?;
     let Alg::RSASSA_PSS(params) = parsed else {
         return Err("invalid RSASSA-PSS parameters".into());
     };
     let hash = Hash::from_oid(&params.hash_algorithm_oid().to_id_string())
-        .ok_or("RSASSA-PSS certificate signatures must use SHA-256, SHA-384 or SHA-512")?;
+        .ok_or("RSASSA-PSS signatures must use SHA-256, SHA-384 or SHA-512")?;
     let mgf = params.mask_gen_algorithm().map_err(|e| format!("invalid RSASSA-PSS mask generation: {e}"))?;
     if mgf.mgf.to_id_string() != OID_MGF1 || Hash::from_oid(&mgf.hash.to_id_string()) != Some(hash) {
-        return Err("RSASSA-PSS certificate signatures must use MGF1 with the signature hash".into());
+        return Err("RSASSA-PSS signatures must use MGF1 with the signature hash".into());
     }
     if params.trailer_field() != 1 {
         return Err("invalid RSASSA-PSS trailer field".into());

@@ -512,12 +512,13 @@ fn key_and_certificate_must_match() {
 }
 
 #[test]
-fn revocation_endpoints_fail_closed_unless_skipped() {
+fn crl_distribution_points_fail_closed_without_crls_unless_skipped() {
     let mut params = leaf_params("with-crl");
     params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec!["http://crl.example/ca.crl".into()] }];
     let id = identity_with(KeyKind::P256, &params);
     let envelope = sign_with(&id, &options());
-    assert!(matches!(verify_err(&id, &envelope), VerifyError::RevocationUnchecked { .. }));
+    // `verify` fetches no CRL (see tests/revocation.rs for verification with CRLs).
+    assert!(matches!(verify_err(&id, &envelope), VerifyError::RevocationUnknown { .. }));
     let skip = VerifyOptions {
         actions: ValidationActions { revocation: ValidationAction::Skip, ..ValidationActions::strict() },
     };
