@@ -65,6 +65,40 @@ impl SignatureAlgorithm {
     }
 }
 
+impl SignatureAlgorithm {
+    /// The hash of `message` with this algorithm's hash function (SHA-256, SHA-384 or SHA-512):
+    /// what a remote signer such as Azure Key Vault is given to sign.
+    pub fn digest(self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Ps256 | Self::Es256 => Hash::Sha256.digest(message),
+            Self::Ps384 | Self::Es384 => Hash::Sha384.digest(message),
+            Self::Ps512 | Self::Es512 => Hash::Sha512.digest(message),
+        }
+    }
+}
+
+/// A public key given by its parameters (big-endian unsigned integers), as a JSON Web Key or a
+/// key management service describes it, to compare with a certificate's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawPublicKey {
+    /// RSA: modulus `n` and public exponent `e`.
+    Rsa {
+        /// Modulus.
+        n: Vec<u8>,
+        /// Public exponent.
+        e: Vec<u8>,
+    },
+    /// An elliptic curve point on `curve` (`P-256`, `P-384` or `P-521`).
+    Ec {
+        /// The JWK curve name.
+        curve: String,
+        /// X coordinate.
+        x: Vec<u8>,
+        /// Y coordinate.
+        y: Vec<u8>,
+    },
+}
+
 impl fmt::Display for SignatureAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.jws_name())
@@ -161,6 +195,42 @@ impl PublicKey {
                 }
             }
             other => Err(format!("unsupported public key algorithm {other}")),
+        }
+    }
+
+    /// Reads a key given by its parameters.
+    pub(crate) fn from_raw(raw: &RawPublicKey) -> Result<Self, String> {
+        match raw {
+            RawPublicKey::Rsa { n, e } => {
+                RsaPublicKey::new_with_max_size(BigUint::from_bytes_be(n), BigUint::from_bytes_be(e), MAX_RSA_BITS)
+                    .map(Self::Rsa)
+                    .map_err(|e| format!("invalid RSA public key: {e}"))
+            }
+            RawPublicKey::Ec { curve, x, y } => {
+                let size = match curve.as_str() {
+                    "P-256" => 32,
+                    "P-384" => 48,
+                    "P-521" => 66,
+                    other => {
+                        return Err(format!("unsupported elliptic curve {other} (supported: P-256, P-384, P-521)"));
+                    }
+                };
+                if x.len() > size || y.len() > size {
+                    return Err(format!("the {curve} point's coordinates are longer than {size} bytes"));
+                }
+                // SEC 1 uncompressed point: 0x04 || X || Y, each coordinate left-padded to the field size.
+                let mut point = vec![0x04];
+                for coordinate in [x, y] {
+                    point.extend(std::iter::repeat_n(0, size - coordinate.len()));
+                    point.extend_from_slice(coordinate);
+                }
+                let bad = |e: p256::ecdsa::Error| format!("invalid {curve} public key: {e}");
+                match curve.as_str() {
+                    "P-256" => p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map(Self::P256).map_err(bad),
+                    "P-384" => p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map(Self::P384).map_err(bad),
+                    _ => p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).map(Self::P521).map_err(bad),
+                }
+            }
         }
     }
 

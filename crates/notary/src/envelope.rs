@@ -266,15 +266,24 @@ pub(crate) struct EnvelopeContent<'a> {
     pub(crate) signing_time: Timestamp,
     pub(crate) expiry: Option<Timestamp>,
     pub(crate) payload: &'a [u8],
-    pub(crate) chain: &'a [Certificate],
-    pub(crate) signing_agent: Option<&'a str>,
 }
 
-/// Builds the envelope: protected header, signing input, signature from `sign`.
-pub(crate) fn build(
-    content: &EnvelopeContent<'_>,
-    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, SignError>,
-) -> Result<Vec<u8>, SignError> {
+/// The encoded protected header and payload of an envelope being built; their signing input is
+/// `protected || '.' || payload`.
+pub(crate) struct Unsigned {
+    pub(crate) protected: String,
+    pub(crate) payload: String,
+}
+
+impl Unsigned {
+    /// `ASCII(BASE64URL(protected) || '.' || BASE64URL(payload))`, the bytes the signature covers.
+    pub(crate) fn signing_input(&self) -> String {
+        format!("{}.{}", self.protected, self.payload)
+    }
+}
+
+/// Encodes the protected header (`alg`, `cty`, signing scheme, times, `crit`) and the payload.
+pub(crate) fn unsigned(content: &EnvelopeContent<'_>) -> Result<Unsigned, SignError> {
     let mut header = Map::new();
     let mut crit = vec![Value::from(SIGNING_SCHEME)];
     header.insert(ALG.into(), content.alg.jws_name().into());
@@ -287,18 +296,23 @@ pub(crate) fn build(
     }
     header.insert(CRIT.into(), Value::Array(crit));
     let header_json = serde_json::to_vec(&header).map_err(|e| SignError::Crypto(e.to_string()))?;
+    Ok(Unsigned { protected: URL_SAFE_NO_PAD.encode(header_json), payload: URL_SAFE_NO_PAD.encode(content.payload) })
+}
 
-    let protected = URL_SAFE_NO_PAD.encode(header_json);
-    let payload = URL_SAFE_NO_PAD.encode(content.payload);
-    let signing_input = format!("{protected}.{payload}");
-    let signature = URL_SAFE_NO_PAD.encode(sign(signing_input.as_bytes())?);
-
+/// The envelope of `unsigned` with its `signature`, the chain and the signing agent.
+pub(crate) fn assemble(
+    unsigned: &Unsigned,
+    chain: &[Certificate],
+    signing_agent: Option<&str>,
+    signature: &[u8],
+) -> Result<Vec<u8>, SignError> {
+    let signature = URL_SAFE_NO_PAD.encode(signature);
     let out = OutEnvelope {
-        payload: &payload,
-        protected: &protected,
+        payload: &unsigned.payload,
+        protected: &unsigned.protected,
         header: OutHeader {
-            x5c: content.chain.iter().map(|c| STANDARD.encode(c.der())).collect(),
-            signing_agent: content.signing_agent.filter(|a| !a.is_empty()).map(str::to_string),
+            x5c: chain.iter().map(|c| STANDARD.encode(c.der())).collect(),
+            signing_agent: signing_agent.filter(|a| !a.is_empty()).map(str::to_string),
         },
         signature: &signature,
     };

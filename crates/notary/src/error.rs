@@ -312,6 +312,20 @@ pub enum SignError {
     /// The cryptographic operation failed.
     #[error("signing failed: {0}")]
     Crypto(String),
+    /// A signature made elsewhere (a key vault, an HSM) does not verify with the signing
+    /// certificate's public key: the wrong key signed, or the signer misbehaved. No envelope is
+    /// produced.
+    #[error(
+        "the {alg} signature returned by the signer does not verify with the public key of the signing \
+         certificate {subject:?}: the signing key is not the certificate's key, or the signer returned a wrong \
+         signature"
+    )]
+    SignatureDoesNotVerify {
+        /// The algorithm the signature was asked for.
+        alg: crate::SignatureAlgorithm,
+        /// Subject of the signing certificate.
+        subject: String,
+    },
 }
 
 /// A `trustpolicy.json` document is invalid. Each variant names the statement and the rule it

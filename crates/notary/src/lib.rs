@@ -74,12 +74,12 @@ mod trust_store;
 mod verify;
 mod x509;
 
-pub use algorithm::SignatureAlgorithm;
+pub use algorithm::{RawPublicKey, SignatureAlgorithm};
 pub use descriptor::Descriptor;
 pub use dn::DistinguishedName;
 pub use error::{CertificateError, SignError, TrustPolicyError, TrustStoreError, ValidationKind, VerifyError};
 pub use revocation::{CrlLookup, CrlSource, CrlValidity, FetchedCrls, NoCrlFetching, Progress, crl_validity};
-pub use sign::{SignOptions, Signer, sign};
+pub use sign::{PreparedSignature, SignOptions, Signer, SigningChain, sign};
 pub use trust_policy::{
     RegistryScopes, SignatureVerification, TrustPolicy, TrustPolicyDocument, TrustedIdentities, TrustedIdentity,
     ValidationAction, ValidationActions, VerificationLevel,
