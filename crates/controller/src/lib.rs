@@ -141,7 +141,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let reach = Arc::new(Reach::new(kube_config, MANAGER));
     let identity = whoami(&client).await?;
     let metrics = Arc::new(Metrics::default());
-    let registry = Arc::new(registry_client(&config)?);
+    let registry = Arc::new(registry_client(&config).await?);
     let watcher = Arc::new(watcher::BaseWatcher::new(registry.clone()));
     let server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone(), watcher.clone()));
 
@@ -167,7 +167,6 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     // runtime is busy or resumed late after a freeze.
     leadership.exit_when_lost();
 
-    let builder = overrides.builder.unwrap_or_else(|| Arc::new(RegistryBuilder::new(registry.clone(), reach.clone())));
     let signing = match overrides.signer {
         // A test double signs; it has no key to sign promotion records with.
         Some(signer) => signing::Signing { signer, ..signing::Signing::not_configured() },
@@ -178,6 +177,13 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         let azure = azure.clone();
         metrics.set_azure_stats(Arc::new(move || azure.request_counts()));
     }
+    // `acrTask` builds use the Azure client and the per-namespace grants of the Azure targets.
+    let builder = overrides.builder.unwrap_or_else(|| {
+        Arc::new(
+            RegistryBuilder::new(registry.clone(), reach.clone())
+                .with_acr_tasks(azure.as_ref().map(|azure| azure.acr_tasks())),
+        )
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
         reach: reach.clone(),
@@ -189,7 +195,11 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
             config_maps: Arc::new(ReportScanner::new(reach.clone(), Access::new(client.clone()))),
             signed_reports: signing.reports,
             operator: Some(Arc::new(OperatorScanner::new(reach.clone()))),
-            trivy: scanners::trivy_from_config(&config)?,
+            trivy: scanners::trivy_from_config(&config, registry.clone())?,
+            defender: azure.as_ref().map(|a| {
+                Arc::new(tidegate_providers::defender::DefenderScanner::new(a.arm().clone(), a.scopes().clone()))
+                    as Arc<dyn tidegate_providers::Scanner>
+            }),
         },
         scans: vulnerabilities::cache(),
         signer: signing.signer,
@@ -283,7 +293,7 @@ fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::S
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {
+async fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {
     let credentials = match &config.registry_credentials {
         Some(path) => {
             let json =
@@ -297,6 +307,7 @@ fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {
         credentials,
         plain_http: config.plain_http_registries.iter().cloned().collect(),
         requests_per_second: config.registry_requests_per_second,
+        acr_identity: config.azure.registry_identities().await?,
         ..Default::default()
     })?)
 }

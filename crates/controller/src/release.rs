@@ -147,7 +147,8 @@ async fn run_stage(
         ReleasePhase::Pending | ReleasePhase::Verified => Ok(StageOutcome::Done),
         ReleasePhase::Building => {
             let started_at = status.build.as_ref().and_then(|b| b.started_at.as_ref()).map(|t| t.0);
-            match ctx.builder.build(policy, release, &repository, &BuildContext { started_at, now }).await? {
+            let run_id = status.build.as_ref().and_then(|b| b.run_id.clone());
+            match ctx.builder.build(policy, release, &repository, &BuildContext { started_at, run_id, now }).await? {
                 BuildStep::Done(built) => {
                     status.image = Some(repository.pinned(&built.digest));
                     status.digest = Some(built.digest.to_string());
@@ -155,14 +156,18 @@ async fn run_stage(
                         reference: Some(built.run),
                         started_at: started_at.map(Time),
                         finished_at: Some(Time(now)),
+                        run_id: built.run_id,
+                        log_link: built.log_link,
                     });
                     Ok(StageOutcome::Done)
                 }
-                BuildStep::Started { run } => {
+                BuildStep::Started { run, run_id } => {
                     status.build = Some(StageRecord {
                         reference: Some(run.clone()),
                         started_at: Some(Time(now)),
                         finished_at: None,
+                        run_id,
+                        log_link: None,
                     });
                     Ok(StageOutcome::InProgress(run))
                 }
@@ -183,6 +188,9 @@ async fn run_stage(
             };
             let max_age = crate::vulnerabilities::max_age(policy)?;
             let staging = crate::vulnerabilities::workload_namespaces(policy, false, &namespace)?;
+            // The wait for a first result counts from when the candidate was built.
+            let built = status.build.as_ref().and_then(|b| b.finished_at.as_ref()).map(|t| t.0);
+            let built = built.or_else(|| release.meta().creation_timestamp.as_ref().map(|t| t.0)).unwrap_or(now);
             let request = ScanRequest {
                 namespace: &namespace,
                 image: &image,
@@ -190,12 +198,14 @@ async fn run_stage(
                 workload_namespaces: &staging,
                 max_age,
                 now,
+                deadline: crate::vulnerabilities::scan_deadline(policy, built)?,
             };
+            let kind = policy.spec.scan.scanner;
             let report = match scanner.scan(&request).await {
                 Ok(Some(report)) => report,
-                Ok(None) => return Ok(StageOutcome::InProgress(format!("waiting for the scan report of {digest}"))),
+                Ok(None) => return Ok(StageOutcome::InProgress(crate::scanners::waiting_for(kind, &digest))),
                 Err(ProviderError::NotAllowed(message)) => {
-                    return Ok(StageOutcome::Rejected { reason: "UnsignedReportsNotAllowed", message });
+                    return Ok(StageOutcome::Rejected { reason: crate::scanners::not_allowed_reason(kind), message });
                 }
                 Err(ProviderError::NotConfigured(message)) => {
                     return Ok(StageOutcome::Rejected { reason: crate::scanners::SCANNER_NOT_CONFIGURED, message });
@@ -269,8 +279,11 @@ async fn run_stage(
                 }
                 Err(e) => return Err(e.into()),
             };
-            status.signature =
-                Some(StageRecord { reference: Some(signature), started_at: None, finished_at: Some(Time(now)) });
+            status.signature = Some(StageRecord {
+                reference: Some(signature),
+                finished_at: Some(Time(now)),
+                ..StageRecord::default()
+            });
             Ok(StageOutcome::Done)
         }
         ReleasePhase::Staging => {
@@ -305,7 +318,7 @@ async fn run_stage(
                 return Ok(StageOutcome::InProgress(waiting.join("; ")));
             }
             status.staging =
-                Some(StageRecord { reference: Some(image), started_at: None, finished_at: Some(Time(now)) });
+                Some(StageRecord { reference: Some(image), finished_at: Some(Time(now)), ..StageRecord::default() });
             Ok(StageOutcome::Done)
         }
         ReleasePhase::Testing => run_tests(ctx, policy, release, status, now).await,

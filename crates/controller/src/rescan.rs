@@ -59,6 +59,7 @@ pub async fn run(
         workload_namespaces: &workloads,
         max_age: vulnerabilities::max_age(policy)?,
         now,
+        deadline: None,
     };
     tracing::info!(%digest, why, "rescanning production");
     let key = ScanKey::new(kind, &namespace, digest);

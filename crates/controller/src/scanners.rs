@@ -2,13 +2,16 @@
 //! `trivy` runs Trivy in the controller (only when it was started with `--trivy-binary`);
 //! `trivyReport` reads signed reports CI attaches to the digest (only with a trust policy);
 //! `trivyOperator` reads the Trivy Operator's reports; `configMapReport` reads unsigned reports
-//! where a namespace administrator allowed them.
+//! where a namespace administrator allowed them; `defender` reads Microsoft Defender for Cloud's
+//! findings through Azure Resource Graph (only with an Azure credential, within each namespace's
+//! `--azure-grant` scopes).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tidegate_api::image_policy::Scanner as ScannerKind;
 use tidegate_providers::Scanner;
+use tidegate_providers::registry::RegistryClient;
 use tidegate_providers::trivy::{TrivyOptions, TrivyScanner};
 
 use crate::Config;
@@ -27,6 +30,8 @@ pub struct Scanners {
     pub operator: Option<Arc<dyn Scanner>>,
     /// `trivy`, when configured.
     pub trivy: Option<Arc<dyn Scanner>>,
+    /// `defender`, when the controller has an Azure credential.
+    pub defender: Option<Arc<dyn Scanner>>,
 }
 
 impl Scanners {
@@ -48,14 +53,44 @@ impl Scanners {
                  (and --trivy-cache-dir, --trivy-offline or --trivy-db-repository for the database)"
                     .to_string()
             }),
+            ScannerKind::Defender => self.defender.as_ref().ok_or_else(|| {
+                "spec.scan.scanner is defender, but this controller has no Azure credential to read Microsoft Defender \
+                 for Cloud's findings with: start it with --azure-credential and grant the policy's namespace the \
+                 registry's subscription or resource group with --azure-grant"
+                    .to_string()
+            }),
             other => Err(format!("spec.scan.scanner {other:?} is not supported")),
         }
     }
 }
 
+/// The condition reason of a Release whose scanner was not allowed to read findings for the
+/// policy's namespace.
+pub fn not_allowed_reason(kind: ScannerKind) -> &'static str {
+    match kind {
+        // The namespace has no Azure grant covering the registry's Defender data.
+        ScannerKind::Defender => "OutOfReach",
+        _ => "UnsignedReportsNotAllowed",
+    }
+}
+
+/// What a Release waiting for `kind`'s result says.
+pub fn waiting_for(kind: ScannerKind, digest: &tidegate_core::Digest) -> String {
+    match kind {
+        ScannerKind::Defender => format!(
+            "waiting for Microsoft Defender for Cloud to assess {digest} (no sub-assessment of it in Azure Resource \
+             Graph yet; the Release fails when spec.scan.defender.assessmentTimeout passes)"
+        ),
+        _ => format!("waiting for the scan report of {digest}"),
+    }
+}
+
 /// The Trivy scanner the flags configure, if any. Registry credentials are handed to Trivy as a
 /// Docker `config.json` written into its cache directory.
-pub fn trivy_from_config(config: &Config) -> anyhow::Result<Option<Arc<dyn Scanner>>> {
+///
+/// Registries whose credentials are the Azure identity (`--acr-login-server`) get an ACR refresh
+/// token from `registry` for each scan.
+pub fn trivy_from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Result<Option<Arc<dyn Scanner>>> {
     let Some(binary) = config.trivy_binary.clone() else { return Ok(None) };
     let cache_dir = config.trivy_cache_dir.clone();
     std::fs::create_dir_all(&cache_dir)
@@ -81,5 +116,6 @@ pub fn trivy_from_config(config: &Config) -> anyhow::Result<Option<Arc<dyn Scann
         plain_http: config.plain_http_registries.clone(),
         docker_config,
         timeout: Duration::from_secs(config.trivy_timeout_seconds),
+        registry: Some(registry),
     }))))
 }

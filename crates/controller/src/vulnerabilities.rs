@@ -41,6 +41,20 @@ pub fn rescan_scanner(policy: &ImagePolicy) -> ScannerKind {
     policy.spec.triggers.rescan.as_ref().and_then(|r| r.scanner).unwrap_or(policy.spec.scan.scanner)
 }
 
+/// Until when a candidate built at `built` waits for its scanner's first result: for
+/// `defender`, `spec.scan.defender.assessmentTimeout` (default 6h) after the build; the other
+/// scanners wait as long as it takes.
+pub fn scan_deadline(policy: &ImagePolicy, built: Timestamp) -> Result<Option<Timestamp>> {
+    if policy.spec.scan.scanner != ScannerKind::Defender {
+        return Ok(None);
+    }
+    let settings = policy.spec.scan.defender.clone().unwrap_or_default();
+    let invalid = |e: String| Error::Invalid(format!("spec.scan.defender.assessmentTimeout: {e}"));
+    let timeout = parse_duration(&settings.assessment_timeout).map_err(|e| invalid(e.to_string()))?;
+    let timeout = SignedDuration::try_from(timeout).map_err(|e| invalid(e.to_string()))?;
+    Ok(Some(built.checked_add(timeout).map_err(|e| invalid(e.to_string()))?))
+}
+
 /// The namespaces of the policy's staging or production workloads, sorted and unique.
 pub fn workload_namespaces(policy: &ImagePolicy, production: bool, namespace: &str) -> Result<Vec<String>> {
     let mut namespaces = policy
@@ -89,6 +103,7 @@ pub async fn production_findings(
         workload_namespaces: &workloads,
         max_age,
         now,
+        deadline: None,
     };
     let key = ScanKey::new(policy.spec.scan.scanner, &namespace, &digest);
     let fresh_for = max_age.unsigned_abs();
@@ -109,7 +124,8 @@ pub struct ScanKey {
 impl ScanKey {
     /// The key of a scan of `digest` with `kind` for a policy in `namespace`.
     pub fn new(kind: ScannerKind, namespace: &str, digest: &Digest) -> Self {
-        let scoped = matches!(kind, ScannerKind::ConfigMapReport | ScannerKind::TrivyOperator);
+        // Defender's answer depends on the namespace's Azure grants.
+        let scoped = matches!(kind, ScannerKind::ConfigMapReport | ScannerKind::TrivyOperator | ScannerKind::Defender);
         Self { kind, namespace: if scoped { namespace.to_string() } else { String::new() }, digest: digest.to_string() }
     }
 }
@@ -228,6 +244,7 @@ mod tests {
             workload_namespaces: &[],
             max_age: SignedDuration::from_hours(24),
             now,
+            deadline: None,
         };
         let hour = Duration::from_secs(3600);
         // Two policies in different namespaces, same digest, registry scanner: one scan.
@@ -278,6 +295,7 @@ mod tests {
             workload_namespaces: &[],
             max_age: SignedDuration::from_hours(24),
             now,
+            deadline: None,
         };
         let key = ScanKey::new(ScannerKind::TrivyReport, "a", &digest);
         let day = Duration::from_secs(86_400);

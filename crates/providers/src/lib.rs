@@ -2,9 +2,10 @@
 //! is tested against a real server or tool.
 //!
 //! - [`Builder`]: produces the candidate image of a Release ([`registry_builder::RegistryBuilder`]:
-//!   native rebase in the registry, external CI builds and build Jobs).
+//!   native rebase in the registry, external CI builds, build Jobs and ACR Tasks runs).
 //! - [`Scanner`]: reports vulnerability findings ([`report::ReportScanner`]: Trivy JSON reports;
-//!   [`signed_report::SignedReportScanner`]: signed Trivy reports CI attaches to the digest).
+//!   [`signed_report::SignedReportScanner`]: signed Trivy reports CI attaches to the digest;
+//!   [`defender::DefenderScanner`]: Microsoft Defender for Cloud's findings in Resource Graph).
 //! - [`Signer`]: signs a digest and verifies it again before every deployment
 //!   ([`notary_signer::NotarySigner`]: Notary Project signatures in the registry).
 //! - [`provenance::Attestor`]: signed promotion records attached to digests
@@ -12,13 +13,17 @@
 //! - [`kubernetes::KubernetesTargets`]: staging and production on Deployments and CronJobs.
 //! - [`staging_tests`]: HTTP checks and test Jobs.
 
+pub mod acr_tasks;
 pub mod authz;
 pub mod azure;
 pub mod azure_targets;
+pub mod crl_fetcher;
+pub mod defender;
 pub mod external_build;
 pub mod job_build;
 pub mod jobs;
 pub mod kubernetes;
+pub mod notary_key;
 pub mod notary_signer;
 pub mod provenance;
 pub mod rebase;
@@ -86,6 +91,10 @@ pub struct Built {
     pub digest: Digest,
     /// An identifier of the build run, for people.
     pub run: String,
+    /// The run's ID in the system that ran it, when it has one (an ACR run ID).
+    pub run_id: Option<String>,
+    /// Where the run's log can be read, when known.
+    pub log_link: Option<String>,
 }
 
 /// Where a build that takes a while (a webhook, a Job) stands, as recorded in the Release.
@@ -93,6 +102,8 @@ pub struct Built {
 pub struct BuildContext {
     /// When the build was started (`status.build.startedAt`), if it was.
     pub started_at: Option<jiff::Timestamp>,
+    /// The run ID recorded when it was started (`status.build.runId`), if any.
+    pub run_id: Option<String>,
     /// The time now.
     pub now: jiff::Timestamp,
 }
@@ -106,6 +117,9 @@ pub enum BuildStep {
     Started {
         /// What was started, for people.
         run: String,
+        /// The run's ID in the system that runs it, when it has one; handed back in
+        /// [`BuildContext::run_id`].
+        run_id: Option<String>,
     },
     /// Still waiting for the work started earlier.
     Waiting(String),
@@ -141,6 +155,10 @@ pub struct ScanRequest<'a> {
     pub max_age: jiff::SignedDuration,
     /// The time now.
     pub now: jiff::Timestamp,
+    /// When waiting for a result ends: a scanner that still has none at this time (an outside
+    /// scanner that has not assessed the digest) says so with an error instead of "no result
+    /// yet", so a Release stops rather than waits forever. `None`: wait as long as it takes.
+    pub deadline: Option<jiff::Timestamp>,
 }
 
 /// A scanner's answer about one digest.

@@ -12,11 +12,13 @@
 //! scan itself makes no outside request).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(test)]
 use tidegate_core::Digest;
 
+use crate::registry::{RegistryClient, Repository, acr};
 use crate::report::{MAX_REPORT_AGE, Unusable, check_report};
 use crate::{ProviderError, Result, ScanReport, ScanRequest, Scanner};
 
@@ -39,6 +41,9 @@ pub struct TrivyOptions {
     pub docker_config: Option<PathBuf>,
     /// How long one scan may take.
     pub timeout: Duration,
+    /// The controller's registry client: for registries whose credentials are the Azure
+    /// identity (ACR token exchange), Trivy signs in with an ACR refresh token from it.
+    pub registry: Option<Arc<RegistryClient>>,
 }
 
 /// Runs Trivy on candidates.
@@ -96,6 +101,19 @@ impl TrivyScanner {
     }
 }
 
+impl TrivyScanner {
+    /// An ACR refresh token for the registry of `image`, when its credentials are the Azure
+    /// identity.
+    async fn acr_refresh_token(&self, image: &str) -> Result<Option<String>> {
+        let Some(registry) = &self.options.registry else { return Ok(None) };
+        let Ok(reference) = image.parse::<tidegate_core::ImageRef>() else { return Ok(None) };
+        registry
+            .acr_refresh_token(&Repository::from(&reference))
+            .await
+            .map_err(|e| ProviderError::Transient(format!("signing Trivy in to {}: {e}", reference.registry)))
+    }
+}
+
 #[async_trait::async_trait]
 impl Scanner for TrivyScanner {
     async fn scan(&self, request: &ScanRequest<'_>) -> Result<Option<ScanReport>> {
@@ -124,6 +142,11 @@ impl Scanner for TrivyScanner {
             .env_remove("TRIVY_REGISTRY_TOKEN");
         if let Some(config) = self.options.docker_config.as_ref().and_then(|c| c.parent()) {
             command.env("DOCKER_CONFIG", config);
+        }
+        if let Some(refresh_token) = self.acr_refresh_token(image).await? {
+            // What `docker login` does with an exchanged token: the nil-UUID user and the
+            // refresh token as password, for this one process.
+            command.env("TRIVY_USERNAME", acr::REFRESH_TOKEN_USER).env("TRIVY_PASSWORD", refresh_token);
         }
         let output = match tokio::time::timeout(self.options.timeout, command.output()).await {
             Ok(Ok(output)) => output,
@@ -192,6 +215,7 @@ mod tests {
             db_repository: None,
             plain_http: vec!["127.0.0.1:5000".into()],
             docker_config: None,
+            registry: None,
             timeout: Duration::from_secs(300),
         }
     }
@@ -233,6 +257,7 @@ mod tests {
             workload_namespaces: &[],
             max_age: MAX_REPORT_AGE,
             now: jiff::Timestamp::now(),
+            deadline: None,
         };
         assert!(matches!(scanner.scan(&request("r.io/app:1.0")).await, Err(ProviderError::Permanent(_))));
         let pinned: &'static str = Box::leak(format!("r.io/app@{digest}").into_boxed_str());

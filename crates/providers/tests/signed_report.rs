@@ -42,6 +42,7 @@ async fn scan(scanner: &SignedReportScanner, image: &str, digest: &Digest) -> Op
         workload_namespaces: &[],
         max_age: jiff::SignedDuration::from_hours(24),
         now: jiff::Timestamp::now(),
+        deadline: None,
     };
     scanner.scan(&request).await.expect("scan")
 }

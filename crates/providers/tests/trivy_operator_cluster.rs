@@ -144,6 +144,7 @@ subjects:
             workload_namespaces: &namespaces,
             max_age,
             now: jiff::Timestamp::now(),
+            deadline: None,
         };
         self.scanner.scan(&request).await
     }

@@ -205,7 +205,12 @@ impl Arm {
 
     /// Reads a resource.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let url = self.url(path)?;
+        self.get_at(path, API_VERSION).await
+    }
+
+    /// Reads a resource of another resource provider, with its `api_version`.
+    pub async fn get_at<T: DeserializeOwned>(&self, path: &str, api_version: &str) -> Result<T> {
+        let url = self.url_at(path, api_version, &[])?;
         let response = self.checked(Method::Get, url, None, path).await?;
         parse(response.body(), "GET", path)
     }
@@ -234,7 +239,18 @@ impl Arm {
     /// returns the action's result: the immediate body, or the body of the final `Location`. An
     /// empty body reads as JSON `null` (use `()`, `Option<_>` or `Value`).
     pub async fn post_and_wait<T: DeserializeOwned>(&self, path: &str, body: Option<&Value>) -> Result<T> {
-        let url = self.url(path)?;
+        self.post_and_wait_at(path, API_VERSION, body).await
+    }
+
+    /// [`Arm::post_and_wait`] on another resource provider, with its `api_version`. Retried only
+    /// on `429`, like every action.
+    pub async fn post_and_wait_at<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let url = self.url_at(path, api_version, &[])?;
         let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let response = self.checked(Method::Post, url, body, path).await?;
         let result = self.wait(Method::Post, path, response).await?;
@@ -243,7 +259,18 @@ impl Arm {
 
     /// Lists a collection, following `nextLink` pages on the resource manager's origin.
     pub async fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
-        let mut url = self.url(path)?;
+        self.list_at(path, API_VERSION, &[]).await
+    }
+
+    /// [`Arm::list`] on another resource provider, with its `api_version` and extra query
+    /// parameters (`$filter`, `$top`) on the first page.
+    pub async fn list_at<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        api_version: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<T>> {
+        let mut url = self.url_at(path, api_version, query)?;
         let mut items = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
@@ -263,6 +290,50 @@ impl Arm {
         Err(protocol("GET", path, &format!("more than {MAX_PAGES} pages")))
     }
 
+    /// Sends a read-only query to a provider-level path (`/providers/{namespace}/{type}`, e.g.
+    /// Resource Graph's `/providers/Microsoft.ResourceGraph/resources`) with that provider's own
+    /// `api_version`, and parses the answer. A query changes nothing, so it is retried like a
+    /// read (429 and 5xx).
+    pub async fn query<B: Serialize, T: DeserializeOwned>(&self, path: &str, api_version: &str, body: &B) -> Result<T> {
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or_default().split('/').collect();
+        let valid = matches!(segments.first(), Some(p) if p.eq_ignore_ascii_case("providers"))
+            && segments.len() >= 3
+            && segments.iter().all(|s| {
+                !s.is_empty()
+                    && *s != "."
+                    && *s != ".."
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+            && api_version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid {
+            return Err(AzureError::Refused(format!(
+                "invalid provider query path {path:?} (api-version {api_version:?})"
+            )));
+        }
+        let mut url = self.base.clone();
+        url.set_path(path);
+        url.query_pairs_mut().append_pair("api-version", api_version);
+        let body = serde_json::to_vec(body).map_err(|e| protocol("POST", path, &e.to_string()))?;
+        let mut request = Request::new(url, Method::Post);
+        request.insert_header(azure_core::http::headers::ACCEPT, "application/json");
+        request.insert_header(azure_core::http::headers::CONTENT_TYPE, "application/json");
+        request.set_body(body);
+        let options = PipelineSendOptions { skip_checks: true, ..PipelineSendOptions::default() };
+        let response =
+            self.pipeline.send(&Context::new(), &mut request, Some(options)).await.map_err(|e| match e.kind() {
+                azure_core::error::ErrorKind::Credential => {
+                    AzureError::Credential { credential: self.credential.clone(), message: e.to_string() }
+                }
+                _ => AzureError::Transport { method: "POST".into(), path: path.to_string(), message: e.to_string() },
+            })?;
+        let status = u16::from(response.status());
+        if !(200..300).contains(&status) {
+            let request_id = response.headers().get_optional_string(&REQUEST_ID);
+            return Err(ArmError::from_response(status, response.body(), request_id, "POST", path).into());
+        }
+        parse(response.body(), "POST", path)
+    }
+
     async fn write_and_wait<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -278,10 +349,15 @@ impl Arm {
 
     /// `{resource manager}{path}?api-version=…` for a validated ARM path.
     fn url(&self, path: &str) -> Result<Url> {
+        self.url_at(path, API_VERSION, &[])
+    }
+
+    /// `{resource manager}{path}?api-version={api_version}&{query}` for a validated ARM path.
+    fn url_at(&self, path: &str, api_version: &str, query: &[(&str, &str)]) -> Result<Url> {
         path_segments(path)?;
         let mut url = self.base.clone();
         url.set_path(path);
-        url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        url.query_pairs_mut().append_pair("api-version", api_version).extend_pairs(query);
         Ok(url)
     }
 

@@ -69,6 +69,22 @@ impl AzureTargets {
             .collect()
     }
 
+    /// ACR Tasks runs with the same Azure client and the same per-namespace grants.
+    pub fn acr_tasks(&self) -> Arc<crate::acr_tasks::AcrTasks> {
+        crate::acr_tasks::AcrTasks::new(self.apps.arm().clone(), self.scopes.clone())
+    }
+
+    /// The ARM client the targets use (shared with Azure's other adapters, so that they share
+    /// the token cache and the request budget).
+    pub fn arm(&self) -> &Arc<crate::azure::arm::Arm> {
+        self.apps.arm()
+    }
+
+    /// The Azure scopes granted to namespaces.
+    pub fn scopes(&self) -> &AzureScopes {
+        &self.scopes
+    }
+
     /// The resource id of a target of a policy in `namespace`, if the namespace may reach it.
     pub fn resolve(&self, namespace: &str, id: &str) -> Result<ResourceId> {
         self.scopes.check(namespace, id)

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::acr_tasks::RegistryId;
 use crate::azure::resource_id::ResourceId;
 use crate::{ProviderError, Result};
 
@@ -21,7 +22,8 @@ pub struct AzureScopes {
 
 impl AzureScopes {
     /// Parses `NAMESPACE=SCOPE` grants. A scope is a subscription (`/subscriptions/S`), a
-    /// resource group (`/subscriptions/S/resourceGroups/RG`) or one Container App or Job.
+    /// resource group (`/subscriptions/S/resourceGroups/RG`), one Container App or Job, or one
+    /// container registry (where the namespace's `acrTask` builds may run).
     pub fn parse<S: AsRef<str>>(grants: &[S]) -> std::result::Result<Self, String> {
         let mut parsed = Self::default();
         for grant in grants {
@@ -68,6 +70,11 @@ impl AzureScopes {
         }
     }
 
+    /// The scopes granted to `namespace` (`--azure-grant`), as given.
+    pub fn granted(&self, namespace: &str) -> &[String] {
+        self.grants.get(namespace).map(Vec::as_slice).unwrap_or_default()
+    }
+
     /// Whether any namespace was granted anything.
     pub fn is_empty(&self) -> bool {
         self.grants.is_empty()
@@ -81,12 +88,30 @@ impl AzureScopes {
         if granted.iter().any(|scope| resource.is_within(scope)) {
             return Ok(resource);
         }
-        Err(ProviderError::NotAllowed(format!(
+        Err(self.out_of_reach(namespace, id))
+    }
+
+    /// The container registry `id` where a policy in `namespace` asks for an ACR Tasks run:
+    /// parsed and within a scope granted to that namespace (the registry itself, its resource
+    /// group or its subscription), or refused with what the operator must grant.
+    pub fn check_registry(&self, namespace: &str, id: &str) -> Result<RegistryId> {
+        let registry =
+            RegistryId::parse(id).map_err(|e| ProviderError::Permanent(format!("spec.build.acrTask.registryId: {e}")))?;
+        let granted = self.grants.get(namespace).map(Vec::as_slice).unwrap_or_default();
+        if granted.iter().any(|scope| registry.is_within(scope)) {
+            return Ok(registry);
+        }
+        Err(self.out_of_reach(namespace, id))
+    }
+
+    fn out_of_reach(&self, namespace: &str, id: &str) -> ProviderError {
+        let granted = self.grants.get(namespace).map(Vec::as_slice).unwrap_or_default();
+        ProviderError::NotAllowed(format!(
             "Azure resource {id} is out of reach for policies in namespace {namespace}: the controller's operator grants \
              Azure scopes per namespace with --azure-grant {namespace}=<subscription, resource group or resource id> \
              (chart value azure.grants); granted now: {}",
             if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
-        )))
+        ))
     }
 }
 
@@ -105,8 +130,13 @@ fn check_scope(scope: &str) -> std::result::Result<(), String> {
     match segments.as_slice() {
         [s, _] if s.eq_ignore_ascii_case("subscriptions") => Ok(()),
         [s, _, g, _] if s.eq_ignore_ascii_case("subscriptions") && g.eq_ignore_ascii_case("resourceGroups") => Ok(()),
-        _ => ResourceId::parse(scope).map(drop).map_err(|e| {
-            format!("{scope:?} is neither a subscription, a resource group nor a Container App or Job id ({e})")
+        _ => ResourceId::parse(scope).map(drop).or_else(|e| {
+            RegistryId::parse(scope).map(drop).map_err(|_| {
+                format!(
+                    "{scope:?} is neither a subscription, a resource group, a Container App or Job id nor a container \
+                     registry id ({e})"
+                )
+            })
         }),
     }
 }
@@ -145,6 +175,40 @@ mod tests {
         );
         assert!(scopes.check("all", "/subscriptions/s2/resourceGroups/x/providers/Microsoft.App/jobs/j").is_ok());
         assert!(matches!(scopes.check("shop", "/subscriptions/s1/../s2"), Err(ProviderError::Permanent(_))));
+    }
+
+    #[test]
+    fn a_registry_is_reached_through_its_own_grant_or_a_wider_one() {
+        const REGISTRY: &str = "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.ContainerRegistry/registries/shopacr";
+        let scopes = AzureScopes::parse(&[
+            "shop=/subscriptions/s1/resourceGroups/shop".to_string(),
+            format!("builds={REGISTRY}"),
+            "all=/subscriptions/s1".to_string(),
+            "apps=/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web".to_string(),
+        ])
+        .unwrap();
+        for namespace in ["shop", "builds", "all"] {
+            assert!(scopes.check_registry(namespace, REGISTRY).is_ok(), "{namespace}");
+        }
+        assert!(scopes.check_registry("shop", &REGISTRY.to_uppercase()).is_ok(), "ARM ids ignore case");
+        for (namespace, id) in [
+            ("apps", REGISTRY.to_string()),
+            ("other", REGISTRY.to_string()),
+            ("builds", format!("{REGISTRY}2")),
+            ("shop", REGISTRY.replace("/shop/", "/shop-prod/")),
+        ] {
+            let refused = scopes.check_registry(namespace, &id).unwrap_err();
+            assert!(
+                matches!(&refused, ProviderError::NotAllowed(m) if m.contains(&format!("--azure-grant {namespace}="))),
+                "{namespace} {id}: {refused}"
+            );
+        }
+        // A registry grant reaches no app, and an app id is no registry.
+        assert!(scopes.check("builds", "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web").is_err());
+        assert!(matches!(
+            scopes.check_registry("shop", "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web"),
+            Err(ProviderError::Permanent(_))
+        ));
     }
 
     #[test]
