@@ -105,24 +105,14 @@ fn controller_azure(args: &[String]) -> AzureArgs {
     azure
 }
 
-/// What the controller builds from `azure` at start (as `AzureArgs::targets` does), checked as it
-/// checks it: everything the credential needs is there and well-formed.
+/// What the controller builds from `azure` at start ([`AzureArgs::config`]), checked as it checks
+/// it: everything the credential needs is there and well-formed.
 fn validated_azure_config(azure: &AzureArgs) -> AzureConfig {
-    let config = AzureConfig {
-        credential: azure.azure_credential.as_deref().expect("--azure-credential").parse().expect("credential"),
-        tenant_id: azure.azure_tenant_id.clone(),
-        client_id: azure.azure_client_id.clone(),
-        client_secret_file: azure.azure_client_secret_file.clone(),
-        federated_token_file: azure.azure_federated_token_file.clone(),
-        authority_host: azure.azure_authority_host.parse().expect("authority host"),
-        resource_manager: azure.azure_resource_manager.parse().expect("resource manager"),
-        scope: azure.azure_token_scope.clone(),
-        ca_file: azure.azure_ca_file.clone(),
-        requests_per_second: azure.azure_requests_per_second,
-        ..AzureConfig::default()
-    };
-    config.validate().unwrap_or_else(|e| panic!("the controller would refuse {config:?}: {e}"));
-    config
+    match azure.config() {
+        Ok(Some(config)) => config,
+        Ok(None) => panic!("no --azure-credential rendered"),
+        Err(e) => panic!("the controller would refuse {azure:?}: {e}"),
+    }
 }
 
 /// The documents of a YAML file, without comment-only ones.
@@ -238,6 +228,9 @@ fn bad_values_and_other_namespaces_are_refused() {
         ("azure.enabled=true", "clientId"),
         ("azure.requestsPerSecond=0", "requestsPerSecond"),
         ("staging.resolve[0]=10.0.0.4", "resolve"),
+        ("azure.productionScopes[0]=/resourceGroups/prod", "/azure/productionScopes/0"),
+        ("azure.acrLoginServers[0]=https://myregistry.azurecr.io", "/azure/acrLoginServers/0"),
+        ("azure.acrTokenScope=https://containerregistry.azure.net", "acrTokenScope"),
     ] {
         let (ok, _, err) = helm.run(
             None,
@@ -347,7 +340,10 @@ fn azure_client_secret_grants_and_staging_render_as_controller_flags() {
             "grants": {
                 "shop": ["/subscriptions/s1/resourceGroups/shop", "/subscriptions/s2"],
                 "batch": ["/subscriptions/s1/resourceGroups/batch/providers/Microsoft.App/jobs/nightly"]
-            }
+            },
+            "productionScopes": ["/subscriptions/s1/resourceGroups/prod"],
+            "acrLoginServers": ["shop.azurecr.io"],
+            "acrTokenScope": "https://containerregistry.azure.us/.default"
         },
         "staging": {
             "caBundle": {"configMap": "staging-ca", "key": "ca.pem"},
@@ -374,6 +370,9 @@ fn azure_client_secret_grants_and_staging_render_as_controller_flags() {
         "--staging-ca-file=/etc/tidegate/staging-ca/ca.pem",
         "--staging-resolve=internal.example.azurecontainerapps.io=10.0.0.4",
         "--staging-resolve=apps.example.net=10.0.0.5:8443",
+        "--azure-production-scope=/subscriptions/s1/resourceGroups/prod",
+        "--acr-login-server=shop.azurecr.io",
+        "--acr-token-scope=https://containerregistry.azure.us/.default",
     ] {
         assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
     }

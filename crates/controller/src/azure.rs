@@ -1,13 +1,16 @@
 //! The controller's Azure settings: which credential, which endpoints, and which Azure scopes
 //! each namespace's policies may change.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tidegate_providers::azure::arm::Arm;
 use tidegate_providers::azure::container_apps::ContainerApps;
 use tidegate_providers::azure::identity::{AzureConfig, PUBLIC_AUTHORITY_HOST, PUBLIC_RESOURCE_MANAGER, PUBLIC_SCOPE};
+use tidegate_providers::azure::registry_identity::RegistryIdentity;
 use tidegate_providers::azure_targets::{AzureScopes, AzureTargets};
+use tidegate_providers::registry::acr::{DEFAULT_SCOPE, EntraTokenSource};
 use tidegate_providers::staging_tests::HttpCheckOptions;
 
 /// Azure Container Apps targets. Off unless `--azure-credential` is given.
@@ -45,9 +48,10 @@ pub struct AzureArgs {
     /// Requests per second each subscription may receive from this controller.
     #[arg(long, default_value_t = 10.0)]
     pub azure_requests_per_second: f64,
-    /// `NAMESPACE=SCOPE`: policies in NAMESPACE may change Container Apps and Jobs within SCOPE
-    /// (`/subscriptions/S`, `/subscriptions/S/resourceGroups/RG`, or one resource id).
-    /// Repeatable. A namespace without a grant reaches no Azure resource.
+    /// `NAMESPACE=SCOPE`: policies in NAMESPACE may change Container Apps and Jobs, and run ACR
+    /// Tasks (`spec.build.strategy: acrTask`) in container registries, within SCOPE
+    /// (`/subscriptions/S`, `/subscriptions/S/resourceGroups/RG`, or one app, job or registry
+    /// id). Repeatable. A namespace without a grant reaches no Azure resource.
     #[arg(long = "azure-grant")]
     pub azure_grants: Vec<String>,
     /// A production scope (subscription, resource group or resource): an app or job inside it
@@ -55,6 +59,17 @@ pub struct AzureArgs {
     /// production app itself), never as some policy's staging app. Repeatable.
     #[arg(long = "azure-production-scope")]
     pub azure_production_scopes: Vec<String>,
+    /// An Azure Container Registry login server (`myregistry.azurecr.io`, as in image
+    /// references) whose credentials are the controller's Azure identity: its Entra ID token is
+    /// exchanged for registry tokens (`/oauth2/exchange`, then `/oauth2/token` on the registry
+    /// itself). Pull, push, referrers and signatures then work without a registry secret; give the
+    /// identity AcrPull (or AcrPush to rebase and sign) on the registry. Repeatable; needs
+    /// --azure-credential.
+    #[arg(long = "acr-login-server", value_name = "HOST")]
+    pub acr_login_servers: Vec<String>,
+    /// Entra ID scope of the tokens exchanged with ACR.
+    #[arg(long, env = "TIDEGATE_ACR_TOKEN_SCOPE", default_value = DEFAULT_SCOPE)]
+    pub acr_token_scope: String,
     /// Extra CA certificates (PEM) trusted by staging HTTP checks.
     #[arg(long, env = "TIDEGATE_STAGING_CA_FILE")]
     pub staging_ca_file: Option<PathBuf>,
@@ -70,12 +85,22 @@ impl AzureArgs {
         let scopes = AzureScopes::parse(&self.azure_grants)
             .and_then(|s| s.with_production(&self.azure_production_scopes))
             .map_err(anyhow::Error::msg)?;
-        let Some(kind) = &self.azure_credential else {
+        let Some(config) = self.config()? else {
             if !scopes.is_empty() {
                 anyhow::bail!(
                     "--azure-grant needs --azure-credential: without a credential no Azure target is reached"
                 );
             }
+            return Ok(None);
+        };
+        tracing::info!(credential = %config.describe(), resource_manager = %config.resource_manager, "Azure targets enabled");
+        let arm = Arm::new(&config).await?;
+        Ok(Some(AzureTargets::new(ContainerApps::new(Arc::new(arm)), scopes)))
+    }
+
+    /// The Azure identity and endpoints the flags configure, when `--azure-credential` is given.
+    pub fn config(&self) -> anyhow::Result<Option<AzureConfig>> {
+        let Some(kind) = &self.azure_credential else {
             return Ok(None);
         };
         let config = AzureConfig {
@@ -92,9 +117,33 @@ impl AzureArgs {
             ..AzureConfig::default()
         };
         config.validate()?;
-        tracing::info!(credential = %config.describe(), resource_manager = %config.resource_manager, "Azure targets enabled");
-        let arm = Arm::new(&config).await?;
-        Ok(Some(AzureTargets::new(ContainerApps::new(Arc::new(arm)), scopes)))
+        Ok(Some(config))
+    }
+
+    /// The registries (`--acr-login-server`) whose credentials are the Azure identity, through
+    /// ACR's token exchange.
+    pub async fn registry_identities(&self) -> anyhow::Result<BTreeMap<String, Arc<dyn EntraTokenSource>>> {
+        if self.acr_login_servers.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let Some(config) = self.config()? else {
+            anyhow::bail!(
+                "--acr-login-server needs --azure-credential: the registry's credentials are the controller's Azure \
+                 identity"
+            );
+        };
+        let identity: Arc<dyn EntraTokenSource> =
+            Arc::new(RegistryIdentity::new(&config, &self.acr_token_scope).await?);
+        let mut hosts = BTreeMap::new();
+        for host in &self.acr_login_servers {
+            let host = host.trim().trim_end_matches('/').to_ascii_lowercase();
+            if host.is_empty() || host.contains('/') || host.contains("://") || host.contains('@') {
+                anyhow::bail!("--acr-login-server {host:?}: expected a registry host like myregistry.azurecr.io");
+            }
+            tracing::info!(registry = %host, identity = %identity.describe(), "registry credentials: Azure identity (ACR token exchange)");
+            hosts.insert(host, identity.clone());
+        }
+        Ok(hosts)
     }
 
     /// How staging HTTP checks reach staging URLs.

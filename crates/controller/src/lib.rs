@@ -84,8 +84,26 @@ pub struct Config {
     #[arg(long, env = "TIDEGATE_NOTARY_KEY_FILE", requires = "notary_cert_file")]
     pub notary_key_file: Option<PathBuf>,
     /// The signing key's certificate chain (PEM, leaf first), e.g. `tls.crt` of the same Secret.
-    #[arg(long, env = "TIDEGATE_NOTARY_CERT_FILE", requires = "notary_key_file")]
+    /// With `--notary-key-vault-key-id`: the Key Vault key's chain, leaf first. With
+    /// `--notary-key-vault-certificate-id`: the CA certificates above the vault's certificate,
+    /// up to the root.
+    #[arg(long, env = "TIDEGATE_NOTARY_CERT_FILE")]
     pub notary_cert_file: Option<PathBuf>,
+    /// Sign with this Azure Key Vault key instead of a key file:
+    /// `https://VAULT.vault.azure.net/keys/NAME[/VERSION]` (without a version: the current one,
+    /// pinned at start). Its chain comes from `--notary-cert-file` (leaf first) or from
+    /// `--notary-key-vault-certificate-id`. Needs `--azure-credential`; the identity needs the
+    /// `get` and `sign` key permissions (role Key Vault Crypto User). EC P-256/P-384/P-521 or RSA
+    /// 2048/3072/4096; the controller does not start when the key is not the signing
+    /// certificate's.
+    #[arg(long, env = "TIDEGATE_NOTARY_KEY_VAULT_KEY_ID", conflicts_with = "notary_key_file")]
+    pub notary_key_vault_key_id: Option<String>,
+    /// Sign with the key of this Azure Key Vault certificate:
+    /// `https://VAULT.vault.azure.net/certificates/NAME[/VERSION]`. Its `cer` is the signing
+    /// certificate and its `kid` the key; `--notary-cert-file` adds the CA chain up to the root.
+    /// Needs `--azure-credential` (and the `get` certificate permission).
+    #[arg(long, env = "TIDEGATE_NOTARY_KEY_VAULT_CERTIFICATE_ID", conflicts_with = "notary_key_file")]
+    pub notary_key_vault_certificate_id: Option<String>,
     /// Notary Project trust policy (`trustpolicy.json`) used to verify before staging and before
     /// every production change.
     #[arg(long, env = "TIDEGATE_TRUST_POLICY_FILE", requires = "trust_store_dir")]
@@ -94,6 +112,12 @@ pub struct Config {
     /// store nothing is signed: Releases stop before staging (`SigningNotConfigured`).
     #[arg(long, env = "TIDEGATE_TRUST_STORE_DIR", requires = "trust_policy_file")]
     pub trust_store_dir: Option<PathBuf>,
+    /// How long a fetched CRL (the certificate revocation list a signing certificate's CRL
+    /// distribution point serves) is reused before it is fetched again, in seconds; never past
+    /// the CRL's `nextUpdate`. 0 fetches the CRLs for every verification. A revoked signing or CA
+    /// certificate fails verification when the trust policy enforces revocation (`strict`).
+    #[arg(long, env = "TIDEGATE_NOTARY_CRL_MAX_AGE_SECONDS", default_value_t = 300)]
+    pub notary_crl_max_age_seconds: u64,
     /// The `trivy` binary. With it, policies may use `spec.scan.scanner: trivy`: the controller
     /// runs `trivy image` on each candidate digest itself.
     #[arg(long, env = "TIDEGATE_TRIVY_BINARY")]
@@ -170,7 +194,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let signing = match overrides.signer {
         // A test double signs; it has no key to sign promotion records with.
         Some(signer) => signing::Signing { signer, ..signing::Signing::not_configured() },
-        None => signing::from_config(&config, registry.clone())?,
+        None => signing::from_config(&config, registry.clone()).await?,
     };
     let azure = config.azure.targets().await?;
     if let Some(azure) = &azure {

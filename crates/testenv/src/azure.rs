@@ -40,6 +40,9 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::pki::{Authority, write_file};
+
+mod acr;
+pub use acr::{AcrImage, AcrRunOutcome};
 use crate::process::{Process, tail};
 use crate::tools::{AzureTools, build_azure_tools};
 
@@ -171,6 +174,7 @@ pub struct AzureStandIn {
     ingress: SocketAddr,
     domain: String,
     tenant: String,
+    token_key: String,
     ca_pem: String,
     ca_file: PathBuf,
     http: reqwest::Client,
@@ -212,6 +216,7 @@ impl AzureStandIn {
         write_file(&cert_file, &cert_pem)?;
         write_file(&key_file, &key_pem)?;
         let ready = dir.path().join("ready.json");
+        let token_key = random_hex(32);
         let args = vec![
             "--listen=127.0.0.1:0".to_string(),
             "--ingress-listen=127.0.0.1:0".to_string(),
@@ -224,6 +229,7 @@ impl AzureStandIn {
             format!("--provisioning-delay={}ms", options.provisioning_delay.as_millis()),
             format!("--execution-delay={}ms", options.execution_delay.as_millis()),
             format!("--page-size={}", options.page_size.max(1)),
+            format!("--token-key={token_key}"),
         ];
         let mut process = Process::spawn("azure-standin", &tools.standin(), &args, dir.path())?;
         let deadline = Instant::now() + START_TIMEOUT;
@@ -254,11 +260,19 @@ impl AzureStandIn {
             ingress,
             domain: options.domain,
             tenant: TENANT_ID.to_string(),
+            token_key,
             ca_pem,
             ca_file,
             http,
             dir,
         })
+    }
+
+    /// The HMAC-SHA256 key of the access tokens the stand-in issues (HS256 JWTs), for other
+    /// loopback test servers that must accept them, such as an ACR front
+    /// ([`crate::registry::AcrTrust`]).
+    pub fn token_key(&self) -> &str {
+        &self.token_key
     }
 
     /// `https://127.0.0.1:PORT`: ARM's endpoint (`/subscriptions/...`).
@@ -490,6 +504,23 @@ impl AzureStandIn {
         self.control("DELETE", "requests", &Value::Null).await.map(drop)
     }
 
+    /// Adds rows to a Resource Graph table (`securityresources` for Defender's sub-assessments).
+    /// Each row needs `id`, `type`, `subscriptionId` and a `properties` object, in the shape
+    /// Resource Graph returns them; queries evaluate over them (see `docs/azure-standin.md`).
+    pub async fn seed_graph_rows(&self, table: &str, rows: &[Value]) -> Result<(), Error> {
+        self.control("POST", "resourcegraph/rows", &json!({"table": table, "rows": rows})).await.map(drop)
+    }
+
+    /// Forgets every Resource Graph row.
+    pub async fn clear_graph_rows(&self) -> Result<(), Error> {
+        self.control("DELETE", "resourcegraph/rows", &Value::Null).await.map(drop)
+    }
+
+    /// Caps the rows of one Resource Graph page (whatever `$top` asks), to make queries page.
+    pub async fn set_graph_page_size(&self, rows: usize) -> Result<(), Error> {
+        self.control("POST", "resourcegraph/settings", &json!({"maxPageSize": rows.clamp(1, 1000)})).await.map(drop)
+    }
+
     /// `GET https://{host}{path}` on the ingress listener (TLS server name and `Host` = `host`,
     /// e.g. `web---staging.{domain}`). Returns the status and the JSON body (the stand-in answers
     /// `{"app", "revision", "image", ...}` when a revision serves, an error object otherwise).
@@ -582,6 +613,15 @@ fn form_encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// `n` random bytes, hex.
+fn random_hex(n: usize) -> String {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = vec![0u8; n];
+    // The system's randomness does not fail on Linux; zeros would still be a valid (test) key.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

@@ -20,14 +20,17 @@
 //! dropped; its process also dies with the thread that started it, so a panicking test leaves
 //! nothing behind. The binaries come from [`SupplyChainTools`] (`cargo xtask tools`).
 
+pub mod acr;
 mod client;
 mod token;
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use acr::{AcrCounters, AcrTrust};
 pub use client::{
     Challenge, Credentials, Descriptor, EMPTY_CONFIG_MEDIA_TYPE, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE,
     IMAGE_MANIFEST_MEDIA_TYPE, LAYER_MEDIA_TYPE, PushedImage, Response, TestClient, TestImage, fetch_token,
@@ -73,9 +76,26 @@ pub enum RegistryAuth {
         /// Password.
         password: String,
     },
+    /// Azure Container Registry's authentication ([`acr`]): the registry is reached through a
+    /// front on its own origin that serves `/oauth2/exchange` (Entra ID token → refresh token)
+    /// and `/oauth2/token` next to the registry API, which demands bearer tokens. `user` and
+    /// `password` are the admin user (Basic at `/oauth2/token`), for pushing test content.
+    Acr {
+        /// Admin user name.
+        user: String,
+        /// Admin password.
+        password: String,
+        /// Which Entra ID tokens and identities the registry accepts.
+        trust: AcrTrust,
+    },
 }
 
 impl RegistryAuth {
+    /// [`RegistryAuth::Acr`].
+    pub fn acr(user: &str, password: &str, trust: AcrTrust) -> Self {
+        Self::Acr { user: user.into(), password: password.into(), trust }
+    }
+
     /// [`RegistryAuth::Basic`].
     pub fn basic(user: &str, password: &str) -> Self {
         Self::Basic { user: user.into(), password: password.into() }
@@ -90,7 +110,9 @@ impl RegistryAuth {
     pub fn credentials(&self) -> Option<Credentials> {
         match self {
             Self::Anonymous => None,
-            Self::Basic { user, password } | Self::Token { user, password } => Some(Credentials::new(user, password)),
+            Self::Basic { user, password } | Self::Token { user, password } | Self::Acr { user, password, .. } => {
+                Some(Credentials::new(user, password))
+            }
         }
     }
 }
@@ -112,6 +134,7 @@ pub struct Registry {
     // Field order is drop order: the process stops before its directory goes away.
     process: Process,
     token_server: Option<TokenServer>,
+    acr: Option<Arc<AcrCounters>>,
     kind: RegistryKind,
     auth: RegistryAuth,
     host: String,
@@ -147,9 +170,27 @@ impl Registry {
             .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
         let port = free_port()?;
         let host = format!("127.0.0.1:{port}");
+        let mut acr = None;
         let (process, token_server) = match options.kind {
             RegistryKind::Distribution => {
-                let (config, token_server) = distribution_config(dir.path(), &host, &options.auth)?;
+                let (config, token_server) = match &options.auth {
+                    RegistryAuth::Acr { user, password, trust } => {
+                        // The registry listens elsewhere; clients reach it through the front.
+                        let backend = format!("127.0.0.1:{}", free_port()?);
+                        let counters = Arc::new(AcrCounters::default());
+                        let front = acr::AcrFront {
+                            listen: parse_addr(&host)?,
+                            upstream: parse_addr(&backend)?,
+                            service: host.clone(),
+                            trust: trust.clone(),
+                            counters: counters.clone(),
+                        };
+                        let server = TokenServer::start_acr(Credentials::new(user, password), front)?;
+                        acr = Some(counters);
+                        (acr_config(dir.path(), &host, &backend, &server)?, Some(server))
+                    }
+                    auth => distribution_config(dir.path(), &host, auth)?,
+                };
                 let config_path = dir.path().join("config.yml");
                 std::fs::write(&config_path, config).map_err(|e| Error::io(&config_path, e))?;
                 let registry = tools.registry().display().to_string();
@@ -179,7 +220,7 @@ impl Registry {
                 (Process::spawn("ocireg", &tools.ocireg(), &args, dir.path())?, None)
             }
         };
-        let mut registry = Self { process, token_server, kind: options.kind, auth: options.auth, host, dir };
+        let mut registry = Self { process, token_server, acr, kind: options.kind, auth: options.auth, host, dir };
         registry.wait_until_ready().await?;
         Ok(registry)
     }
@@ -220,6 +261,11 @@ impl Registry {
     /// The user name and password for [`RegistryAuth::Basic`] and [`RegistryAuth::Token`].
     pub fn credentials(&self) -> Option<Credentials> {
         self.auth.credentials()
+    }
+
+    /// What the ACR front of a [`RegistryAuth::Acr`] registry did.
+    pub fn acr(&self) -> Option<&AcrCounters> {
+        self.acr.as_deref()
     }
 
     /// The token server of a [`RegistryAuth::Token`] registry.
@@ -297,7 +343,7 @@ fn distribution_config(dir: &Path, host: &str, auth: &RegistryAuth) -> Result<(S
     );
     let mut token_server = None;
     match auth {
-        RegistryAuth::Anonymous => {}
+        RegistryAuth::Anonymous | RegistryAuth::Acr { .. } => {}
         RegistryAuth::Basic { user, password } => {
             let htpasswd = dir.join("htpasswd");
             std::fs::write(&htpasswd, htpasswd_line(user, password)?).map_err(|e| Error::io(&htpasswd, e))?;
@@ -324,6 +370,28 @@ fn distribution_config(dir: &Path, host: &str, auth: &RegistryAuth) -> Result<(S
         }
     }
     Ok((config, token_server))
+}
+
+/// The distribution registry's `config.yml` behind an ACR front on `host`: it listens on
+/// `backend`, builds URLs for `host`, and demands the front's tokens.
+fn acr_config(dir: &Path, host: &str, backend: &str, server: &TokenServer) -> Result<String, Error> {
+    let (mut config, _) = distribution_config(dir, backend, &RegistryAuth::Anonymous)?;
+    let bundle = dir.join("token-signer.crt");
+    std::fs::write(&bundle, server.certificate_pem()).map_err(|e| Error::io(&bundle, e))?;
+    config = config.replace("http:\n", &format!("http:\n  host: {}\n", yaml_string(&format!("http://{host}"))));
+    let _ = write!(
+        config,
+        "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {bundle}\n",
+        realm = yaml_string(&server.realm()),
+        service = yaml_string(host),
+        issuer = yaml_string(TOKEN_ISSUER),
+        bundle = yaml_string(&bundle.display().to_string()),
+    );
+    Ok(config)
+}
+
+fn parse_addr(addr: &str) -> Result<std::net::SocketAddr, Error> {
+    addr.parse().map_err(|e| Error::Registry(format!("{addr}: {e}")))
 }
 
 /// One htpasswd line, `user:$2y$...`: the distribution registry reads bcrypt entries only. Cost 4

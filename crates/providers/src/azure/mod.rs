@@ -11,8 +11,12 @@ pub mod arm;
 pub mod container_apps;
 pub mod error;
 pub mod identity;
+pub mod key_vault;
+mod key_vault_auth;
+pub mod key_vault_key;
 pub mod models;
 mod policies;
+pub mod registry_identity;
 pub mod resource_id;
 pub mod transport;
 

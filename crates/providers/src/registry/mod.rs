@@ -19,6 +19,7 @@
 //!   token request is refused ([`RegistryError::Insecure`]). Without credentials the token is
 //!   requested anonymously.
 
+pub mod acr;
 pub mod artifact;
 pub mod auth;
 pub(crate) mod budget;
@@ -55,6 +56,10 @@ pub struct ClientOptions {
     pub max_retries: u32,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Registry hosts (`host[:port]`, Azure Container Registry login servers) whose credentials
+    /// are an Entra ID identity, through ACR's token exchange ([`acr`]). They take precedence over
+    /// [`ClientOptions::credentials`] for the same host.
+    pub acr_identity: BTreeMap<String, Arc<dyn acr::EntraTokenSource>>,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +70,7 @@ impl Default for ClientOptions {
             requests_per_second: 20.0,
             max_retries: 4,
             timeout: Duration::from_secs(30),
+            acr_identity: BTreeMap::new(),
         }
     }
 }
@@ -102,8 +108,16 @@ pub struct RegistryClient {
     http: reqwest::Client,
     options: ClientOptions,
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// ACR refresh tokens per registry host.
+    refresh_tokens: Mutex<HashMap<String, (String, Instant)>>,
     budgets: Mutex<HashMap<String, Arc<Budget>>>,
     requests: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient").field("options", &self.options).finish_non_exhaustive()
+    }
 }
 
 /// What a request is allowed to do, for the token scope.
@@ -125,7 +139,14 @@ impl RegistryClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| RegistryError::Transport { host: String::new(), message: e.to_string() })?;
-        Ok(Self { http, options, tokens: Mutex::default(), budgets: Mutex::default(), requests: Mutex::default() })
+        Ok(Self {
+            http,
+            options,
+            tokens: Mutex::default(),
+            refresh_tokens: Mutex::default(),
+            budgets: Mutex::default(),
+            requests: Mutex::default(),
+        })
     }
 
     /// Requests sent to `host` so far (each HTTP request counts, retries and token requests to
@@ -266,10 +287,13 @@ impl RegistryClient {
                     Some(Challenge::Basic) => credentials.basic_header(),
                     Some(Challenge::Bearer { realm, service, scope: asked }) => {
                         let scope = asked.unwrap_or_else(|| scope.clone());
-                        Some(format!(
-                            "Bearer {}",
-                            self.fetch_token(repo, &credentials, &realm, service.as_deref(), &scope).await?
-                        ))
+                        let token = match self.options.acr_identity.get(&repo.host) {
+                            Some(identity) => {
+                                self.acr_token(repo, identity.as_ref(), service.as_deref(), &scope).await?
+                            }
+                            None => self.fetch_token(repo, &credentials, &realm, service.as_deref(), &scope).await?,
+                        };
+                        Some(format!("Bearer {token}"))
                     }
                     None => None,
                 };
@@ -302,6 +326,153 @@ impl RegistryClient {
             .get(&(host.to_string(), scope.to_string()))
             .filter(|(_, until)| *until > Instant::now())
             .map(|(t, _)| t.clone())
+    }
+
+    /// An access token for `scope` through ACR's token exchange with the Entra ID identity
+    /// configured for `repo`'s host. Both requests go to the registry's own origin. A refresh
+    /// token the registry no longer accepts is exchanged again, once.
+    async fn acr_token(
+        &self,
+        repo: &Repository,
+        identity: &dyn acr::EntraTokenSource,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<String> {
+        let origin = self.registry_url(repo)?;
+        let service = service.unwrap_or(&repo.host);
+        let url = origin.join("oauth2/token").map_err(|e| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("no token URL: {e}"),
+        })?;
+        let mut exchanged_now = false;
+        loop {
+            let refresh = match self.cached_refresh_token(&repo.host) {
+                Some(token) => token,
+                None => {
+                    exchanged_now = true;
+                    self.acr_exchange(repo, identity, &origin, service).await?
+                }
+            };
+            let response = self.post_form(repo, &url, &acr::token_form(service, scope, &refresh)).await?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !exchanged_now {
+                // The refresh token expired or was revoked early: exchange the Entra token again.
+                self.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&repo.host);
+                continue;
+            }
+            if !status.is_success() {
+                return Err(RegistryError::Denied {
+                    repository: repo.to_string(),
+                    message: format!(
+                        "the registry refused an access token for {scope} to the Azure identity {} ({status}{}); \
+                         give the identity a role on the registry (AcrPull to pull, AcrPush to push)",
+                        identity.describe(),
+                        error_excerpt(response).await
+                    ),
+                });
+            }
+            let body: TokenResponse = response.json().await.map_err(|e| RegistryError::Protocol {
+                repository: repo.to_string(),
+                message: format!("{url}: {e}"),
+            })?;
+            let token = body.access_token.or(body.token).ok_or_else(|| RegistryError::Protocol {
+                repository: repo.to_string(),
+                message: format!("{url} returned no access_token"),
+            })?;
+            let fallback = Duration::from_secs(body.expires_in.unwrap_or(60).saturating_sub(10).max(10));
+            let lifetime = acr::lifetime(&token, fallback);
+            self.tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((repo.host.clone(), scope.to_string()), (token.clone(), Instant::now() + lifetime));
+            return Ok(token);
+        }
+    }
+
+    /// Exchanges the identity's Entra ID token for an ACR refresh token, and keeps it.
+    async fn acr_exchange(
+        &self,
+        repo: &Repository,
+        identity: &dyn acr::EntraTokenSource,
+        origin: &reqwest::Url,
+        service: &str,
+    ) -> Result<String> {
+        let entra = identity.token().await.map_err(|e| RegistryError::Denied {
+            repository: repo.to_string(),
+            message: format!("no Entra ID token for the Azure identity {}: {e}", identity.describe()),
+        })?;
+        let url = origin.join("oauth2/exchange").map_err(|e| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("no exchange URL: {e}"),
+        })?;
+        let tenant = identity.tenant();
+        let response = self.post_form(repo, &url, &acr::exchange_form(service, tenant.as_deref(), &entra)).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RegistryError::Denied {
+                repository: repo.to_string(),
+                message: format!(
+                    "the registry refused to exchange the Entra ID token of {} ({status}{}); check that {} is an \
+                     Azure Container Registry, that the identity has a role on it, and --acr-token-scope",
+                    identity.describe(),
+                    error_excerpt(response).await,
+                    repo.host
+                ),
+            });
+        }
+        let body: acr::ExchangeResponse = response
+            .json()
+            .await
+            .map_err(|e| RegistryError::Protocol { repository: repo.to_string(), message: format!("{url}: {e}") })?;
+        let refresh = body.refresh_token.filter(|t| !t.is_empty()).ok_or_else(|| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("{url} returned no refresh_token"),
+        })?;
+        let until = Instant::now() + acr::lifetime(&refresh, Duration::from_secs(600));
+        self.refresh_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(repo.host.clone(), (refresh.clone(), until));
+        Ok(refresh)
+    }
+
+    fn cached_refresh_token(&self, host: &str) -> Option<String> {
+        let tokens = self.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.get(host).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
+    }
+
+    /// An ACR refresh token for `repo`'s registry (exchanged if none is kept), for tools that
+    /// sign in with Basic credentials ([`acr::REFRESH_TOKEN_USER`] and the refresh token), such
+    /// as Trivy. `None` when the host has no Entra ID identity configured.
+    pub async fn acr_refresh_token(&self, repo: &Repository) -> Result<Option<String>> {
+        let Some(identity) = self.options.acr_identity.get(&repo.host) else {
+            return Ok(None);
+        };
+        if let Some(token) = self.cached_refresh_token(&repo.host) {
+            return Ok(Some(token));
+        }
+        let origin = self.registry_url(repo)?;
+        Ok(Some(self.acr_exchange(repo, identity.as_ref(), &origin, &repo.host).await?))
+    }
+
+    /// POSTs a form to the registry's own origin (budgeted and counted like every request to it;
+    /// no redirects: the form carries tokens).
+    async fn post_form(
+        &self,
+        repo: &Repository,
+        url: &reqwest::Url,
+        form: &[(&'static str, String)],
+    ) -> Result<reqwest::Response> {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
+        self.budget(&repo.host).take().await;
+        self.counter(&repo.host).fetch_add(1, Ordering::SeqCst);
+        self.http
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Transport { host: repo.host.clone(), message: format!("{url}: {e}") })
     }
 
     async fn fetch_token(
@@ -788,6 +959,17 @@ fn rand_fraction() -> f64 {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     f64::from(nanos % 1000) / 1000.0
+}
+
+/// `: <the first 300 characters of the body>` of an error answer, or nothing when it is empty.
+async fn error_excerpt(response: reqwest::Response) -> String {
+    let text = response.text().await.unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        return String::new();
+    }
+    let excerpt: String = text.chars().take(300).collect();
+    format!(": {excerpt}")
 }
 
 #[cfg(test)]

@@ -74,6 +74,25 @@ func (s *server) acceptedAudience(aud string) bool {
 	return false
 }
 
+// dataPlaneAudiences are the resources other than ARM the stand-in issues tokens for: Azure
+// Container Registry's data plane (the token exchange of a loopback ACR front) and Key Vault.
+var dataPlaneAudiences = []string{"https://containerregistry.azure.net", "https://vault.azure.net"}
+
+// issuable tells whether tokens are issued for resource: ARM's audiences and the data planes.
+// ARM requests themselves accept ARM audiences only (acceptedAudience).
+func (s *server) issuable(resource string) bool {
+	if s.acceptedAudience(resource) {
+		return true
+	}
+	resource = strings.TrimSuffix(resource, "/")
+	for _, a := range dataPlaneAudiences {
+		if strings.EqualFold(resource, a) {
+			return true
+		}
+	}
+	return false
+}
+
 // authenticated checks the bearer token of an ARM request.
 func (s *server) authenticated(w http.ResponseWriter, r *http.Request) bool {
 	challenge := func(errCode, code, message string) bool {
@@ -250,7 +269,7 @@ func (s *server) tokenEndpoint(w http.ResponseWriter, r *http.Request, body []by
 		aadError(w, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 		return
 	}
-	if !s.acceptedAudience(resource) {
+	if !s.issuable(resource) {
 		aadError(w, http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s.", resource, s.tenant))
 		return
 	}
@@ -303,7 +322,7 @@ func (s *server) managedIdentityToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resource := q.Get("resource")
-	if !s.acceptedAudience(resource) {
+	if !s.issuable(resource) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"statusCode": 400, "message": "AADSTS500011: The resource principal named " + resource + " was not found in the tenant.", "correlationId": newUUID()})
 		return
 	}

@@ -31,6 +31,7 @@ func main() {
 	provDelay := flag.Duration("provisioning-delay", time.Second, "how long a new revision stays Provisioning")
 	execDelay := flag.Duration("execution-delay", time.Second, "how long a job execution stays Running")
 	pageSize := flag.Int("page-size", 2, "items per page of list operations")
+	tokenKey := flag.String("token-key", "", "HMAC key of the access tokens it issues (random when empty), so that other loopback test servers can check them")
 	flag.Parse()
 
 	for _, addr := range []string{*listen, *ingressListen} {
@@ -54,6 +55,9 @@ func main() {
 	}
 	s := newServer(*domain, *tenant)
 	s.armURL = "https://" + armLn.Addr().String()
+	if *tokenKey != "" {
+		s.signKey = []byte(*tokenKey)
+	}
 	s.lroDelay, s.provDelay, s.execDelay, s.pageSize = *lroDelay, *provDelay, *execDelay, *pageSize
 	if s.pageSize < 1 {
 		s.pageSize = 1

@@ -47,6 +47,7 @@ pub const TOKEN_LIFETIME_SECS: u64 = 300;
 /// A running token server. Dropping it stops it.
 pub struct TokenServer {
     addr: SocketAddr,
+    realm: String,
     cert_pem: String,
     key_id: String,
     issuer: Arc<Issuer>,
@@ -60,20 +61,33 @@ impl std::fmt::Debug for TokenServer {
     }
 }
 
-struct Issuer {
-    credentials: Credentials,
+pub(super) struct Issuer {
+    pub(super) credentials: Credentials,
+    /// The registry's `service`, the tokens' audience.
+    pub(super) service: String,
     key: EcdsaKeyPair,
     cert_der: Vec<u8>,
     key_id: String,
     rng: SystemRandom,
-    issued: AtomicUsize,
-    refused: AtomicUsize,
+    pub(super) issued: AtomicUsize,
+    pub(super) refused: AtomicUsize,
 }
 
 impl TokenServer {
     /// Starts a token server on `127.0.0.1` (a free port) that issues tokens to `credentials`.
     /// It runs on a thread of its own, independent of the caller's runtime.
     pub fn start(credentials: Credentials) -> Result<Self, Error> {
+        Self::start_inner(credentials, None)
+    }
+
+    /// Starts the token server as the front of an Azure Container Registry stand-in: it listens
+    /// where clients reach the registry and serves ACR's token exchange next to the proxied
+    /// registry API ([`super::acr`]).
+    pub(super) fn start_acr(credentials: Credentials, front: super::acr::AcrFront) -> Result<Self, Error> {
+        Self::start_inner(credentials, Some(front))
+    }
+
+    fn start_inner(credentials: Credentials, front: Option<super::acr::AcrFront>) -> Result<Self, Error> {
         let err = |what: &str, e: &dyn std::fmt::Display| Error::Start {
             component: "token server".into(),
             message: format!("{what}: {e}"),
@@ -86,8 +100,10 @@ impl TokenServer {
         let signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng)
             .map_err(|e| err("signing key", &e))?;
         let key_id = jwk_thumbprint(signer.public_key().as_ref());
+        let service = front.as_ref().map_or_else(|| TOKEN_SERVICE.to_string(), |f| f.service.clone());
         let issuer = Arc::new(Issuer {
             credentials,
+            service,
             key: signer,
             cert_der: cert.der().to_vec(),
             key_id: key_id.clone(),
@@ -96,13 +112,26 @@ impl TokenServer {
             refused: AtomicUsize::new(0),
         });
 
-        let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| err("bind", &e))?;
+        let listener = match &front {
+            Some(front) => TcpListener::bind(front.listen),
+            None => TcpListener::bind(("127.0.0.1", 0)),
+        }
+        .map_err(|e| err("bind", &e))?;
         listener.set_nonblocking(true).map_err(|e| err("bind", &e))?;
         let addr = listener.local_addr().map_err(|e| err("bind", &e))?;
+        // crane refuses a realm on a loopback IP literal unless it is the registry's own
+        // host:port, which the ACR front is; the plain token server is named `localhost`.
+        let realm = match &front {
+            Some(_) => format!("http://{addr}/oauth2/token"),
+            None => format!("http://localhost:{}/token", addr.port()),
+        };
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| err("runtime", &e))?;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = Router::new().route("/token", get(token).post(token)).with_state(issuer.clone());
+        let app = match front {
+            Some(front) => super::acr::router(issuer.clone(), front),
+            None => Router::new().route("/token", get(token).post(token)).with_state(issuer.clone()),
+        };
         let thread = std::thread::Builder::new()
             .name("tidegate-token-server".into())
             .spawn(move || {
@@ -118,16 +147,17 @@ impl TokenServer {
                 });
             })
             .map_err(|e| err("thread", &e))?;
-        Ok(Self { addr, cert_pem: cert.pem(), key_id, issuer, shutdown: Some(shutdown), thread: Some(thread) })
+        Ok(Self { addr, realm, cert_pem: cert.pem(), key_id, issuer, shutdown: Some(shutdown), thread: Some(thread) })
     }
 
-    /// `http://localhost:PORT/token`, the registry's `auth.token.realm`.
+    /// `http://localhost:PORT/token`, the registry's `auth.token.realm` (for the ACR front,
+    /// `http://127.0.0.1:PORT/oauth2/token` on the registry's own origin).
     ///
     /// The server listens on 127.0.0.1, but the realm names it `localhost`: go-containerregistry
     /// (`crane`) refuses a realm whose host is a loopback or private IP literal unless it is the
     /// registry's own host:port (an SSRF guard), and checks IP literals only.
     pub fn realm(&self) -> String {
-        format!("http://localhost:{}/token", self.addr.port())
+        self.realm.clone()
     }
 
     /// Where it listens.
@@ -173,25 +203,38 @@ impl Drop for TokenServer {
 }
 
 impl Issuer {
-    fn sign(&self, subject: &str, access: &[serde_json::Value]) -> Result<String, Error> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    pub(super) fn sign(&self, subject: &str, access: &[serde_json::Value]) -> Result<String, Error> {
+        let now = unix_now();
+        self.sign_claims(json!({
+            "iss": TOKEN_ISSUER,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + TOKEN_LIFETIME_SECS,
+            "nbf": now,
+            "iat": now,
+            "jti": self.jti()?,
+            "access": access,
+        }))
+    }
+
+    pub(super) fn jti(&self) -> Result<String, Error> {
         let mut jti = [0u8; 16];
         self.rng.fill(&mut jti).map_err(|_| Error::Registry("no randomness for jti".into()))?;
+        Ok(hex::encode(jti))
+    }
+
+    /// The public key tokens are signed with (an uncompressed P-256 point).
+    pub(super) fn public_key(&self) -> &[u8] {
+        self.key.public_key().as_ref()
+    }
+
+    /// An ES256 JWT of `claims`, with the signing certificate in `x5c`.
+    pub(super) fn sign_claims(&self, claims: serde_json::Value) -> Result<String, Error> {
         let header = json!({
             "typ": "JWT",
             "alg": "ES256",
             "kid": self.key_id,
             "x5c": [STANDARD.encode(&self.cert_der)],
-        });
-        let claims = json!({
-            "iss": TOKEN_ISSUER,
-            "sub": subject,
-            "aud": TOKEN_SERVICE,
-            "exp": now + TOKEN_LIFETIME_SECS,
-            "nbf": now,
-            "iat": now,
-            "jti": hex::encode(jti),
-            "access": access,
         });
         let input =
             format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
@@ -201,8 +244,12 @@ impl Issuer {
     }
 }
 
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
 /// `GET /token` (basic credentials) and `POST /token` (OAuth2 password grant, or basic).
-async fn token(
+pub(super) async fn token(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
     uri: Uri,
@@ -224,7 +271,7 @@ async fn token(
         let challenge = format!("Basic realm=\"{TOKEN_ISSUER}\"");
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], json_body(&body)).into_response();
     }
-    if let Some(service) = param("service").filter(|s| s != TOKEN_SERVICE) {
+    if let Some(service) = param("service").filter(|s| *s != issuer.service) {
         let body = json!({"errors": [{"code": "DENIED", "message": format!("unknown service {service:?}")}]});
         return (StatusCode::BAD_REQUEST, json_body(&body)).into_response();
     }
@@ -243,12 +290,12 @@ async fn token(
     }
 }
 
-fn json_body(value: &serde_json::Value) -> impl IntoResponse {
+pub(super) fn json_body(value: &serde_json::Value) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], value.to_string())
 }
 
 /// `repository:team/app:pull,push` (or `repository(plugin):name:*`) as a JWT access entry.
-fn scope_access(scope: &str) -> Option<serde_json::Value> {
+pub(super) fn scope_access(scope: &str) -> Option<serde_json::Value> {
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
     let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
@@ -261,7 +308,7 @@ fn scope_access(scope: &str) -> Option<serde_json::Value> {
 }
 
 /// `application/x-www-form-urlencoded` pairs (a query string or a form body).
-fn parse_form(text: &str) -> Vec<(String, String)> {
+pub(super) fn parse_form(text: &str) -> Vec<(String, String)> {
     text.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
