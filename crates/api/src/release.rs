@@ -196,6 +196,15 @@ pub struct StageRecord {
     /// When the stage finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
+    /// The build's run ID in the system that ran it (the ACR run ID of an `acrTask` build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub run_id: Option<String>,
+    /// Where the build's log can be read (for an `acrTask` build, the link Azure hands out for
+    /// the run's log; it carries a time-limited access signature and expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub log_link: Option<String>,
 }
 
 /// Scan summary.

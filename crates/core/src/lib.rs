@@ -1,6 +1,7 @@
 //! Tidegate's pure decision logic. No Kubernetes client, no I/O, no clock: a decision that needs
 //! the time takes it as an argument.
 //!
+//! - [`acr_run`]: what an ACR Tasks run's status means, and which output image is the candidate.
 //! - [`release`]: the automatic pipeline of a Release, stage by stage.
 //! - [`promotion`]: the approval-gated pipeline of a Promotion; the only place that decides to
 //!   change production.
@@ -13,6 +14,7 @@
 //! - [`names`]: deterministic object names.
 //! - [`conditions`]: condition bookkeeping that keeps status stable.
 
+pub mod acr_run;
 pub mod approval;
 pub mod conditions;
 pub mod container_apps;

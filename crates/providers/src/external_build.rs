@@ -52,11 +52,14 @@ pub async fn step(
         if !response.status().is_success() {
             return Err(ProviderError::Transient(format!("{} answered {}", settings.webhook_url, response.status())));
         }
-        return Ok(BuildStep::Started { run: format!("asked {} to rebuild on {new_base}", settings.webhook_url) });
+        return Ok(BuildStep::Started {
+            run: format!("asked {} to rebuild on {new_base}", settings.webhook_url),
+            run_id: None,
+        });
     };
     if let Some(digest) = find_rebuilt(client, &repo, new_base).await? {
         let digest = digest.parse().map_err(|e| ProviderError::Permanent(format!("{e}")))?;
-        return Ok(BuildStep::Done(Built { run: format!("external build found in {repo}"), digest }));
+        return Ok(BuildStep::Done(Built { run: format!("external build found in {repo}"), digest, run_id: None, log_link: None }));
     }
     let timeout = parse_duration(&settings.timeout).unwrap_or(Duration::from_secs(3600));
     let waited = context.now.duration_since(started).unsigned_abs();

@@ -45,7 +45,7 @@ pub async fn step(
     )
     .await?;
     if context.started_at.is_none() {
-        return Ok(BuildStep::Started { run: format!("Job {namespace}/{name}") });
+        return Ok(BuildStep::Started { run: format!("Job {namespace}/{name}"), run_id: None });
     }
     match outcome {
         JobOutcome::Failed(why) => Err(ProviderError::Permanent(why)),
@@ -72,7 +72,7 @@ pub async fn step(
                     "build Job {namespace}/{name} reported {digest}, which is not in {repository_ref}"
                 )));
             }
-            Ok(BuildStep::Done(Built { run: format!("Job {namespace}/{name}"), digest }))
+            Ok(BuildStep::Done(Built { run: format!("Job {namespace}/{name}"), digest, run_id: None, log_link: None }))
         }
     }
 }

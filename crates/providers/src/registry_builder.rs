@@ -1,6 +1,7 @@
 //! The registry-backed builder: resolves an externally built image's tag to its digest, once;
 //! otherwise builds with the policy's strategy: `rebase` (native, in the registry), `external`
-//! (someone else's CI, see [`crate::external_build`]) or `job` (see [`crate::job_build`]).
+//! (someone else's CI, see [`crate::external_build`]), `job` (see [`crate::job_build`]) or
+//! `acrTask` (see [`crate::acr_tasks`]).
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use tidegate_api::release::ReasonKind;
 use tidegate_api::{ImagePolicy, Release};
 use tidegate_core::{Digest, ImageRef};
 
+use crate::acr_tasks::AcrTasks;
 use crate::authz::Reach;
 use crate::rebase::{RebaseRequest, rebase};
 use crate::registry::{RegistryClient, Repository};
@@ -18,13 +20,21 @@ use tidegate_api::image_policy::BuildStrategy;
 pub struct RegistryBuilder {
     client: Arc<RegistryClient>,
     reach: Arc<Reach>,
+    acr_tasks: Option<Arc<AcrTasks>>,
 }
 
 impl RegistryBuilder {
     /// A builder using `client` for registries; build Jobs run as the policy namespace's
     /// deployer (see [`Reach`]).
     pub fn new(client: Arc<RegistryClient>, reach: Arc<Reach>) -> Self {
-        Self { client, reach }
+        Self { client, reach, acr_tasks: None }
+    }
+
+    /// Runs `acrTask` builds with `acr_tasks` (the controller's Azure credential and grants);
+    /// without it they fail with a condition that says which flags to set.
+    pub fn with_acr_tasks(mut self, acr_tasks: Option<Arc<AcrTasks>>) -> Self {
+        self.acr_tasks = acr_tasks;
+        self
     }
 
     /// The new base digest a build targets: the one in the Release's reason, or the base tag's
@@ -83,7 +93,7 @@ impl Builder for RegistryBuilder {
                 )));
             }
             let digest = self.resolve(&source).await?;
-            return Ok(BuildStep::Done(Built { run: format!("resolved {source} to {digest}"), digest }));
+            return Ok(BuildStep::Done(Built { run: format!("resolved {source} to {digest}"), digest, run_id: None, log_link: None }));
         }
         let (base_ref, new_base) = self.new_base(policy, release).await?;
         match policy.spec.build.strategy {
@@ -113,9 +123,16 @@ impl Builder for RegistryBuilder {
                 .await;
             }
             BuildStrategy::AcrTask => {
-                return Err(ProviderError::Permanent(
-                    "spec.build.strategy acrTask is not available in this build of Tidegate".into(),
-                ));
+                let acr_tasks = self.acr_tasks.as_ref().ok_or_else(|| {
+                    ProviderError::NotConfigured(
+                        "spec.build.strategy acrTask needs the controller's Azure credential: start it with \
+                         --azure-credential (and its --azure-tenant-id/--azure-client-id settings) and grant the \
+                         policy's namespace the registry with --azure-grant <namespace>=<registry, resource group or \
+                         subscription id>"
+                            .into(),
+                    )
+                })?;
+                return acr_tasks.step(&self.client, policy, release, repository, (&base_ref, &new_base), context).await;
             }
         }
         let base_reference = base_ref.to_string();
@@ -153,6 +170,8 @@ impl Builder for RegistryBuilder {
                 rebased.mounted, rebased.uploaded
             ),
             digest,
+            run_id: None,
+            log_link: None,
         }))
     }
 }

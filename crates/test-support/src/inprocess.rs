@@ -38,7 +38,7 @@ impl Builder for InProcessBuilder {
                 )));
             }
             return match source.digest.clone() {
-                Some(digest) => Ok(BuildStep::Done(Built { digest, run: format!("source:{source}") })),
+                Some(digest) => Ok(BuildStep::Done(Built { digest, run: format!("source:{source}"), run_id: None, log_link: None })),
                 None => Err(ProviderError::Permanent(format!(
                     "spec.source.image {source} is a tag; this build of Tidegate needs the digest (repo@sha256:…)"
                 ))),
@@ -53,7 +53,7 @@ impl Builder for InProcessBuilder {
         let digest: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
             .parse()
             .map_err(|e| ProviderError::Permanent(format!("{e}")))?;
-        Ok(BuildStep::Done(Built { run: format!("in-process:{name}"), digest }))
+        Ok(BuildStep::Done(Built { run: format!("in-process:{name}"), digest, run_id: None, log_link: None }))
     }
 }
 

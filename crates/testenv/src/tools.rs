@@ -128,7 +128,7 @@ pub mod azure_source {
     /// Module path of the Go module.
     pub const MODULE: &str = "tidegate.dev/testenv/azure";
     /// Every file of the module: path relative to the module root, and contents.
-    pub const FILES: [(&str, &str); 19] = [
+    pub const FILES: [(&str, &str); 23] = [
         ("go.mod", include_str!("../go/azure/go.mod")),
         ("go.sum", include_str!("../go/azure/go.sum")),
         ("main.go", include_str!("../go/azure/main.go")),
@@ -140,6 +140,8 @@ pub mod azure_source {
         ("ingress.go", include_str!("../go/azure/ingress.go")),
         ("validate.go", include_str!("../go/azure/validate.go")),
         ("defaults.go", include_str!("../go/azure/defaults.go")),
+        ("acr.go", include_str!("../go/azure/acr.go")),
+        ("resourcegraph.go", include_str!("../go/azure/resourcegraph.go")),
         ("spec.go", include_str!("../go/azure/spec.go")),
         ("spec/CommonDefinitions.json", include_str!("../go/azure/spec/CommonDefinitions.json")),
         ("spec/ContainerApps.json", include_str!("../go/azure/spec/ContainerApps.json")),
@@ -148,6 +150,8 @@ pub mod azure_source {
         ("fidelity/doc.go", include_str!("../go/azure/fidelity/doc.go")),
         ("fidelity/fidelity_test.go", include_str!("../go/azure/fidelity/fidelity_test.go")),
         ("fidelity/poll_test.go", include_str!("../go/azure/fidelity/poll_test.go")),
+        ("fidelity/acr_test.go", include_str!("../go/azure/fidelity/acr_test.go")),
+        ("fidelity/resourcegraph_test.go", include_str!("../go/azure/fidelity/resourcegraph_test.go")),
     ];
 
     /// A short fingerprint of every file, part of the cache directory's name.

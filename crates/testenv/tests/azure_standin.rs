@@ -83,7 +83,14 @@ async fn microsofts_go_sdk_and_the_rest_examples_pass_against_the_stand_in() {
     eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     eprintln!("fidelity test took {:.1?}", started.elapsed());
     assert!(output.status.success(), "the fidelity test failed; stand-in log {}", azure.log().display());
-    for test in ["TestSDKContainerAppLifecycle", "TestSDKJobs", "TestWorkloadIdentity", "TestRESTExamples"] {
+    for test in [
+        "TestSDKContainerAppLifecycle",
+        "TestSDKJobs",
+        "TestWorkloadIdentity",
+        "TestRESTExamples",
+        "TestSDKACRTasks",
+        "TestACRRESTExamples",
+    ] {
         assert!(stdout.contains(&format!("--- PASS: {test}")), "{test} did not pass (skipped?)");
     }
     assert!(!stdout.contains("--- SKIP"), "a fidelity test was skipped");

@@ -29,6 +29,10 @@ func (s *server) serveControl(w http.ResponseWriter, r *http.Request, body []byt
 		return true
 	}
 	switch {
+	case strings.HasPrefix(path, "acr/"):
+		s.serveACRControl(w, r, path, decode)
+	case strings.HasPrefix(path, "resourcegraph/"):
+		s.serveGraphControl(w, r, path, decode)
 	case path == "requests" && r.Method == http.MethodGet:
 		out := s.requestLog
 		if out == nil {

@@ -34,6 +34,7 @@ type server struct {
 	execDelay time.Duration
 	pageSize  int
 
+	kv         *keyVault // Key Vault data plane (keyvault.go), created on first use
 	apps       map[string]*app // by lower-case resource ID
 	jobs       map[string]*job
 	ops        map[string]*operation
@@ -42,6 +43,8 @@ type server struct {
 	throttles  []*throttle
 	health     []healthRule
 	requestLog []loggedRequest
+	acrData    *acrState   // Azure Container Registry Tasks (acr.go)
+	graph      *graphState // Azure Resource Graph (resourcegraph.go)
 }
 
 type client struct {
@@ -224,11 +227,21 @@ func (s *server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		s.managedIdentityToken(w, r)
 		return
 	}
+	if isGraphPath(p) {
+		if s.authenticated(w, r) {
+			s.resourceGraph(w, r, body)
+		}
+		return
+	}
 	if !strings.HasPrefix(strings.ToLower(p), "/subscriptions/") {
 		writeError(w, http.StatusNotFound, "NotFound", "no such endpoint: "+p, "")
 		return
 	}
 	if !s.authenticated(w, r) {
+		return
+	}
+	if isACRPath(p) {
+		s.routeACR(w, r, body)
 		return
 	}
 	v := r.URL.Query().Get("api-version")
@@ -311,6 +324,7 @@ func (s *server) tick() {
 	for _, j := range s.jobs {
 		s.tickJob(j, t)
 	}
+	s.tickACR(t)
 	for _, op := range s.ops {
 		if !op.finished && !t.Before(op.DoneAt) {
 			op.finished = true
