@@ -59,6 +59,11 @@ pub const API_VERSIONS: [&str; 2] = ["2025-01-01", "2025-07-01"];
 /// stand-in's own [`AzureStandIn::arm_url`] is accepted as an audience too.
 pub const ARM_AUDIENCE: &str = "https://management.azure.com";
 
+/// The Key Vault DNS suffix the stand-in's vaults live under (`{vault}.vault.azure.net`).
+pub const KEY_VAULT_DOMAIN: &str = "vault.azure.net";
+/// Key Vault's token audience: scope `https://vault.azure.net/.default`.
+pub const KEY_VAULT_AUDIENCE: &str = "https://vault.azure.net";
+
 /// How long startup may take.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -172,6 +177,9 @@ pub struct AzureStandIn {
     tools: AzureTools,
     arm: SocketAddr,
     ingress: SocketAddr,
+    /// The Key Vault listener and the CONNECT proxy in front of it.
+    vault: SocketAddr,
+    vault_proxy: SocketAddr,
     domain: String,
     tenant: String,
     token_key: String,
@@ -252,12 +260,15 @@ impl AzureStandIn {
             ready[key].as_str().and_then(|a| a.parse().ok()).ok_or_else(|| start_error(format!("ready file: {line}")))
         };
         let (arm, ingress) = (addr("arm")?, addr("ingress")?);
+        let (vault, vault_proxy) = (addr("vault")?, addr("vaultProxy")?);
         let http = https_client(&ca_pem, &[])?;
         Ok(Self {
             process,
             tools,
             arm,
             ingress,
+            vault,
+            vault_proxy,
             domain: options.domain,
             tenant: TENANT_ID.to_string(),
             token_key,
@@ -295,6 +306,24 @@ impl AzureStandIn {
     /// (with `IDENTITY_HEADER` set to the header of [`AzureStandIn::set_managed_identity`]).
     pub fn managed_identity_endpoint(&self) -> String {
         format!("{}/msi/token", self.arm_url())
+    }
+
+    /// `https://{vault}.vault.azure.net`: a vault's URL. It is reached through
+    /// [`AzureStandIn::key_vault_proxy`] (`HTTPS_PROXY`), which tunnels it to the stand-in's Key
+    /// Vault listener; the stand-in's serving certificate covers `*.vault.azure.net`.
+    pub fn key_vault_url(&self, vault: &str) -> String {
+        format!("https://{vault}.{KEY_VAULT_DOMAIN}")
+    }
+
+    /// `http://127.0.0.1:PORT`: the CONNECT proxy that tunnels `{vault}.vault.azure.net:443` to
+    /// the Key Vault listener and refuses every other destination.
+    pub fn key_vault_proxy(&self) -> String {
+        format!("http://{}", self.vault_proxy)
+    }
+
+    /// Address of the Key Vault listener itself (it routes by `Host`).
+    pub fn key_vault_addr(&self) -> SocketAddr {
+        self.vault
     }
 
     /// Address of the ingress listener; connect here with the app's FQDN as TLS server name and
@@ -362,6 +391,7 @@ impl AzureStandIn {
             .env("AZURE_STANDIN_CA_FILE", &self.ca_file)
             .env("AZURE_STANDIN_INGRESS", self.ingress.to_string())
             .env("AZURE_STANDIN_DOMAIN", &self.domain)
+            .env("AZURE_STANDIN_VAULT_PROXY", self.key_vault_proxy())
             .env("AZURE_STANDIN_EXAMPLES", examples)
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
@@ -493,6 +523,64 @@ impl AzureStandIn {
         self.control("POST", "delays", &json!({"pageSize": page_size.max(1)})).await.map(drop)
     }
 
+    /// Creates a new version of key `name` in `vault` (real keys): `kty` `EC` with `curve`
+    /// `P-256`/`P-384`/`P-521`, or `RSA` with `size` 2048/3072/4096. `version` fixes the version
+    /// (random when `None`). Returns the key as Key Vault's GET shows it.
+    pub async fn create_key_vault_key(
+        &self,
+        vault: &str,
+        name: &str,
+        kty: &str,
+        curve: Option<&str>,
+        size: Option<u32>,
+        version: Option<&str>,
+    ) -> Result<Value, Error> {
+        let mut body = json!({"vault": vault, "name": name, "kty": kty});
+        if let Some(curve) = curve {
+            body["curve"] = json!(curve);
+        }
+        if let Some(size) = size {
+            body["size"] = json!(size);
+        }
+        if let Some(version) = version {
+            body["version"] = json!(version);
+        }
+        self.control("POST", "keyvault/keys", &body).await
+    }
+
+    /// Enables or disables key `name` (its latest version, or `version`) in `vault`.
+    pub async fn set_key_vault_key_enabled(
+        &self,
+        vault: &str,
+        name: &str,
+        version: Option<&str>,
+        enabled: bool,
+    ) -> Result<(), Error> {
+        let body = json!({"vault": vault, "name": name, "version": version.unwrap_or_default(), "enabled": enabled});
+        self.control("POST", "keyvault/enabled", &body).await.map(drop)
+    }
+
+    /// Issues certificate `name` in `vault` for the latest version of key `key`: an X.509
+    /// code-signing certificate (subject `CN={subject}, O=Tidegate Test`) signed by the
+    /// stand-in's Key Vault test CA ([`AzureStandIn::key_vault_ca_pem`]). Returns Key Vault's
+    /// view of it (`id`, `kid`, `cer`, …) plus `pem` and `caPem`.
+    pub async fn issue_key_vault_certificate(
+        &self,
+        vault: &str,
+        name: &str,
+        key: &str,
+        subject: &str,
+    ) -> Result<Value, Error> {
+        let body = json!({"vault": vault, "name": name, "key": key, "subject": subject});
+        self.control("POST", "keyvault/certificates", &body).await
+    }
+
+    /// The PEM of the test CA that issues the stand-in's Key Vault certificates (a root).
+    pub async fn key_vault_ca_pem(&self) -> Result<String, Error> {
+        let value = self.control("GET", "keyvault/ca", &Value::Null).await?;
+        value["pem"].as_str().map(str::to_string).ok_or_else(|| http_error("/_standin/keyvault/ca", "no pem"))
+    }
+
     /// Every ARM and token request so far, oldest first.
     pub async fn requests(&self) -> Result<Vec<LoggedRequest>, Error> {
         let value = self.control("GET", "requests", &Value::Null).await?;
@@ -580,7 +668,8 @@ fn certificates(dir: &Path, domain: &str) -> Result<(String, String, String), Er
     let pki = |e: rcgen::Error| Error::Pki(e.to_string());
     let issuer =
         Issuer::from_ca_cert_pem(authority.cert_pem(), KeyPair::from_pem(&ca_key).map_err(pki)?).map_err(pki)?;
-    let names = vec!["localhost".to_string(), domain.to_string(), format!("*.{domain}")];
+    let names =
+        vec!["localhost".to_string(), domain.to_string(), format!("*.{domain}"), format!("*.{KEY_VAULT_DOMAIN}")];
     let mut params = CertificateParams::new(names).map_err(pki)?;
     params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
     params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));

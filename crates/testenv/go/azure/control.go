@@ -29,6 +29,8 @@ func (s *server) serveControl(w http.ResponseWriter, r *http.Request, body []byt
 		return true
 	}
 	switch {
+	case strings.HasPrefix(path, "keyvault/"):
+		s.serveVaultControl(w, r, path, body)
 	case strings.HasPrefix(path, "acr/"):
 		s.serveACRControl(w, r, path, decode)
 	case strings.HasPrefix(path, "resourcegraph/"):

@@ -34,7 +34,7 @@ type server struct {
 	execDelay time.Duration
 	pageSize  int
 
-	kv         *keyVault // Key Vault data plane (keyvault.go), created on first use
+	kv         *keyVault       // Key Vault data plane (keyvault.go), created on first use
 	apps       map[string]*app // by lower-case resource ID
 	jobs       map[string]*job
 	ops        map[string]*operation
