@@ -8,6 +8,10 @@ use std::sync::Arc;
 
 use tidegate_core::Digest;
 use tidegate_core::provenance::Statement;
+use tidegate_providers::azure::key_vault::{Collection, KeyVault, ObjectId};
+use tidegate_providers::azure::key_vault_key::{KeyVaultSigningConfig, KeyVaultSigningKey};
+use tidegate_providers::crl_fetcher::CrlFetcher;
+use tidegate_providers::notary_key::SigningKey;
 use tidegate_providers::notary_signer::NotarySigner;
 use tidegate_providers::provenance::{Attestor, FoundRecord};
 use tidegate_providers::registry::RegistryClient;
@@ -21,7 +25,8 @@ pub const SIGNING_NOT_CONFIGURED: &str = "SigningNotConfigured";
 
 /// What a controller without signing configuration says, and which flags fix it.
 pub const NOT_CONFIGURED: &str = "signing is not configured: start the controller with --trust-policy-file and \
-     --trust-store-dir (to verify) and --notary-key-file and --notary-cert-file (to sign)";
+     --trust-store-dir (to verify) and --notary-key-file and --notary-cert-file, or an Azure Key Vault key \
+     (--notary-key-vault-key-id or --notary-key-vault-certificate-id), to sign";
 
 /// The signer of a controller started without a trust policy: it signs nothing and verifies
 /// nothing, both with [`ProviderError::NotConfigured`].
@@ -71,38 +76,100 @@ impl Signing {
 }
 
 /// The signer the flags configure:
-/// - a trust policy and store, and a key: signs and verifies (Notary Project);
+/// - a trust policy and store, and a key (a key file, or a key in Azure Key Vault): signs and
+///   verifies (Notary Project);
 /// - a trust policy and store, no key: verifies only; signing fails with
 ///   [`ProviderError::NotConfigured`], so new Releases stop before staging;
 /// - no trust policy: [`NotConfigured`]; a key without a trust policy is refused, since every
 ///   signature is verified before it is relied on.
-pub fn from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Result<Signing> {
+pub async fn from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Result<Signing> {
+    let key_vault = key_vault_config(config)?;
     match (&config.trust_policy_file, &config.trust_store_dir) {
         (Some(policy), Some(store)) => {
-            let key = config.notary_key_file.as_deref().zip(config.notary_cert_file.as_deref());
-            let signer = NotarySigner::from_files(registry, key, policy, store).map_err(|e| anyhow::anyhow!(e))?;
-            if signer.can_sign() {
-                tracing::info!("signing and verifying Notary Project signatures");
-            } else {
-                tracing::warn!(
-                    "verifying Notary Project signatures only (no --notary-key-file/--notary-cert-file): new \
-                     Releases stop before staging ({SIGNING_NOT_CONFIGURED}); Promotions of candidates signed \
+            let key_file = match (&config.notary_key_file, &config.notary_cert_file, &key_vault) {
+                (Some(key), Some(chain), None) => Some((key.as_path(), chain.as_path())),
+                (None, Some(_), None) => anyhow::bail!(
+                    "--notary-cert-file needs a key: --notary-key-file, --notary-key-vault-key-id or \
+                     --notary-key-vault-certificate-id"
+                ),
+                _ => None,
+            };
+            let mut signer = NotarySigner::from_files(registry, key_file, policy, store)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .with_crl_fetcher(crl_fetcher(config));
+            if let Some(key_vault) = key_vault {
+                let key = key_vault_key(config, &key_vault).await?;
+                signer = signer.with_signing_key(SigningKey::KeyVault(Box::new(key)));
+            }
+            match signer.signing_key_description() {
+                Some(key) => tracing::info!(%key, "signing and verifying Notary Project signatures"),
+                None => tracing::warn!(
+                    "verifying Notary Project signatures only (no --notary-key-file or --notary-key-vault-key-id): \
+                     new Releases stop before staging ({SIGNING_NOT_CONFIGURED}); Promotions of candidates signed \
                      elsewhere are verified"
-                );
+                ),
             }
             let signer = Arc::new(signer);
             let reports: Arc<dyn Scanner> = Arc::new(SignedReportScanner::new(signer.clone()));
             Ok(Signing { signer: signer.clone(), attestor: signer, reports: Some(reports) })
         }
-        _ if config.notary_key_file.is_some() => Err(anyhow::anyhow!(
-            "--notary-key-file needs --trust-policy-file and --trust-store-dir: every signature is verified \
-             before staging and before production"
+        _ if config.notary_key_file.is_some() || key_vault.is_some() => Err(anyhow::anyhow!(
+            "a signing key (--notary-key-file or --notary-key-vault-*) needs --trust-policy-file and \
+             --trust-store-dir: every signature is verified before staging and before production"
         )),
         _ => {
             tracing::warn!("{NOT_CONFIGURED}; Releases stop before staging and production is never changed");
             Ok(Signing::not_configured())
         }
     }
+}
+
+/// The Key Vault signing settings, when `--notary-key-vault-key-id` or
+/// `--notary-key-vault-certificate-id` is given (the chain file is read here).
+fn key_vault_config(config: &Config) -> anyhow::Result<Option<KeyVaultSigningConfig>> {
+    if config.notary_key_vault_key_id.is_none() && config.notary_key_vault_certificate_id.is_none() {
+        return Ok(None);
+    }
+    let chain_pem = match &config.notary_cert_file {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("--notary-cert-file {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    Ok(Some(KeyVaultSigningConfig {
+        key_id: config.notary_key_vault_key_id.clone(),
+        certificate_id: config.notary_key_vault_certificate_id.clone(),
+        chain_pem,
+    }))
+}
+
+/// Connects to the vault with the controller's Azure identity and checks the key against its
+/// certificate; the controller does not start otherwise.
+async fn key_vault_key(config: &Config, key_vault: &KeyVaultSigningConfig) -> anyhow::Result<KeyVaultSigningKey> {
+    let Some(azure) = config.azure.config()? else {
+        anyhow::bail!(
+            "--notary-key-vault-key-id and --notary-key-vault-certificate-id need --azure-credential: the Key Vault \
+             key is used with the controller's Azure identity"
+        );
+    };
+    let vault = match (&key_vault.certificate_id, &key_vault.key_id) {
+        (Some(id), _) => {
+            ObjectId::parse(id, Collection::Certificates)
+                .map_err(|e| anyhow::anyhow!("--notary-key-vault-certificate-id {e}"))?
+                .vault
+        }
+        (None, Some(id)) => {
+            ObjectId::parse(id, Collection::Keys).map_err(|e| anyhow::anyhow!("--notary-key-vault-key-id {e}"))?.vault
+        }
+        (None, None) => anyhow::bail!("no Key Vault key configured"),
+    };
+    let client = KeyVault::from_config(&vault, &azure).await?;
+    KeyVaultSigningKey::connect(client, key_vault).await.map_err(|e| anyhow::anyhow!("Notary signing key: {e}"))
+}
+
+/// Fetches the CRLs of signing chains, reusing each for `--notary-crl-max-age-seconds`.
+fn crl_fetcher(config: &Config) -> Arc<CrlFetcher> {
+    Arc::new(CrlFetcher::new(std::time::Duration::from_secs(config.notary_crl_max_age_seconds)))
 }
 
 #[cfg(test)]

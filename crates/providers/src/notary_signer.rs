@@ -4,6 +4,12 @@
 //! API or the tag-schema fallback, and verified against a trust policy and trust store, as the
 //! `notation` CLI does. Verification fails closed and says why.
 //!
+//! Revocation: a chain whose certificates name CRL distribution points is checked against their
+//! CRLs, fetched by [`CrlFetcher`] once the chain is known to lead to the trust store (see
+//! [`crate::crl_fetcher`] and [`tidegate_notary::revocation`]). A revoked certificate, or a CRL
+//! that cannot be fetched or used, fails verification when the trust policy enforces revocation
+//! (`strict`) and is logged as a warning when it only logs it.
+//!
 //! [`Signer::sign`] signs container images only (a manifest whose config is an image config, or
 //! an index of such manifests, without an `artifactType`). The trust policy that accepts the
 //! controller's signatures also decides which signed scan reports and promotion records count,
@@ -16,9 +22,12 @@ use std::sync::Arc;
 
 use tidegate_core::{Digest, ImageRef};
 use tidegate_notary::{
-    ENVELOPE_MEDIA_TYPE, PolicyOutcome, SIGNATURE_ARTIFACT_TYPE, SignOptions, Signer as NotaryKey,
-    THUMBPRINT_ANNOTATION, TrustPolicyDocument, TrustStores,
+    ENVELOPE_MEDIA_TYPE, FetchedCrls, PolicyOutcome, Progress, SIGNATURE_ARTIFACT_TYPE, SignOptions,
+    Signer as NotaryKey, THUMBPRINT_ANNOTATION, TrustPolicyDocument, TrustStores, VerifyError,
 };
+
+use crate::crl_fetcher::CrlFetcher;
+use crate::notary_key::SigningKey;
 
 use crate::registry::artifact::Artifact;
 use crate::registry::types::{
@@ -30,9 +39,10 @@ use crate::{ProviderError, Result, Signer, Verification};
 /// Signs with a key and certificate chain; verifies with a trust policy and trust store.
 pub struct NotarySigner {
     registry: Arc<RegistryClient>,
-    key: Option<NotaryKey>,
+    key: Option<SigningKey>,
     policy: TrustPolicyDocument,
     stores: TrustStores,
+    crls: Arc<CrlFetcher>,
 }
 
 impl NotarySigner {
@@ -43,7 +53,56 @@ impl NotarySigner {
         policy: TrustPolicyDocument,
         stores: TrustStores,
     ) -> Self {
-        Self { registry, key, policy, stores }
+        Self { registry, key: key.map(SigningKey::File), policy, stores, crls: Arc::new(CrlFetcher::default()) }
+    }
+
+    /// Signs with `key` (for example a key in Azure Key Vault) instead of the one given to
+    /// [`NotarySigner::new`].
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Uses `crls` to fetch the CRLs revocation checking needs (default: a [`CrlFetcher`] that
+    /// reuses a CRL for [`crate::crl_fetcher::DEFAULT_MAX_AGE`]).
+    pub fn with_crl_fetcher(mut self, crls: Arc<CrlFetcher>) -> Self {
+        self.crls = crls;
+        self
+    }
+
+    /// Verifies one envelope for `reference` with the trust policy, fetching the CRLs the
+    /// verifier asks for. Every round records at least one new URL, and the fetcher records at
+    /// most [`crate::crl_fetcher::MAX_URLS_PER_VERIFICATION`] before failing the rest, so the
+    /// loop ends.
+    async fn verify_envelope(
+        &self,
+        envelope: &[u8],
+        reference: &str,
+    ) -> std::result::Result<PolicyOutcome, VerifyError> {
+        let now = jiff::Timestamp::now();
+        let mut crls = FetchedCrls::new();
+        loop {
+            match tidegate_notary::verify_with_policy_and_crls(
+                envelope,
+                &self.policy,
+                &self.stores,
+                reference,
+                now,
+                &crls,
+            )? {
+                Progress::Done(outcome) => return Ok(outcome),
+                Progress::NeedCrls(urls) => {
+                    let before = crls.len();
+                    self.crls.fetch_into(&urls, &mut crls, now).await;
+                    if crls.len() == before {
+                        return Err(VerifyError::RevocationUnknown {
+                            subject: String::new(),
+                            reason: format!("the CRLs {} were asked for again after being fetched", urls.join(", ")),
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Reads the key and chain (PEM), the trust policy (`trustpolicy.json`) and the trust store
@@ -76,6 +135,11 @@ impl NotarySigner {
     /// Whether this instance can sign (it has a key), or only verifies.
     pub fn can_sign(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// Which key signs (for logs), when one does.
+    pub fn signing_key_description(&self) -> Option<String> {
+        self.key.as_ref().map(SigningKey::describe)
     }
 
     pub(crate) fn repository(image: &str) -> Result<Repository> {
@@ -111,7 +175,7 @@ impl NotarySigner {
         self.sign_subject(key, &repo, &subject).await
     }
 
-    fn signing_key(&self) -> Result<&NotaryKey> {
+    fn signing_key(&self) -> Result<&SigningKey> {
         self.key.as_ref().ok_or_else(|| {
             ProviderError::NotConfigured(
                 "signing is not configured: this controller only verifies Notary Project signatures (it has a \
@@ -182,16 +246,14 @@ impl NotarySigner {
         }
     }
 
-    async fn sign_subject(&self, key: &NotaryKey, repo: &Repository, subject: &Descriptor) -> Result<String> {
-        let digest = &subject.digest;
+    async fn sign_subject(&self, key: &SigningKey, repo: &Repository, subject: &Descriptor) -> Result<String> {
         let target = tidegate_notary::Descriptor::new(subject.media_type.clone(), subject.digest.clone(), subject.size);
         let options = SignOptions {
             signing_time: jiff::Timestamp::now(),
             expiry: None,
             signing_agent: format!("tidegate/{}", env!("CARGO_PKG_VERSION")),
         };
-        let envelope =
-            key.sign(&target, &options).map_err(|e| ProviderError::Permanent(format!("signing {digest}: {e}")))?;
+        let envelope = key.sign(&target, &options).await?;
 
         let annotations = BTreeMap::from([
             (THUMBPRINT_ANNOTATION.to_string(), key.thumbprint_annotation_value()),
@@ -258,14 +320,16 @@ impl Signer for NotarySigner {
                 }
                 Err(e) => return Err(e.into()),
             };
-            match tidegate_notary::verify_with_policy(
-                &envelope,
-                &self.policy,
-                &self.stores,
-                &reference,
-                jiff::Timestamp::now(),
-            ) {
+            match self.verify_envelope(&envelope, &reference).await {
                 Ok(PolicyOutcome::Verified(verified)) => {
+                    for warning in &verified.warnings {
+                        tracing::warn!(
+                            reference = %reference,
+                            signature = %signature.digest,
+                            kind = ?warning.kind(),
+                            "a validation the trust policy only logs failed: {warning}"
+                        );
+                    }
                     return Ok(Verification::Valid { signer: verified.signer_subject.to_string() });
                 }
                 Ok(PolicyOutcome::Skipped { policy }) => {

@@ -31,10 +31,12 @@ func main() {
 	provDelay := flag.Duration("provisioning-delay", time.Second, "how long a new revision stays Provisioning")
 	execDelay := flag.Duration("execution-delay", time.Second, "how long a job execution stays Running")
 	pageSize := flag.Int("page-size", 2, "items per page of list operations")
+	vaultListen := flag.String("vault-listen", "127.0.0.1:0", "Key Vault data-plane listener (HTTPS, vaults by Host {name}.vault.azure.net)")
+	vaultProxyListen := flag.String("vault-proxy-listen", "127.0.0.1:0", "HTTP CONNECT proxy that tunnels {name}.vault.azure.net:443 to the Key Vault listener")
 	tokenKey := flag.String("token-key", "", "HMAC key of the access tokens it issues (random when empty), so that other loopback test servers can check them")
 	flag.Parse()
 
-	for _, addr := range []string{*listen, *ingressListen} {
+	for _, addr := range []string{*listen, *ingressListen, *vaultListen, *vaultProxyListen} {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil || !isLoopback(host) {
 			log.Fatalf("%s: listen on a loopback address only", addr)
@@ -53,6 +55,14 @@ func main() {
 	if err != nil {
 		log.Fatalf("listen %s: %v", *ingressListen, err)
 	}
+	vaultLn, err := tls.Listen("tcp", *vaultListen, tlsConfig)
+	if err != nil {
+		log.Fatalf("listen %s: %v", *vaultListen, err)
+	}
+	vaultProxyLn, err := net.Listen("tcp", *vaultProxyListen)
+	if err != nil {
+		log.Fatalf("listen %s: %v", *vaultProxyListen, err)
+	}
 	s := newServer(*domain, *tenant)
 	s.armURL = "https://" + armLn.Addr().String()
 	if *tokenKey != "" {
@@ -63,7 +73,13 @@ func main() {
 		s.pageSize = 1
 	}
 
-	errs := make(chan error, 2)
+	errs := make(chan error, 4)
+	go func() {
+		errs <- (&http.Server{Handler: http.HandlerFunc(s.serveVault), ReadHeaderTimeout: 10 * time.Second}).Serve(vaultLn)
+	}()
+	go func() {
+		errs <- (&http.Server{Handler: s.serveVaultProxy(vaultLn.Addr().String()), ReadHeaderTimeout: 10 * time.Second}).Serve(vaultProxyLn)
+	}()
 	go func() {
 		errs <- (&http.Server{Handler: http.HandlerFunc(s.serveARM), ReadHeaderTimeout: 10 * time.Second}).Serve(armLn)
 	}()
@@ -71,10 +87,12 @@ func main() {
 		errs <- (&http.Server{Handler: http.HandlerFunc(s.serveIngress), ReadHeaderTimeout: 10 * time.Second}).Serve(ingressLn)
 	}()
 	ready := map[string]string{
-		"arm":     armLn.Addr().String(),
-		"ingress": ingressLn.Addr().String(),
-		"domain":  *domain,
-		"tenant":  *tenant,
+		"arm":        armLn.Addr().String(),
+		"ingress":    ingressLn.Addr().String(),
+		"vault":      vaultLn.Addr().String(),
+		"vaultProxy": vaultProxyLn.Addr().String(),
+		"domain":     *domain,
+		"tenant":     *tenant,
 	}
 	line, _ := json.Marshal(ready)
 	log.Printf("listening: %s", line)
