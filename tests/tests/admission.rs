@@ -260,7 +260,9 @@ fn cases() -> Vec<Case> {
             base: "policy",
             pointer: "/spec/triggers/rescan",
             value: json!({"interval": "24h", "scanner": "osv"}),
-            expect: &["spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator, configMapReport or defender"],
+            expect: &[
+                "spec.triggers.rescan.scanner must be trivy, trivyReport, trivyOperator, configMapReport or defender",
+            ],
         },
         Case {
             name: "rescan every second",
@@ -326,6 +328,63 @@ fn cases() -> Vec<Case> {
             expect: &["spec.scan.defender.assessmentTimeout must be a duration between 10m and 72h"],
         },
         Case {
+            name: "acrTask strategy without its settings",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "acrTask"}),
+            expect: &["spec.build.acrTask is required when spec.build.strategy is acrTask"],
+        },
+        Case {
+            name: "acrTask settings with another strategy",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "rebase", "acrTask": {"registryId": ACR, "taskName": "rebuild"}}),
+            expect: &["spec.build.acrTask applies only with spec.build.strategy: acrTask"],
+        },
+        Case {
+            name: "acrTask with both a task name and an encoded task",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "acrTask", "acrTask": {"registryId": ACR, "taskName": "rebuild", "encodedTask": "c3RlcHM6Cg=="}}),
+            expect: &["spec.build.acrTask needs exactly one of taskName"],
+        },
+        Case {
+            name: "acrTask with neither a task name nor an encoded task",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "acrTask", "acrTask": {"registryId": ACR}}),
+            expect: &["spec.build.acrTask needs exactly one of taskName"],
+        },
+        Case {
+            name: "acrTask registry id of another resource type",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "acrTask", "acrTask": {
+                "registryId": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/containerApps/web", "taskName": "rebuild"}}),
+            expect: &["spec.build.acrTask.registryId must be an Azure container registry resource ID"],
+        },
+        Case {
+            name: "acrTask encoded task not base64",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "acrTask", "acrTask": {"registryId": ACR, "encodedTask": "steps: [x]"}}),
+            expect: &["spec.build.acrTask.encodedTask must be base64"],
+        },
+        Case {
+            name: "acrTask platform with a named task",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "acrTask", "acrTask": {"registryId": ACR, "taskName": "rebuild", "platform": {"os": "linux"}}}),
+            expect: &["spec.build.acrTask.platform applies only with encodedTask"],
+        },
+        Case {
+            name: "acrTask timeout out of range",
+            base: "policy",
+            pointer: "/spec/build",
+            value: json!({"strategy": "acrTask", "acrTask": {"registryId": ACR, "taskName": "rebuild", "timeout": "7h"}}),
+            expect: &["spec.build.acrTask.timeout must be a duration between 1m and 6h"],
+        },
+        Case {
             name: "base image release without the change",
             base: "release",
             pointer: "/spec/reason/baseImage",
@@ -343,6 +402,10 @@ fn cases() -> Vec<Case> {
 }
 
 /// Fields that stay in the schema for a later version but that this controller cannot act on: each
+
+/// A container registry resource id, for `acrTask` builds.
+const ACR: &str = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/shopacr";
+
 /// one set on the documented policy, and the field its refusal must name.
 fn unsupported() -> Vec<(&'static str, Value, &'static str)> {
     vec![
@@ -356,21 +419,6 @@ fn unsupported() -> Vec<(&'static str, Value, &'static str)> {
         ),
         ("/spec/workloads/0/staging/image", json!("registry.example.com/shop/app:1.0"), "staging/production.image"),
         ("/spec/tests/job", json!({"templateConfigMap": "smoke", "timeout": "10m"}), "spec.tests.job.timeout"),
-        ("/spec/build", json!({"strategy": "acrTask"}), "spec.build.strategy acrTask"),
-        (
-            "/spec/build",
-            json!({"strategy": "acrTask", "acrTask": {
-                "registryId": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r",
-                "taskName": "rebuild"}}),
-            "spec.build.strategy acrTask",
-        ),
-        (
-            "/spec/build/acrTask",
-            json!({
-                "registryId": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r",
-                "taskName": "rebuild"}),
-            "spec.build.acrTask",
-        ),
     ]
 }
 
@@ -448,6 +496,21 @@ async fn unsupported_fields_are_refused_as_not_supported_yet() {
     assert_eq!(admission_error(&client, &object).await, None);
     set(&mut object, "/spec/scan", json!({"scanner": "configMapReport"}));
     assert_eq!(admission_error(&client, &object).await, None);
+    // ACR Tasks builds: a named task, or an encoded task on a platform.
+    set(
+        &mut object,
+        "/spec/build",
+        json!({"strategy": "acrTask", "acrTask": {"registryId": ACR, "taskName": "rebuild"}}),
+    );
+    assert_eq!(admission_error(&client, &object).await, None);
+    set(
+        &mut object,
+        "/spec/build",
+        json!({"strategy": "acrTask", "acrTask": {"registryId": ACR, "encodedTask": "c3RlcHM6Cg==",
+            "platform": {"os": "linux", "architecture": "arm64"}, "timeout": "30m"}}),
+    );
+    assert_eq!(admission_error(&client, &object).await, None);
+    set(&mut object, "/spec/build", json!({"strategy": "rebase"}));
     // Microsoft Defender for Cloud, for candidates (with or without its settings) and rescans.
     set(&mut object, "/spec/scan", json!({"scanner": "defender"}));
     assert_eq!(admission_error(&client, &object).await, None);

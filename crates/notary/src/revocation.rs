@@ -112,6 +112,16 @@ impl FetchedCrls {
     pub fn contains(&self, url: &str) -> bool {
         self.entries.contains_key(url)
     }
+
+    /// How many URLs have been recorded.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no URL has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 impl CrlSource for FetchedCrls {

@@ -18,6 +18,7 @@ pub mod apply;
 pub mod azure;
 pub mod cluster_services;
 pub mod crds;
+pub mod crl_authority;
 mod env;
 pub mod helm_tool;
 pub mod kubeconfig;
