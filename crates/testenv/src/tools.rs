@@ -128,7 +128,7 @@ pub mod azure_source {
     /// Module path of the Go module.
     pub const MODULE: &str = "tidegate.dev/testenv/azure";
     /// Every file of the module: path relative to the module root, and contents.
-    pub const FILES: [(&str, &str); 23] = [
+    pub const FILES: [(&str, &str); 24] = [
         ("go.mod", include_str!("../go/azure/go.mod")),
         ("go.sum", include_str!("../go/azure/go.sum")),
         ("main.go", include_str!("../go/azure/main.go")),
@@ -142,6 +142,7 @@ pub mod azure_source {
         ("defaults.go", include_str!("../go/azure/defaults.go")),
         ("acr.go", include_str!("../go/azure/acr.go")),
         ("resourcegraph.go", include_str!("../go/azure/resourcegraph.go")),
+        ("keyvault.go", include_str!("../go/azure/keyvault.go")),
         ("spec.go", include_str!("../go/azure/spec.go")),
         ("spec/CommonDefinitions.json", include_str!("../go/azure/spec/CommonDefinitions.json")),
         ("spec/ContainerApps.json", include_str!("../go/azure/spec/ContainerApps.json")),
