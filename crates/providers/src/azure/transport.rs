@@ -50,6 +50,12 @@ impl ReqwestTransport {
         Ok(Self { client })
     }
 
+    /// A transport over a client built elsewhere (its own roots, proxy or resolver); it must
+    /// not follow redirects, as [`ReqwestTransport::new`]'s does not.
+    pub fn from_client(client: reqwest::Client) -> Self {
+        Self { client }
+    }
+
     /// The azure_core transport for pipelines and credentials.
     pub fn transport(&self) -> Transport {
         Transport::new(Arc::new(self.clone()))
