@@ -47,7 +47,15 @@
 //! - authenticity against `ca` trust stores, and trusted identities (`x509.subject`);
 //! - without timestamp verification, every certificate of the chain must be valid at
 //!   verification time (the "authentic timestamp" validation);
-//! - the signature's expiry.
+//! - the signature's expiry;
+//! - revocation of the signing certificate and intermediates with CRLs ([`revocation`]). The
+//!   library does no I/O for it: [`verify_with_policy_and_crls`] and [`verify_with_crls`] answer
+//!   [`Progress::NeedCrls`] with the URLs to fetch (only once the chain leads to a trusted
+//!   certificate), and finish when called again with the fetched CRLs ([`FetchedCrls`]). A
+//!   listed certificate fails with [`VerifyError::Revoked`]; a CRL that cannot be fetched or used
+//!   gives [`VerifyError::RevocationUnknown`]. The functions without CRLs ([`verify`],
+//!   [`verify_with_options`], [`verify_with_policy`]) fetch nothing, so a certificate with CRL
+//!   distribution points has an unknown revocation status there.
 //!
 //! Not implemented, and refused rather than ignored:
 //!
@@ -59,8 +67,10 @@
 //! - the `notary.x509.signingAuthority` scheme: a statement that names a `signingAuthority:`
 //!   trust store is refused ([`TrustPolicyError::SigningAuthorityUnsupported`]);
 //! - verification plugins (an envelope that marks one critical is rejected);
-//! - revocation checking: a chain that advertises CRL or OCSP endpoints fails when the policy
-//!   enforces revocation.
+//! - OCSP: a certificate that names an OCSP responder and no CRL distribution point fails with
+//!   [`VerifyError::RevocationUnchecked`] when the policy enforces revocation (one that names
+//!   both is checked with its CRL);
+//! - delta CRLs and indirect CRLs: they give an unknown revocation status.
 
 mod algorithm;
 mod descriptor;
