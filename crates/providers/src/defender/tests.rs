@@ -197,13 +197,17 @@ fn nothing_known_is_not_clean() {
     assert_eq!(decide(&k, &[foreign], &scopes, &request(&d, &image, now(), None)).expect("decide"), None);
     // Healthy rows only: assessed, no findings.
     let healthy = row(REGISTRY_ID, "CVE-5", "Healthy", "High", "", "");
-    let report =
-        decide(&k, &[healthy.clone()], &scopes, &request(&d, &image, now(), None)).expect("decide").expect("report");
+    let report = decide(&k, std::slice::from_ref(&healthy), &scopes, &request(&d, &image, now(), None))
+        .expect("decide")
+        .expect("report");
     assert!(report.findings.is_empty());
     assert_eq!(report.produced_at, Some("2026-12-02T10:00:00.1234567Z".parse().expect("time")));
     // A stale assessment (older than maxReportAge) is not a result either.
     let old = now() + jiff::SignedDuration::from_hours(30);
-    assert_eq!(decide(&k, &[healthy.clone()], &scopes, &request(&d, &image, old, None)).expect("decide"), None);
+    assert_eq!(
+        decide(&k, std::slice::from_ref(&healthy), &scopes, &request(&d, &image, old, None)).expect("decide"),
+        None
+    );
     // Findings next to healthy rows.
     let finding = row(REGISTRY_ID, "CVE-6", "Unhealthy", "Critical", "2", "FixAvailable");
     let report =
