@@ -151,6 +151,9 @@ pub struct RescanTrigger {
     ///   namespace of a production workload, read as the policy namespace's deployer (which needs
     ///   `get`/`list` on `vulnerabilityreports.aquasecurity.github.io` there, as in ClusterRole
     ///   `tidegate-deployer`); a report older than `spec.scan.maxReportAge` does not count.
+    /// - `defender`: Microsoft Defender for Cloud's current findings of the production digest
+    ///   (within the namespace's `--azure-grant` scopes); until Defender has assessed it there is
+    ///   no result and the rescan looks again at the next interval.
     /// - the others as in `spec.scan.scanner`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scanner: Option<Scanner>,
@@ -423,7 +426,7 @@ pub struct Scan {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_regression: bool,
     /// The oldest a report may be and still count (`trivyReport`, `configMapReport`,
-    /// `trivyOperator`), as a duration between `1m` and `720h`. Default `24h`. A stale report
+    /// `trivyOperator`, and Defender's newest `timeGenerated` for `defender`), as a duration between `1m` and `720h`. Default `24h`. A stale report
     /// does not count: the Release waits in `Scanning` for a fresh one.
     #[serde(default = "default_report_age")]
     #[x_kube(validation = Rule::new(cel_duration_between("1m", "720h"))

@@ -51,7 +51,9 @@ pub struct AzureArgs {
     /// `NAMESPACE=SCOPE`: policies in NAMESPACE may change Container Apps and Jobs, and run ACR
     /// Tasks (`spec.build.strategy: acrTask`) in container registries, within SCOPE
     /// (`/subscriptions/S`, `/subscriptions/S/resourceGroups/RG`, or one app, job or registry
-    /// id). Repeatable. A namespace without a grant reaches no Azure resource.
+    /// id). Repeatable. A namespace without a grant reaches no Azure resource. Subscription and
+    /// resource-group grants also bound whose Microsoft Defender for Cloud findings the
+    /// namespace's policies read (`spec.scan.scanner: defender`).
     #[arg(long = "azure-grant")]
     pub azure_grants: Vec<String>,
     /// A production scope (subscription, resource group or resource): an app or job inside it

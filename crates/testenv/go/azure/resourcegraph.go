@@ -410,8 +410,6 @@ func (b binary) eval(row map[string]any) (any, *kqlError) {
 		return l != nil && r != nil && !strings.EqualFold(kqlString(l), kqlString(r)), nil
 	case "contains":
 		return strings.Contains(strings.ToLower(kqlString(l)), strings.ToLower(kqlString(r))), nil
-	case "!contains":
-		return !strings.Contains(strings.ToLower(kqlString(l)), strings.ToLower(kqlString(r))), nil
 	}
 	return nil, unsupported("Unsupported operator: '%s'.", b.op)
 }
