@@ -128,10 +128,11 @@ async fn a_release_is_rebased_signed_and_promoted_in_an_acr_with_the_azure_ident
     let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, MINUTE).await;
     let alice = s.user("alice", &["tidegate-approvers"]).await;
     s.approve(&alice, promotion.metadata.name.as_deref().expect("name"), "alice").await.expect("approve");
+    // Blue-green: the new production Deployment runs the digest (the switch follows).
     common::wait("production to run the rebased digest", 2 * MINUTE, || {
         let s = &s;
         let expected = format!("{host}/shop/app@{digest}");
-        async move { (s.deployment_image(&s.ns, "web").await? == expected).then_some(()) }
+        async move { (s.deployment_image(&s.ns, "web-green").await? == expected).then_some(()) }
     })
     .await;
     assert_eq!(acr.refused_exchanges(), 0);

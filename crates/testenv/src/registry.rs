@@ -311,8 +311,12 @@ impl Registry {
         let url = format!("{}/v2/", self.url());
         loop {
             self.process.check_running()?;
-            // Any HTTP answer (200, or 401 for the auth kinds) means it is serving.
-            if send(http::Method::GET, &url, &[], Vec::new()).await.is_ok() {
+            // Any HTTP answer (200, or 401 for the auth kinds) means it is serving; a 502 is the
+            // ACR front saying the registry behind it is not listening yet.
+            if send(http::Method::GET, &url, &[], Vec::new())
+                .await
+                .is_ok_and(|response| response.status != http::StatusCode::BAD_GATEWAY)
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
