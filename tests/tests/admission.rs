@@ -401,11 +401,10 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Fields that stay in the schema for a later version but that this controller cannot act on: each
-
 /// A container registry resource id, for `acrTask` builds.
 const ACR: &str = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/shopacr";
 
+/// Fields that stay in the schema for a later version but that this controller cannot act on: each
 /// one set on the documented policy, and the field its refusal must name.
 fn unsupported() -> Vec<(&'static str, Value, &'static str)> {
     vec![
