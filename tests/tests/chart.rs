@@ -196,6 +196,7 @@ fn lint_and_template_render_a_hardened_controller() {
     for expected in [
         "--notary-key-file=/etc/tidegate/signing/tls.key",
         "--trust-policy-file=/etc/tidegate/trust/trustpolicy.json",
+        "--notary-crl-max-age-seconds=300",
         "--registry-credentials=/etc/tidegate/registry/.dockerconfigjson",
         "--plain-http-registry=registry.local:5000",
     ] {
@@ -212,6 +213,7 @@ fn bad_values_and_other_namespaces_are_refused() {
     let helm = Helm::new();
     for (set, expect) in [
         ("replicas=0", "replicas"),
+        ("signing.crlMaxAgeSeconds=-1", "crlMaxAgeSeconds"),
         ("image.digest=latest", "digest"),
         ("trivy.cache.sizeLimit=lots", "sizeLimit"),
         ("extraArgs[0]=rm", "extraArgs"),
