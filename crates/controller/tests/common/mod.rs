@@ -239,8 +239,15 @@ subjects:
 
     /// Starts the product binary, exactly as shipped, with `args`.
     pub fn product(&self, args: &[&str]) -> ControllerProcess {
+        self.product_with_env(args, &[])
+    }
+
+    /// Starts the product binary with `args` and these environment variables (e.g.
+    /// `HTTPS_PROXY`).
+    pub fn product_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> ControllerProcess {
         let args = args.iter().map(|a| a.to_string()).collect();
-        ControllerProcess::start(self, PathBuf::from(env!("CARGO_BIN_EXE_tidegate-controller")), args)
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ControllerProcess::start_with_env(self, PathBuf::from(env!("CARGO_BIN_EXE_tidegate-controller")), args, env)
     }
 
     /// Sets the image of the `web` Deployments in staging and production.
@@ -562,12 +569,17 @@ pub struct ControllerProcess {
     kubeconfig: PathBuf,
     namespace: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 static PORT: AtomicU16 = AtomicU16::new(0);
 
 impl ControllerProcess {
     fn start(scenario: &Scenario, binary: PathBuf, args: Vec<String>) -> Self {
+        Self::start_with_env(scenario, binary, args, Vec::new())
+    }
+
+    fn start_with_env(scenario: &Scenario, binary: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let kubeconfig = scenario.path("controller.kubeconfig");
         if !kubeconfig.exists() {
             let yaml = scenario
@@ -582,15 +594,24 @@ impl ControllerProcess {
             scenario.ns.clone(),
             scenario.path(&format!("controller-{}.log", PORT.fetch_add(1, Ordering::SeqCst))),
             args,
+            env,
         )
     }
 
-    fn spawn(binary: PathBuf, kubeconfig: PathBuf, namespace: String, log: PathBuf, args: Vec<String>) -> Self {
+    fn spawn(
+        binary: PathBuf,
+        kubeconfig: PathBuf,
+        namespace: String,
+        log: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(&binary)
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--namespace", &namespace])
             .args(["--lease-name", &format!("tidegate-{namespace}")])
@@ -600,7 +621,7 @@ impl ControllerProcess {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        Self { child, metrics: format!("http://127.0.0.1:{port}"), log, binary, kubeconfig, namespace, args }
+        Self { child, metrics: format!("http://127.0.0.1:{port}"), log, binary, kubeconfig, namespace, args, env }
     }
 
     /// Kills the process without warning (SIGKILL) and starts a new one with the same settings.
@@ -608,8 +629,14 @@ impl ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let log = self.log.with_extension(format!("{}.log", PORT.fetch_add(1, Ordering::SeqCst)));
-        *self =
-            Self::spawn(self.binary.clone(), self.kubeconfig.clone(), self.namespace.clone(), log, self.args.clone());
+        *self = Self::spawn(
+            self.binary.clone(),
+            self.kubeconfig.clone(),
+            self.namespace.clone(),
+            log,
+            self.args.clone(),
+            self.env.clone(),
+        );
     }
 
     /// The sum of the metric family `name` (for example `tidegate_status_writes_total`) whose
