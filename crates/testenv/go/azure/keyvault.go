@@ -204,6 +204,11 @@ func (s *server) routeVault(w http.ResponseWriter, r *http.Request, body []byte)
 	}
 	kv := s.keyVault()
 	seg := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	// POST /keys/{name}/sign (an empty version, as clients send it for the latest) is
+	// /keys/{name}//sign.
+	if len(seg) == 3 && seg[0] == "keys" && (seg[2] == "sign" || seg[2] == "verify") && r.Method == http.MethodPost {
+		seg = []string{seg[0], seg[1], "", seg[2]}
+	}
 	switch {
 	case len(seg) == 3 && seg[0] == "keys" && seg[2] == "create" && r.Method == http.MethodPost:
 		var p azkeys.CreateKeyParameters
