@@ -264,3 +264,63 @@ async fn a_registry_outside_the_namespaces_grants_gets_no_request() {
     }
     assert_eq!(env.registry_requests().await, [], "nothing was sent about the registry");
 }
+
+#[tokio::test]
+async fn an_encoded_task_runs_on_its_platform_and_an_image_outside_the_registry_is_refused_before_scheduling() {
+    let env = env().await;
+    let mut policy = env.policy("10m");
+    let settings = policy.spec.build.acr_task.as_mut().expect("acrTask");
+    settings.task_name = None;
+    settings.encoded_task = Some("c3RlcHM6Ci0gYnVpbGQ6IC10IGFwcCAuCg==".into());
+    settings.platform =
+        Some(tidegate_api::image_policy::AcrTaskPlatform { os: "linux".into(), architecture: "arm64".into() });
+    let release = make_release("web-base-encoded");
+    let digest = env
+        .registry
+        .client()
+        .push_layered("shop/web", "encoded", &[pseudo_random_bytes("encoded", 256)], &[])
+        .await
+        .expect("push");
+    let image =
+        AcrImage { registry: env.registry.host().into(), repository: "shop/web".into(), tag: "encoded".into(), digest };
+    let outcome = AcrRunOutcome::succeeded(vec![image], "ok\n").taking(Duration::ZERO, Duration::from_millis(200));
+    env.azure.next_acr_run(&env.registry_id, None, &outcome).await.expect("outcome");
+    let builder = env.builder(&env.registry_id);
+    let (base_ref, new_base) = base();
+    let now = jiff::Timestamp::now();
+    let start = BuildContext { started_at: None, run_id: None, now };
+    let step = builder.step(&env.client, &policy, &release, &env.repository(), (&base_ref, &new_base), &start).await;
+    let Ok(BuildStep::Started { run_id: Some(run_id), .. }) = step else { panic!("{step:?}") };
+    let context = BuildContext { started_at: Some(now), run_id: Some(run_id), now };
+    let built = loop {
+        match builder.step(&env.client, &policy, &release, &env.repository(), (&base_ref, &new_base), &context).await {
+            Ok(BuildStep::Done(built)) => break built,
+            Ok(BuildStep::Waiting(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(built.digest.as_str(), outcome.output_images[0].digest);
+    let requests = env.registry_requests().await;
+    let body = requests.iter().find(|r| r.path.ends_with("/scheduleRun")).and_then(|r| r.json()).expect("scheduleRun");
+    assert_eq!(body["type"], "EncodedTaskRunRequest");
+    assert_eq!(body["platform"], json!({"os": "Linux", "architecture": "arm64"}));
+    assert_eq!(body["timeout"], 600);
+    let listed = requests.iter().find(|r| r.method == "GET" && r.path.ends_with("/runs")).expect("runs listed");
+    assert!(listed.query.contains("%24top=50") && !listed.query.contains("filter"), "{}", listed.query);
+
+    // spec.image in another registry than the task's: refused before any run is scheduled.
+    env.azure.clear_requests().await.expect("clear");
+    let mut elsewhere = env.policy("10m");
+    elsewhere.spec.image = "other.azurecr.io/shop/web".into();
+    let repository: ImageRef = "other.azurecr.io/shop/web".parse().expect("repository");
+    let err = builder
+        .step(&env.client, &elsewhere, &make_release("web-base-elsewhere"), &repository, (&base_ref, &new_base), &start)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, ProviderError::Permanent(m) if m.contains("is not in registry shopacr")
+            && m.contains(&format!("login server {}", env.registry.host()))),
+        "{err}"
+    );
+    assert_eq!(scheduled(&env.registry_requests().await), 0);
+}
