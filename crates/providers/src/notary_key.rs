@@ -10,7 +10,7 @@ use crate::azure::key_vault_key::KeyVaultSigningKey;
 /// A signing key and its certificate chain.
 pub enum SigningKey {
     /// A private key read from a file (`--notary-key-file`).
-    File(NotaryKey),
+    File(Box<NotaryKey>),
     /// A key in Azure Key Vault (`--notary-key-vault-key-id` / `--notary-key-vault-certificate-id`).
     KeyVault(Box<KeyVaultSigningKey>),
 }

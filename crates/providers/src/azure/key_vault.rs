@@ -240,25 +240,30 @@ pub enum KeyVaultError {
         message: String,
     },
     /// Key Vault answered with an error.
-    #[error("Azure Key Vault refused {method} {url} ({status} {code}{inner}): {message}{request_id}{hint}")]
-    Service {
-        /// HTTP status.
-        status: u16,
-        /// Key Vault's error code (`Forbidden`, `KeyNotFound`, …).
-        code: String,
-        /// The inner error code, with its separator, when there is one.
-        inner: String,
-        /// Key Vault's message.
-        message: String,
-        /// The method.
-        method: String,
-        /// The URL without query.
-        url: String,
-        /// ` (request id …)` when Key Vault gave one.
-        request_id: String,
-        /// What to check.
-        hint: &'static str,
-    },
+    #[error(transparent)]
+    Service(Box<ServiceError>),
+}
+
+/// An error answer of Key Vault, with what a person needs to act on it.
+#[derive(Debug, thiserror::Error)]
+#[error("Azure Key Vault refused {method} {url} ({status} {code}{inner}): {message}{request_id}{hint}")]
+pub struct ServiceError {
+    /// HTTP status.
+    pub status: u16,
+    /// Key Vault's error code (`Forbidden`, `KeyNotFound`, …).
+    pub code: String,
+    /// The inner error code, with its separator, when there is one.
+    pub inner: String,
+    /// Key Vault's message.
+    pub message: String,
+    /// The method.
+    pub method: String,
+    /// The URL without query.
+    pub url: String,
+    /// ` (request id …)` when Key Vault gave one.
+    pub request_id: String,
+    /// What to check.
+    pub hint: &'static str,
 }
 
 impl KeyVaultError {
@@ -267,7 +272,7 @@ impl KeyVaultError {
         match self {
             Self::Azure(e) => e.is_transient(),
             Self::KeyDisabled { .. } => false,
-            Self::Service { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            Self::Service(e) => matches!(e.status, 408 | 429 | 500..=599),
         }
     }
 }
@@ -327,7 +332,7 @@ pub(crate) fn service_error(
         429 => " — Key Vault is throttling this identity",
         _ => "",
     };
-    KeyVaultError::Service {
+    KeyVaultError::Service(Box::new(ServiceError {
         status,
         code,
         inner: if inner.is_empty() { String::new() } else { format!("/{inner}") },
@@ -336,7 +341,7 @@ pub(crate) fn service_error(
         url: url.to_string(),
         request_id: request_id.map(|id| format!(" (request id {id})")).unwrap_or_default(),
         hint,
-    }
+    }))
 }
 
 /// A client of one vault.
@@ -603,7 +608,7 @@ mod tests {
         assert!(!e.is_transient());
         let body = br#"{"error":{"code":"Forbidden","message":"The user, group or application does not have keys sign permission.","innererror":{"code":"ForbiddenByRbac"}}}"#;
         let e = service_error(403, body, None, "POST", "https://v/keys/k/1/sign", key);
-        assert!(matches!(&e, KeyVaultError::Service { status: 403, .. }), "{e}");
+        assert!(matches!(&e, KeyVaultError::Service(s) if s.status == 403), "{e}");
         assert!(e.to_string().contains("ForbiddenByRbac") && e.to_string().contains("Key Vault Crypto User"), "{e}");
         let e = service_error(503, b"<html>down</html>", None, "GET", "https://v/keys/k", key);
         assert!(e.is_transient() && e.to_string().contains("HttpStatus503"), "{e}");
