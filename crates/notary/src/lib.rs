@@ -70,7 +70,8 @@
 //! - OCSP: a certificate that names an OCSP responder and no CRL distribution point fails with
 //!   [`VerifyError::RevocationUnchecked`] when the policy enforces revocation (one that names
 //!   both is checked with its CRL);
-//! - delta CRLs and indirect CRLs: they give an unknown revocation status.
+//! - indirect CRLs, and delta CRLs named only by the certificate (not by its complete CRL): they
+//!   give an unknown revocation status.
 
 mod algorithm;
 mod descriptor;

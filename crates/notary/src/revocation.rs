@@ -23,11 +23,15 @@
 //! - a CRL is valid when it is DER, is issued by (names and is signed by) the certificate's
 //!   issuer in the chain, whose key usage allows `cRLSign`, with an allowed algorithm (no SHA-1);
 //!   has a `nextUpdate` that has not passed and a `thisUpdate` that has; is a complete CRL (not
-//!   a delta CRL, and not pointing to one with a freshest CRL extension: delta CRLs are not
-//!   supported); whose issuing distribution point, if any, covers the certificate and is not
+//!   a delta CRL); whose issuing distribution point, if any, covers the certificate and is not
 //!   indirect; and with no critical extension that is not understood;
-//! - a certificate listed on a valid CRL is revoked ([`VerifyError::Revoked`]), with notation's
-//!   rule for `certificateHold` and `removeFromCRL`: the latest of such entries decides. The
+//! - a complete CRL that names a delta CRL (freshest CRL extension) needs it: its `http`/`https`
+//!   URLs are tried in order, and the delta CRL must pass the same checks, carry a delta CRL
+//!   indicator no newer than the base CRL's number, and have a greater CRL number. A delta CRL
+//!   named only by the certificate, not by its complete CRL, is not supported (as in notation);
+//! - a certificate listed on a valid CRL (or its delta CRL) is revoked
+//!   ([`VerifyError::Revoked`]), with notation's rule for `certificateHold` and
+//!   `removeFromCRL`: the latest of such entries decides. The
 //!   invalidity date is not used: it only counts against an authentic (timestamped) signing
 //!   time, and timestamps are not verified;
 //! - anything else (unreachable URL, invalid CRL) is "revocation status unknown"
@@ -40,7 +44,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+use x509_parser::der_parser::der::parse_der_integer;
+use x509_parser::extensions::{CRLDistributionPoints, DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
     OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_CRL_DISTRIBUTION_POINTS, OID_X509_EXT_CRL_NUMBER,
     OID_X509_EXT_DELTA_CRL_INDICATOR, OID_X509_EXT_FRESHEST_CRL, OID_X509_EXT_INVALIDITY_DATE, OID_X509_EXT_ISSUER,
@@ -198,12 +203,6 @@ pub(crate) fn check_chain(
             });
             continue;
         }
-        if cert.cert.extensions().iter().any(|e| e.oid == OID_X509_EXT_FRESHEST_CRL) {
-            unknown.get_or_insert_with(|| {
-                unknown_because("it names a delta CRL (freshest CRL extension); delta CRLs are not supported".into())
-            });
-            continue;
-        }
         for point in points {
             match check_point(cert, issuer, index > 0, &point, crls, now) {
                 PointStatus::Good => {}
@@ -314,18 +313,19 @@ fn check_point(
         match crls.lookup(url) {
             CrlLookup::NotFetched => return PointStatus::Need(url.clone()),
             CrlLookup::Failed(why) => failures.push(format!("the CRL at {url} could not be fetched: {why}")),
-            CrlLookup::Fetched(der) => match check_crl(cert, issuer, cert_is_ca, der, now) {
-                Ok(None) => return PointStatus::Good,
-                Ok(Some(entry)) => {
+            CrlLookup::Fetched(der) => match check_crl(cert, issuer, cert_is_ca, der, crls, now) {
+                CrlStatus::Good => return PointStatus::Good,
+                CrlStatus::Need(delta) => return PointStatus::Need(delta),
+                CrlStatus::Revoked(entry) => {
                     return PointStatus::Revoked(VerifyError::Revoked {
                         subject: cert.subject().to_string(),
                         serial: entry.serial,
                         reason: entry.reason,
                         revoked_at: entry.revoked_at,
-                        crl: url.clone(),
+                        crl: entry.delta.unwrap_or_else(|| url.clone()),
                     });
                 }
-                Err(why) => failures.push(format!("the CRL at {url} is not usable: {why}")),
+                CrlStatus::Invalid(why) => failures.push(format!("the CRL at {url} is not usable: {why}")),
             },
         }
     }
@@ -338,6 +338,8 @@ struct Revocation {
     serial: String,
     reason: Option<String>,
     revoked_at: Timestamp,
+    /// The delta CRL that lists it, when not the base CRL.
+    delta: Option<String>,
 }
 
 fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, String> {
@@ -352,17 +354,71 @@ fn timestamp(time: &x509_parser::time::ASN1Time) -> Result<Timestamp, String> {
     Timestamp::from_second(time.timestamp()).map_err(|e| format!("a time in the CRL is out of range: {e}"))
 }
 
-/// Validates a CRL for `cert`, issued by `issuer`, and looks the certificate up in it.
-/// `Ok(Some(_))`: the certificate is revoked; `Ok(None)`: it is not; `Err`: the CRL cannot be
-/// used.
-fn check_crl(
+/// What one complete CRL (with its delta CRL, if it names one) says about a certificate.
+enum CrlStatus {
+    Good,
+    Revoked(Revocation),
+    /// The delta CRL at this URL is needed first.
+    Need(String),
+    /// The CRL cannot be used, and why.
+    Invalid(String),
+}
+
+/// Whether a CRL is a complete (base) CRL or a delta CRL.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Base,
+    Delta,
+}
+
+/// Validates a CRL for `cert` (from a distribution point), issued by `issuer`, fetches its delta
+/// CRL if it names one, and looks the certificate up in both.
+fn check_crl<'c>(
     cert: &ChainCert<'_>,
     issuer: &ChainCert<'_>,
     cert_is_ca: bool,
-    der: &[u8],
+    der: &'c [u8],
+    crls: &'c dyn CrlSource,
     now: Timestamp,
-) -> Result<Option<Revocation>, String> {
-    let crl = parse_crl(der)?;
+) -> CrlStatus {
+    let base =
+        match parse_crl(der).and_then(|crl| validate_crl(&crl, issuer, cert_is_ca, now, Role::Base).map(|()| crl)) {
+            Ok(base) => base,
+            Err(why) => return CrlStatus::Invalid(why),
+        };
+    let freshest = base.extensions().iter().find(|e| e.oid == OID_X509_EXT_FRESHEST_CRL);
+    let delta = match freshest {
+        None if cert.cert.extensions().iter().any(|e| e.oid == OID_X509_EXT_FRESHEST_CRL) => {
+            return CrlStatus::Invalid(
+                "the certificate names a delta CRL (freshest CRL extension) and this CRL does not; a delta CRL \
+                 named only by the certificate is not supported"
+                    .into(),
+            );
+        }
+        None => None,
+        Some(ext) => match delta_crl(&base, ext.value, issuer, cert_is_ca, crls, now) {
+            Ok(Ok(found)) => Some(found),
+            Ok(Err(need)) => return CrlStatus::Need(need),
+            Err(why) => return CrlStatus::Invalid(why),
+        },
+    };
+    match look_up(cert, &base, delta.as_ref()) {
+        Ok(Some(revocation)) => CrlStatus::Revoked(revocation),
+        Ok(None) => CrlStatus::Good,
+        Err(why) => CrlStatus::Invalid(why),
+    }
+}
+
+/// What every CRL must satisfy: issued and signed by `issuer` (allowed to sign CRLs), current,
+/// in scope for the certificate, with no unknown critical extension. A base CRL must not be a
+/// delta CRL; a delta CRL's indicator is checked by [`delta_crl`].
+fn validate_crl(
+    crl: &CertificateRevocationList<'_>,
+    issuer: &ChainCert<'_>,
+    cert_is_ca: bool,
+    now: Timestamp,
+    role: Role,
+) -> Result<(), String> {
     if crl.signature_algorithm != crl.tbs_cert_list.signature {
         return Err("its inner and outer signature algorithms differ".into());
     }
@@ -397,9 +453,9 @@ fn check_crl(
     }
     for ext in crl.extensions() {
         if ext.oid == OID_X509_EXT_DELTA_CRL_INDICATOR {
-            return Err("it is a delta CRL; the distribution point must serve a complete CRL".into());
-        } else if ext.oid == OID_X509_EXT_FRESHEST_CRL {
-            return Err("it refers to a delta CRL (freshest CRL extension); delta CRLs are not supported".into());
+            if role == Role::Base {
+                return Err("it is a delta CRL; the distribution point must serve a complete CRL".into());
+            }
         } else if ext.oid == OID_X509_EXT_ISSUER_DISTRIBUTION_POINT {
             let ParsedExtension::IssuingDistributionPoint(idp) = ext.parsed_extension() else {
                 return Err("its issuing distribution point extension cannot be parsed".into());
@@ -416,15 +472,102 @@ fn check_crl(
             if idp.only_contains_ca_certs && !cert_is_ca {
                 return Err("it covers CA certificates only, and this is the signing certificate".into());
             }
-        } else if ext.oid != OID_X509_EXT_CRL_NUMBER && ext.oid != OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER && ext.critical
+        } else if ext.oid != OID_X509_EXT_CRL_NUMBER
+            && ext.oid != OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER
+            && ext.oid != OID_X509_EXT_FRESHEST_CRL
+            && ext.critical
         {
             return Err(format!("it has an unsupported critical extension {}", ext.oid.to_id_string()));
         }
     }
+    Ok(())
+}
 
+/// The delta CRL a base CRL names in its freshest CRL extension (`value`): `Ok(Ok((crl, url)))`
+/// when one of its URLs gave a valid delta CRL for this base, `Ok(Err(url))` when a URL must be
+/// fetched first, `Err` when none is usable (then the revocation status is unknown).
+fn delta_crl<'c>(
+    base: &CertificateRevocationList<'_>,
+    value: &[u8],
+    issuer: &ChainCert<'_>,
+    cert_is_ca: bool,
+    crls: &'c dyn CrlSource,
+    now: Timestamp,
+) -> Result<Result<(CertificateRevocationList<'c>, String), String>, String> {
+    let (_, points) = CRLDistributionPoints::from_der(value)
+        .map_err(|e| format!("its freshest CRL extension cannot be parsed: {e}"))?;
+    let urls: Vec<&str> = points
+        .iter()
+        .filter_map(|p| match &p.distribution_point {
+            Some(DistributionPointName::FullName(names)) => Some(names),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) if is_http(uri) => Some(*uri),
+            _ => None,
+        })
+        .collect();
+    if urls.is_empty() {
+        return Err("its freshest CRL extension names no http or https URL for the delta CRL".into());
+    }
+    let base_number = base.crl_number().ok_or("it names a delta CRL but has no CRL number")?;
+    let mut failures = Vec::new();
+    for url in urls {
+        match crls.lookup(url) {
+            CrlLookup::NotFetched => return Ok(Err(url.to_string())),
+            CrlLookup::Failed(why) => failures.push(format!("the delta CRL at {url} could not be fetched: {why}")),
+            CrlLookup::Fetched(der) => {
+                let delta = parse_crl(der).and_then(|delta| {
+                    validate_crl(&delta, issuer, cert_is_ca, now, Role::Delta)?;
+                    let indicator = delta
+                        .extensions()
+                        .iter()
+                        .find(|e| e.oid == OID_X509_EXT_DELTA_CRL_INDICATOR)
+                        .ok_or("it has no delta CRL indicator")?;
+                    let minimum_base = parse_der_integer(indicator.value)
+                        .ok()
+                        .filter(|(rest, _)| rest.is_empty())
+                        .and_then(|(_, number)| number.as_biguint().ok())
+                        .ok_or("its delta CRL indicator cannot be parsed")?;
+                    let number = delta.crl_number().ok_or("it has no CRL number")?;
+                    if number <= base_number {
+                        return Err(format!(
+                            "its CRL number {number} is not greater than the base CRL's {base_number}"
+                        ));
+                    }
+                    if &minimum_base > base_number {
+                        return Err(format!(
+                            "it needs base CRL {minimum_base} or newer, and the base CRL is {base_number}"
+                        ));
+                    }
+                    Ok(delta)
+                });
+                match delta {
+                    Ok(delta) => return Ok(Ok((delta, url.to_string()))),
+                    Err(why) => failures.push(format!("the delta CRL at {url} is not usable: {why}")),
+                }
+            }
+        }
+    }
+    Err(failures.join("; "))
+}
+
+/// Looks the certificate up in the base CRL and its delta CRL. `Ok(Some(_))`: revoked;
+/// `Ok(None)`: not; `Err`: an entry for it cannot be understood. As notation decides: an entry
+/// with another reason than `certificateHold`/`removeFromCRL` revokes; otherwise the latest hold
+/// or removal decides.
+fn look_up(
+    cert: &ChainCert<'_>,
+    base: &CertificateRevocationList<'_>,
+    delta: Option<&(CertificateRevocationList<'_>, String)>,
+) -> Result<Option<Revocation>, String> {
     let serial = significant(cert.cert.raw_serial());
-    let mut temporary: Option<&RevokedCertificate<'_>> = None;
-    for entry in crl.iter_revoked_certificates().filter(|e| significant(e.raw_serial()) == serial) {
+    let base_entries = base.iter_revoked_certificates().map(|e| (e, None));
+    let delta_entries =
+        delta.into_iter().flat_map(|(crl, url)| crl.iter_revoked_certificates().map(move |e| (e, Some(url))));
+    let mut temporary: Option<(&RevokedCertificate<'_>, Option<&String>)> = None;
+    for (entry, source) in base_entries.chain(delta_entries).filter(|(e, _)| significant(e.raw_serial()) == serial) {
         if entry.extensions_map().is_err() {
             return Err("an entry extension appears more than once".into());
         }
@@ -442,18 +585,19 @@ fn check_crl(
                 ));
             }
         }
-        let code = entry.reason_code().map(|(_, code)| code.0);
-        match code {
+        match entry.reason_code().map(|(_, code)| code.0) {
             Some(CERTIFICATE_HOLD | REMOVE_FROM_CRL) => {
-                if temporary.is_none_or(|t| t.revocation_date < entry.revocation_date) {
-                    temporary = Some(entry);
+                if temporary.is_none_or(|(t, _)| t.revocation_date < entry.revocation_date) {
+                    temporary = Some((entry, source));
                 }
             }
-            _ => return revocation(entry).map(Some),
+            _ => return revocation(entry, source).map(Some),
         }
     }
     match temporary {
-        Some(entry) if entry.reason_code().map(|(_, c)| c.0) == Some(CERTIFICATE_HOLD) => revocation(entry).map(Some),
+        Some((entry, source)) if entry.reason_code().map(|(_, c)| c.0) == Some(CERTIFICATE_HOLD) => {
+            revocation(entry, source).map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -461,11 +605,12 @@ fn check_crl(
 const CERTIFICATE_HOLD: u8 = 6;
 const REMOVE_FROM_CRL: u8 = 8;
 
-fn revocation(entry: &RevokedCertificate<'_>) -> Result<Revocation, String> {
+fn revocation(entry: &RevokedCertificate<'_>, delta: Option<&String>) -> Result<Revocation, String> {
     Ok(Revocation {
         serial: entry.raw_serial_as_string(),
         reason: entry.reason_code().map(|(_, code)| reason_name(code.0)),
         revoked_at: timestamp(&entry.revocation_date)?,
+        delta: delta.cloned(),
     })
 }
 

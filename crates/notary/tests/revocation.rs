@@ -449,3 +449,181 @@ fn crl_validity_reads_this_and_next_update() {
     assert_eq!(validity.next_update, Some(ts("2025-02-01T00:00:00Z")));
     assert!(crl_validity(b"nope").is_err());
 }
+
+/// DER, by hand, for what rcgen cannot make: delta CRLs and CRLs that name them.
+mod der {
+    pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(u8::try_from(len).expect("short"));
+        } else {
+            let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+            out.push(0x80 | u8::try_from(bytes.len()).expect("length of length"));
+            out.extend(bytes);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    pub fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+        tlv(0x30, &parts.concat())
+    }
+
+    pub fn int(value: u64) -> Vec<u8> {
+        let mut bytes: Vec<u8> = value.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        if bytes.first().is_none_or(|b| b & 0x80 != 0) {
+            bytes.insert(0, 0);
+        }
+        tlv(0x02, &bytes)
+    }
+
+    /// `YYMMDDHHMMSSZ`.
+    pub fn utc(text: &str) -> Vec<u8> {
+        tlv(0x17, text.as_bytes())
+    }
+
+    pub fn ext(oid: &[u8], critical: bool, value: Vec<u8>) -> Vec<u8> {
+        let mut parts = vec![tlv(0x06, oid)];
+        if critical {
+            parts.push(tlv(0x01, &[0xff]));
+        }
+        parts.push(tlv(0x04, &value));
+        seq(&parts)
+    }
+
+    pub const CRL_NUMBER: &[u8] = &[0x55, 0x1d, 0x14];
+    pub const REASON_CODE: &[u8] = &[0x55, 0x1d, 0x15];
+    pub const DELTA_CRL_INDICATOR: &[u8] = &[0x55, 0x1d, 0x1b];
+    pub const FRESHEST_CRL: &[u8] = &[0x55, 0x1d, 0x2e];
+    const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+
+    /// CRLDistributionPoints with one point of one URI (also the freshest CRL syntax).
+    pub fn points(uri: &str) -> Vec<u8> {
+        seq(&[seq(&[tlv(0xa0, &tlv(0xa0, &tlv(0x86, uri.as_bytes())))])])
+    }
+
+    pub fn entry(serial: u64, date: &str, reason: Option<u8>) -> Vec<u8> {
+        let mut parts = vec![int(serial), utc(date)];
+        if let Some(code) = reason {
+            parts.push(seq(&[ext(REASON_CODE, false, tlv(0x0a, &[code]))]));
+        }
+        seq(&parts)
+    }
+
+    /// A CRL from 2025-01-01 to 2025-02-01 signed with the P-384 `key` for the issuer name
+    /// `issuer` (DER).
+    pub fn crl(key: &rcgen::KeyPair, issuer: &[u8], entries: &[Vec<u8>], extensions: &[Vec<u8>]) -> Vec<u8> {
+        use rcgen::SigningKey;
+        let algorithm = seq(&[tlv(0x06, ECDSA_SHA384)]);
+        let mut tbs = vec![int(1), algorithm.clone(), issuer.to_vec(), utc("250101000000Z"), utc("250201000000Z")];
+        if !entries.is_empty() {
+            tbs.push(seq(entries));
+        }
+        tbs.push(tlv(0xa0, &seq(extensions)));
+        let tbs = seq(&tbs);
+        let signature = key.sign(&tbs).expect("sign");
+        seq(&[tbs, algorithm, tlv(0x03, &[&[0u8][..], &signature].concat())])
+    }
+}
+
+const DELTA_CRL: &str = "http://crl.test/root-delta.crl";
+
+/// The root's subject name, DER.
+fn issuer_name(pki: &Pki) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(pki.root.cert.der()).expect("root");
+    cert.subject().as_raw().to_vec()
+}
+
+fn base_with_delta(pki: &Pki, number: u64, entries: &[Vec<u8>]) -> Arc<[u8]> {
+    let extensions = [
+        der::ext(der::CRL_NUMBER, false, der::int(number)),
+        der::ext(der::FRESHEST_CRL, false, der::points(DELTA_CRL)),
+    ];
+    Arc::from(der::crl(pki.root.issuer.key(), &issuer_name(pki), entries, &extensions))
+}
+
+fn delta(pki: &Pki, number: u64, base: u64, entries: &[Vec<u8>]) -> Arc<[u8]> {
+    let extensions =
+        [der::ext(der::CRL_NUMBER, false, der::int(number)), der::ext(der::DELTA_CRL_INDICATOR, true, der::int(base))];
+    Arc::from(der::crl(pki.root.issuer.key(), &issuer_name(pki), entries, &extensions))
+}
+
+#[test]
+fn a_delta_crl_named_by_the_base_crl_is_fetched_and_can_revoke() {
+    let pki = Pki::new(&[LEAF_CRL]);
+    let mut crls = fetched(LEAF_CRL, base_with_delta(&pki, 10, &[]));
+    assert_eq!(run(&pki, &crls, ValidationAction::Enforce).expect("ask"), Progress::NeedCrls(vec![DELTA_CRL.into()]));
+
+    crls.insert(DELTA_CRL, Ok(delta(&pki, 11, 10, &[])));
+    done(run(&pki, &crls, ValidationAction::Enforce)).expect("neither lists it");
+
+    crls.insert(DELTA_CRL, Ok(delta(&pki, 11, 10, &[der::entry(LEAF_SERIAL, "250112000000Z", Some(1))])));
+    let err = done(run(&pki, &crls, ValidationAction::Enforce)).expect_err("the delta revokes");
+    match &err {
+        VerifyError::Revoked { crl, reason, revoked_at, .. } => {
+            assert_eq!(crl, DELTA_CRL);
+            assert_eq!(reason.as_deref(), Some("keyCompromise"));
+            assert_eq!(*revoked_at, ts("2025-01-12T00:00:00Z"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_delta_crl_can_release_a_hold_of_the_base_crl() {
+    let pki = Pki::new(&[LEAF_CRL]);
+    let held = [der::entry(LEAF_SERIAL, "250105000000Z", Some(6))];
+    let mut crls = fetched(LEAF_CRL, base_with_delta(&pki, 10, &held));
+    crls.insert(DELTA_CRL, Ok(delta(&pki, 11, 10, &[])));
+    let err = done(run(&pki, &crls, ValidationAction::Enforce)).expect_err("held in the base");
+    assert!(
+        matches!(&err, VerifyError::Revoked { reason: Some(r), crl, .. } if r == "certificateHold" && crl == LEAF_CRL)
+    );
+    crls.insert(DELTA_CRL, Ok(delta(&pki, 11, 10, &[der::entry(LEAF_SERIAL, "250110000000Z", Some(8))])));
+    done(run(&pki, &crls, ValidationAction::Enforce)).expect("released by the delta");
+}
+
+#[test]
+fn a_delta_crl_that_does_not_fit_its_base_gives_an_unknown_status() {
+    let pki = Pki::new(&[LEAF_CRL]);
+    let base = base_with_delta(&pki, 10, &[]);
+    for (bad, why) in [
+        (delta(&pki, 10, 10, &[]), "not greater"),
+        (delta(&pki, 12, 11, &[]), "needs base CRL 11"),
+        (base.clone(), "no delta CRL indicator"),
+    ] {
+        let mut crls = fetched(LEAF_CRL, base.clone());
+        crls.insert(DELTA_CRL, Ok(bad));
+        let err = done(run(&pki, &crls, ValidationAction::Enforce)).expect_err(why);
+        assert!(matches!(err, VerifyError::RevocationUnknown { .. }) && err.to_string().contains(why), "{why}: {err}");
+    }
+    let mut crls = fetched(LEAF_CRL, base);
+    crls.insert(DELTA_CRL, Err("connection refused".into()));
+    let err = done(run(&pki, &crls, ValidationAction::Enforce)).expect_err("unreachable delta");
+    assert!(err.to_string().contains("the delta CRL at"), "{err}");
+}
+
+#[test]
+fn a_delta_crl_served_as_the_complete_crl_is_refused() {
+    let pki = Pki::new(&[LEAF_CRL]);
+    let err = done(run(&pki, &fetched(LEAF_CRL, delta(&pki, 11, 10, &[])), ValidationAction::Enforce))
+        .expect_err("a delta at the distribution point");
+    assert!(err.to_string().contains("is a delta CRL"), "{err}");
+}
+
+#[test]
+fn a_delta_crl_named_only_by_the_certificate_is_not_supported() {
+    let root = Ca::root("Revocation Root");
+    let mut params = leaf_params("revocable signer");
+    params.serial_number = Some(SerialNumber::from(LEAF_SERIAL));
+    params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![LEAF_CRL.into()] }];
+    params.custom_extensions = vec![CustomExtension::from_oid_content(&[2, 5, 29, 46], der::points(DELTA_CRL))];
+    let key = leaf_key(KeyKind::P256);
+    let leaf = root.issue(&params, &key.spki);
+    let pki = Pki { chain: vec![leaf, root.cert.clone()], root, leaf_key: key.pem };
+    let err = done(run(&pki, &fetched(LEAF_CRL, crl(&pki.root.issuer, vec![])), ValidationAction::Enforce))
+        .expect_err("certificate-only delta");
+    assert!(err.to_string().contains("named only by the certificate"), "{err}");
+}
