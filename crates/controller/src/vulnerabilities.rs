@@ -271,6 +271,38 @@ mod tests {
         assert_eq!(scanner.scans.load(Ordering::SeqCst), 4);
     }
 
+    #[test]
+    fn only_defender_candidates_stop_waiting_at_the_assessment_timeout() {
+        let policy = |scan: serde_json::Value| -> ImagePolicy {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "tidegate.dev/v1alpha1", "kind": "ImagePolicy",
+                "metadata": {"name": "p", "namespace": "shop"},
+                "spec": {"image": "shopacr.azurecr.io/shop/app", "workloads": [], "scan": scan}
+            }))
+            .expect("policy")
+        };
+        let built = Timestamp::from_second(1_700_000_000).expect("time");
+        let default = scan_deadline(&policy(serde_json::json!({"scanner": "defender"})), built).expect("deadline");
+        assert_eq!(default, Some(built + SignedDuration::from_hours(6)));
+        let set = policy(serde_json::json!({"scanner": "defender", "defender": {"assessmentTimeout": "90m"}}));
+        assert_eq!(scan_deadline(&set, built).expect("deadline"), Some(built + SignedDuration::from_mins(90)));
+        for scanner in ["trivy", "trivyReport", "configMapReport"] {
+            assert_eq!(scan_deadline(&policy(serde_json::json!({"scanner": scanner})), built).expect("none"), None);
+        }
+        let broken = policy(serde_json::json!({"scanner": "defender", "defender": {"assessmentTimeout": "soon"}}));
+        assert!(matches!(scan_deadline(&broken, built), Err(Error::Invalid(m)) if m.contains("assessmentTimeout")));
+    }
+
+    #[test]
+    fn defender_results_are_kept_per_namespace() {
+        let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().expect("digest");
+        assert_ne!(
+            ScanKey::new(ScannerKind::Defender, "a", &digest),
+            ScanKey::new(ScannerKind::Defender, "b", &digest)
+        );
+        assert_eq!(ScanKey::new(ScannerKind::Trivy, "a", &digest), ScanKey::new(ScannerKind::Trivy, "b", &digest));
+    }
+
     /// A report scanner without a report of the digest.
     struct Empty(AtomicUsize);
 
