@@ -454,6 +454,75 @@ fn azure_client_secret_grants_and_staging_render_as_controller_flags() {
 }
 
 /// Whether `user` may `verb` `resource` (cluster-wide when `namespace` is empty).
+#[test]
+fn a_key_vault_signing_key_renders_as_controller_flags_and_bad_combinations_are_refused() {
+    let helm = Helm::new();
+    let azure = json!({
+        "enabled": true, "credential": "clientSecret", "tenantId": TENANT_ID, "clientId": CLIENT_ID,
+        "clientSecret": {"existingSecret": "tidegate-azure", "key": "secret"}
+    });
+    let certificate = "https://shop-signing.vault.azure.net/certificates/tidegate/0123456789abcdef0123456789abcdef";
+    let values = json!({
+        "azure": azure,
+        "signing": {"trustConfigMap": "trust", "keyVault": {"certificateId": certificate, "chainConfigMap": "signing-ca"}}
+    });
+    let (ok, out, err) = helm.template_values(&values);
+    assert!(ok, "helm template: {err}");
+    let objects = documents(&out);
+    let args = controller_args(&objects);
+    let argv = std::iter::once("tidegate-controller").chain(args.iter().map(String::as_str));
+    let cli = ControllerCli::try_parse_from(argv).unwrap_or_else(|e| panic!("the controller refuses {args:?}: {e}"));
+    assert_eq!(cli.config.notary_key_vault_certificate_id.as_deref(), Some(certificate));
+    assert_eq!(cli.config.notary_key_vault_key_id, None);
+    assert_eq!(cli.config.notary_key_file, None);
+    assert_eq!(
+        cli.config.notary_cert_file.as_deref(),
+        Some(Path::new("/etc/tidegate/signing-chain/chain.pem")),
+        "the CA chain is the mounted ConfigMap"
+    );
+    validated_azure_config(&cli.config.azure);
+    let pod = &find(&objects, "Deployment", "tidegate-controller")["spec"]["template"]["spec"];
+    let volume =
+        pod["volumes"].as_array().expect("volumes").iter().find(|v| v["name"] == "signing-chain").expect("volume");
+    assert_eq!(volume["configMap"]["name"], "signing-ca");
+    assert!(
+        pod["containers"][0]["volumeMounts"].as_array().expect("mounts").iter().any(|m| m["name"] == "signing-chain"
+            && m["mountPath"] == "/etc/tidegate/signing-chain"
+            && m["readOnly"] == true)
+    );
+
+    // A key id renders as such (with its chain).
+    let key = "https://shop-signing.vault.azure.net/keys/tidegate";
+    let values = json!({"azure": azure, "signing": {"keyVault": {"keyId": key, "chainConfigMap": "chain"}}});
+    let (ok, out, err) = helm.template_values(&values);
+    assert!(ok, "helm template: {err}");
+    let args = controller_args(&documents(&out));
+    assert!(args.contains(&format!("--notary-key-vault-key-id={key}")), "{args:?}");
+
+    for (values, expect) in [
+        // Key Vault is used with the Azure identity.
+        (json!({"signing": {"keyVault": {"certificateId": certificate}}}), "needs azure.enabled"),
+        // One key only.
+        (
+            json!({"azure": azure, "signing": {"keySecret": "tls", "keyVault": {"certificateId": certificate}}}),
+            "both name a signing key",
+        ),
+        // A key id needs its chain.
+        (json!({"azure": azure, "signing": {"keyVault": {"keyId": key}}}), "chainConfigMap"),
+        (json!({"azure": azure, "signing": {"keyVault": {"chainConfigMap": "chain"}}}), "needs signing.keyVault.keyId"),
+        (json!({"azure": azure, "signing": {"keyVault": {"keyId": "http://v.vault.azure.net/keys/k"}}}), "keyId"),
+        (json!({"azure": azure, "signing": {"keyVault": {"keyId": "https://v.vault.azure.net/secrets/k"}}}), "keyId"),
+        (
+            json!({"azure": azure, "signing": {"keyVault": {"certificateId": "https://v.vault.azure.net/keys/k"}}}),
+            "certificateId",
+        ),
+        (json!({"azure": azure, "signing": {"keyVault": {"pem": "x"}}}), "pem"),
+    ] {
+        let (ok, _, err) = helm.template_values(&values);
+        assert!(!ok && err.contains(expect), "{values} must be refused naming {expect:?}: {err}");
+    }
+}
+
 async fn may(client: &kube::Client, user: &str, verb: &str, group: &str, resource: &str, namespace: &str) -> bool {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
