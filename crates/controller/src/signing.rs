@@ -176,6 +176,57 @@ fn crl_fetcher(config: &Config) -> Arc<CrlFetcher> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn config(args: &[&str]) -> Result<Config, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("tidegate-controller").chain(args.iter().copied())).map(|c| c.config)
+    }
+
+    fn registry() -> Arc<RegistryClient> {
+        Arc::new(RegistryClient::new(Default::default()).expect("registry client"))
+    }
+
+    #[tokio::test]
+    async fn a_key_vault_key_needs_the_azure_credential_and_a_trust_policy() {
+        let dir = tempfile::tempdir().expect("dir");
+        let policy = dir.path().join("trustpolicy.json");
+        std::fs::write(
+            &policy,
+            r#"{"version": "1.0", "trustPolicies": [{"name": "p", "registryScopes": ["*"],
+                "signatureVerification": {"level": "strict"}, "trustStores": ["ca:t"], "trustedIdentities": ["*"]}]}"#,
+        )
+        .expect("policy");
+        let (policy, store) = (policy.display().to_string(), dir.path().display().to_string());
+        let key = "https://myvault.vault.azure.net/keys/signer";
+
+        let with_policy =
+            config(&["--notary-key-vault-key-id", key, "--trust-policy-file", &policy, "--trust-store-dir", &store])
+                .expect("flags");
+        let err = from_config(&with_policy, registry()).await.err().expect("no Azure credential").to_string();
+        assert!(err.contains("--azure-credential"), "{err}");
+
+        let without_policy = config(&["--notary-key-vault-certificate-id", key]).expect("flags");
+        let err = from_config(&without_policy, registry()).await.err().expect("no trust policy").to_string();
+        assert!(err.contains("--trust-policy-file"), "{err}");
+
+        // A chain without a key says which keys there are.
+        let chain_only =
+            config(&["--notary-cert-file", &policy, "--trust-policy-file", &policy, "--trust-store-dir", &store])
+                .expect("flags");
+        let err = from_config(&chain_only, registry()).await.err().expect("no key").to_string();
+        assert!(err.contains("--notary-key-vault-key-id") && err.contains("--notary-key-file"), "{err}");
+
+        // One key: a key file and a Key Vault key together are refused by the flags.
+        assert!(
+            config(&["--notary-key-file", "k", "--notary-cert-file", "c", "--notary-key-vault-key-id", key]).is_err()
+        );
+    }
+
     #[tokio::test]
     async fn not_configured_signs_and_verifies_nothing_and_names_the_flags() {
         let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().expect("digest");
