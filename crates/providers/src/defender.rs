@@ -108,7 +108,7 @@ fn literal(text: &str) -> std::result::Result<String, String> {
 pub fn query(key: &ImageKey) -> std::result::Result<String, String> {
     Ok([
         "securityresources".to_string(),
-        "| where type == \"microsoft.security/assessments/subassessments\"".to_string(),
+        "| where type =~ \"microsoft.security/assessments/subassessments\"".to_string(),
         "| extend assessmentKey = extract(\"(?i)/providers/Microsoft.Security/assessments/([^/]+)/subassessments/\", 1, id)"
             .to_string(),
         format!("| where assessmentKey == {}", literal(ASSESSMENT_KEY)?),

@@ -62,7 +62,7 @@ fn now() -> jiff::Timestamp {
 #[test]
 fn only_checked_text_reaches_the_query() {
     let text = query(&key()).expect("query");
-    assert!(text.starts_with("securityresources\n| where type == \"microsoft.security/assessments/subassessments\""));
+    assert!(text.starts_with("securityresources\n| where type =~ \"microsoft.security/assessments/subassessments\""));
     assert!(text.contains(&format!("== \"{DIGEST}\"")) && text.contains("=~ \"shopacr.azurecr.io\""), "{text}");
     assert!(text.contains("repositoryName) == \"shop/app\"") && text.contains(ASSESSMENT_KEY), "{text}");
     let d = digest();
@@ -76,6 +76,13 @@ fn only_checked_text_reaches_the_query() {
         assert!(ImageKey::new(&bad, &d).is_err(), "{bad}");
     }
     assert!(literal("a\"b").is_err() && literal("x | where 1==1").is_err());
+}
+
+#[test]
+fn the_stand_in_fidelity_test_runs_exactly_this_query() {
+    let go = include_str!("../../../testenv/go/azure/fidelity/resourcegraph_test.go");
+    let text = query(&key()).expect("query");
+    assert!(go.contains(&format!("const defenderQuery = `{text}`")), "resourcegraph_test.go must run:\n{text}");
 }
 
 #[test]

@@ -28,12 +28,13 @@ const (
 )
 
 // defenderQuery is the query text Tidegate's Defender scanner sends for
-// shopacr.azurecr.io/shop/app@graphDigest (crates/providers/src/defender.rs, fn query).
+// shopacr.azurecr.io/shop/app@graphDigest (crates/providers/src/defender.rs, fn query; a unit
+// test there checks that this text is exactly what it builds).
 const defenderQuery = `securityresources
-| where type == "microsoft.security/assessments/subassessments"
+| where type =~ "microsoft.security/assessments/subassessments"
 | extend assessmentKey = extract("(?i)/providers/Microsoft.Security/assessments/([^/]+)/subassessments/", 1, id)
-| where assessmentKey == "` + defenderKey + `"
-| where tostring(properties.additionalData.artifactDetails.digest) == "` + graphDigest + `"
+| where assessmentKey == "c0b7cfc6-3172-465a-b378-53c7ff2cc0d5"
+| where tostring(properties.additionalData.artifactDetails.digest) == "sha256:4af8e6f002401a965bbe753a381af308b40d8947fad2b9e1f6a369aa81abee59"
 | where tostring(properties.additionalData.artifactDetails.registryHost) =~ "shopacr.azurecr.io"
 | where tostring(properties.additionalData.artifactDetails.repositoryName) == "shop/app"
 | project id, subscriptionId, properties`
