@@ -145,6 +145,13 @@ pub struct OperationStats {
 /// (`PATCH containerApps`, `POST containerApps/revisions/activate`, `GET jobs/executions`).
 pub(crate) fn operation_label(method: &str, path: &str) -> String {
     let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    // Key Vault: `/keys/{name}/{version}/sign` is `POST keys/sign`, `/keys/{name}` is `GET keys`.
+    if let Some(collection @ ("keys" | "certificates")) = segments.first().copied() {
+        return match segments.get(3) {
+            Some(action) => format!("{method} {collection}/{action}"),
+            None => format!("{method} {collection}"),
+        };
+    }
     let after = segments.iter().rposition(|s| s.eq_ignore_ascii_case("providers")).map_or(0, |i| i + 2);
     let types: Vec<&str> = segments.iter().skip(after).step_by(2).copied().collect();
     let types = if types.is_empty() {
@@ -308,6 +315,9 @@ mod tests {
             "GET locations/containerappOperationStatuses"
         );
         assert_eq!(operation_label("GET", "/subscriptions/s/resourceGroups/rg"), "GET subscriptions/resourceGroups");
+        assert_eq!(operation_label("POST", "/keys/signer/0123abcd/sign"), "POST keys/sign");
+        assert_eq!(operation_label("GET", "/keys/signer/0123abcd"), "GET keys");
+        assert_eq!(operation_label("GET", "/certificates/tidegate"), "GET certificates");
     }
 
     #[tokio::test(start_paused = true)]
