@@ -33,7 +33,7 @@ use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::{Value, json};
 
 use super::client::Credentials;
-use super::token::{Issuer, TOKEN_ISSUER, json_body, parse_form, scope_access, token, unix_now};
+use super::token::{Issuer, TOKEN_ISSUER, json_body, parse_form, request_params, requested_access, token, unix_now};
 
 /// The user name ACR pairs with a refresh token in Basic authentication.
 pub const REFRESH_TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
@@ -189,10 +189,7 @@ async fn access_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut params = parse_form(uri.query().unwrap_or_default());
-    if method == Method::POST {
-        params.extend(parse_form(&String::from_utf8_lossy(&body)));
-    }
+    let params = request_params(&method, &uri, &body);
     let basic =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(Credentials::from_basic_header);
     let refresh = match (form_param(&params, "grant_type").as_deref(), &basic) {
@@ -211,13 +208,7 @@ async fn access_token(
             return unauthorized(&why);
         }
     };
-    let access: Vec<Value> = params
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
-        .filter_map(|scope| scope_access(&scope))
-        .collect();
-    match state.issuer.sign(&subject, &access) {
+    match state.issuer.sign(&subject, &requested_access(&params)) {
         Ok(jwt) => {
             state.issuer.issued.fetch_add(1, Ordering::Relaxed);
             state.front.counters.refresh_grants.fetch_add(1, Ordering::Relaxed);

@@ -256,10 +256,7 @@ pub(super) async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut params = parse_form(uri.query().unwrap_or_default());
-    if method == Method::POST {
-        params.extend(parse_form(&String::from_utf8_lossy(&body)));
-    }
+    let params = request_params(&method, &uri, &body);
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let offered = match (param("username"), param("password")) {
         (Some(user), Some(password)) if method == Method::POST => Some(Credentials::new(&user, &password)),
@@ -275,13 +272,7 @@ pub(super) async fn token(
         let body = json!({"errors": [{"code": "DENIED", "message": format!("unknown service {service:?}")}]});
         return (StatusCode::BAD_REQUEST, json_body(&body)).into_response();
     }
-    let access: Vec<serde_json::Value> = params
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
-        .filter_map(|scope| scope_access(&scope))
-        .collect();
-    match issuer.sign(&issuer.credentials.user, &access) {
+    match issuer.sign(&issuer.credentials.user, &requested_access(&params)) {
         Ok(jwt) => {
             issuer.issued.fetch_add(1, Ordering::Relaxed);
             json_body(&json!({"token": jwt, "access_token": jwt, "expires_in": TOKEN_LIFETIME_SECS})).into_response()
@@ -290,12 +281,31 @@ pub(super) async fn token(
     }
 }
 
+/// The query parameters of a token request, and its form body when it is a POST.
+pub(super) fn request_params(method: &Method, uri: &Uri, body: &[u8]) -> Vec<(String, String)> {
+    let mut params = parse_form(uri.query().unwrap_or_default());
+    if method == Method::POST {
+        params.extend(parse_form(&String::from_utf8_lossy(body)));
+    }
+    params
+}
+
+/// The JWT access entries of the `scope` parameters (each may hold several, space-separated).
+pub(super) fn requested_access(params: &[(String, String)]) -> Vec<serde_json::Value> {
+    params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|scope| scope_access(&scope))
+        .collect()
+}
+
 pub(super) fn json_body(value: &serde_json::Value) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], value.to_string())
 }
 
 /// `repository:team/app:pull,push` (or `repository(plugin):name:*`) as a JWT access entry.
-pub(super) fn scope_access(scope: &str) -> Option<serde_json::Value> {
+fn scope_access(scope: &str) -> Option<serde_json::Value> {
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
     let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
