@@ -59,7 +59,12 @@ pub async fn step(
     };
     if let Some(digest) = find_rebuilt(client, &repo, new_base).await? {
         let digest = digest.parse().map_err(|e| ProviderError::Permanent(format!("{e}")))?;
-        return Ok(BuildStep::Done(Built { run: format!("external build found in {repo}"), digest, run_id: None, log_link: None }));
+        return Ok(BuildStep::Done(Built {
+            run: format!("external build found in {repo}"),
+            digest,
+            run_id: None,
+            log_link: None,
+        }));
     }
     let timeout = parse_duration(&settings.timeout).unwrap_or(Duration::from_secs(3600));
     let waited = context.now.duration_since(started).unsigned_abs();

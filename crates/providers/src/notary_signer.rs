@@ -53,7 +53,13 @@ impl NotarySigner {
         policy: TrustPolicyDocument,
         stores: TrustStores,
     ) -> Self {
-        Self { registry, key: key.map(|k| SigningKey::File(Box::new(k))), policy, stores, crls: Arc::new(CrlFetcher::default()) }
+        Self {
+            registry,
+            key: key.map(|k| SigningKey::File(Box::new(k))),
+            policy,
+            stores,
+            crls: Arc::new(CrlFetcher::default()),
+        }
     }
 
     /// Signs with `key` (for example a key in Azure Key Vault) instead of the one given to

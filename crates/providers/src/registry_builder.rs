@@ -93,7 +93,12 @@ impl Builder for RegistryBuilder {
                 )));
             }
             let digest = self.resolve(&source).await?;
-            return Ok(BuildStep::Done(Built { run: format!("resolved {source} to {digest}"), digest, run_id: None, log_link: None }));
+            return Ok(BuildStep::Done(Built {
+                run: format!("resolved {source} to {digest}"),
+                digest,
+                run_id: None,
+                log_link: None,
+            }));
         }
         let (base_ref, new_base) = self.new_base(policy, release).await?;
         match policy.spec.build.strategy {
@@ -132,7 +137,9 @@ impl Builder for RegistryBuilder {
                             .into(),
                     )
                 })?;
-                return acr_tasks.step(&self.client, policy, release, repository, (&base_ref, &new_base), context).await;
+                return acr_tasks
+                    .step(&self.client, policy, release, repository, (&base_ref, &new_base), context)
+                    .await;
             }
         }
         let base_reference = base_ref.to_string();

@@ -38,7 +38,9 @@ impl Builder for InProcessBuilder {
                 )));
             }
             return match source.digest.clone() {
-                Some(digest) => Ok(BuildStep::Done(Built { digest, run: format!("source:{source}"), run_id: None, log_link: None })),
+                Some(digest) => {
+                    Ok(BuildStep::Done(Built { digest, run: format!("source:{source}"), run_id: None, log_link: None }))
+                }
                 None => Err(ProviderError::Permanent(format!(
                     "spec.source.image {source} is a tag; this build of Tidegate needs the digest (repo@sha256:…)"
                 ))),

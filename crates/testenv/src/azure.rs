@@ -42,9 +42,9 @@ use crate::Error;
 use crate::pki::{Authority, write_file};
 
 mod acr;
-pub use acr::{AcrImage, AcrRunOutcome};
 use crate::process::{Process, tail};
 use crate::tools::{AzureTools, build_azure_tools};
+pub use acr::{AcrImage, AcrRunOutcome};
 
 /// The environment's default domain unless [`AzureStandInOptions::domain`] says otherwise.
 pub const DEFAULT_DOMAIN: &str = "standin.azurecontainerapps.test";

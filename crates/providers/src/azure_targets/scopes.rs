@@ -95,8 +95,8 @@ impl AzureScopes {
     /// parsed and within a scope granted to that namespace (the registry itself, its resource
     /// group or its subscription), or refused with what the operator must grant.
     pub fn check_registry(&self, namespace: &str, id: &str) -> Result<RegistryId> {
-        let registry =
-            RegistryId::parse(id).map_err(|e| ProviderError::Permanent(format!("spec.build.acrTask.registryId: {e}")))?;
+        let registry = RegistryId::parse(id)
+            .map_err(|e| ProviderError::Permanent(format!("spec.build.acrTask.registryId: {e}")))?;
         let granted = self.grants.get(namespace).map(Vec::as_slice).unwrap_or_default();
         if granted.iter().any(|scope| registry.is_within(scope)) {
             return Ok(registry);
@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn a_registry_is_reached_through_its_own_grant_or_a_wider_one() {
-        const REGISTRY: &str = "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.ContainerRegistry/registries/shopacr";
+        const REGISTRY: &str =
+            "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.ContainerRegistry/registries/shopacr";
         let scopes = AzureScopes::parse(&[
             "shop=/subscriptions/s1/resourceGroups/shop".to_string(),
             format!("builds={REGISTRY}"),
@@ -204,9 +205,16 @@ mod tests {
             );
         }
         // A registry grant reaches no app, and an app id is no registry.
-        assert!(scopes.check("builds", "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web").is_err());
+        assert!(
+            scopes
+                .check("builds", "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web")
+                .is_err()
+        );
         assert!(matches!(
-            scopes.check_registry("shop", "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web"),
+            scopes.check_registry(
+                "shop",
+                "/subscriptions/s1/resourceGroups/shop/providers/Microsoft.App/containerApps/web"
+            ),
             Err(ProviderError::Permanent(_))
         ));
     }
