@@ -46,12 +46,20 @@ pub fn images_dir() -> PathBuf {
 /// Builds program `name` (`pause` or `testserver`) with `CGO_ENABLED=0` into [`images_dir`]
 /// unless it is there, and returns its path.
 pub fn build_image_binary(name: &str) -> Result<PathBuf, Error> {
+    // Tests of one binary build concurrently: one build at a time per process, and sources and
+    // partial output named per process, so neither overwrites the other's files.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let out = images_dir().join(name);
     if out.is_file() {
         return Ok(out);
     }
     let files = image_source::files(name).ok_or_else(|| Error::Tool(format!("no image program {name}")))?;
-    let work = tools::cache_root().join("tools").join("src").join("node-images").join(name);
+    let work = tools::cache_root()
+        .join("tools")
+        .join("src")
+        .join("node-images")
+        .join(format!("{name}-{}", std::process::id()));
     fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     for (file, text) in files {
         let path = work.join(file);
@@ -64,6 +72,8 @@ pub fn build_image_binary(name: &str) -> Result<PathBuf, Error> {
     let partial_str = partial.display().to_string();
     tools::go(&work, &["build", "-trimpath", "-ldflags", "-s -w", "-o", &partial_str, "."])?;
     fs::rename(&partial, &out).map_err(|e| Error::io(&out, e))?;
+    // The sources were only the build's input; the per-process copy is not reused.
+    let _ = fs::remove_dir_all(&work);
     Ok(out)
 }
 
