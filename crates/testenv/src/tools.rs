@@ -128,7 +128,7 @@ pub mod azure_source {
     /// Module path of the Go module.
     pub const MODULE: &str = "tidegate.dev/testenv/azure";
     /// Every file of the module: path relative to the module root, and contents.
-    pub const FILES: [(&str, &str); 25] = [
+    pub const FILES: [(&str, &str); 26] = [
         ("go.mod", include_str!("../go/azure/go.mod")),
         ("go.sum", include_str!("../go/azure/go.sum")),
         ("main.go", include_str!("../go/azure/main.go")),
@@ -154,6 +154,7 @@ pub mod azure_source {
         ("fidelity/acr_test.go", include_str!("../go/azure/fidelity/acr_test.go")),
         ("fidelity/resourcegraph_test.go", include_str!("../go/azure/fidelity/resourcegraph_test.go")),
         ("fidelity/keyvault_test.go", include_str!("../go/azure/fidelity/keyvault_test.go")),
+        ("fidelity/acr_auth_test.go", include_str!("../go/azure/fidelity/acr_auth_test.go")),
     ];
 
     /// A short fingerprint of every file, part of the cache directory's name.

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tidegate_testenv::azure::{AzureStandIn, AzureStandInOptions, Health, SeedRevision};
+use tidegate_testenv::azure::{AzureStandIn, AzureStandInOptions, Health, SeedRevision, TENANT_ID};
+use tidegate_testenv::registry::{AcrTrust, Registry, RegistryAuth, RegistryKind, RegistryOptions};
 
 /// The official REST examples: `$TIDEGATE_AZURE_EXAMPLES`, else `../shared/fixtures` beside the
 /// repository.
@@ -74,8 +75,26 @@ async fn microsofts_go_sdk_and_the_rest_examples_pass_against_the_stand_in() {
     let examples = examples();
     assert!(examples.is_dir(), "the official REST examples are missing: {}", examples.display());
     let azure = AzureStandIn::start().await.expect("starting azure-standin");
+    // A registry behind an ACR front that accepts the stand-in's tokens for the fidelity client,
+    // for the azcontainerregistry client's token exchange.
+    let trust = AcrTrust {
+        token_key: azure.token_key().to_string(),
+        tenant: TENANT_ID.to_string(),
+        allowed: vec!["fidelity-client".to_string()],
+    };
+    let acr = Registry::start(RegistryOptions {
+        kind: RegistryKind::Distribution,
+        auth: RegistryAuth::acr("admin", "admin-password", trust),
+    })
+    .await
+    .expect("starting the ACR front");
+    acr.client().push_layered("shop/app", "1.0", &[b"layer".to_vec()], &[]).await.expect("pushing an image");
     let started = Instant::now();
     let mut command = azure.fidelity_command(&examples);
+    command
+        .env("AZURE_STANDIN_ACR_ENDPOINT", acr.url())
+        .env("AZURE_STANDIN_ACR_REPOSITORY", "shop/app")
+        .env("AZURE_STANDIN_ACR_TAG", "1.0");
     command.arg("-test.v").arg("-test.timeout=300s");
     let output =
         tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("running the fidelity test");
@@ -95,6 +114,7 @@ async fn microsofts_go_sdk_and_the_rest_examples_pass_against_the_stand_in() {
         "TestSDKKeyVault",
         "TestKeyVaultAuthentication",
         "TestKeyVaultRESTExamples",
+        "TestSDKACRTokenExchange",
     ] {
         assert!(stdout.contains(&format!("--- PASS: {test}")), "{test} did not pass (skipped?)");
     }
