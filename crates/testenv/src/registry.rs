@@ -22,6 +22,7 @@
 
 pub mod acr;
 mod client;
+pub mod faults;
 mod token;
 
 use std::fmt::Write as _;
@@ -36,6 +37,7 @@ pub use client::{
     IMAGE_MANIFEST_MEDIA_TYPE, LAYER_MEDIA_TYPE, PushedImage, Response, TestClient, TestImage, fetch_token,
     parse_challenge, pseudo_random_bytes, send, sha256_digest,
 };
+pub use faults::{Fault, FaultProxy, Scope, Seen};
 pub use token::{TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE, TokenServer};
 
 use crate::Error;
