@@ -17,6 +17,8 @@ pub const MANAGER: &str = "tidegate-controller";
 
 /// Shared state of the reconcilers.
 pub struct Context {
+    /// The watched policies, Releases and Promotions, their indexes and the freshness record.
+    pub stores: Arc<crate::stores::Stores>,
     /// The API client.
     pub client: kube::Client,
     /// Every workload write and Job goes through the policy namespace's deployer.

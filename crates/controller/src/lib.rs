@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod canary;
 pub mod context;
 pub mod error;
+pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
@@ -18,6 +19,7 @@ pub mod rescan;
 pub mod scanners;
 pub mod signing;
 pub mod status;
+pub mod stores;
 pub mod vulnerabilities;
 pub mod watcher;
 
@@ -33,7 +35,6 @@ use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher as kube_watcher;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
@@ -208,7 +209,10 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
                 .with_acr_tasks(azure.as_ref().map(|azure| azure.acr_tasks())),
         )
     });
+    // One watch per kind, shared by the three controllers and read by every reconcile.
+    let (stores, triggers, watches) = stores::watch(&client, config.namespace.as_deref());
     let ctx = Arc::new(Context {
+        stores: stores.clone(),
         client: client.clone(),
         reach: reach.clone(),
         leadership: leadership.clone(),
@@ -242,79 +246,52 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     tracing::info!(%identity, %replica, "controller starting");
     metrics.set_ready(true);
 
-    let watch = kube_watcher::Config::default;
-    let scope = config.namespace.clone();
-    let api = |client: &kube::Client| -> (Api<Release>, Api<Promotion>, Api<ImagePolicy>) {
-        match &scope {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-        }
-    };
-    let (release_api, promotion_api, policy_api) = api(&client);
-    let releases = Controller::new(release_api.clone(), watch());
-    let release_store = releases.store();
-    let releases = releases
+    let releases = Controller::for_shared_stream(triggers.releases, stores.releases.clone())
         // The controller holds no rights on workloads or Jobs (not even to read them), so it does
         // not watch them: a Release that waits for a rollout or a Job looks again every POLL.
-        .watches(policy_api.clone(), watch(), move |policy| {
-            let ns = policy.namespace();
-            release_store
-                .state()
-                .iter()
-                .filter(|r| r.spec.policy == policy.name_any() && r.namespace() == ns)
-                .map(|r| ObjectRef::from_obj(r.as_ref()))
-                .collect::<Vec<_>>()
+        .watches_shared_stream(triggers.policies_for_releases, {
+            let stores = stores.clone();
+            move |policy| stores.release_refs_of(&policy)
         })
         .shutdown_on_signal()
         .run(reconcile_release, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let promotions = Controller::new(promotion_api.clone(), watch());
-    let promotion_store = promotions.store();
-    let promotions = promotions
+    let promotions = Controller::for_shared_stream(triggers.promotions, stores.promotions.clone())
         // Promotions that change or watch production look again every few seconds (see the
         // planner's requeue): the controller cannot watch workloads it has no right to read.
-        .watches(release_api.clone(), watch(), move |release| {
-            let ns = release.namespace();
-            promotion_store
-                .state()
-                .iter()
-                .filter(|p| p.spec.release == release.name_any() && p.namespace() == ns)
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
+        .watches_shared_stream(triggers.releases_for_promotions, {
+            let stores = stores.clone();
+            move |release| stores.promotion_refs_of(&release)
         })
         .shutdown_on_signal()
         .run(reconcile_promotion, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let policy_controller = Controller::new(policy_api, watch());
     let (changed_tx, changed_rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(watcher.clone().run(policy_controller.store(), changed_tx));
-    let policies = policy_controller
-        .reconcile_all_on(tokio_stream_from(changed_rx))
-        .watches(release_api, watch(), |r| {
+    tokio::spawn(watcher.clone().run(stores.policies.clone(), changed_tx));
+    let policies = Controller::for_shared_stream(triggers.policies, stores.policies.clone())
+        .reconcile_all_on(stores::stream_of(changed_rx))
+        .watches_shared_stream(triggers.releases_for_policies, |r| {
             r.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&r.spec.policy).within(&ns))
         })
-        .watches(promotion_api, watch(), |p| {
+        .watches_shared_stream(triggers.promotions_for_policies, |p| {
             p.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&p.spec.policy).within(&ns))
         })
         .shutdown_on_signal()
         .run(reconcile_policy, error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    let controllers = async {
+        futures::future::join3(releases, promotions, policies).await;
+    };
     tokio::select! {
-        _ = futures::future::join3(releases, promotions, policies) => {}
+        _ = controllers => {}
+        // The watches run until the process ends; they end only if every subscriber is gone.
+        _ = watches => {}
         result = server => result??,
     }
     Ok(())
-}
-
-fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 async fn registry_client(config: &Config) -> anyhow::Result<RegistryClient> {

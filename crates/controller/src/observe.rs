@@ -1,7 +1,6 @@
 //! Reading what the reconcilers need: policies, their Releases and Promotions, production.
 
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 use tidegate_api::image_policy::Workload;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_core::rollout::{self, RolloutPlan};
@@ -13,21 +12,24 @@ use tidegate_providers::targets::{Target, Targets};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
-/// The ImagePolicy `name` in `namespace`, if it exists.
+/// The ImagePolicy `name` in `namespace`, if it exists (as watched).
 pub async fn policy(ctx: &Context, namespace: &str, name: &str) -> Result<Option<ImagePolicy>> {
-    Ok(Api::<ImagePolicy>::namespaced(ctx.client.clone(), namespace).get_opt(name).await?)
+    Ok(ctx.stores.policy(namespace, name).await.map(|p| p.as_ref().clone()))
 }
 
-/// Releases of a policy.
+/// Releases of a policy (as watched).
 pub async fn releases_of(ctx: &Context, namespace: &str, policy: &str) -> Result<Vec<Release>> {
-    let all = Api::<Release>::namespaced(ctx.client.clone(), namespace).list(&ListParams::default()).await?;
-    Ok(all.items.into_iter().filter(|r| r.spec.policy == policy).collect())
+    Ok(ctx.stores.releases_of(namespace, policy).await.iter().map(|r| r.as_ref().clone()).collect())
 }
 
-/// Promotions of a policy.
+/// Promotions of a policy (as watched).
 pub async fn promotions_of(ctx: &Context, namespace: &str, policy: &str) -> Result<Vec<Promotion>> {
-    let all = Api::<Promotion>::namespaced(ctx.client.clone(), namespace).list(&ListParams::default()).await?;
-    Ok(all.items.into_iter().filter(|p| p.spec.policy == policy).collect())
+    Ok(ctx.stores.promotions_of(namespace, policy).await.iter().map(|p| p.as_ref().clone()).collect())
+}
+
+/// The Release `name` in `namespace`, if it exists (as watched).
+pub async fn release(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Release>> {
+    Ok(ctx.stores.release(namespace, name).await.map(|r| r.as_ref().clone()))
 }
 
 /// Orders objects by creation, then name, oldest first.

@@ -11,9 +11,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::Workload;
 use tidegate_api::promotion::CanaryProgress;
-use tidegate_api::{
-    FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent, Release,
-};
+use tidegate_api::{FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent};
 use tidegate_core::ImageRef;
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
 use tidegate_core::conditions::{self, Wanted};
@@ -37,10 +35,14 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let namespace = promotion.namespace().unwrap_or_default();
     let name = promotion.name_any();
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
-    // Act on the latest status, not the watch cache: a cached copy can predate this
-    // controller's own last write, and acting on it could repeat a started build or overwrite
-    // the recorded rollback target.
-    let Some(promotion) = api.get_opt(&name).await?.map(Arc::new) else { return Ok(Action::await_change()) };
+    // Act on the latest status: a cached copy that predates this controller's own last write
+    // could repeat a production change or overwrite the recorded rollback target, so the watch
+    // cache serves only the version this process last wrote or read (`stores::latest`).
+    let Some(promotion) =
+        crate::stores::latest(&api, &ctx.stores.promotions, &ctx.stores.versions, promotion.as_ref()).await?
+    else {
+        return Ok(Action::await_change());
+    };
     let old = promotion.status.clone();
     let mut status = old.clone().unwrap_or_default();
     let now = ctx.now();
@@ -222,8 +224,7 @@ async fn attach_record(
     let image = repository.pinned(digest);
     let namespace = promotion.namespace().unwrap_or_default();
     // The Release counts only when it is this policy's.
-    let release = Api::<Release>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&promotion.spec.release)
+    let release = observe::release(ctx, &namespace, &promotion.spec.release)
         .await?
         .filter(|r| r.spec.policy == promotion.spec.policy);
     let release_phase = release.as_ref().and_then(|r| r.status.as_ref()).map(|s| s.phase);
@@ -383,7 +384,7 @@ async fn observe_facts(
     if let Some(policy) = policy {
         approval_rules = approval_rules.stricter(&self::approval_rules(&freeze_rules_only(policy, now))?);
     }
-    let release = Api::<Release>::namespaced(ctx.client.clone(), &namespace).get_opt(&promotion.spec.release).await?;
+    let release = observe::release(ctx, &namespace, &promotion.spec.release).await?;
     let target_namespaces: BTreeSet<String> = workloads
         .iter()
         .map(|w| observe::target(w, true, &namespace).map(|t| t.namespace().to_string()))

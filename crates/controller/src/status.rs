@@ -24,7 +24,9 @@ where
         "kind": K::kind(&()),
         "status": new,
     });
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    let written = api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    // The next reconcile may take this version from the watch cache (see `stores::latest`).
+    ctx.stores.versions.record(&written);
     let kind: &'static str = match K::kind(&()).as_ref() {
         "ImagePolicy" => "ImagePolicy",
         "Release" => "Release",

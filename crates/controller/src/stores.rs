@@ -1,0 +1,340 @@
+//! One watch per kind, shared by every reconciler: the reflector stores the reconcilers read
+//! from, the indexes that find an object's siblings, and the trigger streams of the three
+//! controllers. Reconcilers never list a namespace; a change wakes only the objects it concerns.
+//!
+//! Reading from a watch cache can lag behind the API server, and a reconciler that acted on a
+//! copy older than its own last write could repeat a step it already took. So the freshness rule
+//! ([`Versions`]): a Release or Promotion is taken from the store only when the store holds the
+//! very version this process last wrote or read from the API server; otherwise it is read
+//! afresh (and that version remembered).
+
+use std::collections::HashMap;
+use std::future::ready;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as kube_watcher};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tidegate_api::{ImagePolicy, Promotion, Release};
+
+use crate::error::Result;
+use crate::index::Index;
+
+/// How many changes a subscriber may fall behind before the watch waits for it.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// The stores and indexes of the three kinds.
+pub struct Stores {
+    /// Every watched ImagePolicy.
+    pub policies: Store<ImagePolicy>,
+    /// Every watched Release.
+    pub releases: Store<Release>,
+    /// Every watched Promotion.
+    pub promotions: Store<Promotion>,
+    /// Release names by (namespace, `spec.policy`).
+    pub releases_by_policy: Arc<Index<Release>>,
+    /// Promotion names by (namespace, `spec.policy`).
+    pub promotions_by_policy: Arc<Index<Promotion>>,
+    /// Promotion names by (namespace, `spec.release`).
+    pub promotions_by_release: Arc<Index<Promotion>>,
+    /// Versions this process last wrote or read from the API server.
+    pub versions: Arc<Versions>,
+}
+
+/// What the controllers are triggered by: each a subscription to one shared watch.
+pub struct Triggers {
+    /// Releases, for the Release controller.
+    pub releases: ReflectHandle<Release>,
+    /// Releases, for the Promotion controller (a Release's change wakes its Promotions).
+    pub releases_for_promotions: ReflectHandle<Release>,
+    /// Releases, for the ImagePolicy controller (a Release's change wakes its policy).
+    pub releases_for_policies: ReflectHandle<Release>,
+    /// Promotions, for the Promotion controller.
+    pub promotions: ReflectHandle<Promotion>,
+    /// Promotions, for the ImagePolicy controller.
+    pub promotions_for_policies: ReflectHandle<Promotion>,
+    /// ImagePolicies, for the ImagePolicy controller.
+    pub policies: ReflectHandle<ImagePolicy>,
+    /// ImagePolicies, for the Release controller (a policy's change wakes its Releases).
+    pub policies_for_releases: ReflectHandle<ImagePolicy>,
+}
+
+/// Starts nothing yet: returns the stores, the controllers' triggers, and the future that runs
+/// the three watches (poll it for as long as the controllers run).
+pub fn watch(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> (Arc<Stores>, Triggers, impl std::future::Future<Output = ()> + Send + 'static) {
+    let versions = Arc::new(Versions::default());
+    let releases_by_policy = Arc::new(Index::new(|r: &Release| r.spec.policy.clone()));
+    let promotions_by_policy = Arc::new(Index::new(|p: &Promotion| p.spec.policy.clone()));
+    let promotions_by_release = Arc::new(Index::new(|p: &Promotion| p.spec.release.clone()));
+
+    let (policies, policy_writer) = reflector::store_shared::<ImagePolicy>(SUBSCRIBER_BUFFER);
+    let (releases, release_writer) = reflector::store_shared::<Release>(SUBSCRIBER_BUFFER);
+    let (promotions, promotion_writer) = reflector::store_shared::<Promotion>(SUBSCRIBER_BUFFER);
+    let triggers = Triggers {
+        releases: subscriber(&release_writer),
+        releases_for_promotions: subscriber(&release_writer),
+        releases_for_policies: subscriber(&release_writer),
+        promotions: subscriber(&promotion_writer),
+        promotions_for_policies: subscriber(&promotion_writer),
+        policies: subscriber(&policy_writer),
+        policies_for_releases: subscriber(&policy_writer),
+    };
+
+    let policy_watch = shared_watch(api(client, namespace), policy_writer, Vec::new(), versions.clone());
+    let release_watch =
+        shared_watch(api(client, namespace), release_writer, vec![releases_by_policy.clone()], versions.clone());
+    let promotion_watch = shared_watch(
+        api(client, namespace),
+        promotion_writer,
+        vec![promotions_by_policy.clone(), promotions_by_release.clone()],
+        versions.clone(),
+    );
+    let run = async move {
+        futures::join!(policy_watch, release_watch, promotion_watch);
+    };
+    let stores = Arc::new(Stores {
+        policies,
+        releases,
+        promotions,
+        releases_by_policy,
+        promotions_by_policy,
+        promotions_by_release,
+        versions,
+    });
+    (stores, triggers, run)
+}
+
+/// A subscription to a shared store's changes.
+fn subscriber<K>(writer: &reflector::store::Writer<K>) -> ReflectHandle<K>
+where
+    K: reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    // `store_shared` makes a writer that always has a dispatcher.
+    writer.subscribe().expect("a shared store accepts subscribers")
+}
+
+fn api<K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Api<K> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One watch of `K` feeding its store (with subscribers), its indexes and the version record.
+/// managedFields are dropped before anything keeps the object.
+fn shared_watch<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    indexes: Vec<Arc<Index<K>>>,
+    versions: Arc<Versions>,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    kube_watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        .map(move |event| {
+            if let Ok(event) = &event {
+                for index in &indexes {
+                    index.apply(event);
+                }
+                if let Event::Delete(object) = event {
+                    versions.forget::<K>(object);
+                }
+            }
+            event
+        })
+        .reflect_shared(writer)
+        .for_each(|event| {
+            if let Err(e) = event {
+                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff");
+            }
+            ready(())
+        })
+}
+
+impl Stores {
+    /// Waits until the first list of every kind is in the stores.
+    pub async fn ready(&self) {
+        // A dropped writer means the controller is shutting down; reads then see what is there.
+        let _ = futures::join!(
+            self.policies.wait_until_ready(),
+            self.releases.wait_until_ready(),
+            self.promotions.wait_until_ready()
+        );
+    }
+
+    /// The ImagePolicy `name` in `namespace`, as watched.
+    pub async fn policy(&self, namespace: &str, name: &str) -> Option<Arc<ImagePolicy>> {
+        self.ready().await;
+        self.policies.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The Release `name` in `namespace`, as watched.
+    pub async fn release(&self, namespace: &str, name: &str) -> Option<Arc<Release>> {
+        self.ready().await;
+        self.releases.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Releases of `policy` in `namespace`, as watched.
+    pub async fn releases_of(&self, namespace: &str, policy: &str) -> Vec<Arc<Release>> {
+        self.ready().await;
+        lookup(&self.releases, &self.releases_by_policy, namespace, policy, |r| r.spec.policy == policy)
+    }
+
+    /// Promotions of `policy` in `namespace`, as watched.
+    pub async fn promotions_of(&self, namespace: &str, policy: &str) -> Vec<Arc<Promotion>> {
+        self.ready().await;
+        lookup(&self.promotions, &self.promotions_by_policy, namespace, policy, |p| p.spec.policy == policy)
+    }
+
+    /// References to the Releases of the policy `policy` (to wake them when it changes).
+    pub fn release_refs_of(&self, policy: &ImagePolicy) -> Vec<ObjectRef<Release>> {
+        let namespace = policy.namespace().unwrap_or_default();
+        refs(self.releases_by_policy.get(&namespace, &policy.name_any()), &namespace)
+    }
+
+    /// References to the Promotions of the Release `release` (to wake them when it changes).
+    pub fn promotion_refs_of(&self, release: &Release) -> Vec<ObjectRef<Promotion>> {
+        let namespace = release.namespace().unwrap_or_default();
+        refs(self.promotions_by_release.get(&namespace, &release.name_any()), &namespace)
+    }
+}
+
+fn refs<K: Resource<DynamicType = ()>>(names: Vec<String>, namespace: &str) -> Vec<ObjectRef<K>> {
+    names.iter().map(|name| ObjectRef::new(name).within(namespace)).collect()
+}
+
+/// Objects of `store` that `index` files under `key` in `namespace` and that `matches` (the index
+/// may run a moment ahead of or behind the store).
+fn lookup<K>(
+    store: &Store<K>,
+    index: &Index<K>,
+    namespace: &str,
+    key: &str,
+    matches: impl Fn(&K) -> bool,
+) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + ResourceExt + 'static,
+{
+    index
+        .get(namespace, key)
+        .iter()
+        .filter_map(|name| store.get(&ObjectRef::new(name).within(namespace)))
+        .filter(|object| matches(object))
+        .collect()
+}
+
+/// The resourceVersion of the newest copy of each object this process has written or read
+/// from the API server (not from a watch).
+#[derive(Debug, Default)]
+pub struct Versions {
+    known: Mutex<HashMap<(String, String, String), String>>,
+}
+
+impl Versions {
+    /// Remembers `object`'s version as current.
+    pub fn record<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        if let Some(version) = object.meta().resource_version.clone() {
+            self.lock().insert(id(object), version);
+        }
+    }
+
+    /// Forgets `object` (it was deleted).
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        self.lock().remove(&id(object));
+    }
+
+    /// Whether `cached` is the version this process last wrote or read.
+    pub fn is_current<K: Resource<DynamicType = ()>>(&self, cached: &K) -> bool {
+        let version = cached.meta().resource_version.as_deref();
+        version.is_some() && self.lock().get(&id(cached)).map(String::as_str) == version
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), String>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn id<K: Resource<DynamicType = ()>>(object: &K) -> (String, String, String) {
+    let meta = object.meta();
+    (K::kind(&()).into_owned(), meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+/// The latest copy of `object`: the store's when it is the version this process last wrote or
+/// read, otherwise read afresh from the API server (and remembered). `None` once it is gone.
+pub async fn latest<K>(api: &Api<K>, store: &Store<K>, versions: &Versions, object: &K) -> Result<Option<Arc<K>>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + 'static,
+{
+    if let Some(cached) = store.get(&ObjectRef::from_obj(object))
+        && versions.is_current(cached.as_ref())
+    {
+        return Ok(Some(cached));
+    }
+    let name = object.meta().name.clone().unwrap_or_default();
+    match api.get_opt(&name).await? {
+        Some(fresh) => {
+            versions.record(&fresh);
+            Ok(Some(Arc::new(fresh)))
+        }
+        None => {
+            versions.forget(object);
+            Ok(None)
+        }
+    }
+}
+
+/// A stream of `()` from a channel, for `reconcile_all_on`.
+pub fn stream_of(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn release(name: &str, version: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                namespace: Some("shop".into()),
+                name: Some(name.into()),
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_version_last_written_or_read_is_current() {
+        let versions = Versions::default();
+        assert!(!versions.is_current(&release("r1", "10")), "never read: read it afresh");
+        versions.record(&release("r1", "10"));
+        assert!(versions.is_current(&release("r1", "10")));
+        assert!(!versions.is_current(&release("r1", "9")), "an older cached copy is not current");
+        assert!(!versions.is_current(&release("r1", "11")), "someone else's newer write is read afresh");
+        assert!(!versions.is_current(&release("r2", "10")));
+        versions.forget(&release("r1", "10"));
+        assert!(!versions.is_current(&release("r1", "10")));
+        let mut unversioned = release("r3", "1");
+        versions.record(&unversioned);
+        unversioned.metadata.resource_version = None;
+        assert!(!versions.is_current(&unversioned));
+    }
+}
