@@ -154,7 +154,10 @@ impl FaultProxy {
         if !upstream.ip().is_loopback() {
             return Err(err(upstream_host, &"the proxy fronts loopback registries only"));
         }
+        // reqwest is built without a default TLS provider; plain HTTP needs one installed too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| err("HTTP client", &e))?;
