@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tidegate_testenv::registry::pseudo_random_bytes;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tidegate_providers::rebase::{BASE_DIGEST, BASE_NAME, RebaseRequest, rebase};
 use tidegate_providers::registry::types::{Descriptor, ImageManifest, OCI_CONFIG, OCI_MANIFEST};
@@ -42,9 +42,39 @@ use tidegate_providers::registry::{ClientOptions, RegistryClient, Repository};
 use tidegate_testenv::registry::{Registry, RegistryOptions};
 use tidegate_testenv::tools::{DISTRIBUTION_VERSION, GO_CONTAINERREGISTRY_VERSION, SupplyChainTools};
 
-/// Arguments of `cargo xtask bench`.
+/// Arguments of `cargo xtask bench`: a benchmark, or (without one) the rebase benchmark.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<Bench>,
+    #[command(flatten)]
+    rebase: RebaseArgs,
+}
+
+/// The benchmarks.
+#[derive(Subcommand)]
+enum Bench {
+    /// Rebase time against image size, Tidegate's native rebase next to `crane rebase`, on one
+    /// local distribution registry (what `cargo xtask bench` alone runs); writes docs/bench.md.
+    Rebase(RebaseArgs),
+    /// N ImagePolicies on one controller: base update → all AwaitingApproval, approval →
+    /// production write, memory, API and registry requests, idle; writes docs/benchmarks.md.
+    Scale(crate::bench_scale::ScaleArgs),
+}
+
+/// Runs the benchmark `args` names.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    match &args.command {
+        None => run_rebase(&args.rebase),
+        Some(Bench::Rebase(rebase)) => run_rebase(rebase),
+        Some(Bench::Scale(scale)) => crate::bench_scale::run(scale),
+    }
+}
+
+/// Arguments of `cargo xtask bench rebase` (and of `cargo xtask bench` alone).
+#[derive(Args)]
+pub struct RebaseArgs {
     /// Total image sizes to measure, in MiB: half in the base's two layers, half in the
     /// application's two layers.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
@@ -145,8 +175,8 @@ struct Comparison {
     differences: Vec<String>,
 }
 
-/// Runs the bench: tools, one registry, every size, the report.
-pub fn run(args: &BenchArgs) -> Result<()> {
+/// Runs the rebase bench: tools, one registry, every size, the report.
+fn run_rebase(args: &RebaseArgs) -> Result<()> {
     ensure!(args.runs > 0, "--runs must be at least 1");
     ensure!(!args.sizes.is_empty() && args.sizes.iter().all(|&s| s > 0), "--sizes must list sizes of at least 1 MiB");
     let started = Instant::now();
@@ -174,7 +204,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 /// Starts the registry and measures every size; also times `crane version` as crane's start-up
 /// baseline.
-async fn measure(args: &BenchArgs, crane: &Path) -> Result<(Vec<SizeResult>, Duration)> {
+async fn measure(args: &RebaseArgs, crane: &Path) -> Result<(Vec<SizeResult>, Duration)> {
     let registry = Registry::start(RegistryOptions::default()).await.context("starting the distribution registry")?;
     eprintln!("[bench] distribution registry on {} (log {})", registry.host(), registry.log().display());
     // Set-up and checks use one client without a request budget, so they never wait; the timed
@@ -422,17 +452,26 @@ async fn time_crane(crane: &Path, fixture: &Fixture, repo: &Repository, tag: &st
 
 /// One line of the registry's access log (Apache combined format):
 /// `127.0.0.1 - - [27/Nov/2026:15:12:43 +0000] "PUT /v2/a/b/blobs/uploads/x?digest=… HTTP/1.1" 201 0 "" "agent"`.
-struct Access<'a> {
-    method: &'a str,
-    uri: &'a str,
-    status: u16,
-    bytes: u64,
+pub(crate) struct Access<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) uri: &'a str,
+    pub(crate) status: u16,
+    pub(crate) bytes: u64,
+    /// When, to the second (`None` if the time does not parse).
+    pub(crate) time: Option<jiff::Timestamp>,
+    /// The client's `User-Agent` (empty when it sent none).
+    pub(crate) agent: &'a str,
 }
 
-fn parse_access(line: &str) -> Option<Access<'_>> {
+pub(crate) fn parse_access(line: &str) -> Option<Access<'_>> {
     if line.starts_with("time=") {
         return None; // the registry's own structured log, interleaved
     }
+    let time = line
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(t, _)| jiff::Timestamp::strptime("%d/%b/%Y:%H:%M:%S %z", t).ok());
+    let agent = line.trim_end().strip_suffix('"').and_then(|l| l.rsplit_once('"')).map_or("", |(_, a)| a);
     let (_, rest) = line.split_once(" \"")?;
     let (request, rest) = rest.split_once("\" ")?;
     let mut request = request.split(' ');
@@ -440,7 +479,7 @@ fn parse_access(line: &str) -> Option<Access<'_>> {
     let mut fields = rest.split(' ');
     let status = fields.next()?.parse().ok()?;
     let bytes = fields.next()?.parse().unwrap_or(0);
-    Some(Access { method, uri, status, bytes })
+    Some(Access { method, uri, status, bytes, time, agent })
 }
 
 /// What the registry served since byte `mark` of its log: requests, blobs mounted and uploaded
@@ -785,7 +824,7 @@ fn render_report(
 }
 
 /// CPUs (`nproc`), CPU model, kernel, memory and load, for the report.
-fn machine_info() -> String {
+pub(crate) fn machine_info() -> String {
     let run = |program: &str, args: &[&str]| {
         Command::new(program)
             .args(args)

@@ -46,7 +46,7 @@ pub struct DemoArgs {
     azure: bool,
 }
 
-const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegate-controller";
+pub(crate) const CONTROLLER_USER: &str = "system:serviceaccount:tidegate-system:tidegate-controller";
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     if args.azure {
@@ -424,13 +424,19 @@ pub(crate) fn build_binaries() -> Result<PathBuf> {
     if !status.success() {
         bail!("building the controller and plugin failed");
     }
+    Ok(target_dir()?.join("debug"))
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` or the workspace's `target/`).
+pub(crate) fn target_dir() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let metadata = Command::new(&cargo)
         .current_dir(crate::root())
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()?;
     let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("reading cargo metadata")?;
     let target = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
-    Ok(Path::new(target).join("debug"))
+    Ok(PathBuf::from(target))
 }
 
 /// The base image's packages, with `openssl` at `openssl`.
@@ -543,6 +549,8 @@ async fn wait_deployments(client: &kube::Client, namespace: &str) -> Result<()> 
 pub(crate) struct Controller {
     child: Child,
     pub(crate) log: PathBuf,
+    /// `127.0.0.1:PORT` of its /metrics endpoint and registry webhook.
+    pub(crate) metrics_addr: String,
 }
 
 impl Controller {
@@ -570,12 +578,26 @@ impl Controller {
         trivy_cache: &Path,
         extra: &[String],
     ) -> Result<Self> {
+        let (binary, signing) = (bin.join("tidegate-controller"), ControllerSigning { identity, trivy, trivy_cache });
+        Self::spawn(env, &binary, dir, &signing, plain_http, extra)
+    }
+
+    /// Starts `binary` (any build of the controller) as the demo does, with `extra` arguments.
+    pub(crate) fn spawn(
+        env: &TestEnv,
+        binary: &Path,
+        dir: &Path,
+        signing: &ControllerSigning<'_>,
+        plain_http: &[String],
+        extra: &[String],
+    ) -> Result<Self> {
+        let ControllerSigning { identity, trivy, trivy_cache } = signing;
         let kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
         let log = dir.join("controller.log");
         let out = std::fs::File::create(&log)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(bin.join("tidegate-controller"))
+        let child = Command::new(binary)
             .env("KUBECONFIG", &kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(plain_http.iter().flat_map(|host| ["--plain-http-registry", host.as_str()]))
@@ -598,10 +620,27 @@ impl Controller {
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
-            .context("starting tidegate-controller")?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         println!("  metrics and registry webhook: http://127.0.0.1:{port}");
-        Ok(Self { child, log })
+        Ok(Self { child, log, metrics_addr: format!("127.0.0.1:{port}") })
     }
+
+    /// The controller's process ID.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (and how).
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+/// The signing identity and scanner the controller is started with.
+pub(crate) struct ControllerSigning<'a> {
+    pub(crate) identity: &'a CodeSigningFiles,
+    pub(crate) trivy: &'a Path,
+    pub(crate) trivy_cache: &'a Path,
 }
 
 impl Drop for Controller {

@@ -49,7 +49,8 @@ async fn serve(nodes: usize) -> Result<()> {
     tools::build(&mut |line| eprintln!("[tools] {line}"))?;
     let dir = env_dir();
     eprintln!("starting the local control plane in {} …", dir.display());
-    let env = TestEnv::start_with(Options { dir: Some(dir.clone()), nodes, install_crds: true }).await?;
+    let env = TestEnv::start_with(Options { dir: Some(dir.clone()), nodes, install_crds: true, ..Options::default() })
+        .await?;
     std::fs::write(dir.join("server"), env.server()).context("recording the server URL")?;
     println!("API server:        {}", env.server());
     println!("admin kubeconfig:  {}", env.admin_kubeconfig_path().display());

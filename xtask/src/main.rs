@@ -1,6 +1,10 @@
 //! Project automation: `cargo xtask <command>`.
 
 mod bench;
+mod bench_scale;
+mod bench_scale_audit;
+mod bench_scale_report;
+mod bench_scale_setup;
 mod demo;
 mod demo_azure;
 mod demo_node;
@@ -38,8 +42,9 @@ enum Task {
     /// Run the demo on the local control plane (`--azure`: the Azure Container Apps part, on a
     /// local stand-in of Azure Resource Manager).
     Demo(demo::DemoArgs),
-    /// Measure rebase time against image size, Tidegate's native rebase next to `crane rebase`,
-    /// on one local distribution registry; print a Markdown table and write the report.
+    /// Benchmarks: `rebase` (rebase time against image size, Tidegate's native rebase next to
+    /// `crane rebase`; also what `bench` alone runs) and `scale` (N policies on one controller);
+    /// each prints Markdown tables and writes its report.
     Bench(bench::BenchArgs),
     /// Build the controller's OCI image without Docker, reproducibly (static release binaries,
     /// Trivy, CA certificates, a non-root user, annotations, an SPDX SBOM); write it as an OCI

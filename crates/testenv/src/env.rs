@@ -28,11 +28,14 @@ pub struct Options {
     /// Install Tidegate's CRDs and the Trivy Operator's `VulnerabilityReport` CRD, and wait until
     /// they are Established.
     pub install_crds: bool,
+    /// Extra kube-apiserver flags, after the environment's own (e.g. `--audit-policy-file=…` and
+    /// `--audit-log-path=…` for `cargo xtask bench scale`). Default: none.
+    pub apiserver_args: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { dir: None, nodes: 2, install_crds: true }
+        Self { dir: None, nodes: 2, install_crds: true, apiserver_args: Vec::new() }
     }
 }
 
@@ -125,7 +128,7 @@ impl TestEnv {
         )?;
         env.wait_for_port("etcd", etcd_port, Duration::from_secs(30)).await?;
 
-        env.spawn(&tools, "kube-apiserver", &logs, vec![
+        let mut apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".into(),
             "--advertise-address=127.0.0.1".into(),
@@ -143,7 +146,9 @@ impl TestEnv {
             "--allow-privileged=true".into(),
             "--profiling=false".into(),
             "--v=1".into(),
-        ])?;
+        ];
+        apiserver_args.extend(options.apiserver_args.iter().cloned());
+        env.spawn(&tools, "kube-apiserver", &logs, apiserver_args)?;
         env.wait_for_apiserver(Duration::from_secs(90)).await?;
 
         let components = [

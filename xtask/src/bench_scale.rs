@@ -1,0 +1,716 @@
+//! `cargo xtask bench scale`: N ImagePolicies on one controller, one base image update for all of
+//! them, then every Promotion approved at once; how long it takes, what it costs the controller's
+//! memory, the API server and the registry, and what the controller does once nothing changes.
+//!
+//! Each run starts what the demo (`cargo xtask demo --local`) starts: the local control plane
+//! (with the kube-apiserver audit log on, for the controller's user only), the loopback CNCF
+//! distribution registry, a Notary Project signing identity generated for the run, Trivy with an
+//! offline database written here, and the controller as a local process with its least-privilege
+//! identity. Then ([`crate::bench_scale_setup`]) N policies, 10 to a namespace, each with a
+//! staging and a production Deployment on kwok's nodes, all watching one base image.
+//!
+//! Measured from the moment the new base digest is pushed (the registry's push notification is
+//! posted to the controller's webhook right after): every Release Verified and every Promotion
+//! AwaitingApproval; then every Promotion approved at once as `alice`, and per Promotion the time
+//! from its approval write (the API server's answer) to the production Deployment's pod template
+//! image changing (seen on a watch); the controller's VmRSS/VmHWM; its API requests by verb and
+//! resource (audit log); an idle window; the registry's requests (its access log).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use clap::Args;
+use futures::StreamExt as _;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt as _;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use serde_json::json;
+use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
+use tidegate_testenv::registry::{Registry, RegistryOptions};
+use tidegate_testenv::{Options, TestEnv, apply, scanner_tools};
+
+use crate::bench_scale_audit as audit;
+use crate::bench_scale_report::{self as report, RunResult};
+use crate::bench_scale_setup::{self as setup, ROLE_LABEL, Slot};
+use crate::demo::{CONTROLLER_USER, Controller, ControllerSigning};
+
+/// Arguments of `cargo xtask bench scale`.
+#[derive(Args)]
+pub struct ScaleArgs {
+    /// Numbers of ImagePolicies to measure, each with a staging and a production Deployment. The
+    /// default finishes in about 12 minutes on 2 cores.
+    #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
+    policies: Vec<usize>,
+    /// Runs per N; the report shows the median of each figure. Default 1 (a run at N=100 takes
+    /// about four minutes, most of it the one-minute monitor window and the idle window).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// The controller binary to measure. Default: `cargo build --release -p tidegate-controller`
+    /// of this tree.
+    #[arg(long)]
+    controller_binary: Option<PathBuf>,
+    /// Extra controller flag (repeatable), e.g. `--controller-arg=--registry-requests-per-second=50`.
+    #[arg(long = "controller-arg", allow_hyphen_values = true)]
+    controller_args: Vec<String>,
+    /// Name of this measurement in the report (e.g. `before`, `after`); its section is replaced,
+    /// other labels' sections are kept. Default: the tree's short commit.
+    #[arg(long)]
+    label: Option<String>,
+    /// The report (a relative path is taken from the repository root).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    output: PathBuf,
+    /// Seconds of the idle window, after every Promotion Succeeded.
+    #[arg(long, default_value_t = 60)]
+    idle_seconds: u64,
+    /// Policies per namespace (each namespace has its `-staging` twin).
+    #[arg(long, default_value_t = 10)]
+    per_namespace: usize,
+    /// Keep each run's directory (control plane, audit log, controller log) instead of removing it
+    /// after a successful run.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// What every run shares: the controller, Trivy and its database, where runs keep their files.
+struct Shared {
+    controller: PathBuf,
+    trivy: PathBuf,
+    trivy_cache: PathBuf,
+    work: PathBuf,
+}
+
+pub fn run(args: &ScaleArgs) -> Result<()> {
+    ensure!(args.runs > 0, "--runs must be at least 1");
+    ensure!(!args.policies.is_empty() && args.policies.iter().all(|&n| n > 0), "--policies must list numbers > 0");
+    ensure!(args.per_namespace > 0, "--per-namespace must be at least 1");
+    let started = Instant::now();
+    let command = format!("cargo xtask {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+    let label = match &args.label {
+        Some(label) => label.clone(),
+        None => git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "current".into()),
+    };
+    ensure!(
+        !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+        "--label must be letters, digits, '-', '_' or '.'"
+    );
+    tidegate_testenv::tools::build(&mut |line| eprintln!("[tools] {line}")).context("building the tools")?;
+    let scanner = scanner_tools::build_scanner(&mut |line| eprintln!("[tools] {line}"))?;
+    let (controller, built) = match &args.controller_binary {
+        Some(path) => {
+            let path =
+                std::fs::canonicalize(path).with_context(|| format!("--controller-binary {}", path.display()))?;
+            (path.clone(), format!("`{}` (given)", path.display()))
+        }
+        None => build_controller()?,
+    };
+    let work = std::env::temp_dir().join("tidegate-bench-scale").join(&label);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let trivy_cache = work.join("trivy-cache");
+    scanner_tools::write_vulnerability_db(&scanner, &crate::demo::advisories(false), &trivy_cache)?;
+    let shared = Shared { controller, trivy: scanner.trivy(), trivy_cache, work };
+    let machine = crate::bench::machine_info();
+
+    let runtime = crate::runtime()?;
+    let mut results = Vec::new();
+    for &n in &args.policies {
+        let mut runs = Vec::new();
+        for run in 1..=args.runs {
+            eprintln!("[bench scale] N={n}, run {run}/{}", args.runs);
+            let result =
+                runtime.block_on(measure(args, &shared, n, run)).with_context(|| format!("N={n}, run {run}"))?;
+            eprintln!("[bench scale] N={n} run {run}: {}", one_line(&result));
+            runs.push(result);
+        }
+        results.push(runs);
+    }
+
+    let facts = facts(&machine, &built, args, started.elapsed());
+    let date = Timestamp::now().strftime("%Y-%m-%d %H:%M UTC").to_string();
+    let section = report::render_section(&report::Section {
+        label: &label,
+        date: &date,
+        command: &command,
+        facts: &facts,
+        results: &results,
+    });
+    let output = if args.output.is_absolute() { args.output.clone() } else { crate::root().join(&args.output) };
+    let existing = std::fs::read_to_string(&output).unwrap_or_default();
+    let merged = report::merge(&existing, PREAMBLE, &label, &section);
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&output, merged).with_context(|| format!("writing {}", output.display()))?;
+    println!("{section}");
+    eprintln!("[bench scale] wrote section `{label}` of {} after {:.0?}", output.display(), started.elapsed());
+    Ok(())
+}
+
+fn one_line(r: &RunResult) -> String {
+    let p = |q| report::percentile(&r.to_production, q).map_or(f64::NAN, |d| d.as_secs_f64());
+    format!(
+        "all AwaitingApproval after {:.1} s; approval → production p50 {:.2} s p99 {:.2} s; VmRSS {} MiB (HWM {} MiB); {:.0} requests per policy; idle {:.0} requests/min, {} status writes",
+        r.to_awaiting.as_secs_f64(),
+        p(50.0),
+        p(99.0),
+        r.rss_kib / 1024,
+        r.hwm_kib / 1024,
+        r.requests_per_policy(),
+        r.idle_per_minute(),
+        r.idle_status_writes
+    )
+}
+
+/// `cargo build --release -p tidegate-controller`; the binary and a description of what was built.
+fn build_controller() -> Result<(PathBuf, String)> {
+    eprintln!("[bench scale] cargo build --release -p tidegate-controller");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(crate::root())
+        .args(["build", "--release", "--quiet", "-p", "tidegate-controller"])
+        .status()
+        .context("running cargo build")?;
+    ensure!(status.success(), "building the release controller failed");
+    let binary = crate::demo::target_dir()?.join("release").join("tidegate-controller");
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown commit".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let tree = if dirty { format!("{commit} with uncommitted changes") } else { commit };
+    Ok((binary, format!("release build of this tree ({tree})")))
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").current_dir(crate::root()).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// When things were first seen on the watches, by `namespace/name`.
+#[derive(Default)]
+struct Seen {
+    verified: BTreeSet<String>,
+    /// Releases and Promotions that ended badly, with their Ready condition's message.
+    failed: BTreeMap<String, String>,
+    awaiting: BTreeMap<String, Instant>,
+    left_awaiting: BTreeMap<String, Instant>,
+    succeeded: BTreeSet<String>,
+    /// Promotion → its policy's `namespace/name`.
+    promotion_policy: BTreeMap<String, String>,
+    /// Production Deployment → (image first seen, when it first changed).
+    production: BTreeMap<String, (String, Option<Instant>)>,
+}
+
+fn key<K: kube::ResourceExt>(object: &K) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+fn ready_message(conditions: &[tidegate_api::Condition]) -> String {
+    conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).unwrap_or_default()
+}
+
+/// Watches Releases, Promotions and the production Deployments (as the administrator, not
+/// audited), recording into `seen` when each reaches the phases measured.
+fn spawn_watches(client: &kube::Client, seen: &Arc<Mutex<Seen>>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let (s, api) = (seen.clone(), Api::<Release>::all(client.clone()));
+    tasks.push(tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        while let Some(event) = stream.next().await {
+            let Ok(release) = event else { continue };
+            let Some(status) = release.status.as_ref() else { continue };
+            let mut seen = s.lock().unwrap_or_else(|e| e.into_inner());
+            match status.phase {
+                ReleasePhase::Verified => {
+                    seen.verified.insert(key(&release));
+                }
+                ReleasePhase::Rejected | ReleasePhase::Failed | ReleasePhase::Superseded => {
+                    let why = format!("Release {:?}: {}", status.phase, ready_message(&status.conditions));
+                    seen.failed.insert(key(&release), why);
+                }
+                _ => {}
+            }
+        }
+    }));
+    let (s, api) = (seen.clone(), Api::<Promotion>::all(client.clone()));
+    tasks.push(tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        while let Some(event) = stream.next().await {
+            let Ok(promotion) = event else { continue };
+            let now = Instant::now();
+            let k = key(&promotion);
+            let mut seen = s.lock().unwrap_or_else(|e| e.into_inner());
+            let policy = format!("{}/{}", promotion.namespace().unwrap_or_default(), promotion.spec.policy);
+            seen.promotion_policy.insert(k.clone(), policy);
+            let Some(status) = promotion.status.as_ref() else { continue };
+            match status.phase {
+                PromotionPhase::AwaitingApproval => {
+                    seen.awaiting.entry(k).or_insert(now);
+                }
+                phase => {
+                    seen.left_awaiting.entry(k.clone()).or_insert(now);
+                    match phase {
+                        PromotionPhase::Succeeded => {
+                            seen.succeeded.insert(k);
+                        }
+                        PromotionPhase::RolledBack
+                        | PromotionPhase::Failed
+                        | PromotionPhase::Rejected
+                        | PromotionPhase::Expired
+                        | PromotionPhase::Superseded => {
+                            let why = format!("Promotion {phase:?}: {}", ready_message(&status.conditions));
+                            seen.failed.insert(k, why);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }));
+    let (s, api) = (seen.clone(), Api::<Deployment>::all(client.clone()));
+    tasks.push(tokio::spawn(async move {
+        let config = watcher::Config::default().labels(&format!("{ROLE_LABEL}=production"));
+        let mut stream = watcher(api, config).default_backoff().applied_objects().boxed();
+        while let Some(event) = stream.next().await {
+            let Ok(deployment) = event else { continue };
+            let now = Instant::now();
+            let image = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let mut seen = s.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = seen.production.entry(key(&deployment)).or_insert_with(|| (image.clone(), None));
+            if entry.0 != image && entry.1.is_none() {
+                entry.1 = Some(now);
+            }
+        }
+    }));
+    tasks
+}
+
+/// Polls `check` on the watched state every 50 ms until it says done, the controller exits, a
+/// Release or Promotion fails, or `timeout` passes.
+async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    controller: &mut Controller,
+    seen: &Arc<Mutex<Seen>>,
+    mut check: impl FnMut(&Seen) -> (bool, String),
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (done, progress) = {
+            let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((object, why)) = seen.failed.iter().next() {
+                bail!("{object} ended: {why} (controller log {})", controller.log.display());
+            }
+            check(&seen)
+        };
+        if done {
+            return Ok(());
+        }
+        if let Some(status) = controller.exited() {
+            bail!("the controller exited ({status}) while waiting for {what}; log {}", controller.log.display());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {timeout:?} ({progress}); controller log {}", controller.log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One run at `n` policies.
+async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Result<RunResult> {
+    let dir = shared.work.join(format!("n{n}-r{run}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let (policy_file, audit_log) = (dir.join("audit-policy.yaml"), dir.join("audit.log"));
+    std::fs::write(&policy_file, audit::policy_yaml(CONTROLLER_USER))?;
+    let options = Options {
+        dir: Some(dir.join("env")),
+        nodes: setup::nodes_for(n),
+        install_crds: true,
+        apiserver_args: vec![
+            format!("--audit-policy-file={}", policy_file.display()),
+            format!("--audit-log-path={}", audit_log.display()),
+            "--audit-log-format=json".into(),
+            "--audit-log-maxsize=0".into(),
+        ],
+    };
+    let env = TestEnv::start_with(options).await.context("starting the local control plane")?;
+    let client = env.client().await?;
+    apply::apply_dir(&client, &crate::root().join("deploy"), "default", "tidegate-bench").await?;
+    apply::apply_yaml(
+        &client,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: bench-approvers}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-approver}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: tidegate-approvers}\n",
+        "default",
+        "tidegate-bench",
+    )
+    .await?;
+    let registry = Registry::start(RegistryOptions::default()).await.context("starting the registry")?;
+    let base_ref = setup::base_ref(registry.host());
+    let slots = setup::slots(n, args.per_namespace);
+    let (old_base, apps) = setup::push_images(&registry, &slots).await?;
+    setup::create_workloads(&env, &client, &slots, &apps, &base_ref).await?;
+    eprintln!("[bench scale] {n} policies and {} Deployments ready; starting the controller", 2 * n);
+
+    let identity =
+        tidegate_testenv::pki::write_code_signing_identity(&dir.join("notary"), "tidegate bench", "tidegate")?;
+    let signing = ControllerSigning { identity: &identity, trivy: &shared.trivy, trivy_cache: &shared.trivy_cache };
+    let mut controller = Controller::spawn(
+        &env,
+        &shared.controller,
+        &dir,
+        &signing,
+        &registry.plain_http_hosts(),
+        &args.controller_args,
+    )?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watches = spawn_watches(&client, &seen);
+    let result = drive(args, &env, &client, &registry, &slots, &old_base, &mut controller, &seen, &audit_log).await;
+    for task in watches {
+        task.abort();
+    }
+    drop(controller);
+    drop(registry);
+    drop(env);
+    match result {
+        Ok(result) if !args.keep => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(result)
+        }
+        Ok(result) => Ok(result),
+        Err(e) => Err(e.context(format!("the run's files are kept in {}", dir.display()))),
+    }
+}
+
+/// Everything after the controller started: the base update, the approvals, the idle window,
+/// and the counting.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    args: &ScaleArgs,
+    env: &TestEnv,
+    client: &kube::Client,
+    registry: &Registry,
+    slots: &[Slot],
+    old_base: &str,
+    controller: &mut Controller,
+    seen: &Arc<Mutex<Seen>>,
+    audit_log: &Path,
+) -> Result<RunResult> {
+    let n = slots.len();
+    // Every policy has recorded base v1 (first sight starts no Release) before the update.
+    let policies: Api<ImagePolicy> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(120 + n as u64);
+    loop {
+        let list = policies.list(&Default::default()).await?;
+        let recorded = list
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.base_digest.as_deref()) == Some(old_base))
+            .count();
+        if recorded == n {
+            break;
+        }
+        if let Some(status) = controller.exited() {
+            bail!("the controller exited ({status}); log {}", controller.log.display());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {recorded} of {n} policies recorded the base digest; controller log {}",
+                controller.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The update: base v2 under the same tag, then the registry's push notification.
+    let pushed_at = Timestamp::now();
+    let client_registry = registry.client();
+    let new_base = client_registry
+        .push_layered(setup::BASE_REPO, setup::BASE_TAG, &setup::base_layers("3.1.4-r0"), &[])
+        .await
+        .context("pushing base v2")?;
+    let pushed = Instant::now();
+    let registry_mark = std::fs::metadata(registry.log()).map(|m| m.len()).unwrap_or(0);
+    notify(&controller.metrics_addr, registry.host(), &new_base).await?;
+    eprintln!("[bench scale] pushed {} → {new_base}; waiting for {n} Promotions", setup::base_ref(registry.host()));
+
+    wait_for(
+        "every Release Verified and every Promotion AwaitingApproval",
+        Duration::from_secs(180 + 3 * n as u64),
+        controller,
+        seen,
+        |s| {
+            (
+                s.verified.len() >= n && s.awaiting.len() >= n,
+                format!("{} Verified, {} AwaitingApproval", s.verified.len(), s.awaiting.len()),
+            )
+        },
+    )
+    .await?;
+    let to_awaiting = {
+        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
+        s.awaiting.values().max().map(|last| last.duration_since(pushed)).unwrap_or_default()
+    };
+    eprintln!(
+        "[bench scale] all {n} AwaitingApproval after {:.1} s; approving all as alice",
+        to_awaiting.as_secs_f64()
+    );
+
+    // Approve every Promotion at once, as the approver alice.
+    let promotions: Vec<(String, String)> = {
+        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
+        s.awaiting.keys().filter_map(|k| k.split_once('/')).map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    let alice = env.client_for("alice", &["tidegate-approvers"]).await?;
+    let approvals = futures::future::join_all(promotions.iter().map(|(ns, name)| {
+        let api: Api<Promotion> = Api::namespaced(alice.clone(), ns);
+        async move {
+            let patch = json!({"metadata": {"annotations": {"tidegate.dev/approved-by": "alice"}}});
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("approving {ns}/{name} as alice"))?;
+            anyhow::Ok((format!("{ns}/{name}"), Instant::now()))
+        }
+    }))
+    .await;
+    let approved: BTreeMap<String, Instant> = approvals.into_iter().collect::<Result<_>>()?;
+    wait_for("every production Deployment written", Duration::from_secs(120 + n as u64), controller, seen, |s| {
+        let written = s.production.values().filter(|(_, at)| at.is_some()).count();
+        (written >= n && s.left_awaiting.len() >= n, format!("{written} production Deployments written"))
+    })
+    .await?;
+    let (to_production, to_promoting) = {
+        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut production = Vec::new();
+        let mut promoting = Vec::new();
+        for (promotion, at) in &approved {
+            let policy = s.promotion_policy.get(promotion).context("a Promotion without its policy")?;
+            let written =
+                s.production.get(policy).and_then(|(_, w)| *w).context("a production Deployment not written")?;
+            production.push(written.saturating_duration_since(*at));
+            if let Some(left) = s.left_awaiting.get(promotion) {
+                promoting.push(left.saturating_duration_since(*at));
+            }
+        }
+        (production, promoting)
+    };
+    eprintln!(
+        "[bench scale] production written: p50 {:.2} s, p99 {:.2} s after the approval; waiting for the monitor window",
+        report::percentile(&to_production, 50.0).unwrap_or_default().as_secs_f64(),
+        report::percentile(&to_production, 99.0).unwrap_or_default().as_secs_f64()
+    );
+    wait_for("every Promotion Succeeded", Duration::from_secs(240 + 2 * n as u64), controller, seen, |s| {
+        (s.succeeded.len() >= n, format!("{} Succeeded", s.succeeded.len()))
+    })
+    .await?;
+    let settled_at = Timestamp::now();
+
+    // Idle: nothing changes for `idle_seconds` after a short settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_from = Timestamp::now();
+    eprintln!("[bench scale] every Promotion Succeeded; idle for {} s", args.idle_seconds);
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    let idle_to = Timestamp::now();
+    if let Some(status) = controller.exited() {
+        bail!("the controller exited ({status}) during the idle window; log {}", controller.log.display());
+    }
+    let (rss_kib, hwm_kib) = memory(controller.pid())?;
+    // Let the audit log catch up with the last requests.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let text = std::fs::read_to_string(audit_log).with_context(|| format!("reading {}", audit_log.display()))?;
+    let requests = audit::parse(&text, CONTROLLER_USER);
+    ensure!(!requests.is_empty(), "the audit log {} holds no request of {CONTROLLER_USER}", audit_log.display());
+    let work = audit::count(&requests, pushed_at, settled_at);
+    let idle = audit::count(&requests, idle_from, idle_to);
+    let registry_counts = registry_traffic(registry.log(), registry_mark, idle_from, idle_to)?;
+    Ok(RunResult {
+        policies: n,
+        to_awaiting,
+        to_production,
+        to_promoting,
+        rss_kib,
+        hwm_kib,
+        requests: work.total,
+        by_verb_resource: work.by_verb_resource,
+        idle_requests: idle.total,
+        idle_status_writes: idle.status_writes,
+        idle_other_writes: idle.other_writes,
+        idle_lease_writes: idle.lease_writes,
+        idle_seconds: args.idle_seconds,
+        idle_by_verb_resource: idle.by_verb_resource,
+        registry_controller: registry_counts.0,
+        registry_trivy: registry_counts.1,
+        registry_idle: registry_counts.2,
+    })
+}
+
+/// Posts the distribution registry's push notification for the base tag to the controller's
+/// webhook, as a registry configured with a notification endpoint would.
+async fn notify(metrics_addr: &str, host: &str, digest: &str) -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = json!({"events": [{
+        "action": "push",
+        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": setup::BASE_REPO, "digest": digest, "tag": setup::BASE_TAG},
+        "request": {"host": host}
+    }]})
+    .to_string();
+    let mut stream =
+        tokio::net::TcpStream::connect(metrics_addr).await.with_context(|| format!("connecting to {metrics_addr}"))?;
+    let request = format!(
+        "POST /webhooks/registry HTTP/1.1\r\nhost: {metrics_addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    ensure!(
+        answer.starts_with("HTTP/1.1 202"),
+        "the controller's webhook answered: {}",
+        answer.lines().next().unwrap_or("")
+    );
+    Ok(())
+}
+
+/// VmRSS and VmHWM of a process, KiB.
+fn memory(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Ok((field("VmRSS:").context("no VmRSS")?, field("VmHWM:").context("no VmHWM")?))
+}
+
+/// Registry requests after byte `mark` of its access log: by the controller, by Trivy (its user
+/// agent names it), and by either within the idle window.
+fn registry_traffic(log: &Path, mark: u64, idle_from: Timestamp, idle_to: Timestamp) -> Result<(u64, u64, u64)> {
+    let text = std::fs::read(log).with_context(|| format!("reading {}", log.display()))?;
+    let start = usize::try_from(mark).unwrap_or(usize::MAX).min(text.len());
+    Ok(count_registry(&String::from_utf8_lossy(&text[start..]), idle_from, idle_to))
+}
+
+fn count_registry(text: &str, idle_from: Timestamp, idle_to: Timestamp) -> (u64, u64, u64) {
+    let (mut controller, mut trivy, mut idle) = (0, 0, 0);
+    for access in text.lines().filter_map(crate::bench::parse_access) {
+        if access.agent.to_ascii_lowercase().contains("trivy") {
+            trivy += 1;
+        } else {
+            controller += 1;
+        }
+        // The access log has whole seconds: a request in the idle window's first or last second
+        // counts.
+        let second = |t: Timestamp| t.as_second();
+        if access.time.is_some_and(|t| second(t) >= second(idle_from) && second(t) <= second(idle_to)) {
+            idle += 1;
+        }
+    }
+    (controller, trivy, idle)
+}
+
+/// The report's facts about the machine, versions and set-up.
+fn facts(machine: &str, built: &str, args: &ScaleArgs, elapsed: Duration) -> Vec<String> {
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().trim().to_string())
+    };
+    let kubernetes = tidegate_testenv::tools::Tools::locate()
+        .ok()
+        .and_then(|t| t.path("kube-apiserver").parent()?.parent()?.file_name().map(|f| f.to_string_lossy().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    vec![
+        format!("machine: {machine}"),
+        format!(
+            "versions: {}, {}, control plane `{kubernetes}` (kube-apiserver, etcd, kwok), CNCF distribution {}, Trivy {}",
+            run("rustc", &["--version"]).unwrap_or_else(|| "rustc unknown".into()),
+            run("go", &["version"]).unwrap_or_else(|| "go unknown".into()),
+            tidegate_testenv::tools::DISTRIBUTION_VERSION,
+            scanner_tools::TRIVY_VERSION
+        ),
+        format!("controller: {built}"),
+        format!(
+            "layout: {} policies to a namespace (and its `-staging` twin), {} run(s) per N, idle window {} s; whole bench {:.0?}",
+            args.per_namespace, args.runs, args.idle_seconds, elapsed
+        ),
+    ]
+}
+
+const PREAMBLE: &str = r#"# Scale benchmark: N policies on one controller
+
+Written by `cargo xtask bench scale` (`xtask/src/bench_scale*.rs`). Each run writes the section of
+its `--label` and keeps the other labels' sections, so measurements of two builds sit side by side.
+Re-run the same command to refresh a section.
+
+## What is measured, and how
+
+Each run starts what `cargo xtask demo --local` starts, fresh: the local control plane (etcd,
+kube-apiserver, controller-manager, scheduler, kwok nodes), the CNCF distribution registry on
+loopback, a Notary Project signing identity generated for the run (`tidegate_testenv::pki`), Trivy
+with an offline database written for the run, and the controller binary as a local process with the
+least-privilege identity of `deploy/` (ServiceAccount `tidegate-system/tidegate-controller`, leader
+election on). It then creates N ImagePolicies, 10 to a namespace (`bench-00` … with staging in
+`bench-00-staging` …), each promoting its own application image (built on one shared base,
+`base/runtime:3.20`) with the `rebase` builder, the `trivy` scanner, one `worker` workload (a staging
+and a production Deployment of one replica on kwok's nodes, strategy `replace`), no staging tests and
+the shortest monitor window (`1m`). Every policy watches the same base tag (interval `15m`); the
+controller has recorded its digest before the measurement starts.
+
+1. **push → all AwaitingApproval**: a new base digest is pushed under the tag, and the registry's
+   push notification is posted to the controller's `/webhooks/registry` right after. Measured from
+   the end of the push until the last Promotion is seen in `AwaitingApproval` (every Release
+   `Verified`), on watches kept by the bench as the administrator.
+2. **approval → production write**: every Promotion is approved at once as user `alice` (group
+   `tidegate-approvers`, annotation `tidegate.dev/approved-by`, admission checked). Per Promotion,
+   from the API server's answer to the approval write until the production Deployment's pod template
+   image changes on the bench's watch; p50 and p99 (nearest rank) over the N Promotions. The time until
+   the Promotion leaves `AwaitingApproval` is shown too.
+3. **controller VmRSS / VmHWM**: `/proc/<pid>/status` at the end of the run (HWM is the peak).
+4. **controller requests per policy**: the kube-apiserver audit log records every request of the
+   controller's user (and nothing of anyone else; requests it makes as a namespace's deployer are
+   recorded under its user), at the Metadata level, once each. Counted from the push until every
+   Promotion `Succeeded` (so including the one-minute monitor window), divided by N; by verb and
+   resource in each section.
+5. **idle**: five seconds after every Promotion `Succeeded`, requests of the controller over the idle
+   window, per minute; writes in that window: status writes, and other writes (Lease renewals of
+   leader election and access reviews are not counted as writes; Lease writes are listed per run).
+6. **registry requests**: the registry's access log from the push to the end of the idle window, by
+   the controller and by Trivy (which the controller runs, one scan at a time).
+
+Times are wall-clock on a machine shared with compilers: read them as orders of magnitude.
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_requests_by_client_and_in_the_idle_window() {
+        let log = [
+            r#"127.0.0.1 - - [03/Dec/2026:02:00:00 +0000] "HEAD /v2/base/runtime/manifests/3.20 HTTP/1.1" 200 0 "" """#,
+            r#"time="2026-12-03T02:00:00Z" level=info msg="response completed""#,
+            r#"127.0.0.1 - - [03/Dec/2026:02:00:10 +0000] "GET /v2/bench/app-0/blobs/sha256:ab HTTP/1.1" 200 10 "" "trivy/v0.74.0 go-containerregistry/v0.20""#,
+            r#"127.0.0.1 - - [03/Dec/2026:02:01:00 +0000] "HEAD /v2/base/runtime/manifests/3.20 HTTP/1.1" 200 0 "" "tidegate""#,
+        ]
+        .join("\n");
+        let (controller, trivy, idle) =
+            count_registry(&log, "2026-12-03T02:00:30Z".parse().unwrap(), "2026-12-03T02:01:30Z".parse().unwrap());
+        assert_eq!((controller, trivy, idle), (2, 1, 1));
+    }
+}
