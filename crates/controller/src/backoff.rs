@@ -40,9 +40,23 @@ impl Backoff {
     }
 }
 
+/// `interval` moved by up to a tenth either way, so that objects started together (a thousand
+/// policies applied at once) do not look again all at once for ever after.
+pub fn spread(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.9..=1.1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_stays_within_a_tenth() {
+        let interval = Duration::from_secs(30);
+        let seen: Vec<Duration> = (0..200).map(|_| spread(interval)).collect();
+        assert!(seen.iter().all(|d| *d >= Duration::from_secs(27) && *d <= Duration::from_secs(33)), "{seen:?}");
+        assert!(seen.iter().any(|d| *d != seen[0]), "the intervals are spread");
+    }
 
     #[test]
     fn grows_jittered_capped_and_resets() {

@@ -59,6 +59,8 @@ pub struct Context {
     pub canary: crate::canary::CanaryClock,
     /// Trust roots and fixed addresses for staging HTTP checks.
     pub http_checks: tidegate_providers::staging_tests::HttpCheckOptions,
+    /// How often an ImagePolicy looks again when nothing wakes it (`--observe-interval-seconds`).
+    pub observe_interval: std::time::Duration,
 }
 
 impl Context {

@@ -77,6 +77,13 @@ pub struct Config {
     /// receives the registry's credentials only when its host is listed too. Repeatable.
     #[arg(long = "plain-http-registry")]
     pub plain_http_registries: Vec<String>,
+    /// How often each ImagePolicy looks again when nothing wakes it, in seconds: it re-reads its
+    /// production and staging workloads (drift, the digests in its status) and, with a
+    /// `newBuild` trigger, the repository's tags. Each look is spread by up to a tenth. This bounds
+    /// how late drift is reported; idle requests grow with policies ÷ interval.
+    #[arg(long, env = "TIDEGATE_OBSERVE_INTERVAL_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(5..=86400))]
+    pub observe_interval_seconds: u64,
     /// Requests per second each registry may receive from this controller.
     #[arg(long, default_value_t = 20.0)]
     pub registry_requests_per_second: f64,
@@ -242,6 +249,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         azure: azure.clone(),
         canary: canary::CanaryClock::default(),
         http_checks: config.azure.http_checks()?,
+        observe_interval: std::time::Duration::from_secs(config.observe_interval_seconds),
     });
     tracing::info!(%identity, %replica, "controller starting");
     metrics.set_ready(true);

@@ -2,7 +2,6 @@
 //! (production and staging digests, history, latest Release) true to the world.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
@@ -20,9 +19,6 @@ use crate::context::{Context, MANAGER};
 use crate::error::Result;
 use crate::observe;
 
-/// How often the observed digests are refreshed when nothing else happens. A refresh that finds
-/// nothing new writes nothing.
-const REFRESH: Duration = Duration::from_secs(30);
 /// Production history entries kept.
 const HISTORY: usize = 10;
 
@@ -148,7 +144,9 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
             ctx.event(policy.as_ref(), false, "DriftResolved", note, "Observe").await;
         }
     }
-    Ok(Action::requeue(REFRESH))
+    // The observed digests are refreshed when nothing else happens; a refresh that finds nothing
+    // new writes nothing.
+    Ok(Action::requeue(crate::backoff::spread(ctx.observe_interval)))
 }
 
 /// The live version of every production workload.
@@ -241,8 +239,9 @@ async fn new_build(ctx: &Context, policy: &ImagePolicy, pattern: &str, productio
         return Ok(());
     };
     let name = names::release_name(&policy.name_any(), "build", newest);
-    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-    if api.get_opt(&name).await?.is_some() {
+    // Known from the watch: no request. A Release the watch has not delivered yet is found by
+    // the check before creating it.
+    if ctx.stores.release(&policy.namespace().unwrap_or_default(), &name).await.is_some() {
         return Ok(());
     }
     let Some(head) =
