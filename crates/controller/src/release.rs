@@ -1,29 +1,33 @@
-//! The Release reconciler: walks a candidate through build, scan, sign, staging and tests, then
-//! opens its Promotion. It never touches production.
+//! The Release reconciler: observes a Release and its policy, asks
+//! [`tidegate_core::release::plan`] what to do, carries out the work the plan asks for (build,
+//! scan, sign, verify, deploy to staging, test, open the Promotion), and writes status once. Every
+//! decision is the planner's. It never touches production.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tidegate_api::release::{ScanSummary, StageRecord, TestResult};
-use tidegate_api::{ImagePolicy, LABEL_POLICY, Promotion, PromotionSpec, Release, ReleasePhase, ReleaseStatus};
-use tidegate_core::conditions::{self, Wanted};
-use tidegate_core::gate;
-use tidegate_core::release::{self, ReleasePhaseExt, StageOutcome};
-use tidegate_core::{Digest, names};
+use tidegate_api::release::TestResult;
+use tidegate_api::{ImagePolicy, LABEL_POLICY, Promotion, PromotionSpec, Release, ReleasePhase};
+use tidegate_core::promotion::Progress;
+use tidegate_core::release::{
+    self, BuildObservation, Effect, Observed, PolicyState, ReleaseFacts, ReleasePhaseExt, ReleasePlan, ScanObservation,
+    SignObservation, SignatureCheck, StagingObservation, StagingOutcome, TestsObservation,
+};
+use tidegate_core::{Digest, ImageRef};
 use tidegate_providers::staging_tests::{self, JobOutcome};
-use tidegate_providers::targets::Target;
+use tidegate_providers::targets::{Target, Targets};
 use tidegate_providers::{BuildContext, BuildStep, ProviderError, ScanRequest};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::observe;
 
-/// How often a stage that waits (a rollout, a test Job, a scan report) is looked at again.
-const POLL: Duration = Duration::from_secs(2);
+/// Rounds of work one reconcile carries out before the plan decides (staging needs three:
+/// verify the signature, converge the targets, decide). The planner never asks twice for work
+/// whose outcome it was given (`release_invariants` in core), so this bound is never reached.
+const MAX_ROUNDS: usize = 4;
 
 /// Reconciles one Release.
 #[tracing::instrument(skip(release, ctx), fields(kind = "Release", namespace = %release.namespace().unwrap_or_default(), name = %release.name_any()))]
@@ -36,80 +40,74 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     // the recorded rollback target.
     let Some(release) = api.get_opt(&name).await?.map(Arc::new) else { return Ok(Action::await_change()) };
     let old = release.status.clone();
-    let mut status = old.clone().unwrap_or_default();
-    let now = ctx.now();
-    let phase = status.phase;
 
-    let Some(policy) = observe::policy(&ctx, &namespace, &release.spec.policy).await? else {
-        status.conditions = conditions::merge(
-            &status.conditions,
-            &[Wanted::new(
-                "Ready",
-                false,
-                "PolicyNotFound",
-                format!("ImagePolicy {namespace}/{} does not exist", release.spec.policy),
-            )],
-            release.meta().generation,
-            now,
-        );
-        crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
-        return Ok(Action::await_change());
-    };
+    // Observe.
+    let policy = observe::policy(&ctx, &namespace, &release.spec.policy).await?;
+    let mut facts = facts(&ctx, &release, policy.as_ref()).await?;
 
-    if phase.is_terminal() {
-        return Ok(Action::await_change());
-    }
-
-    let superseded_by = newer_release(&ctx, &release, &namespace).await?;
-    let outcome = if superseded_by.is_some() {
-        StageOutcome::Done
-    } else {
-        match run_stage(&ctx, &policy, &release, &mut status, now).await {
-            Ok(outcome) => outcome,
-            Err(Error::Provider(e)) if !e.is_transient() => StageOutcome::Failed { message: e.to_string() },
-            Err(Error::Invalid(message)) => StageOutcome::Failed { message },
-            Err(e) => return Err(e),
-        }
-    };
-    let step = release::step(phase, superseded_by.as_deref(), &outcome);
-    status.phase = step.phase;
-    status.observed_generation = release.meta().generation;
-    let ready = step.phase == ReleasePhase::Verified;
-    let failed = matches!(step.phase, ReleasePhase::Rejected | ReleasePhase::Failed);
-    let mut wanted = vec![Wanted::new("Ready", ready, step.reason, step.message.clone())];
-    if failed || step.phase == ReleasePhase::Superseded {
-        wanted.push(Wanted::new("Blocked", failed, step.reason, step.message.clone()));
-    }
-    if phase == ReleasePhase::Signing && superseded_by.is_none() {
-        // Whether the candidate got signed, and if not why (`SigningNotConfigured` names the flags).
-        match &outcome {
-            StageOutcome::Done => wanted.push(Wanted::new("Signed", true, "Signed", "the candidate is signed")),
-            StageOutcome::Rejected { reason, message } => {
-                wanted.push(Wanted::new("Signed", false, *reason, message.clone()))
+    // Plan, carrying out the work the plan asks for until it decides.
+    let mut plan = release::plan(&facts);
+    if let Some(policy) = &policy {
+        let mut work = Work::new(&ctx, policy, &release);
+        for _ in 0..MAX_ROUNDS {
+            if !plan.awaits_work() {
+                break;
             }
-            StageOutcome::Failed { message } => {
-                wanted.push(Wanted::new("Signed", false, "SigningFailed", message.clone()))
-            }
-            StageOutcome::InProgress(_) => {}
+            work.carry_out(&plan, &mut facts.observed).await?;
+            plan = release::plan(&facts);
         }
     }
-    status.conditions = conditions::merge(&status.conditions, &wanted, release.meta().generation, now);
+    if plan.awaits_work() {
+        return Err(Error::Invalid(format!(
+            "the Release planner still asks for {:?} after {MAX_ROUNDS} rounds",
+            plan.effects
+        )));
+    }
 
-    if step.phase == ReleasePhase::Verified {
-        ensure_promotion(&ctx, &release, &status).await?;
+    // Execute what follows from the decision, then write status once.
+    for effect in &plan.effects {
+        if let Effect::OpenPromotion { name, digest } = effect {
+            open_promotion(&ctx, &release, name, digest).await?;
+        }
     }
-    crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
-    if step.phase != phase {
-        ctx.metrics
-            .transitions
-            .get_or_create(&crate::metrics::PhaseLabels { kind: "Release", phase: format!("{:?}", step.phase) })
-            .inc();
-        ctx.event(release.as_ref(), failed, step.reason, step.message, &format!("{:?}", step.phase)).await;
-    }
-    Ok(match step.phase {
-        p if p != phase => Action::requeue(Duration::ZERO),
-        p if p.has_work() => Action::requeue(POLL),
-        _ => Action::await_change(),
+    crate::status::apply(&ctx, &api, &name, old.as_ref(), &plan.status).await?;
+    announce(&ctx, &release, &plan).await;
+    Ok(match plan.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// What the planner needs to know before any work is done.
+async fn facts(ctx: &Context, release: &Release, policy: Option<&ImagePolicy>) -> Result<ReleaseFacts> {
+    let namespace = release.namespace().unwrap_or_default();
+    let status = release.status.clone().unwrap_or_default();
+    // Only a Release that can still move needs to know whether a newer one replaces it.
+    let superseded_by = match policy {
+        Some(_) if !status.phase.is_terminal() => newer_release(ctx, release, &namespace).await?,
+        _ => None,
+    };
+    Ok(ReleaseFacts {
+        name: release.name_any(),
+        policy_name: release.spec.policy.clone(),
+        generation: release.meta().generation,
+        created: release.meta().creation_timestamp.as_ref().map(|t| t.0),
+        status,
+        policy: match policy {
+            None => PolicyState::Missing,
+            Some(policy) => PolicyState::Present {
+                repository: observe::repository(policy).map_err(|e| match e {
+                    Error::Invalid(message) => message,
+                    other => other.to_string(),
+                }),
+                workloads: policy.spec.workloads.iter().map(|w| w.name.clone()).collect(),
+            },
+        },
+        superseded_by,
+        fixes: release.spec.reason.vulnerabilities.clone().unwrap_or_default(),
+        observed: Observed::default(),
+        now: ctx.now(),
+        namespace,
     })
 }
 
@@ -126,276 +124,235 @@ async fn newer_release(ctx: &Context, release: &Release, namespace: &str) -> Res
         .map(|r| r.name_any()))
 }
 
-fn digest(status: &ReleaseStatus) -> Result<Digest> {
-    status
-        .digest
-        .as_deref()
-        .and_then(|d| d.parse().ok())
-        .ok_or_else(|| Error::Invalid("status.digest is missing or malformed".into()))
+/// Metrics and an Event when the phase changed.
+async fn announce(ctx: &Context, release: &Release, plan: &ReleasePlan) {
+    let Some(transition) = &plan.transition else { return };
+    let phase = format!("{:?}", plan.phase);
+    ctx.metrics.transitions.get_or_create(&crate::metrics::PhaseLabels { kind: "Release", phase: phase.clone() }).inc();
+    ctx.event(release, transition.warning, transition.reason, transition.message.clone(), &phase).await;
 }
 
-async fn run_stage(
-    ctx: &Context,
-    policy: &ImagePolicy,
-    release: &Release,
-    status: &mut ReleaseStatus,
-    now: jiff::Timestamp,
-) -> Result<StageOutcome> {
-    let namespace = release.namespace().unwrap_or_default();
-    let repository = observe::repository(policy)?;
-    match status.phase {
-        ReleasePhase::Pending | ReleasePhase::Verified => Ok(StageOutcome::Done),
-        ReleasePhase::Building => {
-            let started_at = status.build.as_ref().and_then(|b| b.started_at.as_ref()).map(|t| t.0);
-            let run_id = status.build.as_ref().and_then(|b| b.run_id.clone());
-            match ctx.builder.build(policy, release, &repository, &BuildContext { started_at, run_id, now }).await? {
-                BuildStep::Done(built) => {
-                    status.image = Some(repository.pinned(&built.digest));
-                    status.digest = Some(built.digest.to_string());
-                    status.build = Some(StageRecord {
-                        reference: Some(built.run),
-                        started_at: started_at.map(Time),
-                        finished_at: Some(Time(now)),
-                        run_id: built.run_id,
-                        log_link: built.log_link,
-                    });
-                    Ok(StageOutcome::Done)
-                }
-                BuildStep::Started { run, run_id } => {
-                    status.build = Some(StageRecord {
-                        reference: Some(run.clone()),
-                        started_at: Some(Time(now)),
-                        finished_at: None,
-                        run_id,
-                        log_link: None,
-                    });
-                    Ok(StageOutcome::InProgress(run))
-                }
-                BuildStep::Waiting(message) => Ok(StageOutcome::InProgress(message)),
+/// Carries out a plan's work for one Release, within one reconcile.
+struct Work<'a> {
+    ctx: &'a Context,
+    policy: &'a ImagePolicy,
+    release: &'a Release,
+    namespace: String,
+    /// Staging targets as the policy namespace's deployer, made once per reconcile.
+    targets: Option<Targets>,
+}
+
+impl<'a> Work<'a> {
+    fn new(ctx: &'a Context, policy: &'a ImagePolicy, release: &'a Release) -> Self {
+        Self { ctx, policy, release, namespace: release.namespace().unwrap_or_default(), targets: None }
+    }
+
+    /// Carries out every piece of work `plan` asks for, in order, recording what each came to
+    /// in `observed`. Work that fails for good is recorded as a failure and ends the round, as
+    /// does a staging target that fails or is out of reach; transient errors end the reconcile
+    /// (it is retried with backoff).
+    async fn carry_out(&mut self, plan: &ReleasePlan, observed: &mut Observed) -> Result<()> {
+        for effect in plan.effects.iter().filter(|e| e.is_work()) {
+            match self.effect(effect, observed).await {
+                Ok(()) => {}
+                Err(Error::Provider(e)) if !e.is_transient() => observed.failure = Some(e.to_string()),
+                Err(Error::Invalid(message)) => observed.failure = Some(message),
+                Err(e) => return Err(e),
+            }
+            let staging_stopped = observed.staging.last().is_some_and(|s| {
+                matches!(s.outcome, StagingOutcome::OutOfReach(_) | StagingOutcome::Progress(Progress::Failed(_)))
+            });
+            if observed.failure.is_some() || staging_stopped {
+                break;
             }
         }
-        ReleasePhase::Scanning => {
-            let digest = digest(status)?;
-            let image = repository.pinned(&digest);
-            let scanner = match ctx.scanners.get(policy.spec.scan.scanner) {
-                Ok(scanner) => scanner,
-                Err(why) => {
-                    return Ok(StageOutcome::Rejected {
-                        reason: crate::scanners::SCANNER_NOT_CONFIGURED,
-                        message: why,
-                    });
-                }
-            };
-            let max_age = crate::vulnerabilities::max_age(policy)?;
-            let staging = crate::vulnerabilities::workload_namespaces(policy, false, &namespace)?;
-            // The wait for a first result counts from when the candidate was built.
-            let built = status.build.as_ref().and_then(|b| b.finished_at.as_ref()).map(|t| t.0);
-            let built = built.or_else(|| release.meta().creation_timestamp.as_ref().map(|t| t.0)).unwrap_or(now);
-            let request = ScanRequest {
-                namespace: &namespace,
-                image: &image,
-                digest: &digest,
-                workload_namespaces: &staging,
-                max_age,
-                now,
-                deadline: crate::vulnerabilities::scan_deadline(policy, built)?,
-            };
-            let kind = policy.spec.scan.scanner;
-            let report = match scanner.scan(&request).await {
-                Ok(Some(report)) => report,
-                Ok(None) => return Ok(StageOutcome::InProgress(crate::scanners::waiting_for(kind, &digest))),
-                Err(ProviderError::NotAllowed(message)) => {
-                    return Ok(StageOutcome::Rejected { reason: crate::scanners::not_allowed_reason(kind), message });
-                }
-                Err(ProviderError::NotConfigured(message)) => {
-                    return Ok(StageOutcome::Rejected { reason: crate::scanners::SCANNER_NOT_CONFIGURED, message });
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let (findings, produced_at, database) = (report.findings, report.produced_at, report.database);
-            // No-regression: what production runs now is scanned with the same scanner; its
-            // findings do not block the candidate. Without a production result, everything blocks.
-            let production = match policy.spec.scan.no_regression {
-                true => {
-                    crate::vulnerabilities::production_findings(ctx, policy, scanner.as_ref(), max_age, now).await?
-                }
-                false => None,
-            };
-            let gate_policy = crate::vulnerabilities::gate_policy(policy, production);
-            let decision = gate::evaluate(&findings, &gate_policy, now);
-            status.scan = Some(ScanSummary {
-                // As the API spells it (`trivy`, `trivyReport`, `configMapReport`).
-                scanner: serde_json::to_value(policy.spec.scan.scanner).ok().and_then(|v| v.as_str().map(String::from)),
-                critical: decision.counts[0],
-                high: decision.counts[1],
-                medium: decision.counts[2],
-                low: decision.counts[3],
-                blocking: i32::try_from(decision.blocking.len()).unwrap_or(i32::MAX),
-                blocking_ids: decision.blocking.iter().take(50).cloned().collect(),
-                expired_exceptions: decision.expired.iter().take(50).cloned().collect(),
-                top: top_findings(&findings, &decision),
-                inherited: decision.inherited.iter().take(50).cloned().collect(),
-                produced_at: produced_at.map(Time),
-                database,
-                finished_at: Some(Time(now)),
-            });
-            if decision.passes() {
-                Ok(StageOutcome::Done)
-            } else {
-                let mut message =
-                    format!("{} blocking finding(s): {}", decision.blocking.len(), decision.blocking.join(", "));
-                if !decision.expired.is_empty() {
-                    message.push_str(&format!(
-                        "; the exception of {} expired, so it blocks again (renew it in spec.scan.exceptions or fix it)",
-                        decision.expired.join(", ")
-                    ));
-                }
-                let reason_ids = release.spec.reason.vulnerabilities.clone().unwrap_or_default();
-                let carried = tidegate_core::rescan::still_carried(&reason_ids, &decision.blocking);
-                if !carried.is_empty() {
-                    // Rescans start no second Release for the same findings on the same digest.
-                    message = format!(
-                        "the rebuilt image still carries {}, which this Release was started to fix: rebuilding \
-                         onto the current base does not fix it, so no new Release is started for it; a newer base \
-                         image or an application change must fix it. {message}",
-                        carried.join(", ")
-                    );
-                    return Ok(StageOutcome::Rejected { reason: "FixNotEffective", message });
-                }
-                Ok(StageOutcome::Rejected { reason: "BlockingVulnerabilities", message })
+        Ok(())
+    }
+
+    async fn effect(&mut self, effect: &Effect, observed: &mut Observed) -> Result<()> {
+        let now = self.ctx.now();
+        match effect {
+            Effect::StartBuild => observed.build = Some(self.build(None, None, now).await?),
+            Effect::FollowBuild { started_at, run_id } => {
+                observed.build = Some(self.build(*started_at, run_id.clone(), now).await?)
             }
-        }
-        ReleasePhase::Signing => {
-            let digest = digest(status)?;
-            let image = repository.pinned(&digest);
-            let signature = match ctx.signer.sign(&image, &digest).await {
-                Ok(signature) => signature,
-                // Nothing unsigned is staged: without signing configuration the Release stops here.
-                Err(ProviderError::NotConfigured(why)) => {
-                    return Ok(StageOutcome::Rejected {
-                        reason: crate::signing::SIGNING_NOT_CONFIGURED,
-                        message: format!("{why}; staging untouched"),
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            };
-            status.signature = Some(StageRecord {
-                reference: Some(signature),
-                finished_at: Some(Time(now)),
-                ..StageRecord::default()
-            });
-            Ok(StageOutcome::Done)
-        }
-        ReleasePhase::Staging => {
-            let digest = digest(status)?;
-            let image = repository.pinned(&digest);
-            if let Some(why) = signature_problem(ctx, &image, &digest, status).await? {
-                return Ok(StageOutcome::Rejected {
-                    reason: "SignatureInvalid",
-                    message: format!("{why}; staging untouched"),
+            Effect::Scan { digest, built_at } => observed.scan = Some(self.scan(digest, *built_at, now).await?),
+            Effect::Sign { digest } => {
+                let image = self.repository()?.pinned(digest);
+                observed.sign = Some(match self.ctx.signer.sign(&image, digest).await {
+                    Ok(signature) => SignObservation::Signed(signature),
+                    Err(ProviderError::NotConfigured(why)) => SignObservation::NotConfigured(why),
+                    Err(e) => return Err(e.into()),
                 });
             }
-            let mut waiting = Vec::new();
-            let targets = ctx.targets(&namespace)?;
-            for workload in &policy.spec.workloads {
-                let target = observe::target(workload, false, &namespace)?;
-                let progress = match targets.converge(&target, &observe::staging_plan(workload), &image).await {
-                    Ok(progress) => progress,
-                    Err(e) => {
-                        match crate::error::out_of_reach(&e, &namespace, &format!("staging {}", target.display())) {
-                            Some(message) => return Ok(StageOutcome::Rejected { reason: "OutOfReach", message }),
-                            None => return Err(e.into()),
-                        }
-                    }
-                };
-                match progress {
-                    tidegate_core::promotion::Progress::Done => {}
-                    tidegate_core::promotion::Progress::InProgress(m) => waiting.push(m),
-                    tidegate_core::promotion::Progress::Failed(m) => return Ok(StageOutcome::Failed { message: m }),
-                }
+            Effect::VerifySignature { digest, signature } => {
+                let image = self.repository()?.pinned(digest);
+                observed.signature = Some(match self.ctx.signer.verify(&image, digest, signature).await {
+                    Ok(tidegate_providers::Verification::Valid { .. }) => SignatureCheck::Valid,
+                    Ok(tidegate_providers::Verification::Invalid(why)) => SignatureCheck::Invalid(why),
+                    Err(ProviderError::NotConfigured(why)) => SignatureCheck::Invalid(why),
+                    Err(e) => return Err(e.into()),
+                });
             }
-            if !waiting.is_empty() {
-                return Ok(StageOutcome::InProgress(waiting.join("; ")));
+            Effect::DeployStaging { workload, image } => {
+                let outcome = self.deploy_staging(workload, image).await?;
+                observed.staging.push(StagingObservation { workload: workload.clone(), outcome });
             }
-            status.staging =
-                Some(StageRecord { reference: Some(image), finished_at: Some(Time(now)), ..StageRecord::default() });
-            Ok(StageOutcome::Done)
+            Effect::RunTests { digest } => observed.tests = Some(self.run_tests(digest, now).await?),
+            // Not work: carried out once the plan has decided.
+            Effect::OpenPromotion { .. } => {}
         }
-        ReleasePhase::Testing => run_tests(ctx, policy, release, status, now).await,
-        ReleasePhase::Rejected | ReleasePhase::Failed | ReleasePhase::Superseded => Ok(StageOutcome::Done),
+        Ok(())
     }
-}
 
-/// Why the candidate's signature does not verify, or `None` when it does.
-async fn signature_problem(
-    ctx: &Context,
-    image: &str,
-    digest: &Digest,
-    status: &ReleaseStatus,
-) -> Result<Option<String>> {
-    let Some(signature) = status.signature.as_ref().and_then(|s| s.reference.as_deref()) else {
-        return Ok(Some(format!("{digest} was never signed")));
-    };
-    Ok(match ctx.signer.verify(image, digest, signature).await {
-        Ok(tidegate_providers::Verification::Valid { .. }) => None,
-        Ok(tidegate_providers::Verification::Invalid(why)) => Some(why),
-        Err(ProviderError::NotConfigured(why)) => Some(why),
-        Err(e) => return Err(e.into()),
-    })
-}
+    fn repository(&self) -> Result<ImageRef> {
+        observe::repository(self.policy)
+    }
 
-async fn run_tests(
-    ctx: &Context,
-    policy: &ImagePolicy,
-    release: &Release,
-    status: &mut ReleaseStatus,
-    now: jiff::Timestamp,
-) -> Result<StageOutcome> {
-    let namespace = release.namespace().unwrap_or_default();
-    let digest = digest(status)?;
-    let image = observe::repository(policy)?.pinned(&digest);
-    let mut results = Vec::new();
-    for check in &policy.spec.tests.http {
-        let workload =
-            policy.spec.workloads.iter().find(|w| w.name == check.workload).ok_or_else(|| {
+    fn targets(&mut self) -> Result<&Targets> {
+        let targets = match self.targets.take() {
+            Some(targets) => targets,
+            None => self.ctx.targets(&self.namespace)?,
+        };
+        Ok(self.targets.insert(targets))
+    }
+
+    async fn build(
+        &self,
+        started_at: Option<jiff::Timestamp>,
+        run_id: Option<String>,
+        now: jiff::Timestamp,
+    ) -> Result<BuildObservation> {
+        let repository = self.repository()?;
+        let context = BuildContext { started_at, run_id, now };
+        Ok(match self.ctx.builder.build(self.policy, self.release, &repository, &context).await? {
+            BuildStep::Done(built) => BuildObservation::Done {
+                digest: built.digest,
+                run: built.run,
+                run_id: built.run_id,
+                log_link: built.log_link,
+            },
+            BuildStep::Started { run, run_id } => BuildObservation::Started { run, run_id },
+            BuildStep::Waiting(message) => BuildObservation::Waiting(message),
+        })
+    }
+
+    async fn scan(&self, digest: &Digest, built_at: jiff::Timestamp, now: jiff::Timestamp) -> Result<ScanObservation> {
+        let policy = self.policy;
+        let kind = policy.spec.scan.scanner;
+        let scanner = match self.ctx.scanners.get(kind) {
+            Ok(scanner) => scanner,
+            Err(why) => {
+                return Ok(ScanObservation::Refused { reason: crate::scanners::SCANNER_NOT_CONFIGURED, message: why });
+            }
+        };
+        let image = self.repository()?.pinned(digest);
+        let max_age = crate::vulnerabilities::max_age(policy)?;
+        let staging = crate::vulnerabilities::workload_namespaces(policy, false, &self.namespace)?;
+        let request = ScanRequest {
+            namespace: &self.namespace,
+            image: &image,
+            digest,
+            workload_namespaces: &staging,
+            max_age,
+            now,
+            deadline: crate::vulnerabilities::scan_deadline(policy, built_at)?,
+        };
+        let report = match scanner.scan(&request).await {
+            Ok(Some(report)) => report,
+            Ok(None) => return Ok(ScanObservation::Waiting(crate::scanners::waiting_for(kind, digest))),
+            Err(ProviderError::NotAllowed(message)) => {
+                return Ok(ScanObservation::Refused { reason: crate::scanners::not_allowed_reason(kind), message });
+            }
+            Err(ProviderError::NotConfigured(message)) => {
+                return Ok(ScanObservation::Refused { reason: crate::scanners::SCANNER_NOT_CONFIGURED, message });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // No-regression: what production runs now is scanned with the same scanner; its
+        // findings do not block the candidate. Without a production result, everything blocks.
+        let production = match policy.spec.scan.no_regression {
+            true => {
+                crate::vulnerabilities::production_findings(self.ctx, policy, scanner.as_ref(), max_age, now).await?
+            }
+            false => None,
+        };
+        Ok(ScanObservation::Report {
+            findings: report.findings,
+            gate: crate::vulnerabilities::gate_policy(policy, production),
+            // As the API spells it (`trivy`, `trivyReport`, `configMapReport`).
+            scanner: serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)),
+            produced_at: report.produced_at,
+            database: report.database,
+        })
+    }
+
+    /// One convergence step of `workload`'s staging target (never its production target).
+    async fn deploy_staging(&mut self, workload: &str, image: &str) -> Result<StagingOutcome> {
+        let namespace = self.namespace.clone();
+        let policy = self.policy;
+        let workload = policy
+            .spec
+            .workloads
+            .iter()
+            .find(|w| w.name == workload)
+            .ok_or_else(|| Error::Invalid(format!("spec.workloads: no workload {workload}")))?;
+        let target = observe::target(workload, false, &namespace)?;
+        let targets = self.targets()?;
+        match targets.converge(&target, &observe::staging_plan(workload), image).await {
+            Ok(progress) => Ok(StagingOutcome::Progress(progress)),
+            Err(e) => match crate::error::out_of_reach(&e, &namespace, &format!("staging {}", target.display())) {
+                Some(message) => Ok(StagingOutcome::OutOfReach(message)),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    async fn run_tests(&mut self, digest: &Digest, now: jiff::Timestamp) -> Result<TestsObservation> {
+        let namespace = self.namespace.clone();
+        let policy = self.policy;
+        let release = self.release;
+        let image = self.repository()?.pinned(digest);
+        let mut results = Vec::new();
+        for check in &policy.spec.tests.http {
+            let workload = policy.spec.workloads.iter().find(|w| w.name == check.workload).ok_or_else(|| {
                 Error::Invalid(format!("spec.tests.http {}: no workload {}", check.name, check.workload))
             })?;
-        let target = observe::target(workload, false, &namespace)?;
-        let base = match (&check.base_url, &target) {
-            (Some(url), _) => url.clone(),
-            (None, Target::Kubernetes(k)) => match &k.target.service {
-                Some(service) => format!("http://{service}.{}.svc", k.namespace),
-                None => {
-                    return Err(Error::Invalid(format!(
-                        "spec.tests.http {}: set baseUrl, or a service on workload {}'s staging target",
-                        check.name, workload.name
-                    )));
-                }
-            },
-            (None, _) => match ctx.targets(&namespace)?.staging_url(&target).await {
-                Ok(Some(url)) => url,
-                Ok(None) => {
-                    return Err(Error::Invalid(format!(
-                        "spec.tests.http {}: workload {}'s staging target has no URL; set baseUrl",
-                        check.name, workload.name
-                    )));
-                }
-                Err(e) if !e.is_transient() => {
-                    return Ok(StageOutcome::Failed { message: format!("spec.tests.http {}: {e}", check.name) });
-                }
-                Err(e) => return Err(e.into()),
-            },
-        };
-        let result = staging_tests::http_check(check, &base, &ctx.http_checks).await;
-        results.push(TestResult {
-            name: result.name,
-            passed: result.passed,
-            message: Some(result.message),
-            finished_at: Some(Time(now)),
-        });
-    }
-    let mut job_running = false;
-    if let Some(job) = &policy.spec.tests.job {
+            let target = observe::target(workload, false, &namespace)?;
+            let base = match (&check.base_url, &target) {
+                (Some(url), _) => url.clone(),
+                (None, Target::Kubernetes(k)) => match &k.target.service {
+                    Some(service) => format!("http://{service}.{}.svc", k.namespace),
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "spec.tests.http {}: set baseUrl, or a service on workload {}'s staging target",
+                            check.name, workload.name
+                        )));
+                    }
+                },
+                (None, _) => match self.targets()?.staging_url(&target).await {
+                    Ok(Some(url)) => url,
+                    Ok(None) => {
+                        return Err(Error::Invalid(format!(
+                            "spec.tests.http {}: workload {}'s staging target has no URL; set baseUrl",
+                            check.name, workload.name
+                        )));
+                    }
+                    Err(e) if !e.is_transient() => {
+                        return Err(Error::Invalid(format!("spec.tests.http {}: {e}", check.name)));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let result = staging_tests::http_check(check, &base, &self.ctx.http_checks).await;
+            results.push(TestResult {
+                name: result.name,
+                passed: result.passed,
+                message: Some(result.message),
+                finished_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+            });
+        }
+        let Some(job) = &policy.spec.tests.job else { return Ok(TestsObservation::Finished(results)) };
         let staging_namespace = policy
             .spec
             .workloads
@@ -407,7 +364,7 @@ async fn run_tests(
         // The test Job is created as the policy namespace's deployer: it runs only where a
         // namespace owner let that deployer create Jobs, and the template is read the same way.
         let outcome = match staging_tests::test_job(
-            &ctx.reach.client(&namespace)?,
+            &self.ctx.reach.client(&namespace)?,
             &namespace,
             &job.template_config_map,
             &staging_namespace,
@@ -421,56 +378,40 @@ async fn run_tests(
             Err(e) => {
                 let what = format!("the test Job {staging_namespace}/{job_name}");
                 match crate::error::out_of_reach(&e, &namespace, &what) {
-                    Some(message) => return Ok(StageOutcome::Rejected { reason: "OutOfReach", message }),
+                    Some(message) => return Ok(TestsObservation::OutOfReach(message)),
                     None => return Err(e.into()),
                 }
             }
         };
+        let time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         match outcome {
-            JobOutcome::Running => job_running = true,
+            JobOutcome::Running => return Ok(TestsObservation::JobRunning),
             JobOutcome::Succeeded => results.push(TestResult {
                 name: "job".into(),
                 passed: true,
                 message: Some(format!("Job {staging_namespace}/{job_name} completed")),
-                finished_at: Some(Time(now)),
+                finished_at: time,
             }),
             JobOutcome::Failed(message) => results.push(TestResult {
                 name: "job".into(),
                 passed: false,
                 message: Some(message),
-                finished_at: Some(Time(now)),
+                finished_at: time,
             }),
         }
-    }
-    // Keep recorded results stable while waiting, so the status is not rewritten every poll.
-    if job_running {
-        return Ok(StageOutcome::InProgress("waiting for the test Job".into()));
-    }
-    status.tests = results;
-    let failed: Vec<String> = status
-        .tests
-        .iter()
-        .filter(|t| !t.passed)
-        .map(|t| format!("{}: {}", t.name, t.message.clone().unwrap_or_default()))
-        .collect();
-    if failed.is_empty() {
-        Ok(StageOutcome::Done)
-    } else {
-        Ok(StageOutcome::Rejected { reason: "StagingTestsFailed", message: failed.join("; ") })
+        Ok(TestsObservation::Finished(results))
     }
 }
 
 /// Opens the Promotion of a Verified Release; a second call finds it already there.
-async fn ensure_promotion(ctx: &Context, release: &Release, status: &ReleaseStatus) -> Result<()> {
+async fn open_promotion(ctx: &Context, release: &Release, name: &str, digest: &Digest) -> Result<()> {
     let namespace = release.namespace().unwrap_or_default();
-    let digest = digest(status)?;
-    let name = names::promotion_name(&release.name_any(), digest.hex());
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
-    if api.get_opt(&name).await?.is_some() {
+    if api.get_opt(name).await?.is_some() {
         return Ok(());
     }
     let mut promotion = Promotion::new(
-        &name,
+        name,
         PromotionSpec {
             policy: release.spec.policy.clone(),
             release: release.name_any(),
@@ -503,22 +444,11 @@ async fn ensure_promotion(ctx: &Context, release: &Release, status: &ReleaseStat
     }
 }
 
-/// The findings worth showing on the Release: blocking ones first, then by severity, at most 10.
-fn top_findings(findings: &[gate::Finding], decision: &gate::GateDecision) -> Vec<tidegate_api::release::TopFinding> {
-    let rank = |f: &gate::Finding| (!decision.blocking.contains(&f.id), f.severity, f.id.clone());
-    let mut sorted: Vec<&gate::Finding> = findings.iter().collect();
-    sorted.sort_by_key(|f| rank(f));
-    sorted.dedup_by_key(|f| (f.id.clone(), f.package.clone()));
-    sorted
-        .into_iter()
-        .take(10)
-        .map(|f| tidegate_api::release::TopFinding {
-            id: f.id.clone(),
-            severity: format!("{:?}", f.severity).to_uppercase(),
-            package: f.package.clone(),
-            installed_version: f.installed_version.clone(),
-            fixed_version: f.fixed_version.clone(),
-            blocking: decision.blocking.contains(&f.id),
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_planner_and_the_signing_setup_name_the_same_reason() {
+        // `kubectl` users and the signing docs read one reason for "no signing key".
+        assert_eq!(tidegate_core::release::SIGNING_NOT_CONFIGURED, crate::signing::SIGNING_NOT_CONFIGURED);
+    }
 }

@@ -2,7 +2,8 @@
 //! the time takes it as an argument.
 //!
 //! - [`acr_run`]: what an ACR Tasks run's status means, and which output image is the candidate.
-//! - [`release`]: the automatic pipeline of a Release, stage by stage.
+//! - [`release`]: the automatic pipeline of a Release: `ReleaseFacts` → `ReleasePlan` (phase,
+//!   effects, status, conditions, when to look again).
 //! - [`promotion`]: the approval-gated pipeline of a Promotion; the only place that decides to
 //!   change production.
 //! - [`approval`]: distinct approvers, self-approval, expiry.
