@@ -12,8 +12,8 @@
 //! Measured from the moment the new base digest is pushed (the registry's push notification is
 //! posted to the controller's webhook right after): every Release Verified and every Promotion
 //! AwaitingApproval; then every Promotion approved at once as `alice`, and per Promotion the time
-//! from its approval write (the API server's answer) to the production Deployment's pod template
-//! image changing (seen on a watch); the controller's VmRSS/VmHWM; its API requests by verb and
+//! from its approval write (the API server's answer) to the first production Deployment of its
+//! policy with a new pod template image (seen on a watch); the controller's VmRSS/VmHWM; its API requests by verb and
 //! resource (audit log); an idle window; the registry's requests (its access log).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -201,6 +201,20 @@ struct Seen {
     promotion_policy: BTreeMap<String, String>,
     /// Production Deployment → (image first seen, when it first changed).
     production: BTreeMap<String, (String, Option<Instant>)>,
+    /// Promotion → its phase and Ready message last seen (for errors).
+    promotion_state: BTreeMap<String, String>,
+}
+
+impl Seen {
+    /// The state of one Promotion that has not left AwaitingApproval or not Succeeded, for an
+    /// error message.
+    fn a_straggler(&self) -> String {
+        self.promotion_state
+            .iter()
+            .find(|(k, _)| !self.succeeded.contains(*k))
+            .map(|(k, state)| format!("; e.g. Promotion {k}: {state}"))
+            .unwrap_or_default()
+    }
 }
 
 fn key<K: kube::ResourceExt>(object: &K) -> String {
@@ -245,6 +259,8 @@ fn spawn_watches(client: &kube::Client, seen: &Arc<Mutex<Seen>>) -> Vec<tokio::t
             let policy = format!("{}/{}", promotion.namespace().unwrap_or_default(), promotion.spec.policy);
             seen.promotion_policy.insert(k.clone(), policy);
             let Some(status) = promotion.status.as_ref() else { continue };
+            let state = format!("{:?}, {}", status.phase, ready_message(&status.conditions));
+            seen.promotion_state.insert(k.clone(), state);
             match status.phase {
                 PromotionPhase::AwaitingApproval => {
                     seen.awaiting.entry(k).or_insert(now);
@@ -284,13 +300,36 @@ fn spawn_watches(client: &kube::Client, seen: &Arc<Mutex<Seen>>) -> Vec<tokio::t
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default();
             let mut seen = s.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = seen.production.entry(key(&deployment)).or_insert_with(|| (image.clone(), None));
-            if entry.0 != image && entry.1.is_none() {
-                entry.1 = Some(now);
+            let policy = production_policy(&deployment);
+            if policy == key(&deployment) {
+                // The Deployment the bench created: its image is the one production ran.
+                let entry = seen.production.entry(policy).or_insert_with(|| (image.clone(), None));
+                if entry.0 != image && entry.1.is_none() {
+                    entry.1 = Some(now);
+                }
+            } else if let Some(entry) = seen.production.get_mut(&policy) {
+                // A slot the controller made (`app-3-green`, carrying the labels): written when
+                // it runs another image than production did.
+                if entry.0 != image && entry.1.is_none() {
+                    entry.1 = Some(now);
+                }
             }
         }
     }));
     tasks
+}
+
+/// The `namespace/policy` a production Deployment belongs to: its own name, or the name of the
+/// Deployment a slot (`tidegate.dev/slot: green` → `app-3-green`) was made from.
+fn production_policy(deployment: &Deployment) -> String {
+    let name = deployment.name_any();
+    let base = deployment
+        .labels()
+        .get("tidegate.dev/slot")
+        .and_then(|slot| name.strip_suffix(&format!("-{slot}")))
+        .unwrap_or(&name)
+        .to_string();
+    format!("{}/{base}", deployment.namespace().unwrap_or_default())
 }
 
 /// Polls `check` on the watched state every 50 ms until it says done, the controller exits, a
@@ -318,7 +357,11 @@ async fn wait_for(
             bail!("the controller exited ({status}) while waiting for {what}; log {}", controller.log.display());
         }
         if Instant::now() > deadline {
-            bail!("{what}: not within {timeout:?} ({progress}); controller log {}", controller.log.display());
+            let straggler = seen.lock().unwrap_or_else(|e| e.into_inner()).a_straggler();
+            bail!(
+                "{what}: not within {timeout:?} ({progress}{straggler}); controller log {}",
+                controller.log.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -678,9 +721,11 @@ controller has recorded its digest before the measurement starts.
    `Verified`), on watches kept by the bench as the administrator.
 2. **approval → production write**: every Promotion is approved at once as user `alice` (group
    `tidegate-approvers`, annotation `tidegate.dev/approved-by`, admission checked). Per Promotion,
-   from the API server's answer to the approval write until the production Deployment's pod template
-   image changes on the bench's watch; p50 and p99 (nearest rank) over the N Promotions. The time until
-   the Promotion leaves `AwaitingApproval` is shown too.
+   from the API server's answer to the approval write until the first production Deployment of the
+   policy with a new pod template image is seen on the bench's watch: strategy `replace` first
+   creates a slot Deployment (`app-3-green`) running the approved digest, and scales the original to
+   zero once that is available. p50 and p99 (nearest rank) over the N Promotions. The time until the
+   Promotion leaves `AwaitingApproval` is shown too.
 3. **controller VmRSS / VmHWM**: `/proc/<pid>/status` at the end of the run (HWM is the peak).
 4. **controller requests per policy**: the kube-apiserver audit log records every request of the
    controller's user (and nothing of anyone else; requests it makes as a namespace's deployer are
@@ -699,6 +744,23 @@ Times are wall-clock on a machine shared with compilers: read them as orders of 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_deployment_belongs_to_the_policy_it_was_made_for() {
+        let deployment = |name: &str, slot: Option<&str>| -> Deployment {
+            let mut labels = serde_json::Map::new();
+            if let Some(slot) = slot {
+                labels.insert("tidegate.dev/slot".into(), json!(slot));
+            }
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "bench-01", "labels": labels}}))
+                .unwrap()
+        };
+        assert_eq!(production_policy(&deployment("app-1", None)), "bench-01/app-1");
+        assert_eq!(production_policy(&deployment("app-1-green", Some("green"))), "bench-01/app-1");
+        assert_eq!(production_policy(&deployment("app-10-blue", Some("blue"))), "bench-01/app-10");
+        // A name that does not end with its slot stays itself.
+        assert_eq!(production_policy(&deployment("app-1-green", Some("blue"))), "bench-01/app-1-green");
+    }
 
     #[test]
     fn registry_requests_by_client_and_in_the_idle_window() {
