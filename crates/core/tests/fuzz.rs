@@ -23,7 +23,7 @@ fn digests_parse_or_refuse_and_round_trip() {
         let input = text(input);
         let Ok(digest) = input.parse::<Digest>() else { return Ok(()) };
         if digest.to_string() != input || digest.hex().len() != 64 || digest.short().len() != 12 {
-            return Err(format!("{input:?} parsed to {digest:?}"));
+            return Err(format!("digest round trip: {input:?} parsed to {digest:?}"));
         }
         Ok(())
     });
@@ -41,14 +41,16 @@ fn image_references_parse_or_refuse_and_round_trip() {
     target("core-image-ref").iterations(20_000).run(&seeds, |input| {
         let input = text(input);
         let Ok(reference) = input.parse::<ImageRef>() else { return Ok(()) };
-        let again: ImageRef = reference.to_string().parse().map_err(|e| format!("{input:?} → {reference}: {e}"))?;
+        let again: ImageRef =
+            reference.to_string().parse().map_err(|e| format!("reference re-parse: {input:?} → {reference}: {e}"))?;
         if again != reference {
-            return Err(format!("{input:?} → {reference:?} → {again:?}"));
+            return Err(format!("reference round trip: {input:?} → {reference:?} → {again:?}"));
         }
         if let Some(digest) = &reference.digest {
-            let pinned: ImageRef = reference.pinned(digest).parse().map_err(|e| format!("pinned {input:?}: {e}"))?;
+            let pinned: ImageRef =
+                reference.pinned(digest).parse().map_err(|e| format!("pinned re-parse: {input:?}: {e}"))?;
             if pinned.digest.as_ref() != Some(digest) || pinned.tag.is_some() {
-                return Err(format!("pinned form of {input:?} is {pinned:?}"));
+                return Err(format!("pinned form: {input:?} gives {pinned:?}"));
             }
         }
         Ok(())
@@ -61,7 +63,7 @@ fn durations_parse_or_refuse() {
     target("core-duration").iterations(20_000).run(&seeds, |input| {
         let input = text(input);
         if parse_duration(&input).is_ok() && !input.bytes().all(|b| b.is_ascii_digit() || b"hms".contains(&b)) {
-            return Err(format!("{input:?} parsed, outside the admitted grammar"));
+            return Err(format!("duration grammar: {input:?} parsed, outside the admitted grammar"));
         }
         Ok(())
     });
@@ -96,9 +98,9 @@ fn promotion_records_parse_or_refuse() {
     assert!(Statement::parse(&seeds[0], &digest).is_ok(), "the seed is a record");
     target("core-promotion-record").iterations(5_000).run(&seeds, |input| {
         let Ok(statement) = Statement::parse(input, &digest) else { return Ok(()) };
-        let again = Statement::parse(&statement.to_bytes(), &digest).map_err(|e| format!("re-read: {e}"))?;
+        let again = Statement::parse(&statement.to_bytes(), &digest).map_err(|e| format!("record re-read: {e}"))?;
         if again != statement {
-            return Err("a record does not read back as itself".into());
+            return Err("record round trip: a record does not read back as itself".into());
         }
         Ok(())
     });
@@ -136,7 +138,7 @@ fn acr_run_outputs_give_a_candidate_of_the_policy_repository_or_none() {
                     && o.digest.as_deref() == Some(digest.as_str())
             });
             if !ours {
-                return Err(format!("candidate {digest} is not an output in the policy's repository"));
+                return Err(format!("foreign candidate: {digest} is not an output in the policy's repository"));
             }
         }
         Ok(())

@@ -39,6 +39,8 @@ pub const FIXTURES_ENV: &str = "TIDEGATE_FIXTURES_DIR";
 
 /// Largest input a mutation produces (longer ones are cut).
 pub const MAX_INPUT: usize = 256 * 1024;
+/// How many more inputs a target runs by default in a release build than in a debug one.
+pub const RELEASE_FACTOR: u64 = 10;
 /// Distinct failures collected before a run stops.
 const MAX_FAILURES: usize = 8;
 /// Attempts to shrink a failing input.
@@ -549,7 +551,8 @@ enum Outcome {
     Fine,
     /// A panic (`file:line: message`).
     Panic(String),
-    /// A property the check asserts did not hold.
+    /// A property the check asserts did not hold (`label: details`; the label names the
+    /// property, so failures with the same label count as one).
     Property(String),
 }
 
@@ -559,7 +562,7 @@ impl Outcome {
         match self {
             Self::Fine => String::new(),
             Self::Panic(text) => text.split(": ").next().unwrap_or_default().to_string(),
-            Self::Property(text) => text.chars().take(60).collect(),
+            Self::Property(text) => text.split(':').next().unwrap_or_default().chars().take(80).collect(),
         }
     }
 }
@@ -638,11 +641,16 @@ pub fn target(name: &str) -> Target {
 }
 
 impl Target {
-    /// The mutated inputs run when `TIDEGATE_FUZZ_ITERATIONS` is not set (chosen so a debug
-    /// build runs the target in about a second or two).
-    pub fn iterations(mut self, default: u64) -> Self {
-        self.iterations = default;
+    /// The mutated inputs run when `TIDEGATE_FUZZ_ITERATIONS` is not set, in a debug build
+    /// (chosen so that the target runs in a second or two); a release build runs
+    /// [`RELEASE_FACTOR`] times as many.
+    pub fn iterations(mut self, debug_default: u64) -> Self {
+        self.iterations = debug_default;
         self
+    }
+
+    fn default_iterations(&self) -> u64 {
+        if cfg!(debug_assertions) { self.iterations } else { self.iterations.saturating_mul(RELEASE_FACTOR) }
     }
 
     /// Runs `check` on every seed, then on mutations of them ([`Mutator::mutate`]).
@@ -666,7 +674,7 @@ impl Target {
         check: impl Fn(&[u8]) -> Result<(), String>,
     ) -> Summary {
         assert!(!seeds.is_empty(), "fuzz target {} has no seeds", self.name);
-        let iterations = iterations_from_env().unwrap_or(self.iterations);
+        let iterations = iterations_from_env().unwrap_or_else(|| self.default_iterations());
         let seed = seed_from_env();
         let started = Instant::now();
         let mut mutator = Mutator::new(Rng::new(seed), seeds);
@@ -707,8 +715,8 @@ impl Target {
                 let key = failure.outcome.key();
                 let small = shrink(&check, &failure.input, &key);
                 let what = match &failure.outcome {
-                    Outcome::Panic(text) => format!("panicked at {text}"),
-                    Outcome::Property(text) => format!("property violated: {text}"),
+                    Outcome::Panic(text) => format!("panicked at {}", cut(text, 1000)),
+                    Outcome::Property(text) => format!("property violated: {}", cut(text, 1000)),
                     Outcome::Fine => String::new(),
                 };
                 report.push_str(&format!(
@@ -722,6 +730,11 @@ impl Target {
         }
         summary
     }
+}
+
+/// At most `max` characters of `text`.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max { text.to_string() } else { text.chars().take(max).collect::<String>() + "…" }
 }
 
 /// The input as base64, or the path of a file holding it when it is long.
@@ -813,6 +826,7 @@ mod tests {
             let _ = serde_json::from_slice::<Value>(input);
             Ok(())
         });
-        assert_eq!(summary.inputs, iterations_from_env().unwrap_or(500) + 1);
+        let expected = iterations_from_env().unwrap_or(if cfg!(debug_assertions) { 500 } else { 500 * RELEASE_FACTOR });
+        assert_eq!(summary.inputs, expected + 1);
     }
 }

@@ -105,11 +105,14 @@ fn oid_short_name(oid: &str) -> Option<&'static str> {
     })
 }
 
+/// An RFC 4514 attribute value that parses back as itself. Every `#` is escaped, not only a
+/// leading one: [`DistinguishedName::parse_trusted_identity`] refuses any `=#`, which an escaped
+/// `=` followed by `#` would otherwise form.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for (i, c) in value.chars().enumerate() {
         let edge_space = c == ' ' && (i == 0 || i + 1 == value.chars().count());
-        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') || edge_space {
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' | '#') || edge_space {
             out.push('\\');
         }
         out.push(c);
@@ -273,5 +276,15 @@ mod tests {
     fn display_round_trips() {
         let d = dn(r"C=US, ST=WA, O=Acme\, Inc.");
         assert_eq!(dn(&d.to_string()), d);
+    }
+
+    #[test]
+    fn display_round_trips_values_with_hash_signs() {
+        // Found by the fuzzer (crates/notary/tests/fuzz.rs): a value starting with an escaped
+        // `#`, or holding `=#`, was displayed unescaped and did not parse again.
+        for text in [r"C=US, ST=WA, O=wabbit-network.io, OU=org1, CN=\#hash", r"C=US, ST=WA, O=a\=\#b"] {
+            let d = dn(text);
+            assert_eq!(dn(&d.to_string()), d, "{text} displayed as {d}");
+        }
     }
 }
