@@ -483,6 +483,9 @@ async fn drive(
         .await
         .context("pushing base v2")?;
     let pushed = Instant::now();
+    let load_at_push = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()));
     let registry_mark = std::fs::metadata(registry.log()).map(|m| m.len()).unwrap_or(0);
     notify(&controller.metrics_addr, registry.host(), &new_base).await?;
     eprintln!("[bench scale] pushed {} → {new_base}; waiting for {n} Promotions", setup::base_ref(registry.host()));
@@ -595,6 +598,7 @@ async fn drive(
         registry_controller: registry_counts.0,
         registry_trivy: registry_counts.1,
         registry_idle: registry_counts.2,
+        load_at_push,
     })
 }
 
@@ -733,8 +737,9 @@ controller has recorded its digest before the measurement starts.
    Promotion `Succeeded` (so including the one-minute monitor window), divided by N; by verb and
    resource in each section.
 5. **idle**: five seconds after every Promotion `Succeeded`, requests of the controller over the idle
-   window, per minute; writes in that window: status writes, and other writes (Lease renewals of
-   leader election and access reviews are not counted as writes; Lease writes are listed per run).
+   window, per minute (leader election's Lease `get` and `update`, about one each per two seconds,
+   included); writes in that window: status writes, and other writes (Lease renewals and access
+   reviews are not counted as writes; Lease writes are listed per run).
 6. **registry requests**: the registry's access log from the push to the end of the idle window, by
    the controller and by Trivy (which the controller runs, one scan at a time).
 

@@ -41,6 +41,8 @@ pub(crate) struct RunResult {
     pub(crate) registry_trivy: u64,
     /// Registry requests during the idle window (both).
     pub(crate) registry_idle: u64,
+    /// The machine's 1-minute load average when the base was pushed (others share the machine).
+    pub(crate) load_at_push: Option<f64>,
 }
 
 impl RunResult {
@@ -238,17 +240,18 @@ pub(crate) fn render_section(section: &Section<'_>) -> String {
     let _ = writeln!(out, "\nEvery run:\n");
     let _ = writeln!(
         out,
-        "| N | run | push → all AwaitingApproval | approval → production p50 / p99 / max | controller requests (push → all Succeeded) | idle requests / Lease writes / status writes / other writes | registry requests: controller / Trivy / idle |"
+        "| N | run | load average at the push | push → all AwaitingApproval | approval → production p50 / p99 / max | controller requests (push → all Succeeded) | idle requests / Lease writes / status writes / other writes | registry requests: controller / Trivy / idle |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     for runs in section.results {
         for (i, r) in runs.iter().enumerate() {
             let p = |q: f64| seconds(percentile(&r.to_production, q).map_or(f64::NAN, |d| d.as_secs_f64()));
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} s | {} / {} / {} s | {} | {} / {} / {} / {} in {} s | {} / {} / {} |",
+                "| {} | {} | {} | {:.1} s | {} / {} / {} s | {} | {} / {} / {} / {} in {} s | {} / {} / {} |",
                 r.policies,
                 i + 1,
+                r.load_at_push.map_or("–".into(), |l| format!("{l:.1}")),
                 r.to_awaiting.as_secs_f64(),
                 p(50.0),
                 p(99.0),
