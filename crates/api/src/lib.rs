@@ -26,6 +26,6 @@ pub use common::{
 pub use image_policy::{ImagePolicy, ImagePolicySpec, ImagePolicyStatus};
 pub use promotion::{
     AuditAction, AuditEntry, FrozenRules, Promotion, PromotionPhase, PromotionSpec, PromotionStatus, RecordEntry,
-    RecordEvent,
+    RecordEvent, RolloutProgress, RolloutState,
 };
 pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};

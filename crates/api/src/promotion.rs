@@ -131,10 +131,41 @@ pub struct PromotionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub canary: Vec<CanaryProgress>,
+    /// How far production got towards the promoted digest (the `RolledOut` condition says the
+    /// same for people); absent until the first production write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutProgress>,
+    /// How far a rollback got towards the previous digest (the `RollbackComplete` condition says
+    /// the same for people); absent unless production is being rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RolloutProgress>,
     /// Current conditions (`Approved`, `Healthy`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a production rollout (or rollback) stands, as the controller last saw it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutProgress {
+    /// `InProgress`, `Done` (every workload runs the digest and is available) or `Failed`.
+    pub state: RolloutState,
+    /// What the controller saw: the workloads still converging, or why the rollout failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub message: String,
+}
+
+/// The state of a production rollout or rollback.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutState {
+    /// Workloads are still converging on the digest.
+    InProgress,
+    /// Every workload runs the digest and is available.
+    Done,
+    /// The rollout cannot converge (the target is gone, the rollout timed out).
+    Failed,
 }
 
 /// The promotion rules of the ImagePolicy as they were when the Promotion opened.

@@ -11,7 +11,10 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::Workload;
 use tidegate_api::promotion::CanaryProgress;
-use tidegate_api::{FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent};
+use tidegate_api::{
+    FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent, RolloutProgress,
+    RolloutState,
+};
 use tidegate_core::ImageRef;
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
 use tidegate_core::conditions::{self, Wanted};
@@ -160,9 +163,11 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     }
     if let Some(progress) = rolled_out {
         wanted.push(progress_condition(ROLLED_OUT, &progress));
+        status.rollout = Some(typed_progress(&progress));
     }
     if let Some(progress) = rolled_back {
         wanted.push(progress_condition(ROLLBACK_COMPLETE, &progress));
+        status.rollback = Some(typed_progress(&progress));
     }
     status.conditions = conditions::merge(&status.conditions, &wanted, promotion.meta().generation, now);
     crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
@@ -357,13 +362,24 @@ fn progress_condition(type_: &'static str, progress: &Progress) -> Wanted {
     }
 }
 
-fn recorded_progress(status: &PromotionStatus, type_: &str) -> Progress {
-    match status.conditions.iter().find(|c| c.type_ == type_) {
-        Some(c) if c.status == "True" => Progress::Done,
-        Some(c) if c.reason == "Failed" => Progress::Failed(c.message.clone()),
-        Some(c) => Progress::InProgress(c.message.clone()),
+/// The progress `status` records (typed, never read back from a condition).
+fn recorded_progress(recorded: Option<&RolloutProgress>) -> Progress {
+    match recorded {
+        Some(RolloutProgress { state: RolloutState::Done, .. }) => Progress::Done,
+        Some(RolloutProgress { state: RolloutState::Failed, message }) => Progress::Failed(message.clone()),
+        Some(RolloutProgress { state: RolloutState::InProgress, message }) => Progress::InProgress(message.clone()),
         None => Progress::InProgress("not started".into()),
     }
+}
+
+/// `progress` as recorded in status.
+fn typed_progress(progress: &Progress) -> RolloutProgress {
+    let (state, message) = match progress {
+        Progress::Done => (RolloutState::Done, String::new()),
+        Progress::InProgress(m) => (RolloutState::InProgress, m.clone()),
+        Progress::Failed(m) => (RolloutState::Failed, m.clone()),
+    };
+    RolloutProgress { state, message: message.chars().take(4096).collect() }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -447,7 +463,12 @@ async fn observe_facts(
     });
 
     let targets = ctx.targets(&namespace)?;
-    let production = if matches!(status.phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved) {
+    // Before production changes (what it runs now), and once a rollout is recorded as done (the
+    // planner believes the record only when production is seen running the digest).
+    let rollout_done = status.rollout.as_ref().is_some_and(|r| r.state == RolloutState::Done);
+    let production = if matches!(status.phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved)
+        || (status.phase == PromotionPhase::Promoting && rollout_done)
+    {
         observe::production_digest(&targets, &namespace, workloads).await?
     } else {
         None
@@ -482,8 +503,8 @@ async fn observe_facts(
             superseded,
             production,
             previous_digest,
-            rollout: recorded_progress(status, ROLLED_OUT),
-            rollback: recorded_progress(status, ROLLBACK_COMPLETE),
+            rollout: recorded_progress(status.rollout.as_ref()),
+            rollback: recorded_progress(status.rollback.as_ref()),
             health,
             monitor_until: status.monitor_until.as_ref().map(|t| t.0),
             monitor_window: parse_duration(&rules.monitor_window)

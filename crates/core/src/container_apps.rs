@@ -243,11 +243,10 @@ pub fn next_step(app: &AppView, image: &str, digest_hex: &str, goal: &Goal) -> S
             if shared { "a staging app of its own" } else { "rolling or replace" }
         ));
     }
-    // In single revision mode a revision that is neither active nor the latest is not reused:
-    // a new one with the same image takes over (Azure then deactivates the other).
-    let usable = |r: &&RevisionView| {
-        app.multiple_revisions || r.active || app.latest_revision.as_deref() == Some(r.name.as_str())
-    };
+    // In single revision mode only the latest revision serves: an older one with the image is not
+    // reused (even while Azure still lists it active); a new one with the same image takes over
+    // and Azure deactivates the others.
+    let usable = |r: &&RevisionView| app.multiple_revisions || app.latest_revision.as_deref() == Some(r.name.as_str());
     if matches!(goal, Goal::Production { canary: Some(_), .. }) && !app.ingress {
         return Step::Failed("canary steps split traffic, and the app has no ingress; use blueGreen or replace".into());
     }

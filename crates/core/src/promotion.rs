@@ -350,13 +350,21 @@ fn promoting(facts: &PromotionFacts) -> PromotionPlan {
             ),
         };
     }
-    if !matches!(facts.rollout, Progress::Done)
+    // A rollout recorded as done counts only while production is seen running the digest: the
+    // record in status is not proof.
+    let rollout = match &facts.rollout {
+        Progress::Done if facts.production.as_ref() != Some(&facts.digest) => {
+            Progress::InProgress(format!("production does not run {} yet", facts.digest))
+        }
+        recorded => recorded.clone(),
+    };
+    if !matches!(rollout, Progress::Done)
         && let Err(why) = production_gate(facts)
     {
         // Every production write is re-derived: a phase in status is not an order.
         return failure(facts, format!("production write refused: {why}"));
     }
-    match &facts.rollout {
+    match &rollout {
         Progress::Done => {
             let until = facts
                 .now

@@ -319,3 +319,31 @@ fn happy_path_reaches_succeeded_and_manual_rollback_restores() {
     assert_eq!(world.production, world.before);
     assert_eq!(world.recorded, [RecordEvent::Promoted, RecordEvent::RolledBack], "one record per event, in order");
 }
+
+#[test]
+fn a_rollout_recorded_as_done_counts_only_while_production_runs_the_digest() {
+    // Approved by two, production still on the old digest, and a status that claims the rollout
+    // is done (anyone who may write promotions/status could have written it).
+    let mut world = World::new(1, true);
+    world.apply(&Event::Approve(0));
+    world.phase = PromotionPhase::Promoting;
+    let mut facts = world.facts();
+    facts.rollout = Progress::Done;
+    let step = plan(&facts);
+    assert_eq!(step.phase, PromotionPhase::Promoting, "{step:?}");
+    assert_eq!(step.effects, [Effect::DeployProduction { digest: world.wanted.clone() }]);
+
+    // Without a valid approval the claimed progress moves nothing either: the gate refuses.
+    let mut unapproved = World::new(1, true);
+    unapproved.phase = PromotionPhase::Promoting;
+    let mut facts = unapproved.facts();
+    facts.rollout = Progress::Done;
+    let step = plan(&facts);
+    assert_eq!(step.phase, PromotionPhase::Failed, "{step:?}");
+    assert!(step.effects.iter().all(|e| !matches!(e, Effect::DeployProduction { .. })), "{step:?}");
+
+    // Once production runs the digest, the record holds and the monitor window starts.
+    world.production = world.wanted.clone();
+    let step = plan(&world.facts());
+    assert_eq!(step.phase, PromotionPhase::Monitoring, "{step:?}");
+}
