@@ -117,7 +117,9 @@ const FIELDS: [&str; 13] = [
 impl Summary {
     /// Medians over `runs` (all of one N; at least one).
     pub(crate) fn of(runs: &[RunResult]) -> Self {
-        let m = |f: &dyn Fn(&RunResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+        // Rounded as the section's data keeps them, so both tables show the same digits.
+        let m =
+            |f: &dyn Fn(&RunResult) -> f64| (median(&runs.iter().map(f).collect::<Vec<_>>()) * 1000.0).round() / 1000.0;
         let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
         Self {
             policies: runs.first().map_or(0, |r| r.policies),
