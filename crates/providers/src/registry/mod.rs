@@ -6,7 +6,7 @@
 //! a timeout are tried again a few times ([`ClientOptions::max_retries`]), after the
 //! `Retry-After` the registry asked for or with exponential backoff and jitter ([`retry`]);
 //! then the error is transient ([`RegistryError::is_transient`]) and the caller's own backoff
-//! takes over. A registry that asks to wait longer than [`ClientOptions::max_retry_after`] gets
+//! takes over. A registry that asked to wait (`Retry-After`) when a request was given up on gets
 //! no request until then. Every request has a connect timeout and a total timeout. `401`
 //! answers are met with Basic credentials or the bearer token flow, and tokens are cached per
 //! registry host and scope until they expire.
@@ -67,9 +67,10 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// The longest connecting to a registry may take.
     pub connect_timeout: Duration,
-    /// The longest `Retry-After` waited for within a request. A registry that asks for longer
-    /// gets no request from this client until then; callers get a transient
-    /// [`RegistryError::RateLimited`] that says how long is left.
+    /// The longest `Retry-After` waited for within a request. When a request is given up on
+    /// while the registry asked to wait (longer than this, or after the last attempt), the
+    /// registry gets no request from this client until the wait is over; callers get a transient
+    /// error that says how long is left.
     pub max_retry_after: Duration,
     /// Registry hosts (`host[:port]`, Azure Container Registry login servers) whose credentials
     /// are an Entra ID identity, through ACR's token exchange ([`acr`]). They take precedence over
@@ -230,10 +231,10 @@ impl RegistryClient {
         }
     }
 
-    /// Remembers a `Retry-After` too long to wait for within a request: `host` gets no request
-    /// until it has passed.
+    /// After giving up on a request to `host` that asked to wait `retry_after`: `host` gets no
+    /// request until the wait is over.
     fn hold(&self, host: &str, retry_after: Option<Duration>) {
-        if let Some(until) = retry::hold_until(&self.retry_policy(), Instant::now(), retry_after) {
+        if let Some(until) = retry::hold_until(Instant::now(), retry_after) {
             tracing::info!(%host, ?retry_after, "registry asked to be left alone; holding requests back");
             self.holds.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string(), until);
         }
@@ -439,11 +440,11 @@ impl RegistryClient {
             }
             if let Some(cause) = retry::cause_of(status) {
                 let retry_after = retry_after(response.headers());
-                self.hold(&host, retry_after);
                 if self.pause(&host, attempt, idempotent, cause, retry_after).await {
                     attempt += 1;
                     continue;
                 }
+                self.hold(&host, retry_after);
                 return Err(error::from_response_after(repo, &host, response, attempt, retry_after).await);
             }
             if status.is_success()
@@ -693,11 +694,11 @@ impl RegistryClient {
             }
             if let Some(cause) = retry::cause_of(response.status()) {
                 let retry_after = retry_after(response.headers());
-                self.hold(&token_host, retry_after);
                 if self.pause(&token_host, attempt, true, cause, retry_after).await {
                     attempt += 1;
                     continue;
                 }
+                self.hold(&token_host, retry_after);
                 return Err(error::from_response_after(repo, &token_host, response, attempt, retry_after).await);
             }
             break response;

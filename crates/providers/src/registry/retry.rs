@@ -9,8 +9,9 @@
 //!   this at all), a connection that fails or closes before an answer, a timeout.
 //! - How long to wait: what `Retry-After` says (seconds or an HTTP date), else exponential
 //!   backoff with jitter. A `Retry-After` longer than the client's cap is not waited for inside
-//!   one request: the error says when the registry asked to be contacted again, and requests to
-//!   that registry fail without being sent until then.
+//!   one request: the error says when the registry asked to be contacted again. Whenever a
+//!   request is given up on while the registry asked to wait, requests to that registry fail
+//!   without being sent until the wait is over.
 
 use std::time::{Duration, SystemTime};
 
@@ -120,14 +121,10 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Until when a registry that asked to wait `retry_after` (beyond what one request waits) is
-/// left alone; `None` when the wait was short enough to be waited for in the request.
-pub fn hold_until(
-    policy: &RetryPolicy,
-    now: std::time::Instant,
-    retry_after: Option<Duration>,
-) -> Option<std::time::Instant> {
-    retry_after.filter(|wait| *wait > policy.max_retry_after).and_then(|wait| now.checked_add(wait))
+/// Until when a registry is left alone after a request to it was given up on while it asked to
+/// wait `retry_after`: whatever the attempts, the next request waits for what it asked.
+pub fn hold_until(now: std::time::Instant, retry_after: Option<Duration>) -> Option<std::time::Instant> {
+    retry_after.filter(|wait| !wait.is_zero()).and_then(|wait| now.checked_add(wait))
 }
 
 /// How long a registry is still left alone at `now`, if it is.
@@ -214,13 +211,15 @@ mod tests {
     }
 
     #[test]
-    fn a_registry_that_asks_for_a_long_pause_is_left_alone_until_then() {
+    fn a_registry_that_asked_for_a_pause_is_left_alone_until_then() {
         let now = std::time::Instant::now();
-        assert_eq!(hold_until(&POLICY, now, None), None);
-        assert_eq!(hold_until(&POLICY, now, Some(Duration::from_secs(60))), None, "waited within the request");
-        let until = hold_until(&POLICY, now, Some(Duration::from_secs(3600)));
+        assert_eq!(hold_until(now, None), None);
+        assert_eq!(hold_until(now, Some(Duration::ZERO)), None);
+        assert_eq!(hold_until(now, Some(Duration::from_secs(u64::MAX))), None, "beyond the clock: not held");
+        let until = hold_until(now, Some(Duration::from_secs(3600)));
         assert_eq!(until, Some(now + Duration::from_secs(3600)));
         assert_eq!(still_held(now, until), Some(Duration::from_secs(3600)));
+        assert_eq!(still_held(now + Duration::from_secs(1800), until), Some(Duration::from_secs(1800)));
         assert_eq!(still_held(now + Duration::from_secs(3600), until), None);
         assert_eq!(still_held(now, None), None);
     }
