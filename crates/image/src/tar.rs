@@ -155,7 +155,9 @@ fn split_name(path: &str) -> Result<(&str, &str), Error> {
         return Ok(("", path));
     }
     let too_long = || Error::Tree(format!("{path} is too long for a ustar header"));
-    let start = path.len().saturating_sub(101);
+    // The cut is a '/' within the last 101 bytes; start the search at a character boundary
+    // (paths may hold any UTF-8).
+    let start = (path.len().saturating_sub(101)..path.len()).find(|&i| path.is_char_boundary(i)).unwrap_or(path.len());
     let cut = path[start..].find('/').map(|i| start + i).ok_or_else(too_long)?;
     let (prefix, name) = (&path[..cut], &path[cut + 1..]);
     if prefix.len() > 155 || name.is_empty() || name.len() > 100 {
@@ -262,5 +264,44 @@ mod tests {
         let mut clash = Tree::new();
         clash.file("/etc", vec![], 0o644).unwrap();
         assert!(clash.file("/etc/passwd", vec![], 0o644).is_err(), "a file where a directory must be");
+    }
+
+    #[test]
+    fn long_paths_with_multibyte_characters_are_split_at_a_slash() {
+        // Found by the fuzzer (crates/image/tests/fuzz.rs): the search for the '/' that splits a
+        // long path started inside a multi-byte character and panicked.
+        let shrunk =
+            "z9dzL2Mvz9dzbC9jZXJ0cy9jL8/Xc2wvY2VydHMvYy/P13NsL2NlcnRzL2Mvz9dzbC9jZXJ0cy9jL8/Xc2wvY2VydHMvYy/P12E=";
+        let bytes = base64_decode(shrunk);
+        let path = String::from_utf8_lossy(&bytes).into_owned();
+        let mut tree = Tree::new();
+        tree.file(&path, vec![1], 0o644).unwrap();
+        let _ = tree.to_tar(0);
+        let long = format!("/{}/{}/f", "é".repeat(40), "ü".repeat(40));
+        let mut tree = Tree::new();
+        tree.file(&long, vec![1], 0o644).unwrap();
+        let tar = tree.to_tar(0).unwrap();
+        let file = &tar[2 * BLOCK..3 * BLOCK];
+        let name = format!("{}/f", "ü".repeat(40));
+        assert_eq!(&file[..name.len() + 1], format!("{name}\0").as_bytes());
+        assert_eq!(&file[345..345 + 81], format!("{}\0", "é".repeat(40)).as_bytes());
+    }
+
+    /// Standard base64, for the fuzzer's report of the input above.
+    fn base64_decode(text: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+        let mut out = Vec::new();
+        for chunk in digits.chunks(4) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | u32::from(*d) << (18 - 6 * i));
+            out.extend(n.to_be_bytes()[1..].iter().take(chunk.len() - 1));
+        }
+        out
     }
 }
