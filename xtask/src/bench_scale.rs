@@ -44,11 +44,12 @@ use crate::demo::{CONTROLLER_USER, Controller, ControllerSigning};
 #[derive(Args)]
 pub struct ScaleArgs {
     /// Numbers of ImagePolicies to measure, each with a staging and a production Deployment. The
-    /// default finishes in about 12 minutes on 2 cores.
+    /// default took 16 minutes with the baseline controller (commit 66e5e68) on 2 shared cores.
     #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
     policies: Vec<usize>,
-    /// Runs per N; the report shows the median of each figure. Default 1 (a run at N=100 takes
-    /// about four minutes, most of it the one-minute monitor window and the idle window).
+    /// Runs per N; the report shows the median of each figure. Default 1: a run at N=100 took
+    /// eight minutes with the baseline controller on 2 shared cores (set-up, three minutes to
+    /// AwaitingApproval, the approvals, the one-minute monitor window, the idle window).
     #[arg(long, default_value_t = 1)]
     runs: usize,
     /// The controller binary to measure. Default: `cargo build --release -p tidegate-controller`
