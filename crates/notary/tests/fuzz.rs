@@ -253,7 +253,7 @@ fn envelopes_against_a_trust_policy_with_crls() {
     let donors: Vec<Vec<u8>> = pki.chain.iter().map(|c| c.der().to_vec()).collect();
     let key_pem = pki.leaf_key.clone();
     target("notary-envelope-policy").iterations(60).run_with(
-        &[ours.clone()],
+        std::slice::from_ref(&ours),
         |m| mutate_envelope(m, &ours, Some(&key_pem), &donors),
         |input| {
             let _ = verify_with_policy_and_crls(input, &policy, &stores, &reference, now, &crls);
@@ -552,7 +552,7 @@ fn resigned_envelopes_and_generated_crls_verify() {
     crls.insert(LEAF_CRL, Ok(signed_crl(&pki, &[], &[der::ext(der::CRL_NUMBER, false, der::int(1))])));
     let result = verify_with_crls(
         &parts.encode(),
-        &[pki.root.cert.clone()],
+        std::slice::from_ref(&pki.root.cert),
         &descriptor().digest,
         ts(NOW),
         &revocation(ValidationAction::Enforce),
