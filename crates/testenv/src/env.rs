@@ -2,6 +2,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
@@ -43,8 +44,9 @@ impl Default for Options {
 /// kube-scheduler and kwok on loopback, with TLS and RBAC. Dropping it stops every process and
 /// removes its temporary directory.
 pub struct TestEnv {
-    // Field order is drop order: processes stop before the directory goes away.
-    processes: Vec<Process>,
+    // Field order is drop order: processes stop before the directory goes away. A mutex, because
+    // a test may restart a component of a shared environment (`faults`).
+    processes: Mutex<Vec<Process>>,
     server: String,
     authority: Authority,
     admin: CertifiedKey,
@@ -98,8 +100,14 @@ impl TestEnv {
         pki::write_file(&pki_dir.join("sa.key"), &sa_key.key_pem)?;
         pki::write_file(&pki_dir.join("sa.pub"), &sa_key.cert_pem)?;
 
-        let mut env =
-            Self { processes: Vec::new(), server: String::new(), authority, admin, dir: dir.clone(), _temp: temp };
+        let mut env = Self {
+            processes: Mutex::default(),
+            server: String::new(),
+            authority,
+            admin,
+            dir: dir.clone(),
+            _temp: temp,
+        };
 
         let etcd_port = free_port()?;
         let etcd_peer_port = free_port()?;
@@ -273,17 +281,23 @@ impl TestEnv {
 
     /// Paths of every component's log.
     pub fn logs(&self) -> Vec<(String, PathBuf)> {
-        self.processes.iter().map(|p| (p.name().to_string(), p.log().to_path_buf())).collect()
+        self.processes().iter().map(|p| (p.name().to_string(), p.log().to_path_buf())).collect()
     }
 
     /// PIDs of the running components.
     pub fn pids(&self) -> Vec<u32> {
-        self.processes.iter().map(Process::pid).collect()
+        self.processes().iter().map(Process::pid).collect()
+    }
+
+    /// The running components, in start order.
+    pub(crate) fn processes(&self) -> MutexGuard<'_, Vec<Process>> {
+        self.processes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Stops every component (newest first).
     pub fn stop(&mut self) {
-        while let Some(mut process) = self.processes.pop() {
+        let processes = self.processes.get_mut().unwrap_or_else(PoisonError::into_inner);
+        while let Some(mut process) = processes.pop() {
             process.stop(Duration::from_secs(5));
         }
     }
@@ -294,12 +308,12 @@ impl TestEnv {
 
     fn spawn(&mut self, tools: &Tools, name: &str, logs: &Path, args: Vec<String>) -> Result<(), Error> {
         let process = Process::spawn(name, &tools.path(name), &args, logs)?;
-        self.processes.push(process);
+        self.processes().push(process);
         Ok(())
     }
 
     fn check_processes(&mut self) -> Result<(), Error> {
-        self.processes.iter_mut().try_for_each(Process::check_running)
+        self.processes().iter_mut().try_for_each(Process::check_running)
     }
 
     async fn wait_for_port(&mut self, component: &str, port: u16, timeout: Duration) -> Result<(), Error> {

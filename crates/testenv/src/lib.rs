@@ -6,7 +6,8 @@
 //! Deployments and Jobs progress, and installs Tidegate's CRDs and the Trivy Operator's
 //! `VulnerabilityReport` CRD ([`operator_crds`]). Dropping it stops everything and
 //! removes its temporary directory. [`shared`] gives one environment per test binary, cleaned up
-//! when the binary exits, also after a failed test.
+//! when the binary exits, also after a failed test. [`faults`] restarts, freezes and kills its
+//! components and compacts etcd, for tests of how Tidegate recovers.
 //!
 //! [`registry`] runs real OCI registries on loopback: the CNCF distribution registry (anonymous,
 //! basic or bearer-token auth) and `ocireg` (the OCI 1.1 referrers API).
@@ -20,6 +21,7 @@ pub mod cluster_services;
 pub mod crds;
 pub mod crl_authority;
 mod env;
+pub mod faults;
 pub mod helm_tool;
 pub mod kubeconfig;
 mod loopback;
@@ -94,6 +96,9 @@ pub enum Error {
     /// The API server answered with an error.
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    /// A control-plane fault could not be injected or undone ([`faults`]).
+    #[error("control-plane fault: {0}")]
+    Fault(String),
 }
 
 impl Error {

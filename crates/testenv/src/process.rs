@@ -1,7 +1,7 @@
 //! Child processes of the environment: logged to a file, stopped on drop, and killed by the kernel
 //! if the thread that started them dies first.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +14,8 @@ pub struct Process {
     name: String,
     child: Child,
     log: PathBuf,
+    binary: PathBuf,
+    args: Vec<String>,
 }
 
 impl Process {
@@ -21,6 +23,17 @@ impl Process {
     pub fn spawn(name: &str, binary: &Path, args: &[String], log_dir: &Path) -> Result<Self, Error> {
         let log = log_dir.join(format!("{name}.log"));
         let out = File::create(&log).map_err(|e| Error::io(&log, e))?;
+        Self::start(name, binary, args, log, out)
+    }
+
+    /// Starts the same binary again with `args`, appending to this process's log (for a component
+    /// restarted by a test). The kernel kills the new process when the calling thread exits.
+    pub fn respawn(&self, args: &[String]) -> Result<Self, Error> {
+        let out = OpenOptions::new().append(true).open(&self.log).map_err(|e| Error::io(&self.log, e))?;
+        Self::start(&self.name, &self.binary, args, self.log.clone(), out)
+    }
+
+    fn start(name: &str, binary: &Path, args: &[String], log: PathBuf, out: File) -> Result<Self, Error> {
         let err = out.try_clone().map_err(|e| Error::io(&log, e))?;
         let mut command = Command::new(binary);
         command.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
@@ -29,7 +42,7 @@ impl Process {
             component: name.to_string(),
             message: format!("cannot execute {}: {e}", binary.display()),
         })?;
-        Ok(Self { name: name.to_string(), child, log })
+        Ok(Self { name: name.to_string(), child, log, binary: binary.to_path_buf(), args: args.to_vec() })
     }
 
     /// Name of the component.
@@ -45,6 +58,11 @@ impl Process {
     /// Path of the component's log.
     pub fn log(&self) -> &Path {
         &self.log
+    }
+
+    /// The arguments the process was started with.
+    pub fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// Fails with the tail of the log if the process has already exited.

@@ -69,6 +69,16 @@ fn register_cleanup(env: &TestEnv) {
     }
 }
 
+/// Records that a component of the shared environment was restarted (`faults`): the exit handler
+/// stops `new` instead of `old`.
+pub(crate) fn replaced(old: u32, new: u32) {
+    if let Ok(mut slot) = CLEANUP.lock()
+        && let Some((pids, _)) = slot.as_mut()
+    {
+        pids.iter_mut().filter(|pid| **pid == old).for_each(|pid| *pid = new);
+    }
+}
+
 extern "C" fn cleanup() {
     let Ok(mut slot) = CLEANUP.lock() else { return };
     let Some((pids, dir)) = slot.take() else { return };
@@ -85,7 +95,8 @@ extern "C" fn cleanup() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether process `pid` runs (exists and is not a zombie).
+pub(crate) fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }

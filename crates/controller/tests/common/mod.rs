@@ -624,6 +624,11 @@ impl ControllerProcess {
         Self { child, metrics: format!("http://127.0.0.1:{port}"), log, binary, kubeconfig, namespace, args, env }
     }
 
+    /// Whether the process has exited (it exits when it loses its lease).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Kills the process without warning (SIGKILL) and starts a new one with the same settings.
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
@@ -669,11 +674,31 @@ impl ControllerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default().contains(text)
     }
 
+    /// The lines of the log that contain every one of `parts`, without terminal colours.
+    pub fn log_lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().map(plain).filter(|line| parts.iter().all(|part| line.contains(part))).collect()
+    }
+
     /// The end of the log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
+}
+
+/// `line` without ANSI colour sequences (`ESC [ … m`).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().take_while(|c| *c != 'm').for_each(drop);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for ControllerProcess {
