@@ -14,6 +14,9 @@ pub enum Error {
     /// The object or its policy is invalid in a way admission could not catch.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A watch has not completed its first list, so what the controller knows is incomplete.
+    #[error("not synced: {0}")]
+    NotSynced(String),
 }
 
 impl Error {
@@ -25,6 +28,7 @@ impl Error {
             Self::Provider(p) if p.is_transient() => "ProviderTransient",
             Self::Provider(_) => "ProviderPermanent",
             Self::Invalid(_) => "InvalidSpec",
+            Self::NotSynced(_) => "NotSynced",
         }
     }
 }

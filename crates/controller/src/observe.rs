@@ -14,22 +14,22 @@ use crate::error::{Error, Result};
 
 /// The ImagePolicy `name` in `namespace`, if it exists (as watched).
 pub async fn policy(ctx: &Context, namespace: &str, name: &str) -> Result<Option<ImagePolicy>> {
-    Ok(ctx.stores.policy(namespace, name).await.map(|p| p.as_ref().clone()))
+    Ok(ctx.stores.policy(namespace, name).await?.map(|p| p.as_ref().clone()))
 }
 
 /// Releases of a policy (as watched).
 pub async fn releases_of(ctx: &Context, namespace: &str, policy: &str) -> Result<Vec<Release>> {
-    Ok(ctx.stores.releases_of(namespace, policy).await.iter().map(|r| r.as_ref().clone()).collect())
+    Ok(ctx.stores.releases_of(namespace, policy).await?.iter().map(|r| r.as_ref().clone()).collect())
 }
 
 /// Promotions of a policy (as watched).
 pub async fn promotions_of(ctx: &Context, namespace: &str, policy: &str) -> Result<Vec<Promotion>> {
-    Ok(ctx.stores.promotions_of(namespace, policy).await.iter().map(|p| p.as_ref().clone()).collect())
+    Ok(ctx.stores.promotions_of(namespace, policy).await?.iter().map(|p| p.as_ref().clone()).collect())
 }
 
 /// The Release `name` in `namespace`, if it exists (as watched).
 pub async fn release(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Release>> {
-    Ok(ctx.stores.release(namespace, name).await.map(|r| r.as_ref().clone()))
+    Ok(ctx.stores.release(namespace, name).await?.map(|r| r.as_ref().clone()))
 }
 
 /// Orders objects by creation, then name, oldest first.

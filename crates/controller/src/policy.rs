@@ -241,7 +241,7 @@ async fn new_build(ctx: &Context, policy: &ImagePolicy, pattern: &str, productio
     let name = names::release_name(&policy.name_any(), "build", newest);
     // Known from the watch: no request. A Release the watch has not delivered yet is found by
     // the check before creating it.
-    if ctx.stores.release(&policy.namespace().unwrap_or_default(), &name).await.is_some() {
+    if ctx.stores.release(&policy.namespace().unwrap_or_default(), &name).await?.is_some() {
         return Ok(());
     }
     let Some(head) =

@@ -35,10 +35,14 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     let namespace = release.namespace().unwrap_or_default();
     let name = release.name_any();
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
-    // Act on the latest status, not the watch cache: a cached copy can predate this
-    // controller's own last write, and acting on it could repeat a started build or overwrite
-    // the recorded rollback target.
-    let Some(release) = api.get_opt(&name).await?.map(Arc::new) else { return Ok(Action::await_change()) };
+    // Act on the latest status: a cached copy that predates this controller's own last write
+    // could repeat a started build, so the watch cache serves only the version this process last
+    // wrote or read (`stores::latest`).
+    let Some(release) =
+        crate::stores::latest(&api, &ctx.stores.releases, &ctx.stores.versions, release.as_ref()).await?
+    else {
+        return Ok(Action::await_change());
+    };
     let old = release.status.clone();
 
     // Observe.

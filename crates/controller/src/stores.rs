@@ -11,8 +11,9 @@
 use std::collections::HashMap;
 use std::future::ready;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::watcher::{self, Event};
@@ -21,11 +22,13 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::Index;
 
 /// How many changes a subscriber may fall behind before the watch waits for it.
 const SUBSCRIBER_BUFFER: usize = 1024;
+/// How long a reconcile waits for the watches' first lists before it is retried later.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
 
 /// The stores and indexes of the three kinds.
 pub struct Stores {
@@ -142,7 +145,11 @@ fn shared_watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    kube_watcher(api, watcher::Config::default())
+    // Lists are consistent reads (not the API server's watch cache, which may lag behind and, for
+    // a CRD whose cache was just rebuilt, answer with a version its watch already expired): the
+    // picture after a (re)list is never older than what this controller last wrote.
+    let config = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
+    kube_watcher(api, config)
         .default_backoff()
         .modify(|object: &mut K| object.managed_fields_mut().clear())
         .map(move |event| {
@@ -166,38 +173,58 @@ where
 }
 
 impl Stores {
-    /// Waits until the first list of every kind is in the stores.
-    pub async fn ready(&self) {
-        // A dropped writer means the controller is shutting down; reads then see what is there.
-        let _ = futures::join!(
-            self.policies.wait_until_ready(),
-            self.releases.wait_until_ready(),
-            self.promotions.wait_until_ready()
-        );
+    /// Waits until the first list of every kind is in the stores: a reconcile must not decide on
+    /// an incomplete picture (no newer Release, no superseding Promotion). Gives up after
+    /// [`SYNC_WAIT`] with an error, so the object is retried with backoff instead of holding a
+    /// reconcile.
+    pub async fn ready(&self) -> Result<()> {
+        let all = async {
+            futures::join!(
+                self.policies.wait_until_ready(),
+                self.releases.wait_until_ready(),
+                self.promotions.wait_until_ready()
+            )
+        };
+        match tokio::time::timeout(SYNC_WAIT, all).await {
+            Ok((Ok(()), Ok(()), Ok(()))) => Ok(()),
+            Ok(_) => Err(Error::NotSynced("the controller is shutting down".into())),
+            Err(_) => {
+                let waiting: Vec<&str> = [
+                    ("ImagePolicies", self.policies.wait_until_ready().now_or_never().is_some()),
+                    ("Releases", self.releases.wait_until_ready().now_or_never().is_some()),
+                    ("Promotions", self.promotions.wait_until_ready().now_or_never().is_some()),
+                ]
+                .into_iter()
+                .filter(|(_, ready)| !ready)
+                .map(|(kind, _)| kind)
+                .collect();
+                Err(Error::NotSynced(format!("the watch of {} has not listed them yet", waiting.join(" and "))))
+            }
+        }
     }
 
     /// The ImagePolicy `name` in `namespace`, as watched.
-    pub async fn policy(&self, namespace: &str, name: &str) -> Option<Arc<ImagePolicy>> {
-        self.ready().await;
-        self.policies.get(&ObjectRef::new(name).within(namespace))
+    pub async fn policy(&self, namespace: &str, name: &str) -> Result<Option<Arc<ImagePolicy>>> {
+        self.ready().await?;
+        Ok(self.policies.get(&ObjectRef::new(name).within(namespace)))
     }
 
     /// The Release `name` in `namespace`, as watched.
-    pub async fn release(&self, namespace: &str, name: &str) -> Option<Arc<Release>> {
-        self.ready().await;
-        self.releases.get(&ObjectRef::new(name).within(namespace))
+    pub async fn release(&self, namespace: &str, name: &str) -> Result<Option<Arc<Release>>> {
+        self.ready().await?;
+        Ok(self.releases.get(&ObjectRef::new(name).within(namespace)))
     }
 
     /// Releases of `policy` in `namespace`, as watched.
-    pub async fn releases_of(&self, namespace: &str, policy: &str) -> Vec<Arc<Release>> {
-        self.ready().await;
-        lookup(&self.releases, &self.releases_by_policy, namespace, policy, |r| r.spec.policy == policy)
+    pub async fn releases_of(&self, namespace: &str, policy: &str) -> Result<Vec<Arc<Release>>> {
+        self.ready().await?;
+        Ok(lookup(&self.releases, &self.releases_by_policy, namespace, policy, |r| r.spec.policy == policy))
     }
 
     /// Promotions of `policy` in `namespace`, as watched.
-    pub async fn promotions_of(&self, namespace: &str, policy: &str) -> Vec<Arc<Promotion>> {
-        self.ready().await;
-        lookup(&self.promotions, &self.promotions_by_policy, namespace, policy, |p| p.spec.policy == policy)
+    pub async fn promotions_of(&self, namespace: &str, policy: &str) -> Result<Vec<Arc<Promotion>>> {
+        self.ready().await?;
+        Ok(lookup(&self.promotions, &self.promotions_by_policy, namespace, policy, |p| p.spec.policy == policy))
     }
 
     /// References to the Releases of the policy `policy` (to wake them when it changes).
