@@ -67,6 +67,15 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
 
     let all: Vec<&tidegate_api::image_policy::Workload> = policy.spec.workloads.iter().collect();
     let mut problems = Vec::new();
+    if let Some(base) = &policy.spec.triggers.base_image
+        && let Some(error) = ctx.watcher.error(&base.reference)
+    {
+        problems.push(format!(
+            "checking base image {} failed (checked again at its interval or on a registry notification): {error}",
+            base.reference
+        ));
+    }
+    let base_unavailable = !problems.is_empty();
     let live = match observe_live(&ctx, &namespace, &all).await {
         Ok(live) => Some(live),
         Err(e) => {
@@ -113,7 +122,16 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     let ready = problems.is_empty();
     let message = if ready { "watching the policy's workloads".to_string() } else { problems.join("; ") };
     let mut wanted = vec![
-        Wanted::new("Ready", ready, if ready { "Observed" } else { "TargetsUnavailable" }, message),
+        Wanted::new(
+            "Ready",
+            ready,
+            match (ready, base_unavailable) {
+                (true, _) => "Observed",
+                (false, true) => "BaseImageUnavailable",
+                (false, false) => "TargetsUnavailable",
+            },
+            message,
+        ),
         Wanted::new(
             "ProductionDrift",
             drifted,

@@ -17,13 +17,20 @@ use tokio::sync::{Notify, mpsc};
 pub struct BaseWatcher {
     registry: Arc<RegistryClient>,
     state: Mutex<BTreeMap<String, Watched>>,
+    /// Why the last check of a reference failed, until one succeeds.
+    errors: Mutex<BTreeMap<String, String>>,
     wake: Notify,
 }
 
 impl BaseWatcher {
     /// A watcher resolving through `registry`.
     pub fn new(registry: Arc<RegistryClient>) -> Self {
-        Self { registry, state: Mutex::default(), wake: Notify::new() }
+        Self { registry, state: Mutex::default(), errors: Mutex::default(), wake: Notify::new() }
+    }
+
+    /// Why the last check of `reference` failed, if it did (cleared by the next success).
+    pub fn error(&self, reference: &str) -> Option<String> {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).get(reference).cloned()
     }
 
     /// The digest last seen behind `reference`.
@@ -69,12 +76,22 @@ impl BaseWatcher {
                 state.retain(|r, _| wanted.iter().any(|(w, _)| w == r));
                 due(&wanted, &state, now)
             };
+            self.errors.lock().unwrap_or_else(|e| e.into_inner()).retain(|r, _| wanted.iter().any(|(w, _)| w == r));
             let mut any_changed = false;
             for reference in todo {
                 let digest = match self.resolve(&reference).await {
-                    Ok(digest) => digest,
+                    Ok(digest) => {
+                        if self.errors.lock().unwrap_or_else(|e| e.into_inner()).remove(&reference).is_some() {
+                            // The policies' Ready condition names the failure until it clears.
+                            any_changed = true;
+                        }
+                        digest
+                    }
                     Err(e) => {
                         tracing::warn!(%reference, error = %e, "resolving a base image failed");
+                        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+                        any_changed |= errors.get(&reference) != Some(&e);
+                        errors.insert(reference.clone(), e);
                         None
                     }
                 };

@@ -85,6 +85,24 @@ async fn a_registry_failing_for_a_while_delays_the_release_without_failing_it_or
     })
     .await;
 
+    // The base image's repository fails for a while: the policy says so, naming the registry,
+    // and says nothing of it once a check succeeds again.
+    proxy.fail(Fault::Status(503), Scope::PathPrefix("/v2/base/runtime/".into()));
+    let again = json!({"events": [{"action": "push", "target": {"repository": "base/runtime", "tag": "3.20", "digest": old_base}, "request": {"host": host}}]});
+    let answer = common::http(&format!("{}/webhooks/registry", controller.metrics), Some(&again.to_string())).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let ready = common::wait("the policy to report the failing base image", MINUTE, || {
+        let policies = policies.clone();
+        async move {
+            let status = policies.get("shop-app").await.ok()?.status?;
+            status.conditions.into_iter().find(|c| c.type_ == "Ready" && c.reason == "BaseImageUnavailable")
+        }
+    })
+    .await;
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains(&host) && ready.message.contains("503"), "{}", ready.message);
+    proxy.clear();
+
     // The application's repository starts failing with 503; the base image is still served, so
     // the update is noticed and a Release is started, whose rebuild then meets the failures.
     let failing = "/v2/shop/app/";
@@ -95,6 +113,14 @@ async fn a_registry_failing_for_a_while_delays_the_release_without_failing_it_or
     let answer =
         common::http(&format!("{}/webhooks/registry", controller.metrics), Some(&notification.to_string())).await;
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    common::wait("the policy to report the base image checked again", MINUTE, || {
+        let policies = policies.clone();
+        async move {
+            let status = policies.get("shop-app").await.ok()?.status?;
+            status.conditions.iter().any(|c| c.type_ == "Ready" && c.reason != "BaseImageUnavailable").then_some(())
+        }
+    })
+    .await;
     let release = common::wait("the rebuild to meet the failing registry", MINUTE, || async {
         let failed = proxy.count(&Fault::Status(503)) > 0;
         let releases = s.releases().list(&Default::default()).await.ok()?.items;
