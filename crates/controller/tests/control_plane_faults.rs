@@ -22,7 +22,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{PromotionPhase, RecordEvent, ReleasePhase};
 use tidegate_testenv::TestEnv;
-use tidegate_testenv::faults::{self, ETCD};
+use tidegate_testenv::faults::{self, CONTROLLER_MANAGER, ETCD};
 
 /// The faults stop the control plane every test shares: one test at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -380,6 +380,17 @@ impl Audit {
         let now = env.apiserver_args().expect("kube-apiserver's flags");
         if faults::with_flags(&now, &all) != now {
             env.restart_apiserver_with(&all).await.expect("restart kube-apiserver with the audit log");
+        }
+        // The simulated nodes' lease renewals fail while kube-apiserver restarts, and kwok retries
+        // only a lease duration later; kube-controller-manager would then mark every Pod not Ready,
+        // and kwok never marks them Ready again (a kubelet would), so production would look
+        // unhealthy for good. Give the nodes longer before they count as lost. (Restarted after
+        // kube-apiserver is ready: the manager gives up when it cannot reach it at start.)
+        let grace = ["--node-monitor-grace-period=5m".to_string()];
+        let manager = env.component_args(CONTROLLER_MANAGER).expect("kube-controller-manager's flags");
+        if faults::with_flags(&manager, &grace) != manager {
+            env.stop_component(CONTROLLER_MANAGER).await.expect("stop kube-controller-manager");
+            env.start_component(CONTROLLER_MANAGER, &grace).await.expect("start kube-controller-manager");
         }
         Self { path }
     }

@@ -21,6 +21,8 @@ use crate::{Error, TestEnv, shared};
 pub const APISERVER: &str = "kube-apiserver";
 /// The etcd component.
 pub const ETCD: &str = "etcd";
+/// The kube-controller-manager component.
+pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 
 /// How long a stopped component may take to exit after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(10);
@@ -48,8 +50,13 @@ impl Drop for Paused {
 impl TestEnv {
     /// The command-line flags kube-apiserver runs with now.
     pub fn apiserver_args(&self) -> Result<Vec<String>, Error> {
+        self.component_args(APISERVER)
+    }
+
+    /// The command-line flags `component` runs with now.
+    pub fn component_args(&self, component: &str) -> Result<Vec<String>, Error> {
         let processes = self.processes();
-        Ok(find(&processes, APISERVER)?.args().to_vec())
+        Ok(find(&processes, component)?.args().to_vec())
     }
 
     /// Restarts kube-apiserver with the flags it runs with (SIGTERM, as for an upgrade; killed
