@@ -517,7 +517,7 @@ impl RegistryClient {
                 repository: repo.to_string(),
                 message: format!("{url} returned no access_token"),
             })?;
-            let fallback = Duration::from_secs(body.expires_in.unwrap_or(60).saturating_sub(10).max(10));
+            let fallback = token_lifetime(body.expires_in);
             let lifetime = acr::lifetime(&token, fallback);
             self.tokens
                 .lock()
@@ -720,8 +720,7 @@ impl RegistryClient {
             repository: repo.to_string(),
             message: format!("token endpoint {realm} returned no token"),
         })?;
-        // Renew a little before the registry would refuse it.
-        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(60).saturating_sub(10).max(10));
+        let lifetime = token_lifetime(body.expires_in);
         self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1101,9 +1100,15 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 fn next_link(link: &str) -> Option<String> {
     link.split(',').find(|part| part.contains("rel=\"next\"") || part.contains("rel=next")).and_then(|part| {
         let start = part.find('<')? + 1;
-        let end = part.find('>')?;
+        let end = start + part[start..].find('>')?;
         Some(part[start..end].to_string())
     })
+}
+
+/// How long a registry token is used: what the token endpoint says (`expires_in`, default 60 s),
+/// renewed 10 s early, at least 10 s and at most a day whatever it says.
+fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    Duration::from_secs(expires_in.unwrap_or(60).saturating_sub(10).clamp(10, 86_400))
 }
 
 /// What a `Retry-After` header asks for, from now.
