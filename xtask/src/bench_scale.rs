@@ -36,6 +36,7 @@ use tidegate_testenv::registry::{Registry, RegistryOptions};
 use tidegate_testenv::{Options, TestEnv, apply, scanner_tools};
 
 use crate::bench_scale_audit as audit;
+use crate::bench_scale_history::{self as history, Relist};
 use crate::bench_scale_report::{self as report, RunResult};
 use crate::bench_scale_setup::{self as setup, ROLE_LABEL, Slot};
 use crate::demo::{CONTROLLER_USER, Controller, ControllerSigning};
@@ -72,6 +73,11 @@ pub struct ScaleArgs {
     /// Policies per namespace (each namespace has its `-staging` twin).
     #[arg(long, default_value_t = 10)]
     per_namespace: usize,
+    /// Ended Releases, and as many ended Promotions, created over the policies before the
+    /// controller starts (a cluster's kept history); with any, the controller is also restarted
+    /// after the idle window and its peak memory during the full relist measured.
+    #[arg(long, default_value_t = 0)]
+    history: usize,
     /// Keep each run's directory (control plane, audit log, controller log) instead of removing it
     /// after a successful run.
     #[arg(long)]
@@ -119,19 +125,26 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
 
     let runtime = crate::runtime()?;
     let mut results = Vec::new();
+    let mut relists = Vec::new();
     for &n in &args.policies {
         let mut runs = Vec::new();
         for run in 1..=args.runs {
             eprintln!("[bench scale] N={n}, run {run}/{}", args.runs);
-            let result =
+            let (result, relist) =
                 runtime.block_on(measure(args, &shared, n, run)).with_context(|| format!("N={n}, run {run}"))?;
             eprintln!("[bench scale] N={n} run {run}: {}", one_line(&result));
+            if let Some(relist) = relist {
+                let line = format!("N={n} run {run}: {}", relist.describe(n + args.history));
+                eprintln!("[bench scale] {line}");
+                relists.push(line);
+            }
             runs.push(result);
         }
         results.push(runs);
     }
 
-    let facts = facts(&machine, &built, args, started.elapsed());
+    let mut facts = facts(&machine, &built, args, started.elapsed());
+    facts.extend(relists);
     let date = Timestamp::now().strftime("%Y-%m-%d %H:%M UTC").to_string();
     let section = report::render_section(&report::Section {
         label: &label,
@@ -368,8 +381,8 @@ async fn wait_for(
     }
 }
 
-/// One run at `n` policies.
-async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Result<RunResult> {
+/// One run at `n` policies (and the restart with the history, if any).
+async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Result<(RunResult, Option<Relist>)> {
     let dir = shared.work.join(format!("n{n}-r{run}"));
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -403,6 +416,7 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
     let slots = setup::slots(n, args.per_namespace);
     let (old_base, apps) = setup::push_images(&registry, &slots).await?;
     setup::create_workloads(&env, &client, &slots, &apps, &base_ref).await?;
+    history::create(&client, &slots, args.history).await?;
     eprintln!("[bench scale] {n} policies and {} Deployments ready; starting the controller", 2 * n);
 
     let identity =
@@ -423,6 +437,13 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
         task.abort();
     }
     drop(controller);
+    let result = match result {
+        Ok(result) if args.history > 0 => {
+            let restart = Restart { env: &env, shared, dir: &dir, signing: &signing, registry: &registry, args };
+            restart.measure(&audit_log).await.map(|relist| (result, Some(relist)))
+        }
+        other => other.map(|result| (result, None)),
+    };
     drop(registry);
     drop(env);
     match result {
@@ -432,6 +453,52 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
         }
         Ok(result) => Ok(result),
         Err(e) => Err(e.context(format!("the run's files are kept in {}", dir.display()))),
+    }
+}
+
+/// What restarting the controller needs.
+struct Restart<'a> {
+    env: &'a TestEnv,
+    shared: &'a Shared,
+    dir: &'a Path,
+    signing: &'a ControllerSigning<'a>,
+    registry: &'a Registry,
+    args: &'a ScaleArgs,
+}
+
+impl Restart<'_> {
+    /// Starts the controller again (the previous one was killed, its Lease left to expire) and
+    /// measures it until it is quiet.
+    async fn measure(&self, audit_log: &Path) -> Result<Relist> {
+        let dir = self.dir.join("restart");
+        std::fs::create_dir_all(&dir)?;
+        let since = Timestamp::now();
+        let mut controller = Controller::spawn(
+            self.env,
+            &self.shared.controller,
+            &dir,
+            self.signing,
+            &self.registry.plain_http_hosts(),
+            &self.args.controller_args,
+        )?;
+        let quiet_at =
+            history::until_quiet(audit_log, CONTROLLER_USER, since, Duration::from_secs(10), Duration::from_secs(900))
+                .await
+                .with_context(|| format!("after the restart; controller log {}", controller.log.display()))?;
+        if let Some(status) = controller.exited() {
+            bail!("the restarted controller exited ({status}); log {}", controller.log.display());
+        }
+        let (rss_kib, hwm_kib) = memory(controller.pid())?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let text = std::fs::read_to_string(audit_log).with_context(|| format!("reading {}", audit_log.display()))?;
+        let counts = audit::count(&audit::parse(&text, CONTROLLER_USER), since, quiet_at);
+        Ok(Relist {
+            settle: quiet_at.duration_since(since).unsigned_abs(),
+            requests: counts.total,
+            status_writes: counts.status_writes,
+            hwm_kib,
+            rss_kib,
+        })
     }
 }
 
@@ -694,8 +761,8 @@ fn facts(machine: &str, built: &str, args: &ScaleArgs, elapsed: Duration) -> Vec
         ),
         format!("controller: {built}"),
         format!(
-            "layout: {} policies to a namespace (and its `-staging` twin), {} run(s) per N, idle window {} s; whole bench {:.0?}",
-            args.per_namespace, args.runs, args.idle_seconds, elapsed
+            "layout: {} policies to a namespace (and its `-staging` twin), {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
+            args.per_namespace, args.runs, args.idle_seconds, args.history, args.history, elapsed
         ),
     ]
 }

@@ -95,7 +95,7 @@ pub async fn establish(
         .flatten()
         .map(|t| t.0)
         .min();
-    if let Err(why) = ctx.admission.in_force_since(oldest).await? {
+    if let Err(why) = ctx.admission.in_force_for(&identity_key(promotion, release), oldest).await? {
         people.unprovable = Some(why);
     }
     if release.is_some_and(|r| annotation(r, ANNOTATION_CREATED_BY).is_none()) && people.unprovable.is_none() {
@@ -143,6 +143,16 @@ pub async fn establish(
     Ok(people)
 }
 
+/// Names the identities recorded on `promotion` and `release`: their uids and every annotation,
+/// so that any new or changed annotation is proven afresh.
+fn identity_key(promotion: &Promotion, release: Option<&Release>) -> String {
+    let part = |uid: Option<String>, annotations: &std::collections::BTreeMap<String, String>| serde_json::json!({ "uid": uid, "annotations": annotations });
+    serde_json::json!(
+        [part(promotion.uid(), promotion.annotations()), release.map(|r| part(r.uid(), r.annotations())),]
+    )
+    .to_string()
+}
+
 /// Whether `subject` holds `approve` on this Promotion and on Promotions in every namespace
 /// the Promotion changes: an approver bound in one namespace does not approve another's
 /// production.
@@ -163,4 +173,38 @@ async fn right(
         }
     }
     Ok(Right::Holds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn promotion(annotations: &[(&str, &str)]) -> Promotion {
+        let mut p: Promotion = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tidegate.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": "p", "namespace": "shop", "uid": "u-1"},
+            "spec": {"policy": "web", "release": "web-1", "digest": format!("sha256:{}", "a".repeat(64))}
+        }))
+        .expect("promotion");
+        for (k, v) in annotations {
+            p.annotations_mut().insert((*k).to_string(), (*v).to_string());
+        }
+        p
+    }
+
+    #[test]
+    fn every_recorded_identity_is_part_of_the_key() {
+        let plain = identity_key(&promotion(&[]), None);
+        let approved = identity_key(&promotion(&[(ANNOTATION_APPROVED_BY, "alice")]), None);
+        assert_ne!(plain, approved, "a new approval is proven afresh");
+        let groups = identity_key(
+            &promotion(&[(ANNOTATION_APPROVED_BY, "alice"), (ANNOTATION_APPROVER_GROUPS, "[[\"x\"]]")]),
+            None,
+        );
+        assert_ne!(approved, groups, "changed groups are proven afresh");
+        assert_eq!(approved, identity_key(&promotion(&[(ANNOTATION_APPROVED_BY, "alice")]), None), "same identities");
+        let mut other = promotion(&[(ANNOTATION_APPROVED_BY, "alice")]);
+        other.metadata.uid = Some("u-2".into());
+        assert_ne!(approved, identity_key(&other, None), "a recreated Promotion is another object");
+    }
 }

@@ -38,6 +38,11 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let namespace = promotion.namespace().unwrap_or_default();
     let name = promotion.name_any();
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
+    // An ended Promotion that owes nothing stays so (a newer version arrives as a watch event of
+    // its own): the watch cache's copy is enough, so a cluster's history costs no request.
+    if promotion.status.as_ref().is_some_and(owes_nothing) {
+        return Ok(Action::await_change());
+    }
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a production change or overwrite the recorded rollback target, so the watch
     // cache serves only the version this process last wrote or read (`stores::latest`).
@@ -50,10 +55,7 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let mut status = old.clone().unwrap_or_default();
     let now = ctx.now();
 
-    if status.phase.is_terminal()
-        && status.phase != PromotionPhase::Succeeded
-        && status.phase != PromotionPhase::RolledBack
-    {
+    if ended(status.phase) {
         // Nothing moves any more; a rejection still owes its record.
         let recorded = recorded(&status);
         if let (Some(event), Some(rules)) =
@@ -199,6 +201,17 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         None if plan.phase != facts.phase => Action::requeue(Duration::ZERO),
         None => Action::await_change(),
     })
+}
+
+/// Nothing moves any more (a `Succeeded` or `RolledBack` Promotion can still be rolled back).
+fn ended(phase: PromotionPhase) -> bool {
+    phase.is_terminal() && phase != PromotionPhase::Succeeded && phase != PromotionPhase::RolledBack
+}
+
+/// An ended Promotion whose record (if it owes one) is attached or given up on.
+fn owes_nothing(status: &PromotionStatus) -> bool {
+    ended(status.phase)
+        && (status.rules.is_none() || promotion::record_due(status.phase, &Progress::Done, &recorded(status)).is_none())
 }
 
 /// The events whose record was attached or given up on.
@@ -630,4 +643,44 @@ async fn health(
         }
     }
     Ok(Health::Healthy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: PromotionPhase, rules: bool, records: &[RecordEvent]) -> PromotionStatus {
+        let at = Time(jiff::Timestamp::UNIX_EPOCH);
+        PromotionStatus {
+            phase,
+            rules: rules.then(|| FrozenRules {
+                image: "registry.example/app".into(),
+                required_approvals: 1,
+                approval_valid_for: "24h".into(),
+                monitor_window: "10m".into(),
+                auto_rollback: true,
+                workloads: Vec::new(),
+                frozen_at: at.clone(),
+            }),
+            records: records
+                .iter()
+                .map(|event| RecordEntry { event: *event, record: None, message: None, at: at.clone() })
+                .collect(),
+            ..PromotionStatus::default()
+        }
+    }
+
+    #[test]
+    fn only_an_ended_promotion_with_its_record_is_left_to_the_cache() {
+        use PromotionPhase::*;
+        for phase in [Superseded, Expired, Failed] {
+            assert!(owes_nothing(&status(phase, true, &[])), "{phase:?} owes no record");
+        }
+        assert!(!owes_nothing(&status(Rejected, true, &[])), "a rejection owes its record");
+        assert!(owes_nothing(&status(Rejected, true, &[RecordEvent::Rejected])));
+        assert!(owes_nothing(&status(Rejected, false, &[])), "no rules, no record to attach");
+        for phase in [AwaitingApproval, Approved, Promoting, Monitoring, Succeeded, RolledBack] {
+            assert!(!owes_nothing(&status(phase, true, &[RecordEvent::Promoted])), "{phase:?} can still move");
+        }
+    }
 }

@@ -35,6 +35,9 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     let namespace = release.namespace().unwrap_or_default();
     let name = release.name_any();
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
+    if settled(&ctx, &namespace, &release).await? {
+        return Ok(Action::await_change());
+    }
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a started build, so the watch cache serves only the version this process last
     // wrote or read (`stores::latest`).
@@ -80,6 +83,17 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Whether `release` has ended and planning it again changes nothing. An ended Release stays
+/// ended (a newer version would arrive as a watch event of its own), so such a copy from the
+/// watch cache needs no fresh read: a cluster's history costs no request when the controller
+/// starts or its watches relist.
+async fn settled(ctx: &Context, namespace: &str, release: &Release) -> Result<bool> {
+    let Some(status) = release.status.as_ref().filter(|s| s.phase.is_terminal()) else { return Ok(false) };
+    let policy = observe::policy(ctx, namespace, &release.spec.policy).await?;
+    let plan = release::plan(&facts(ctx, release, policy.as_ref()).await?);
+    Ok(plan.effects.is_empty() && plan.requeue_after.is_none() && plan.status == *status)
 }
 
 /// What the planner needs to know before any work is done.

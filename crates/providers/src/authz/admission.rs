@@ -7,6 +7,16 @@
 //! so before trusting a recorded identity the controller checks, every time, that each shipped
 //! policy and binding exists, still says what the shipped manifest says (nothing removed, no
 //! narrowing selectors), and was created before the object that carries the identity.
+//!
+//! A positive answer is remembered for [`PROVEN_FOR`] per set of recorded identities (the caller's
+//! key names the objects and every annotation they carry), so a rollout polled every few seconds
+//! does not re-read the four admission kinds each time. Any new or changed identity is a new key
+//! and is checked against the API server before it counts; a removed policy shows within
+//! [`PROVEN_FOR`] on identities that were already proven while it was in force.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -22,6 +32,29 @@ pub const SHIPPED_POLICIES: &str = include_str!("../../../../deploy/approval-pol
 pub struct AdmissionGuard {
     client: kube::Client,
     shipped: Vec<Value>,
+    proven: Arc<Mutex<Proven>>,
+}
+
+/// How long a positive answer for one set of recorded identities is reused.
+pub const PROVEN_FOR: Duration = Duration::from_secs(60);
+
+/// Keys of identity sets proven recorded under the shipped policies, and when.
+#[derive(Debug, Default)]
+struct Proven {
+    at: HashMap<String, Instant>,
+}
+
+impl Proven {
+    /// Whether `key` was proven less than `ttl` before `now`.
+    fn holds(&self, key: &str, now: Instant, ttl: Duration) -> bool {
+        self.at.get(key).is_some_and(|at| now.saturating_duration_since(*at) < ttl)
+    }
+
+    /// Remembers `key` as proven at `now`, forgetting every key older than `ttl`.
+    fn remember(&mut self, key: String, now: Instant, ttl: Duration) {
+        self.at.retain(|_, at| now.saturating_duration_since(*at) < ttl);
+        self.at.insert(key, now);
+    }
 }
 
 impl AdmissionGuard {
@@ -35,7 +68,23 @@ impl AdmissionGuard {
                 shipped.push(value);
             }
         }
-        Ok(Self { client, shipped })
+        Ok(Self { client, shipped, proven: Arc::default() })
+    }
+
+    /// [`Self::in_force_since`] for the recorded identities that `key` names (the objects' uids
+    /// and every annotation they carry): a positive answer for the same key within
+    /// [`PROVEN_FOR`] is reused, anything else is read from the API server.
+    pub async fn in_force_for(&self, key: &str, since: Option<Timestamp>) -> Result<std::result::Result<(), String>> {
+        if self.proven.lock().map(|p| p.holds(key, Instant::now(), PROVEN_FOR)).unwrap_or(false) {
+            return Ok(Ok(()));
+        }
+        let verdict = self.in_force_since(since).await?;
+        if verdict.is_ok()
+            && let Ok(mut proven) = self.proven.lock()
+        {
+            proven.remember(key.to_string(), Instant::now(), PROVEN_FOR);
+        }
+        Ok(verdict)
     }
 
     /// `Ok(())` when every shipped policy and binding is installed as shipped and was created no
@@ -131,6 +180,20 @@ mod tests {
         assert!(kinds.contains(&"ValidatingAdmissionPolicy"));
         assert!(kinds.contains(&"MutatingAdmissionPolicy"));
         assert!(kinds.contains(&"MutatingAdmissionPolicyBinding"));
+    }
+
+    #[test]
+    fn a_proven_key_is_reused_only_within_its_time_and_old_keys_are_forgotten() {
+        let ttl = Duration::from_secs(60);
+        let start = Instant::now();
+        let mut proven = Proven::default();
+        assert!(!proven.holds("a", start, ttl), "nothing is proven at first");
+        proven.remember("a".into(), start, ttl);
+        assert!(proven.holds("a", start + Duration::from_secs(59), ttl));
+        assert!(!proven.holds("a", start + ttl, ttl), "expired");
+        assert!(!proven.holds("b", start, ttl), "another set of identities is checked afresh");
+        proven.remember("b".into(), start + ttl, ttl);
+        assert_eq!(proven.at.len(), 1, "expired keys are dropped when another is remembered");
     }
 
     #[test]
