@@ -167,8 +167,16 @@ pub fn host_binaries(install: bool) -> Result<HostBinaries, Error> {
         let missing = find_host_binaries().err().unwrap_or_default();
         return Err(missing_packages(&missing, " (as root)"));
     }
+    // Tests of one binary start nodes at once: one installs while the others wait, then find
+    // what it installed. `apt-get` itself waits for another process's dpkg lock.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Ok(found) = find_host_binaries() {
+        return Ok(found);
+    }
     let apt = |args: &[&str]| {
         Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .output()
