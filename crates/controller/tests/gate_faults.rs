@@ -253,8 +253,13 @@ async fn a_tag_re_pushed_after_the_scan_never_reaches_production() {
     let status = promoted.status.clone().expect("status");
     assert_eq!(status.approved_by, ["alice"]);
     assert_eq!(status.previous_digest.as_deref(), Some(gate.before.as_str()));
-    let (_, _, ready) = condition(&promoted, "Ready");
-    assert!(ready.contains(&built), "the Promotion says which digest production runs: {ready}");
+    // The approval is bound to the Promotion's immutable digest; the policy reports it running.
+    assert_eq!(promoted.spec.digest, built);
+    let policies = Api::<ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
+    wait("the policy to report the approved digest in production", MINUTE, || async {
+        (policies.get("shop-app").await.ok()?.status?.production_digest? == built).then_some(())
+    })
+    .await;
     let (signature_verified, _, _) = condition(&promoted, "SignatureVerified");
     assert_eq!(signature_verified, "True", "the signature of the approved digest verified before the write");
     drop(controller);
@@ -301,7 +306,15 @@ async fn a_signature_deleted_before_the_last_approval_stops_the_promotion() {
     let before = gate.production().await;
     assert_eq!(before.live_image(), Some(gate.pinned(&gate.before).as_str()));
     s.approve(&bob, &name, "bob").await.expect("bob approves");
-    let failed = promotion_of(s, &release, PromotionPhase::Failed, 2 * MINUTE).await;
+    // Once the controller has seen both approvals the Promotion moves on, and must end Failed.
+    let failed = wait("the Promotion to act on the approvals", 2 * MINUTE, || async {
+        let p = s.promotions().get(&name).await.ok()?;
+        let phase = p.status.as_ref()?.phase;
+        (!matches!(phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved)).then_some(p)
+    })
+    .await;
+    let phase = failed.status.as_ref().map(|st| st.phase);
+    assert_eq!(phase, Some(PromotionPhase::Failed), "production: {:?}", gate.production().await);
     let (status, reason, message) = condition(&failed, "SignatureVerified");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "SignatureInvalid"), "{message}");
     let image = gate.pinned(&built);
