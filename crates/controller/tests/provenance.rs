@@ -100,16 +100,7 @@ async fn every_outcome_leaves_a_signed_record_on_the_digest() {
     .await;
     let keys = tempfile::tempdir().expect("keys");
     let identity = write_code_signing_identity(keys.path(), "tidegate", "tidegate").expect("identity");
-    let mut args: Vec<String> = [
-        ("--notary-key-file", &identity.key),
-        ("--notary-cert-file", &identity.chain),
-        ("--trust-policy-file", &identity.trust_policy),
-        ("--trust-store-dir", &identity.trust_store),
-    ]
-    .iter()
-    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-    .collect();
-    args.extend(plain_http.iter().flat_map(|h| ["--plain-http-registry".to_string(), h.clone()]));
+    let args = common::notary_args(&identity, &plain_http);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let controller = s.product(&args);
 

@@ -57,16 +57,7 @@ async fn a_certificate_revoked_after_signing_stops_the_promotion_before_producti
     let keys = tempfile::tempdir().expect("keys");
     let identity = RevocableIdentity::write(keys.path(), "revocable", "tidegate").expect("identity");
     let files = &identity.files;
-    let mut args: Vec<String> = [
-        ("--notary-key-file", &files.key),
-        ("--notary-cert-file", &files.chain),
-        ("--trust-policy-file", &files.trust_policy),
-        ("--trust-store-dir", &files.trust_store),
-    ]
-    .iter()
-    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-    .collect();
-    args.extend(plain_http.iter().flat_map(|h| ["--plain-http-registry".to_string(), h.clone()]));
+    let mut args = common::notary_args(files, &plain_http);
     // Every verification fetches the CRL (no reuse), so the revocation is seen at the next one.
     args.extend(["--notary-crl-max-age-seconds".to_string(), "0".to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -84,16 +84,7 @@ async fn only_reports_signed_by_a_trusted_ci_key_decide_the_gate() {
     let ci = write_code_signing_identity(&keys.path().join("ci"), "ci", "ci").expect("ci identity");
     let store = identity.root.parent().expect("store").join("ci-root.pem");
     std::fs::copy(&ci.root, store).expect("trust CI's root");
-    let mut args: Vec<String> = [
-        ("--notary-key-file", &identity.key),
-        ("--notary-cert-file", &identity.chain),
-        ("--trust-policy-file", &identity.trust_policy),
-        ("--trust-store-dir", &identity.trust_store),
-    ]
-    .iter()
-    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-    .collect();
-    args.extend(plain_http.iter().flat_map(|h| ["--plain-http-registry".to_string(), h.clone()]));
+    let args = common::notary_args(&identity, &plain_http);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let controller = s.product(&args);
 

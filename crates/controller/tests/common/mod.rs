@@ -451,6 +451,22 @@ subjects:
     }
 }
 
+/// The product's flags for Notary Project signing with `identity` (key, chain, trust policy and
+/// trust store), and `--plain-http-registry` for each of `plain_http`.
+pub fn notary_args(identity: &tidegate_testenv::pki::CodeSigningFiles, plain_http: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        ("--notary-key-file", &identity.key),
+        ("--notary-cert-file", &identity.chain),
+        ("--trust-policy-file", &identity.trust_policy),
+        ("--trust-store-dir", &identity.trust_store),
+    ]
+    .iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .collect();
+    args.extend(plain_http.iter().flat_map(|h| ["--plain-http-registry".to_string(), h.clone()]));
+    args
+}
+
 /// Applies deploy/rbac.yaml and deploy/approval-policy.yaml, and binds the approver role to
 /// group `tidegate-approvers`.
 async fn install_shipped_manifests(admin: &kube::Client) {
