@@ -2,7 +2,9 @@
 
 mod bench;
 mod bench_scale;
+mod bench_scale_argo;
 mod bench_scale_audit;
+mod bench_scale_peer;
 mod bench_scale_report;
 mod bench_scale_setup;
 mod demo;
