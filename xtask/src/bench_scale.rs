@@ -14,7 +14,9 @@
 //! AwaitingApproval; then every Promotion approved at once as `alice`, and per Promotion the time
 //! from its approval write (the API server's answer) to the first production Deployment of its
 //! policy with a new pod template image (seen on a watch); the controller's VmRSS/VmHWM; its API requests by verb and
-//! resource (audit log); an idle window; the registry's requests (its access log).
+//! resource (audit log); an idle window; the registry's requests (its access log). With
+//! `--peer argo`, Argo Rollouts is measured next on the same control plane
+//! ([`crate::bench_scale_argo`]), and the report puts the two side by side as ratios.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
