@@ -14,7 +14,9 @@
 //! AwaitingApproval; then every Promotion approved at once as `alice`, and per Promotion the time
 //! from its approval write (the API server's answer) to the first production Deployment of its
 //! policy with a new pod template image (seen on a watch); the controller's VmRSS/VmHWM; its API requests by verb and
-//! resource (audit log); an idle window; the registry's requests (its access log).
+//! resource (audit log); an idle window; the registry's requests (its access log). With
+//! `--peer argo`, Argo Rollouts is measured next on the same control plane
+//! ([`crate::bench_scale_argo`]), and the report puts the two side by side as ratios.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -35,6 +37,7 @@ use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase
 use tidegate_testenv::registry::{Registry, RegistryOptions};
 use tidegate_testenv::{Options, TestEnv, apply, scanner_tools};
 
+use crate::bench_scale_argo as argo;
 use crate::bench_scale_audit as audit;
 use crate::bench_scale_history::{self as history, Relist};
 use crate::bench_scale_report::{self as report, RunResult};
@@ -82,6 +85,20 @@ pub struct ScaleArgs {
     /// after a successful run.
     #[arg(long)]
     keep: bool,
+    /// Also measure a peer in the same run, on the same control plane, after Tidegate (whose
+    /// controller is stopped first). `argo`: Argo Rollouts (`rollouts-controller` built once from
+    /// its pinned Go module into the tools cache) with N blue-green Rollouts, all promoted at
+    /// once; promote → active Service switch p50/p99 and its memory, shown beside Tidegate's
+    /// approval → production write and memory as ratios.
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
+}
+
+/// A controller measured beside Tidegate (`--peer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Peer {
+    /// Argo Rollouts, blue-green.
+    Argo,
 }
 
 /// What every run shares: the controller, Trivy and its database, where runs keep their files.
@@ -90,6 +107,8 @@ struct Shared {
     trivy: PathBuf,
     trivy_cache: PathBuf,
     work: PathBuf,
+    /// Argo Rollouts, when it is measured beside Tidegate.
+    argo: Option<tidegate_testenv::argo_rollouts::ArgoRollouts>,
 }
 
 pub fn run(args: &ScaleArgs) -> Result<()> {
@@ -108,6 +127,13 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
     );
     tidegate_testenv::tools::build(&mut |line| eprintln!("[tools] {line}")).context("building the tools")?;
     let scanner = scanner_tools::build_scanner(&mut |line| eprintln!("[tools] {line}"))?;
+    let argo = match args.peer {
+        Some(Peer::Argo) => Some(
+            tidegate_testenv::argo_rollouts::build_argo_rollouts(&mut |line| eprintln!("[tools] {line}"))
+                .context("building Argo Rollouts")?,
+        ),
+        None => None,
+    };
     let (controller, built) = match &args.controller_binary {
         Some(path) => {
             let path =
@@ -120,7 +146,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let trivy_cache = work.join("trivy-cache");
     scanner_tools::write_vulnerability_db(&scanner, &crate::demo::advisories(false), &trivy_cache)?;
-    let shared = Shared { controller, trivy: scanner.trivy(), trivy_cache, work };
+    let shared = Shared { controller, trivy: scanner.trivy(), trivy_cache, work, argo };
     let machine = crate::bench::machine_info();
 
     let runtime = crate::runtime()?;
@@ -134,7 +160,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
                 runtime.block_on(measure(args, &shared, n, run)).with_context(|| format!("N={n}, run {run}"))?;
             eprintln!("[bench scale] N={n} run {run}: {}", one_line(&result));
             if let Some(relist) = relist {
-                let line = format!("N={n} run {run}: {}", relist.describe(n + args.history));
+                let line = format!("N={n} run {run}: {}", relist.describe(2 * (n + args.history)));
                 eprintln!("[bench scale] {line}");
                 relists.push(line);
             }
@@ -143,7 +169,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
         results.push(runs);
     }
 
-    let mut facts = facts(&machine, &built, args, started.elapsed());
+    let mut facts = facts(&machine, &built, args, shared.argo.as_ref(), started.elapsed());
     facts.extend(relists);
     let date = Timestamp::now().strftime("%Y-%m-%d %H:%M UTC").to_string();
     let section = report::render_section(&report::Section {
@@ -167,8 +193,19 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
 
 fn one_line(r: &RunResult) -> String {
     let p = |q| report::percentile(&r.to_production, q).map_or(f64::NAN, |d| d.as_secs_f64());
+    let peer = r.peer.as_ref().map_or(String::new(), |peer| {
+        let q = |q| report::percentile(&peer.to_switch, q).map_or(f64::NAN, |d| d.as_secs_f64());
+        format!(
+            "; {}: promote → switch p50 {:.2} s p99 {:.2} s, VmRSS {} MiB (HWM {} MiB)",
+            peer.name,
+            q(50.0),
+            q(99.0),
+            peer.rss_kib / 1024,
+            peer.hwm_kib / 1024
+        )
+    });
     format!(
-        "all AwaitingApproval after {:.1} s; approval → production p50 {:.2} s p99 {:.2} s; VmRSS {} MiB (HWM {} MiB); {:.0} requests per policy; idle {:.0} requests/min, {} status writes",
+        "all AwaitingApproval after {:.1} s; approval → production p50 {:.2} s p99 {:.2} s; VmRSS {} MiB (HWM {} MiB); {:.0} requests per policy; idle {:.0} requests/min, {} status writes{peer}",
         r.to_awaiting.as_secs_f64(),
         p(50.0),
         p(99.0),
@@ -392,7 +429,7 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
     std::fs::write(&policy_file, audit::policy_yaml(CONTROLLER_USER))?;
     let options = Options {
         dir: Some(dir.join("env")),
-        nodes: setup::nodes_for(n),
+        nodes: setup::nodes_for(n) + if shared.argo.is_some() { argo::nodes_for(n) } else { 0 },
         install_crds: true,
         apiserver_args: vec![
             format!("--audit-policy-file={}", policy_file.display()),
@@ -437,12 +474,27 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
         task.abort();
     }
     drop(controller);
+    // The restart (with a history) stops again before the peer runs alone.
     let result = match result {
         Ok(result) if args.history > 0 => {
             let restart = Restart { env: &env, shared, dir: &dir, signing: &signing, registry: &registry, args };
             restart.measure(&audit_log).await.map(|relist| (result, Some(relist)))
         }
         other => other.map(|result| (result, None)),
+    };
+    let result = match (result, &shared.argo) {
+        (Ok((mut result, relist)), Some(tools)) => {
+            eprintln!("[bench scale] Tidegate stopped; measuring {} on the same control plane", argo::name());
+            let idle = Duration::from_secs(args.idle_seconds);
+            match argo::measure(&env, &client, tools, n, args.per_namespace, idle, &dir).await {
+                Ok(peer) => {
+                    result.peer = Some(peer);
+                    Ok((result, relist))
+                }
+                Err(e) => Err(e.context(format!("measuring {}", argo::name()))),
+            }
+        }
+        (result, _) => result,
     };
     drop(registry);
     drop(env);
@@ -667,6 +719,7 @@ async fn drive(
         registry_trivy: registry_counts.1,
         registry_idle: registry_counts.2,
         load_at_push,
+        peer: None,
     })
 }
 
@@ -698,7 +751,7 @@ async fn notify(metrics_addr: &str, host: &str, digest: &str) -> Result<()> {
 }
 
 /// VmRSS and VmHWM of a process, KiB.
-fn memory(pid: u32) -> Result<(u64, u64)> {
+pub(crate) fn memory(pid: u32) -> Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let field = |name: &str| {
@@ -737,7 +790,13 @@ fn count_registry(text: &str, idle_from: Timestamp, idle_to: Timestamp) -> (u64,
 }
 
 /// The report's facts about the machine, versions and set-up.
-fn facts(machine: &str, built: &str, args: &ScaleArgs, elapsed: Duration) -> Vec<String> {
+fn facts(
+    machine: &str,
+    built: &str,
+    args: &ScaleArgs,
+    argo: Option<&tidegate_testenv::argo_rollouts::ArgoRollouts>,
+    elapsed: Duration,
+) -> Vec<String> {
     let run = |program: &str, args: &[&str]| {
         Command::new(program)
             .args(args)
@@ -750,7 +809,7 @@ fn facts(machine: &str, built: &str, args: &ScaleArgs, elapsed: Duration) -> Vec
         .ok()
         .and_then(|t| t.path("kube-apiserver").parent()?.parent()?.file_name().map(|f| f.to_string_lossy().to_string()))
         .unwrap_or_else(|| "unknown".into());
-    vec![
+    let mut facts = vec![
         format!("machine: {machine}"),
         format!(
             "versions: {}, {}, control plane `{kubernetes}` (kube-apiserver, etcd, kwok), CNCF distribution {}, Trivy {}",
@@ -764,7 +823,19 @@ fn facts(machine: &str, built: &str, args: &ScaleArgs, elapsed: Duration) -> Vec
             "layout: {} policies to a namespace (and its `-staging` twin), {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
             args.per_namespace, args.runs, args.idle_seconds, args.history, args.history, elapsed
         ),
-    ]
+    ];
+    if let Some(argo) = argo {
+        // `go version <binary>` names the toolchain the module required.
+        let built_with = run("go", &["version", &argo.controller().display().to_string()])
+            .and_then(|line| line.rsplit(' ').next().map(str::to_string))
+            .unwrap_or_else(|| "go unknown".into());
+        facts.push(format!(
+            "peer: {} (`rollouts-controller` built with {built_with} from the Go module; release CRDs and ClusterRole; leader election on; default client QPS/burst); blue-green Rollouts of one replica, {} to a namespace, headless active and preview Services",
+            argo::name(),
+            args.per_namespace
+        ));
+    }
+    facts
 }
 
 const PREAMBLE: &str = r#"# Scale benchmark: N policies on one controller
@@ -810,6 +881,18 @@ controller has recorded its digest before the measurement starts.
    reviews are not counted as writes; Lease writes are listed per run).
 6. **registry requests**: the registry's access log from the push to the end of the idle window, by
    the controller and by Trivy (which the controller runs, one scan at a time).
+7. **beside a peer** (`--peer argo`): in the same run, on the same control plane, after Tidegate's
+   measurement (Tidegate's controller is stopped first; its objects stay): Argo Rollouts'
+   `rollouts-controller`, built from the pinned Go module, runs as a local process with the
+   release's CRDs and ClusterRole (leader election on, its default API client limits). N blue-green
+   Rollouts (one replica on kwok's nodes, an active and a preview Service each,
+   `autoPromotionEnabled: false`, 10 to a namespace `argo-00` …) are rolled to a new image; once
+   every one is paused for promotion with its preview ready, all are promoted at once as `kubectl
+   argo rollouts promote` does (a merge patch `status.pauseConditions: null`). Per Rollout, from
+   the API server's answer to the promote until the active Service's `rollouts-pod-template-hash`
+   selects the new ReplicaSet (a watch on the Services); p50 and p99. Its VmRSS / VmHWM are read
+   after every Rollout is Healthy on the new ReplicaSet and the same idle window as Tidegate's.
+   The ratios put Tidegate's approval → production write and memory over Argo's.
 
 Times are wall-clock on a machine shared with compilers: read them as orders of magnitude.
 "#;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::bench_scale_peer::{self as peer, PeerRun, PeerSummary};
+
 /// What one run at one N measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct RunResult {
@@ -43,6 +45,8 @@ pub(crate) struct RunResult {
     pub(crate) registry_idle: u64,
     /// The machine's 1-minute load average when the base was pushed (others share the machine).
     pub(crate) load_at_push: Option<f64>,
+    /// The peer measured after Tidegate on the same control plane (`--peer`).
+    pub(crate) peer: Option<PeerRun>,
 }
 
 impl RunResult {
@@ -96,6 +100,8 @@ pub(crate) struct Summary {
     pub(crate) idle_status_writes: f64,
     pub(crate) idle_other_writes: f64,
     pub(crate) registry_requests: f64,
+    /// The peer's medians, when the runs measured one.
+    pub(crate) peer: Option<PeerSummary>,
 }
 
 const FIELDS: [&str; 13] = [
@@ -136,6 +142,7 @@ impl Summary {
             idle_status_writes: m(&|r| r.idle_status_writes as f64),
             idle_other_writes: m(&|r| r.idle_other_writes as f64),
             registry_requests: m(&|r| (r.registry_controller + r.registry_trivy) as f64),
+            peer: PeerSummary::of(&runs.iter().filter_map(|r| r.peer.as_ref()).collect::<Vec<_>>()),
         }
     }
 
@@ -163,6 +170,9 @@ impl Summary {
         for (name, value) in FIELDS.iter().zip(self.values()) {
             object.insert((*name).into(), json!((value * 1000.0).round() / 1000.0));
         }
+        if let Some(peer) = &self.peer {
+            object.insert("peer".into(), peer.to_json());
+        }
         Value::Object(object)
     }
 
@@ -183,6 +193,7 @@ impl Summary {
             idle_status_writes: f("idle_status_writes")?,
             idle_other_writes: f("idle_other_writes")?,
             registry_requests: f("registry_requests")?,
+            peer: PeerSummary::from_json(&value["peer"]),
         })
     }
 }
@@ -239,6 +250,7 @@ pub(crate) fn render_section(section: &Section<'_>) -> String {
     for s in &summaries {
         let _ = writeln!(out, "{}", summary_row(label, s));
     }
+    write_comparison(&mut out, summaries.iter().map(|s| (label, s)));
     let _ = writeln!(out, "\nEvery run:\n");
     let _ = writeln!(
         out,
@@ -268,6 +280,18 @@ pub(crate) fn render_section(section: &Section<'_>) -> String {
                 r.registry_trivy,
                 r.registry_idle,
             );
+        }
+    }
+    let peers: Vec<String> = section
+        .results
+        .iter()
+        .flat_map(|runs| runs.iter().enumerate())
+        .filter_map(|(i, r)| r.peer.as_ref().map(|p| peer::run_row(r.policies, i + 1, p)))
+        .collect();
+    if !peers.is_empty() {
+        let _ = writeln!(out, "\nThe peer, every run:\n\n{}", peer::RUNS_HEAD);
+        for row in peers {
+            let _ = writeln!(out, "{row}");
         }
     }
     // Requests by verb and resource, of the first run of each N, side by side.
@@ -304,6 +328,20 @@ pub(crate) fn render_section(section: &Section<'_>) -> String {
     let _ = writeln!(out, "\n<!-- bench-scale:data {} -->", Value::Array(data));
     let _ = writeln!(out, "{}", end_marker(label));
     out
+}
+
+/// The table that puts a peer beside Tidegate, for the summaries that measured one; nothing when
+/// none did.
+fn write_comparison<'a>(out: &mut String, summaries: impl Iterator<Item = (&'a str, &'a Summary)>) {
+    let rows: Vec<String> = summaries.filter_map(|(label, s)| peer::comparison_row(label, s)).collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nBeside a peer (medians):\n\n{}", peer::COMPARISON_HEAD);
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(out, "\n{}", peer::COMPARISON_NOTE);
 }
 
 fn begin_marker(label: &str) -> String {
@@ -349,25 +387,27 @@ pub(crate) fn merge(existing: &str, preamble: &str, label: &str, section: &str) 
         Some(slot) => slot.1 = section.to_string(),
         None => all.push((label.to_string(), section.to_string())),
     }
-    let mut rows: Vec<(usize, usize, String)> = Vec::new();
+    let mut data: Vec<(usize, usize, &str, Summary)> = Vec::new();
     for (order, (label, text)) in all.iter().enumerate() {
         for s in section_data(text) {
-            rows.push((s.policies, order, summary_row(label, &s)));
+            data.push((s.policies, order, label, s));
         }
     }
-    rows.sort_by_key(|(n, order, _)| (*n, *order));
+    data.sort_by_key(|(n, order, _, _)| (*n, *order));
+    let rows: Vec<String> = data.iter().map(|(_, _, label, s)| summary_row(label, s)).collect();
     let mut out = String::new();
     let _ = writeln!(out, "{}", preamble.trim_end());
     let _ = writeln!(out, "\n## Side by side\n");
     let _ = writeln!(out, "Medians; each label's section below has every run, the machine and the versions.\n");
     let _ = writeln!(out, "{TABLE_HEAD}");
-    for (_, _, row) in rows {
+    for row in rows {
         let _ = writeln!(out, "{row}");
     }
     let _ = writeln!(
         out,
         "| 1,000 | **target** | < 30 s | p99 < 0.25 s | | < 64 MiB at 10,000 Releases and Promotions | | near zero | 0 / 0 | |"
     );
+    write_comparison(&mut out, data.iter().map(|(_, _, label, s)| (*label, s)));
     for (_, text) in all {
         let _ = write!(out, "\n{}", text);
     }
@@ -478,5 +518,43 @@ mod tests {
         assert!(rows[0].starts_with("| 10 | before") && rows[1].starts_with("| 10 | after"));
         assert!(rows[2].starts_with("| 50 | before") && rows[3].starts_with("| 50 | after"));
         assert!(table.contains("**target**"));
+        assert!(!third.contains("Beside a peer"), "no label measured a peer");
+    }
+
+    #[test]
+    fn a_peer_sits_beside_tidegate_and_older_sections_still_parse() {
+        // A section written before peers were measured: its data has no `peer`.
+        let old = section("before", 4);
+        assert!(!old.contains("\"peer\""));
+        let mut with_peer = run(10, 2, &[100, 200], 20);
+        with_peer.peer = Some(PeerRun {
+            name: "Argo Rollouts v1.10.2".into(),
+            rollouts: 10,
+            to_paused: Duration::from_secs(9),
+            to_switch: ms(&[400, 800]),
+            rss_kib: 40 * 1024,
+            hwm_kib: 40 * 1024,
+        });
+        let new = render_section(&Section {
+            label: "argo",
+            date: "2026-12-03 06:00 UTC",
+            command: "cargo xtask bench scale --peer argo",
+            facts: &[],
+            results: &[vec![with_peer]],
+        });
+        assert!(new.contains("| 10 | argo | Argo Rollouts v1.10.2 | 0.10 / 0.20 s | 0.40 / 0.80 s | 0.25× / 0.25× | 20 / 40 MiB | 40 / 40 MiB | 0.50× / 1.00× |"), "{new}");
+        assert!(
+            new.contains("| 10 | 1 | Argo Rollouts v1.10.2 | 9.0 s | 0.40 / 0.80 / 0.80 s | 40 / 40 MiB |"),
+            "{new}"
+        );
+        let merged = merge(&merge("", "# T\n", "before", &old), "# T\n", "argo", &new);
+        let head = &merged[..merged.find("<!-- bench-scale:begin").unwrap()];
+        // Both labels in the main table; only the one with a peer in the comparison.
+        assert_eq!(head.lines().filter(|l| l.starts_with("| 10 |")).count(), 3, "{head}");
+        let comparison = &head[head.find("Beside a peer").unwrap()..];
+        assert!(comparison.contains("| 10 | argo | Argo Rollouts"));
+        assert!(!comparison.contains("| before |"));
+        assert_eq!(section_data(&old)[0].peer, None);
+        assert_eq!(section_data(&new)[0].peer.as_ref().map(|p| p.switch_p99_s), Some(0.8));
     }
 }

@@ -2,8 +2,10 @@
 
 mod bench;
 mod bench_scale;
+mod bench_scale_argo;
 mod bench_scale_audit;
 mod bench_scale_history;
+mod bench_scale_peer;
 mod bench_scale_report;
 mod bench_scale_setup;
 mod demo;

@@ -16,6 +16,7 @@
 //! `cargo xtask tools` and cached outside the repository.
 
 pub mod apply;
+pub mod argo_rollouts;
 pub mod azure;
 pub mod cluster_services;
 pub mod crds;

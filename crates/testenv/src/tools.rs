@@ -36,6 +36,9 @@ pub const GO_CONTAINERREGISTRY_VERSION: &str = "v0.22.1";
 pub const NOTATION_VERSION: &str = "v1.3.2";
 /// CoreDNS release the real node's cluster DNS is built from (`github.com/coredns/coredns`).
 pub const COREDNS_VERSION: &str = "v1.15.0";
+/// Argo Rollouts release (`github.com/argoproj/argo-rollouts`), the peer `cargo xtask bench scale
+/// --peer argo` measures beside Tidegate ([`crate::argo_rollouts`]).
+pub const ARGO_ROLLOUTS_VERSION: &str = "v1.10.2";
 
 /// Binaries the local control plane needs, all in one directory.
 pub const BINARIES: [&str; 6] =
@@ -650,7 +653,7 @@ pub fn build_supply_chain(progress: &mut dyn FnMut(&str)) -> Result<SupplyChainT
 }
 
 /// The VCS commit a module version was tagged at, as the module proxy reports it.
-fn module_commit(dir: &Path, module: &str) -> Option<String> {
+pub(crate) fn module_commit(dir: &Path, module: &str) -> Option<String> {
     let out = go(dir, &["mod", "download", "-json", module]).ok()?;
     let info: serde_json::Value = serde_json::from_str(&out).ok()?;
     info["Origin"]["Hash"].as_str().map(str::to_string)
@@ -680,7 +683,7 @@ fn kube_version_ldflags() -> String {
     flags.join(" ")
 }
 
-fn wrapper_module(dir: &Path, name: &str) -> Result<(), Error> {
+pub(crate) fn wrapper_module(dir: &Path, name: &str) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let go_mod = dir.join("go.mod");
     if !go_mod.exists() {
@@ -690,7 +693,7 @@ fn wrapper_module(dir: &Path, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn download_go_mod(dir: &Path, module: &str) -> Result<String, Error> {
+pub(crate) fn download_go_mod(dir: &Path, module: &str) -> Result<String, Error> {
     let out = go(dir, &["mod", "download", "-json", module])?;
     let info: serde_json::Value = serde_json::from_str(&out)
         .map_err(|e| Error::Tool(format!("cannot read `go mod download -json {module}` output: {e}")))?;
@@ -740,10 +743,20 @@ fn go_command(dir: &Path) -> Command {
 }
 
 pub(crate) fn go(dir: &Path, args: &[&str]) -> Result<String, Error> {
-    let output = go_command(dir)
-        .args(args)
-        .output()
-        .map_err(|e| Error::Tool(format!("cannot run go {}: {e}", args.join(" "))))?;
+    run_go(go_command(dir), dir, args)
+}
+
+/// [`go`], but the go command may switch to a newer toolchain than the machine's when a module
+/// requires one (`GOTOOLCHAIN=local+auto`): it fetches `golang.org/toolchain` at that version from
+/// the Go module proxy, once, into the module cache.
+pub(crate) fn go_switching_toolchain(dir: &Path, args: &[&str]) -> Result<String, Error> {
+    let mut cmd = go_command(dir);
+    cmd.env("GOTOOLCHAIN", "local+auto");
+    run_go(cmd, dir, args)
+}
+
+fn run_go(mut cmd: Command, dir: &Path, args: &[&str]) -> Result<String, Error> {
+    let output = cmd.args(args).output().map_err(|e| Error::Tool(format!("cannot run go {}: {e}", args.join(" "))))?;
     if !output.status.success() {
         return Err(Error::Tool(format!(
             "`go {}` in {} failed ({}):\n{}",
