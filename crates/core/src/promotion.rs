@@ -205,13 +205,10 @@ pub fn record_due(phase: PromotionPhase, rollback: &Progress, recorded: &[Record
     (!recorded.contains(&event)).then_some(event)
 }
 
-/// Decides the next step of a Promotion. A record is attached in the pass that reaches the phase
-/// owing it (one status write, not two), and a record the current phase still owes comes first.
+/// Decides the next step of a Promotion.
 pub fn plan(facts: &PromotionFacts) -> PromotionPlan {
     let mut plan = decide(facts);
-    let owed = record_due(facts.phase, &facts.rollback, &facts.recorded);
-    let reached = record_due(plan.phase, &facts.rollback, &facts.recorded).filter(|e| owed != Some(*e));
-    for event in owed.into_iter().chain(reached) {
+    if let Some(event) = record_due(facts.phase, &facts.rollback, &facts.recorded) {
         plan.effects.push(Effect::Record { event });
     }
     plan
