@@ -282,7 +282,9 @@ fn spawn_watches(client: &kube::Client, seen: &Arc<Mutex<Seen>>) -> Vec<tokio::t
     let mut tasks = Vec::new();
     let (s, api) = (seen.clone(), Api::<Release>::all(client.clone()));
     tasks.push(tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        // The history (`--history`) ended before the run; only the run's own objects count.
+        let live = watcher::Config::default().labels(&format!("!{}", history::LABEL));
+        let mut stream = watcher(api, live).default_backoff().applied_objects().boxed();
         while let Some(event) = stream.next().await {
             let Ok(release) = event else { continue };
             let Some(status) = release.status.as_ref() else { continue };
@@ -301,7 +303,9 @@ fn spawn_watches(client: &kube::Client, seen: &Arc<Mutex<Seen>>) -> Vec<tokio::t
     }));
     let (s, api) = (seen.clone(), Api::<Promotion>::all(client.clone()));
     tasks.push(tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        // The history (`--history`) ended before the run; only the run's own objects count.
+        let live = watcher::Config::default().labels(&format!("!{}", history::LABEL));
+        let mut stream = watcher(api, live).default_backoff().applied_objects().boxed();
         while let Some(event) = stream.next().await {
             let Ok(promotion) = event else { continue };
             let now = Instant::now();
@@ -453,7 +457,7 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
     let slots = setup::slots(n, args.per_namespace);
     let (old_base, apps) = setup::push_images(&registry, &slots).await?;
     setup::create_workloads(&env, &client, &slots, &apps, &base_ref).await?;
-    history::create(&client, &slots, args.history).await?;
+    history::create(&client, &slots, args.history).await.context("creating the history")?;
     eprintln!("[bench scale] {n} policies and {} Deployments ready; starting the controller", 2 * n);
 
     let identity =

@@ -18,6 +18,13 @@ use tidegate_api::{Promotion, Release};
 use crate::bench_scale_audit as audit;
 use crate::bench_scale_setup::Slot;
 
+/// Label on every history object (the run's own watches leave them out).
+pub(crate) const LABEL: &str = "bench.tidegate.dev/history";
+
+/// Longest a restarted controller waits for the killed leader's Lease (its duration, 15 s, and
+/// a retry period).
+const LEASE_WAIT: Duration = Duration::from_secs(20);
+
 /// How many creates and status writes run at once.
 const PARALLEL: usize = 16;
 
@@ -33,7 +40,7 @@ fn release(slot: &Slot, name: &str) -> Value {
     json!({
         "apiVersion": "tidegate.dev/v1alpha1",
         "kind": "Release",
-        "metadata": {"name": name, "namespace": slot.namespace, "labels": {"bench.tidegate.dev/history": "true"}},
+        "metadata": {"name": name, "namespace": slot.namespace, "labels": {LABEL: "true"}},
         "spec": {"policy": slot.name, "reason": {"type": "Manual", "message": "bench history"}}
     })
 }
@@ -43,8 +50,10 @@ fn promotion(slot: &Slot, name: &str, digest: &str) -> Value {
     json!({
         "apiVersion": "tidegate.dev/v1alpha1",
         "kind": "Promotion",
-        "metadata": {"name": name, "namespace": slot.namespace, "labels": {"bench.tidegate.dev/history": "true"}},
-        "spec": {"policy": slot.name, "release": name, "digest": digest}
+        "metadata": {"name": name, "namespace": slot.namespace, "labels": {LABEL: "true"}},
+        // The admission policies let a creator name only themselves as the requester.
+        "spec": {"policy": slot.name, "release": name, "digest": digest,
+                 "requestedBy": tidegate_testenv::ADMIN_USER}
     })
 }
 
@@ -66,12 +75,18 @@ pub(crate) async fn create(client: &kube::Client, slots: &[Slot], per_kind: usiz
                 .create(&PostParams::default(), &serde_json::from_value(release(slot, &name))?)
                 .await
                 .with_context(|| format!("creating Release {}/{name}", slot.namespace))?;
-            releases.patch_status(&name, &PatchParams::default(), &ended("Superseded")).await?;
+            releases
+                .patch_status(&name, &PatchParams::default(), &ended("Superseded"))
+                .await
+                .with_context(|| format!("ending Release {}/{name}", slot.namespace))?;
             promotions
                 .create(&PostParams::default(), &serde_json::from_value(promotion(slot, &name, &digest))?)
                 .await
                 .with_context(|| format!("creating Promotion {}/{name}", slot.namespace))?;
-            promotions.patch_status(&name, &PatchParams::default(), &ended("Superseded")).await?;
+            promotions
+                .patch_status(&name, &PatchParams::default(), &ended("Superseded"))
+                .await
+                .with_context(|| format!("ending Promotion {}/{name}", slot.namespace))?;
             anyhow::Ok(())
         }
     }))
@@ -110,7 +125,10 @@ pub(crate) async fn until_quiet(
         let lines: String = pending.drain(..complete).collect();
         last = last_busy(&audit::parse(&lines, user), last);
         let now = Timestamp::now();
-        if now.duration_since(last).unsigned_abs() >= quiet && now.duration_since(since).unsigned_abs() >= quiet {
+        // A restarted controller first waits for the old leader's Lease to expire (15 s): quiet
+        // counts once it has started work, or once that wait must be over.
+        let started = last > since || now.duration_since(since).unsigned_abs() >= LEASE_WAIT + quiet;
+        if started && now.duration_since(last).unsigned_abs() >= quiet {
             return Ok(last);
         }
         if Instant::now() > deadline {
