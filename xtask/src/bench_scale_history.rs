@@ -126,9 +126,12 @@ pub(crate) async fn until_quiet(
         last = last_busy(&audit::parse(&lines, user), last);
         let now = Timestamp::now();
         // A restarted controller first waits for the old leader's Lease to expire (15 s): quiet
-        // counts once it has started work, or once that wait must be over.
-        let started = last > since || now.duration_since(since).unsigned_abs() >= LEASE_WAIT + quiet;
-        if started && now.duration_since(last).unsigned_abs() >= quiet {
+        // counts once it has started work. Nothing at all past that wait is an error, not a
+        // figure.
+        if last == since && now.duration_since(since).unsigned_abs() >= LEASE_WAIT + quiet {
+            bail!("no request other than a Lease one in the audit log {:?} after the start", LEASE_WAIT + quiet);
+        }
+        if last > since && now.duration_since(last).unsigned_abs() >= quiet {
             return Ok(last);
         }
         if Instant::now() > deadline {
