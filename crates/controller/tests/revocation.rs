@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{CLEAN_REPORT, MINUTE, Scenario, http_server};
 use kube::api::PostParams;
 use serde_json::json;
@@ -67,8 +69,9 @@ async fn a_certificate_revoked_after_signing_stops_the_promotion_before_producti
     let image = format!("{host}/shop/app@{candidate_digest}");
     let promotion = candidate(&s, "shop-app-revoked", &image).await;
     let name = promotion.metadata.name.clone().expect("name");
-    let release = s.releases().get("shop-app-revoked").await.expect("release");
-    assert_eq!(release.status.as_ref().map(|st| st.phase), Some(ReleasePhase::Verified));
+    // The Promotion is opened in the pass that verifies the Release, before its status write.
+    let release = s.release_in(ReleasePhase::Verified, Duration::from_secs(30)).await;
+    assert_eq!(release.metadata.name.as_deref(), Some("shop-app-revoked"));
     assert!(identity.requests() >= 1, "the signature was verified against the CRL before staging");
     assert_eq!(s.deployment_image(&s.staging, "web").await, Some(image.clone()), "staging runs the candidate");
 
