@@ -458,9 +458,15 @@ pub fn text(bytes: &[u8]) -> Cow<'_, str> {
 /// The shared fixtures directory: `TIDEGATE_FIXTURES_DIR`, or `shared/fixtures` beside the
 /// repository.
 pub fn fixtures_dir() -> PathBuf {
+    // `cargo test` names the running test's package directory (`crates/<name>`, as deep as this
+    // crate's) at run time; the compile-time one is only a fallback, as a build reused from a
+    // checkout at another path would name that path.
     match std::env::var_os(FIXTURES_ENV) {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
+        None => std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf())
+            .join("../../../shared/fixtures"),
     }
 }
 

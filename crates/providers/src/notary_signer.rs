@@ -318,7 +318,9 @@ impl Signer for NotarySigner {
                 reasons.push(format!("{}: no JWS envelope", signature.digest));
                 continue;
             };
-            let envelope = match self.registry.get_blob(&repo, &layer.digest).await {
+            // The manifest was just fetched, so the signature exists; its envelope's bytes are
+            // fixed by their digest, and the client may hold them already (it pushed them).
+            let envelope = match self.registry.get_blob_by_digest(&repo, &layer.digest).await {
                 Ok(envelope) => envelope,
                 Err(e) if !e.is_transient() => {
                     reasons.push(format!("{}: {e}", signature.digest));

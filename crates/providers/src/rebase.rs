@@ -78,13 +78,15 @@ pub async fn rebase(client: &RegistryClient, request: &RebaseRequest) -> Result<
     let image = format!("{}:{}", request.repository, request.reference);
     let refuse = |reason: String| RebaseError::Refused { image: image.clone(), reason };
     let app = client.get_manifest(&request.repository, &request.reference).await?;
-    let new_base = client.get_manifest(&request.new_base.0, &request.new_base.1).await?;
+    // Base images are shared by many applications: their manifests and configs are read once per
+    // digest (`RegistryClient::get_manifest_by_digest`).
+    let new_base = client.get_manifest_by_digest(&request.new_base.0, &request.new_base.1).await?;
     let mut stats = Rebased { digest: String::new(), mounted: 0, uploaded: 0 };
 
     if app.is_index() {
         let app_index: ImageIndex = parse(&app.bytes).map_err(&refuse)?;
         let old_base = resolve_old_base(request, app_index.annotations.as_ref()).map_err(&refuse)?;
-        let old_index = client.get_manifest(&old_base.0, &old_base.1).await?;
+        let old_index = client.get_manifest_by_digest(&old_base.0, &old_base.1).await?;
         let (old_platforms, new_platforms) =
             (platforms(&old_index).map_err(&refuse)?, platforms(&new_base).map_err(&refuse)?);
         let mut manifests = Vec::new();
@@ -122,7 +124,7 @@ pub async fn rebase(client: &RegistryClient, request: &RebaseRequest) -> Result<
 
     let app_manifest: ImageManifest = parse(&app.bytes).map_err(&refuse)?;
     let old_base = resolve_old_base(request, app_manifest.annotations.as_ref()).map_err(&refuse)?;
-    let old = client.get_manifest(&old_base.0, &old_base.1).await?;
+    let old = client.get_manifest_by_digest(&old_base.0, &old_base.1).await?;
     let (old, new) =
         (single(client, &old_base.0, old).await?, single(client, &request.new_base.0, new_base.clone()).await?);
     let (digest, _, _) = rebase_one(
@@ -156,7 +158,7 @@ async fn single(client: &RegistryClient, repo: &Repository, fetched: Fetched) ->
             image: repo.to_string(),
             reason: "the base index lists no images".into(),
         })?;
-    Ok(client.get_manifest(repo, &chosen.digest).await?)
+    Ok(client.get_manifest_by_digest(repo, &chosen.digest).await?)
 }
 
 fn resolve_old_base(
@@ -230,10 +232,12 @@ async fn rebase_one<O: BaseManifest, N: BaseManifest>(
     let app_config: Value =
         serde_json::from_slice(&client.get_blob(&request.repository, &app_manifest.config.digest).await?)
             .map_err(|e| refuse(format!("image config: {e}")))?;
-    let old_config: Value = serde_json::from_slice(&client.get_blob(old.0, &old_manifest.config.digest).await?)
-        .map_err(|e| refuse(format!("old base config: {e}")))?;
-    let new_config: Value = serde_json::from_slice(&client.get_blob(new.0, &new_manifest.config.digest).await?)
-        .map_err(|e| refuse(format!("new base config: {e}")))?;
+    let old_config: Value =
+        serde_json::from_slice(&client.get_blob_by_digest(old.0, &old_manifest.config.digest).await?)
+            .map_err(|e| refuse(format!("old base config: {e}")))?;
+    let new_config: Value =
+        serde_json::from_slice(&client.get_blob_by_digest(new.0, &new_manifest.config.digest).await?)
+            .map_err(|e| refuse(format!("new base config: {e}")))?;
     let diff_ids =
         |config: &Value| -> Vec<Value> { config["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default() };
     let (app_ids, old_ids, new_ids) = (diff_ids(&app_config), diff_ids(&old_config), diff_ids(&new_config));
@@ -324,7 +328,7 @@ impl BaseManifest for String {
         self
     }
     async fn load(&self, client: &RegistryClient, repo: &Repository) -> Result<ImageManifest, RebaseError> {
-        let fetched = client.get_manifest(repo, self).await?;
+        let fetched = client.get_manifest_by_digest(repo, self).await?;
         parse(&fetched.bytes).map_err(|reason| RebaseError::Refused { image: repo.to_string(), reason })
     }
 }

@@ -28,6 +28,8 @@ pub mod acr;
 pub mod artifact;
 pub mod auth;
 pub(crate) mod budget;
+pub mod content;
+pub use budget::urgent;
 pub mod error;
 pub mod retry;
 pub mod types;
@@ -133,6 +135,8 @@ pub struct RegistryClient {
     retries: Mutex<HashMap<String, RetryStats>>,
     /// Hosts that asked (`Retry-After`) to be left alone, and until when.
     holds: Mutex<HashMap<String, Instant>>,
+    /// Small manifests and blobs read or pushed by digest ([`content`]).
+    content: content::ContentCache,
 }
 
 /// The retries a client made to one host, for metrics and tests.
@@ -188,6 +192,7 @@ impl RegistryClient {
             requests: Mutex::default(),
             retries: Mutex::default(),
             holds: Mutex::default(),
+            content: Default::default(),
         })
     }
 
@@ -787,6 +792,39 @@ impl RegistryClient {
         Ok(Fetched { bytes, media_type, digest })
     }
 
+    /// The manifest `digest` of `repo`, from what this client already read by that digest if it
+    /// can (see [`content`]): for content whose deletion since does not matter to the caller. A
+    /// reference that is not a digest is fetched.
+    pub async fn get_manifest_by_digest(&self, repo: &Repository, digest: &str) -> Result<Fetched> {
+        let name = repo.to_string();
+        if let Some(held) = self.content.get(&name, digest) {
+            return Ok(Fetched { bytes: held.bytes.to_vec(), media_type: held.media_type, digest: digest.to_string() });
+        }
+        let fetched = self.get_manifest(repo, digest).await?;
+        if digest.starts_with("sha256:") {
+            let held =
+                content::Content { bytes: fetched.bytes.as_slice().into(), media_type: fetched.media_type.clone() };
+            self.content.keep(&name, digest, held);
+        }
+        Ok(fetched)
+    }
+
+    /// The blob `digest` of `repo`, from what this client already read or pushed if it can (see
+    /// [`content`]): for content whose deletion since does not matter to the caller.
+    pub async fn get_blob_by_digest(&self, repo: &Repository, digest: &str) -> Result<Vec<u8>> {
+        let name = repo.to_string();
+        if let Some(held) = self.content.get(&name, digest) {
+            return Ok(held.bytes.to_vec());
+        }
+        let bytes = self.get_blob(repo, digest).await?;
+        self.content.keep(
+            &name,
+            digest,
+            content::Content { bytes: bytes.as_slice().into(), media_type: String::new() },
+        );
+        Ok(bytes)
+    }
+
     /// Uploads a manifest under `reference` (a tag, or its own digest). Returns its digest, and
     /// whether the registry processed its `subject` (the `OCI-Subject` header of OCI 1.1).
     pub async fn put_manifest(
@@ -844,6 +882,15 @@ impl RegistryClient {
 
     /// Uploads a blob unless it is already there (monolithic POST + PUT). Returns its digest.
     pub async fn push_blob(&self, repo: &Repository, bytes: &[u8]) -> Result<String> {
+        let digest = self.upload_blob(repo, bytes).await?;
+        // What this client pushed, it need not read back ([`Self::get_blob_by_digest`]).
+        let held = content::Content { bytes: bytes.into(), media_type: String::new() };
+        self.content.keep(&repo.to_string(), &digest, held);
+        Ok(digest)
+    }
+
+    /// [`Self::push_blob`] without keeping the content.
+    async fn upload_blob(&self, repo: &Repository, bytes: &[u8]) -> Result<String> {
         let digest = sha256(bytes);
         if self.blob_exists(repo, &digest).await? {
             return Ok(digest);
