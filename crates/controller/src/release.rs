@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tidegate_api::release::TestResult;
-use tidegate_api::{ImagePolicy, LABEL_POLICY, Promotion, PromotionSpec, Release, ReleasePhase};
+use tidegate_api::{ImagePolicy, LABEL_POLICY, Promotion, PromotionPhase, PromotionSpec, Release, ReleasePhase};
 use tidegate_core::promotion::Progress;
 use tidegate_core::release::{
     self, BuildObservation, Effect, Observed, PolicyState, ReleaseFacts, ReleasePhaseExt, ReleasePlan, ScanObservation,
@@ -38,6 +39,21 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     if settled(&ctx, &namespace, &release).await? {
         return Ok(Action::await_change());
     }
+    // Boxed: the work below is a large future (about 24 KiB), and kube spawns every reconcile as
+    // a task of its own, all at once when the watches list. Inline, each ended Release of a
+    // cluster's history would hold that much while its reconcile is queued or waits for the
+    // stores; boxed, only a Release that goes on pays for it.
+    Box::pin(advance(release, ctx, api, namespace, name)).await
+}
+
+/// Reconciles a Release that has not settled: plans, carries out the work, writes status.
+async fn advance(
+    release: Arc<Release>,
+    ctx: Arc<Context>,
+    api: Api<Release>,
+    namespace: String,
+    name: String,
+) -> Result<Action> {
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a started build, so the watch cache serves only the version this process last
     // wrote or read (`stores::latest`).
@@ -89,23 +105,50 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
 /// ended (a newer version would arrive as a watch event of its own), so such a copy from the
 /// watch cache needs no fresh read: a cluster's history costs no request when the controller
 /// starts or its watches relist.
+///
+/// Awaits nothing but the stores' first lists, so that its future stays small: every ended
+/// Release's reconcile is a task of its own while the watches list.
 async fn settled(ctx: &Context, namespace: &str, release: &Release) -> Result<bool> {
     let Some(status) = release.status.as_ref().filter(|s| s.phase.is_terminal()) else { return Ok(false) };
-    let policy = observe::policy(ctx, namespace, &release.spec.policy).await?;
-    let plan = release::plan(&facts(ctx, release, policy.as_ref()).await?);
+    ctx.stores.ready().await?;
+    let policy = ctx.stores.policies.get(&ObjectRef::new(&release.spec.policy).within(namespace));
+    // An ended Release is never superseded again.
+    let plan = release::plan(&facts_with(ctx, release, policy.as_deref(), None, None));
     Ok(plan.effects.is_empty() && plan.requeue_after.is_none() && plan.status == *status)
 }
 
 /// What the planner needs to know before any work is done.
 async fn facts(ctx: &Context, release: &Release, policy: Option<&ImagePolicy>) -> Result<ReleaseFacts> {
     let namespace = release.namespace().unwrap_or_default();
-    let status = release.status.clone().unwrap_or_default();
     // Only a Release that can still move needs to know whether a newer one replaces it.
-    let superseded_by = match policy {
-        Some(_) if !status.phase.is_terminal() => newer_release(ctx, release, &namespace).await?,
+    let superseded_by = match (policy, &release.status) {
+        (Some(_), Some(status)) if status.phase.is_terminal() => None,
+        (Some(_), _) => newer_release(ctx, release, &namespace).await?,
+        (None, _) => None,
+    };
+    // Whether an approved rollout of it is under way matters only to a Release about to be
+    // superseded.
+    let rolling_out = match (&superseded_by, &release.status) {
+        (Some(_), Some(status)) if status.phase == ReleasePhase::Verified => {
+            rolling_out(ctx, release, &namespace).await?
+        }
         _ => None,
     };
-    Ok(ReleaseFacts {
+    Ok(facts_with(ctx, release, policy, superseded_by, rolling_out))
+}
+
+/// [`facts`], given the newer Release that replaces this one and the Promotion of it that is
+/// changing production, if any.
+fn facts_with(
+    ctx: &Context,
+    release: &Release,
+    policy: Option<&ImagePolicy>,
+    superseded_by: Option<String>,
+    rolling_out: Option<String>,
+) -> ReleaseFacts {
+    let namespace = release.namespace().unwrap_or_default();
+    let status = release.status.clone().unwrap_or_default();
+    ReleaseFacts {
         name: release.name_any(),
         policy_name: release.spec.policy.clone(),
         generation: release.meta().generation,
@@ -122,11 +165,12 @@ async fn facts(ctx: &Context, release: &Release, policy: Option<&ImagePolicy>) -
             },
         },
         superseded_by,
+        rolling_out,
         fixes: release.spec.reason.vulnerabilities.clone().unwrap_or_default(),
         observed: Observed::default(),
         now: ctx.now(),
         namespace,
-    })
+    }
 }
 
 /// The newest other Release of the same policy, if it is newer than this one and still in the
@@ -140,6 +184,26 @@ async fn newer_release(ctx: &Context, release: &Release, namespace: &str) -> Res
         .filter(|r| !matches!(r.status.as_ref().map(|s| s.phase), Some(ReleasePhase::Rejected | ReleasePhase::Failed)))
         .max_by_key(observe::creation_key)
         .map(|r| r.name_any()))
+}
+
+/// The name of a Promotion of `release` that is changing production (`Approved` or
+/// `Promoting`), read from the API server: the watch cache may not show yet that one just left
+/// `AwaitingApproval`.
+async fn rolling_out(ctx: &Context, release: &Release, namespace: &str) -> Result<Option<String>> {
+    let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), namespace);
+    let digest = release.status.as_ref().and_then(|s| s.digest.as_deref());
+    for reference in ctx.stores.promotion_refs_of(release) {
+        let Some(promotion) = api.get_opt(&reference.name).await? else { continue };
+        let phase = promotion.status.as_ref().map(|s| s.phase);
+        if promotion.spec.release == release.name_any()
+            && promotion.spec.policy == release.spec.policy
+            && Some(promotion.spec.digest.as_str()) == digest
+            && matches!(phase, Some(PromotionPhase::Approved | PromotionPhase::Promoting))
+        {
+            return Ok(Some(promotion.name_any()));
+        }
+    }
+    Ok(None)
 }
 
 /// Metrics and an Event when the phase changed.

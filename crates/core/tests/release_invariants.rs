@@ -201,8 +201,14 @@ impl World {
 }
 
 fn facts() -> impl Strategy<Value = ReleaseFacts> {
-    (status(), policy(), prop::option::weighted(0.2, Just("web-newer".to_string())), any::<bool>()).prop_map(
-        |(status, policy, superseded_by, fixing)| ReleaseFacts {
+    (
+        status(),
+        policy(),
+        prop::option::weighted(0.2, Just("web-newer".to_string())),
+        any::<bool>(),
+        prop::option::weighted(0.2, Just("web-base-1".to_string())),
+    )
+        .prop_map(|(status, policy, superseded_by, fixing, rolling_out)| ReleaseFacts {
             namespace: "shop".into(),
             name: "web-base-1".into(),
             policy_name: "web".into(),
@@ -211,11 +217,11 @@ fn facts() -> impl Strategy<Value = ReleaseFacts> {
             status,
             policy,
             superseded_by,
+            rolling_out,
             fixes: if fixing { vec!["CVE-1".into()] } else { Vec::new() },
             observed: Observed::default(),
             now: Timestamp::from_second(2_000).expect("time"),
-        },
-    )
+        })
 }
 
 /// One reconcile: every plan made along the way, the last one deciding. Panics if the planner
@@ -260,10 +266,17 @@ fn check_plan(facts: &ReleaseFacts, plan: &ReleasePlan) {
         (Some(_), None) => assert!(plan.phase.is_terminal()),
         (None, _) => unreachable!("{before:?} is terminal"),
     }
-    // A superseded Release does nothing more: no staging, no tests, no Promotion.
+    // A superseded Release does nothing more: no staging, no tests, no Promotion. A Verified one
+    // whose approved Promotion is changing production stays Verified until that is done, and
+    // does nothing meanwhile either.
     if facts.superseded_by.is_some() && facts.policy != PolicyState::Missing {
-        assert_eq!(plan.phase, ReleasePhase::Superseded);
+        let held = before == ReleasePhase::Verified && facts.rolling_out.is_some();
+        assert_eq!(plan.phase, if held { ReleasePhase::Verified } else { ReleasePhase::Superseded });
         assert!(plan.effects.is_empty(), "superseded yet {:?}", plan.effects);
+        if held {
+            assert_eq!(plan.status, facts.status, "a held supersession writes nothing");
+            assert!(plan.requeue_after.is_some(), "and looks again");
+        }
     }
     if facts.policy == PolicyState::Missing {
         // Nothing can move without the policy: it waits for the policy to come back.
@@ -353,6 +366,7 @@ proptest! {
                 workloads: WORKLOADS.iter().map(|w| w.to_string()).collect(),
             },
             superseded_by: None,
+            rolling_out: None,
             fixes: Vec::new(),
             observed: Observed::default(),
             now: Timestamp::from_second(2_000).expect("time"),

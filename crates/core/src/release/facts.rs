@@ -29,6 +29,9 @@ pub struct ReleaseFacts {
     pub policy: PolicyState,
     /// The name of a newer Release of the same policy that is still in the running, if any.
     pub superseded_by: Option<String>,
+    /// A Promotion of this Release that approvers let through and that is changing production
+    /// now (`Approved` or `Promoting`), if any. Looked up only when `superseded_by` is set.
+    pub rolling_out: Option<String>,
     /// `spec.reason.vulnerabilities`: what a `VulnerabilitiesFound` Release was started to fix.
     pub fixes: Vec<String>,
     /// What the work of the current stage came to in this pass (empty until the controller has

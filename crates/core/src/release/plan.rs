@@ -158,6 +158,16 @@ pub fn plan(facts: &ReleaseFacts) -> ReleasePlan {
         return unchanged(facts, facts.status.clone(), "Finished", format!("release ended {phase:?}"));
     }
     if let Some(newer) = &facts.superseded_by {
+        if let (ReleasePhase::Verified, Some(promotion)) = (phase, &facts.rolling_out) {
+            // An approved rollout finishes first: superseding its Release now would fail the
+            // rollout's next gate check and roll production back, on nobody's decision.
+            let message = format!(
+                "release {newer} of the same policy replaces this one once promotion {promotion} has changed production"
+            );
+            let mut plan = unchanged(facts, facts.status.clone(), "SupersessionHeld", message);
+            plan.requeue_after = Some(POLL * 5);
+            return plan;
+        }
         let message = format!("release {newer} of the same policy replaces this one");
         return conclude(facts, ReleasePhase::Superseded, "Superseded", message, facts.status.clone(), Vec::new());
     }

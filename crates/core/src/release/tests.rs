@@ -27,6 +27,7 @@ fn facts(phase: ReleasePhase) -> ReleaseFacts {
             workloads: vec!["web".into(), "worker".into()],
         },
         superseded_by: None,
+        rolling_out: None,
         fixes: Vec::new(),
         observed: Observed::default(),
         now: Timestamp::from_second(2_000).unwrap(),
@@ -287,6 +288,22 @@ fn supersession_policy_loss_and_terminal_phases() {
     assert!(superseded.effects.is_empty());
     let blocked = superseded.status.conditions.iter().find(|c| c.type_ == "Blocked").expect("Blocked");
     assert_eq!(blocked.status, "False");
+
+    // While its approved Promotion changes production, the Release stays Verified (the rollout's
+    // gate checks need it) and looks again; the newer Release takes over afterwards.
+    verified.rolling_out = Some("web-base-1".into());
+    let held = plan(&verified);
+    assert_eq!((held.phase, held.reason), (Verified, "SupersessionHeld"));
+    assert_eq!(
+        held.message,
+        "release web-base-2 of the same policy replaces this one once promotion web-base-1 has changed production"
+    );
+    assert!(held.effects.is_empty() && held.transition.is_none());
+    assert_eq!(held.status, verified.status, "nothing is written");
+    assert_eq!(held.requeue_after, Some(POLL * 5));
+    let mut testing = verified.clone();
+    testing.status.phase = Testing;
+    assert_eq!(plan(&testing).phase, Superseded, "only a Verified Release has a rollout to wait for");
 
     let mut orphan = facts(Testing);
     orphan.policy = PolicyState::Missing;
