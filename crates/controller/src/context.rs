@@ -37,6 +37,8 @@ pub struct Context {
     pub scans: Arc<crate::vulnerabilities::ScanCache>,
     /// Signs and verifies.
     pub signer: Arc<dyn Signer>,
+    /// Verifications a Promotion's rollout may reuse for its next production write.
+    pub signature_proofs: crate::signature_proofs::SignatureProofs,
     /// Attaches signed promotion records to digests.
     pub attestor: Arc<dyn tidegate_providers::provenance::Attestor>,
     /// Publishes Events.

@@ -17,6 +17,7 @@ pub mod promotion;
 pub mod release;
 pub mod rescan;
 pub mod scanners;
+pub mod signature_proofs;
 pub mod signing;
 pub mod status;
 pub mod stores;
@@ -238,6 +239,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         },
         scans: vulnerabilities::cache(),
         signer: signing.signer,
+        signature_proofs: Default::default(),
         attestor: signing.attestor,
         recorder: Recorder::new(client.clone(), MANAGER.into()),
         metrics: metrics.clone(),

@@ -12,8 +12,8 @@ use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::Workload;
 use tidegate_api::promotion::CanaryProgress;
 use tidegate_api::{
-    FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent, RolloutProgress,
-    RolloutState,
+    AuditEntry, FrozenRules, ImagePolicy, Promotion, PromotionPhase, PromotionStatus, RecordEntry, RecordEvent,
+    RolloutProgress, RolloutState,
 };
 use tidegate_core::ImageRef;
 use tidegate_core::approval::{self, ApprovalFacts, ApprovalRules};
@@ -40,9 +40,28 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
     // An ended Promotion that owes nothing stays so (a newer version arrives as a watch event of
     // its own): the watch cache's copy is enough, so a cluster's history costs no request.
-    if promotion.status.as_ref().is_some_and(owes_nothing) {
+    // An approval, rejection or rollback request written on it still gets its audit entry.
+    if let Some(status) = promotion.status.as_ref()
+        && owes_nothing(status)
+        && approvals::record(&promotion, &status.history, ctx.now()).is_empty()
+    {
         return Ok(Action::await_change());
     }
+    // Boxed: the work below is a large future (about 24 KiB), and kube spawns every reconcile as
+    // a task of its own, all at once when the watches list. Inline, each ended Promotion of a
+    // cluster's history would hold that much while its reconcile is queued or waits for the
+    // stores; boxed, only a Promotion that goes on pays for it.
+    Box::pin(advance(promotion, ctx, api, namespace, name)).await
+}
+
+/// Reconciles a Promotion that may still move or owes its record.
+async fn advance(
+    promotion: Arc<Promotion>,
+    ctx: Arc<Context>,
+    api: Api<Promotion>,
+    namespace: String,
+    name: String,
+) -> Result<Action> {
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a production change or overwrite the recorded rollback target, so the watch
     // cache serves only the version this process last wrote or read (`stores::latest`).
@@ -56,8 +75,12 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     let now = ctx.now();
 
     if ended(status.phase) {
-        // Nothing moves any more; a rejection still owes its record.
+        // Nothing moves any more; a rejection still owes its record, and what anyone wrote on
+        // the Promotion since it ended is still entered in its history (it moves nothing).
+        let new_entries = approvals::record(&promotion, &status.history, now);
+        status.history.extend(new_entries.iter().cloned());
         let recorded = recorded(&status);
+        let mut attached = None;
         if let (Some(event), Some(rules)) =
             (promotion::record_due(status.phase, &Progress::Done, &recorded), status.rules.clone())
         {
@@ -66,9 +89,13 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
             ctx.leadership.check()?;
             let entry = attach_record(&ctx, &promotion, &rules, &digest, event).await?;
             status.records.push(entry.clone());
-            crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
-            record_event(&ctx, &promotion, &entry).await;
+            attached = Some(entry);
         }
+        crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+        if let Some(entry) = &attached {
+            record_event(&ctx, &promotion, entry).await;
+        }
+        audit_events(&ctx, &promotion, &new_entries).await;
         return Ok(Action::await_change());
     }
     // The rules that count are those that held when the Promotion opened.
@@ -177,14 +204,7 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     for entry in &records {
         record_event(&ctx, &promotion, entry).await;
     }
-    for entry in &new_entries {
-        let (reason, verb) = match entry.action {
-            tidegate_api::AuditAction::Approved => ("ApprovalRecorded", "approved"),
-            tidegate_api::AuditAction::Rejected => ("RejectionRecorded", "rejected"),
-            tidegate_api::AuditAction::RollbackRequested => ("RollbackRequestRecorded", "asked to roll back"),
-        };
-        ctx.event(promotion.as_ref(), false, reason, format!("{} {verb} {digest}", entry.user), "Audit").await;
-    }
+    audit_events(&ctx, &promotion, &new_entries).await;
     if plan.phase != facts.phase {
         let warning = matches!(
             plan.phase,
@@ -201,6 +221,19 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
         None if plan.phase != facts.phase => Action::requeue(Duration::ZERO),
         None => Action::await_change(),
     })
+}
+
+/// One `Audit` Event per new history entry of `promotion` (which names the digest it is about).
+async fn audit_events(ctx: &Context, promotion: &Promotion, entries: &[AuditEntry]) {
+    for entry in entries {
+        let (reason, verb) = match entry.action {
+            tidegate_api::AuditAction::Approved => ("ApprovalRecorded", "approved"),
+            tidegate_api::AuditAction::Rejected => ("RejectionRecorded", "rejected"),
+            tidegate_api::AuditAction::RollbackRequested => ("RollbackRequestRecorded", "asked to roll back"),
+        };
+        let message = format!("{} {verb} {}", entry.user, promotion.spec.digest);
+        ctx.event(promotion, false, reason, message, "Audit").await;
+    }
 }
 
 /// Nothing moves any more (a `Succeeded` or `RolledBack` Promotion can still be rolled back).
@@ -439,26 +472,17 @@ async fn observe_facts(
         },
     };
     let repository: ImageRef = rules.image.parse().map_err(|e| Error::Invalid(format!("image: {e}")))?;
-    // The signature is verified right before every production write of the promoted digest.
-    let signature_problem = if matches!(status.phase, PromotionPhase::Approved | PromotionPhase::Promoting) {
-        let image = repository.pinned(digest);
-        match release
-            .as_ref()
-            .and_then(|r| r.status.as_ref())
-            .and_then(|s| s.signature.as_ref())
-            .and_then(|sig| sig.reference.clone())
-        {
-            Some(signature) => match ctx.signer.verify(&image, digest, &signature).await {
-                Ok(tidegate_providers::Verification::Valid { .. }) => None,
-                Ok(tidegate_providers::Verification::Invalid(why)) => Some(why),
-                // No trust policy: nothing verifies, so production is not written.
-                Err(tidegate_providers::ProviderError::NotConfigured(why)) => Some(why),
-                Err(e) => return Err(e.into()),
-            },
-            None => Some(format!("{digest} was never signed")),
+    let signature_problem = match status.phase {
+        PromotionPhase::Approved | PromotionPhase::Promoting => {
+            let signature = release
+                .as_ref()
+                .and_then(|r| r.status.as_ref())
+                .and_then(|s| s.signature.as_ref())
+                .and_then(|sig| sig.reference.as_deref());
+            crate::signature_proofs::problem_before_write(ctx, promotion, status.phase, &repository, digest, signature)
+                .await?
         }
-    } else {
-        None
+        _ => None,
     };
     let signature_valid = signature_problem.is_none();
 

@@ -1,7 +1,7 @@
 //! Faults at the approval gate, on the real local control plane with the product binary, a real
 //! registry on loopback and Notary Project signing: a tag moved after the scan, a signature
-//! deleted before the last approval, and an approval of a Promotion whose Release was
-//! superseded. Production changes only for an approved Promotion of one digest whose Release is
+//! deleted before the last approval, an approval of a Promotion whose Release was superseded,
+//! and a base-image push in the middle of an approved rollout. Production changes only for an approved Promotion of one digest whose Release is
 //! Verified with that digest and whose signature verifies right before the write
 //! (`docs/security.md`, rule 4); each test watches production's `web` Deployments and Service
 //! to prove what was, and was not, written.
@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::{CLEAN_REPORT, ControllerProcess, MINUTE, Scenario, http_server, wait};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{ImagePolicy, Promotion, PromotionPhase, Release, ReleasePhase};
 use tidegate_providers::rebase::{BASE_DIGEST, BASE_NAME};
@@ -118,6 +120,37 @@ impl Gate {
         (scanning.metadata.name.expect("release name"), built)
     }
 
+    /// With [`base_image`] triggers: once the policy recorded the base's digest, base v2 is
+    /// pushed, and Release A is rebased, scanned, signed, staged and tested, and its Promotion
+    /// waits. Returns (Release A, its digest, its Promotion).
+    async fn rebased_release_awaits_approval(&self, controller: &ControllerProcess) -> (String, String, Promotion) {
+        let s = &self.s;
+        let policies = Api::<ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
+        wait("the baseline base digest", MINUTE, || async {
+            policies.get("shop-app").await.ok()?.status?.base_digest.map(drop)
+        })
+        .await;
+        self.update_base(controller, "2").await;
+        let digest = s.upload_scan_report(CLEAN_REPORT).await;
+        let release = s.release_in(ReleasePhase::Verified, 2 * MINUTE).await.metadata.name.expect("release A");
+        let promotion = promotion_of(s, &release, PromotionPhase::AwaitingApproval, MINUTE).await;
+        assert_eq!(promotion.spec.digest, digest);
+        (release, digest, promotion)
+    }
+
+    /// Pushes base image `version` under `base/runtime:3.20`, and the registry tells the
+    /// controller about the push.
+    async fn update_base(&self, controller: &ControllerProcess, version: &str) {
+        let host = self.registry.host();
+        let client = self.registry.client();
+        let digest = client.push_layered("base/runtime", "3.20", &base_layers(version), &[]).await.expect("push base");
+        let notification = json!({"events": [{"action": "push",
+            "target": {"repository": "base/runtime", "tag": "3.20", "digest": digest}, "request": {"host": host}}]});
+        let webhook = format!("{}/webhooks/registry", controller.metrics);
+        let answer = common::http(&webhook, Some(&notification.to_string())).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    }
+
     /// The digests of the Notary Project signatures that refer to `digest`.
     async fn signatures_of(&self, digest: &str) -> Vec<String> {
         let referrers = self.client.referrers(&self.app, digest, Some(SIGNATURE)).await.expect("referrers");
@@ -167,6 +200,11 @@ fn base_layers(version: &str) -> [Vec<u8>; 2] {
 /// The triggers of a policy that takes CI's application builds as candidates.
 fn new_build(_host: &str) -> serde_json::Value {
     json!({"newBuild": {"tagPattern": BUILD_TAGS}})
+}
+
+/// The triggers of a policy rebased whenever `base/runtime:3.20` moves.
+fn base_image(host: &str) -> serde_json::Value {
+    json!({"baseImage": {"ref": format!("{host}/base/runtime:3.20"), "interval": "1m"}})
 }
 
 /// Waits for the Promotion of Release `release` in phase `phase`.
@@ -344,46 +382,16 @@ async fn a_signature_deleted_before_the_last_approval_stops_the_promotion() {
 /// written on it afterwards changes nothing in production.
 #[tokio::test]
 async fn an_approval_of_a_promotion_whose_release_was_superseded_moves_nothing() {
-    let gate = Gate::start(
-        "gate-faults-superseded",
-        1,
-        |host| json!({"baseImage": {"ref": format!("{host}/base/runtime:3.20"), "interval": "1m"}}),
-    )
-    .await;
+    let gate = Gate::start("gate-faults-superseded", 1, base_image).await;
     let s = &gate.s;
-    let host = gate.registry.host().to_string();
     let controller = gate.controller();
-    let policies = Api::<ImagePolicy>::namespaced(s.admin.clone(), &s.ns);
-    wait("the baseline base digest", MINUTE, || async {
-        policies.get("shop-app").await.ok()?.status?.base_digest.map(drop)
-    })
-    .await;
-    // The registry tells the controller about each push of the base.
-    let update_base = |version: &'static str| {
-        let (host, metrics) = (host.clone(), controller.metrics.clone());
-        let client = gate.registry.client();
-        async move {
-            let digest =
-                client.push_layered("base/runtime", "3.20", &base_layers(version), &[]).await.expect("push base");
-            let notification = json!({"events": [{"action": "push",
-                "target": {"repository": "base/runtime", "tag": "3.20", "digest": digest}, "request": {"host": host}}]});
-            let answer = common::http(&format!("{metrics}/webhooks/registry"), Some(&notification.to_string())).await;
-            assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-        }
-    };
-
-    // Base v2: Release A is rebased, scanned, signed, staged, tested, and its Promotion waits.
-    update_base("2").await;
-    let digest_a = s.upload_scan_report(CLEAN_REPORT).await;
-    let release_a = s.release_in(ReleasePhase::Verified, 2 * MINUTE).await.metadata.name.expect("release A");
-    let promotion_a = promotion_of(s, &release_a, PromotionPhase::AwaitingApproval, MINUTE).await;
+    let (release_a, _, promotion_a) = gate.rebased_release_awaits_approval(&controller).await;
     let name = promotion_a.metadata.name.clone().expect("promotion A");
-    assert_eq!(promotion_a.spec.digest, digest_a);
     let before = gate.production().await;
     assert_eq!(before.live_image(), Some(gate.pinned(&gate.before).as_str()));
 
     // Base v3: Release B starts (it waits for its scan report), and supersedes A.
-    update_base("3").await;
+    gate.update_base(&controller, "3").await;
     let release_b = wait("a second Release", MINUTE, || async {
         let items = s.releases().list(&Default::default()).await.ok()?.items;
         let newest = items.iter().max_by_key(|r| creation_key(r))?.metadata.name.clone()?;
@@ -421,5 +429,85 @@ async fn an_approval_of_a_promotion_whose_release_was_superseded_moves_nothing()
     assert_eq!(status.phase, PromotionPhase::Superseded, "the approval revives nothing");
     assert!(status.approved_by.is_empty() && status.promoted_at.is_none(), "{status:#?}");
     assert_eq!(gate.production().await, before, "no production object was written");
+    // It is still on record, under alice's name: the audit lists what was written on an ended
+    // Promotion too.
+    let entries: Vec<_> = status.history.iter().map(|e| (e.action, e.user.as_str())).collect();
+    assert_eq!(entries, [(tidegate_api::AuditAction::Approved, "alice")], "{status:#?}");
+    let events: Api<Event> = Api::namespaced(s.admin.clone(), &s.ns);
+    let note = wait("the ApprovalRecorded Event", MINUTE, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find_map(|e| {
+            (e.reason.as_deref() == Some("ApprovalRecorded")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str()))
+            .then(|| e.note.unwrap_or_default())
+        })
+    })
+    .await;
+    assert_eq!(note, format!("alice approved {}", promotion_a.spec.digest));
+    drop(controller);
+}
+
+/// The base image moves again while an approved Promotion is changing production. The newer
+/// Release starts, but the one being rolled out stays `Verified` until production runs its
+/// digest, so the rollout's gate checks keep holding: production ends on the approved digest,
+/// nothing is rolled back, and the older Release is superseded only after its rollout.
+#[tokio::test]
+async fn a_base_image_pushed_during_an_approved_rollout_does_not_undo_it() {
+    let gate = Gate::start("gate-faults-rollout", 1, base_image).await;
+    let s = &gate.s;
+    let controller = gate.controller();
+    let (release_a, digest_a, promotion_a) = gate.rebased_release_awaits_approval(&controller).await;
+    let name = promotion_a.metadata.name.clone().expect("promotion A");
+
+    // Production cannot start new pods for now (a quota of none), so the rollout alice approves
+    // stays in progress.
+    let quotas: Api<ResourceQuota> = Api::namespaced(s.admin.clone(), &s.ns);
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "hold-rollout"}, "spec": {"hard": {"pods": "0"}}
+    }))
+    .expect("quota");
+    quotas.create(&Default::default(), &quota).await.expect("create the quota");
+    let alice = s.user("alice", &["tidegate-approvers"]).await;
+    s.approve(&alice, &name, "alice").await.expect("alice approves");
+    promotion_of(s, &release_a, PromotionPhase::Promoting, MINUTE).await;
+
+    // Base v3 mid-rollout: Release B starts; A stays Verified, the rollout stays on.
+    gate.update_base(&controller, "3").await;
+    wait("a second Release", MINUTE, || async {
+        (s.releases().list(&Default::default()).await.ok()?.items.len() == 2).then_some(())
+    })
+    .await;
+    let looked = controller.reconciles("Release").await;
+    for _ in 0..20 {
+        let a = s.releases().get(&release_a).await.expect("release A").status.expect("status");
+        assert_eq!(a.phase, ReleasePhase::Verified, "superseded in the middle of its rollout: {a:#?}");
+        let p = s.promotions().get(&name).await.expect("promotion A").status.expect("status");
+        assert_eq!(p.phase, PromotionPhase::Promoting, "{p:#?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(controller.reconciles("Release").await > looked, "Release A was looked at meanwhile");
+
+    // Pods may start again (the ReplicaSets are nudged to try at once): the rollout completes
+    // with A's digest, and only then is A superseded.
+    quotas.delete("hold-rollout", &Default::default()).await.expect("delete the quota");
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(s.admin.clone(), &s.ns);
+    for rs in replica_sets.list(&Default::default()).await.expect("replica sets").items {
+        let nudge = json!({"metadata": {"annotations": {"test.tidegate.dev/nudge": "1"}}});
+        let rs_name = rs.metadata.name.expect("name");
+        replica_sets.patch(&rs_name, &PatchParams::default(), &Patch::Merge(&nudge)).await.expect("nudge");
+    }
+    let promoted = wait("the rollout to complete", 2 * MINUTE, || async {
+        let p = s.promotions().get(&name).await.ok()?;
+        let phase = p.status.as_ref()?.phase;
+        assert!(!matches!(phase, PromotionPhase::RolledBack | PromotionPhase::Failed), "{p:#?}");
+        matches!(phase, PromotionPhase::Monitoring | PromotionPhase::Succeeded).then_some(p)
+    })
+    .await;
+    assert_eq!(gate.production().await.live_image(), Some(gate.pinned(&digest_a).as_str()));
+    assert!(promoted.status.expect("status").rollback.is_none(), "nothing was rolled back");
+    wait("Release A to be superseded after its rollout", MINUTE, || async {
+        (s.releases().get(&release_a).await.ok()?.status?.phase == ReleasePhase::Superseded).then_some(())
+    })
+    .await;
     drop(controller);
 }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{BEFORE, CLEAN_REPORT, MINUTE, Scenario, http_server, pinned};
+use common::{BEFORE, CLEAN_REPORT, MINUTE, Scenario, http_server, pinned, wait};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
@@ -101,19 +101,37 @@ async fn promote(s: &Scenario) -> String {
     pinned(&done.spec.digest)
 }
 
+/// Labels (or unlabels) the namespace as production, and waits until the API server's admission
+/// sees it: the production policy's namespace selector is evaluated on the server's cached copy
+/// of the namespace, which follows the write a moment later. A dry-run image change of `NAME`
+/// tells.
 async fn label_production(s: &Scenario, value: Option<&str>) {
     let label = json!({"metadata": {"labels": {"tidegate.dev/production": value}}});
     Api::<Namespace>::all(s.admin.clone())
         .patch(&s.ns, &PatchParams::default(), &Patch::Merge(&label))
         .await
         .expect("label the namespace");
+    let deployments: Api<Deployment> = Api::namespaced(s.admin.clone(), &s.ns);
+    let probe = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": pinned(&format!("sha256:{}", "f".repeat(64)))}]}}}});
+    let dry_run = PatchParams { dry_run: true, ..PatchParams::default() };
+    let guarded = value.is_some();
+    wait("the production policy to see the namespace's label", MINUTE, || async {
+        let refused = match deployments.patch(NAME, &dry_run, &Patch::Strategic(&probe)).await {
+            Ok(_) => false,
+            Err(e) if e.to_string().contains("tidegate-production-images") => true,
+            Err(e) => panic!("dry-run image change of {NAME}: {e}"),
+        };
+        (refused == guarded).then_some(())
+    })
+    .await;
 }
 
 /// Waits for the policy to report that `NAME` runs `image` instead of `approved`.
 async fn drift_reported(s: &Scenario, image: &str, approved: &str) {
     let policies: Api<ImagePolicy> = Api::namespaced(s.admin.clone(), &s.ns);
     s.wake(&policies, "shop-app").await;
-    let drift = common::wait("ProductionDrift on the policy", 2 * MINUTE, || async {
+    let drift = wait("ProductionDrift on the policy", 2 * MINUTE, || async {
         let status = policies.get("shop-app").await.ok()?.status?;
         let condition = status.conditions.iter().find(|c| c.type_ == "ProductionDrift" && c.status == "True")?;
         let entry = status.drift.iter().find(|d| d.workload == format!("Deployment {}/{NAME}", s.ns))?;
