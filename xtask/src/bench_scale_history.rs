@@ -1,29 +1,23 @@
 //! `cargo xtask bench scale --history K`: a cluster that has kept its history. Before the
 //! controller starts, K ended Releases (`Superseded`) and K ended Promotions (`Superseded`) are
 //! spread over the bench's policies, so the controller lists, caches and reconciles them all
-//! next to the live pipeline. After the run's idle window the controller is restarted and its
-//! peak memory measured while it lists and looks at everything again (a full relist), then the
-//! time until it is quiet again (nothing but leader election in the audit log).
+//! next to the live pipeline. After the run's idle window the controller is killed and started
+//! again: the time until it leads (the killed leader's Lease must expire first), then until it
+//! has reconciled every Release and Promotion once (its own reconcile counter), the requests it
+//! sent meanwhile, and its peak memory for that full relist.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use futures::{StreamExt as _, TryStreamExt as _};
-use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tidegate_api::{Promotion, Release};
 
-use crate::bench_scale_audit as audit;
 use crate::bench_scale_setup::Slot;
 
 /// Label on every history object (the run's own watches leave them out).
 pub(crate) const LABEL: &str = "bench.tidegate.dev/history";
-
-/// Longest a restarted controller waits for the killed leader's Lease (its duration, 15 s, and
-/// a retry period).
-const LEASE_WAIT: Duration = Duration::from_secs(20);
 
 /// How many creates and status writes run at once.
 const PARALLEL: usize = 16;
@@ -100,79 +94,118 @@ pub(crate) async fn create(client: &kube::Client, slots: &[Slot], per_kind: usiz
     Ok(())
 }
 
-/// Waits until the controller has sent nothing but leader election requests for `quiet`
-/// (audit log), counting from `since`; returns when its last other request was received.
-pub(crate) async fn until_quiet(
-    audit_log: &Path,
-    user: &str,
-    since: Timestamp,
-    quiet: Duration,
-    timeout: Duration,
-) -> Result<Timestamp> {
+/// Waits until the restarted controller leads: its `/readyz` answers 200 once it holds the
+/// Lease and its controllers start. The killed leader's Lease is taken only after it went
+/// unrenewed for its duration, as this replica observes it (15 s).
+pub(crate) async fn until_leading(metrics_addr: &str, timeout: Duration) -> Result<Instant> {
     let deadline = Instant::now() + timeout;
-    let mut last = since;
-    let mut offset = 0usize;
-    let mut pending = String::new();
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let bytes = std::fs::read(audit_log).with_context(|| format!("reading {}", audit_log.display()))?;
-        if bytes.len() > offset {
-            pending.push_str(&String::from_utf8_lossy(&bytes[offset..]));
-            offset = bytes.len();
-        }
-        // Complete lines only; a line still being written stays for the next read.
-        let complete = pending.rfind('\n').map_or(0, |i| i + 1);
-        let lines: String = pending.drain(..complete).collect();
-        last = last_busy(&audit::parse(&lines, user), last);
-        let now = Timestamp::now();
-        // A restarted controller first waits for the old leader's Lease to expire (15 s): quiet
-        // counts once it has started work. Nothing at all past that wait is an error, not a
-        // figure.
-        if last == since && now.duration_since(since).unsigned_abs() >= LEASE_WAIT + quiet {
-            bail!("no request other than a Lease one in the audit log {:?} after the start", LEASE_WAIT + quiet);
-        }
-        if last > since && now.duration_since(last).unsigned_abs() >= quiet {
-            return Ok(last);
+        // Before the metrics server listens, the connection is refused: not leading yet.
+        if let Ok((200, _)) = http_get(metrics_addr, "/readyz").await {
+            return Ok(Instant::now());
         }
         if Instant::now() > deadline {
-            bail!("the controller was still busy after {timeout:?} (last request other than a Lease at {last})");
+            bail!("the restarted controller did not lead within {timeout:?} (its /readyz never answered 200)");
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// The latest of `last` and the receipt of every request in `requests` other than a Lease one.
-fn last_busy(requests: &[audit::Request], last: Timestamp) -> Timestamp {
-    requests.iter().filter(|r| !r.is_lease()).map(|r| r.at).fold(last, Timestamp::max)
+/// Waits until the controller has run at least `releases` Release reconciles and `promotions`
+/// Promotion reconciles (its `tidegate_reconciles_total`): once each object was looked at after
+/// the relist.
+pub(crate) async fn until_reconciled(
+    metrics_addr: &str,
+    releases: u64,
+    promotions: u64,
+    timeout: Duration,
+) -> Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = http_get(metrics_addr, "/metrics").await?;
+        ensure!(status == 200, "the controller's /metrics answered {status}");
+        let (done_releases, done_promotions) = (reconciles(&body, "Release"), reconciles(&body, "Promotion"));
+        if done_releases >= releases && done_promotions >= promotions {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "after {timeout:?} the controller had reconciled {done_releases} of {releases} Releases and {done_promotions} of {promotions} Promotions"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of `tidegate_reconciles_total{kind="<kind>"}` in a metrics text (0 if absent).
+fn reconciles(metrics: &str, kind: &str) -> u64 {
+    let series = format!("tidegate_reconciles_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
+
+/// `GET path` on the controller's metrics listener (plain HTTP/1.1 on loopback): status and body.
+async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .with_context(|| format!("GET {path} on {addr}: not an HTTP answer"))?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    Ok((status, body))
 }
 
 /// A restarted controller with the history in place.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Relist {
-    /// From the restart until the controller was quiet again.
-    pub(crate) settle: Duration,
-    /// Requests in that time.
+    /// Releases and Promotions in the cluster when it restarted.
+    pub(crate) objects: u64,
+    /// From the restart until it led (the killed leader's Lease expired by observation).
+    pub(crate) lease_wait: Duration,
+    /// From leading until every Release and Promotion was reconciled once.
+    pub(crate) relist: Duration,
+    /// Requests from the restart until then, leader election's left out.
     pub(crate) requests: u64,
-    /// Status writes in that time.
+    /// Of them, reads of single Releases and Promotions (a history costs none).
+    pub(crate) object_reads: u64,
+    /// Of them, status writes.
     pub(crate) status_writes: u64,
-    /// VmHWM of the new process: its peak while it listed and looked at everything.
+    /// VmHWM of the new process once every object was reconciled: its peak while it listed
+    /// and looked at everything.
     pub(crate) hwm_kib: u64,
-    /// VmRSS once quiet.
+    /// VmRSS some seconds later.
     pub(crate) rss_kib: u64,
 }
 
 impl Relist {
     /// One line for the report.
-    pub(crate) fn describe(&self, objects: usize) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
-            "restart with {objects} Releases and Promotions (history included): quiet again after {:.1} s, {} requests, {} status writes; VmHWM {} MiB during the relist, VmRSS {} MiB after",
-            self.settle.as_secs_f64(),
+            "restart with {} Releases and Promotions (history included): led after {:.1} s (the killed leader's Lease expiring), every object reconciled {:.1} s later; {} requests besides the Lease ones ({} reads of one Release or Promotion, {} status writes); VmHWM {} MiB by then, VmRSS {} MiB {} s later",
+            self.objects,
+            self.lease_wait.as_secs_f64(),
+            self.relist.as_secs_f64(),
             self.requests,
+            self.object_reads,
             self.status_writes,
             self.hwm_kib / 1024,
-            self.rss_kib / 1024
+            self.rss_kib / 1024,
+            RSS_AFTER.as_secs()
         )
     }
 }
+
+/// How long after the relist the restarted controller's VmRSS is read.
+pub(crate) const RSS_AFTER: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -192,16 +225,10 @@ mod tests {
     }
 
     #[test]
-    fn only_requests_other_than_leases_count_as_busy() {
-        let at = |s: i64| Timestamp::from_second(1_700_000_000 + s).expect("time");
-        let request = |s, resource: &str| audit::Request {
-            at: at(s),
-            verb: "get".into(),
-            resource: resource.into(),
-            impersonated: false,
-        };
-        let requests = [request(5, "promotions"), request(9, "leases"), request(7, "deployments")];
-        assert_eq!(last_busy(&requests, at(0)), at(7));
-        assert_eq!(last_busy(&[], at(3)), at(3));
+    fn reconciles_are_read_by_kind_from_the_metrics_text() {
+        let text = "# TYPE tidegate_reconciles counter\ntidegate_reconciles_total{kind=\"Release\"} 2010\ntidegate_reconciles_total{kind=\"Promotion\"} 7\n# EOF\n";
+        assert_eq!(reconciles(text, "Release"), 2010);
+        assert_eq!(reconciles(text, "Promotion"), 7);
+        assert_eq!(reconciles(text, "ImagePolicy"), 0, "a kind not reconciled yet has no series");
     }
 }
