@@ -95,7 +95,7 @@ pub async fn establish(
         .flatten()
         .map(|t| t.0)
         .min();
-    if let Err(why) = ctx.admission.in_force_for(&identity_key(promotion, release), oldest).await? {
+    if let Err(why) = ctx.authorizer.admission_in_force_for(&identity_key(promotion, release), oldest).await? {
         people.unprovable = Some(why);
     }
     if release.is_some_and(|r| annotation(r, ANNOTATION_CREATED_BY).is_none()) && people.unprovable.is_none() {
@@ -164,11 +164,11 @@ async fn right(
 ) -> Result<Right> {
     let namespace = promotion.namespace().unwrap_or_default();
     let name = promotion.name_any();
-    if let Err(why) = ctx.access.may(subject, APPROVE, GROUP, "promotions", &namespace, Some(&name)).await? {
+    if let Err(why) = ctx.authorizer.may(subject, APPROVE, GROUP, "promotions", &namespace, Some(&name)).await? {
         return Ok(Right::Lacks(why));
     }
     for target in target_namespaces.iter().filter(|t| **t != namespace) {
-        if let Err(why) = ctx.access.may(subject, APPROVE, GROUP, "promotions", target, None).await? {
+        if let Err(why) = ctx.authorizer.may(subject, APPROVE, GROUP, "promotions", target, None).await? {
             return Ok(Right::Lacks(format!("{why} (production is there)")));
         }
     }

@@ -1,12 +1,15 @@
-//! What every reconcile shares: the client, the providers, metrics, backoff, the clock.
+//! What every reconcile shares: the stores, the providers (each behind a trait, so reconcilers
+//! hold no client and run against in-memory doubles in tests), metrics, backoff, the clock.
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
-use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
-use tidegate_providers::targets::Targets;
+use kube::runtime::events::{Event, EventType};
+use tidegate_providers::authz::Authorizer;
+use tidegate_providers::registry::Resolver;
+use tidegate_providers::staging_tests::TestJobs;
+use tidegate_providers::targets::{Deploy, Deployers};
 use tidegate_providers::{Builder, Signer};
 
 use crate::backoff::Backoff;
@@ -19,16 +22,17 @@ pub const MANAGER: &str = "tidegate-controller";
 pub struct Context {
     /// The watched policies, Releases and Promotions, their indexes and the freshness record.
     pub stores: Arc<crate::stores::Stores>,
-    /// The API client.
-    pub client: kube::Client,
-    /// Every workload write and Job goes through the policy namespace's deployer.
-    pub reach: Arc<Reach>,
+    /// Reads and writes of ImagePolicies, Releases and Promotions.
+    pub objects: crate::objects::Objects,
+    /// Every workload write goes through the policy namespace's deployer.
+    pub deployers: Arc<dyn Deployers>,
+    /// Staging test Jobs, created as the policy namespace's deployer.
+    pub test_jobs: Arc<dyn TestJobs>,
     /// Whether this replica still leads; checked right before every production write.
     pub leadership: Arc<crate::leader::Leadership>,
-    /// SubjectAccessReviews for approvers.
-    pub access: Access,
-    /// Whether the admission policies that record identities are in force.
-    pub admission: AdmissionGuard,
+    /// Whether approvers hold the verb now, and whether the admission policies that record
+    /// identities are in force.
+    pub authorizer: Arc<dyn Authorizer>,
     /// Produces candidates.
     pub builder: Arc<dyn Builder>,
     /// Report findings, by `spec.scan.scanner`.
@@ -42,7 +46,7 @@ pub struct Context {
     /// Attaches signed promotion records to digests.
     pub attestor: Arc<dyn tidegate_providers::provenance::Attestor>,
     /// Publishes Events.
-    pub recorder: Recorder,
+    pub events: Arc<dyn crate::objects::EventSink>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Per-object retry delays.
@@ -53,10 +57,8 @@ pub struct Context {
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     /// Digests of watched base images.
     pub watcher: Arc<crate::watcher::BaseWatcher>,
-    /// The registry client.
-    pub registry: Arc<tidegate_providers::registry::RegistryClient>,
-    /// Azure Container Apps and Jobs, when the controller has an Azure credential.
-    pub azure: Option<Arc<tidegate_providers::azure_targets::AzureTargets>>,
+    /// Tags and digests of repositories (`newBuild` triggers).
+    pub registry: Arc<dyn Resolver>,
     /// When each canary step started, kept in this process (never read from status).
     pub canary: crate::canary::CanaryClock,
     /// Trust roots and fixed addresses for staging HTTP checks.
@@ -68,13 +70,17 @@ pub struct Context {
 impl Context {
     /// Deploy targets of `policy_namespace`'s policies: Kubernetes ones as its deployer, Azure
     /// ones within its granted scopes.
-    pub fn targets(&self, policy_namespace: &str) -> tidegate_providers::Result<Targets> {
-        Ok(Targets::new(self.reach.targets(policy_namespace)?, self.azure.clone()))
+    pub fn targets(&self, policy_namespace: &str) -> tidegate_providers::Result<Arc<dyn Deploy>> {
+        self.deployers.targets(policy_namespace)
     }
 
     /// Production targets of `policy_namespace`'s policies, written for Promotion `promotion`.
-    pub fn production_targets(&self, policy_namespace: &str, promotion: &str) -> tidegate_providers::Result<Targets> {
-        Ok(Targets::new(self.reach.production_targets(policy_namespace, promotion)?, self.azure.clone()))
+    pub fn production_targets(
+        &self,
+        policy_namespace: &str,
+        promotion: &str,
+    ) -> tidegate_providers::Result<Arc<dyn Deploy>> {
+        self.deployers.production_targets(policy_namespace, promotion)
     }
 
     /// The time now.
@@ -98,7 +104,7 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(e) = self.events.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "publishing an Event failed");
         }
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod index;
 pub mod leader;
 pub mod metrics;
+pub mod objects;
 pub mod observe;
 pub mod policy;
 pub mod promotion;
@@ -37,10 +38,12 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use tidegate_api::{ImagePolicy, Promotion, Release};
-use tidegate_providers::authz::{Access, AdmissionGuard, Reach};
+use tidegate_providers::authz::{Access, ClusterAuthorizer, Reach};
 use tidegate_providers::registry::{ClientOptions, RegistryClient};
 use tidegate_providers::registry_builder::RegistryBuilder;
 use tidegate_providers::report::ReportScanner;
+use tidegate_providers::staging_tests::DeployerTestJobs;
+use tidegate_providers::targets::ClusterDeployers;
 use tidegate_providers::trivy_operator::OperatorScanner;
 use tidegate_providers::{Builder, Signer};
 
@@ -221,11 +224,11 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let (stores, triggers, watches) = stores::watch(&client, config.namespace.as_deref());
     let ctx = Arc::new(Context {
         stores: stores.clone(),
-        client: client.clone(),
-        reach: reach.clone(),
+        objects: objects::Objects::kube(&client),
+        deployers: Arc::new(ClusterDeployers::new(reach.clone(), azure.clone())),
+        test_jobs: Arc::new(DeployerTestJobs::new(reach.clone())),
         leadership: leadership.clone(),
-        access: Access::new(client.clone()),
-        admission: AdmissionGuard::new(client.clone())?,
+        authorizer: Arc::new(ClusterAuthorizer::new(client.clone())?),
         builder,
         scanners: scanners::Scanners {
             config_maps: Arc::new(ReportScanner::new(reach.clone(), Access::new(client.clone()))),
@@ -241,14 +244,13 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         signer: signing.signer,
         signature_proofs: Default::default(),
         attestor: signing.attestor,
-        recorder: Recorder::new(client.clone(), MANAGER.into()),
+        events: Arc::new(objects::Recorded(Recorder::new(client.clone(), MANAGER.into()))),
         metrics: metrics.clone(),
         backoff: backoff::Backoff::default(),
         identity: identity.clone(),
         clock: Arc::new(jiff::Timestamp::now),
         watcher: watcher.clone(),
         registry: registry.clone(),
-        azure: azure.clone(),
         canary: canary::CanaryClock::default(),
         http_checks: config.azure.http_checks()?,
         observe_interval: std::time::Duration::from_secs(config.observe_interval_seconds),

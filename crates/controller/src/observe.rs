@@ -7,7 +7,7 @@ use tidegate_core::rollout::{self, RolloutPlan};
 use tidegate_core::{Digest, ImageRef};
 use tidegate_providers::azure_targets::{DEFAULT_STAGING_LABEL, Role};
 use tidegate_providers::kubernetes::Resolved;
-use tidegate_providers::targets::{Target, Targets};
+use tidegate_providers::targets::{Deploy, Target};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -114,7 +114,11 @@ pub fn digest_of(image: &str) -> Option<Digest> {
 }
 
 /// The digest production runs, when every selected workload runs the same pinned image.
-pub async fn production_digest(targets: &Targets, namespace: &str, workloads: &[&Workload]) -> Result<Option<Digest>> {
+pub async fn production_digest(
+    targets: &dyn Deploy,
+    namespace: &str,
+    workloads: &[&Workload],
+) -> Result<Option<Digest>> {
     let mut seen: Option<Digest> = None;
     for workload in workloads {
         let target = target(workload, true, namespace)?;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::DigestRecord;
@@ -15,7 +14,7 @@ use tidegate_api::{
 use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::{drift, names};
 
-use crate::context::{Context, MANAGER};
+use crate::context::Context;
 use crate::error::Result;
 use crate::observe;
 
@@ -27,7 +26,6 @@ const HISTORY: usize = 10;
 pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
-    let api: Api<ImagePolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let old = policy.status.clone();
     let mut status = old.clone().unwrap_or_default();
     let now = ctx.now();
@@ -148,7 +146,7 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     if status.production_scan.is_none() {
         status.conditions.retain(|c| c.type_ != crate::rescan::CONDITION);
     }
-    crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+    crate::status::apply(&ctx, ctx.objects.policies.as_ref(), &namespace, &name, old.as_ref(), &status).await?;
     if let Some(found) = found {
         ctx.event(policy.as_ref(), true, "VulnerabilitiesFound", found, "Rescan").await;
     }
@@ -328,14 +326,14 @@ async fn start_release_with_source(
     source: Option<tidegate_api::release::ReleaseSource>,
 ) -> Result<()> {
     let namespace = policy.namespace().unwrap_or_default();
-    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
-    if api.get_opt(&name).await?.is_some() {
+    let api = ctx.objects.releases.as_ref();
+    if api.get(&namespace, &name).await?.is_some() {
         return Ok(());
     }
     let why = format!("{:?}", reason.kind);
     let manual = reason.kind == tidegate_api::release::ReasonKind::Manual;
     let mut release = Release::new(&name, ReleaseSpec { policy: policy.name_any(), reason, source });
-    release.metadata.namespace = Some(namespace);
+    release.metadata.namespace = Some(namespace.clone());
     release.metadata.labels = Some([(LABEL_POLICY.to_string(), policy.name_any())].into());
     // Whoever asked for this Release by hand may not approve its Promotion.
     if let Some(user) = policy.annotations().get(ANNOTATION_TRIGGERED_BY).filter(|_| manual) {
@@ -349,13 +347,13 @@ async fn start_release_with_source(
         controller: Some(false),
         block_owner_deletion: None,
     }]);
-    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &release).await {
+    match api.create(&namespace, &release).await {
         Ok(_) => {
             ctx.event(policy, false, "ReleaseStarted", format!("release {name} started ({why})"), "Trigger").await;
             Ok(())
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(crate::error::Error::Kube(kube::Error::Api(s))) if s.code == 409 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

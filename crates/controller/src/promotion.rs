@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::Workload;
@@ -21,7 +20,7 @@ use tidegate_core::conditions::{self, Wanted};
 use tidegate_core::container_apps::Canary;
 use tidegate_core::promotion::{self, Effect, Health, Progress, PromotionFacts, PromotionPhaseExt, ReleaseState};
 use tidegate_core::{Digest, parse_duration, provenance};
-use tidegate_providers::targets::Targets;
+use tidegate_providers::targets::Deploy;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -37,7 +36,6 @@ const ROLLBACK_COMPLETE: &str = "RollbackComplete";
 pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = promotion.namespace().unwrap_or_default();
     let name = promotion.name_any();
-    let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
     // An ended Promotion that owes nothing stays so (a newer version arrives as a watch event of
     // its own): the watch cache's copy is enough, so a cluster's history costs no request.
     // An approval, rejection or rollback request written on it still gets its audit entry.
@@ -51,22 +49,21 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     // a task of its own, all at once when the watches list. Inline, each ended Promotion of a
     // cluster's history would hold that much while its reconcile is queued or waits for the
     // stores; boxed, only a Promotion that goes on pays for it.
-    Box::pin(advance(promotion, ctx, api, namespace, name)).await
+    Box::pin(advance(promotion, ctx, namespace, name)).await
 }
 
 /// Reconciles a Promotion that may still move or owes its record.
-async fn advance(
-    promotion: Arc<Promotion>,
-    ctx: Arc<Context>,
-    api: Api<Promotion>,
-    namespace: String,
-    name: String,
-) -> Result<Action> {
+async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String, name: String) -> Result<Action> {
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a production change or overwrite the recorded rollback target, so the watch
     // cache serves only the version this process last wrote or read (`stores::latest`).
-    let Some(promotion) =
-        crate::stores::latest(&api, &ctx.stores.promotions, &ctx.stores.versions, promotion.as_ref()).await?
+    let Some(promotion) = crate::stores::latest(
+        ctx.objects.promotions.as_ref(),
+        &ctx.stores.promotions,
+        &ctx.stores.versions,
+        promotion.as_ref(),
+    )
+    .await?
     else {
         return Ok(Action::await_change());
     };
@@ -91,7 +88,7 @@ async fn advance(
             status.records.push(entry.clone());
             attached = Some(entry);
         }
-        crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+        crate::status::apply(&ctx, ctx.objects.promotions.as_ref(), &namespace, &name, old.as_ref(), &status).await?;
         if let Some(entry) = &attached {
             record_event(&ctx, &promotion, entry).await;
         }
@@ -199,7 +196,7 @@ async fn advance(
         status.rollback = Some(typed_progress(&progress));
     }
     status.conditions = conditions::merge(&status.conditions, &wanted, promotion.meta().generation, now);
-    crate::status::apply(&ctx, &api, &name, old.as_ref(), &status).await?;
+    crate::status::apply(&ctx, ctx.objects.promotions.as_ref(), &namespace, &name, old.as_ref(), &status).await?;
 
     for entry in &records {
         record_event(&ctx, &promotion, entry).await;
@@ -322,10 +319,10 @@ async fn attach_record(
         release_rejected: release_phase == Some(tidegate_api::ReleasePhase::Rejected),
         production: match event {
             RecordEvent::Rejected => None,
-            _ => observe::production_digest(&targets, &namespace, &workloads).await?,
+            _ => observe::production_digest(targets.as_ref(), &namespace, &workloads).await?,
         },
         ran_digest: event == RecordEvent::RolledBack
-            && rollback_target_problem(&targets, &repository, &namespace, &workloads, digest).await?.is_none(),
+            && rollback_target_problem(targets.as_ref(), &repository, &namespace, &workloads, digest).await?.is_none(),
         required: usize::try_from(rules.required_approvals).unwrap_or(1),
     };
     if let Err(why) = provenance::check(event, digest, previous.as_ref(), &proven, &world) {
@@ -506,19 +503,19 @@ async fn observe_facts(
     let production = if matches!(status.phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved)
         || (status.phase == PromotionPhase::Promoting && rollout_done)
     {
-        observe::production_digest(&targets, &namespace, workloads).await?
+        observe::production_digest(targets.as_ref(), &namespace, workloads).await?
     } else {
         None
     };
     let health = if status.phase == PromotionPhase::Monitoring {
-        health(&targets, &repository, &namespace, workloads, digest).await?
+        health(targets.as_ref(), &repository, &namespace, workloads, digest).await?
     } else {
         Health::Healthy
     };
     let mut refused = people.refused.clone();
     let previous_digest = match status.previous_digest.as_deref().and_then(|d| d.parse::<Digest>().ok()) {
         Some(previous) => {
-            match rollback_target_problem(&targets, &repository, &namespace, workloads, &previous).await? {
+            match rollback_target_problem(targets.as_ref(), &repository, &namespace, workloads, &previous).await? {
                 None => Some(previous),
                 Some(why) => {
                     refused.push(why);
@@ -572,7 +569,7 @@ fn freeze_rules_only(policy: &ImagePolicy, now: jiff::Timestamp) -> FrozenRules 
 /// workload's own history (ReplicaSets, Jobs) shows it ran there. A digest written in status is
 /// not enough.
 async fn rollback_target_problem(
-    targets: &Targets,
+    targets: &dyn Deploy,
     repository: &ImageRef,
     namespace: &str,
     workloads: &[&Workload],
@@ -652,7 +649,7 @@ async fn retire(ctx: &Context, namespace: &str, promotion: &str, workloads: &[&W
 }
 
 async fn health(
-    targets: &Targets,
+    targets: &dyn Deploy,
     repository: &ImageRef,
     namespace: &str,
     workloads: &[&Workload],

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -18,7 +17,7 @@ use tidegate_core::release::{
 };
 use tidegate_core::{Digest, ImageRef};
 use tidegate_providers::staging_tests::{self, JobOutcome};
-use tidegate_providers::targets::{Target, Targets};
+use tidegate_providers::targets::{Deploy, Target};
 use tidegate_providers::{BuildContext, BuildStep, ProviderError, ScanRequest};
 
 use crate::context::Context;
@@ -35,7 +34,6 @@ const MAX_ROUNDS: usize = 4;
 pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = release.namespace().unwrap_or_default();
     let name = release.name_any();
-    let api: Api<Release> = Api::namespaced(ctx.client.clone(), &namespace);
     if settled(&ctx, &namespace, &release).await? {
         return Ok(Action::await_change());
     }
@@ -43,22 +41,21 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Actio
     // a task of its own, all at once when the watches list. Inline, each ended Release of a
     // cluster's history would hold that much while its reconcile is queued or waits for the
     // stores; boxed, only a Release that goes on pays for it.
-    Box::pin(advance(release, ctx, api, namespace, name)).await
+    Box::pin(advance(release, ctx, namespace, name)).await
 }
 
 /// Reconciles a Release that has not settled: plans, carries out the work, writes status.
-async fn advance(
-    release: Arc<Release>,
-    ctx: Arc<Context>,
-    api: Api<Release>,
-    namespace: String,
-    name: String,
-) -> Result<Action> {
+async fn advance(release: Arc<Release>, ctx: Arc<Context>, namespace: String, name: String) -> Result<Action> {
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a started build, so the watch cache serves only the version this process last
     // wrote or read (`stores::latest`).
-    let Some(release) =
-        crate::stores::latest(&api, &ctx.stores.releases, &ctx.stores.versions, release.as_ref()).await?
+    let Some(release) = crate::stores::latest(
+        ctx.objects.releases.as_ref(),
+        &ctx.stores.releases,
+        &ctx.stores.versions,
+        release.as_ref(),
+    )
+    .await?
     else {
         return Ok(Action::await_change());
     };
@@ -93,7 +90,7 @@ async fn advance(
             open_promotion(&ctx, &release, name, digest).await?;
         }
     }
-    crate::status::apply(&ctx, &api, &name, old.as_ref(), &plan.status).await?;
+    crate::status::apply(&ctx, ctx.objects.releases.as_ref(), &namespace, &name, old.as_ref(), &plan.status).await?;
     announce(&ctx, &release, &plan).await;
     Ok(match plan.requeue_after {
         Some(after) => Action::requeue(after),
@@ -190,10 +187,9 @@ async fn newer_release(ctx: &Context, release: &Release, namespace: &str) -> Res
 /// `Promoting`), read from the API server: the watch cache may not show yet that one just left
 /// `AwaitingApproval`.
 async fn rolling_out(ctx: &Context, release: &Release, namespace: &str) -> Result<Option<String>> {
-    let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), namespace);
     let digest = release.status.as_ref().and_then(|s| s.digest.as_deref());
     for reference in ctx.stores.promotion_refs_of(release) {
-        let Some(promotion) = api.get_opt(&reference.name).await? else { continue };
+        let Some(promotion) = ctx.objects.promotions.get(namespace, &reference.name).await? else { continue };
         let phase = promotion.status.as_ref().map(|s| s.phase);
         if promotion.spec.release == release.name_any()
             && promotion.spec.policy == release.spec.policy
@@ -221,7 +217,7 @@ struct Work<'a> {
     release: &'a Release,
     namespace: String,
     /// Staging targets as the policy namespace's deployer, made once per reconcile.
-    targets: Option<Targets>,
+    targets: Option<Arc<dyn Deploy>>,
 }
 
 impl<'a> Work<'a> {
@@ -291,12 +287,12 @@ impl<'a> Work<'a> {
         observe::repository(self.policy)
     }
 
-    fn targets(&mut self) -> Result<&Targets> {
+    fn targets(&mut self) -> Result<&dyn Deploy> {
         let targets = match self.targets.take() {
             Some(targets) => targets,
             None => self.ctx.targets(&self.namespace)?,
         };
-        Ok(self.targets.insert(targets))
+        Ok(&**self.targets.insert(targets))
     }
 
     async fn build(
@@ -445,16 +441,18 @@ impl<'a> Work<'a> {
         let job_name = format!("{}-test", release.name_any().chars().take(57).collect::<String>());
         // The test Job is created as the policy namespace's deployer: it runs only where a
         // namespace owner let that deployer create Jobs, and the template is read the same way.
-        let outcome = match staging_tests::test_job(
-            &self.ctx.reach.client(&namespace)?,
-            &namespace,
-            &job.template_config_map,
-            &staging_namespace,
-            &job_name,
-            &image,
-            &[(LABEL_POLICY, &policy.name_any()), ("tidegate.dev/release", &release.name_any())],
-        )
-        .await
+        let outcome = match self
+            .ctx
+            .test_jobs
+            .test_job(
+                &namespace,
+                &job.template_config_map,
+                &staging_namespace,
+                &job_name,
+                &image,
+                &[(LABEL_POLICY, &policy.name_any()), ("tidegate.dev/release", &release.name_any())],
+            )
+            .await
         {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -488,8 +486,8 @@ impl<'a> Work<'a> {
 /// Opens the Promotion of a Verified Release; a second call finds it already there.
 async fn open_promotion(ctx: &Context, release: &Release, name: &str, digest: &Digest) -> Result<()> {
     let namespace = release.namespace().unwrap_or_default();
-    let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &namespace);
-    if api.get_opt(name).await?.is_some() {
+    let api = ctx.objects.promotions.as_ref();
+    if api.get(&namespace, name).await?.is_some() {
         return Ok(());
     }
     let mut promotion = Promotion::new(
@@ -502,14 +500,11 @@ async fn open_promotion(ctx: &Context, release: &Release, name: &str, digest: &D
             requested_by: Some(ctx.identity.clone()),
         },
     );
-    promotion.metadata.namespace = Some(namespace);
+    promotion.metadata.namespace = Some(namespace.clone());
     promotion.metadata.labels = Some([(LABEL_POLICY.to_string(), release.spec.policy.clone())].into());
     // No owner reference: deleting the Release must not delete an approved or in-flight
     // Promotion (and with it the audit record and the monitor window).
-    match api
-        .create(&PostParams { field_manager: Some(crate::context::MANAGER.into()), ..Default::default() }, &promotion)
-        .await
-    {
+    match api.create(&namespace, &promotion).await {
         Ok(_) => {
             ctx.event(
                 release,
@@ -521,8 +516,9 @@ async fn open_promotion(ctx: &Context, release: &Release, name: &str, digest: &D
             .await;
             Ok(())
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(Error::Provider(ProviderError::Kube(e))),
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => Ok(()),
+        Err(Error::Kube(e)) => Err(Error::Provider(ProviderError::Kube(e))),
+        Err(e) => Err(e),
     }
 }
 

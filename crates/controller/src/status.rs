@@ -2,29 +2,32 @@
 //! the status differs from what the API server has.
 
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::context::{Context, MANAGER};
-use crate::error::Result;
+use crate::context::Context;
+use crate::error::{Error, Result};
 use crate::metrics::KindLabel;
+use crate::objects::ObjectApi;
 
-/// Applies `new` as the status of `name` unless it equals `old`. Returns whether it wrote.
-pub async fn apply<K, S>(ctx: &Context, api: &Api<K>, name: &str, old: Option<&S>, new: &S) -> Result<bool>
+/// Applies `new` as the status of `namespace`/`name` unless it equals `old`. Returns whether it
+/// wrote.
+pub async fn apply<K, S>(
+    ctx: &Context,
+    api: &dyn ObjectApi<K>,
+    namespace: &str,
+    name: &str,
+    old: Option<&S>,
+    new: &S,
+) -> Result<bool>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()>,
     S: Serialize + PartialEq,
 {
     if old == Some(new) {
         return Ok(false);
     }
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": new,
-    });
-    let written = api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    let status = serde_json::to_value(new).map_err(|e| Error::Invalid(format!("status: {e}")))?;
+    let written = api.apply_status(namespace, name, status).await?;
     // The next reconcile may take this version from the watch cache (see `stores::latest`).
     ctx.stores.versions.record(&written);
     let kind: &'static str = match K::kind(&()).as_ref() {

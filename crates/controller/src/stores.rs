@@ -24,6 +24,7 @@ use tidegate_api::{ImagePolicy, Promotion, Release};
 
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::objects::ObjectApi;
 
 /// How many changes a subscriber may fall behind before the watch waits for it.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -302,9 +303,14 @@ fn id<K: Resource<DynamicType = ()>>(object: &K) -> (String, String, String) {
 
 /// The latest copy of `object`: the store's when it is the version this process last wrote or
 /// read, otherwise read afresh from the API server (and remembered). `None` once it is gone.
-pub async fn latest<K>(api: &Api<K>, store: &Store<K>, versions: &Versions, object: &K) -> Result<Option<Arc<K>>>
+pub async fn latest<K>(
+    api: &dyn ObjectApi<K>,
+    store: &Store<K>,
+    versions: &Versions,
+    object: &K,
+) -> Result<Option<Arc<K>>>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + 'static,
+    K: Resource<DynamicType = ()> + Clone + 'static,
 {
     if let Some(cached) = store.get(&ObjectRef::from_obj(object))
         && versions.is_current(cached.as_ref())
@@ -312,7 +318,8 @@ where
         return Ok(Some(cached));
     }
     let name = object.meta().name.clone().unwrap_or_default();
-    match api.get_opt(&name).await? {
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    match api.get(&namespace, &name).await? {
         Some(fresh) => {
             versions.record(&fresh);
             Ok(Some(Arc::new(fresh)))

@@ -10,12 +10,12 @@ use kube::runtime::reflector::Store;
 use tidegate_api::ImagePolicy;
 use tidegate_core::watch::{Watched, due, notification_matches};
 use tidegate_core::{ImageRef, parse_duration};
-use tidegate_providers::registry::{RegistryClient, Repository};
+use tidegate_providers::registry::{Repository, Resolver};
 use tokio::sync::{Notify, mpsc};
 
 /// Shared watcher state.
 pub struct BaseWatcher {
-    registry: Arc<RegistryClient>,
+    registry: Arc<dyn Resolver>,
     state: Mutex<BTreeMap<String, Watched>>,
     /// Why the last check of a reference failed, until one succeeds.
     errors: Mutex<BTreeMap<String, String>>,
@@ -24,7 +24,7 @@ pub struct BaseWatcher {
 
 impl BaseWatcher {
     /// A watcher resolving through `registry`.
-    pub fn new(registry: Arc<RegistryClient>) -> Self {
+    pub fn new(registry: Arc<dyn Resolver>) -> Self {
         Self { registry, state: Mutex::default(), errors: Mutex::default(), wake: Notify::new() }
     }
 

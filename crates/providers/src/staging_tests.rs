@@ -120,3 +120,50 @@ pub async fn test_job(
     .await
     .map(|(outcome, _)| outcome)
 }
+
+/// Runs staging test Jobs for a policy's namespace. [`DeployerTestJobs`] is the product's; tests
+/// use in-memory doubles (crate `tidegate-test-support`).
+#[async_trait::async_trait]
+pub trait TestJobs: Send + Sync {
+    /// [`test_job`] as `policy_namespace`'s deployer, from the template ConfigMap `template` in
+    /// `policy_namespace`.
+    async fn test_job(
+        &self,
+        policy_namespace: &str,
+        template: &str,
+        namespace: &str,
+        name: &str,
+        image: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<JobOutcome>;
+}
+
+/// The product's [`TestJobs`]: each Job is created (and its template read) by the deployer of the
+/// policy's namespace, so it runs only where a namespace owner let that deployer create Jobs.
+#[derive(Clone)]
+pub struct DeployerTestJobs {
+    reach: std::sync::Arc<crate::authz::Reach>,
+}
+
+impl DeployerTestJobs {
+    /// Jobs created through `reach`.
+    pub fn new(reach: std::sync::Arc<crate::authz::Reach>) -> Self {
+        Self { reach }
+    }
+}
+
+#[async_trait::async_trait]
+impl TestJobs for DeployerTestJobs {
+    async fn test_job(
+        &self,
+        policy_namespace: &str,
+        template: &str,
+        namespace: &str,
+        name: &str,
+        image: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<JobOutcome> {
+        let client = self.reach.client(policy_namespace)?;
+        test_job(&client, policy_namespace, template, namespace, name, image, labels).await
+    }
+}

@@ -8,6 +8,7 @@ use tidegate_api::image_policy::{AzureTarget, StrategyKind};
 use tidegate_core::promotion::{Health, Progress};
 use tidegate_core::rollout::{Retire, RolloutPlan};
 
+use crate::authz::Reach;
 use crate::azure_targets::{AzureTargets, Role};
 use crate::kubernetes::{KubernetesTargets, Live, Resolved};
 use crate::{ProviderError, Result};
@@ -70,6 +71,67 @@ impl Target<'_> {
     }
 }
 
+/// What reconcilers do with deploy targets. [`Targets`] is the product's; tests use in-memory
+/// doubles (crate `tidegate-test-support`).
+#[async_trait::async_trait]
+pub trait Deploy: Send + Sync {
+    /// Converges the target one step towards `image` with `plan`.
+    async fn converge(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress>;
+    /// The image the live version of the target runs.
+    async fn current_image(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Option<String>>;
+    /// The live version of the target, for drift detection. Azure targets carry no break-glass
+    /// marks: a change made in Azure shows as drift.
+    async fn live(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Live>;
+    /// Health of the live version running `image`.
+    async fn health(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Health>;
+    /// Stops what was kept for rollback once the monitor window ended healthy: the previous
+    /// Deployment slot (`overlap`), or a Container App's previous revisions (`blueGreen`,
+    /// `overlap`).
+    async fn retire_previous(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<()>;
+    /// Whether the target ran `image` before, by the platform's own record (ReplicaSets and
+    /// Jobs; Container App revisions; job executions).
+    async fn ran_before(&self, target: &Target<'_>, image: &str) -> Result<bool>;
+    /// The percentage of traffic `image` gets on a Container App target (`None` elsewhere).
+    async fn traffic_weight(&self, target: &Target<'_>, image: &str) -> Result<Option<i32>>;
+    /// The URL staging HTTP checks call on a Container App target (its label's URL), or `None`
+    /// for other targets.
+    async fn staging_url(&self, target: &Target<'_>) -> Result<Option<String>>;
+}
+
+/// Where each namespace's policies deploy, and as whom.
+pub trait Deployers: Send + Sync {
+    /// Deploy targets of `policy_namespace`'s policies: Kubernetes ones as its deployer, Azure
+    /// ones within its granted scopes.
+    fn targets(&self, policy_namespace: &str) -> Result<Arc<dyn Deploy>>;
+    /// Production targets of `policy_namespace`'s policies, written for Promotion `promotion`.
+    fn production_targets(&self, policy_namespace: &str, promotion: &str) -> Result<Arc<dyn Deploy>>;
+}
+
+/// The product's [`Deployers`]: Kubernetes through the namespace's deployer ([`Reach`]), Azure
+/// through the controller's credential when it has one.
+#[derive(Clone)]
+pub struct ClusterDeployers {
+    reach: Arc<Reach>,
+    azure: Option<Arc<AzureTargets>>,
+}
+
+impl ClusterDeployers {
+    /// Deployers acting through `reach` and, when configured, `azure`.
+    pub fn new(reach: Arc<Reach>, azure: Option<Arc<AzureTargets>>) -> Self {
+        Self { reach, azure }
+    }
+}
+
+impl Deployers for ClusterDeployers {
+    fn targets(&self, policy_namespace: &str) -> Result<Arc<dyn Deploy>> {
+        Ok(Arc::new(Targets::new(self.reach.targets(policy_namespace)?, self.azure.clone())))
+    }
+
+    fn production_targets(&self, policy_namespace: &str, promotion: &str) -> Result<Arc<dyn Deploy>> {
+        Ok(Arc::new(Targets::new(self.reach.production_targets(policy_namespace, promotion)?, self.azure.clone())))
+    }
+}
+
 /// The deploy targets of one namespace's policies: Kubernetes ones as its deployer, Azure ones
 /// through the controller's Azure credential within the namespace's granted scopes.
 #[derive(Clone)]
@@ -98,9 +160,11 @@ impl Targets {
         })?;
         Ok((azure, azure.resolve(namespace, &target.resource_id)?))
     }
+}
 
-    /// Converges the target one step towards `image` with `plan`.
-    pub async fn converge(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
+#[async_trait::async_trait]
+impl Deploy for Targets {
+    async fn converge(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Progress> {
         match target {
             Target::Kubernetes(r) if plan.strategy == StrategyKind::Canary => Ok(Progress::Failed(format!(
                 "{}: canary needs a Container App (Deployments have no traffic split here); use blueGreen",
@@ -118,8 +182,7 @@ impl Targets {
         }
     }
 
-    /// The image the live version of the target runs.
-    pub async fn current_image(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Option<String>> {
+    async fn current_image(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Option<String>> {
         match target {
             Target::Kubernetes(r) => self.kubernetes.current_image(r, plan).await,
             Target::ContainerApp { target: t, namespace, role } => {
@@ -133,17 +196,14 @@ impl Targets {
         }
     }
 
-    /// The live version of the target, for drift detection. Azure targets carry no break-glass
-    /// marks: a change made in Azure shows as drift.
-    pub async fn live(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Live> {
+    async fn live(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<Live> {
         match target {
             Target::Kubernetes(r) => self.kubernetes.live(r, plan).await,
             _ => Ok(Live { image: self.current_image(target, plan).await?, ..Live::default() }),
         }
     }
 
-    /// Health of the live version running `image`.
-    pub async fn health(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Health> {
+    async fn health(&self, target: &Target<'_>, plan: &RolloutPlan, image: &str) -> Result<Health> {
         match target {
             Target::Kubernetes(r) => self.kubernetes.health(r, plan, image).await,
             Target::ContainerApp { target: t, namespace, .. } => {
@@ -157,10 +217,7 @@ impl Targets {
         }
     }
 
-    /// Stops what was kept for rollback once the monitor window ended healthy: the previous
-    /// Deployment slot (`overlap`), or a Container App's previous revisions (`blueGreen`,
-    /// `overlap`).
-    pub async fn retire_previous(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<()> {
+    async fn retire_previous(&self, target: &Target<'_>, plan: &RolloutPlan) -> Result<()> {
         match target {
             Target::Kubernetes(r) if plan.retire_previous == Retire::AfterMonitoring => {
                 self.kubernetes.retire_previous(r, plan).await
@@ -173,9 +230,7 @@ impl Targets {
         }
     }
 
-    /// Whether the target ran `image` before, by the platform's own record (ReplicaSets and
-    /// Jobs; Container App revisions; job executions).
-    pub async fn ran_before(&self, target: &Target<'_>, image: &str) -> Result<bool> {
+    async fn ran_before(&self, target: &Target<'_>, image: &str) -> Result<bool> {
         match target {
             Target::Kubernetes(r) => self.kubernetes.ran_before(r, image).await,
             Target::ContainerApp { target: t, namespace, .. } => {
@@ -189,8 +244,7 @@ impl Targets {
         }
     }
 
-    /// The percentage of traffic `image` gets on a Container App target (`None` elsewhere).
-    pub async fn traffic_weight(&self, target: &Target<'_>, image: &str) -> Result<Option<i32>> {
+    async fn traffic_weight(&self, target: &Target<'_>, image: &str) -> Result<Option<i32>> {
         match target {
             Target::ContainerApp { target: t, namespace, .. } => {
                 let (azure, id) = self.azure(t, namespace)?;
@@ -200,9 +254,7 @@ impl Targets {
         }
     }
 
-    /// The URL staging HTTP checks call on a Container App target (its label's URL), or `None`
-    /// for other targets.
-    pub async fn staging_url(&self, target: &Target<'_>) -> Result<Option<String>> {
+    async fn staging_url(&self, target: &Target<'_>) -> Result<Option<String>> {
         match target {
             Target::ContainerApp { target: t, role, namespace } => {
                 let (azure, id) = self.azure(t, namespace)?;
@@ -213,7 +265,6 @@ impl Targets {
     }
 }
 
-/// The hex of the digest an image reference is pinned to.
 fn digest_hex(image: &str) -> Result<String> {
     image
         .rsplit_once("@sha256:")

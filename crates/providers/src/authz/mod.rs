@@ -15,3 +15,69 @@ mod reach;
 pub use access::{Access, Subject};
 pub use admission::{AdmissionGuard, SHIPPED_POLICIES};
 pub use reach::{DEPLOYER_SERVICE_ACCOUNT, PROMOTION_EXTRA, Reach, deployer_user};
+
+/// What the approval gate asks of the cluster's authorization: whether a person holds a verb now,
+/// and whether the admission policies that recorded their identity are in force.
+/// [`ClusterAuthorizer`] asks the API server; tests use in-memory doubles
+/// (crate `tidegate-test-support`).
+#[async_trait::async_trait]
+pub trait Authorizer: Send + Sync {
+    /// Whether `subject` may `verb` the `resource` of `group` in `namespace` (and object `name`,
+    /// if given). `Err(why)` inside `Ok` carries the authorizer's reason when it says no.
+    async fn may(
+        &self,
+        subject: &Subject,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> crate::Result<std::result::Result<(), String>>;
+
+    /// `Ok(())` when the shipped admission policies are in force and were created no later than
+    /// `since`, for the recorded identities `key` names; otherwise what is wrong.
+    async fn admission_in_force_for(
+        &self,
+        key: &str,
+        since: Option<jiff::Timestamp>,
+    ) -> crate::Result<std::result::Result<(), String>>;
+}
+
+/// The product's [`Authorizer`]: SubjectAccessReviews ([`Access`]) and the admission check
+/// ([`AdmissionGuard`]) against the API server.
+#[derive(Clone)]
+pub struct ClusterAuthorizer {
+    access: Access,
+    admission: AdmissionGuard,
+}
+
+impl ClusterAuthorizer {
+    /// Asks through `client` (needs `create` on `subjectaccessreviews` and `get` on the four
+    /// admission kinds).
+    pub fn new(client: kube::Client) -> crate::Result<Self> {
+        Ok(Self { access: Access::new(client.clone()), admission: AdmissionGuard::new(client)? })
+    }
+}
+
+#[async_trait::async_trait]
+impl Authorizer for ClusterAuthorizer {
+    async fn may(
+        &self,
+        subject: &Subject,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> crate::Result<std::result::Result<(), String>> {
+        self.access.may(subject, verb, group, resource, namespace, name).await
+    }
+
+    async fn admission_in_force_for(
+        &self,
+        key: &str,
+        since: Option<jiff::Timestamp>,
+    ) -> crate::Result<std::result::Result<(), String>> {
+        self.admission.in_force_for(key, since).await
+    }
+}

@@ -1200,6 +1200,28 @@ async fn error_excerpt(response: reqwest::Response) -> String {
     format!(": {excerpt}")
 }
 
+/// What the controller reads from a registry outside a build: the tags of a repository and the
+/// digest a tag points at. [`RegistryClient`] is the product's; tests use in-memory doubles
+/// (crate `tidegate-test-support`).
+#[async_trait::async_trait]
+pub trait Resolver: Send + Sync {
+    /// The repository's tags.
+    async fn tags(&self, repo: &Repository) -> Result<Vec<String>>;
+    /// The descriptor `reference` (a tag or digest) resolves to, or `None` when it does not exist.
+    async fn head_manifest(&self, repo: &Repository, reference: &str) -> Result<Option<Descriptor>>;
+}
+
+#[async_trait::async_trait]
+impl Resolver for RegistryClient {
+    async fn tags(&self, repo: &Repository) -> Result<Vec<String>> {
+        RegistryClient::tags(self, repo).await
+    }
+
+    async fn head_manifest(&self, repo: &Repository, reference: &str) -> Result<Option<Descriptor>> {
+        RegistryClient::head_manifest(self, repo, reference).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
