@@ -8,7 +8,11 @@
 //! - [`InProcessBuilder`]: invents candidates without a registry (digests derived from the build
 //!   inputs).
 //! - [`HmacSigner`]: signs with a shared HMAC key that no other tool can verify.
+//! - [`fakes`]: in-memory doubles of every provider in the controller's context (its objects,
+//!   Events, deploy targets, the authorizer, test Jobs, registry tags, scanners, records) and
+//!   [`fakes::World`], in which reconcilers run in unit tests.
 
+pub mod fakes;
 pub mod inprocess;
 
 pub use inprocess::{HmacSigner, InProcessBuilder};

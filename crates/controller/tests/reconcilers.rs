@@ -1,0 +1,248 @@
+//! The reconcilers against in-memory doubles of every provider (`tidegate_test_support::fakes`):
+//! no API server, registry or cluster, so each rule of the approval gate is checked in
+//! milliseconds, and every write the controller makes is seen. The same reconcilers run against
+//! the real control plane in the other integration tests.
+
+use kube::ResourceExt;
+use serde_json::json;
+use tidegate_api::{
+    ANNOTATION_APPROVED_BY, ANNOTATION_APPROVER_GROUPS, ANNOTATION_CREATED_BY, ImagePolicy, Promotion, PromotionPhase,
+    Release,
+};
+use tidegate_core::{Digest, ImageRef};
+use tidegate_providers::Signer;
+use tidegate_test_support::fakes::{CONTROLLER, World, Write};
+
+const NS: &str = "shop";
+const POLICY: &str = "shop-app";
+const RELEASE: &str = "shop-app-1";
+const IMAGE: &str = "registry.example.com/shop/app";
+/// The production workload, as the targets display it.
+const PRODUCTION: &str = "Deployment shop/web";
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn pinned(digest: &str) -> String {
+    let digest: Digest = digest.parse().expect("digest");
+    IMAGE.parse::<ImageRef>().expect("image").pinned(&digest)
+}
+
+/// The documented example policy, with its `web` workload only.
+fn policy() -> ImagePolicy {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/examples/20-imagepolicy.yaml"))
+        .expect("the example policy");
+    let mut policy: ImagePolicy = serde_yaml::from_str(&yaml).expect("an ImagePolicy");
+    policy.spec.workloads.retain(|w| w.name == "web");
+    policy.spec.tests = Default::default();
+    policy
+}
+
+/// A world where production runs `before`, the Release is Verified with `candidate` and signed,
+/// its Promotion (opened by the controller) waits, and alice may approve in `shop`.
+async fn world(before: &str, candidate: &str) -> World {
+    let w = World::new("2026-12-03T10:00:00Z".parse().expect("time"));
+    w.policies.put(policy());
+    w.targets.running(PRODUCTION, &pinned(before));
+    let signature = w.signer.sign(&pinned(candidate), &candidate.parse().expect("digest")).await.expect("signed");
+    let release: Release = serde_json::from_value(json!({
+        "apiVersion": "tidegate.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": RELEASE, "namespace": NS, "annotations": {ANNOTATION_CREATED_BY: "ci-bot"}},
+        "spec": {"policy": POLICY, "reason": {"type": "BaseImageUpdated"}},
+        "status": {"phase": "Verified", "digest": candidate, "image": pinned(candidate),
+                   "signature": {"reference": signature}},
+    }))
+    .expect("a Release");
+    w.releases.put(release);
+    w.promotions.put(promotion(candidate));
+    w.authorizer.grant("alice", "approve", "promotions", NS);
+    w
+}
+
+fn promotion(digest: &str) -> Promotion {
+    serde_json::from_value(json!({
+        "apiVersion": "tidegate.dev/v1alpha1", "kind": "Promotion",
+        "metadata": {"name": RELEASE, "namespace": NS},
+        "spec": {"policy": POLICY, "release": RELEASE, "digest": digest, "requestedBy": CONTROLLER},
+    }))
+    .expect("a Promotion")
+}
+
+/// `user` (in `groups`, as admission recorded them) approves.
+fn approve(w: &World, user: &str, groups: &str) {
+    w.promotions.edit(NS, RELEASE, |p| {
+        p.annotations_mut().insert(ANNOTATION_APPROVED_BY.into(), user.into());
+        p.annotations_mut().insert(ANNOTATION_APPROVER_GROUPS.into(), groups.into());
+    });
+}
+
+fn phase(w: &World) -> PromotionPhase {
+    w.promotions.find(NS, RELEASE).and_then(|p| p.status).map(|s| s.phase).unwrap_or_default()
+}
+
+/// Reconciles the Promotion until a pass writes nothing; returns the phases it went through.
+async fn settle(w: &World) -> Vec<PromotionPhase> {
+    let mut phases = vec![phase(w)];
+    for _ in 0..12 {
+        let before = w.promotions.status_writes();
+        w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+        if phases.last() != Some(&phase(w)) {
+            phases.push(phase(w));
+        }
+        if w.promotions.status_writes() == before {
+            return phases;
+        }
+    }
+    panic!("the Promotion never settled: {phases:?}");
+}
+
+/// The condition `type_` of the Promotion: (status, message).
+fn condition(w: &World, type_: &str) -> Option<(String, String)> {
+    let status = w.promotions.find(NS, RELEASE)?.status?;
+    status.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn without_an_approval_production_is_never_written() {
+    let w = world(&digest('0'), &digest('1')).await;
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::AwaitingApproval));
+    assert_eq!(w.targets.writes(), vec![], "nothing was written to production");
+    assert_eq!(w.targets.image(PRODUCTION), Some(pinned(&digest('0'))));
+    let (status, message) = condition(&w, "Approved").expect("an Approved condition");
+    assert_eq!(status, "False");
+    assert!(message.contains("0 of 1 approvals"), "{message}");
+}
+
+#[tokio::test]
+async fn an_approval_by_a_holder_of_approve_deploys_exactly_that_digest() {
+    let (before, candidate) = (digest('0'), digest('1'));
+    let w = world(&before, &candidate).await;
+    settle(&w).await;
+    approve(&w, "alice", "team-shop");
+    let phases = settle(&w).await;
+    assert!(phases.contains(&PromotionPhase::Promoting), "{phases:?}");
+    assert_eq!(phases.last(), Some(&PromotionPhase::Monitoring), "{phases:?}");
+    assert_eq!(
+        w.targets.writes(),
+        vec![Write {
+            target: PRODUCTION.into(),
+            image: pinned(&candidate),
+            promotion: Some(RELEASE.into()),
+            namespace: NS.into(),
+        }],
+        "one production write, of the approved digest, as the namespace's deployer for this Promotion"
+    );
+    let status = w.promotions.find(NS, RELEASE).and_then(|p| p.status).expect("status");
+    assert_eq!(status.approved_by, vec!["alice".to_string()]);
+    assert_eq!(status.previous_digest.as_deref(), Some(before.as_str()), "the rollback target is recorded");
+    assert!(w.authorizer.asked().contains(&format!("alice approve promotions {NS}/{RELEASE}")));
+    assert!(w.events.reasons().contains(&"ApprovalRecorded".to_string()), "{:?}", w.events.reasons());
+
+    // The monitor window ends healthy: the Promotion succeeds and a signed record is attached.
+    w.clock.advance(jiff::SignedDuration::from_mins(11));
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::Succeeded));
+    assert_eq!(w.targets.writes().len(), 1, "success writes nothing more to production");
+    let attached = w.attestor.attached();
+    assert_eq!(attached.len(), 1, "one promotion record");
+    assert_eq!(attached[0].0, pinned(&candidate));
+}
+
+#[tokio::test]
+async fn an_approval_by_someone_without_the_right_moves_nothing() {
+    let w = world(&digest('0'), &digest('1')).await;
+    approve(&w, "mallory", "team-shop");
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::AwaitingApproval));
+    assert_eq!(w.targets.writes(), vec![]);
+    let (_, message) = condition(&w, "Approved").expect("an Approved condition");
+    assert!(message.contains("mallory may not approve"), "{message}");
+}
+
+#[tokio::test]
+async fn a_group_grant_counts_only_for_the_groups_admission_recorded() {
+    let w = world(&digest('0'), &digest('1')).await;
+    w.authorizer.grant("release-managers", "approve", "promotions", NS);
+    approve(&w, "bob", "developers");
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::AwaitingApproval));
+    assert_eq!(w.targets.writes(), vec![]);
+    approve(&w, "bob", "developers,release-managers");
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::Monitoring));
+    assert_eq!(w.targets.writes().len(), 1);
+}
+
+#[tokio::test]
+async fn whoever_produced_the_candidate_cannot_approve_it() {
+    let w = world(&digest('0'), &digest('1')).await;
+    w.authorizer.grant("ci-bot", "approve", "promotions", NS);
+    w.authorizer.grant(CONTROLLER, "approve", "promotions", NS);
+    for user in ["ci-bot", CONTROLLER] {
+        approve(&w, user, "team-shop");
+        assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::AwaitingApproval), "{user}");
+    }
+    assert_eq!(w.targets.writes(), vec![]);
+}
+
+#[tokio::test]
+async fn approvals_count_only_while_the_admission_policies_are_in_force() {
+    let w = world(&digest('0'), &digest('1')).await;
+    w.authorizer.admission(Some("ValidatingAdmissionPolicy tidegate-approvals is not installed"));
+    approve(&w, "alice", "team-shop");
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::AwaitingApproval));
+    assert_eq!(w.targets.writes(), vec![]);
+    let (_, message) = condition(&w, "Approved").expect("an Approved condition");
+    assert!(message.contains("cannot be verified") && message.contains("not installed"), "{message}");
+}
+
+#[tokio::test]
+async fn a_signature_that_no_longer_verifies_stops_the_write() {
+    let w = world(&digest('0'), &digest('1')).await;
+    // The Release's signature now is one of another digest (a re-signed or swapped reference).
+    let other = w.signer.sign(&pinned(&digest('2')), &digest('2').parse().expect("digest")).await.expect("signed");
+    w.releases.edit(NS, RELEASE, |r| {
+        r.status.as_mut().and_then(|s| s.signature.as_mut()).expect("a signature").reference = Some(other);
+    });
+    approve(&w, "alice", "team-shop");
+    let phases = settle(&w).await;
+    assert!(!phases.contains(&PromotionPhase::Promoting), "{phases:?}");
+    assert_eq!(w.targets.writes(), vec![], "nothing written with an unverifiable signature");
+    let (status, _) = condition(&w, "SignatureVerified").expect("a SignatureVerified condition");
+    assert_eq!(status, "False");
+}
+
+#[tokio::test]
+async fn a_promotion_of_a_digest_its_release_did_not_verify_moves_nothing() {
+    let (release_digest, other) = (digest('1'), digest('e'));
+    let w = world(&digest('0'), &release_digest).await;
+    // Someone who may create Promotions names their own digest and the Verified Release.
+    w.promotions.put(promotion(&other));
+    approve(&w, "alice", "team-shop");
+    settle(&w).await;
+    assert_eq!(w.targets.writes(), vec![]);
+    assert!(!w.targets.image(PRODUCTION).is_some_and(|i| i.contains(&other)));
+}
+
+#[tokio::test]
+async fn a_settled_promotion_writes_no_status_and_changes_nothing() {
+    let w = world(&digest('0'), &digest('1')).await;
+    approve(&w, "alice", "team-shop");
+    settle(&w).await;
+    let (writes, production) = (w.promotions.status_writes(), w.targets.writes());
+    for _ in 0..3 {
+        w.reconcile_promotion(NS, RELEASE).await.expect("reconcile");
+    }
+    assert_eq!(w.promotions.status_writes(), writes, "no status write when nothing changed");
+    assert_eq!(w.targets.writes(), production, "no production write either");
+}
+
+#[tokio::test]
+async fn an_unhealthy_rollout_goes_back_to_what_ran_before() {
+    let (before, candidate) = (digest('0'), digest('1'));
+    let w = world(&before, &candidate).await;
+    approve(&w, "alice", "team-shop");
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::Monitoring));
+    w.targets.unhealthy(PRODUCTION, "2 of 3 pods crash-looping");
+    let phases = settle(&w).await;
+    assert_eq!(phases.last(), Some(&PromotionPhase::RolledBack), "{phases:?}");
+    let images: Vec<String> = w.targets.writes().into_iter().map(|w| w.image).collect();
+    assert_eq!(images, vec![pinned(&candidate), pinned(&before)], "forward, then back to what ran before");
+}
