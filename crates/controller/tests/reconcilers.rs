@@ -246,3 +246,76 @@ async fn an_unhealthy_rollout_goes_back_to_what_ran_before() {
     let images: Vec<String> = w.targets.writes().into_iter().map(|w| w.image).collect();
     assert_eq!(images, vec![pinned(&candidate), pinned(&before)], "forward, then back to what ran before");
 }
+
+/// A world with the policy and a new Release of it (as the policy reconciler opens one), no
+/// Promotion yet; production runs `before`.
+fn release_world(before: &str) -> World {
+    let w = World::new("2026-12-03T10:00:00Z".parse().expect("time"));
+    w.policies.put(policy());
+    w.targets.running(PRODUCTION, &pinned(before));
+    let release: Release = serde_json::from_value(json!({
+        "apiVersion": "tidegate.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": "shop-app-2", "namespace": NS},
+        "spec": {"policy": POLICY, "reason": {"type": "BaseImageUpdated"}},
+    }))
+    .expect("a Release");
+    w.releases.put(release);
+    w
+}
+
+/// Reconciles the Release until a pass writes nothing; returns its phases.
+async fn settle_release(w: &World, name: &str) -> Vec<tidegate_api::ReleasePhase> {
+    let phase = || w.releases.find(NS, name).and_then(|r| r.status).map(|s| s.phase).unwrap_or_default();
+    let mut phases = vec![phase()];
+    for _ in 0..20 {
+        let (before, promotions) = (w.releases.status_writes(), w.promotions.all().len());
+        w.reconcile_release(NS, name).await.expect("the reconcile succeeds");
+        if phases.last() != Some(&phase()) {
+            phases.push(phase());
+        }
+        if w.releases.status_writes() == before && w.promotions.all().len() == promotions {
+            return phases;
+        }
+    }
+    panic!("the Release never settled: {phases:?}");
+}
+
+#[tokio::test]
+async fn a_release_is_built_scanned_signed_and_staged_then_waits_for_approval() {
+    use tidegate_api::ReleasePhase::*;
+    let w = release_world(&digest('0'));
+    let phases = settle_release(&w, "shop-app-2").await;
+    assert_eq!(phases.last(), Some(&Verified), "{phases:?}");
+    let status = w.releases.find(NS, "shop-app-2").and_then(|r| r.status).expect("status");
+    let built = status.digest.expect("a digest");
+    assert_eq!(w.scanner.scanned(), vec![pinned(&built)], "the built digest was scanned, once");
+    let signature = status.signature.and_then(|s| s.reference).expect("a signature");
+    assert!(
+        w.signer.verify(&pinned(&built), &built.parse().expect("digest"), &signature).await.expect("verify").is_valid()
+    );
+    let writes = w.targets.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!((writes[0].target.as_str(), writes[0].promotion.as_deref()), ("Deployment shop-staging/web", None));
+    assert_eq!(writes[0].image, pinned(&built), "staging runs exactly the signed digest");
+    assert_eq!(w.targets.image(PRODUCTION), Some(pinned(&digest('0'))), "production is untouched");
+    let promotions = w.promotions.all();
+    assert_eq!(promotions.len(), 1, "one Promotion is opened");
+    assert_eq!(promotions[0].spec.digest, built);
+    assert_eq!(promotions[0].spec.requested_by.as_deref(), Some(CONTROLLER));
+    assert!(w.events.reasons().contains(&"PromotionOpened".to_string()), "{:?}", w.events.reasons());
+}
+
+#[tokio::test]
+async fn a_release_with_a_blocking_finding_is_rejected_before_staging() {
+    use tidegate_api::image_policy::Severity;
+    use tidegate_core::gate::Finding;
+    let w = release_world(&digest('0'));
+    w.scanner.report(tidegate_providers::ScanReport {
+        findings: vec![Finding::new("CVE-2026-0001", Severity::Critical, true)],
+        ..Default::default()
+    });
+    let phases = settle_release(&w, "shop-app-2").await;
+    assert_eq!(phases.last(), Some(&tidegate_api::ReleasePhase::Rejected), "{phases:?}");
+    assert_eq!(w.targets.writes(), vec![], "nothing deployed, not even to staging");
+    assert_eq!(w.promotions.all().len(), 0, "no Promotion for a rejected candidate");
+}
