@@ -152,7 +152,7 @@ where
     let config = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
     kube_watcher(api, config)
         .default_backoff()
-        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        .modify(trim)
         .map(move |event| {
             if let Ok(event) = &event {
                 for index in &indexes {
@@ -331,6 +331,27 @@ where
     }
 }
 
+/// The annotation `kubectl apply` keeps a copy of the whole object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no reconciler reads before the watch cache keeps `object`: managedFields, labels,
+/// owner references and `kubectl apply`'s copy of the object. A cluster's history of Releases
+/// and Promotions stays in memory as long as the controller runs, so each is kept as small as
+/// the decisions allow. Every other annotation stays (approvals, rejections, triggers and their
+/// recorded identities are annotations).
+pub fn trim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
 /// A stream of `()` from a channel, for `reconcile_all_on`.
 pub fn stream_of(mut rx: tokio::sync::mpsc::Receiver<()>) -> impl Stream<Item = ()> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
@@ -353,6 +374,39 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_what_decisions_read_and_drops_the_rest() {
+        let mut object = release("r1", "10");
+        let meta = &mut object.metadata;
+        meta.uid = Some("u-1".into());
+        meta.labels = Some([("tidegate.dev/policy".to_string(), "web".to_string())].into());
+        meta.annotations = Some(
+            [
+                (LAST_APPLIED.to_string(), "{\"a\": \"whole copy\"}".to_string()),
+                ("tidegate.dev/approved-by".to_string(), "alice".to_string()),
+            ]
+            .into(),
+        );
+        meta.managed_fields = Some(vec![Default::default()]);
+        meta.owner_references = Some(vec![Default::default()]);
+        trim(&mut object);
+        let meta = &object.metadata;
+        assert_eq!(
+            (meta.labels.as_ref(), meta.owner_references.as_ref(), meta.managed_fields.as_ref()),
+            (None, None, None)
+        );
+        assert_eq!(
+            meta.annotations,
+            Some([("tidegate.dev/approved-by".to_string(), "alice".to_string())].into()),
+            "approvals stay"
+        );
+        assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u-1"), Some("10")));
+        let mut only_last_applied = release("r2", "1");
+        only_last_applied.metadata.annotations = Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
+        trim(&mut only_last_applied);
+        assert_eq!(only_last_applied.metadata.annotations, None);
     }
 
     #[test]
