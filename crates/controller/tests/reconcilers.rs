@@ -1,6 +1,7 @@
 //! The reconcilers against in-memory doubles of every provider (`tidegate_test_support::fakes`):
 //! no API server, registry or cluster, so each rule of the approval gate is checked in
-//! milliseconds, and every write the controller makes is seen. The same reconcilers run against
+//! milliseconds, and every write the controller makes is seen: the Promotion reconciler (the
+//! gate), the Release pipeline and the ImagePolicy triggers and drift. The same reconcilers run against
 //! the real control plane in the other integration tests.
 
 use kube::ResourceExt;
@@ -318,4 +319,63 @@ async fn a_release_with_a_blocking_finding_is_rejected_before_staging() {
     assert_eq!(phases.last(), Some(&tidegate_api::ReleasePhase::Rejected), "{phases:?}");
     assert_eq!(w.targets.writes(), vec![], "nothing deployed, not even to staging");
     assert_eq!(w.promotions.all().len(), 0, "no Promotion for a rejected candidate");
+}
+
+/// Reconciles the policy once, from the watch's copy.
+async fn reconcile_policy(w: &World) {
+    w.sync();
+    let policy = w.policies.find(NS, POLICY).expect("the policy");
+    tidegate_controller::policy::reconcile(std::sync::Arc::new(policy), w.context.clone()).await.expect("reconcile");
+}
+
+#[tokio::test]
+async fn a_manual_trigger_starts_one_release_naming_who_asked_for_it() {
+    use tidegate_api::{ANNOTATION_TRIGGER, ANNOTATION_TRIGGERED_BY};
+    let w = release_world(&digest('0'));
+    w.policies.edit(NS, POLICY, |p| {
+        p.annotations_mut().insert(ANNOTATION_TRIGGER.into(), "2026-12-03-1".into());
+        p.annotations_mut().insert(ANNOTATION_TRIGGERED_BY.into(), "bob".into());
+    });
+    for _ in 0..3 {
+        reconcile_policy(&w).await;
+    }
+    let started: Vec<Release> = w.releases.all().into_iter().filter(|r| r.name_any() != "shop-app-2").collect();
+    assert_eq!(started.len(), 1, "one Release per trigger value, however often the policy is reconciled");
+    assert_eq!(started[0].annotations().get(ANNOTATION_TRIGGERED_BY).map(String::as_str), Some("bob"));
+    assert_eq!(started[0].spec.reason.kind, tidegate_api::release::ReasonKind::Manual);
+    assert_eq!(w.targets.writes(), vec![], "a trigger writes to no workload");
+}
+
+#[tokio::test]
+async fn a_new_build_tag_starts_a_release_of_the_digest_it_resolved_to() {
+    let w = release_world(&digest('0'));
+    w.policies.edit(NS, POLICY, |p| {
+        p.spec.triggers.new_build =
+            Some(serde_json::from_value(json!({"tagPattern": "[0-9]+\\.[0-9]+\\.[0-9]+"})).expect("a trigger"));
+    });
+    w.registry.tag("registry.example.com/shop/app", "1.2.3", &digest('5'));
+    w.registry.tag("registry.example.com/shop/app", "1.10.0", &digest('6'));
+    w.registry.tag("registry.example.com/shop/app", "latest", &digest('7'));
+    reconcile_policy(&w).await;
+    reconcile_policy(&w).await;
+    let sources: Vec<String> =
+        w.releases.all().into_iter().filter_map(|r| r.spec.source).map(|source| source.image).collect();
+    assert_eq!(sources, vec![pinned(&digest('6'))], "the newest matching version, pinned, once");
+}
+
+#[tokio::test]
+async fn production_changed_outside_an_approved_promotion_is_reported_as_drift() {
+    let (before, candidate) = (digest('0'), digest('1'));
+    let w = world(&before, &candidate).await;
+    approve(&w, "alice", "team-shop");
+    settle(&w).await;
+    reconcile_policy(&w).await;
+    let drift = |w: &World| w.policies.find(NS, POLICY).and_then(|p| p.status).map(|s| s.drift).unwrap_or_default();
+    assert_eq!(drift(&w), vec![], "production runs what was approved");
+    // Someone with write access to the Deployment sets another image by hand.
+    w.targets.running(PRODUCTION, &pinned(&digest('9')));
+    reconcile_policy(&w).await;
+    assert_eq!(drift(&w).len(), 1, "{:?}", drift(&w));
+    assert!(w.events.reasons().contains(&"ProductionDrift".to_string()), "{:?}", w.events.reasons());
+    assert_eq!(w.targets.writes().len(), 1, "drift is reported, never 'repaired' without an approval");
 }
