@@ -164,7 +164,7 @@ impl World {
             scanner,
             attestor,
             signer,
-            watches: Mutex::new(Watches { ..watches }),
+            watches: Mutex::new(watches),
             context,
         }
     }

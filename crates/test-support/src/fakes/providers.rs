@@ -147,8 +147,7 @@ impl Attestor for FakeAttestor {
         Ok(format!("record-{}", attached.len()))
     }
 
-    async fn records(&self, image: &str, _digest: &Digest) -> Result<Vec<FoundRecord>> {
-        let _ = image;
+    async fn records(&self, _image: &str, _digest: &Digest) -> Result<Vec<FoundRecord>> {
         Ok(Vec::new())
     }
 }
