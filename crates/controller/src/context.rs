@@ -65,6 +65,11 @@ pub struct Context {
     pub http_checks: tidegate_providers::staging_tests::HttpCheckOptions,
     /// How often an ImagePolicy looks again when nothing wakes it (`--observe-interval-seconds`).
     pub observe_interval: std::time::Duration,
+    /// Which target namespaces are watched as their policy namespace's deployer.
+    pub workload_watches: Arc<crate::workload_watch::WorkloadWatches>,
+    /// How often a policy whose every target is a watched Deployment looks again when nothing
+    /// wakes it (`--resync-interval-seconds`).
+    pub resync_interval: std::time::Duration,
 }
 
 impl Context {

@@ -24,6 +24,7 @@ pub mod status;
 pub mod stores;
 pub mod vulnerabilities;
 pub mod watcher;
+pub mod workload_watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,6 +89,22 @@ pub struct Config {
     #[arg(long, env = "TIDEGATE_OBSERVE_INTERVAL_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub observe_interval_seconds: u64,
+    /// How often an ImagePolicy whose every staging and production target is a Kubernetes
+    /// Deployment looks again when nothing wakes it, in seconds, while those Deployments'
+    /// namespaces are watched as the policy namespace's deployer (any change of them wakes it at
+    /// once). Policies with a `newBuild` trigger, CronJob or Azure targets, or a watch that is
+    /// not listed, use `--observe-interval-seconds`. Also bounds how late a rescan notices a new
+    /// scanner database.
+    #[arg(long, env = "TIDEGATE_RESYNC_INTERVAL_SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(5..=86400))]
+    pub resync_interval_seconds: u64,
+    /// Reconciles that may run at once, per kind (ImagePolicy, Release, Promotion); more wait
+    /// their turn in order. Bounds the burst of API requests after a start or a base-image update
+    /// of many policies, which would otherwise queue the controller's own Lease renewals behind
+    /// thousands of its reads on the API server (and lose its leadership).
+    #[arg(long, env = "TIDEGATE_MAX_CONCURRENT_RECONCILES", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
     /// Requests per second each registry may receive from this controller.
     #[arg(long, default_value_t = 20.0)]
     pub registry_requests_per_second: f64,
@@ -222,6 +239,9 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     });
     // One watch per kind, shared by the three controllers and read by every reconcile.
     let (stores, triggers, watches) = stores::watch(&client, config.namespace.as_deref());
+    let workload_watches = Arc::new(workload_watch::WorkloadWatches::default());
+    let (wakes, woken) = workload_watch::wakes();
+    tokio::spawn(workload_watch::run(reach.clone(), workload_watches.clone(), stores.clone(), wakes));
     let ctx = Arc::new(Context {
         stores: stores.clone(),
         objects: objects::Objects::kube(&client),
@@ -254,13 +274,19 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         canary: canary::CanaryClock::default(),
         http_checks: config.azure.http_checks()?,
         observe_interval: std::time::Duration::from_secs(config.observe_interval_seconds),
+        workload_watches: workload_watches.clone(),
+        resync_interval: std::time::Duration::from_secs(config.resync_interval_seconds),
     });
     tracing::info!(%identity, %replica, "controller starting");
+    let bounded = || kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles);
     metrics.set_ready(true);
 
     let releases = Controller::for_shared_stream(triggers.releases, stores.releases.clone())
-        // The controller holds no rights on workloads or Jobs (not even to read them), so it does
-        // not watch them: a Release that waits for a rollout or a Job looks again every POLL.
+        .with_config(bounded())
+        // The controller holds no rights on workloads or Jobs: a Release that waits for a rollout
+        // or a Job looks again every POLL, and sooner when its Deployments change (watched as the
+        // policy namespace's deployer).
+        .reconcile_on(workload_watch::stream(woken.releases))
         .watches_shared_stream(triggers.policies_for_releases, {
             let stores = stores.clone();
             move |policy| stores.release_refs_of(&policy)
@@ -270,8 +296,10 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         .for_each(|_| async {});
 
     let promotions = Controller::for_shared_stream(triggers.promotions, stores.promotions.clone())
+        .with_config(bounded())
         // Promotions that change or watch production look again every few seconds (see the
-        // planner's requeue): the controller cannot watch workloads it has no right to read.
+        // planner's requeue), and sooner when their Deployments change.
+        .reconcile_on(workload_watch::stream(woken.promotions))
         .watches_shared_stream(triggers.releases_for_promotions, {
             let stores = stores.clone();
             move |release| stores.promotion_refs_of(&release)
@@ -283,7 +311,9 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let (changed_tx, changed_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(watcher.clone().run(stores.policies.clone(), changed_tx));
     let policies = Controller::for_shared_stream(triggers.policies, stores.policies.clone())
+        .with_config(bounded())
         .reconcile_all_on(stores::stream_of(changed_rx))
+        .reconcile_on(workload_watch::stream(woken.policies))
         .watches_shared_stream(triggers.releases_for_policies, |r| {
             r.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&r.spec.policy).within(&ns))
         })

@@ -4,7 +4,8 @@
 //! through and is reported on the ImagePolicy (status, condition, Event) and on the next
 //! Promotion, which shows that production drifted from what was approved; approving that one
 //! changes production again (an image UPDATE only Tidegate's identity may make) and the drift
-//! resolves.
+//! resolves. The policy's periodic looks are an hour apart here: drift and its resolution are seen
+//! through the watch of the Deployments made as the namespace's deployer.
 
 mod common;
 
@@ -16,6 +17,7 @@ use serde_json::json;
 use tidegate_api::{ImagePolicy, PromotionPhase};
 
 const OTHER: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const THIRD: &str = "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
 fn set_image(image: &str, break_glass: Option<&str>) -> serde_json::Value {
     let mut patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
@@ -23,6 +25,19 @@ fn set_image(image: &str, break_glass: Option<&str>) -> serde_json::Value {
         patch["metadata"] = json!({"annotations": {"tidegate.dev/break-glass": reason}});
     }
     patch
+}
+
+/// The controller, with the policy's own periodic looks an hour apart: within a test, a policy
+/// learns of its Deployments' changes only from its watch of them (or from its own objects).
+fn watched_only(s: &Scenario) -> common::ControllerProcess {
+    s.controller_with(&[
+        "--builder",
+        "in-process",
+        "--observe-interval-seconds",
+        "3600",
+        "--resync-interval-seconds",
+        "3600",
+    ])
 }
 
 #[tokio::test]
@@ -44,8 +59,9 @@ async fn only_promotions_and_break_glass_change_production_and_drift_is_reported
         .await
         .expect("label production");
 
-    // Tidegate's promotion passes the production policy.
-    let controller = s.controller();
+    // Tidegate's promotion passes the production policy. The policy never looks again on its own
+    // within this test: what it reports below, it learns from its watch of the Deployments.
+    let controller = watched_only(&s);
     s.trigger("first").await;
     s.upload_scan_report(CLEAN_REPORT).await;
     let promotion = s.promotion_in(PromotionPhase::AwaitingApproval, 2 * MINUTE).await;
@@ -141,4 +157,42 @@ async fn only_promotions_and_break_glass_change_production_and_drift_is_reported
     })
     .await;
     drop(controller);
+}
+
+/// With the policy's own looks an hour apart and no Release or Promotion to wake it, a change of
+/// its production Deployment made by someone else shows in its status within seconds: the
+/// controller watches the target namespaces' Deployments as the policy namespace's deployer.
+#[tokio::test]
+async fn a_change_of_a_targeted_deployment_is_seen_through_the_deployers_watch() {
+    let s = Scenario::new("workload-watch").await;
+    s.policy(json!({
+        "workloads": [{"name": "web", "kind": "http",
+            "staging": {"kubernetes": {"kind": "Deployment", "namespace": s.staging, "name": "web", "service": "web"}},
+            "production": {"kubernetes": {"kind": "Deployment", "namespace": s.ns, "name": "web", "service": "web"}}}],
+    }))
+    .await;
+    let deployments = Api::<Deployment>::namespaced(s.admin.clone(), &s.ns);
+    let set = |digest: &'static str| {
+        let deployments = deployments.clone();
+        async move {
+            let patch = set_image(&format!("{REPO}@{digest}"), None);
+            deployments.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("set image");
+        }
+    };
+    set(OTHER).await;
+    let controller = watched_only(&s);
+    let policies: Api<ImagePolicy> = Api::namespaced(s.admin.clone(), &s.ns);
+    let recorded = |digest: &'static str| {
+        let policies = policies.clone();
+        async move {
+            let status = policies.get("shop-app").await.ok()?.status?;
+            (status.production_digest.as_deref() == Some(digest)).then_some(())
+        }
+    };
+    common::wait("the first look to record production's digest", MINUTE, || recorded(OTHER)).await;
+    // Give the watch of production a moment to list, then change production behind Tidegate.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    set(THIRD).await;
+    common::wait("the change, seen through the watch", MINUTE / 2, || recorded(THIRD)).await;
+    assert!(controller.logged("controller starting"), "{}", controller.log_tail());
 }

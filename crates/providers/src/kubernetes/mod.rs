@@ -5,8 +5,11 @@
 //! again when the world already matches writes nothing. That makes a controller restart in the
 //! middle of a rollout harmless: the next call picks up where the world is.
 
+mod changes;
 mod cronjob;
 mod deployment;
+
+pub use changes::{Change, WorkloadChanges};
 
 use tidegate_api::image_policy::{KubernetesKind, KubernetesTarget};
 use tidegate_core::promotion::{Health, Progress};

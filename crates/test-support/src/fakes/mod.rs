@@ -150,6 +150,8 @@ impl World {
             canary: canary::CanaryClock::default(),
             http_checks: Default::default(),
             observe_interval: std::time::Duration::from_secs(30),
+            workload_watches: Default::default(),
+            resync_interval: std::time::Duration::from_secs(600),
         });
         Self {
             clock,

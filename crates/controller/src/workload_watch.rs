@@ -1,0 +1,303 @@
+//! Wakes the reconcilers when a Kubernetes Deployment they deploy to changes.
+//!
+//! The controller holds no rights on workloads. For every (policy namespace, target namespace)
+//! pair that some policy's Deployment targets name, it keeps one metadata-only watch of that
+//! namespace's Deployments *as the policy namespace's deployer* (which the shipped
+//! `tidegate-deployer` role allows: `list` and `watch` on Deployments). A change of a Deployment
+//! wakes the policies that target it (or one of its colour slots) and their Releases and
+//! Promotions that have not ended. Nothing is written or trusted because of a change: woken
+//! reconcilers read the workload again, as before, and decide.
+//!
+//! A policy whose every target is a watched Deployment, and that has no `newBuild` trigger to
+//! poll tags for, looks again on its own only every `--resync-interval-seconds`; any other policy,
+//! or one whose watch is not listed (not yet, failed, or forbidden), every
+//! `--observe-interval-seconds`, as before.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use tidegate_api::image_policy::{KubernetesKind, Workload};
+use tidegate_api::{ImagePolicy, Promotion, Release};
+use tidegate_core::promotion::PromotionPhaseExt;
+use tidegate_core::release::ReleasePhaseExt;
+use tidegate_providers::kubernetes::{Change, Resolved, WorkloadChanges};
+use tokio::sync::mpsc;
+
+use crate::stores::Stores;
+
+/// (policy namespace, target namespace).
+type Pair = (String, String);
+
+/// How often the set of watches is brought in line with the policies.
+const RECONCILE_WATCHES: Duration = Duration::from_secs(2);
+/// Wakes queued per kind before further ones are dropped (the periodic looks still come).
+pub const WAKE_BUFFER: usize = 4096;
+
+/// Which (policy namespace, target namespace) pairs are watched right now: listed, and not failed
+/// since.
+#[derive(Debug, Default)]
+pub struct WorkloadWatches {
+    listed: RwLock<HashSet<Pair>>,
+}
+
+impl WorkloadWatches {
+    /// Whether every workload of `policy`, staging and production, is a Deployment in a namespace
+    /// watched as the policy namespace's deployer.
+    pub fn cover(&self, policy: &ImagePolicy) -> bool {
+        let Some(pairs) = pairs(policy) else { return false };
+        let listed = self.listed.read().unwrap_or_else(|e| e.into_inner());
+        !pairs.is_empty() && pairs.iter().all(|pair| listed.contains(pair))
+    }
+
+    /// Records whether `pair` is listed; returns whether that changed.
+    fn set(&self, pair: &Pair, listed: bool) -> bool {
+        let mut set = self.listed.write().unwrap_or_else(|e| e.into_inner());
+        if listed { set.insert(pair.clone()) } else { set.remove(pair) }
+    }
+}
+
+/// The pairs `policy`'s Deployment targets need; `None` when some target is not a Kubernetes
+/// Deployment (a CronJob or an Azure target, which no watch covers).
+pub fn pairs(policy: &ImagePolicy) -> Option<HashSet<Pair>> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let mut pairs = HashSet::new();
+    for workload in &policy.spec.workloads {
+        for side in [&workload.staging, &workload.production] {
+            let target = side.kubernetes.as_ref().filter(|k| k.kind == KubernetesKind::Deployment)?;
+            pairs.insert((namespace.clone(), Resolved::new(target, &namespace).namespace));
+        }
+    }
+    Some(pairs)
+}
+
+/// Whether a change of the Deployment `name` in `target_namespace` concerns `policy`: one of its
+/// Deployment targets is that Deployment, or that Deployment is one of a target's colour slots
+/// (`<target>-green`).
+pub fn concerns(policy: &ImagePolicy, target_namespace: &str, name: &str) -> bool {
+    let namespace = policy.namespace().unwrap_or_default();
+    policy.spec.workloads.iter().flat_map(sides).any(|target| {
+        let resolved = Resolved::new(target, &namespace);
+        resolved.namespace == target_namespace
+            && (name == target.name || name.strip_prefix(target.name.as_str()).is_some_and(|s| s.starts_with('-')))
+    })
+}
+
+fn sides(workload: &Workload) -> impl Iterator<Item = &tidegate_api::image_policy::KubernetesTarget> {
+    [&workload.staging, &workload.production]
+        .into_iter()
+        .filter_map(|side| side.kubernetes.as_ref().filter(|k| k.kind == KubernetesKind::Deployment))
+}
+
+/// Where wakes go: one queue per reconciler.
+#[derive(Clone)]
+pub struct Wakes {
+    policies: mpsc::Sender<ObjectRef<ImagePolicy>>,
+    releases: mpsc::Sender<ObjectRef<Release>>,
+    promotions: mpsc::Sender<ObjectRef<Promotion>>,
+}
+
+/// The receiving ends of [`Wakes`], for `Controller::reconcile_on`.
+pub struct WakeStreams {
+    /// Policies to look again.
+    pub policies: mpsc::Receiver<ObjectRef<ImagePolicy>>,
+    /// Releases to look again.
+    pub releases: mpsc::Receiver<ObjectRef<Release>>,
+    /// Promotions to look again.
+    pub promotions: mpsc::Receiver<ObjectRef<Promotion>>,
+}
+
+/// A set of wake queues.
+pub fn wakes() -> (Wakes, WakeStreams) {
+    let (policies, policies_rx) = mpsc::channel(WAKE_BUFFER);
+    let (releases, releases_rx) = mpsc::channel(WAKE_BUFFER);
+    let (promotions, promotions_rx) = mpsc::channel(WAKE_BUFFER);
+    (
+        Wakes { policies, releases, promotions },
+        WakeStreams { policies: policies_rx, releases: releases_rx, promotions: promotions_rx },
+    )
+}
+
+/// A queue's receiver as a stream.
+pub fn stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+impl Wakes {
+    /// Wakes the policies of `pair` that a change of `name` concerns (every policy of the pair
+    /// when `name` is `None`), with their Releases and Promotions that have not ended.
+    fn wake(&self, stores: &Stores, pair: &Pair, name: Option<&str>) {
+        let (policy_namespace, target_namespace) = pair;
+        for policy in stores.policies.state() {
+            if policy.namespace().as_deref() != Some(policy_namespace.as_str()) {
+                continue;
+            }
+            let concerned = match name {
+                Some(name) => concerns(&policy, target_namespace, name),
+                None => pairs(&policy).is_some_and(|p| p.contains(pair)),
+            };
+            if !concerned {
+                continue;
+            }
+            // A full queue drops the wake: the reconciler's own periodic look still comes.
+            let _ = self.policies.try_send(ObjectRef::from_obj(policy.as_ref()));
+            for release in stores.release_refs_of(&policy) {
+                if stores
+                    .releases
+                    .get(&release)
+                    .is_some_and(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+                {
+                    let _ = self.releases.try_send(release);
+                }
+            }
+            let name = policy.name_any();
+            for promotion in stores.promotions_by_policy.get(policy_namespace, &name) {
+                let promotion = ObjectRef::new(&promotion).within(policy_namespace);
+                if stores
+                    .promotions
+                    .get(&promotion)
+                    .is_some_and(|p| !p.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+                {
+                    let _ = self.promotions.try_send(promotion);
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one watch per pair the policies need, until the process ends.
+pub async fn run(changes: Arc<dyn WorkloadChanges>, watches: Arc<WorkloadWatches>, stores: Arc<Stores>, wakes: Wakes) {
+    let mut running: HashMap<Pair, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        let wanted: HashSet<Pair> = stores.policies.state().iter().filter_map(|p| pairs(p)).flatten().collect();
+        running.retain(|pair, task| {
+            let keep = wanted.contains(pair) && !task.is_finished();
+            if !keep {
+                task.abort();
+                watches.set(pair, false);
+            }
+            keep
+        });
+        for pair in wanted {
+            if running.contains_key(&pair) {
+                continue;
+            }
+            match changes.deployments(&pair.0, &pair.1) {
+                Ok(stream) => {
+                    let task = follow(pair.clone(), stream, watches.clone(), stores.clone(), wakes.clone());
+                    running.insert(pair, tokio::spawn(task));
+                }
+                Err(e) => tracing::debug!(error = %e, policy_namespace = pair.0, "cannot watch Deployments"),
+            }
+        }
+        tokio::time::sleep(RECONCILE_WATCHES).await;
+    }
+}
+
+/// Follows one pair's changes: records whether it is listed and wakes whom a change concerns.
+async fn follow(
+    pair: Pair,
+    mut changes: futures::stream::BoxStream<'static, Change>,
+    watches: Arc<WorkloadWatches>,
+    stores: Arc<Stores>,
+    wakes: Wakes,
+) {
+    let mut listed_before = false;
+    // Whether the current outage was reported (once per outage, and once if it never listed).
+    let mut reported = false;
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Listed => {
+                watches.set(&pair, true);
+                reported = false;
+                // Changes may have been missed while the watch was down: everyone looks again.
+                if listed_before {
+                    wakes.wake(&stores, &pair, None);
+                }
+                listed_before = true;
+            }
+            Change::Changed(name) => wakes.wake(&stores, &pair, Some(&name)),
+            Change::Failed(error) => {
+                let was_listed = watches.set(&pair, false);
+                if !reported {
+                    reported = true;
+                    tracing::warn!(
+                        %error,
+                        policy_namespace = pair.0,
+                        namespace = pair.1,
+                        "watching Deployments as the deployer failed; the policies poll until it recovers"
+                    );
+                }
+                if was_listed {
+                    // Back to polling now, not after their long resync.
+                    wakes.wake(&stores, &pair, None);
+                }
+            }
+        }
+    }
+    watches.set(&pair, false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(yaml: &str) -> ImagePolicy {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const TWO_NAMESPACES: &str = r#"
+apiVersion: tidegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: shop, namespace: team}
+spec:
+  image: registry.example/shop
+  build: {strategy: rebase}
+  scan: {scanner: trivy}
+  workloads:
+  - name: api
+    kind: http
+    staging: {kubernetes: {kind: Deployment, name: api, namespace: team-staging}}
+    production: {kubernetes: {kind: Deployment, name: api}}
+"#;
+
+    #[test]
+    fn a_policy_needs_a_watch_per_target_namespace_and_is_covered_only_when_all_are_listed() {
+        let policy = policy(TWO_NAMESPACES);
+        let wanted = pairs(&policy).unwrap();
+        let staging = ("team".to_string(), "team-staging".to_string());
+        let production = ("team".to_string(), "team".to_string());
+        assert_eq!(wanted, HashSet::from([staging.clone(), production.clone()]));
+        let watches = WorkloadWatches::default();
+        assert!(!watches.cover(&policy));
+        watches.set(&staging, true);
+        assert!(!watches.cover(&policy), "production is not watched yet");
+        watches.set(&production, true);
+        assert!(watches.cover(&policy));
+        watches.set(&staging, false);
+        assert!(!watches.cover(&policy), "a failed watch puts the policy back on polling");
+    }
+
+    #[test]
+    fn a_cronjob_target_is_not_covered_by_any_watch() {
+        let policy = policy(&TWO_NAMESPACES.replace(
+            "production: {kubernetes: {kind: Deployment, name: api}}",
+            "production: {kubernetes: {kind: CronJob, name: api}}",
+        ));
+        assert_eq!(pairs(&policy), None);
+    }
+
+    #[test]
+    fn a_change_concerns_the_target_and_its_slots_in_its_namespace_only() {
+        let policy = policy(TWO_NAMESPACES);
+        assert!(concerns(&policy, "team", "api"));
+        assert!(concerns(&policy, "team", "api-green"));
+        assert!(concerns(&policy, "team-staging", "api"));
+        assert!(!concerns(&policy, "team", "api2"), "another Deployment that merely shares the prefix");
+        assert!(!concerns(&policy, "team", "web"));
+        assert!(!concerns(&policy, "elsewhere", "api"));
+    }
+}
