@@ -536,6 +536,7 @@ async fn the_controller_role_is_least_privilege() {
             "tidegate-promotion-approval",
             true,
         ),
+        ("watch", "admissionregistration.k8s.io", "validatingadmissionpolicybindings", "", "", "", true),
         (
             "get",
             "admissionregistration.k8s.io",

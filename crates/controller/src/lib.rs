@@ -248,7 +248,11 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         deployers: Arc::new(ClusterDeployers::new(reach.clone(), azure.clone())),
         test_jobs: Arc::new(DeployerTestJobs::new(reach.clone())),
         leadership: leadership.clone(),
-        authorizer: Arc::new(ClusterAuthorizer::new(client.clone())?),
+        authorizer: {
+            let authorizer = ClusterAuthorizer::new(client.clone())?;
+            authorizer.keep_admission_copies();
+            Arc::new(authorizer)
+        },
         builder,
         scanners: scanners::Scanners {
             config_maps: Arc::new(ReportScanner::new(reach.clone(), Access::new(client.clone()))),

@@ -8,18 +8,23 @@
 //! policy and binding exists, still says what the shipped manifest says (nothing removed, no
 //! narrowing selectors), and was created before the object that carries the identity.
 //!
-//! A positive answer is remembered for [`PROVEN_FOR`] per set of recorded identities (the caller's
+//! The controller keeps a live copy of each shipped object with a watch (one per object, selected
+//! by name) and, while every watch is listed, checks the copies on every call: no request, and a
+//! change counts as soon as its event arrives. Otherwise it reads them from the API server, and a
+//! positive answer is remembered for [`PROVEN_FOR`] per set of recorded identities (the caller's
 //! key names the objects and every annotation they carry), so a rollout polled every few seconds
 //! does not re-read the four admission kinds each time. Any new or changed identity is a new key
-//! and is checked against the API server before it counts; a removed policy shows within
-//! [`PROVEN_FOR`] on identities that were already proven while it was in force.
+//! and is checked against the API server before it counts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 
 use crate::{ProviderError, Result};
@@ -33,6 +38,24 @@ pub struct AdmissionGuard {
     client: kube::Client,
     shipped: Vec<Value>,
     proven: Arc<Mutex<Proven>>,
+    /// The live copy of each shipped object (same order as `shipped`), while a watch keeps it.
+    copies: Arc<Vec<Copy>>,
+}
+
+/// What the watch of one shipped object has seen.
+#[derive(Debug, Default)]
+struct Copy(RwLock<Option<Option<Value>>>);
+
+impl Copy {
+    /// `Some(object or None when absent)` while the watch is listed; `None` when it is not
+    /// (starting, or failed since), and the API server must be asked.
+    fn current(&self) -> Option<Option<Value>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, state: Option<Option<Value>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = state;
+    }
 }
 
 /// How long a positive answer for one set of recorded identities is reused.
@@ -68,13 +91,65 @@ impl AdmissionGuard {
                 shipped.push(value);
             }
         }
-        Ok(Self { client, shipped, proven: Arc::default() })
+        let copies = Arc::new(shipped.iter().map(|_| Copy::default()).collect());
+        Ok(Self { client, shipped, proven: Arc::default(), copies })
     }
 
-    /// [`Self::in_force_since`] for the recorded identities that `key` names (the objects' uids
-    /// and every annotation they carry): a positive answer for the same key within
-    /// [`PROVEN_FOR`] is reused, anything else is read from the API server.
+    /// Keeps a live copy of each shipped object, one watch per object (`metadata.name`
+    /// selected; needs `list` and `watch` on the four admission kinds). While every watch is
+    /// listed, checks read the copies: no request, and a removed or edited policy counts from the
+    /// moment its watch event arrives, for every identity. A watch that fails sends checks back to
+    /// the API server until it lists again. Call once, inside the runtime.
+    pub fn keep_copies(&self) {
+        for (wanted, copy) in self.shipped.iter().zip(self.copies.iter().enumerate()) {
+            let (api, name) = self.api(wanted);
+            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            let copies = self.copies.clone();
+            let index = copy.0;
+            tokio::spawn(async move {
+                let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+                let mut listing: Option<Value> = None;
+                while let Some(event) = events.next().await {
+                    let copy = &copies[index];
+                    match event {
+                        Ok(Event::Init) => listing = None,
+                        Ok(Event::InitApply(object)) => listing = serde_json::to_value(&object).ok(),
+                        Ok(Event::InitDone) => copy.set(Some(listing.take())),
+                        Ok(Event::Apply(object)) => copy.set(serde_json::to_value(&object).ok().map(Some)),
+                        Ok(Event::Delete(_)) => copy.set(Some(None)),
+                        Err(e) => {
+                            if copy.current().is_some() {
+                                tracing::warn!(error = %e, name, "watching an admission policy failed; asking the API server until it recovers");
+                            }
+                            copy.set(None);
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// The shipped objects' live copies, when every watch is listed.
+    fn copies(&self) -> Option<Vec<Option<Value>>> {
+        self.copies.iter().map(Copy::current).collect()
+    }
+
+    fn api(&self, wanted: &Value) -> (Api<DynamicObject>, String) {
+        let kind = wanted["kind"].as_str().unwrap_or_default();
+        let (group, version) = wanted["apiVersion"].as_str().unwrap_or_default().split_once('/').unwrap_or_default();
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        (Api::all_with(self.client.clone(), &resource), wanted["metadata"]["name"].as_str().unwrap_or_default().into())
+    }
+
+    /// Whether the shipped policies are in force for the recorded identities that `key` names
+    /// (the objects' uids and every annotation they carry): from the live copies when every
+    /// watch is listed; otherwise [`Self::in_force_since`], a positive answer for the same key
+    /// within [`PROVEN_FOR`] reused.
     pub async fn in_force_for(&self, key: &str, since: Option<Timestamp>) -> Result<std::result::Result<(), String>> {
+        // Live copies are checked every time: nothing is reused across a change of them.
+        if let Some(copies) = self.copies() {
+            return Ok(self.check(copies, since));
+        }
         if self.proven.lock().map(|p| p.holds(key, Instant::now(), PROVEN_FOR)).unwrap_or(false) {
             return Ok(Ok(()));
         }
@@ -90,47 +165,57 @@ impl AdmissionGuard {
     /// `Ok(())` when every shipped policy and binding is installed as shipped and was created no
     /// later than `since`; otherwise what is wrong, in words an operator can act on.
     pub async fn in_force_since(&self, since: Option<Timestamp>) -> Result<std::result::Result<(), String>> {
+        let mut live = Vec::with_capacity(self.shipped.len());
         for wanted in &self.shipped {
+            let (api, name) = self.api(wanted);
+            live.push(match api.get_opt(&name).await? {
+                Some(object) => {
+                    Some(serde_json::to_value(&object).map_err(|e| ProviderError::Permanent(e.to_string()))?)
+                }
+                None => None,
+            });
+        }
+        Ok(self.check(live, since))
+    }
+
+    /// Checks each shipped object against its live version (`None`: not installed), in order.
+    fn check(&self, live: Vec<Option<Value>>, since: Option<Timestamp>) -> std::result::Result<(), String> {
+        for (wanted, live) in self.shipped.iter().zip(live) {
             let kind = wanted["kind"].as_str().unwrap_or_default();
             let name = wanted["metadata"]["name"].as_str().unwrap_or_default();
-            let (group, version) =
-                wanted["apiVersion"].as_str().unwrap_or_default().split_once('/').unwrap_or_default();
-            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
-            let Some(live) = api.get_opt(name).await? else {
-                return Ok(Err(format!("{kind} {name} is not installed (deploy/approval-policy.yaml)")));
+            let Some(live) = live else {
+                return Err(format!("{kind} {name} is not installed (deploy/approval-policy.yaml)"));
             };
-            let live = serde_json::to_value(&live).map_err(|e| ProviderError::Permanent(e.to_string()))?;
             if let Err(path) = contains(&live["spec"], &wanted["spec"], "spec") {
-                return Ok(Err(format!("{kind} {name} differs from the shipped policy at {path}")));
+                return Err(format!("{kind} {name} differs from the shipped policy at {path}"));
             }
             for narrowing in ["matchConditions", "paramKind", "paramRef"] {
                 if !live["spec"][narrowing].is_null() && live["spec"][narrowing] != wanted["spec"][narrowing] {
-                    return Ok(Err(format!("{kind} {name} sets spec.{narrowing}, which the shipped policy does not")));
+                    return Err(format!("{kind} {name} sets spec.{narrowing}, which the shipped policy does not"));
                 }
             }
             let selectors = &live["spec"]["matchResources"];
             for selector in ["namespaceSelector", "objectSelector"] {
                 if selectors[selector].as_object().is_some_and(|s| s.values().any(|v| !is_empty(v))) {
-                    return Ok(Err(format!("{kind} {name} narrows spec.matchResources.{selector}")));
+                    return Err(format!("{kind} {name} narrows spec.matchResources.{selector}"));
                 }
             }
             if !is_empty(&selectors["excludeResourceRules"]) {
-                return Ok(Err(format!("{kind} {name} excludes resources (spec.matchResources.excludeResourceRules)")));
+                return Err(format!("{kind} {name} excludes resources (spec.matchResources.excludeResourceRules)"));
             }
             let created = live["metadata"]["creationTimestamp"].as_str().and_then(|t| t.parse::<Timestamp>().ok());
             match (created, since) {
                 (Some(created), Some(since)) if created > since => {
-                    return Ok(Err(format!(
+                    return Err(format!(
                         "{kind} {name} was installed at {created}, after the object was created ({since}); \
                          identities recorded before it cannot be trusted"
-                    )));
+                    ));
                 }
-                (None, _) => return Ok(Err(format!("{kind} {name} has no creation time"))),
+                (None, _) => return Err(format!("{kind} {name} has no creation time")),
                 _ => {}
             }
         }
-        Ok(Ok(()))
+        Ok(())
     }
 }
 
@@ -180,6 +265,45 @@ mod tests {
         assert!(kinds.contains(&"ValidatingAdmissionPolicy"));
         assert!(kinds.contains(&"MutatingAdmissionPolicy"));
         assert!(kinds.contains(&"MutatingAdmissionPolicyBinding"));
+    }
+
+    /// A guard whose API server is a closed loopback port: any request it makes fails.
+    fn offline_guard() -> AdmissionGuard {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
+        AdmissionGuard::new(kube::Client::try_from(config).expect("client")).expect("guard")
+    }
+
+    fn installed_at(guard: &AdmissionGuard, at: &str) -> Vec<Option<Value>> {
+        guard
+            .shipped
+            .iter()
+            .map(|wanted| {
+                let mut live = wanted.clone();
+                live["metadata"]["creationTimestamp"] = json!(at);
+                Some(live)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn live_copies_decide_without_a_request_and_every_change_counts_at_once() {
+        let guard = offline_guard();
+        let since: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        for (copy, live) in guard.copies.iter().zip(installed_at(&guard, "2026-01-01T00:00:00Z")) {
+            copy.set(Some(live));
+        }
+        assert_eq!(guard.in_force_for("k", Some(since)).await.expect("no request"), Ok(()));
+        // Removed: refused at once, also for the identities just proven.
+        guard.copies[1].set(Some(None));
+        let refused = guard.in_force_for("k", Some(since)).await.expect("no request").unwrap_err();
+        assert!(refused.contains("is not installed"), "{refused}");
+        // Re-created after the object: still refused.
+        guard.copies[1].set(installed_at(&guard, "2026-07-01T00:00:00Z").swap_remove(1).map(Some));
+        let refused = guard.in_force_for("k", Some(since)).await.expect("no request").unwrap_err();
+        assert!(refused.contains("after the object was created"), "{refused}");
+        // A watch that is not listed sends the check to the API server (here: unreachable).
+        guard.copies[1].set(None);
+        assert!(guard.in_force_for("k", Some(since)).await.is_err(), "fails closed when it cannot read");
     }
 
     #[test]

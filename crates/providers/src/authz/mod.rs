@@ -57,6 +57,12 @@ impl ClusterAuthorizer {
     pub fn new(client: kube::Client) -> crate::Result<Self> {
         Ok(Self { access: Access::new(client.clone()), admission: AdmissionGuard::new(client)? })
     }
+
+    /// Keeps live copies of the shipped admission objects ([`AdmissionGuard::keep_copies`]; needs
+    /// `list` and `watch` on the four admission kinds). Call once, inside the runtime.
+    pub fn keep_admission_copies(&self) {
+        self.admission.keep_copies();
+    }
 }
 
 #[async_trait::async_trait]
