@@ -74,21 +74,24 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
         ));
     }
     let base_unavailable = !problems.is_empty();
-    let live = match observe_live(&ctx, &namespace, &all).await {
-        Ok(live) => Some(live),
-        Err(e) => {
-            problems.push(e.to_string());
-            None
+    // While every target is watched, what the last read found stands until a change of those
+    // Deployments is seen (or the resync interval passes); the token is taken before reading, so
+    // a change during the read makes the next reconcile read again.
+    let token = ctx.workload_watches.token(&policy);
+    let (live, staging) = match token.and_then(|t| ctx.workload_watches.reuse(&policy, t, ctx.resync_interval)) {
+        Some(kept) => (Some(kept.production), kept.staging),
+        None => {
+            let live = observe_live(&ctx, &namespace, &all).await;
+            let staging = staging_digest(&ctx, &policy).await;
+            if let (Some(token), Ok(live), Ok(staging)) = (token, &live, &staging) {
+                ctx.workload_watches.keep(&policy, token, live.clone(), staging.clone());
+            }
+            let live = live.map_err(|e| problems.push(e.to_string())).ok();
+            let staging = staging.map_err(|e| problems.push(e.to_string())).ok().flatten();
+            (live, staging)
         }
     };
     let production = live.as_deref().and_then(common_digest);
-    let staging = match staging_digest(&ctx, &policy).await {
-        Ok(digest) => digest,
-        Err(e) => {
-            problems.push(e.to_string());
-            None
-        }
-    };
     status.production_digest = production.as_ref().map(|d| d.to_string());
     status.staging_digest = staging.map(|d| d.to_string());
     // After observing production: a tag whose digest already runs there is no new build.

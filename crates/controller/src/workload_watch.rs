@@ -14,8 +14,8 @@
 //! `--observe-interval-seconds`, as before.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::ResourceExt;
@@ -24,6 +24,7 @@ use tidegate_api::image_policy::{KubernetesKind, Workload};
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_core::promotion::PromotionPhaseExt;
 use tidegate_core::release::ReleasePhaseExt;
+use tidegate_core::{Digest, drift};
 use tidegate_providers::kubernetes::{Change, Resolved, WorkloadChanges};
 use tokio::sync::mpsc;
 
@@ -37,14 +38,69 @@ const RECONCILE_WATCHES: Duration = Duration::from_secs(2);
 /// Wakes queued per kind before further ones are dropped (the periodic looks still come).
 pub const WAKE_BUFFER: usize = 4096;
 
-/// Which (policy namespace, target namespace) pairs are watched right now: listed, and not failed
-/// since.
+/// Which (policy namespace, target namespace) pairs are watched right now (listed, and not failed
+/// since), how many changes each policy's Deployments have had, and the last observation of each
+/// watched policy's workloads.
 #[derive(Debug, Default)]
 pub struct WorkloadWatches {
     listed: RwLock<HashSet<Pair>>,
+    /// Changes seen per policy (namespace, name), counted from this process's start.
+    changes: RwLock<HashMap<Pair, u64>>,
+    observations: Mutex<HashMap<Pair, Observation>>,
+}
+
+/// What a policy's last read of its workloads found.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// Every production workload's live version.
+    pub production: Vec<drift::Observed>,
+    /// The digest every staging workload runs, when they agree.
+    pub staging: Option<Digest>,
+    /// The policy's change count when the read started.
+    changes: u64,
+    /// The policy's generation it was read for (its targets may have changed since).
+    generation: Option<i64>,
+    at: Instant,
 }
 
 impl WorkloadWatches {
+    /// Taken right before a policy reads its workloads: `Some` (its change count) when every
+    /// target is watched, so that the observation may stand until the next change.
+    pub fn token(&self, policy: &ImagePolicy) -> Option<u64> {
+        if !self.cover(policy) {
+            return None;
+        }
+        let changes = self.changes.read().unwrap_or_else(|e| e.into_inner());
+        Some(changes.get(&key(policy)).copied().unwrap_or(0))
+    }
+
+    /// The observation kept for `policy` when no change of its Deployments was seen since it was
+    /// made (`token` still current) and it is younger than `max_age`.
+    pub fn reuse(&self, policy: &ImagePolicy, token: u64, max_age: Duration) -> Option<Observation> {
+        let observations = self.observations.lock().unwrap_or_else(|e| e.into_inner());
+        observations
+            .get(&key(policy))
+            .filter(|o| o.changes == token && o.generation == policy.metadata.generation && o.at.elapsed() < max_age)
+            .cloned()
+    }
+
+    /// Keeps what a read started at `token` found.
+    pub fn keep(&self, policy: &ImagePolicy, token: u64, production: Vec<drift::Observed>, staging: Option<Digest>) {
+        let generation = policy.metadata.generation;
+        let observation = Observation { production, staging, changes: token, generation, at: Instant::now() };
+        self.observations.lock().unwrap_or_else(|e| e.into_inner()).insert(key(policy), observation);
+    }
+
+    /// Forgets policies that are gone.
+    fn retain(&self, alive: &HashSet<Pair>) {
+        self.observations.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| alive.contains(k));
+        self.changes.write().unwrap_or_else(|e| e.into_inner()).retain(|k, _| alive.contains(k));
+    }
+
+    fn changed(&self, policy: &ImagePolicy) {
+        *self.changes.write().unwrap_or_else(|e| e.into_inner()).entry(key(policy)).or_default() += 1;
+    }
+
     /// Whether every workload of `policy`, staging and production, is a Deployment in a namespace
     /// watched as the policy namespace's deployer.
     pub fn cover(&self, policy: &ImagePolicy) -> bool {
@@ -58,6 +114,11 @@ impl WorkloadWatches {
         let mut set = self.listed.write().unwrap_or_else(|e| e.into_inner());
         if listed { set.insert(pair.clone()) } else { set.remove(pair) }
     }
+}
+
+/// (namespace, name) of a policy.
+fn key(policy: &ImagePolicy) -> Pair {
+    (policy.namespace().unwrap_or_default(), policy.name_any())
 }
 
 /// The pairs `policy`'s Deployment targets need; `None` when some target is not a Kubernetes
@@ -129,7 +190,7 @@ pub fn stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures::Stream<
 impl Wakes {
     /// Wakes the policies of `pair` that a change of `name` concerns (every policy of the pair
     /// when `name` is `None`), with their Releases and Promotions that have not ended.
-    fn wake(&self, stores: &Stores, pair: &Pair, name: Option<&str>) {
+    fn wake(&self, watches: &WorkloadWatches, stores: &Stores, pair: &Pair, name: Option<&str>) {
         let (policy_namespace, target_namespace) = pair;
         for policy in stores.policies.state() {
             if policy.namespace().as_deref() != Some(policy_namespace.as_str()) {
@@ -142,6 +203,7 @@ impl Wakes {
             if !concerned {
                 continue;
             }
+            watches.changed(&policy);
             // A full queue drops the wake: the reconciler's own periodic look still comes.
             let _ = self.policies.try_send(ObjectRef::from_obj(policy.as_ref()));
             for release in stores.release_refs_of(&policy) {
@@ -172,7 +234,9 @@ impl Wakes {
 pub async fn run(changes: Arc<dyn WorkloadChanges>, watches: Arc<WorkloadWatches>, stores: Arc<Stores>, wakes: Wakes) {
     let mut running: HashMap<Pair, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
-        let wanted: HashSet<Pair> = stores.policies.state().iter().filter_map(|p| pairs(p)).flatten().collect();
+        let policies = stores.policies.state();
+        let wanted: HashSet<Pair> = policies.iter().filter_map(|p| pairs(p)).flatten().collect();
+        watches.retain(&policies.iter().map(|p| key(p)).collect());
         running.retain(|pair, task| {
             let keep = wanted.contains(pair) && !task.is_finished();
             if !keep {
@@ -215,11 +279,11 @@ async fn follow(
                 reported = false;
                 // Changes may have been missed while the watch was down: everyone looks again.
                 if listed_before {
-                    wakes.wake(&stores, &pair, None);
+                    wakes.wake(&watches, &stores, &pair, None);
                 }
                 listed_before = true;
             }
-            Change::Changed(name) => wakes.wake(&stores, &pair, Some(&name)),
+            Change::Changed(name) => wakes.wake(&watches, &stores, &pair, Some(&name)),
             Change::Failed(error) => {
                 let was_listed = watches.set(&pair, false);
                 if !reported {
@@ -233,7 +297,7 @@ async fn follow(
                 }
                 if was_listed {
                     // Back to polling now, not after their long resync.
-                    wakes.wake(&stores, &pair, None);
+                    wakes.wake(&watches, &stores, &pair, None);
                 }
             }
         }
@@ -279,6 +343,28 @@ spec:
         assert!(watches.cover(&policy));
         watches.set(&staging, false);
         assert!(!watches.cover(&policy), "a failed watch puts the policy back on polling");
+    }
+
+    #[test]
+    fn an_observation_stands_only_until_a_change_a_new_generation_or_its_age() {
+        let mut policy = policy(TWO_NAMESPACES);
+        policy.metadata.generation = Some(1);
+        let watches = WorkloadWatches::default();
+        assert_eq!(watches.token(&policy), None, "not watched: always read");
+        for pair in pairs(&policy).unwrap() {
+            watches.set(&pair, true);
+        }
+        let token = watches.token(&policy).expect("watched");
+        watches.keep(&policy, token, Vec::new(), None);
+        let hour = Duration::from_secs(3600);
+        assert!(watches.reuse(&policy, token, hour).is_some());
+        assert!(watches.reuse(&policy, token, Duration::ZERO).is_none(), "too old");
+        watches.changed(&policy);
+        let after = watches.token(&policy).expect("watched");
+        assert!(watches.reuse(&policy, after, hour).is_none(), "a change since the read");
+        watches.keep(&policy, after, Vec::new(), None);
+        policy.metadata.generation = Some(2);
+        assert!(watches.reuse(&policy, after, hour).is_none(), "the policy's targets may have changed");
     }
 
     #[test]
