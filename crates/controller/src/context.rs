@@ -67,8 +67,8 @@ pub struct Context {
     pub observe_interval: std::time::Duration,
     /// Which target namespaces are watched as their policy namespace's deployer.
     pub workload_watches: Arc<crate::workload_watch::WorkloadWatches>,
-    /// How often a policy whose every target is a watched Deployment looks again when nothing
-    /// wakes it (`--resync-interval-seconds`).
+    /// How long a watched policy's last read of its workloads stands when no change of them is
+    /// seen (`--resync-interval-seconds`).
     pub resync_interval: std::time::Duration,
 }
 

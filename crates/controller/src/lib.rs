@@ -89,12 +89,12 @@ pub struct Config {
     #[arg(long, env = "TIDEGATE_OBSERVE_INTERVAL_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub observe_interval_seconds: u64,
-    /// How often an ImagePolicy whose every staging and production target is a Kubernetes
-    /// Deployment looks again when nothing wakes it, in seconds, while those Deployments'
-    /// namespaces are watched as the policy namespace's deployer (any change of them wakes it at
-    /// once). Policies with a `newBuild` trigger, CronJob or Azure targets, or a watch that is
-    /// not listed, use `--observe-interval-seconds`. Also bounds how late a rescan notices a new
-    /// scanner database.
+    /// How long what an ImagePolicy last read of its workloads stands, in seconds, when every
+    /// staging and production target is a Kubernetes Deployment in a namespace watched as the
+    /// policy namespace's deployer and no change of them was seen (a change wakes the policy and
+    /// is read at once). Its periodic looks (`--observe-interval-seconds`) read nothing from the
+    /// API server until then. CronJob and Azure targets, and a watch that is not listed, are read
+    /// on every look.
     #[arg(long, env = "TIDEGATE_RESYNC_INTERVAL_SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub resync_interval_seconds: u64,

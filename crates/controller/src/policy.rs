@@ -163,14 +163,10 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
             ctx.event(policy.as_ref(), false, "DriftResolved", note, "Observe").await;
         }
     }
-    // The observed digests are refreshed when nothing else happens; a refresh that finds nothing
-    // new writes nothing. A change of a watched Deployment wakes the policy at once, so one whose
-    // every target is watched (and that polls no tags) looks again only at the long resync.
-    let interval = match policy.spec.triggers.new_build.is_none() && ctx.workload_watches.cover(&policy) {
-        true => ctx.resync_interval.max(ctx.observe_interval),
-        false => ctx.observe_interval,
-    };
-    Ok(Action::requeue(crate::backoff::spread(interval)))
+    // The observed digests are refreshed when nothing else happens (rescans notice a new scanner
+    // database then); a refresh that finds nothing new writes nothing, and one of a watched policy
+    // with no change seen reads nothing either.
+    Ok(Action::requeue(crate::backoff::spread(ctx.observe_interval)))
 }
 
 /// The live version of every production workload.

@@ -8,10 +8,11 @@
 //! Promotions that have not ended. Nothing is written or trusted because of a change: woken
 //! reconcilers read the workload again, as before, and decide.
 //!
-//! A policy whose every target is a watched Deployment, and that has no `newBuild` trigger to
-//! poll tags for, looks again on its own only every `--resync-interval-seconds`; any other policy,
-//! or one whose watch is not listed (not yet, failed, or forbidden), every
-//! `--observe-interval-seconds`, as before.
+//! A policy whose every target is a watched Deployment keeps what it last read of them (an
+//! [`Observation`]) until a change is seen, its generation changes, or `--resync-interval-seconds`
+//! pass: its periodic looks (`--observe-interval-seconds`) then read nothing from the API server.
+//! Any other policy, or one whose watch is not listed (not yet, failed, or forbidden), reads its
+//! workloads on every look, as before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -292,11 +293,11 @@ async fn follow(
                         %error,
                         policy_namespace = pair.0,
                         namespace = pair.1,
-                        "watching Deployments as the deployer failed; the policies poll until it recovers"
+                        "watching Deployments as the deployer failed; the policies read them on every look until it recovers"
                     );
                 }
                 if was_listed {
-                    // Back to polling now, not after their long resync.
+                    // Changes may be missed from now on: the next look reads again.
                     wakes.wake(&watches, &stores, &pair, None);
                 }
             }

@@ -55,7 +55,9 @@ fn container_name(deployment: &Deployment, container: Option<&str>) -> Result<St
     })
 }
 
-/// Rolled out: the controller saw the current spec and every replica is updated and available.
+/// Rolled out: the controller saw the current spec, every replica is updated and available, and
+/// no old Pod is still terminating (it may still answer through the Service: a staging test run
+/// then would reach the old version).
 fn rolled_out(deployment: &Deployment) -> Result<bool> {
     let Some(status) = deployment.status.as_ref() else { return Ok(false) };
     if let Some(stuck) =
@@ -71,7 +73,8 @@ fn rolled_out(deployment: &Deployment) -> Result<bool> {
     Ok(status.observed_generation >= deployment.metadata.generation
         && status.updated_replicas.unwrap_or(0) >= wanted
         && status.available_replicas.unwrap_or(0) >= wanted
-        && status.replicas.unwrap_or(0) == wanted)
+        && status.replicas.unwrap_or(0) == wanted
+        && status.terminating_replicas.unwrap_or(0) == 0)
 }
 
 async fn set_image(
@@ -443,6 +446,20 @@ mod tests {
             }
         }))
         .expect("deployment")
+    }
+
+    #[test]
+    fn a_rollout_is_done_only_once_no_old_pod_is_terminating() {
+        let mut deployment = base();
+        deployment.metadata.generation = Some(2);
+        deployment.status = Some(serde_json::from_value(json!({
+            "observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "terminatingReplicas": 1
+        })).expect("status"));
+        assert!(!rolled_out(&deployment).expect("progressing"), "an old Pod may still answer through the Service");
+        deployment.status.as_mut().expect("status").terminating_replicas = Some(0);
+        assert!(rolled_out(&deployment).expect("progressing"));
+        deployment.status.as_mut().expect("status").terminating_replicas = None;
+        assert!(rolled_out(&deployment).expect("progressing"), "API servers without the field");
     }
 
     #[test]
