@@ -59,8 +59,9 @@ pub struct Observation {
     pub staging: Option<Digest>,
     /// The policy's change count when the read started.
     changes: u64,
-    /// The policy's generation it was read for (its targets may have changed since).
-    generation: Option<i64>,
+    /// The policy (uid, generation) it was read for: its targets may have changed since, or the
+    /// policy may have been deleted and created again under the same name.
+    read_for: (Option<String>, Option<i64>),
     at: Instant,
 }
 
@@ -81,14 +82,14 @@ impl WorkloadWatches {
         let observations = self.observations.lock().unwrap_or_else(|e| e.into_inner());
         observations
             .get(&key(policy))
-            .filter(|o| o.changes == token && o.generation == policy.metadata.generation && o.at.elapsed() < max_age)
+            .filter(|o| o.changes == token && o.read_for == read_for(policy) && o.at.elapsed() < max_age)
             .cloned()
     }
 
     /// Keeps what a read started at `token` found.
     pub fn keep(&self, policy: &ImagePolicy, token: u64, production: Vec<drift::Observed>, staging: Option<Digest>) {
-        let generation = policy.metadata.generation;
-        let observation = Observation { production, staging, changes: token, generation, at: Instant::now() };
+        let observation =
+            Observation { production, staging, changes: token, read_for: read_for(policy), at: Instant::now() };
         self.observations.lock().unwrap_or_else(|e| e.into_inner()).insert(key(policy), observation);
     }
 
@@ -115,6 +116,11 @@ impl WorkloadWatches {
         let mut set = self.listed.write().unwrap_or_else(|e| e.into_inner());
         if listed { set.insert(pair.clone()) } else { set.remove(pair) }
     }
+}
+
+/// What an observation of `policy` was read for.
+fn read_for(policy: &ImagePolicy) -> (Option<String>, Option<i64>) {
+    (policy.metadata.uid.clone(), policy.metadata.generation)
 }
 
 /// (namespace, name) of a policy.
@@ -366,6 +372,9 @@ spec:
         watches.keep(&policy, after, Vec::new(), None);
         policy.metadata.generation = Some(2);
         assert!(watches.reuse(&policy, after, hour).is_none(), "the policy's targets may have changed");
+        watches.keep(&policy, after, Vec::new(), None);
+        policy.metadata.uid = Some("recreated".into());
+        assert!(watches.reuse(&policy, after, hour).is_none(), "another policy under the same name");
     }
 
     #[test]
