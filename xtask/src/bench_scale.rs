@@ -81,6 +81,22 @@ pub struct ScaleArgs {
     /// after the idle window and its peak memory during the full relist measured.
     #[arg(long, default_value_t = 0)]
     history: usize,
+    /// How many base images the policies share (round robin: policy i watches base i mod K, each
+    /// its own repository `base/runtime-<k>`, or `base/runtime` when K is 1). Every base gets its
+    /// update at the push.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    bases: u64,
+    /// The base trigger's interval in every policy (`spec.triggers.baseImage.interval`): how often
+    /// the controller looks at each base when no notification comes. With a short one, the idle
+    /// window's registry requests show what watching K shared bases costs.
+    #[arg(long, default_value = "15m")]
+    base_interval: String,
+    /// Approvals per second: the Promotions are approved one after another at this rate, as
+    /// approvers would over a morning, instead of all at once (the default), so approval →
+    /// production write shows the latency of one approval rather than the time to work through
+    /// a queue of N.
+    #[arg(long)]
+    approvals_per_second: Option<f64>,
     /// Keep each run's directory (control plane, audit log, controller log) instead of removing it
     /// after a successful run.
     #[arg(long)]
@@ -457,10 +473,10 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
     )
     .await?;
     let registry = Registry::start(RegistryOptions::default()).await.context("starting the registry")?;
-    let base_ref = setup::base_ref(registry.host());
     let slots = setup::slots(n, args.per_namespace);
-    let (old_base, apps) = setup::push_images(&registry, &slots).await?;
-    setup::create_workloads(&env, &client, &slots, &apps, &base_ref).await?;
+    let trigger = setup::BaseTrigger { bases: args.bases as usize, interval: args.base_interval.clone() };
+    let (old_bases, apps) = setup::push_images(&registry, &slots, trigger.bases).await?;
+    setup::create_workloads(&env, &client, &slots, &apps, registry.host(), &trigger).await?;
     history::create(&client, &slots, args.history).await.context("creating the history")?;
     eprintln!("[bench scale] {n} policies and {} Deployments ready; starting the controller", 2 * n);
 
@@ -477,7 +493,7 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
     )?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let watches = spawn_watches(&client, &seen);
-    let result = drive(args, &env, &client, &registry, &slots, &old_base, &mut controller, &seen, &audit_log).await;
+    let result = drive(args, &env, &client, &registry, &slots, &old_bases, &mut controller, &seen, &audit_log).await;
     for task in watches {
         task.abort();
     }
@@ -593,7 +609,7 @@ async fn drive(
     client: &kube::Client,
     registry: &Registry,
     slots: &[Slot],
-    old_base: &str,
+    old_bases: &[String],
     controller: &mut Controller,
     seen: &Arc<Mutex<Seen>>,
     audit_log: &Path,
@@ -607,7 +623,7 @@ async fn drive(
         let recorded = list
             .items
             .iter()
-            .filter(|p| p.status.as_ref().and_then(|s| s.base_digest.as_deref()) == Some(old_base))
+            .filter(|p| p.status.as_ref().and_then(|s| s.base_digest.as_ref()).is_some_and(|d| old_bases.contains(d)))
             .count();
         if recorded == n {
             break;
@@ -625,20 +641,32 @@ async fn drive(
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // The update: base v2 under the same tag, then the registry's push notification.
+    // The update: v2 of every base under the same tag, then the registry's push notifications.
     let pushed_at = Timestamp::now();
     let client_registry = registry.client();
-    let new_base = client_registry
-        .push_layered(setup::BASE_REPO, setup::BASE_TAG, &setup::base_layers("3.1.4-r0"), &[])
-        .await
-        .context("pushing base v2")?;
+    let mut new_bases = Vec::new();
+    for k in 0..old_bases.len() {
+        let repo = setup::base_repo(k, old_bases.len());
+        let digest = client_registry
+            .push_layered(&repo, setup::BASE_TAG, &setup::base_layers("3.1.4-r0"), &[])
+            .await
+            .with_context(|| format!("pushing {repo} v2"))?;
+        new_bases.push((repo, digest));
+    }
     let pushed = Instant::now();
     let load_at_push = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()));
     let registry_mark = std::fs::metadata(registry.log()).map(|m| m.len()).unwrap_or(0);
-    notify(&controller.metrics_addr, registry.host(), &new_base).await?;
-    eprintln!("[bench scale] pushed {} → {new_base}; waiting for {n} Promotions", setup::base_ref(registry.host()));
+    for (repo, digest) in &new_bases {
+        notify(&controller.metrics_addr, registry.host(), repo, digest).await?;
+    }
+    eprintln!(
+        "[bench scale] pushed {} base(s) ({} → {}); waiting for {n} Promotions",
+        new_bases.len(),
+        setup::base_ref(registry.host(), 0, new_bases.len()),
+        new_bases[0].1
+    );
 
     wait_for(
         "every Release Verified and every Promotion AwaitingApproval",
@@ -658,19 +686,24 @@ async fn drive(
         s.awaiting.values().max().map(|last| last.duration_since(pushed)).unwrap_or_default()
     };
     eprintln!(
-        "[bench scale] all {n} AwaitingApproval after {:.1} s; approving all as alice",
+        "[bench scale] all {n} AwaitingApproval after {:.1} s; approving them as alice",
         to_awaiting.as_secs_f64()
     );
 
-    // Approve every Promotion at once, as the approver alice.
+    // Approve every Promotion, at once or at `--approvals-per-second`, as the approver alice.
     let promotions: Vec<(String, String)> = {
         let s = seen.lock().unwrap_or_else(|e| e.into_inner());
         s.awaiting.keys().filter_map(|k| k.split_once('/')).map(|(a, b)| (a.to_string(), b.to_string())).collect()
     };
     let alice = env.client_for("alice", &["tidegate-approvers"]).await?;
-    let approvals = futures::future::join_all(promotions.iter().map(|(ns, name)| {
+    let spacing = args.approvals_per_second.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let start = tokio::time::Instant::now();
+    let approvals = futures::future::join_all(promotions.iter().enumerate().map(|(i, (ns, name))| {
         let api: Api<Promotion> = Api::namespaced(alice.clone(), ns);
         async move {
+            if let Some(spacing) = spacing {
+                tokio::time::sleep_until(start + spacing * u32::try_from(i).unwrap_or(u32::MAX)).await;
+            }
             let patch = json!({"metadata": {"annotations": {"tidegate.dev/approved-by": "alice"}}});
             api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -680,10 +713,17 @@ async fn drive(
     }))
     .await;
     let approved: BTreeMap<String, Instant> = approvals.into_iter().collect::<Result<_>>()?;
-    wait_for("every production Deployment written", Duration::from_secs(120 + n as u64), controller, seen, |s| {
-        let written = s.production.values().filter(|(_, at)| at.is_some()).count();
-        (written >= n && s.left_awaiting.len() >= n, format!("{written} production Deployments written"))
-    })
+    let issuing = spacing.map_or(Duration::ZERO, |s| s * u32::try_from(n).unwrap_or(u32::MAX));
+    wait_for(
+        "every production Deployment written",
+        Duration::from_secs(120 + n as u64) + issuing,
+        controller,
+        seen,
+        |s| {
+            let written = s.production.values().filter(|(_, at)| at.is_some()).count();
+            (written >= n && s.left_awaiting.len() >= n, format!("{written} production Deployments written"))
+        },
+    )
     .await?;
     let (to_production, to_promoting) = {
         let s = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -749,21 +789,22 @@ async fn drive(
         idle_lease_writes: idle.lease_writes,
         idle_seconds: args.idle_seconds,
         idle_by_verb_resource: idle.by_verb_resource,
-        registry_controller: registry_counts.0,
-        registry_trivy: registry_counts.1,
-        registry_idle: registry_counts.2,
+        registry_controller: registry_counts.controller,
+        registry_trivy: registry_counts.trivy,
+        registry_idle: registry_counts.idle,
+        registry_by_kind: registry_counts.by_kind,
         load_at_push,
         peer: None,
     })
 }
 
-/// Posts the distribution registry's push notification for the base tag to the controller's
-/// webhook, as a registry configured with a notification endpoint would.
-async fn notify(metrics_addr: &str, host: &str, digest: &str) -> Result<()> {
+/// Posts the distribution registry's push notification for the base tag of `repository` to the
+/// controller's webhook, as a registry configured with a notification endpoint would.
+async fn notify(metrics_addr: &str, host: &str, repository: &str, digest: &str) -> Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let body = json!({"events": [{
         "action": "push",
-        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": setup::BASE_REPO, "digest": digest, "tag": setup::BASE_TAG},
+        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": repository, "digest": digest, "tag": setup::BASE_TAG},
         "request": {"host": host}
     }]})
     .to_string();
@@ -798,29 +839,66 @@ pub(crate) fn memory(pid: u32) -> Result<(u64, u64)> {
 }
 
 /// Registry requests after byte `mark` of its access log: by the controller, by Trivy (its user
-/// agent names it), and by either within the idle window.
-fn registry_traffic(log: &Path, mark: u64, idle_from: Timestamp, idle_to: Timestamp) -> Result<(u64, u64, u64)> {
+/// agent names it), and by either within the idle window; the controller's by method and kind.
+fn registry_traffic(log: &Path, mark: u64, idle_from: Timestamp, idle_to: Timestamp) -> Result<RegistryCounts> {
     let text = std::fs::read(log).with_context(|| format!("reading {}", log.display()))?;
     let start = usize::try_from(mark).unwrap_or(usize::MAX).min(text.len());
     Ok(count_registry(&String::from_utf8_lossy(&text[start..]), idle_from, idle_to))
 }
 
-fn count_registry(text: &str, idle_from: Timestamp, idle_to: Timestamp) -> (u64, u64, u64) {
-    let (mut controller, mut trivy, mut idle) = (0, 0, 0);
+#[derive(Debug, Default, PartialEq)]
+struct RegistryCounts {
+    controller: u64,
+    trivy: u64,
+    idle: u64,
+    /// The controller's requests by `(method, kind)`.
+    by_kind: BTreeMap<(String, String), u64>,
+}
+
+fn count_registry(text: &str, idle_from: Timestamp, idle_to: Timestamp) -> RegistryCounts {
+    let mut counts = RegistryCounts::default();
     for access in text.lines().filter_map(crate::bench::parse_access) {
         if access.agent.to_ascii_lowercase().contains("trivy") {
-            trivy += 1;
+            counts.trivy += 1;
         } else {
-            controller += 1;
+            counts.controller += 1;
+            *counts
+                .by_kind
+                .entry((access.method.to_string(), registry_kind(access.method, access.uri)))
+                .or_default() += 1;
         }
         // The access log has whole seconds: a request in the idle window's first or last second
         // counts.
         let second = |t: Timestamp| t.as_second();
         if access.time.is_some_and(|t| second(t) >= second(idle_from) && second(t) <= second(idle_to)) {
-            idle += 1;
+            counts.idle += 1;
         }
     }
-    (controller, trivy, idle)
+    counts
+}
+
+/// What a registry request asks for, from its path: the API root, a manifest by tag or by digest,
+/// a blob, a blob upload or mount, referrers, a tag list.
+fn registry_kind(method: &str, uri: &str) -> String {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let Some(rest) = path.strip_prefix("/v2/") else { return "other".into() };
+    if rest.is_empty() {
+        return "API root".into();
+    }
+    let kind = if let Some((_, reference)) = rest.rsplit_once("/manifests/") {
+        if reference.contains(':') { "manifest by digest" } else { "manifest by tag" }
+    } else if rest.contains("/blobs/uploads/") {
+        if method == "POST" && query.contains("mount=") { "blob mount" } else { "blob upload" }
+    } else if rest.contains("/blobs/") {
+        "blob"
+    } else if rest.contains("/referrers/") {
+        "referrers"
+    } else if rest.ends_with("/tags/list") {
+        "tag list"
+    } else {
+        "other"
+    };
+    kind.into()
 }
 
 /// The report's facts about the machine, versions and set-up.
@@ -854,8 +932,18 @@ fn facts(
         ),
         format!("controller: {built}"),
         format!(
-            "layout: {} policies to a namespace (and its `-staging` twin), {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
-            args.per_namespace, args.runs, args.idle_seconds, args.history, args.history, elapsed
+            "layout: {} policies to a namespace (and its `-staging` twin), {} shared base(s) watched every {}, approvals {}, {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
+            args.per_namespace,
+            args.bases,
+            args.base_interval,
+            args.approvals_per_second
+                .filter(|r| *r > 0.0)
+                .map_or("all at once".to_string(), |r| format!("{r} a second")),
+            args.runs,
+            args.idle_seconds,
+            args.history,
+            args.history,
+            elapsed
         ),
     ];
     if let Some(argo) = argo {
@@ -890,13 +978,17 @@ election on). It then creates N ImagePolicies, 10 to a namespace (`bench-00` …
 `base/runtime:3.20`) with the `rebase` builder, the `trivy` scanner, one `worker` workload (a staging
 and a production Deployment of one replica on kwok's nodes, strategy `replace`), no staging tests and
 the shortest monitor window (`1m`). Every policy watches the same base tag (interval `15m`); the
-controller has recorded its digest before the measurement starts.
+controller has recorded its digest before the measurement starts. With `--bases K` the policies
+share K bases instead (policy i is built on and watches `base/runtime-<i mod K>:3.20`), every one
+of which gets its update at the push; `--base-interval` sets the trigger's interval, so a short one
+shows in the idle window what watching K shared bases costs the registry.
 
 1. **push → all AwaitingApproval**: a new base digest is pushed under the tag, and the registry's
    push notification is posted to the controller's `/webhooks/registry` right after. Measured from
    the end of the push until the last Promotion is seen in `AwaitingApproval` (every Release
    `Verified`), on watches kept by the bench as the administrator.
-2. **approval → production write**: every Promotion is approved at once as user `alice` (group
+2. **approval → production write**: every Promotion is approved at once (or, with
+   `--approvals-per-second R`, one after another at R a second) as user `alice` (group
    `tidegate-approvers`, annotation `tidegate.dev/approved-by`, admission checked). Per Promotion,
    from the API server's answer to the approval write until the first production Deployment of the
    policy with a new pod template image is seen on the bench's watch: strategy `replace` first
@@ -915,7 +1007,9 @@ controller has recorded its digest before the measurement starts.
    included); writes in that window: status writes, and other writes (Lease renewals and access
    reviews are not counted as writes; Lease writes are listed per run).
 6. **registry requests**: the registry's access log from the push to the end of the idle window, by
-   the controller and by Trivy (which the controller runs, one scan at a time).
+   the controller and by Trivy (which the controller runs, one scan at a time); the controller's by
+   method and kind (manifest by tag or digest, blob, upload, mount, referrers, tag list) in each
+   section.
 7. **beside a peer** (`--peer argo`): in the same run, on the same control plane, after Tidegate's
    measurement (Tidegate's controller is stopped first; its objects stay): Argo Rollouts'
    `rollouts-controller`, built from the pinned Go module, runs as a local process with the
@@ -997,8 +1091,27 @@ mod tests {
             r#"127.0.0.1 - - [03/Dec/2026:02:01:00 +0000] "HEAD /v2/base/runtime/manifests/3.20 HTTP/1.1" 200 0 "" "tidegate""#,
         ]
         .join("\n");
-        let (controller, trivy, idle) =
+        let counts =
             count_registry(&log, "2026-12-03T02:00:30Z".parse().unwrap(), "2026-12-03T02:01:30Z".parse().unwrap());
-        assert_eq!((controller, trivy, idle), (2, 1, 1));
+        assert_eq!((counts.controller, counts.trivy, counts.idle), (2, 1, 1));
+        assert_eq!(counts.by_kind, [(("HEAD".to_string(), "manifest by tag".to_string()), 2)].into());
+    }
+
+    #[test]
+    fn registry_requests_are_told_apart_by_what_they_ask_for() {
+        let kinds = [
+            ("GET", "/v2/", "API root"),
+            ("HEAD", "/v2/bench/app-0/manifests/sha256:ab", "manifest by digest"),
+            ("GET", "/v2/bench/app-0/manifests/v1", "manifest by tag"),
+            ("POST", "/v2/bench/app-0/blobs/uploads/?mount=sha256:ab&from=base/runtime", "blob mount"),
+            ("PUT", "/v2/bench/app-0/blobs/uploads/3f2a?digest=sha256:ab", "blob upload"),
+            ("GET", "/v2/bench/app-0/blobs/sha256:ab", "blob"),
+            ("GET", "/v2/bench/app-0/referrers/sha256:ab?artifactType=x", "referrers"),
+            ("GET", "/v2/bench/app-0/tags/list?n=100", "tag list"),
+            ("GET", "/metrics", "other"),
+        ];
+        for (method, uri, kind) in kinds {
+            assert_eq!(registry_kind(method, uri), kind, "{method} {uri}");
+        }
     }
 }

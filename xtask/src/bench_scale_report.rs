@@ -43,6 +43,8 @@ pub(crate) struct RunResult {
     pub(crate) registry_trivy: u64,
     /// Registry requests during the idle window (both).
     pub(crate) registry_idle: u64,
+    /// The controller's registry requests by `(method, kind)`.
+    pub(crate) registry_by_kind: BTreeMap<(String, String), u64>,
     /// The machine's 1-minute load average when the base was pushed (others share the machine).
     pub(crate) load_at_push: Option<f64>,
     /// The peer measured after Tidegate on the same control plane (`--peer`).
@@ -297,14 +299,22 @@ pub(crate) fn render_section(section: &Section<'_>) -> String {
     // Requests by verb and resource, of the first run of each N, side by side.
     if let Some(largest) = section.results.iter().filter_map(|r| r.first()).max_by_key(|r| r.policies) {
         let firsts: Vec<&RunResult> = section.results.iter().filter_map(|r| r.first()).collect();
-        for (title, pick) in [
+        for (title, columns, pick) in [
             (
                 "Controller requests from the push until every Promotion Succeeded, by verb and resource (first run of each N; divide by N for per policy)",
+                "| verb | resource |",
                 (|r: &RunResult| &r.by_verb_resource) as fn(&RunResult) -> &BTreeMap<(String, String), u64>,
             ),
-            ("Controller requests in the idle window, by verb and resource (first run of each N)", |r: &RunResult| {
-                &r.idle_by_verb_resource
-            }),
+            (
+                "Controller requests in the idle window, by verb and resource (first run of each N)",
+                "| verb | resource |",
+                |r: &RunResult| &r.idle_by_verb_resource,
+            ),
+            (
+                "Controller registry requests from the push until the end of the idle window, by method and kind (first run of each N; Trivy's apart)",
+                "| method | kind |",
+                |r: &RunResult| &r.registry_by_kind,
+            ),
         ] {
             let mut keys: Vec<&(String, String)> = firsts.iter().flat_map(|r| pick(r).keys()).collect();
             keys.sort();
@@ -312,7 +322,7 @@ pub(crate) fn render_section(section: &Section<'_>) -> String {
             keys.sort_by_key(|k| std::cmp::Reverse(pick(largest).get(*k).copied().unwrap_or(0)));
             let _ = writeln!(out, "\n{title}:\n");
             let heads: Vec<String> = firsts.iter().map(|r| format!("N={}", r.policies)).collect();
-            let _ = writeln!(out, "| verb | resource | {} |", heads.join(" | "));
+            let _ = writeln!(out, "{columns} {} |", heads.join(" | "));
             let _ = writeln!(out, "|---|---|{}", "---:|".repeat(firsts.len()));
             if keys.is_empty() {
                 let _ = writeln!(out, "| – | – |{}", " 0 |".repeat(firsts.len()));

@@ -56,18 +56,39 @@ pub(crate) fn nodes_for(n: usize) -> usize {
     (3 * n).div_ceil(100).max(1) + 1
 }
 
-/// The registry's images: base v1 and one application per slot built on it (its own small layer
-/// on top, the base's name and digest in its annotations). Returns v1's digest and each
-/// application's pinned reference, in slot order.
-pub(crate) async fn push_images(registry: &Registry, slots: &[Slot]) -> Result<(String, Vec<String>)> {
+/// The base repository of base `k` of `bases`: `base/runtime` when all share one, else
+/// `base/runtime-<k>`.
+pub(crate) fn base_repo(k: usize, bases: usize) -> String {
+    if bases <= 1 { BASE_REPO.to_string() } else { format!("{BASE_REPO}-{k}") }
+}
+
+/// Which of `bases` bases the policy in slot `i` is built on and watches.
+pub(crate) fn base_of(i: usize, bases: usize) -> usize {
+    i % bases.max(1)
+}
+
+/// The registry's images: base v1 of each of `bases` bases and one application per slot built on
+/// its base (its own small layer on top, the base's name and digest in its annotations). Returns
+/// each base's v1 digest and each application's pinned reference, in slot order.
+pub(crate) async fn push_images(
+    registry: &Registry,
+    slots: &[Slot],
+    bases: usize,
+) -> Result<(Vec<String>, Vec<String>)> {
     let host = registry.host().to_string();
-    let base_ref = base_ref(&host);
     let client = registry.client();
-    let base = base_layers("3.1.0-r0");
-    let old_base = client.push_layered(BASE_REPO, BASE_TAG, &base, &[]).await.context("pushing base v1")?;
-    let apps: Vec<String> = futures::stream::iter(slots.iter().map(|slot| {
+    let layers = base_layers("3.1.0-r0");
+    let mut old_bases = Vec::new();
+    for k in 0..bases.max(1) {
+        let repo = base_repo(k, bases);
+        old_bases.push(
+            client.push_layered(&repo, BASE_TAG, &layers, &[]).await.with_context(|| format!("pushing {repo} v1"))?,
+        );
+    }
+    let apps: Vec<String> = futures::stream::iter(slots.iter().enumerate().map(|(i, slot)| {
+        let k = base_of(i, bases);
         let (client, base, base_ref, old_base, host) =
-            (client.clone(), base.clone(), base_ref.clone(), old_base.clone(), host.clone());
+            (client.clone(), layers.clone(), base_ref(&host, k, bases), old_bases[k].clone(), host.clone());
         async move {
             let repo = format!("bench/{}", slot.name);
             let mut layers = base;
@@ -86,12 +107,12 @@ pub(crate) async fn push_images(registry: &Registry, slots: &[Slot]) -> Result<(
     .buffered(PARALLEL)
     .try_collect()
     .await?;
-    Ok((old_base, apps))
+    Ok((old_bases, apps))
 }
 
-/// `host/base/runtime:3.20`.
-pub(crate) fn base_ref(host: &str) -> String {
-    format!("{host}/{BASE_REPO}:{BASE_TAG}")
+/// `host/base/runtime:3.20` (base `k` of `bases`: see [`base_repo`]).
+pub(crate) fn base_ref(host: &str, k: usize, bases: usize) -> String {
+    format!("{host}/{}:{BASE_TAG}", base_repo(k, bases))
 }
 
 /// An Alpine base whose package database lists openssl at `openssl` (the demo's packages).
@@ -106,7 +127,8 @@ pub(crate) async fn create_workloads(
     client: &kube::Client,
     slots: &[Slot],
     apps: &[String],
-    base_ref: &str,
+    host: &str,
+    trigger: &BaseTrigger,
 ) -> Result<()> {
     let mut namespaces: Vec<(String, String)> =
         slots.iter().map(|s| (s.namespace.clone(), s.staging.clone())).collect();
@@ -153,11 +175,11 @@ pub(crate) async fn create_workloads(
     .try_collect::<Vec<()>>()
     .await?;
 
-    let host = base_ref.split('/').next().unwrap_or_default();
-    futures::stream::iter(slots.iter().map(|slot| {
+    futures::stream::iter(slots.iter().enumerate().map(|(i, slot)| {
         let client = client.clone();
+        let base_ref = base_ref(host, base_of(i, trigger.bases), trigger.bases);
         async move {
-            let policy: ImagePolicy = serde_json::from_value(policy(slot, host, base_ref))?;
+            let policy: ImagePolicy = serde_json::from_value(policy(slot, host, &base_ref, &trigger.interval))?;
             Api::<ImagePolicy>::namespaced(client, &slot.namespace)
                 .create(&PostParams::default(), &policy)
                 .await
@@ -191,9 +213,17 @@ fn binding(namespace: &str, policies: &str) -> String {
     )
 }
 
-/// The ImagePolicy of a slot: rebase onto the shared base, Trivy, one worker workload (staging and
-/// production Deployment, strategy `replace`), no staging tests, the shortest monitor window.
-pub(crate) fn policy(slot: &Slot, host: &str, base_ref: &str) -> serde_json::Value {
+/// How the policies watch their bases: how many bases they share, and the trigger's interval.
+#[derive(Clone, Debug)]
+pub(crate) struct BaseTrigger {
+    pub(crate) bases: usize,
+    pub(crate) interval: String,
+}
+
+/// The ImagePolicy of a slot: rebase onto its base (watched every `interval`), Trivy, one worker
+/// workload (staging and production Deployment, strategy `replace`), no staging tests, the
+/// shortest monitor window.
+pub(crate) fn policy(slot: &Slot, host: &str, base_ref: &str, interval: &str) -> serde_json::Value {
     let target = |ns: &str| json!({"kubernetes": {"kind": "Deployment", "namespace": ns, "name": slot.name, "container": "app"}});
     json!({
         "apiVersion": "tidegate.dev/v1alpha1",
@@ -201,7 +231,7 @@ pub(crate) fn policy(slot: &Slot, host: &str, base_ref: &str) -> serde_json::Val
         "metadata": {"name": slot.name, "namespace": slot.namespace},
         "spec": {
             "image": format!("{host}/bench/{}", slot.name),
-            "triggers": {"baseImage": {"ref": base_ref, "interval": "15m"}},
+            "triggers": {"baseImage": {"ref": base_ref, "interval": interval}},
             "build": {"strategy": "rebase"},
             "scan": {"scanner": "trivy"},
             "workloads": [{
@@ -251,7 +281,7 @@ mod tests {
     #[test]
     fn policies_are_valid_image_policies() {
         let slot = &slots(1, 10)[0];
-        let value = policy(slot, "127.0.0.1:5000", "127.0.0.1:5000/base/runtime:3.20");
+        let value = policy(slot, "127.0.0.1:5000", "127.0.0.1:5000/base/runtime:3.20", "15m");
         let policy: ImagePolicy = serde_json::from_value(value).unwrap();
         assert_eq!(policy.spec.image, "127.0.0.1:5000/bench/app-0");
         assert_eq!(
@@ -263,5 +293,15 @@ mod tests {
             Some("bench-00-staging")
         );
         assert!(policy.spec.tests.http.is_empty() && policy.spec.tests.job.is_none());
+    }
+
+    #[test]
+    fn policies_share_their_bases_round_robin() {
+        assert_eq!(base_ref("r:5000", 0, 1), "r:5000/base/runtime:3.20");
+        assert_eq!(base_ref("r:5000", 3, 10), "r:5000/base/runtime-3:3.20");
+        let uses: Vec<usize> = (0..25).map(|i| base_of(i, 10)).collect();
+        assert_eq!(uses.iter().filter(|&&k| k == 0).count(), 3);
+        assert_eq!(uses.iter().filter(|&&k| k == 9).count(), 2);
+        assert!((0..5).all(|i| base_of(i, 1) == 0));
     }
 }

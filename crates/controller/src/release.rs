@@ -264,13 +264,7 @@ impl<'a> Work<'a> {
                 });
             }
             Effect::VerifySignature { digest, signature } => {
-                let image = self.repository()?.pinned(digest);
-                observed.signature = Some(match self.ctx.signer.verify(&image, digest, signature).await {
-                    Ok(tidegate_providers::Verification::Valid { .. }) => SignatureCheck::Valid,
-                    Ok(tidegate_providers::Verification::Invalid(why)) => SignatureCheck::Invalid(why),
-                    Err(ProviderError::NotConfigured(why)) => SignatureCheck::Invalid(why),
-                    Err(e) => return Err(e.into()),
-                });
+                observed.signature = Some(self.verify_signature(digest, signature).await?);
             }
             Effect::DeployStaging { workload, image } => {
                 let outcome = self.deploy_staging(workload, image).await?;
@@ -285,6 +279,32 @@ impl<'a> Work<'a> {
 
     fn repository(&self) -> Result<ImageRef> {
         observe::repository(self.policy)
+    }
+
+    /// Whether the recorded signature of `digest` verifies: asked of the registry, or, while this
+    /// Release's staging rollout goes on, its own verification of the last
+    /// [`crate::signature_proofs::REUSE_FOR`] (each poll would otherwise fetch the referrers, the
+    /// signature manifest and the envelope again).
+    async fn verify_signature(&self, digest: &Digest, signature: &str) -> Result<SignatureCheck> {
+        let proofs = &self.ctx.signature_proofs;
+        let uid = self.release.uid();
+        if uid.as_deref().is_some_and(|uid| proofs.recent(uid, digest, std::time::Instant::now())) {
+            return Ok(SignatureCheck::Valid);
+        }
+        let image = self.repository()?.pinned(digest);
+        let check = match self.ctx.signer.verify(&image, digest, signature).await {
+            Ok(tidegate_providers::Verification::Valid { .. }) => SignatureCheck::Valid,
+            Ok(tidegate_providers::Verification::Invalid(why)) => SignatureCheck::Invalid(why),
+            Err(ProviderError::NotConfigured(why)) => SignatureCheck::Invalid(why),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(uid) = uid.as_deref() {
+            match check {
+                SignatureCheck::Valid => proofs.proven(uid, digest, std::time::Instant::now()),
+                SignatureCheck::Invalid(_) => proofs.forget(uid),
+            }
+        }
+        Ok(check)
     }
 
     fn targets(&mut self) -> Result<&dyn Deploy> {

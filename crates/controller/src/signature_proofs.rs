@@ -1,13 +1,14 @@
-//! The signature check right before a production write, and the verifications a Promotion's own
-//! rollout may lean on for a short while.
+//! The signature check right before a production write, and the verifications a rollout may lean
+//! on for a short while.
 //!
 //! The first production write of a rollout (the pass that leaves `Approved`) always verifies the
 //! signature afresh. While the same Promotion keeps converging production to the same digest
 //! (`Promoting`, polled every few seconds), a verification it made itself less than
 //! [`REUSE_FOR`] ago stands for the next one: each poll would otherwise ask the registry for the
 //! referrers, the signature manifest and the envelope again, and an hour's approvals would queue
-//! behind one another's re-verification. A proof belongs to one Promotion (its uid) and one
-//! digest; nothing else can use it.
+//! behind one another's re-verification. A Release's staging rollout leans on its own
+//! verifications the same way. A proof belongs to one object (a Promotion's or a Release's uid)
+//! and one digest; nothing else can use it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,7 +25,7 @@ use crate::error::Result;
 /// How long a Promotion's verification stands for its own next production write.
 pub const REUSE_FOR: Duration = Duration::from_secs(30);
 
-/// Recent verifications, by Promotion uid and digest.
+/// Recent verifications, by the uid of the Promotion or Release that made them and digest.
 #[derive(Debug, Default)]
 pub struct SignatureProofs {
     proven: Mutex<HashMap<(String, Digest), Instant>>,

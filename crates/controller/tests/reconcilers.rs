@@ -307,6 +307,26 @@ async fn a_release_is_built_scanned_signed_and_staged_then_waits_for_approval() 
 }
 
 #[tokio::test]
+async fn a_staging_rollout_leans_on_its_own_recent_verification_instead_of_asking_every_poll() {
+    use tidegate_api::ReleasePhase::*;
+    let w = release_world(&digest('0'));
+    w.targets.rolls_out_slowly("Deployment shop-staging/web", 3);
+    let phase = || w.releases.find(NS, "shop-app-2").and_then(|r| r.status).map(|s| s.phase).unwrap_or_default();
+    for _ in 0..12 {
+        w.reconcile_release(NS, "shop-app-2").await.expect("the reconcile succeeds");
+    }
+    assert_eq!(phase(), Verified);
+    let staging_writes = w.targets.writes().iter().filter(|w| w.target == "Deployment shop-staging/web").count();
+    assert_eq!(staging_writes, 4, "three polls in progress, then done");
+    assert_eq!(
+        w.signer.verifications(),
+        1,
+        "one verification (before the first staging write) stands for the rest of the Release's own rollout"
+    );
+    assert_eq!(w.targets.image(PRODUCTION), Some(pinned(&digest('0'))), "production is untouched");
+}
+
+#[tokio::test]
 async fn a_release_with_a_blocking_finding_is_rejected_before_staging() {
     use tidegate_api::image_policy::Severity;
     use tidegate_core::gate::Finding;

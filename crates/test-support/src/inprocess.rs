@@ -6,6 +6,9 @@
 //! one. [`HmacSigner`] signs a digest with a key only the controller holds and verifies it again
 //! before every deployment, so a tampered record fails closed.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 use tidegate_api::{ImagePolicy, Release};
@@ -63,6 +66,7 @@ impl Builder for InProcessBuilder {
 #[derive(Clone)]
 pub struct HmacSigner {
     key: Vec<u8>,
+    verifications: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for HmacSigner {
@@ -77,7 +81,12 @@ impl HmacSigner {
         if key.len() < 16 {
             return Err(ProviderError::Permanent("the signing key must be at least 16 bytes".into()));
         }
-        Ok(Self { key })
+        Ok(Self { key, verifications: Arc::default() })
+    }
+
+    /// How many verifications were asked of this signer (and its clones).
+    pub fn verifications(&self) -> usize {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     fn mac(&self, image: &str, digest: &Digest) -> Result<String> {
@@ -96,6 +105,7 @@ impl Signer for HmacSigner {
     }
 
     async fn verify(&self, image: &str, digest: &Digest, signature: &str) -> Result<Verification> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let Some(given) = signature.strip_prefix("hmac-sha256:").and_then(|h| hex::decode(h).ok()) else {
             return Ok(Verification::Invalid(format!("{signature:?} is not an HMAC signature")));
         };

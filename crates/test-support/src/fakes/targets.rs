@@ -27,6 +27,8 @@ struct State {
     running: BTreeMap<String, String>,
     ran: BTreeMap<String, BTreeSet<String>>,
     unhealthy: BTreeMap<String, String>,
+    /// Converges still to report as in progress, by target.
+    slow: BTreeMap<String, usize>,
     writes: Vec<Write>,
     retired: Vec<String>,
 }
@@ -57,6 +59,12 @@ impl FakeTargets {
     /// `target` reports `why` as unhealthy from now on.
     pub fn unhealthy(&self, target: &str, why: &str) {
         self.lock().unhealthy.insert(target.into(), why.into());
+    }
+
+    /// The next `converges` converges of `target` report the rollout as still in progress (each
+    /// one is a write all the same); the one after is done.
+    pub fn rolls_out_slowly(&self, target: &str, converges: usize) {
+        self.lock().slow.insert(target.into(), converges);
     }
 
     /// Every write so far.
@@ -103,8 +111,14 @@ impl Deploy for Acting {
             namespace: self.namespace.clone(),
         });
         state.running.insert(key.clone(), image.into());
-        state.ran.entry(key).or_default().insert(image.into());
-        Ok(Progress::Done)
+        state.ran.entry(key.clone()).or_default().insert(image.into());
+        match state.slow.get_mut(&key) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Ok(Progress::InProgress(format!("{key}: the new Pods are not ready yet")))
+            }
+            _ => Ok(Progress::Done),
+        }
     }
 
     async fn current_image(&self, target: &Target<'_>, _plan: &RolloutPlan) -> Result<Option<String>> {
