@@ -24,7 +24,8 @@ const APPROVE: &str = "approve";
 /// Everything established about the people acting on one Promotion.
 #[derive(Debug, Default)]
 pub struct People {
-    /// One entry per name in `approved-by`, in order.
+    /// One entry per name in `approved-by`, in order; empty when approvals were not asked
+    /// about ([`Approvals::NotNeeded`]).
     pub approvals: Vec<Evidence>,
     /// Users who may not approve.
     pub excluded: BTreeSet<String>,
@@ -65,14 +66,27 @@ pub fn record(promotion: &Promotion, history: &[AuditEntry], now: Timestamp) -> 
     new
 }
 
+/// Whether the approvers' rights are asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Approvals {
+    /// Each approver's right is proven now (one access review per approver and namespace): the
+    /// candidate may be written to production in this pass, or a record names the approvers.
+    Prove,
+    /// Nothing this pass does depends on who approved (the rollout is done; only rollbacks and
+    /// records of them can follow), so no approver is asked about.
+    NotNeeded,
+}
+
 /// Establishes the evidence for `promotion`, whose production targets lie in
-/// `target_namespaces`; `history` already includes this pass's new entries.
+/// `target_namespaces`; `history` already includes this pass's new entries. Rejections and
+/// rollback requests are always proven.
 pub async fn establish(
     ctx: &Context,
     promotion: &Promotion,
     release: Option<&Release>,
     target_namespaces: &BTreeSet<String>,
     history: &[AuditEntry],
+    approvals: Approvals,
 ) -> Result<People> {
     let mut people = People::default();
 
@@ -106,7 +120,10 @@ pub async fn establish(
     let seen_at = |action: AuditAction, user: &str| {
         history.iter().find(|e| e.action == action && e.user == user).map(|e| e.at.0).unwrap_or_else(|| ctx.now())
     };
-    let names = annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default();
+    let names = match approvals {
+        Approvals::Prove => annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default(),
+        Approvals::NotNeeded => Vec::new(),
+    };
     let groups = recorded_groups(annotation(promotion, ANNOTATION_APPROVER_GROUPS).unwrap_or_default());
     for (i, user) in names.iter().enumerate() {
         let right = match groups.get(i).filter(|_| groups.len() == names.len()) {

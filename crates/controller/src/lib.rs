@@ -9,6 +9,7 @@ pub mod canary;
 pub mod context;
 pub mod error;
 pub mod index;
+pub mod known_runs;
 pub mod leader;
 pub mod metrics;
 pub mod objects;
@@ -267,6 +268,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         scans: vulnerabilities::cache(),
         signer: signing.signer,
         signature_proofs: Default::default(),
+        known_runs: Default::default(),
         attestor: signing.attestor,
         events: Arc::new(objects::Recorded(Recorder::new(client.clone(), MANAGER.into()))),
         metrics: metrics.clone(),

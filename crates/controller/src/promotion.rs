@@ -149,12 +149,19 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
     if let Some(until) = plan.record.monitor_until {
         status.monitor_until = Some(Time(until));
     }
+    // Past the rollout nobody's approval is asked about again: the condition keeps what it said.
+    let approved_message = match approvals_for(facts.phase) {
+        approvals::Approvals::Prove => None,
+        approvals::Approvals::NotNeeded => {
+            status.conditions.iter().find(|c| c.type_ == "Approved").map(|c| c.message.clone())
+        }
+    };
     let mut wanted = vec![
         Wanted::new(
             "Approved",
             facts.approval.is_approved() || status.phase.touched_production(),
             plan.reason,
-            approval_message(&facts, &refused),
+            approved_message.unwrap_or_else(|| approval_message(&facts, &refused)),
         ),
         Wanted::new("Ready", status.phase == PromotionPhase::Succeeded, plan.reason, plan.message.clone()),
     ];
@@ -298,7 +305,15 @@ async fn attach_record(
         .iter()
         .map(|w| observe::target(w, true, &namespace).map(|t| t.namespace().to_string()))
         .collect::<Result<_>>()?;
-    let people = approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history).await?;
+    let people = approvals::establish(
+        ctx,
+        promotion,
+        release.as_ref(),
+        &target_namespaces,
+        &status.history,
+        approvals::Approvals::Prove,
+    )
+    .await?;
     let proven = provenance::Proven {
         approvers: match people.unprovable {
             Some(_) => Vec::new(),
@@ -322,7 +337,9 @@ async fn attach_record(
             _ => observe::production_digest(targets.as_ref(), &namespace, &workloads).await?,
         },
         ran_digest: event == RecordEvent::RolledBack
-            && rollback_target_problem(targets.as_ref(), &repository, &namespace, &workloads, digest).await?.is_none(),
+            && rollback_target_problem(ctx, targets.as_ref(), &repository, &namespace, &workloads, digest)
+                .await?
+                .is_none(),
         required: usize::try_from(rules.required_approvals).unwrap_or(1),
     };
     if let Err(why) = provenance::check(event, digest, previous.as_ref(), &proven, &world) {
@@ -356,6 +373,18 @@ async fn record_event(ctx: &Context, promotion: &Promotion, entry: &RecordEntry)
         (None, message) => {
             ctx.event(promotion, true, "RecordNotAttached", message.clone().unwrap_or_default(), "Record").await
         }
+    }
+}
+
+/// Whether the approvers' rights matter to a Promotion in `phase`: before production changes
+/// and while the rollout goes on (every write is gated on approvals that hold now); not once
+/// it is done, whatever follows (monitoring, success, a rollback to what ran before).
+fn approvals_for(phase: PromotionPhase) -> approvals::Approvals {
+    match phase {
+        PromotionPhase::AwaitingApproval | PromotionPhase::Approved | PromotionPhase::Promoting => {
+            approvals::Approvals::Prove
+        }
+        _ => approvals::Approvals::NotNeeded,
     }
 }
 
@@ -448,7 +477,9 @@ async fn observe_facts(
         .iter()
         .map(|w| observe::target(w, true, &namespace).map(|t| t.namespace().to_string()))
         .collect::<Result<_>>()?;
-    let people = approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history).await?;
+    let asked = approvals_for(status.phase);
+    let people =
+        approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history, asked).await?;
     let approval = approval::evaluate(
         &ApprovalFacts {
             approvals: &people.approvals,
@@ -515,7 +546,7 @@ async fn observe_facts(
     let mut refused = people.refused.clone();
     let previous_digest = match status.previous_digest.as_deref().and_then(|d| d.parse::<Digest>().ok()) {
         Some(previous) => {
-            match rollback_target_problem(targets.as_ref(), &repository, &namespace, workloads, &previous).await? {
+            match rollback_target_problem(ctx, targets.as_ref(), &repository, &namespace, workloads, &previous).await? {
                 None => Some(previous),
                 Some(why) => {
                     refused.push(why);
@@ -569,6 +600,7 @@ fn freeze_rules_only(policy: &ImagePolicy, now: jiff::Timestamp) -> FrozenRules 
 /// workload's own history (ReplicaSets, Jobs) shows it ran there. A digest written in status is
 /// not enough.
 async fn rollback_target_problem(
+    ctx: &Context,
     targets: &dyn Deploy,
     repository: &ImageRef,
     namespace: &str,
@@ -578,12 +610,14 @@ async fn rollback_target_problem(
     let image = repository.pinned(previous);
     for workload in workloads {
         let target = observe::target(workload, true, namespace)?;
-        if !targets.ran_before(&target, &image).await? {
-            return Ok(Some(format!(
-                "rollback target {previous} is refused: {} shows no record of running it",
-                target.display()
-            )));
+        let shown = target.display();
+        if ctx.known_runs.known(namespace, &shown, &image) {
+            continue;
         }
+        if !targets.ran_before(&target, &image).await? {
+            return Ok(Some(format!("rollback target {previous} is refused: {shown} shows no record of running it")));
+        }
+        ctx.known_runs.learned(namespace, &shown, &image);
     }
     Ok(None)
 }

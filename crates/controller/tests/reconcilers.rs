@@ -248,6 +248,35 @@ async fn an_unhealthy_rollout_goes_back_to_what_ran_before() {
     assert_eq!(images, vec![pinned(&candidate), pinned(&before)], "forward, then back to what ran before");
 }
 
+#[tokio::test]
+async fn monitoring_asks_no_approver_reads_what_production_ran_once_and_still_refuses_a_forged_rollback_target() {
+    let (before, candidate) = (digest('0'), digest('1'));
+    let w = world(&before, &candidate).await;
+    approve(&w, "alice", "team-shop");
+    assert_eq!(settle(&w).await.last(), Some(&PromotionPhase::Monitoring));
+    let (asked, approved) = (w.authorizer.asked().len(), condition(&w, "Approved"));
+    for _ in 0..5 {
+        w.clock.advance(jiff::SignedDuration::from_secs(5));
+        w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+    }
+    assert_eq!(phase(&w), PromotionPhase::Monitoring);
+    assert_eq!(w.targets.history_reads(), 1, "that production ran {before} is history: read once, then known");
+    assert_eq!(w.authorizer.asked().len(), asked, "once production runs it, no approver is asked about again");
+    assert_eq!(condition(&w, "Approved"), approved, "and the Approved condition says what it said");
+
+    // A status rewritten to name a digest production never ran is not believed.
+    w.promotions.edit(NS, RELEASE, |p| {
+        if let Some(status) = p.status.as_mut() {
+            status.previous_digest = Some(digest('9'));
+        }
+    });
+    w.targets.unhealthy(PRODUCTION, "crash-looping");
+    settle(&w).await;
+    let images: Vec<String> = w.targets.writes().into_iter().map(|w| w.image).collect();
+    assert_eq!(images, vec![pinned(&candidate)], "no write to a digest production never ran");
+    assert_eq!(w.targets.history_reads(), 2, "the unknown digest was looked up");
+}
+
 /// A world with the policy and a new Release of it (as the policy reconciler opens one), no
 /// Promotion yet; production runs `before`.
 fn release_world(before: &str) -> World {

@@ -139,6 +139,7 @@ impl World {
             scans: vulnerabilities::cache(),
             signer: signer.clone(),
             signature_proofs: signature_proofs::SignatureProofs::default(),
+            known_runs: Default::default(),
             attestor: attestor.clone(),
             events: events.clone(),
             metrics: Arc::new(metrics::Metrics::default()),

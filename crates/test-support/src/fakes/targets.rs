@@ -29,6 +29,8 @@ struct State {
     unhealthy: BTreeMap<String, String>,
     /// Converges still to report as in progress, by target.
     slow: BTreeMap<String, usize>,
+    /// How often a target's history was asked for.
+    history_reads: usize,
     writes: Vec<Write>,
     retired: Vec<String>,
 }
@@ -65,6 +67,11 @@ impl FakeTargets {
     /// one is a write all the same); the one after is done.
     pub fn rolls_out_slowly(&self, target: &str, converges: usize) {
         self.lock().slow.insert(target.into(), converges);
+    }
+
+    /// How often any target's history was asked for (`ran_before`).
+    pub fn history_reads(&self) -> usize {
+        self.lock().history_reads
     }
 
     /// Every write so far.
@@ -142,7 +149,9 @@ impl Deploy for Acting {
     }
 
     async fn ran_before(&self, target: &Target<'_>, image: &str) -> Result<bool> {
-        Ok(self.targets.lock().ran.get(&target.display()).is_some_and(|ran| ran.contains(image)))
+        let mut state = self.targets.lock();
+        state.history_reads += 1;
+        Ok(state.ran.get(&target.display()).is_some_and(|ran| ran.contains(image)))
     }
 
     async fn traffic_weight(&self, _target: &Target<'_>, _image: &str) -> Result<Option<i32>> {
