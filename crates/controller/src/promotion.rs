@@ -576,6 +576,7 @@ async fn observe_facts(
                 .map_err(|e| Error::Invalid(format!("monitorWindow: {e}")))?,
             auto_rollback: rules.auto_rollback,
             recorded: recorded(status),
+            watched: policy.is_some_and(|p| ctx.workload_watches.wakes_promotions(p, workloads)),
             now,
         },
         signature_problem,

@@ -165,6 +165,7 @@ fn facts_with(
         rolling_out,
         fixes: release.spec.reason.vulnerabilities.clone().unwrap_or_default(),
         observed: Observed::default(),
+        watched: policy.is_some_and(|p| ctx.workload_watches.cover(p)),
         now: ctx.now(),
         namespace,
     }

@@ -111,6 +111,22 @@ impl WorkloadWatches {
         !pairs.is_empty() && pairs.iter().all(|pair| listed.contains(pair))
     }
 
+    /// Whether a change of any production workload in `workloads` (a Promotion's frozen ones)
+    /// wakes the Promotions of `policy`: the policy is [covered](Self::cover) and every one of
+    /// them is a Deployment target of the policy as it is now.
+    pub fn wakes_promotions(&self, policy: &ImagePolicy, workloads: &[&Workload]) -> bool {
+        let namespace = policy.namespace().unwrap_or_default();
+        self.cover(policy)
+            && workloads.iter().all(|workload| {
+                workload
+                    .production
+                    .kubernetes
+                    .as_ref()
+                    .filter(|k| k.kind == KubernetesKind::Deployment)
+                    .is_some_and(|target| concerns(policy, &Resolved::new(target, &namespace).namespace, &target.name))
+            })
+    }
+
     /// Records whether `pair` is listed; returns whether that changed.
     fn set(&self, pair: &Pair, listed: bool) -> bool {
         let mut set = self.listed.write().unwrap_or_else(|e| e.into_inner());
@@ -375,6 +391,26 @@ spec:
         watches.keep(&policy, after, Vec::new(), None);
         policy.metadata.uid = Some("recreated".into());
         assert!(watches.reuse(&policy, after, hour).is_none(), "another policy under the same name");
+    }
+
+    #[test]
+    fn a_promotion_is_woken_only_for_frozen_targets_the_policy_still_names() {
+        let policy = policy(TWO_NAMESPACES);
+        let watches = WorkloadWatches::default();
+        for pair in pairs(&policy).unwrap() {
+            watches.set(&pair, true);
+        }
+        let frozen = policy.spec.workloads.clone();
+        assert!(watches.wakes_promotions(&policy, &frozen.iter().collect::<Vec<_>>()));
+        // Frozen before the policy's production target was renamed: its changes wake nobody.
+        let mut moved = frozen[0].clone();
+        moved.production.kubernetes.as_mut().unwrap().name = "web".into();
+        assert!(!watches.wakes_promotions(&policy, &[&moved]));
+        moved.production.kubernetes.as_mut().unwrap().name = "api".into();
+        moved.production.kubernetes.as_mut().unwrap().namespace = Some("elsewhere".into());
+        assert!(!watches.wakes_promotions(&policy, &[&moved]), "another namespace");
+        watches.set(&("team".to_string(), "team".to_string()), false);
+        assert!(!watches.wakes_promotions(&policy, &frozen.iter().collect::<Vec<_>>()), "the watch failed");
     }
 
     #[test]

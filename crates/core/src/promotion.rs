@@ -84,6 +84,10 @@ pub struct PromotionFacts {
     pub auto_rollback: bool,
     /// Events whose promotion record was already attached (or given up on): `status.records`.
     pub recorded: Vec<RecordEvent>,
+    /// Whether a change of any production workload wakes this Promotion (every one is a
+    /// Kubernetes Deployment watched as the namespace's deployer): a rollout in progress is then
+    /// looked at when it changes, and polled only every [`WATCHED_POLL`] besides.
+    pub watched: bool,
     /// The time of this decision.
     pub now: Timestamp,
 }
@@ -193,6 +197,10 @@ impl PromotionPhaseExt for PromotionPhase {
 
 const POLL: Duration = Duration::from_secs(2);
 
+/// How often a rollout whose workloads wake the Promotion when they change is looked at besides
+/// ([`PromotionFacts::watched`]).
+pub const WATCHED_POLL: Duration = Duration::from_secs(10);
+
 /// The promotion record a Promotion in `phase` owes, if it does not have it yet: `Promoted` once
 /// it `Succeeded`, `RolledBack` once the rollback is complete, `Rejected` once it is rejected.
 pub fn record_due(phase: PromotionPhase, rollback: &Progress, recorded: &[RecordEvent]) -> Option<RecordEvent> {
@@ -210,6 +218,13 @@ pub fn plan(facts: &PromotionFacts) -> PromotionPlan {
     let mut plan = decide(facts);
     if let Some(event) = record_due(facts.phase, &facts.rollback, &facts.recorded) {
         plan.effects.push(Effect::Record { event });
+    }
+    // A rollout (or rollback) converging watched workloads is woken by their changes.
+    if facts.watched
+        && matches!(plan.phase, PromotionPhase::Promoting | PromotionPhase::RolledBack)
+        && plan.requeue_after == Some(POLL)
+    {
+        plan.requeue_after = Some(WATCHED_POLL);
     }
     plan
 }

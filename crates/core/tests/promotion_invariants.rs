@@ -80,12 +80,14 @@ struct World {
     required: usize,
     auto_rollback: bool,
     recorded: Vec<RecordEvent>,
+    watched: bool,
 }
 
 impl World {
     fn new(required: usize, auto_rollback: bool) -> Self {
         Self {
             recorded: Vec::new(),
+            watched: false,
             phase: PromotionPhase::AwaitingApproval,
             wanted: digest('d'),
             before: digest('0'),
@@ -171,6 +173,7 @@ impl World {
             monitor_window: Duration::from_secs(600),
             auto_rollback: self.auto_rollback,
             recorded: self.recorded.clone(),
+            watched: self.watched,
             now: self.now,
         }
     }
@@ -184,8 +187,10 @@ proptest! {
         events in proptest::collection::vec(event(), 1..60),
         required in 1usize..3,
         auto_rollback in any::<bool>(),
+        watched in any::<bool>(),
     ) {
         let mut world = World::new(required, auto_rollback);
+        world.watched = watched;
         let mut ended_without_production = false;
         for event in &events {
             if matches!(event, Event::ForgePhase(_)) {
@@ -200,6 +205,12 @@ proptest! {
                 .filter(|e| matches!(e, Effect::DeployProduction { .. } | Effect::RollbackProduction { .. }))
                 .collect();
             prop_assert!(writes.len() <= 1, "more than one production write in one step: {:?}", step.effects);
+            // A write is followed by a look: soon, or, when its workloads wake the Promotion as
+            // they change, a little later.
+            if !writes.is_empty() {
+                let wait = if watched { tidegate_core::promotion::WATCHED_POLL } else { Duration::from_secs(2) };
+                prop_assert_eq!(step.requeue_after, Some(wait), "after {:?}", step.effects);
+            }
 
             for effect in &step.effects {
                 match effect {

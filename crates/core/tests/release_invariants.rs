@@ -207,8 +207,9 @@ fn facts() -> impl Strategy<Value = ReleaseFacts> {
         prop::option::weighted(0.2, Just("web-newer".to_string())),
         any::<bool>(),
         prop::option::weighted(0.2, Just("web-base-1".to_string())),
+        any::<bool>(),
     )
-        .prop_map(|(status, policy, superseded_by, fixing, rolling_out)| ReleaseFacts {
+        .prop_map(|(status, policy, superseded_by, fixing, rolling_out, watched)| ReleaseFacts {
             namespace: "shop".into(),
             name: "web-base-1".into(),
             policy_name: "web".into(),
@@ -220,6 +221,7 @@ fn facts() -> impl Strategy<Value = ReleaseFacts> {
             rolling_out,
             fixes: if fixing { vec!["CVE-1".into()] } else { Vec::new() },
             observed: Observed::default(),
+            watched,
             now: Timestamp::from_second(2_000).expect("time"),
         })
 }
@@ -286,6 +288,17 @@ fn check_plan(facts: &ReleaseFacts, plan: &ReleasePlan) {
     // Work pending means a look again; a phase that waits for a change has nothing running.
     if plan.awaits_work() || plan.phase.has_work() || plan.phase != before {
         assert!(plan.requeue_after.is_some(), "work pending but no requeue: {plan:#?}");
+    }
+    // Nothing pending waits long for its next look; only a staging rollout whose workloads wake
+    // the Release is polled less often than every POLL.
+    if let Some(after) = plan.requeue_after
+        && plan.phase.has_work()
+        && plan.phase == before
+    {
+        assert!(after <= tidegate_core::release::WATCHED_POLL, "{after:?}");
+        if plan.phase == ReleasePhase::Staging && !facts.watched {
+            assert!(after <= tidegate_core::release::POLL, "an unwatched rollout polled every {after:?}");
+        }
     }
     for effect in &plan.effects {
         match effect {
@@ -369,6 +382,7 @@ proptest! {
             rolling_out: None,
             fixes: Vec::new(),
             observed: Observed::default(),
+            watched: false,
             now: Timestamp::from_second(2_000).expect("time"),
         };
         let mut visited = vec![facts.status.phase];

@@ -37,6 +37,10 @@ pub struct ReleaseFacts {
     /// What the work of the current stage came to in this pass (empty until the controller has
     /// carried out the work the plan asked for).
     pub observed: Observed,
+    /// Whether a change of any staging workload wakes this Release (every one is a Kubernetes
+    /// Deployment watched as the policy namespace's deployer): a staging rollout is then looked at
+    /// when it changes, and polled only every [`super::WATCHED_POLL`] besides.
+    pub watched: bool,
     /// The time of this decision.
     pub now: Timestamp,
 }

@@ -26,6 +26,10 @@ use crate::{Digest, ImageRef, names};
 /// again.
 pub const POLL: Duration = Duration::from_secs(2);
 
+/// How often a staging rollout whose workloads wake the Release when they change is looked at
+/// besides ([`super::ReleaseFacts::watched`]).
+pub const WATCHED_POLL: Duration = Duration::from_secs(10);
+
 /// Reason of a Release that stops at signing because the controller has no signing key.
 pub const SIGNING_NOT_CONFIGURED: &str = "SigningNotConfigured";
 
@@ -399,6 +403,7 @@ fn conclude(
     let transition = (next != phase).then(|| Transition { warning: failed, reason, message: message.clone() });
     let requeue_after = match next {
         _ if next != phase => Some(Duration::ZERO),
+        ReleasePhase::Staging if facts.watched => Some(WATCHED_POLL),
         p if p.has_work() => Some(POLL),
         _ => None,
     };

@@ -30,6 +30,7 @@ fn facts(phase: ReleasePhase) -> ReleaseFacts {
         rolling_out: None,
         fixes: Vec::new(),
         observed: Observed::default(),
+        watched: false,
         now: Timestamp::from_second(2_000).unwrap(),
     }
 }
