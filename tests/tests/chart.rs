@@ -170,6 +170,21 @@ fn lint_and_template_render_a_hardened_controller() {
     assert!(container["readinessProbe"]["httpGet"]["path"].is_string());
     let args: Vec<&str> = container["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
     assert!(args.contains(&"--trivy-binary=/usr/local/bin/trivy"), "{args:?}");
+    assert!(!args.iter().any(|a| a.starts_with("--trivy-concurrency")), "one scan at a time by default: {args:?}");
+    let served = helm.template(&[
+        &format!("image.digest={DIGEST}"),
+        "trivy.server=http://trivy.scanning:4954",
+        "trivy.concurrency=4",
+    ]);
+    let served_args =
+        find(&served, "Deployment", "tidegate-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect::<Vec<_>>();
+    assert!(served_args.contains(&"--trivy-concurrency=4".to_string()), "{served_args:?}");
     assert!(!args.iter().any(|a| a.starts_with("--notary-key-file")), "no key without a Secret: {args:?}");
     let env: Vec<&str> = container["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
     assert!(env.contains(&"POD_NAMESPACE") && env.contains(&"POD_NAME"), "leader election identity: {env:?}");

@@ -165,6 +165,11 @@ pub struct Config {
     /// Scan through a Trivy server (client/server mode) instead of the local database.
     #[arg(long, env = "TIDEGATE_TRIVY_SERVER")]
     pub trivy_server: Option<String>,
+    /// How many Trivy scans run at once. Above 1 only with `--trivy-server`: a local Trivy locks
+    /// its cache directory, so local scans run one at a time, while clients of a server share
+    /// nothing locally (each still reads the image's layers from the registry).
+    #[arg(long, env = "TIDEGATE_TRIVY_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub trivy_concurrency: u16,
     /// How long one Trivy scan may take, in seconds.
     #[arg(long, default_value_t = 600)]
     pub trivy_timeout_seconds: u64,
@@ -423,4 +428,16 @@ fn error_policy<K: kube::Resource<DynamicType = ()> + ResourceExt>(
     let delay = ctx.backoff.failed(&key);
     tracing::warn!(object = %key, category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// The flags `args` give, parsed as the binary parses them (for unit tests).
+#[cfg(test)]
+pub(crate) fn config_from(args: &[&str]) -> Result<Config, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+    use clap::Parser;
+    Cli::try_parse_from(std::iter::once("tidegate-controller").chain(args.iter().copied())).map(|c| c.config)
 }

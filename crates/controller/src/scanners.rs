@@ -92,6 +92,13 @@ pub fn waiting_for(kind: ScannerKind, digest: &tidegate_core::Digest) -> String 
 /// token from `registry` for each scan.
 pub fn trivy_from_config(config: &Config, registry: Arc<RegistryClient>) -> anyhow::Result<Option<Arc<dyn Scanner>>> {
     let Some(binary) = config.trivy_binary.clone() else { return Ok(None) };
+    if config.trivy_concurrency > 1 && config.trivy_server.is_none() {
+        anyhow::bail!(
+            "--trivy-concurrency {} needs --trivy-server: a local Trivy locks its cache directory, so local scans \
+             run one at a time (use --trivy-concurrency 1, or scan through a Trivy server)",
+            config.trivy_concurrency
+        );
+    }
     let cache_dir = config.trivy_cache_dir.clone();
     std::fs::create_dir_all(&cache_dir)
         .map_err(|e| anyhow::anyhow!("--trivy-cache-dir {}: {e}", cache_dir.display()))?;
@@ -106,7 +113,7 @@ pub fn trivy_from_config(config: &Config, registry: Arc<RegistryClient>) -> anyh
         }
         None => None,
     };
-    tracing::info!(binary = %binary.display(), cache = %cache_dir.display(), offline = config.trivy_offline, server = ?config.trivy_server, "scanning with Trivy");
+    tracing::info!(binary = %binary.display(), cache = %cache_dir.display(), offline = config.trivy_offline, server = ?config.trivy_server, concurrency = config.trivy_concurrency, "scanning with Trivy");
     Ok(Some(Arc::new(TrivyScanner::new(TrivyOptions {
         binary,
         cache_dir,
@@ -116,6 +123,30 @@ pub fn trivy_from_config(config: &Config, registry: Arc<RegistryClient>) -> anyh
         plain_http: config.plain_http_registries.clone(),
         docker_config,
         timeout: Duration::from_secs(config.trivy_timeout_seconds),
+        concurrency: usize::from(config.trivy_concurrency),
         registry: Some(registry),
     }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trivy(args: &[&str]) -> anyhow::Result<Option<Arc<dyn Scanner>>> {
+        let dir = tempfile::tempdir()?;
+        let cache = dir.path().display().to_string();
+        let base = ["--trivy-binary", "/usr/bin/trivy", "--trivy-cache-dir", &cache];
+        let all: Vec<&str> = base.iter().chain(args).copied().collect();
+        let config = crate::config_from(&all)?;
+        trivy_from_config(&config, Arc::new(RegistryClient::new(Default::default())?))
+    }
+
+    #[test]
+    fn scans_run_at_once_only_through_a_trivy_server() {
+        let refused = trivy(&["--trivy-concurrency", "4"]).err().expect("refused without a server").to_string();
+        assert!(refused.contains("--trivy-concurrency 4 needs --trivy-server"), "{refused}");
+        assert!(trivy(&["--trivy-concurrency", "4", "--trivy-server", "http://trivy.scanning:4954"]).is_ok());
+        assert!(trivy(&[]).expect("one at a time by default").is_some());
+        assert!(trivy(&["--trivy-concurrency", "0"]).is_err(), "at least one");
+    }
 }

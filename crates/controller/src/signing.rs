@@ -176,15 +176,8 @@ fn crl_fetcher(config: &Config) -> Arc<CrlFetcher> {
 mod tests {
     use super::*;
 
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        config: Config,
-    }
-
     fn config(args: &[&str]) -> Result<Config, clap::Error> {
-        use clap::Parser;
-        Cli::try_parse_from(std::iter::once("tidegate-controller").chain(args.iter().copied())).map(|c| c.config)
+        crate::config_from(args)
     }
 
     fn registry() -> Arc<RegistryClient> {

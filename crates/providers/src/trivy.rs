@@ -41,6 +41,9 @@ pub struct TrivyOptions {
     pub docker_config: Option<PathBuf>,
     /// How long one scan may take.
     pub timeout: Duration,
+    /// How many scans run at once: 1 with a local database (Trivy locks its cache); more only
+    /// with `server`.
+    pub concurrency: usize,
     /// The controller's registry client: for registries whose credentials are the Azure
     /// identity (ACR token exchange), Trivy signs in with an ACR refresh token from it.
     pub registry: Option<Arc<RegistryClient>>,
@@ -49,14 +52,16 @@ pub struct TrivyOptions {
 /// Runs Trivy on candidates.
 pub struct TrivyScanner {
     options: TrivyOptions,
-    /// One scan at a time: Trivy locks its cache, and scans are CPU-heavy.
+    /// Scans running at once: one with a local database (Trivy locks its cache, and such scans
+    /// are CPU-heavy); up to `concurrency` through a server.
     running: tokio::sync::Semaphore,
 }
 
 impl TrivyScanner {
     /// A scanner with `options`.
     pub fn new(options: TrivyOptions) -> Self {
-        Self { options, running: tokio::sync::Semaphore::new(1) }
+        let at_once = if options.server.is_some() { options.concurrency.max(1) } else { 1 };
+        Self { options, running: tokio::sync::Semaphore::new(at_once) }
     }
 
     /// The arguments of one scan of `image`.
@@ -217,7 +222,20 @@ mod tests {
             docker_config: None,
             registry: None,
             timeout: Duration::from_secs(300),
+            concurrency: 1,
         }
+    }
+
+    #[test]
+    fn scans_run_one_at_a_time_unless_through_a_server() {
+        let local = TrivyScanner::new(TrivyOptions { concurrency: 4, ..options() });
+        assert_eq!(local.running.available_permits(), 1, "a local Trivy locks its cache");
+        let server =
+            TrivyScanner::new(TrivyOptions { concurrency: 4, server: Some("http://t:4954".into()), ..options() });
+        assert_eq!(server.running.available_permits(), 4);
+        let zero =
+            TrivyScanner::new(TrivyOptions { concurrency: 0, server: Some("http://t:4954".into()), ..options() });
+        assert_eq!(zero.running.available_permits(), 1);
     }
 
     #[test]
