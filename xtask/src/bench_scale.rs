@@ -97,6 +97,11 @@ pub struct ScaleArgs {
     /// a queue of N.
     #[arg(long)]
     approvals_per_second: Option<f64>,
+    /// Scan through a Trivy server instead of Trivy's local database: the bench starts
+    /// `trivy server` on loopback with the run's database, and the controller scans through it
+    /// with `--trivy-server` and `--trivy-concurrency` set to this many scans at once.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    trivy_server_concurrency: Option<u16>,
     /// Keep each run's directory (control plane, audit log, controller log) instead of removing it
     /// after a successful run.
     #[arg(long)]
@@ -120,6 +125,7 @@ pub enum Peer {
 /// What every run shares: the controller, Trivy and its database, where runs keep their files.
 struct Shared {
     controller: PathBuf,
+    scanner: scanner_tools::ScannerTools,
     trivy: PathBuf,
     trivy_cache: PathBuf,
     work: PathBuf,
@@ -162,7 +168,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let trivy_cache = work.join("trivy-cache");
     scanner_tools::write_vulnerability_db(&scanner, &crate::demo::advisories(false), &trivy_cache)?;
-    let shared = Shared { controller, trivy: scanner.trivy(), trivy_cache, work, argo };
+    let shared = Shared { controller, trivy: scanner.trivy(), scanner, trivy_cache, work, argo };
     let machine = crate::bench::machine_info();
 
     let runtime = crate::runtime()?;
@@ -482,15 +488,22 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
 
     let identity =
         tidegate_testenv::pki::write_code_signing_identity(&dir.join("notary"), "tidegate bench", "tidegate")?;
-    let signing = ControllerSigning { identity: &identity, trivy: &shared.trivy, trivy_cache: &shared.trivy_cache };
-    let mut controller = Controller::spawn(
-        &env,
-        &shared.controller,
-        &dir,
-        &signing,
-        &registry.plain_http_hosts(),
-        &args.controller_args,
-    )?;
+    // Through a Trivy server, the controller's own cache holds no database.
+    let (trivy_server, trivy_cache, controller_args) = match args.trivy_server_concurrency {
+        None => (None, shared.trivy_cache.clone(), args.controller_args.clone()),
+        Some(at_once) => {
+            let home = dir.join("trivy-server");
+            std::fs::create_dir_all(&home)?;
+            let server = scanner_tools::TrivyServer::start(&shared.scanner, &shared.trivy_cache, &home).await?;
+            let mut controller_args = args.controller_args.clone();
+            controller_args
+                .extend([format!("--trivy-server={}", server.url()), format!("--trivy-concurrency={at_once}")]);
+            (Some(server), dir.join("trivy-client"), controller_args)
+        }
+    };
+    let signing = ControllerSigning { identity: &identity, trivy: &shared.trivy, trivy_cache: &trivy_cache };
+    let mut controller =
+        Controller::spawn(&env, &shared.controller, &dir, &signing, &registry.plain_http_hosts(), &controller_args)?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let watches = spawn_watches(&client, &seen);
     let result = drive(args, &env, &client, &registry, &slots, &old_bases, &mut controller, &seen, &audit_log).await;
@@ -501,7 +514,14 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
     // The restart (with a history) stops again before the peer runs alone.
     let result = match result {
         Ok(result) if args.history > 0 => {
-            let restart = Restart { env: &env, shared, dir: &dir, signing: &signing, registry: &registry, args };
+            let restart = Restart {
+                env: &env,
+                shared,
+                dir: &dir,
+                signing: &signing,
+                registry: &registry,
+                controller_args: &controller_args,
+            };
             restart.measure(&audit_log).await.map(|relist| (result, Some(relist)))
         }
         other => other.map(|result| (result, None)),
@@ -520,6 +540,7 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
         }
         (result, _) => result,
     };
+    drop(trivy_server);
     drop(registry);
     drop(env);
     match result {
@@ -539,7 +560,7 @@ struct Restart<'a> {
     dir: &'a Path,
     signing: &'a ControllerSigning<'a>,
     registry: &'a Registry,
-    args: &'a ScaleArgs,
+    controller_args: &'a [String],
 }
 
 impl Restart<'_> {
@@ -558,7 +579,7 @@ impl Restart<'_> {
             &dir,
             self.signing,
             &self.registry.plain_http_hosts(),
-            &self.args.controller_args,
+            self.controller_args,
         )?;
         let log = controller.log.display().to_string();
         // A standby takes the killed leader's Lease once it saw it unrenewed for 15 s.
@@ -932,13 +953,17 @@ fn facts(
         ),
         format!("controller: {built}"),
         format!(
-            "layout: {} policies to a namespace (and its `-staging` twin), {} shared base(s) watched every {}, approvals {}, {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
+            "layout: {} policies to a namespace (and its `-staging` twin), {} shared base(s) watched every {}, approvals {}, scans through {}, {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
             args.per_namespace,
             args.bases,
             args.base_interval,
             args.approvals_per_second
                 .filter(|r| *r > 0.0)
                 .map_or("all at once".to_string(), |r| format!("{r} a second")),
+            args.trivy_server_concurrency
+                .map_or("Trivy's local database, one scan at a time".to_string(), |k| format!(
+                    "a Trivy server on loopback, {k} scans at once"
+                )),
             args.runs,
             args.idle_seconds,
             args.history,
@@ -981,7 +1006,10 @@ the shortest monitor window (`1m`). Every policy watches the same base tag (inte
 controller has recorded its digest before the measurement starts. With `--bases K` the policies
 share K bases instead (policy i is built on and watches `base/runtime-<i mod K>:3.20`), every one
 of which gets its update at the push; `--base-interval` sets the trigger's interval, so a short one
-shows in the idle window what watching K shared bases costs the registry.
+shows in the idle window what watching K shared bases costs the registry. With
+`--trivy-server-concurrency K` the bench starts `trivy server` on loopback with the run's database
+and the controller scans through it (`--trivy-server`, `--trivy-concurrency K`) instead of running
+Trivy on its local database one scan at a time.
 
 1. **push → all AwaitingApproval**: a new base digest is pushed under the tag, and the registry's
    push notification is posted to the controller's `/webhooks/registry` right after. Measured from

@@ -9,7 +9,7 @@ use tidegate_providers::trivy::{TrivyOptions, TrivyScanner};
 use tidegate_providers::{ProviderError, ScanRequest, Scanner};
 use tidegate_testenv::registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 use tidegate_testenv::scanner_tools::{
-    Advisory, ImageOs, Package, ScannerTools, alpine_advisories, file_layer, package_image_layers,
+    Advisory, ImageOs, Package, ScannerTools, TrivyServer, alpine_advisories, file_layer, package_image_layers,
     write_vulnerability_db,
 };
 
@@ -20,36 +20,6 @@ const OPENSSL: [Advisory; 1] = [Advisory {
     severity: "HIGH",
     title: "openssl: denial of service via null dereference",
 }];
-
-/// `trivy server` on a free loopback port with the database in `cache`, killed when dropped.
-async fn start_server(
-    tools: &ScannerTools,
-    cache: &std::path::Path,
-    home: &std::path::Path,
-) -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-    let address = format!("127.0.0.1:{port}");
-    let child = tokio::process::Command::new(tools.trivy())
-        .args(["server", "--listen", &address, "--skip-db-update", "--cache-dir"])
-        .arg(cache)
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("trivy server starts");
-    let url = format!("http://{address}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if tokio::net::TcpStream::connect(&address).await.is_ok() {
-            return (child, url);
-        }
-        assert!(std::time::Instant::now() < deadline, "trivy server did not listen on {address}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn request<'a>(image: &'a str, digest: &'a Digest) -> ScanRequest<'a> {
     ScanRequest {
@@ -73,7 +43,7 @@ async fn scans_run_at_once_through_a_trivy_server_and_report_what_its_database_s
     let (server_cache, home, client_cache) =
         (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
     write_vulnerability_db(&tools, &alpine_advisories(&OPENSSL), server_cache.path()).expect("vulnerability database");
-    let (mut server, url) = start_server(&tools, server_cache.path(), home.path()).await;
+    let server = TrivyServer::start(&tools, server_cache.path(), home.path()).await.expect("trivy server");
 
     // Four applications, each its own layer on a vulnerable or a fixed base.
     let mut images = Vec::new();
@@ -91,7 +61,7 @@ async fn scans_run_at_once_through_a_trivy_server_and_report_what_its_database_s
         binary: tools.trivy(),
         // The client's own cache holds no database: whatever is found comes from the server.
         cache_dir: client_cache.path().to_path_buf(),
-        server: Some(url),
+        server: Some(server.url().to_string()),
         offline: true,
         db_repository: None,
         plain_http: vec![host.clone()],
@@ -117,7 +87,7 @@ async fn scans_run_at_once_through_a_trivy_server_and_report_what_its_database_s
     assert!(!client_cache.path().join("db").join("trivy.db").exists(), "the controller's side downloaded no database");
 
     // Without its server, a scan fails as something to retry, naming Trivy.
-    server.kill().await.expect("stop the server");
+    drop(server);
     let (image, digest, _) = &images[0];
     match scanner.scan(&request(image, digest)).await {
         Err(ProviderError::Transient(why)) => assert!(why.contains("trivy failed"), "{why}"),

@@ -428,6 +428,56 @@ pub fn scan_image(
     })
 }
 
+/// `trivy server` (client/server mode) on a free loopback port, its database in a cache directory
+/// of its own; killed when dropped. The server makes no outside request: it never updates its
+/// database (`--skip-db-update`) and has no telemetry or version check.
+pub struct TrivyServer {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+impl TrivyServer {
+    /// Starts the server on the database in `cache_dir` (written by [`write_vulnerability_db`]),
+    /// with its home and XDG directories in `home`; returns once it accepts connections.
+    pub async fn start(tools: &ScannerTools, cache_dir: &Path, home: &Path) -> Result<Self, Error> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Error::Tool(format!("no free loopback port: {e}")))?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let mut child = tokio::process::Command::new(tools.trivy())
+            .args(["server", "--listen", &address, "--skip-db-update", "--cache-dir"])
+            .arg(cache_dir)
+            .env("HOME", home)
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Tool(format!("cannot run {} server: {e}", tools.trivy().display())))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if tokio::net::TcpStream::connect(&address).await.is_ok() {
+                return Ok(Self { _child: child, url: format!("http://{address}") });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Error::Tool(format!("trivy server exited ({status}) before listening on {address}")));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Tool(format!("trivy server did not listen on {address} within 60 s")));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, what `--server` (and `--trivy-server`) take.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 /// The distribution an image's files describe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageOs {
