@@ -198,6 +198,12 @@ async fn referrers_use_the_api_or_the_tag_schema_fallback() {
             kind == RegistryKind::Distribution,
             "the fallback tag is written only without the API ({kind:?})"
         );
+        // A registry without the API is not asked for it again meanwhile: one request per look.
+        let before = client.request_count(registry.host());
+        let again =
+            client.referrers(&repo, &subject, Some("application/vnd.cncf.notary.signature")).await.expect("referrers");
+        assert_eq!(again.len(), 1, "{kind:?}");
+        assert_eq!(client.request_count(registry.host()) - before, 1, "{kind:?}: the API, or the fallback tag only");
     }
 }
 

@@ -137,7 +137,13 @@ pub struct RegistryClient {
     holds: Mutex<HashMap<String, Instant>>,
     /// Small manifests and blobs read or pushed by digest ([`content`]).
     content: content::ContentCache,
+    /// Hosts that answered 404 to the referrers API (they have none), and when.
+    no_referrers_api: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a registry that has no referrers API is asked through the tag schema only, before
+/// its API is tried again (it may have been upgraded).
+pub const REFERRERS_API_RECHECK: Duration = Duration::from_secs(600);
 
 /// The retries a client made to one host, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -193,6 +199,7 @@ impl RegistryClient {
             retries: Mutex::default(),
             holds: Mutex::default(),
             content: Default::default(),
+            no_referrers_api: Mutex::default(),
         })
     }
 
@@ -986,22 +993,16 @@ impl RegistryClient {
         digest: &str,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        let url = format!("{}/v2/{}/referrers/{digest}", self.base(&repo.host), repo.name);
-        let response = self.send(repo, Access::Pull, Method::GET, &url, accept(OCI_INDEX), None).await?;
-        let index: ImageIndex = if response.status() == StatusCode::NOT_FOUND {
-            match self.get_manifest(repo, &fallback_tag(digest)).await {
+        let index: ImageIndex = match self.referrers_api_index(repo, digest).await? {
+            Some(index) => index,
+            None => match self.get_manifest(repo, &fallback_tag(digest)).await {
                 Ok(fetched) => serde_json::from_slice(&fetched.bytes).map_err(|e| RegistryError::Protocol {
                     repository: repo.to_string(),
                     message: format!("referrers index: {e}"),
                 })?,
                 Err(RegistryError::NotFound { .. }) => return Ok(Vec::new()),
                 Err(e) => return Err(e),
-            }
-        } else {
-            response.json().await.map_err(|e| RegistryError::Protocol {
-                repository: repo.to_string(),
-                message: format!("referrers: {e}"),
-            })?
+            },
         };
         Ok(index
             .manifests
@@ -1023,6 +1024,10 @@ impl RegistryClient {
     ) -> Result<String> {
         let digest = sha256(manifest);
         let (_, processed) = self.put_manifest(repo, &digest, media_type, manifest).await?;
+        if processed {
+            // The registry took the subject in: it has the referrers API.
+            self.no_referrers_api.lock().unwrap_or_else(|e| e.into_inner()).remove(&repo.host);
+        }
         if processed || self.referrers_api(repo, subject).await? {
             return Ok(digest);
         }
@@ -1049,9 +1054,40 @@ impl RegistryClient {
     }
 
     async fn referrers_api(&self, repo: &Repository, subject: &str) -> Result<bool> {
+        Ok(self.referrers_api_index(repo, subject).await?.is_some())
+    }
+
+    /// The referrers of `subject` through the referrers API, or `None` when the registry has no
+    /// such API (it answered 404, now or within [`REFERRERS_API_RECHECK`]: it is then not asked
+    /// again meanwhile, and the tag schema is used at once).
+    async fn referrers_api_index(&self, repo: &Repository, subject: &str) -> Result<Option<ImageIndex>> {
+        let lacks = self
+            .no_referrers_api
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&repo.host)
+            .is_some_and(|at| at.elapsed() < REFERRERS_API_RECHECK);
+        if lacks {
+            return Ok(None);
+        }
         let url = format!("{}/v2/{}/referrers/{subject}", self.base(&repo.host), repo.name);
         let response = self.send(repo, Access::Pull, Method::GET, &url, accept(OCI_INDEX), None).await?;
-        Ok(response.status().is_success())
+        let missing = response.status() == StatusCode::NOT_FOUND;
+        {
+            let mut hosts = self.no_referrers_api.lock().unwrap_or_else(|e| e.into_inner());
+            match missing {
+                true => hosts.insert(repo.host.clone(), Instant::now()),
+                false => hosts.remove(&repo.host),
+            };
+        }
+        if missing {
+            return Ok(None);
+        }
+        let index = response.json().await.map_err(|e| RegistryError::Protocol {
+            repository: repo.to_string(),
+            message: format!("referrers: {e}"),
+        })?;
+        Ok(Some(index))
     }
 }
 
