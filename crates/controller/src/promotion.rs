@@ -150,19 +150,17 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
         status.monitor_until = Some(Time(until));
     }
     // Past the rollout nobody's approval is asked about again: the condition keeps what it said.
-    let approved_message = match approvals_for(facts.phase) {
+    let kept = match approvals_for(facts.phase) {
         approvals::Approvals::Prove => None,
         approvals::Approvals::NotNeeded => {
-            status.conditions.iter().find(|c| c.type_ == "Approved").map(|c| c.message.clone())
+            status.conditions.iter().find(|c| c.type_ == "Approved").map(|c| (c.status == "True", c.message.clone()))
         }
     };
+    let (approved, approved_message) = kept.unwrap_or_else(|| {
+        (facts.approval.is_approved() || status.phase.touched_production(), approval_message(&facts, &refused))
+    });
     let mut wanted = vec![
-        Wanted::new(
-            "Approved",
-            facts.approval.is_approved() || status.phase.touched_production(),
-            plan.reason,
-            approved_message.unwrap_or_else(|| approval_message(&facts, &refused)),
-        ),
+        Wanted::new("Approved", approved, plan.reason, approved_message),
         Wanted::new("Ready", status.phase == PromotionPhase::Succeeded, plan.reason, plan.message.clone()),
     ];
     if let Some(why) = signature_problem {
@@ -376,15 +374,17 @@ async fn record_event(ctx: &Context, promotion: &Promotion, entry: &RecordEntry)
     }
 }
 
-/// Whether the approvers' rights matter to a Promotion in `phase`: before production changes
-/// and while the rollout goes on (every write is gated on approvals that hold now); not once
-/// it is done, whatever follows (monitoring, success, a rollback to what ran before).
+/// Whether the approvers' rights matter to a Promotion in `phase`: not once its rollout is done
+/// (monitoring, success, a rollback to what ran before: nothing that follows depends on who
+/// approved, and its Approved condition stays True); before production changes and while the
+/// rollout goes on every write is gated on approvals that hold now, and a Promotion that ended
+/// without changing production says what its approvals came to.
 fn approvals_for(phase: PromotionPhase) -> approvals::Approvals {
     match phase {
-        PromotionPhase::AwaitingApproval | PromotionPhase::Approved | PromotionPhase::Promoting => {
-            approvals::Approvals::Prove
+        PromotionPhase::Monitoring | PromotionPhase::Succeeded | PromotionPhase::RolledBack => {
+            approvals::Approvals::NotNeeded
         }
-        _ => approvals::Approvals::NotNeeded,
+        _ => approvals::Approvals::Prove,
     }
 }
 
