@@ -127,10 +127,14 @@ impl WorkloadWatches {
             })
     }
 
-    /// Records whether `pair` is listed; returns whether that changed.
-    fn set(&self, pair: &Pair, listed: bool) -> bool {
+    /// Records whether `pair` is listed.
+    fn set(&self, pair: &Pair, listed: bool) {
         let mut set = self.listed.write().unwrap_or_else(|e| e.into_inner());
-        if listed { set.insert(pair.clone()) } else { set.remove(pair) }
+        if listed {
+            set.insert(pair.clone());
+        } else {
+            set.remove(pair);
+        }
     }
 }
 
@@ -211,19 +215,14 @@ pub fn stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures::Stream<
 }
 
 impl Wakes {
-    /// Wakes the policies of `pair` that a change of `name` concerns (every policy of the pair
-    /// when `name` is `None`), with their Releases and Promotions that have not ended.
-    fn wake(&self, watches: &WorkloadWatches, stores: &Stores, pair: &Pair, name: Option<&str>) {
+    /// Wakes the policies of `pair` that a change of `name` concerns, with their Releases and
+    /// Promotions that have not ended.
+    fn wake(&self, watches: &WorkloadWatches, stores: &Stores, pair: &Pair, name: &str) {
         let (policy_namespace, target_namespace) = pair;
         for policy in stores.policies.state() {
-            if policy.namespace().as_deref() != Some(policy_namespace.as_str()) {
-                continue;
-            }
-            let concerned = match name {
-                Some(name) => concerns(&policy, target_namespace, name),
-                None => pairs(&policy).is_some_and(|p| p.contains(pair)),
-            };
-            if !concerned {
+            if policy.namespace().as_deref() != Some(policy_namespace.as_str())
+                || !concerns(&policy, target_namespace, name)
+            {
                 continue;
             }
             watches.changed(&policy);
@@ -285,6 +284,12 @@ pub async fn run(changes: Arc<dyn WorkloadChanges>, watches: Arc<WorkloadWatches
 }
 
 /// Follows one pair's changes: records whether it is listed and wakes whom a change concerns.
+///
+/// A failed watch wakes nobody: while it is down its policies read their workloads on every
+/// look and their rollouts are polled every 2 s again (they are no longer covered). A relist
+/// reports the Deployments that changed meanwhile one by one ([`Change`]), so it wakes only
+/// their waiters, not every policy of the pair: a thousand policies whose watches expire
+/// together would otherwise all read their workloads at once.
 async fn follow(
     pair: Pair,
     mut changes: futures::stream::BoxStream<'static, Change>,
@@ -292,7 +297,6 @@ async fn follow(
     stores: Arc<Stores>,
     wakes: Wakes,
 ) {
-    let mut listed_before = false;
     // Whether the current outage was reported (once per outage, and once if it never listed).
     let mut reported = false;
     while let Some(change) = changes.next().await {
@@ -300,15 +304,10 @@ async fn follow(
             Change::Listed => {
                 watches.set(&pair, true);
                 reported = false;
-                // Changes may have been missed while the watch was down: everyone looks again.
-                if listed_before {
-                    wakes.wake(&watches, &stores, &pair, None);
-                }
-                listed_before = true;
             }
-            Change::Changed(name) => wakes.wake(&watches, &stores, &pair, Some(&name)),
+            Change::Changed(name) => wakes.wake(&watches, &stores, &pair, &name),
             Change::Failed(error) => {
-                let was_listed = watches.set(&pair, false);
+                watches.set(&pair, false);
                 if !reported {
                     reported = true;
                     tracing::warn!(
@@ -317,10 +316,6 @@ async fn follow(
                         namespace = pair.1,
                         "watching Deployments as the deployer failed; the policies read them on every look until it recovers"
                     );
-                }
-                if was_listed {
-                    // Changes may be missed from now on: the next look reads again.
-                    wakes.wake(&watches, &stores, &pair, None);
                 }
             }
         }

@@ -5,6 +5,8 @@
 //! only where the deployer may read it, exactly as its reads do. Reconcilers waiting for a
 //! workload are woken by these changes instead of polling it.
 
+use std::collections::HashMap;
+
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -19,7 +21,8 @@ use crate::authz::Reach;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// The watch listed the namespace: from now on every change is reported. Also after a relist
-    /// (a watch expired, the API server restarted), when changes may have been missed.
+    /// (a watch expired, the API server restarted); what changed while the watch was down is
+    /// reported right before it, as [`Change::Changed`], so a relist wakes nobody else.
     Listed,
     /// The Deployment of this name was created, changed (spec or status) or deleted.
     Changed(String),
@@ -51,21 +54,65 @@ impl WorkloadChanges for Reach {
     }
 }
 
-/// Watch events as [`Change`]s: one per changed object, one when a list completes, one per error.
+/// The resource version of every Deployment seen, by name.
+type Versions = HashMap<String, Option<String>>;
+
+/// Watch events as [`Change`]s: one per changed object, one per error, and when a list completes
+/// one per object that is new, changed or gone since the list before (none after the first list),
+/// then [`Change::Listed`].
 fn changes<M, E>(events: impl Stream<Item = std::result::Result<Event<M>, E>>) -> impl Stream<Item = Change>
 where
     M: kube::ResourceExt,
     E: std::fmt::Display,
 {
-    events.filter_map(|event| {
-        futures::future::ready(match event {
-            Ok(Event::Apply(object) | Event::Delete(object)) => Some(Change::Changed(object.name_any())),
-            Ok(Event::InitDone) => Some(Change::Listed),
-            // Objects of a (re)list: the list's end reports them all at once.
-            Ok(Event::Init | Event::InitApply(_)) => None,
-            Err(e) => Some(Change::Failed(e.to_string())),
+    // What was seen (`None` until the first list completes), and the list under way.
+    let state: (Option<Versions>, Versions) = (None, Versions::new());
+    events
+        .scan(state, |(known, listing), event| {
+            let version = |object: &M| object.resource_version();
+            let out = match event {
+                Ok(Event::Apply(object)) => {
+                    known.get_or_insert_with(Versions::new).insert(object.name_any(), version(&object));
+                    vec![Change::Changed(object.name_any())]
+                }
+                Ok(Event::Delete(object)) => {
+                    if let Some(known) = known.as_mut() {
+                        known.remove(&object.name_any());
+                    }
+                    vec![Change::Changed(object.name_any())]
+                }
+                Ok(Event::Init) => {
+                    listing.clear();
+                    Vec::new()
+                }
+                Ok(Event::InitApply(object)) => {
+                    listing.insert(object.name_any(), version(&object));
+                    Vec::new()
+                }
+                Ok(Event::InitDone) => {
+                    let listed = std::mem::take(listing);
+                    let mut out: Vec<Change> = match known.as_ref() {
+                        None => Vec::new(),
+                        Some(before) => {
+                            let mut names: Vec<&String> = listed
+                                .iter()
+                                .filter(|(name, version)| before.get(*name) != Some(version))
+                                .map(|(name, _)| name)
+                                .chain(before.keys().filter(|name| !listed.contains_key(*name)))
+                                .collect();
+                            names.sort();
+                            names.into_iter().map(|name| Change::Changed(name.clone())).collect()
+                        }
+                    };
+                    *known = Some(listed);
+                    out.push(Change::Listed);
+                    out
+                }
+                Err(e) => vec![Change::Failed(e.to_string())],
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
         })
-    })
+        .flatten()
 }
 
 #[cfg(test)]
@@ -73,9 +120,54 @@ mod tests {
     use super::*;
 
     fn named(name: &str) -> PartialObjectMeta<Deployment> {
+        versioned(name, "1")
+    }
+
+    fn versioned(name: &str, version: &str) -> PartialObjectMeta<Deployment> {
         let mut meta = PartialObjectMeta::<Deployment>::default();
         meta.metadata.name = Some(name.into());
+        meta.metadata.resource_version = Some(version.into());
         meta
+    }
+
+    #[tokio::test]
+    async fn a_relist_reports_only_what_changed_while_the_watch_was_down() {
+        let events: Vec<std::result::Result<Event<PartialObjectMeta<Deployment>>, String>> = vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(versioned("a", "1"))),
+            Ok(Event::InitApply(versioned("b", "2"))),
+            Ok(Event::InitApply(versioned("c", "3"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(versioned("a", "4"))),
+            Err("410 Gone".into()),
+            // Meanwhile: b changed, c was deleted, d was created; a stayed as last seen.
+            Ok(Event::Init),
+            Ok(Event::InitApply(versioned("a", "4"))),
+            Ok(Event::InitApply(versioned("b", "5"))),
+            Ok(Event::InitApply(versioned("d", "6"))),
+            Ok(Event::InitDone),
+            // A relist that finds nothing new reports nothing but its end.
+            Ok(Event::Init),
+            Ok(Event::InitApply(versioned("a", "4"))),
+            Ok(Event::InitApply(versioned("b", "5"))),
+            Ok(Event::InitApply(versioned("d", "6"))),
+            Ok(Event::InitDone),
+        ];
+        let seen: Vec<Change> = changes(futures::stream::iter(events)).collect().await;
+        let changed = |n: &str| Change::Changed(n.into());
+        assert_eq!(
+            seen,
+            vec![
+                Change::Listed,
+                changed("a"),
+                Change::Failed("410 Gone".into()),
+                changed("b"),
+                changed("c"),
+                changed("d"),
+                Change::Listed,
+                Change::Listed,
+            ]
+        );
     }
 
     #[tokio::test]
