@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use tidegate_api::{
     ANNOTATION_APPROVED_BY, ANNOTATION_APPROVER_GROUPS, ANNOTATION_CREATED_BY, ANNOTATION_REJECTED_BY,
     ANNOTATION_REJECTER_GROUPS, ANNOTATION_ROLLBACK_GROUPS, ANNOTATION_ROLLBACK_REQUESTED_BY, ANNOTATION_TRIGGERED_BY,
-    AuditAction, AuditEntry, GROUP, Promotion, Release, approvers, recorded_groups,
+    AuditAction, AuditEntry, GROUP, Promotion, PromotionPhase, Release, approvers, recorded_groups,
 };
 use tidegate_core::approval::{Evidence, Right};
 use tidegate_providers::authz::Subject;
@@ -75,6 +75,20 @@ pub enum Approvals {
     /// Nothing this pass does depends on who approved (the rollout is done; only rollbacks and
     /// records of them can follow), so no approver is asked about.
     NotNeeded,
+}
+
+impl Approvals {
+    /// Whether the approvers' rights matter to a Promotion in `phase`: not once its rollout is
+    /// done (monitoring, success, a rollback to what ran before: nothing that follows depends on
+    /// who approved, and its Approved condition stays as it was); before production changes and
+    /// while the rollout goes on every write is gated on approvals that hold now, and a Promotion
+    /// that ended without changing production says what its approvals came to.
+    pub fn for_phase(phase: PromotionPhase) -> Self {
+        match phase {
+            PromotionPhase::Monitoring | PromotionPhase::Succeeded | PromotionPhase::RolledBack => Self::NotNeeded,
+            _ => Self::Prove,
+        }
+    }
 }
 
 /// Establishes the evidence for `promotion`, whose production targets lie in

@@ -150,7 +150,7 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
         status.monitor_until = Some(Time(until));
     }
     // Past the rollout nobody's approval is asked about again: the condition keeps what it said.
-    let kept = match approvals_for(facts.phase) {
+    let kept = match approvals::Approvals::for_phase(facts.phase) {
         approvals::Approvals::Prove => None,
         approvals::Approvals::NotNeeded => {
             status.conditions.iter().find(|c| c.type_ == "Approved").map(|c| (c.status == "True", c.message.clone()))
@@ -374,20 +374,6 @@ async fn record_event(ctx: &Context, promotion: &Promotion, entry: &RecordEntry)
     }
 }
 
-/// Whether the approvers' rights matter to a Promotion in `phase`: not once its rollout is done
-/// (monitoring, success, a rollback to what ran before: nothing that follows depends on who
-/// approved, and its Approved condition stays True); before production changes and while the
-/// rollout goes on every write is gated on approvals that hold now, and a Promotion that ended
-/// without changing production says what its approvals came to.
-fn approvals_for(phase: PromotionPhase) -> approvals::Approvals {
-    match phase {
-        PromotionPhase::Monitoring | PromotionPhase::Succeeded | PromotionPhase::RolledBack => {
-            approvals::Approvals::NotNeeded
-        }
-        _ => approvals::Approvals::Prove,
-    }
-}
-
 fn approval_message(facts: &PromotionFacts, refused: &[String]) -> String {
     let mut message = match &facts.approval {
         approval::ApprovalDecision::Approved { approvers, .. } => format!("approved by {}", approvers.join(", ")),
@@ -477,7 +463,7 @@ async fn observe_facts(
         .iter()
         .map(|w| observe::target(w, true, &namespace).map(|t| t.namespace().to_string()))
         .collect::<Result<_>>()?;
-    let asked = approvals_for(status.phase);
+    let asked = approvals::Approvals::for_phase(status.phase);
     let people =
         approvals::establish(ctx, promotion, release.as_ref(), &target_namespaces, &status.history, asked).await?;
     let approval = approval::evaluate(
