@@ -39,6 +39,8 @@ pub struct Context {
     pub scanners: crate::scanners::Scanners,
     /// Scan results of digests, shared by every policy.
     pub scans: Arc<crate::vulnerabilities::ScanCache>,
+    /// Candidates' scans that run in this controller, in the background.
+    pub scan_queue: Arc<crate::scan_queue::ScanQueue>,
     /// Signs and verifies.
     pub signer: Arc<dyn Signer>,
     /// Verifications a Promotion's rollout may reuse for its next production write.

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod promotion;
 pub mod release;
 pub mod rescan;
+pub mod scan_queue;
 pub mod scanners;
 pub mod signature_proofs;
 pub mod signing;
@@ -247,6 +248,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let (stores, triggers, watches) = stores::watch(&client, config.namespace.as_deref());
     let workload_watches = Arc::new(workload_watch::WorkloadWatches::default());
     let (wakes, woken) = workload_watch::wakes();
+    let scan_queue = Arc::new(scan_queue::ScanQueue::new(wakes.releases()));
     tokio::spawn(workload_watch::run(reach.clone(), workload_watches.clone(), stores.clone(), wakes));
     let ctx = Arc::new(Context {
         stores: stores.clone(),
@@ -271,6 +273,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
             }),
         },
         scans: vulnerabilities::cache(),
+        scan_queue,
         signer: signing.signer,
         signature_proofs: Default::default(),
         known_runs: Default::default(),

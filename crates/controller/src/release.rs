@@ -357,7 +357,19 @@ impl<'a> Work<'a> {
             now,
             deadline: crate::vulnerabilities::scan_deadline(policy, built_at)?,
         };
-        let report = match scanner.scan(&request).await {
+        let answer = match scanner.scans_itself() {
+            // A scan that runs here waits its turn in the background, not in this reconcile.
+            true => {
+                let key = crate::vulnerabilities::ScanKey::new(kind, &self.namespace, digest);
+                let queued = crate::scan_queue::Request::of(&request);
+                match self.ctx.scan_queue.poll(key, scanner.clone(), queued, ObjectRef::from_obj(self.release)) {
+                    Some(answer) => answer,
+                    None => return Ok(ScanObservation::Queued(crate::scanners::queued_for(kind, digest))),
+                }
+            }
+            false => scanner.scan(&request).await,
+        };
+        let report = match answer {
             Ok(Some(report)) => report,
             Ok(None) => return Ok(ScanObservation::Waiting(crate::scanners::waiting_for(kind, digest))),
             Err(ProviderError::NotAllowed(message)) => {

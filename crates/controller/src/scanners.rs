@@ -85,6 +85,12 @@ pub fn waiting_for(kind: ScannerKind, digest: &tidegate_core::Digest) -> String 
     }
 }
 
+/// What a Release whose scan runs in this controller says while it waits.
+pub fn queued_for(kind: ScannerKind, digest: &tidegate_core::Digest) -> String {
+    let scanner = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    format!("{digest} is being scanned by {scanner} in the controller, or waits its turn there")
+}
+
 /// The Trivy scanner the flags configure, if any. Registry credentials are handed to Trivy as a
 /// Docker `config.json` written into its cache directory.
 ///

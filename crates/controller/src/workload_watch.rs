@@ -215,6 +215,11 @@ pub fn stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures::Stream<
 }
 
 impl Wakes {
+    /// Where Releases to look again go.
+    pub fn releases(&self) -> mpsc::Sender<ObjectRef<Release>> {
+        self.releases.clone()
+    }
+
     /// Wakes the policies of `pair` that a change of `name` concerns, with their Releases and
     /// Promotions that have not ended.
     fn wake(&self, watches: &WorkloadWatches, stores: &Stores, pair: &Pair, name: &str) {

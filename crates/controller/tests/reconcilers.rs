@@ -356,6 +356,62 @@ async fn a_staging_rollout_leans_on_its_own_recent_verification_instead_of_askin
 }
 
 #[tokio::test]
+async fn a_scan_run_in_the_controller_holds_no_reconcile_and_wakes_every_release_that_waits_for_it() {
+    use std::time::Duration;
+    use tidegate_api::ReleasePhase::*;
+    let w = release_world(&digest('0'));
+    w.scanner.scan_itself();
+    w.scanner.hold_scans();
+    let status = |name: &str| w.releases.find(NS, name).and_then(|r| r.status).unwrap_or_default();
+    // Reconciles return while the scan is held: they wait in the background, not in a slot.
+    let reconcile = |name: &'static str| async {
+        tokio::time::timeout(Duration::from_secs(5), w.reconcile_release(NS, name))
+            .await
+            .expect("a reconcile does not wait for a queued scan")
+            .expect("the reconcile succeeds")
+    };
+    for _ in 0..3 {
+        reconcile("shop-app-2").await;
+    }
+    assert_eq!(status("shop-app-2").phase, Scanning);
+    let built = status("shop-app-2").digest.expect("a digest");
+    // A Release of another policy that built the same candidate waits for the same scan.
+    let mut other = policy();
+    other.metadata.name = Some("shop-worker".into());
+    w.policies.put(other);
+    let mut twin = w.releases.find(NS, "shop-app-2").expect("the Release");
+    twin.metadata.name = Some("shop-app-3".into());
+    twin.metadata.uid = Some("uid-of-shop-app-3".into());
+    twin.spec.policy = "shop-worker".into();
+    w.releases.put(twin);
+    for name in ["shop-app-2", "shop-app-3", "shop-app-2"] {
+        reconcile(name).await;
+        let waiting = status(name);
+        assert_eq!(waiting.phase, Scanning);
+        let ready = waiting.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+        assert!(ready.message.contains("waits its turn"), "{}", ready.message);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(w.scanner.scanned(), vec![pinned(&built)], "one scan of the candidate for both Releases");
+    assert_eq!(w.woken_release(Duration::from_millis(50)).await, None, "nobody is woken before the scan ends");
+
+    w.scanner.finish_scans();
+    let mut woken = Vec::new();
+    for _ in 0..2 {
+        woken.extend(w.woken_release(Duration::from_secs(5)).await);
+    }
+    assert_eq!(w.woken_release(Duration::from_millis(50)).await, None, "each once");
+    woken.sort();
+    assert_eq!(woken, ["shop-app-2", "shop-app-3"], "its end wakes every Release that waits for it");
+    for name in ["shop-app-2", "shop-app-3"] {
+        w.reconcile_release(NS, name).await.expect("the reconcile succeeds");
+        assert_eq!(status(name).phase, Signing, "{name} takes the scan's findings");
+        assert_eq!(status(name).scan.map(|s| s.blocking), Some(0));
+    }
+    assert_eq!(w.scanner.scanned().len(), 1, "the answer was shared, not scanned again");
+}
+
+#[tokio::test]
 async fn a_release_with_a_blocking_finding_is_rejected_before_staging() {
     use tidegate_api::image_policy::Severity;
     use tidegate_core::gate::Finding;

@@ -20,7 +20,7 @@ pub use facts::{
     BuildObservation, Observed, PolicyState, ReleaseFacts, ScanObservation, SignObservation, SignatureCheck,
     StagingObservation, StagingOutcome, TestsObservation,
 };
-pub use plan::{Effect, POLL, ReleasePlan, SIGNING_NOT_CONFIGURED, Transition, WATCHED_POLL, plan};
+pub use plan::{Effect, POLL, QUEUED_POLL, ReleasePlan, SIGNING_NOT_CONFIGURED, Transition, WATCHED_POLL, plan};
 pub use scan::{ScanVerdict, verdict};
 
 /// Typed transitions of a Release phase.

@@ -97,7 +97,7 @@ struct World {
 
 fn world() -> impl Strategy<Value = World> {
     (
-        (0u8..3, 0u8..3, any::<bool>(), any::<bool>(), any::<bool>()),
+        (0u8..3, 0u8..4, any::<bool>(), any::<bool>(), any::<bool>()),
         prop::collection::vec(
             prop_oneof![
                 4 => progress().prop_map(StagingOutcome::Progress),
@@ -156,6 +156,7 @@ impl World {
                         database: None,
                     },
                     1 => ScanObservation::Waiting("waiting for the scan report".into()),
+                    2 => ScanObservation::Queued("scanning in the controller".into()),
                     _ => ScanObservation::Refused { reason: "ScannerNotConfigured", message: "no scanner".into() },
                 })
             }
@@ -289,15 +290,20 @@ fn check_plan(facts: &ReleaseFacts, plan: &ReleasePlan) {
     if plan.awaits_work() || plan.phase.has_work() || plan.phase != before {
         assert!(plan.requeue_after.is_some(), "work pending but no requeue: {plan:#?}");
     }
-    // Nothing pending waits long for its next look; only a staging rollout whose workloads wake
-    // the Release is polled less often than every POLL.
+    // Nothing pending waits long for its next look; only what wakes the Release when it
+    // changes (a staging rollout of watched workloads, a scan queued in the controller) is
+    // polled less often than every POLL.
     if let Some(after) = plan.requeue_after
         && plan.phase.has_work()
         && plan.phase == before
     {
-        assert!(after <= tidegate_core::release::WATCHED_POLL, "{after:?}");
-        if plan.phase == ReleasePhase::Staging && !facts.watched {
-            assert!(after <= tidegate_core::release::POLL, "an unwatched rollout polled every {after:?}");
+        let queued = matches!(facts.observed.scan, Some(ScanObservation::Queued(_)));
+        match plan.phase {
+            ReleasePhase::Scanning if queued => assert_eq!(after, tidegate_core::release::QUEUED_POLL),
+            ReleasePhase::Staging if facts.watched => {
+                assert!(after <= tidegate_core::release::WATCHED_POLL, "{after:?}")
+            }
+            _ => assert!(after <= tidegate_core::release::POLL, "{:?} waiting polled every {after:?}", plan.phase),
         }
     }
     for effect in &plan.effects {

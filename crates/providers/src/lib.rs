@@ -184,6 +184,13 @@ pub trait Scanner: Send + Sync {
     fn database(&self) -> Option<String> {
         None
     }
+
+    /// Whether this scanner does the scanning itself (it runs Trivy), so that one scan takes
+    /// seconds and waits its turn behind others: callers then run it in the background rather than
+    /// wait for it. Report readers, which answer from what exists, say `false`.
+    fn scans_itself(&self) -> bool {
+        false
+    }
 }
 
 /// The outcome of verifying the signature of a digest.

@@ -187,6 +187,10 @@ impl Scanner for TrivyScanner {
         }
     }
 
+    fn scans_itself(&self) -> bool {
+        true
+    }
+
     fn database(&self) -> Option<String> {
         if self.options.server.is_some() {
             return None;

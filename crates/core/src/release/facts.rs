@@ -126,6 +126,10 @@ pub enum ScanObservation {
     },
     /// No result yet.
     Waiting(String),
+    /// A scan of the candidate runs in this controller, or waits its turn there. Its end wakes
+    /// the Release, which is looked at only every [`QUEUED_POLL`](super::QUEUED_POLL) besides, and
+    /// holds no reconcile while it waits.
+    Queued(String),
     /// The findings, and the gate that applies to them.
     Report {
         /// Every finding of the candidate.

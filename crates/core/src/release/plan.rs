@@ -30,6 +30,10 @@ pub const POLL: Duration = Duration::from_secs(2);
 /// besides ([`super::ReleaseFacts::watched`]).
 pub const WATCHED_POLL: Duration = Duration::from_secs(10);
 
+/// How often a Release whose scan is queued in this controller is looked at besides the wake
+/// its scan's end brings ([`ScanObservation::Queued`]).
+pub const QUEUED_POLL: Duration = Duration::from_secs(30);
+
 /// Reason of a Release that stops at signing because the controller has no signing key.
 pub const SIGNING_NOT_CONFIGURED: &str = "SigningNotConfigured";
 
@@ -272,7 +276,9 @@ fn stage(facts: &ReleaseFacts, repository: &ImageRef, workloads: &[String], stat
                 Outcome::Work(vec![Effect::Scan { digest, built_at: built.or(facts.created).unwrap_or(now) }])
             }
             Some(ScanObservation::Refused { reason, message }) => Outcome::Rejected(reason, message.clone()),
-            Some(ScanObservation::Waiting(message)) => Outcome::InProgress(message.clone()),
+            Some(ScanObservation::Waiting(message) | ScanObservation::Queued(message)) => {
+                Outcome::InProgress(message.clone())
+            }
             Some(ScanObservation::Report { findings, gate, scanner, produced_at, database }) => {
                 let verdict =
                     scan::verdict(findings, gate, scanner.clone(), *produced_at, database.clone(), &facts.fixes, now);
@@ -404,6 +410,7 @@ fn conclude(
     let requeue_after = match next {
         _ if next != phase => Some(Duration::ZERO),
         ReleasePhase::Staging if facts.watched => Some(WATCHED_POLL),
+        ReleasePhase::Scanning if matches!(facts.observed.scan, Some(ScanObservation::Queued(_))) => Some(QUEUED_POLL),
         p if p.has_work() => Some(POLL),
         _ => None,
     };

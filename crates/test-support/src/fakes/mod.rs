@@ -18,7 +18,9 @@ use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_controller::context::Context;
 use tidegate_controller::index::Index;
 use tidegate_controller::stores::{Stores, Versions};
-use tidegate_controller::{backoff, canary, leader, metrics, scanners, signature_proofs, vulnerabilities, watcher};
+use tidegate_controller::{
+    backoff, canary, leader, metrics, scan_queue, scanners, signature_proofs, vulnerabilities, watcher,
+};
 
 pub use authz::FakeAuthorizer;
 pub use objects::{FakeEvents, FakeObjects, PublishedEvent};
@@ -78,6 +80,8 @@ pub struct World {
     pub attestor: Arc<FakeAttestor>,
     /// Signs and verifies with a throwaway key.
     pub signer: Arc<HmacSigner>,
+    /// Releases the controller's background scans woke when they ended.
+    pub woken: Mutex<tokio::sync::mpsc::Receiver<kube::runtime::reflector::ObjectRef<Release>>>,
     watches: Mutex<Watches>,
     /// What the reconcilers get.
     pub context: Arc<Context>,
@@ -117,6 +121,7 @@ impl World {
             versions: Arc::new(Versions::default()),
         });
         let time = clock.clone();
+        let (wake, woken) = tokio::sync::mpsc::channel(64);
         let context = Arc::new(Context {
             stores,
             objects: tidegate_controller::objects::Objects {
@@ -137,6 +142,7 @@ impl World {
                 defender: Some(scanner.clone()),
             },
             scans: vulnerabilities::cache(),
+            scan_queue: Arc::new(scan_queue::ScanQueue::new(wake)),
             signer: signer.clone(),
             signature_proofs: signature_proofs::SignatureProofs::default(),
             known_runs: Default::default(),
@@ -167,6 +173,7 @@ impl World {
             scanner,
             attestor,
             signer,
+            woken: Mutex::new(woken),
             watches: Mutex::new(watches),
             context,
         }
@@ -197,6 +204,20 @@ impl World {
         self.sync();
         let release = self.releases.find(namespace, name).expect("the Release exists");
         tidegate_controller::release::reconcile(Arc::new(release), self.context.clone()).await.map(|_| ())
+    }
+
+    /// The next Release a background scan woke, waiting at most `within` for one.
+    pub async fn woken_release(&self, within: std::time::Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(woken) = self.woken.lock().unwrap_or_else(|e| e.into_inner()).try_recv() {
+                return Some(woken.name);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 

@@ -97,14 +97,43 @@ impl TestJobs for FakeTestJobs {
     }
 }
 
-/// A scanner that reports the findings the test set (default: none) for every digest.
-#[derive(Default)]
+/// A scanner that reports the findings the test set (default: none) for every digest. It reads
+/// reports (answers at once) unless told to [scan itself](Self::scan_itself), as Trivy does.
 pub struct FakeScanner {
     report: Mutex<ScanReport>,
     scanned: Mutex<Vec<String>>,
+    itself: std::sync::atomic::AtomicBool,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for FakeScanner {
+    fn default() -> Self {
+        Self {
+            report: Mutex::default(),
+            scanned: Mutex::default(),
+            itself: Default::default(),
+            open: tokio::sync::watch::Sender::new(true),
+        }
+    }
 }
 
 impl FakeScanner {
+    /// From now on it scans itself ([`Scanner::scans_itself`]): the controller runs its scans
+    /// in the background.
+    pub fn scan_itself(&self) {
+        self.itself.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Scans started from now on wait until [`Self::finish_scans`].
+    pub fn hold_scans(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Held scans end.
+    pub fn finish_scans(&self) {
+        self.open.send_replace(true);
+    }
+
     /// From now on every scan reports `report`.
     pub fn report(&self, report: ScanReport) {
         *self.report.lock().unwrap_or_else(|e| e.into_inner()) = report;
@@ -120,9 +149,15 @@ impl FakeScanner {
 impl Scanner for FakeScanner {
     async fn scan(&self, request: &ScanRequest<'_>) -> Result<Option<ScanReport>> {
         self.scanned.lock().unwrap_or_else(|e| e.into_inner()).push(request.image.into());
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
         let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
         report.produced_at.get_or_insert(request.now);
         Ok(Some(report))
+    }
+
+    fn scans_itself(&self) -> bool {
+        self.itself.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
