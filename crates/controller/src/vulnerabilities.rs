@@ -130,14 +130,17 @@ impl ScanKey {
     }
 }
 
-/// Results of scans of digests, shared by every policy, and one scan at a time: a digest that
-/// a hundred policies run is scanned once per interval and database, not a hundred times. "No
+/// Results of scans of digests, shared by every policy, and one scan of each digest at a time: a
+/// digest that a hundred policies run is scanned once per interval and database, not a hundred
+/// times, while scans of different digests run as the scanner allows (Trivy: one at a time
+/// locally, `--trivy-concurrency` through a server). "No
 /// result yet" (a report scanner with no report of the digest) is kept too, for at most
 /// [`NO_RESULT`], so a missing report is not asked for on every reconcile.
 #[derive(Default)]
 pub struct ScanCache {
     results: std::sync::Mutex<HashMap<ScanKey, Cached>>,
-    turn: tokio::sync::Mutex<()>,
+    /// The scans running or waiting now, one turn per key.
+    turns: std::sync::Mutex<HashMap<ScanKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One scan's answer, when it was made and with which database.
@@ -170,21 +173,47 @@ impl ScanCache {
         if let Some(cached) = self.cached(&key, database.as_deref(), fresh_for, request.now) {
             return Ok(cached);
         }
-        let _turn = self.turn.lock().await;
-        // Another policy may have scanned the digest while this one waited for its turn.
-        if let Some(cached) = self.cached(&key, database.as_deref(), fresh_for, request.now) {
-            return Ok(cached);
+        let turn = self.turn(&key);
+        let answer = async {
+            let _turn = turn.lock().await;
+            // Another policy may have scanned the digest while this one waited for its turn.
+            if let Some(cached) = self.cached(&key, database.as_deref(), fresh_for, request.now) {
+                return Ok(cached);
+            }
+            let report = scanner.scan(request).await?;
+            let database = report.as_ref().map_or(database, |r| r.database.clone());
+            self.keep(key.clone(), Cached { at: request.now, database, report: report.clone() });
+            Ok(report)
         }
-        let report = scanner.scan(request).await?;
-        let database = report.as_ref().map_or(database, |r| r.database.clone());
+        .await;
+        self.end_turn(&key, turn);
+        answer
+    }
+
+    /// The turn of `key`'s scans.
+    fn turn(&self, key: &ScanKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets `key`'s turn when nobody else holds or waits for it.
+    fn end_turn(&self, key: &ScanKey, turn: Arc<tokio::sync::Mutex<()>>) {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        // Held by the map and by `turn` only: clones are taken under this lock, so none is coming.
+        if Arc::strong_count(&turn) <= 2 {
+            turns.remove(key);
+        }
+    }
+
+    /// Keeps `cached` as the answer for `key`, making room first.
+    fn keep(&self, key: ScanKey, cached: Cached) {
         let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
         if results.len() >= CAPACITY
             && let Some(oldest) = results.iter().min_by_key(|(_, c)| c.at).map(|(k, _)| k.clone())
         {
             results.remove(&oldest);
         }
-        results.insert(key, Cached { at: request.now, database, report: report.clone() });
-        Ok(report)
+        results.insert(key, cached);
     }
 
     /// `Some(answer)` when a fresh enough answer made with `database` is kept.
@@ -301,6 +330,56 @@ mod tests {
             ScanKey::new(ScannerKind::Defender, "b", &digest)
         );
         assert_eq!(ScanKey::new(ScannerKind::Trivy, "a", &digest), ScanKey::new(ScannerKind::Trivy, "b", &digest));
+    }
+
+    /// Answers only once two scans run at the same time (or fails after 5 s alone).
+    struct Together(tokio::sync::Barrier, AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Scanner for Together {
+        async fn scan(&self, _: &ScanRequest<'_>) -> tidegate_providers::Result<Option<ScanReport>> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            tokio::time::timeout(Duration::from_secs(5), self.0.wait())
+                .await
+                .map_err(|_| tidegate_providers::ProviderError::Transient("scanned alone".into()))?;
+            Ok(Some(ScanReport::default()))
+        }
+    }
+
+    #[tokio::test]
+    async fn different_digests_are_scanned_at_once_and_one_digest_once() {
+        let scanner = Together(tokio::sync::Barrier::new(2), AtomicUsize::new(0));
+        let cache = ScanCache::default();
+        let digests: Vec<Digest> = ['d', 'e']
+            .iter()
+            .map(|c| format!("sha256:{}", c.to_string().repeat(64)).parse().expect("digest"))
+            .collect();
+        let t0 = Timestamp::from_second(1_700_000_000).expect("time");
+        let request = |digest| ScanRequest {
+            namespace: "a",
+            image: "r.io/app@sha256:dddd",
+            digest,
+            workload_namespaces: &[],
+            max_age: SignedDuration::from_hours(24),
+            now: t0,
+            deadline: None,
+        };
+        let (hour, ns) = (Duration::from_secs(3600), ["a", "b"]);
+        let scan = |digest, ns| {
+            let request = request(digest);
+            let cache = &cache;
+            let scanner = &scanner;
+            async move { cache.scan(ScanKey::new(ScannerKind::Trivy, ns, digest), scanner, &request, hour).await }
+        };
+        // Two policies run digest d, a third runs e: d's second scan waits for its first and takes
+        // its answer; e's runs beside d's.
+        let (first, second, third) =
+            tokio::join!(scan(&digests[0], ns[0]), scan(&digests[0], ns[1]), scan(&digests[1], ns[0]));
+        for answer in [first, second, third] {
+            assert_eq!(answer.expect("scanned beside another digest"), Some(ScanReport::default()));
+        }
+        assert_eq!(scanner.1.load(Ordering::SeqCst), 2, "one scan per digest");
+        assert!(cache.turns.lock().expect("lock").is_empty(), "no turn is kept once its scans ended");
     }
 
     /// A report scanner without a report of the digest.
