@@ -248,7 +248,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let (stores, triggers, watches) = stores::watch(&client, config.namespace.as_deref());
     let workload_watches = Arc::new(workload_watch::WorkloadWatches::default());
     let (wakes, woken) = workload_watch::wakes();
-    let scan_queue = Arc::new(scan_queue::ScanQueue::new(wakes.releases()));
+    let scan_queue = Arc::new(scan_queue::ScanQueue::new(wakes.releases(), metrics.scans_pending.clone()));
     tokio::spawn(workload_watch::run(reach.clone(), workload_watches.clone(), stores.clone(), wakes));
     let ctx = Arc::new(Context {
         stores: stores.clone(),

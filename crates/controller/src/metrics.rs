@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -69,6 +70,8 @@ pub struct Metrics {
     pub status_writes: Family<KindLabel, Counter>,
     /// Azure Resource Manager requests, by operation and outcome.
     pub azure_requests: Family<AzureLabels, Counter>,
+    /// Candidates' scans queued or running in the controller now.
+    pub scans_pending: Gauge,
     azure_stats: std::sync::OnceLock<AzureStats>,
     ready: AtomicBool,
 }
@@ -94,6 +97,12 @@ impl Default for Metrics {
             "Azure Resource Manager requests (retries and polls included), by operation and outcome",
             azure_requests.clone(),
         );
+        let scans_pending = Gauge::default();
+        registry.register(
+            "scans_pending",
+            "Candidates' scans queued or running in the controller (Trivy), whose Releases wait in Scanning",
+            scans_pending.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -102,6 +111,7 @@ impl Default for Metrics {
             transitions,
             status_writes,
             azure_requests,
+            scans_pending,
             azure_stats: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         }

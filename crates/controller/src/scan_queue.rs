@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::reflector::ObjectRef;
+use prometheus_client::metrics::gauge::Gauge;
 use tidegate_api::Release;
 use tidegate_core::Digest;
 use tidegate_providers::{ProviderError, ScanReport, ScanRequest, Scanner};
@@ -82,6 +83,7 @@ pub type Answer = Result<Option<ScanReport>, ProviderError>;
 pub struct ScanQueue {
     scans: Mutex<HashMap<ScanKey, Scan>>,
     wake: mpsc::Sender<ObjectRef<Release>>,
+    pending: Gauge,
 }
 
 enum Scan {
@@ -132,9 +134,10 @@ impl Kept {
 }
 
 impl ScanQueue {
-    /// A queue whose scans wake their waiting Releases through `wake`.
-    pub fn new(wake: mpsc::Sender<ObjectRef<Release>>) -> Self {
-        Self { scans: Mutex::new(HashMap::new()), wake }
+    /// A queue whose scans wake their waiting Releases through `wake`, and which counts the
+    /// scans queued or running in `pending`.
+    pub fn new(wake: mpsc::Sender<ObjectRef<Release>>, pending: Gauge) -> Self {
+        Self { scans: Mutex::new(HashMap::new()), wake, pending }
     }
 
     /// The answer of the scan `key` names when one ended lately; else `None`, after queueing the
@@ -164,18 +167,13 @@ impl ScanQueue {
         forget_ended(&mut scans);
         scans.insert(key.clone(), Scan::Pending { waiters: vec![waiter] });
         drop(scans);
+        self.pending.inc();
         let ending = Ending { queue: self.clone(), key: Some(key) };
         tokio::spawn(async move {
             let answer = scanner.scan(&request.borrowed()).await;
             ending.end(answer);
         });
         None
-    }
-
-    /// Scans queued or running now.
-    pub fn pending(&self) -> usize {
-        let scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
-        scans.values().filter(|s| matches!(s, Scan::Pending { .. })).count()
     }
 
     /// Records the answer of the scan `key` names and wakes its waiters.
@@ -188,6 +186,7 @@ impl ScanQueue {
                 _ => Vec::new(),
             }
         };
+        self.pending.dec();
         for waiter in waiters {
             // A full queue drops the wake: the Release looks again within QUEUED_POLL anyway.
             let _ = self.wake.try_send(waiter);
@@ -301,7 +300,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failure_is_handed_out_briefly_then_the_scan_runs_again_and_its_findings_are_kept() {
         let (wake, mut woken) = mpsc::channel(8);
-        let queue = Arc::new(ScanQueue::new(wake));
+        let pending = Gauge::default();
+        let queue = Arc::new(ScanQueue::new(wake, pending.clone()));
         let flaky = Arc::new(Flaky { scans: AtomicUsize::new(0), panics: false });
         let scanner: Arc<dyn Scanner> = flaky.clone();
         let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().expect("digest");
@@ -319,13 +319,13 @@ mod tests {
         tokio::time::advance(KEEP_RESULT - Duration::from_secs(1)).await;
         assert!(answer(&queue, &mut woken, &scanner, &digest).await.is_ok());
         assert_eq!(flaky.scans.load(Ordering::SeqCst), 2, "findings are kept for KEEP_RESULT");
-        assert_eq!(queue.pending(), 0);
+        assert_eq!(pending.get(), 0, "no scan is pending");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_scan_whose_task_dies_ends_with_an_error_instead_of_leaving_its_waiters_waiting() {
         let (wake, mut woken) = mpsc::channel(8);
-        let queue = Arc::new(ScanQueue::new(wake));
+        let queue = Arc::new(ScanQueue::new(wake, Gauge::default()));
         let scanner: Arc<dyn Scanner> = Arc::new(Flaky { scans: AtomicUsize::new(1), panics: true });
         let digest: Digest = format!("sha256:{}", "b".repeat(64)).parse().expect("digest");
         let failed = answer(&queue, &mut woken, &scanner, &digest).await.expect_err("no answer");

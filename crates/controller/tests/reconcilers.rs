@@ -394,6 +394,7 @@ async fn a_scan_run_in_the_controller_holds_no_reconcile_and_wakes_every_release
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(w.scanner.scanned(), vec![pinned(&built)], "one scan of the candidate for both Releases");
     assert_eq!(w.woken_release(Duration::from_millis(50)).await, None, "nobody is woken before the scan ends");
+    assert_eq!(w.context.metrics.scans_pending.get(), 1, "the metric counts the scan queued or running");
 
     w.scanner.finish_scans();
     let mut woken = Vec::new();
@@ -401,6 +402,7 @@ async fn a_scan_run_in_the_controller_holds_no_reconcile_and_wakes_every_release
         woken.extend(w.woken_release(Duration::from_secs(5)).await);
     }
     assert_eq!(w.woken_release(Duration::from_millis(50)).await, None, "each once");
+    assert_eq!(w.context.metrics.scans_pending.get(), 0);
     woken.sort();
     assert_eq!(woken, ["shop-app-2", "shop-app-3"], "its end wakes every Release that waits for it");
     for name in ["shop-app-2", "shop-app-3"] {

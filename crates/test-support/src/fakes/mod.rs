@@ -122,6 +122,7 @@ impl World {
         });
         let time = clock.clone();
         let (wake, woken) = tokio::sync::mpsc::channel(64);
+        let metrics = Arc::new(metrics::Metrics::default());
         let context = Arc::new(Context {
             stores,
             objects: tidegate_controller::objects::Objects {
@@ -142,13 +143,13 @@ impl World {
                 defender: Some(scanner.clone()),
             },
             scans: vulnerabilities::cache(),
-            scan_queue: Arc::new(scan_queue::ScanQueue::new(wake)),
+            scan_queue: Arc::new(scan_queue::ScanQueue::new(wake, metrics.scans_pending.clone())),
             signer: signer.clone(),
             signature_proofs: signature_proofs::SignatureProofs::default(),
             known_runs: Default::default(),
             attestor: attestor.clone(),
             events: events.clone(),
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics,
             backoff: backoff::Backoff::default(),
             identity: CONTROLLER.into(),
             clock: Arc::new(move || time.now()),
