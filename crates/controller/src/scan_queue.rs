@@ -5,9 +5,9 @@
 //! reconcile takes the result.
 //!
 //! One scan per [`ScanKey`] at a time: Releases of a hundred policies that built the same digest
-//! share one scan. A result is kept for [`KEEP_RESULT`] so that every waiter finds it; a failure
-//! only for [`KEEP_FAILURE`], so that the waiters woken by it see it (and back off), and the next
-//! attempt scans again.
+//! share one scan. An answer is kept until every Release it woke took it, and at most
+//! [`KEEP_RESULT`] (a failure at most [`KEEP_FAILURE`]): the waiters woken by a failure see it
+//! (and back off), and the next attempt scans again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,9 +23,9 @@ use tokio::time::Instant;
 
 use crate::vulnerabilities::ScanKey;
 
-/// How long a finished scan's findings are handed to the Releases that ask for them.
+/// How long a finished scan's findings are kept at most for the Releases it woke.
 pub const KEEP_RESULT: Duration = Duration::from_secs(600);
-/// How long a failed scan's error is handed out before the next attempt scans again.
+/// How long a failed scan's error is kept at most for the Releases it woke.
 pub const KEEP_FAILURE: Duration = Duration::from_secs(30);
 /// At most this many scans are remembered; finished ones are forgotten first, oldest first.
 const CAPACITY: usize = 4096;
@@ -89,8 +89,8 @@ pub struct ScanQueue {
 enum Scan {
     /// Queued or running; these Releases wait for it.
     Pending { waiters: Vec<ObjectRef<Release>> },
-    /// Ended at `at`.
-    Ended { at: Instant, answer: Kept },
+    /// Ended at `at`; these Releases, woken by its end, have not taken the answer yet.
+    Ended { at: Instant, answer: Kept, waiting: Vec<ObjectRef<Release>> },
 }
 
 /// An answer that can be handed to several waiters ([`ProviderError`] is not `Clone`).
@@ -152,8 +152,15 @@ impl ScanQueue {
     ) -> Option<Answer> {
         let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
         match scans.get_mut(&key) {
-            Some(Scan::Ended { at, answer }) if at.elapsed() < answer.kept_for() => {
-                return Some(answer.clone().answer());
+            Some(Scan::Ended { at, answer, waiting }) if at.elapsed() < answer.kept_for() => {
+                let taken = answer.clone().answer();
+                // Forgotten once every Release it woke took it: findings are not kept in memory
+                // longer than someone waits for them.
+                waiting.retain(|w| w != &waiter);
+                if waiting.is_empty() {
+                    scans.remove(&key);
+                }
+                return Some(taken);
             }
             Some(Scan::Pending { waiters }) => {
                 if !waiters.contains(&waiter) {
@@ -180,11 +187,13 @@ impl ScanQueue {
     fn end(&self, key: ScanKey, answer: Answer) {
         let waiters = {
             let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
-            let ended = Scan::Ended { at: Instant::now(), answer: Kept::of(answer) };
-            match scans.insert(key, ended) {
+            let waiters = match scans.remove(&key) {
                 Some(Scan::Pending { waiters }) => waiters,
                 _ => Vec::new(),
-            }
+            };
+            let ended = Scan::Ended { at: Instant::now(), answer: Kept::of(answer), waiting: waiters.clone() };
+            scans.insert(key, ended);
+            waiters
         };
         self.pending.dec();
         for waiter in waiters {
@@ -226,7 +235,7 @@ fn forget_ended(scans: &mut HashMap<ScanKey, Scan>) {
     }
     scans.retain(|_, s| match s {
         Scan::Pending { .. } => true,
-        Scan::Ended { at, answer } => at.elapsed() < answer.kept_for(),
+        Scan::Ended { at, answer, .. } => at.elapsed() < answer.kept_for(),
     });
     while scans.len() >= CAPACITY {
         let oldest = scans
@@ -282,44 +291,88 @@ mod tests {
         }
     }
 
+    fn key(digest: &Digest) -> ScanKey {
+        ScanKey::new(ScannerKind::Trivy, "shop", digest)
+    }
+
+    fn release(name: &str) -> ObjectRef<Release> {
+        ObjectRef::new(name).within("shop")
+    }
+
+    /// What `waiter` gets now: `None` when the scan is queued or running.
+    fn poll(queue: &Arc<ScanQueue>, scanner: &Arc<dyn Scanner>, digest: &Digest, waiter: &str) -> Option<Answer> {
+        queue.poll(key(digest), scanner.clone(), request(digest), release(waiter))
+    }
+
+    /// The names of the next `count` Releases woken.
+    async fn woken(rx: &mut mpsc::Receiver<ObjectRef<Release>>, count: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        for _ in 0..count {
+            let woken = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.expect("woken").expect("open");
+            names.push(woken.name);
+        }
+        names
+    }
+
+    /// The answer `waiter` gets after the scan it queued ends.
     async fn answer(
         queue: &Arc<ScanQueue>,
-        woken: &mut mpsc::Receiver<ObjectRef<Release>>,
+        rx: &mut mpsc::Receiver<ObjectRef<Release>>,
         scanner: &Arc<dyn Scanner>,
         digest: &Digest,
+        waiter: &str,
     ) -> Answer {
-        let waiter = ObjectRef::new("shop-app-1").within("shop");
-        let key = ScanKey::new(ScannerKind::Trivy, "shop", digest);
-        if let Some(answer) = queue.poll(key.clone(), scanner.clone(), request(digest), waiter.clone()) {
-            return answer;
-        }
-        assert_eq!(woken.recv().await, Some(waiter.clone()), "its end wakes the waiter");
-        queue.poll(key, scanner.clone(), request(digest), waiter).expect("an answer once woken")
+        assert!(poll(queue, scanner, digest, waiter).is_none(), "queued");
+        assert_eq!(woken(rx, 1).await, [waiter], "its end wakes the waiter");
+        poll(queue, scanner, digest, waiter).expect("an answer once woken")
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failure_is_handed_out_briefly_then_the_scan_runs_again_and_its_findings_are_kept() {
-        let (wake, mut woken) = mpsc::channel(8);
+    async fn an_answer_goes_to_every_release_it_woke_and_is_then_forgotten() {
+        let (wake, mut rx) = mpsc::channel(8);
         let pending = Gauge::default();
         let queue = Arc::new(ScanQueue::new(wake, pending.clone()));
         let flaky = Arc::new(Flaky { scans: AtomicUsize::new(0), panics: false });
         let scanner: Arc<dyn Scanner> = flaky.clone();
         let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().expect("digest");
 
-        let failed = answer(&queue, &mut woken, &scanner, &digest).await.expect_err("the first scan fails");
-        assert!(failed.is_transient() && failed.to_string().contains("registry unavailable"), "{failed}");
-        // Every waiter woken by the failure sees it, without scanning again.
-        assert!(answer(&queue, &mut woken, &scanner, &digest).await.is_err());
-        assert_eq!(flaky.scans.load(Ordering::SeqCst), 1);
-
-        tokio::time::advance(KEEP_FAILURE).await;
-        let report = answer(&queue, &mut woken, &scanner, &digest).await.expect("the next attempt scans again");
+        // Two Releases wait for one scan, which fails: both are woken and both see the failure.
+        assert!(poll(&queue, &scanner, &digest, "a").is_none());
+        assert!(poll(&queue, &scanner, &digest, "b").is_none());
+        assert_eq!(pending.get(), 1);
+        assert_eq!(woken(&mut rx, 2).await, ["a", "b"]);
+        for waiter in ["a", "b"] {
+            let failed = poll(&queue, &scanner, &digest, waiter).expect("answered").expect_err("the scan failed");
+            assert!(failed.is_transient() && failed.to_string().contains("registry unavailable"), "{failed}");
+        }
+        assert_eq!(flaky.scans.load(Ordering::SeqCst), 1, "one scan for both");
+        // Taken by both, the failure is forgotten: the next attempt scans again.
+        let report = answer(&queue, &mut rx, &scanner, &digest, "a").await.expect("scanned again");
         assert_eq!(report, Some(ScanReport::default()));
         assert_eq!(flaky.scans.load(Ordering::SeqCst), 2);
-        tokio::time::advance(KEEP_RESULT - Duration::from_secs(1)).await;
-        assert!(answer(&queue, &mut woken, &scanner, &digest).await.is_ok());
-        assert_eq!(flaky.scans.load(Ordering::SeqCst), 2, "findings are kept for KEEP_RESULT");
+        // So are findings: nothing is kept once its one waiter took it.
+        assert!(answer(&queue, &mut rx, &scanner, &digest, "a").await.is_ok());
+        assert_eq!(flaky.scans.load(Ordering::SeqCst), 3);
         assert_eq!(pending.get(), 0, "no scan is pending");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_a_woken_release_never_takes_is_kept_at_most_keep_result() {
+        let (wake, mut rx) = mpsc::channel(8);
+        let flaky = Arc::new(Flaky { scans: AtomicUsize::new(1), panics: false });
+        let scanner: Arc<dyn Scanner> = flaky.clone();
+        let queue = Arc::new(ScanQueue::new(wake, Gauge::default()));
+        let digest: Digest = format!("sha256:{}", "c".repeat(64)).parse().expect("digest");
+        assert!(poll(&queue, &scanner, &digest, "a").is_none());
+        assert!(poll(&queue, &scanner, &digest, "gone").is_none());
+        assert_eq!(woken(&mut rx, 2).await, ["a", "gone"]);
+        assert!(poll(&queue, &scanner, &digest, "a").expect("answered").is_ok());
+        // "gone" (deleted meanwhile) never takes it; another Release of the digest still may.
+        tokio::time::advance(KEEP_RESULT - Duration::from_secs(1)).await;
+        assert!(poll(&queue, &scanner, &digest, "c").expect("kept").is_ok());
+        assert_eq!(flaky.scans.load(Ordering::SeqCst), 2, "one scan");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(poll(&queue, &scanner, &digest, "c").is_none(), "too old: scanned again");
     }
 
     #[tokio::test(start_paused = true)]
@@ -328,11 +381,10 @@ mod tests {
         let queue = Arc::new(ScanQueue::new(wake, Gauge::default()));
         let scanner: Arc<dyn Scanner> = Arc::new(Flaky { scans: AtomicUsize::new(1), panics: true });
         let digest: Digest = format!("sha256:{}", "b".repeat(64)).parse().expect("digest");
-        let failed = answer(&queue, &mut woken, &scanner, &digest).await.expect_err("no answer");
+        let failed = answer(&queue, &mut woken, &scanner, &digest, "a").await.expect_err("no answer");
         assert!(failed.is_transient() && failed.to_string().contains("without an answer"), "{failed}");
-        tokio::time::advance(KEEP_FAILURE).await;
         assert_eq!(
-            answer(&queue, &mut woken, &scanner, &digest).await.expect("scanned again"),
+            answer(&queue, &mut woken, &scanner, &digest, "a").await.expect("scanned again"),
             Some(Default::default())
         );
     }
