@@ -335,20 +335,22 @@ pub(super) async fn ran(targets: &KubernetesTargets, target: &Resolved<'_>, imag
 }
 
 pub(super) async fn live_slot_image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
-    let deployment = live_slot_deployment(targets, target).await?;
-    Ok(deployment.and_then(|d| image_of(&d, target.target.container.as_deref())))
+    let (_, live) = base_and_live_slot(targets, target).await?;
+    Ok(live.and_then(|d| image_of(&d, target.target.container.as_deref())))
 }
 
-/// The Deployment of the live slot (the base Deployment when slots are not in use).
-pub(super) async fn live_slot_deployment(
+/// The base Deployment and the Deployment of the live slot (the base itself while blue is live),
+/// each read once.
+pub(super) async fn base_and_live_slot(
     targets: &KubernetesTargets,
     target: &Resolved<'_>,
-) -> Result<Option<Deployment>> {
+) -> Result<(Deployment, Option<Deployment>)> {
     let (api, base) = get_base(targets, target).await?;
     if live_slot(&base) == BLUE {
-        Ok(Some(base))
+        Ok((base.clone(), Some(base)))
     } else {
-        Ok(api.get_opt(&slot_name(&target.target.name, GREEN)).await?)
+        let green = api.get_opt(&slot_name(&target.target.name, GREEN)).await?;
+        Ok((base, green))
     }
 }
 

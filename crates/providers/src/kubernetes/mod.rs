@@ -114,14 +114,18 @@ impl KubernetesTargets {
         let container = target.target.container.as_deref();
         match target.target.kind {
             KubernetesKind::Deployment => {
-                let live = match plan.side_by_side {
-                    true => deployment::live_slot_deployment(self, target).await?,
-                    false => Some(deployment::base(self, target).await?),
+                // One read of each Deployment: the base carries the break-glass marks of a
+                // side-by-side target, the live slot its image.
+                let (base, live) = match plan.side_by_side {
+                    true => deployment::base_and_live_slot(self, target).await?,
+                    false => {
+                        let base = deployment::base(self, target).await?;
+                        (base.clone(), Some(base))
+                    }
                 };
                 let Some(live) = live else { return Ok(Live::default()) };
                 let mut found = Live::of(&live.metadata, deployment::image_of(&live, container));
                 if found.break_glass.is_none() && plan.side_by_side {
-                    let base = deployment::base(self, target).await?;
                     let marks = Live::of(&base.metadata, None);
                     (found.break_glass, found.break_glass_by) = (marks.break_glass, marks.break_glass_by);
                 }
