@@ -4,8 +4,10 @@
 //! and the scan's end wakes it (and every other Release that waits for the same scan). The next
 //! reconcile takes the result.
 //!
-//! One scan per [`ScanKey`] at a time: Releases of a hundred policies that built the same digest
-//! share one scan. An answer is kept until every Release it woke took it, and at most
+//! One scan per [`ScanKey`] and image at a time: Releases of policies that built the same digest in
+//! the same repository share one scan. The same digest in another repository is scanned on its
+//! own: a namespace that copies someone's candidate into a registry of its own (which may fail or
+//! stall) never makes the other's Release wait for, or take, that scan's failure. An answer is kept until every Release it woke took it, and at most
 //! [`KEEP_RESULT`] (a failure at most [`KEEP_FAILURE`]): the waiters woken by a failure see it
 //! (and back off), and the next attempt scans again.
 
@@ -79,9 +81,12 @@ impl Request {
 /// A scan's answer as the waiters get it.
 pub type Answer = Result<Option<ScanReport>, ProviderError>;
 
+/// What one scan is of: the scan's key and the image (pinned) it reads.
+type Key = (ScanKey, String);
+
 /// Scans running in the background, and the answers of those that ended.
 pub struct ScanQueue {
-    scans: Mutex<HashMap<ScanKey, Scan>>,
+    scans: Mutex<HashMap<Key, Scan>>,
     wake: mpsc::Sender<ObjectRef<Release>>,
     pending: Gauge,
 }
@@ -140,9 +145,9 @@ impl ScanQueue {
         Self { scans: Mutex::new(HashMap::new()), wake, pending }
     }
 
-    /// The answer of the scan `key` names when one ended lately; else `None`, after queueing the
-    /// scan of `request` with `scanner` unless it is already queued or running. `waiter` is woken
-    /// when it ends.
+    /// The answer of the scan of `request`'s image that `key` names, when one ended lately; else
+    /// `None`, after queueing the scan with `scanner` unless it is already queued or running.
+    /// `waiter` is woken when it ends.
     pub fn poll(
         self: &Arc<Self>,
         key: ScanKey,
@@ -150,6 +155,7 @@ impl ScanQueue {
         request: Request,
         waiter: ObjectRef<Release>,
     ) -> Option<Answer> {
+        let key = (key, request.image.clone());
         let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
         match scans.get_mut(&key) {
             Some(Scan::Ended { at, answer, waiting }) if at.elapsed() < answer.kept_for() => {
@@ -184,7 +190,7 @@ impl ScanQueue {
     }
 
     /// Records the answer of the scan `key` names and wakes its waiters.
-    fn end(&self, key: ScanKey, answer: Answer) {
+    fn end(&self, key: Key, answer: Answer) {
         let waiters = {
             let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
             let waiters = match scans.remove(&key) {
@@ -208,7 +214,7 @@ impl ScanQueue {
 /// gone.
 struct Ending {
     queue: Arc<ScanQueue>,
-    key: Option<ScanKey>,
+    key: Option<Key>,
 }
 
 impl Ending {
@@ -229,7 +235,7 @@ impl Drop for Ending {
 }
 
 /// Makes room for one more scan: finished ones past their keep go, then the oldest finished.
-fn forget_ended(scans: &mut HashMap<ScanKey, Scan>) {
+fn forget_ended(scans: &mut HashMap<Key, Scan>) {
     if scans.len() < CAPACITY {
         return;
     }
@@ -373,6 +379,43 @@ mod tests {
         assert_eq!(flaky.scans.load(Ordering::SeqCst), 2, "one scan");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(poll(&queue, &scanner, &digest, "c").is_none(), "too old: scanned again");
+    }
+
+    /// Fails every scan of an image outside `registry.example.com`.
+    struct Elsewhere(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Scanner for Elsewhere {
+        async fn scan(&self, request: &ScanRequest<'_>) -> tidegate_providers::Result<Option<ScanReport>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            match request.image.starts_with("registry.example.com/") {
+                true => Ok(Some(ScanReport::default())),
+                false => Err(ProviderError::Transient("attacker.example.com stalls".into())),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_digest_copied_into_another_repository_is_scanned_on_its_own() {
+        let (wake, mut rx) = mpsc::channel(8);
+        let queue = Arc::new(ScanQueue::new(wake, Gauge::default()));
+        let elsewhere = Arc::new(Elsewhere(AtomicUsize::new(0)));
+        let scanner: Arc<dyn Scanner> = elsewhere.clone();
+        let digest: Digest = format!("sha256:{}", "d".repeat(64)).parse().expect("digest");
+        // Another namespace's Release of a copy of the candidate, in a registry of its own, queues
+        // first; the candidate's own Release does not join its scan.
+        let copy = Request { image: format!("attacker.example.com/copy@{digest}"), ..request(&digest) };
+        assert!(queue.poll(key(&digest), scanner.clone(), copy.clone(), release("copy")).is_none());
+        assert!(poll(&queue, &scanner, &digest, "a").is_none());
+        let mut woken = woken(&mut rx, 2).await;
+        woken.sort();
+        assert_eq!(woken, ["a", "copy"]);
+        assert_eq!(elsewhere.0.load(Ordering::SeqCst), 2, "two scans");
+        assert_eq!(
+            poll(&queue, &scanner, &digest, "a").expect("answered").expect("its own scan"),
+            Some(Default::default())
+        );
+        assert!(queue.poll(key(&digest), scanner, copy, release("copy")).expect("answered").is_err());
     }
 
     #[tokio::test(start_paused = true)]
