@@ -391,8 +391,7 @@ impl<'a> Work<'a> {
         Ok(ScanObservation::Report {
             findings: report.findings,
             gate: crate::vulnerabilities::gate_policy(policy, production),
-            // As the API spells it (`trivy`, `trivyReport`, `configMapReport`).
-            scanner: serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)),
+            scanner: crate::scanners::spelled(kind),
             produced_at: report.produced_at,
             database: report.database,
         })

@@ -85,9 +85,14 @@ pub fn waiting_for(kind: ScannerKind, digest: &tidegate_core::Digest) -> String 
     }
 }
 
+/// The scanner as the API spells it (`trivy`, `trivyReport`, `configMapReport`).
+pub fn spelled(kind: ScannerKind) -> Option<String> {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from))
+}
+
 /// What a Release whose scan runs in this controller says while it waits.
 pub fn queued_for(kind: ScannerKind, digest: &tidegate_core::Digest) -> String {
-    let scanner = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let scanner = spelled(kind).unwrap_or_default();
     format!("{digest} is being scanned by {scanner} in the controller, or waits its turn there")
 }
 
