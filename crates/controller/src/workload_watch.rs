@@ -1,12 +1,13 @@
 //! Wakes the reconcilers when a Kubernetes Deployment they deploy to changes.
 //!
 //! The controller holds no rights on workloads. For every (policy namespace, target namespace)
-//! pair that some policy's Deployment targets name, it keeps one metadata-only watch of that
-//! namespace's Deployments *as the policy namespace's deployer* (which the shipped
-//! `tidegate-deployer` role allows: `list` and `watch` on Deployments). A change of a Deployment
-//! wakes the policies that target it (or one of its colour slots) and their Releases and
-//! Promotions that have not ended. Nothing is written or trusted because of a change: woken
-//! reconcilers read the workload again, as before, and decide.
+//! pair that some policy's Deployment targets name, it keeps one watch of that namespace's
+//! Deployments *as the policy namespace's deployer* (which the shipped `tidegate-deployer` role
+//! allows: `list` and `watch` on Deployments). A change of a Deployment wakes the policies that
+//! target it (or one of its colour slots) and their Releases and Promotions that have not ended.
+//! Nothing is written because of a change: woken reconcilers look at the workload again (from
+//! what the same watch shows, [`tidegate_providers::kubernetes::DeploymentCache`], while it is
+//! current) and decide; a step that changes a workload reads it from the API server first.
 //!
 //! A policy whose every target is a watched Deployment keeps what it last read of them (an
 //! [`Observation`]) until a change is seen, its generation changes, or `--resync-interval-seconds`

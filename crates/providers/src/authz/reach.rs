@@ -1,9 +1,9 @@
 //! The controller acts on workloads only as the policy namespace's `tidegate-deployer`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use crate::kubernetes::KubernetesTargets;
+use crate::kubernetes::{DeploymentCache, KubernetesTargets};
 use crate::{ProviderError, Result};
 
 /// Name of the ServiceAccount, in each policy's namespace, whose rights bound what Tidegate does
@@ -35,12 +35,19 @@ pub struct Reach {
     manager: String,
     clients: Mutex<HashMap<String, kube::Client>>,
     production: Mutex<HashMap<(String, String), kube::Client>>,
+    deployments: Arc<DeploymentCache>,
 }
 
 impl Reach {
     /// Impersonating clients derived from the controller's own `config`.
     pub fn new(config: kube::Config, manager: impl Into<String>) -> Self {
-        Self { config, manager: manager.into(), clients: Mutex::default(), production: Mutex::default() }
+        Self {
+            config,
+            manager: manager.into(),
+            clients: Mutex::default(),
+            production: Mutex::default(),
+            deployments: Arc::default(),
+        }
     }
 
     /// A client acting as the deployer of `policy_namespace`.
@@ -88,13 +95,20 @@ impl Reach {
             .map_err(|e| ProviderError::Permanent(format!("cannot build the deployer client: {e}")))
     }
 
+    /// What the Deployment watches made through these clients show ([`crate::kubernetes::WorkloadChanges`]).
+    pub fn deployment_cache(&self) -> &Arc<DeploymentCache> {
+        &self.deployments
+    }
+
     /// Production targets changed as the deployer of `policy_namespace` for `promotion`.
     pub fn production_targets(&self, policy_namespace: &str, promotion: &str) -> Result<KubernetesTargets> {
-        Ok(KubernetesTargets::new(self.production_client(policy_namespace, promotion)?, self.manager.clone()))
+        Ok(KubernetesTargets::new(self.production_client(policy_namespace, promotion)?, self.manager.clone())
+            .with_cache(self.deployments.clone(), policy_namespace))
     }
 
     /// Kubernetes deploy targets changed as the deployer of `policy_namespace`.
     pub fn targets(&self, policy_namespace: &str) -> Result<KubernetesTargets> {
-        Ok(KubernetesTargets::new(self.client(policy_namespace)?, self.manager.clone()))
+        Ok(KubernetesTargets::new(self.client(policy_namespace)?, self.manager.clone())
+            .with_cache(self.deployments.clone(), policy_namespace))
     }
 }

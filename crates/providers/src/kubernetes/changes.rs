@@ -1,16 +1,15 @@
 //! Changes of the Deployments in one namespace, as a policy namespace's deployer sees them.
 //!
-//! A metadata-only watch (names and resource versions; no pod templates are kept or even
-//! received), made with the deployer's impersonating client: the controller learns of a change
-//! only where the deployer may read it, exactly as its reads do. Reconcilers waiting for a
-//! workload are woken by these changes instead of polling it.
+//! A watch made with the deployer's impersonating client: the controller learns of a change only
+//! where the deployer may read it, exactly as its reads do. Reconcilers waiting for a workload are
+//! woken by these changes instead of polling it, and what the watch shows is kept, trimmed, in the
+//! [`DeploymentCache`](super::DeploymentCache) of the [`Reach`] for the reads that only look.
 
 use std::collections::HashMap;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
@@ -48,9 +47,11 @@ impl WorkloadChanges for Reach {
         policy_namespace: &str,
         target_namespace: &str,
     ) -> Result<futures::stream::BoxStream<'static, Change>> {
-        // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
-        let api: Api<PartialObjectMeta<Deployment>> = Api::namespaced(self.client(policy_namespace)?, target_namespace);
-        Ok(changes(watcher::watcher(api, watcher::Config::default()).default_backoff()).boxed())
+        let api: Api<Deployment> = Api::namespaced(self.client(policy_namespace)?, target_namespace);
+        // The cache takes each event before it is reported: a woken reconciler reads the change.
+        let feed = self.deployment_cache().feed(policy_namespace, target_namespace);
+        let events = watcher::watcher(api, watcher::Config::default()).default_backoff().inspect(move |e| feed.take(e));
+        Ok(changes(events).boxed())
     }
 }
 
@@ -118,6 +119,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::core::PartialObjectMeta;
 
     fn named(name: &str) -> PartialObjectMeta<Deployment> {
         versioned(name, "1")

@@ -36,6 +36,23 @@ async fn get_base(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<
     Ok((api, deployment))
 }
 
+/// A Deployment read only to look (never to change it): from the deployer watch's cache when
+/// that can tell, else from the API server.
+async fn look(targets: &KubernetesTargets, namespace: &str, name: &str) -> Result<Option<Deployment>> {
+    if let Some(seen) = targets.cached(namespace, name) {
+        return Ok(seen);
+    }
+    let api: Api<Deployment> = Api::namespaced(targets.client().clone(), namespace);
+    Ok(api.get_opt(name).await?)
+}
+
+/// The base Deployment, read only to look.
+async fn look_base(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Deployment> {
+    look(targets, &target.namespace, &target.target.name)
+        .await?
+        .ok_or_else(|| ProviderError::Permanent(format!("target {} not found", target.display())))
+}
+
 /// The managed container's image.
 pub(crate) fn image_of(deployment: &Deployment, container: Option<&str>) -> Option<String> {
     let pod = deployment.spec.as_ref()?.template.spec.as_ref()?;
@@ -101,36 +118,42 @@ pub(super) async fn converge_in_place(
     target: &Resolved<'_>,
     image: &str,
 ) -> Result<Progress> {
+    let container = target.target.container.as_deref();
+    // A poll of a rollout under way, which writes nothing, is answered from the watch's copy.
+    if let Some(Some(seen)) = targets.cached(&target.namespace, &target.target.name)
+        && image_of(&seen, container).as_deref() == Some(image)
+    {
+        return Ok(in_place_progress(target, &seen, image));
+    }
     let (api, deployment) = get_base(targets, target).await?;
-    if image_of(&deployment, target.target.container.as_deref()).as_deref() != Some(image) {
-        set_image(targets, &api, &deployment, target.target.container.as_deref(), image, None).await?;
+    if image_of(&deployment, container).as_deref() != Some(image) {
+        set_image(targets, &api, &deployment, container, image, None).await?;
         return Ok(Progress::InProgress(format!("{}: image set to {image}", target.display())));
     }
-    match rolled_out(&deployment) {
-        Ok(true) => Ok(Progress::Done),
-        Ok(false) => Ok(Progress::InProgress(format!("{}: rolling out {image}", target.display()))),
-        Err(e) => Ok(Progress::Failed(e.to_string())),
+    Ok(in_place_progress(target, &deployment, image))
+}
+
+/// How far the rollout of `image`, which `deployment` already runs, got.
+fn in_place_progress(target: &Resolved<'_>, deployment: &Deployment, image: &str) -> Progress {
+    match rolled_out(deployment) {
+        Ok(true) => Progress::Done,
+        Ok(false) => Progress::InProgress(format!("{}: rolling out {image}", target.display())),
+        Err(e) => Progress::Failed(e.to_string()),
     }
 }
 
 pub(super) async fn in_place_image(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Option<String>> {
-    let (_, deployment) = get_base(targets, target).await?;
+    let deployment = look_base(targets, target).await?;
     Ok(image_of(&deployment, target.target.container.as_deref()))
 }
 
 /// Makes the user's Deployment slot `blue`: its Pods carry the slot label, and it records the
 /// live slot and the replicas a live slot runs.
 async fn adopt(targets: &KubernetesTargets, api: &Api<Deployment>, base: Deployment) -> Result<Deployment> {
-    let annotations = base.metadata.annotations.clone().unwrap_or_default();
-    let labelled = base
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.as_ref())
-        .is_some_and(|l| l.get(LABEL_SLOT).map(String::as_str) == Some(BLUE));
-    if labelled && annotations.contains_key(ANNOTATION_ACTIVE_SLOT) && annotations.contains_key(ANNOTATION_REPLICAS) {
+    if adopted(&base) {
         return Ok(base);
     }
+    let annotations = base.metadata.annotations.clone().unwrap_or_default();
     let replicas = base.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let patch = json!({
         "metadata": {"annotations": {
@@ -141,6 +164,49 @@ async fn adopt(targets: &KubernetesTargets, api: &Api<Deployment>, base: Deploym
     });
     let name = base.metadata.name.clone().unwrap_or_default();
     Ok(api.patch(&name, &targets.params(), &Patch::Strategic(&patch)).await?)
+}
+
+/// Whether the user's Deployment is slot `blue` already (see [`adopt`]).
+fn adopted(base: &Deployment) -> bool {
+    let annotations = base.metadata.annotations.as_ref();
+    let labelled = base
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .is_some_and(|l| l.get(LABEL_SLOT).map(String::as_str) == Some(BLUE));
+    labelled
+        && annotations.is_some_and(|a| a.contains_key(ANNOTATION_ACTIVE_SLOT) && a.contains_key(ANNOTATION_REPLICAS))
+}
+
+/// The one step of a side-by-side rollout that writes nothing and reads nothing but the two
+/// Deployments: waiting for the idle slot, which runs `image` at full scale, to become available.
+/// `None` for every other step.
+fn waiting_for_idle_slot(
+    target: &Resolved<'_>,
+    base: &Deployment,
+    green: Option<&Deployment>,
+    image: &str,
+) -> Option<Progress> {
+    let container = target.target.container.as_deref();
+    if !adopted(base) {
+        return None;
+    }
+    let live = live_slot(base);
+    let (live_deployment, idle_deployment) = if live == BLUE { (Some(base), green) } else { (green, Some(base)) };
+    let idle_deployment = idle_deployment?;
+    let ready_to_wait = image_of(live_deployment?, container).as_deref() != Some(image)
+        && image_of(idle_deployment, container).as_deref() == Some(image)
+        && idle_deployment.spec.as_ref().and_then(|s| s.replicas) == Some(slot_replicas(base));
+    match ready_to_wait.then(|| rolled_out(idle_deployment))? {
+        Ok(true) => None,
+        Ok(false) => Some(Progress::InProgress(format!(
+            "{}: waiting for slot {} to become available",
+            target.display(),
+            other(live)
+        ))),
+        Err(e) => Some(Progress::Failed(e.to_string())),
+    }
 }
 
 fn live_slot(base: &Deployment) -> &str {
@@ -231,6 +297,13 @@ pub(super) async fn converge_slots(
     plan: &RolloutPlan,
     image: &str,
 ) -> Result<Progress> {
+    // A poll while the idle slot comes up, which writes nothing, is answered from the watch's copy.
+    if let Some(Some(base)) = targets.cached(&target.namespace, &target.target.name)
+        && let Some(green) = targets.cached(&target.namespace, &slot_name(&target.target.name, GREEN))
+        && let Some(waiting) = waiting_for_idle_slot(target, &base, green.as_ref(), image)
+    {
+        return Ok(waiting);
+    }
     let (api, base) = get_base(targets, target).await?;
     let base = adopt(targets, &api, base).await?;
     let container = target.target.container.as_deref();
@@ -340,23 +413,23 @@ pub(super) async fn live_slot_image(targets: &KubernetesTargets, target: &Resolv
 }
 
 /// The base Deployment and the Deployment of the live slot (the base itself while blue is live),
-/// each read once.
+/// each read once, only to look.
 pub(super) async fn base_and_live_slot(
     targets: &KubernetesTargets,
     target: &Resolved<'_>,
 ) -> Result<(Deployment, Option<Deployment>)> {
-    let (api, base) = get_base(targets, target).await?;
+    let base = look_base(targets, target).await?;
     if live_slot(&base) == BLUE {
         Ok((base.clone(), Some(base)))
     } else {
-        let green = api.get_opt(&slot_name(&target.target.name, GREEN)).await?;
+        let green = look(targets, &target.namespace, &slot_name(&target.target.name, GREEN)).await?;
         Ok((base, green))
     }
 }
 
-/// The base Deployment.
+/// The base Deployment, read only to look.
 pub(super) async fn base(targets: &KubernetesTargets, target: &Resolved<'_>) -> Result<Deployment> {
-    Ok(get_base(targets, target).await?.1)
+    look_base(targets, target).await
 }
 
 /// Available, and no container of the live Pods running `image` has restarted.
@@ -366,14 +439,11 @@ pub(super) async fn health(
     plan: &RolloutPlan,
     image: &str,
 ) -> Result<Health> {
-    let (api, base) = get_base(targets, target).await?;
     let (deployment, slot) = if plan.side_by_side {
-        let live = live_slot(&base);
-        let d =
-            if live == BLUE { Some(base.clone()) } else { api.get_opt(&slot_name(&target.target.name, GREEN)).await? };
-        (d, Some(live))
+        let (base, live) = base_and_live_slot(targets, target).await?;
+        (live, Some(live_slot(&base).to_string()))
     } else {
-        (Some(base.clone()), None)
+        (Some(look_base(targets, target).await?), None)
     };
     let Some(deployment) = deployment else {
         return Ok(Health::Unhealthy(format!("{}: the live Deployment is gone", target.display())));
@@ -393,7 +463,7 @@ pub(super) async fn health(
     let mut selector: BTreeMap<String, String> =
         deployment.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
     if let Some(slot) = slot {
-        selector.insert(LABEL_SLOT.into(), slot.into());
+        selector.insert(LABEL_SLOT.into(), slot);
     }
     let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let pods: Api<Pod> = Api::namespaced(targets.client().clone(), &target.namespace);
@@ -424,6 +494,7 @@ pub(super) async fn health(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidegate_api::image_policy::KubernetesTarget;
 
     fn base() -> Deployment {
         serde_json::from_value(json!({
@@ -462,6 +533,63 @@ mod tests {
         assert!(rolled_out(&deployment).expect("progressing"));
         deployment.status.as_mut().expect("status").terminating_replicas = None;
         assert!(rolled_out(&deployment).expect("progressing"), "API servers without the field");
+    }
+
+    #[test]
+    fn only_the_wait_for_the_idle_slot_is_answered_without_a_fresh_read() {
+        let spec: KubernetesTarget =
+            serde_json::from_value(json!({"kind": "Deployment", "name": "web", "namespace": "shop"})).expect("target");
+        let target = Resolved::new(&spec, "shop");
+        let new = "registry.example/shop/app@sha256:new";
+        let mut blue = base();
+        blue.metadata.annotations = Some(
+            [
+                (ANNOTATION_ACTIVE_SLOT.to_string(), BLUE.to_string()),
+                (ANNOTATION_REPLICAS.to_string(), "2".to_string()),
+            ]
+            .into(),
+        );
+        let labels = blue.spec.as_mut().and_then(|s| s.template.metadata.as_mut()).and_then(|m| m.labels.as_mut());
+        labels.expect("labels").insert(LABEL_SLOT.into(), BLUE.into());
+        let mut green = green_from(&blue, new, None, 2).expect("copy");
+        green.metadata.generation = Some(1);
+        green.status = Some(serde_json::from_value(json!({"observedGeneration": 1, "replicas": 2})).expect("status"));
+        let waiting = |blue: &Deployment, green: &Deployment| waiting_for_idle_slot(&target, blue, Some(green), new);
+
+        assert!(
+            matches!(waiting(&blue, &green), Some(Progress::InProgress(m)) if m.contains("waiting for slot green"))
+        );
+        let mut stuck = green.clone();
+        stuck.status = Some(
+            serde_json::from_value(json!({"conditions": [
+            {"type": "Progressing", "status": "False", "message": "deadline exceeded"}]}))
+            .expect("status"),
+        );
+        assert!(matches!(waiting(&blue, &stuck), Some(Progress::Failed(m)) if m.contains("deadline exceeded")));
+
+        // Every other step writes, or reads more than the two Deployments: it reads them fresh.
+        let mut available = green.clone();
+        available.status = Some(
+            serde_json::from_value(json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+                "availableReplicas": 2}))
+            .expect("status"),
+        );
+        assert_eq!(waiting(&blue, &available), None, "making it live is a write");
+        let mut scaled_down = green.clone();
+        scaled_down.spec.as_mut().expect("spec").replicas = Some(0);
+        assert_eq!(waiting(&blue, &scaled_down), None, "scaling it up is a write");
+        let older = green_from(&blue, "registry.example/shop/app@sha256:older", None, 2).expect("copy");
+        assert_eq!(waiting(&blue, &older), None, "setting its image is a write");
+        assert_eq!(waiting(&base(), &green), None, "adopting the base is a write");
+        let mut green_live = blue.clone();
+        green_live
+            .metadata
+            .annotations
+            .as_mut()
+            .expect("annotations")
+            .insert(ANNOTATION_ACTIVE_SLOT.into(), GREEN.into());
+        assert_eq!(waiting(&green_live, &green), None, "the live slot runs it: traffic and health are read");
+        assert_eq!(waiting_for_idle_slot(&target, &blue, None, new), None, "creating the slot is a write");
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! again when the world already matches writes nothing. That makes a controller restart in the
 //! middle of a rollout harmless: the next call picks up where the world is.
 
+mod cache;
 mod changes;
 mod cronjob;
 mod deployment;
 
+pub use cache::DeploymentCache;
 pub use changes::{Change, WorkloadChanges};
+
+use std::sync::Arc;
 
 use tidegate_api::image_policy::{KubernetesKind, KubernetesTarget};
 use tidegate_core::promotion::{Health, Progress};
@@ -59,6 +63,8 @@ impl Live {
 pub struct KubernetesTargets {
     client: kube::Client,
     manager: String,
+    /// What the deployer watches show, and the policy namespace whose deployer this acts as.
+    cache: Option<(Arc<DeploymentCache>, String)>,
 }
 
 /// One target resolved: its kind, namespace and name.
@@ -85,7 +91,13 @@ impl<'a> Resolved<'a> {
 impl KubernetesTargets {
     /// Targets changed through `client`, writing as field manager `manager`.
     pub fn new(client: kube::Client, manager: impl Into<String>) -> Self {
-        Self { client, manager: manager.into() }
+        Self { client, manager: manager.into(), cache: None }
+    }
+
+    /// These targets, with reads that only look answered from `cache` where the watch made as
+    /// `policy_namespace`'s deployer (the identity `client` acts as) is current.
+    pub fn with_cache(self, cache: Arc<DeploymentCache>, policy_namespace: impl Into<String>) -> Self {
+        Self { cache: Some((cache, policy_namespace.into())), ..self }
     }
 
     /// Converges the target one step towards `image` with `plan`.
@@ -164,6 +176,12 @@ impl KubernetesTargets {
             KubernetesKind::Deployment => deployment::ran(self, target, image).await,
             KubernetesKind::CronJob => cronjob::ran(self, target, image).await,
         }
+    }
+
+    /// The Deployment `name` in `namespace` from the cache, when the cache can tell.
+    pub(crate) fn cached(&self, namespace: &str, name: &str) -> Option<Option<k8s_openapi::api::apps::v1::Deployment>> {
+        let (cache, policy_namespace) = self.cache.as_ref()?;
+        cache.get(policy_namespace, namespace, name)
     }
 
     pub(crate) fn client(&self) -> &kube::Client {
