@@ -94,9 +94,9 @@ pub struct Config {
     /// How long what an ImagePolicy last read of its workloads stands, in seconds, when every
     /// staging and production target is a Kubernetes Deployment in a namespace watched as the
     /// policy namespace's deployer and no change of them was seen (a change wakes the policy and
-    /// is read at once). Its periodic looks (`--observe-interval-seconds`) read nothing from the
-    /// API server until then. CronJob and Azure targets, and a watch that is not listed, are read
-    /// on every look.
+    /// is read at once). Its periodic looks (`--observe-interval-seconds`) read nothing again
+    /// until then, and the re-read then is answered from what that watch shows. CronJob and Azure
+    /// targets, and a watch that is not listed, are read from the API server on every look.
     #[arg(long, env = "TIDEGATE_RESYNC_INTERVAL_SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub resync_interval_seconds: u64,
