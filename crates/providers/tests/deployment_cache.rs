@@ -3,19 +3,19 @@
 //! namespace's deployer, and the reads that only look are answered from what that watch saw,
 //! only for that policy namespace, and only while the watch is current.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use tidegate_api::image_policy::{KubernetesTarget, StrategyKind};
 use tidegate_core::rollout::{Retire, RolloutPlan};
 use tidegate_providers::authz::Reach;
 use tidegate_providers::kubernetes::{Change, Resolved, WorkloadChanges};
 use tidegate_testenv::{apply, shared};
+
+mod shipped_rbac;
 
 const CONTROLLER_USER: &str = "deployment-cache-test-controller";
 const IMAGE: &str = "registry.example.com/shop/app@sha256:";
@@ -61,21 +61,7 @@ async fn next(changes: &mut futures::stream::BoxStream<'static, Change>, what: &
 #[tokio::test]
 async fn looks_are_answered_from_the_deployers_own_current_watch() {
     let env = shared().expect("environment starts");
-    let admin = env.client().await.expect("admin client");
-    let rbac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml");
-    let rbac = std::fs::read_to_string(&rbac).expect("deploy/rbac.yaml");
-    apply::apply_yaml(&admin, &rbac, "default", "deployment-cache-test").await.expect("apply deploy/rbac.yaml");
-    let binding = format!(
-        r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {CONTROLLER_USER}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-controller}}
-subjects:
-- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {CONTROLLER_USER}}}
-"#
-    );
-    apply::apply_yaml(&admin, &binding, "default", "deployment-cache-test").await.expect("bind the controller");
+    let admin = shipped_rbac::install(env, CONTROLLER_USER, "deployment-cache-test").await;
     let (team, other, prod) = ("cache-team", "cache-other", "cache-prod");
     for namespace in [team, other, prod] {
         env.create_namespace(namespace).await.expect("namespace");
@@ -101,9 +87,7 @@ subjects:
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), prod);
     deployments.create(&PostParams::default(), &deployment("web", &image('a'))).await.expect("create web");
 
-    let kubeconfig = Kubeconfig::from_yaml(&env.user_kubeconfig(CONTROLLER_USER, &[]).expect("kubeconfig"))
-        .expect("kubeconfig yaml");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+    let config = shipped_rbac::config(env, CONTROLLER_USER).await;
     let reach = Arc::new(Reach::new(config, "deployment-cache-test"));
     let target: KubernetesTarget = serde_json::from_value(serde_json::json!({
         "kind": "Deployment", "namespace": prod, "name": "web"

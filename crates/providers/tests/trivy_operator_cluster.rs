@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use tidegate_core::Digest;
 use tidegate_providers::authz::Reach;
 use tidegate_providers::trivy_operator::{OperatorScanner, api_resource};
 use tidegate_providers::{ProviderError, ScanReport, ScanRequest, Scanner};
-use tidegate_testenv::{TestEnv, apply, shared};
+use tidegate_testenv::{apply, shared};
+
+mod shipped_rbac;
 
 /// The user the controller runs as, bound to the shipped ClusterRole `tidegate-controller`.
 const CONTROLLER_USER: &str = "trivy-operator-test-controller";
@@ -39,26 +40,12 @@ impl Cluster {
     /// `<name>` with its deployer ServiceAccount.
     async fn new(name: &str) -> Self {
         let env = shared().expect("environment starts");
-        let admin = env.client().await.expect("admin client");
-        let rbac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml");
-        let rbac = std::fs::read_to_string(&rbac).expect("deploy/rbac.yaml");
-        apply::apply_yaml(&admin, &rbac, "default", "trivy-operator-test").await.expect("apply deploy/rbac.yaml");
-        let controller = format!(
-            r#"
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {CONTROLLER_USER}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tidegate-controller}}
-subjects:
-- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {CONTROLLER_USER}}}
-"#
-        );
-        apply::apply_yaml(&admin, &controller, "default", "trivy-operator-test").await.expect("bind the controller");
+        let admin = shipped_rbac::install(env, CONTROLLER_USER, "trivy-operator-test").await;
         env.create_namespace(name).await.expect("policy namespace");
         let deployer =
             format!("apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: tidegate-deployer, namespace: {name}}}\n");
         apply::apply_yaml(&admin, &deployer, name, "trivy-operator-test").await.expect("deployer");
-        let reach = Arc::new(Reach::new(controller_config(env).await, "trivy-operator-test"));
+        let reach = Arc::new(Reach::new(shipped_rbac::config(env, CONTROLLER_USER).await, "trivy-operator-test"));
         Self { admin, scanner: OperatorScanner::new(reach), policy: name.to_string() }
     }
 
@@ -148,12 +135,6 @@ subjects:
         };
         self.scanner.scan(&request).await
     }
-}
-
-async fn controller_config(env: &TestEnv) -> kube::Config {
-    let kubeconfig = Kubeconfig::from_yaml(&env.user_kubeconfig(CONTROLLER_USER, &[]).expect("kubeconfig"))
-        .expect("kubeconfig yaml");
-    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config")
 }
 
 /// The operator's report in the shared fixtures, as JSON.
@@ -251,7 +232,8 @@ async fn a_namespace_whose_owner_did_not_bind_the_deployer_is_refused() {
 
     // The controller's own identity reads no reports anywhere: every read is the deployer's.
     let env = shared().expect("environment");
-    let controller = kube::Client::try_from(controller_config(env).await).expect("controller client");
+    let controller =
+        kube::Client::try_from(shipped_rbac::config(env, CONTROLLER_USER).await).expect("controller client");
     let api: Api<DynamicObject> = Api::namespaced_with(controller, open, &api_resource());
     match api.list(&ListParams::default()).await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
