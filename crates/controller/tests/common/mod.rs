@@ -97,6 +97,45 @@ impl Scenario {
              subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]\n"
         );
         self.apply(&yaml, namespace).await;
+        self.wait_until_bound(role, user, namespace).await;
+    }
+
+    /// Waits until the API server's authorizer grants `user` in `namespace` what the first rule
+    /// of ClusterRole `role` allows: it sees a new binding (and an aggregated role's rules) a
+    /// moment after the write, and a request sent in between is refused.
+    async fn wait_until_bound(&self, role: &str, user: &str, namespace: &str) {
+        use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+        use k8s_openapi::api::rbac::v1::ClusterRole;
+        let roles: Api<ClusterRole> = Api::all(self.admin.clone());
+        let reviews: Api<SubjectAccessReview> = Api::all(self.admin.clone());
+        let concrete = |values: &Option<Vec<String>>| {
+            values.iter().flatten().find(|v| v.as_str() != "*" && !v.contains('/')).cloned()
+        };
+        wait(&format!("{user} to hold {role} in {namespace}"), MINUTE, || async {
+            let rules = roles.get(role).await.ok()?.rules.unwrap_or_default();
+            let rule = rules.iter().find(|r| {
+                r.resource_names.as_ref().is_none_or(Vec::is_empty)
+                    && concrete(&r.resources).is_some()
+                    && concrete(&Some(r.verbs.clone())).is_some()
+            })?;
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.to_string()),
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(namespace.to_string()),
+                        group: concrete(&rule.api_groups).or(Some(String::new())),
+                        resource: concrete(&rule.resources),
+                        verb: concrete(&Some(rule.verbs.clone())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = reviews.create(&PostParams::default(), &review).await.ok()?;
+            answer.status.is_some_and(|s| s.allowed).then_some(())
+        })
+        .await;
     }
 
     /// Deletes RoleBinding `name` in `namespace`, as the namespace's owner would.
