@@ -515,9 +515,15 @@ impl<'a> Work<'a> {
     }
 }
 
-/// Opens the Promotion of a Verified Release; a second call finds it already there.
+/// Opens the Promotion of a Verified Release; a later call finds it already there. Every pass
+/// of a Verified Release asks for it, so the watch's copy answers first and only a Promotion the
+/// watch does not show (not opened yet, or not seen yet) is read from the API server: a cluster
+/// of Releases waiting for approval costs no request per pass.
 async fn open_promotion(ctx: &Context, release: &Release, name: &str, digest: &Digest) -> Result<()> {
     let namespace = release.namespace().unwrap_or_default();
+    if ctx.stores.promotions.get(&ObjectRef::new(name).within(&namespace)).is_some() {
+        return Ok(());
+    }
     let api = ctx.objects.promotions.as_ref();
     if api.get(&namespace, name).await?.is_some() {
         return Ok(());

@@ -4,7 +4,8 @@
 //! pair that some policy's Deployment targets name, it keeps one watch of that namespace's
 //! Deployments *as the policy namespace's deployer* (which the shipped `tidegate-deployer` role
 //! allows: `list` and `watch` on Deployments). A change of a Deployment wakes the policies that
-//! target it (or one of its colour slots) and their Releases and Promotions that have not ended.
+//! target it (or one of its colour slots), their Releases that roll staging out or test it, and
+//! their Promotions that have not ended.
 //! Nothing is written because of a change: woken reconcilers look at the workload again (from
 //! what the same watch shows, [`tidegate_providers::kubernetes::DeploymentCache`], while it is
 //! current) and decide; a step that changes a workload reads it from the API server first.
@@ -221,8 +222,8 @@ impl Wakes {
         self.releases.clone()
     }
 
-    /// Wakes the policies of `pair` that a change of `name` concerns, with their Releases and
-    /// Promotions that have not ended.
+    /// Wakes the policies of `pair` that a change of `name` concerns, with their Releases that
+    /// roll staging out or test it and their Promotions that have not ended.
     fn wake(&self, watches: &WorkloadWatches, stores: &Stores, pair: &Pair, name: &str) {
         let (policy_namespace, target_namespace) = pair;
         for policy in stores.policies.state() {
@@ -238,7 +239,7 @@ impl Wakes {
                 if stores
                     .releases
                     .get(&release)
-                    .is_some_and(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+                    .is_some_and(|r| r.status.as_ref().is_some_and(|s| s.phase.waits_for_workloads()))
                 {
                     let _ = self.releases.try_send(release);
                 }
@@ -432,5 +433,96 @@ spec:
         assert!(!concerns(&policy, "team", "api2"), "another Deployment that merely shares the prefix");
         assert!(!concerns(&policy, "team", "web"));
         assert!(!concerns(&policy, "elsewhere", "api"));
+    }
+
+    /// A store of `objects` and the indexes given, as a watch's first list leaves them.
+    fn listed<K>(indexes: &[&Arc<crate::index::Index<K>>], objects: Vec<K>) -> kube::runtime::reflector::Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        use kube::runtime::watcher::Event;
+        let mut writer = kube::runtime::reflector::store::Writer::default();
+        let events = std::iter::once(Event::Init)
+            .chain(objects.into_iter().map(Event::InitApply))
+            .chain(std::iter::once(Event::InitDone));
+        for event in events {
+            for index in indexes {
+                index.apply(&event);
+            }
+            writer.apply_watcher_event(&event);
+        }
+        writer.as_reader()
+    }
+
+    /// The names woken so far, sorted.
+    fn drain<K: kube::Resource<DynamicType = ()>>(rx: &mut mpsc::Receiver<ObjectRef<K>>) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Ok(reference) = rx.try_recv() {
+            names.push(reference.name);
+        }
+        names.sort();
+        names
+    }
+
+    fn object<K: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: serde_json::Value, phase: &str) -> K {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "tidegate.dev/v1alpha1", "kind": kind,
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": spec, "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deployment_change_wakes_its_policy_the_releases_rolling_staging_and_the_open_promotions() {
+        use crate::index::Index;
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let release = |name: &str, phase: &str| -> Release {
+            object(
+                "Release",
+                name,
+                serde_json::json!({"policy": "shop", "reason": {"type": "BaseImageUpdated"}}),
+                phase,
+            )
+        };
+        let promotion = |name: &str, phase: &str| -> Promotion {
+            let spec = serde_json::json!({"policy": "shop", "release": "r-verified", "digest": digest});
+            object("Promotion", name, spec, phase)
+        };
+        let releases_by_policy = Arc::new(Index::new(|r: &Release| r.spec.policy.clone()));
+        let promotions_by_policy = Arc::new(Index::new(|p: &Promotion| p.spec.policy.clone()));
+        let promotions_by_release = Arc::new(Index::new(|p: &Promotion| p.spec.release.clone()));
+        let releases = ["Staging", "Testing", "Verified", "Superseded", "Building"];
+        let promotions = ["AwaitingApproval", "Promoting", "Succeeded", "RolledBack"];
+        let stores = Stores {
+            policies: listed(&[], vec![policy(TWO_NAMESPACES)]),
+            releases: listed(
+                &[&releases_by_policy],
+                releases.iter().map(|p| release(&format!("r-{}", p.to_lowercase()), p)).collect(),
+            ),
+            promotions: listed(
+                &[&promotions_by_policy, &promotions_by_release],
+                promotions.iter().map(|p| promotion(&format!("p-{}", p.to_lowercase()), p)).collect(),
+            ),
+            releases_by_policy,
+            promotions_by_policy,
+            promotions_by_release,
+            versions: Default::default(),
+        };
+        let (wakes, mut woken) = super::wakes();
+        let watches = WorkloadWatches::default();
+        let pair = ("team".to_string(), "team-staging".to_string());
+        wakes.wake(&watches, &stores, &pair, "api");
+
+        assert_eq!(drain(&mut woken.policies), vec!["shop"]);
+        assert_eq!(
+            drain(&mut woken.releases),
+            vec!["r-staging", "r-testing"],
+            "a Verified Release waits for no workload"
+        );
+        assert_eq!(drain(&mut woken.promotions), vec!["p-awaitingapproval", "p-promoting"]);
+
+        wakes.wake(&watches, &stores, &pair, "unrelated");
+        assert!(drain(&mut woken.policies).is_empty(), "a Deployment no policy targets wakes nobody");
     }
 }

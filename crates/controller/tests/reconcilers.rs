@@ -336,6 +336,20 @@ async fn a_release_is_built_scanned_signed_and_staged_then_waits_for_approval() 
 }
 
 #[tokio::test]
+async fn a_verified_release_finds_its_promotion_in_the_watch_and_reads_nothing() {
+    let w = release_world(&digest('0'));
+    settle_release(&w, "shop-app-2").await;
+    assert_eq!(w.promotions.all().len(), 1, "one Promotion is opened");
+    let (reads, writes) = (w.promotions.reads(), w.releases.status_writes());
+    for _ in 0..3 {
+        w.reconcile_release(NS, "shop-app-2").await.expect("the reconcile succeeds");
+    }
+    assert_eq!(w.promotions.reads(), reads, "the watch shows the Promotion: no GET per pass");
+    assert_eq!(w.releases.status_writes(), writes, "nothing changes");
+    assert_eq!(w.promotions.all().len(), 1, "still one Promotion");
+}
+
+#[tokio::test]
 async fn a_staging_rollout_leans_on_its_own_recent_verification_instead_of_asking_every_poll() {
     use tidegate_api::ReleasePhase::*;
     let w = release_world(&digest('0'));

@@ -33,6 +33,10 @@ pub trait ReleasePhaseExt {
     fn has_work(self) -> bool;
     /// Position along the pipeline, `Pending` first; the terminal phases have none.
     fn order(self) -> Option<usize>;
+    /// Whether a change of a workload the policy deploys to can move a Release in this phase on:
+    /// only while it rolls staging out and tests it. A Verified Release waits for newer Releases
+    /// and for its Promotion, never for a Deployment.
+    fn waits_for_workloads(self) -> bool;
 }
 
 impl ReleasePhaseExt for ReleasePhase {
@@ -61,6 +65,10 @@ impl ReleasePhaseExt for ReleasePhase {
     fn order(self) -> Option<usize> {
         use ReleasePhase::*;
         [Pending, Building, Scanning, Signing, Staging, Testing, Verified].iter().position(|p| *p == self)
+    }
+
+    fn waits_for_workloads(self) -> bool {
+        matches!(self, ReleasePhase::Staging | ReleasePhase::Testing)
     }
 }
 

@@ -19,6 +19,7 @@ pub struct FakeObjects<K> {
     objects: Mutex<BTreeMap<(String, String), K>>,
     version: AtomicU64,
     status_writes: AtomicU64,
+    reads: AtomicU64,
     clock: crate::fakes::Clock,
 }
 
@@ -28,7 +29,13 @@ where
 {
     /// An empty kind whose creation times come from `clock`.
     pub fn new(clock: crate::fakes::Clock) -> Self {
-        Self { objects: Mutex::default(), version: AtomicU64::new(1), status_writes: AtomicU64::new(0), clock }
+        Self {
+            objects: Mutex::default(),
+            version: AtomicU64::new(1),
+            status_writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            clock,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), K>> {
@@ -73,6 +80,11 @@ where
     pub fn status_writes(&self) -> u64 {
         self.status_writes.load(Ordering::SeqCst)
     }
+
+    /// How many reads of one object (GETs) reached this kind.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
 }
 
 fn refused(code: u16, reason: &str, message: String) -> Error {
@@ -85,6 +97,7 @@ where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     async fn get(&self, namespace: &str, name: &str) -> Result<Option<K>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.find(namespace, name))
     }
 
