@@ -532,6 +532,9 @@ async fn a_person_cannot_change_production_images() {
         CHANGE_ONLY_BY_PROMOTION,
     );
     let mut replaced = get::<Deployment>(&pat, ns, "app").await;
+    // Unconditional (no resourceVersion): the deployment controller's status writes in between
+    // would otherwise turn the update into a 409 before admission sees it.
+    replaced.metadata.resource_version = None;
     replaced.spec.as_mut().and_then(|s| s.template.spec.as_mut()).expect("pod spec").containers[0].image =
         Some(pinned('b'));
     denied(

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use common::{BEFORE, CLEAN_REPORT, CONTROLLER_USER, ControllerProcess, MINUTE, Scenario, http_server, pinned};
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tidegate_api::{PromotionPhase, RecordEvent, ReleasePhase};
@@ -214,7 +214,13 @@ struct Kubelet {
 
 impl Kubelet {
     fn new(s: &Scenario) -> Self {
-        let objects = Objects { releases: s.releases(), promotions: s.promotions() };
+        let objects = Objects {
+            releases: s.releases(),
+            promotions: s.promotions(),
+            deployments: Api::namespaced(s.admin.clone(), &s.ns),
+            pods: Api::namespaced(s.admin.clone(), &s.ns),
+            logs: s.env.logs().into_iter().filter(|(name, _)| name != "kube-apiserver" && name != "etcd").collect(),
+        };
         Self { controller: s.controller(), starts: Vec::new(), objects }
     }
 
@@ -251,10 +257,14 @@ impl Kubelet {
     }
 }
 
-/// The scenario's Releases and Promotions, described for failure messages.
+/// The scenario's Releases, Promotions, Deployments and Pods, and the logs of the components
+/// that move Deployments on (controller-manager, scheduler, kwok), described for failure messages.
 struct Objects {
     releases: Api<tidegate_api::Release>,
     promotions: Api<tidegate_api::Promotion>,
+    deployments: Api<Deployment>,
+    pods: Api<Pod>,
+    logs: Vec<(String, PathBuf)>,
 }
 
 impl Objects {
@@ -278,6 +288,29 @@ impl Objects {
                 status.phase,
                 conditions(&status.conditions)
             ));
+        }
+        for d in self.deployments.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+            let status = d.status.unwrap_or_default();
+            let image = d.spec.and_then(|s| s.template.spec).and_then(|s| s.containers.first().cloned()?.image);
+            out.push(format!(
+                "Deployment {:?} generation {:?} observed {:?} replicas {:?} updated {:?} available {:?} image {image:?}",
+                d.metadata.name,
+                d.metadata.generation,
+                status.observed_generation,
+                status.replicas,
+                status.updated_replicas,
+                status.available_replicas
+            ));
+        }
+        for p in self.pods.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+            let status = p.status.unwrap_or_default();
+            let node = p.spec.and_then(|s| s.node_name);
+            out.push(format!("Pod {:?} {:?} on {node:?}", p.metadata.name, status.phase));
+        }
+        for (name, path) in &self.logs {
+            let log = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<_> = log.lines().collect();
+            out.push(format!("--- {name} log, last lines:\n{}", lines[lines.len().saturating_sub(12)..].join("\n")));
         }
         out.join("\n")
     }
