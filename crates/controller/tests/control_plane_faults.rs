@@ -293,19 +293,21 @@ impl Objects {
             let status = d.status.unwrap_or_default();
             let image = d.spec.and_then(|s| s.template.spec).and_then(|s| s.containers.first().cloned()?.image);
             out.push(format!(
-                "Deployment {:?} generation {:?} observed {:?} replicas {:?} updated {:?} available {:?} image {image:?}",
+                "Deployment {:?} generation {:?} observed {:?} replicas {:?} updated {:?} available {:?} terminating {:?} image {image:?}",
                 d.metadata.name,
                 d.metadata.generation,
                 status.observed_generation,
                 status.replicas,
                 status.updated_replicas,
-                status.available_replicas
+                status.available_replicas,
+                status.terminating_replicas
             ));
         }
         for p in self.pods.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
             let status = p.status.unwrap_or_default();
             let node = p.spec.and_then(|s| s.node_name);
-            out.push(format!("Pod {:?} {:?} on {node:?}", p.metadata.name, status.phase));
+            let deleting = p.metadata.deletion_timestamp.map(|t| t.0.to_string());
+            out.push(format!("Pod {:?} {:?} on {node:?} deleting since {deleting:?}", p.metadata.name, status.phase));
         }
         for (name, path) in &self.logs {
             let log = std::fs::read_to_string(path).unwrap_or_default();
