@@ -118,7 +118,11 @@ async fn etcd_outages_mid_pipeline_are_ridden_out_with_backoff_and_one_productio
     tokio::time::sleep(OUTAGE).await;
     s.env.start_component(ETCD, &[]).await.expect("start etcd again on its data");
     let back = Timestamp::now();
-    kubelet.wait("the Promotion to succeed", 2 * MINUTE, || promotion_is(&s, &name, PromotionPhase::Succeeded)).await;
+    // Longer than the Promotion's own steps need: after etcd comes back, the API server's cache
+    // lags its writes for a while, and the controller-manager's ReplicaSet syncs (and kwok's pod
+    // stages) fail meanwhile ("read version … is not as new as written version") and back off,
+    // so the new slot's Pods can come a minute or more later than usual.
+    kubelet.wait("the Promotion to succeed", 4 * MINUTE, || promotion_is(&s, &name, PromotionPhase::Succeeded)).await;
     let end = Timestamp::now();
 
     production_changed_once(&s, &name, &digest).await;
