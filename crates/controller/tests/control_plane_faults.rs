@@ -314,9 +314,7 @@ impl Objects {
             out.push(format!("Pod {:?} {:?} on {node:?} deleting since {deleting:?}", p.metadata.name, status.phase));
         }
         for (name, path) in &self.logs {
-            let log = std::fs::read_to_string(path).unwrap_or_default();
-            let lines: Vec<_> = log.lines().collect();
-            out.push(format!("--- {name} log, last lines:\n{}", lines[lines.len().saturating_sub(12)..].join("\n")));
+            out.push(format!("--- {name} log, last lines:\n{}", tidegate_testenv::process::tail(path, 12)));
         }
         out.join("\n")
     }
