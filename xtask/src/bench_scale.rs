@@ -102,6 +102,14 @@ pub struct ScaleArgs {
     /// with `--trivy-server` and `--trivy-concurrency` set to this many scans at once.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     trivy_server_concurrency: Option<u16>,
+    /// The local kube-controller-manager's client rate: `--kube-api-qps` (burst twice that) and
+    /// as many Deployment and ReplicaSet workers as a tenth of it (at least upstream's 5).
+    /// Default: upstream's limits (20 requests a second, 5 workers), which bound how fast the
+    /// cluster rolls out N staging Deployments whoever changes them: at N=200 they made half of
+    /// push → all AwaitingApproval. Large clusters raise them; so does this flag, to show what
+    /// Tidegate itself takes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(20..=10_000))]
+    controller_manager_qps: Option<u32>,
     /// Keep each run's directory (control plane, audit log, controller log) instead of removing it
     /// after a successful run.
     #[arg(long)]
@@ -467,6 +475,7 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
             "--audit-log-format=json".into(),
             "--audit-log-maxsize=0".into(),
         ],
+        controller_manager_args: args.controller_manager_qps.map(controller_manager_args).unwrap_or_default(),
     };
     let env = TestEnv::start_with(options).await.context("starting the local control plane")?;
     let client = env.client().await?;
@@ -541,6 +550,10 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
         (result, _) => result,
     };
     drop(trivy_server);
+    if args.keep {
+        // The registry's data directory goes with it; its access log stays with the run's files.
+        let _ = std::fs::copy(registry.log(), dir.join("registry.log"));
+    }
     drop(registry);
     drop(env);
     match result {
@@ -551,6 +564,23 @@ async fn measure(args: &ScaleArgs, shared: &Shared, n: usize, run: usize) -> Res
         Ok(result) => Ok(result),
         Err(e) => Err(e.context(format!("the run's files are kept in {}", dir.display()))),
     }
+}
+
+/// The kube-controller-manager flags of `--controller-manager-qps`.
+fn controller_manager_args(qps: u32) -> Vec<String> {
+    let workers = controller_manager_workers(qps);
+    vec![
+        format!("--kube-api-qps={qps}"),
+        format!("--kube-api-burst={}", qps.saturating_mul(2)),
+        format!("--concurrent-deployment-syncs={workers}"),
+        format!("--concurrent-replicaset-syncs={workers}"),
+    ]
+}
+
+/// Deployment and ReplicaSet workers at `--controller-manager-qps` `qps`: a tenth, at least
+/// upstream's 5.
+fn controller_manager_workers(qps: u32) -> u32 {
+    (qps / 10).max(5)
 }
 
 /// What restarting the controller needs.
@@ -953,7 +983,7 @@ fn facts(
         ),
         format!("controller: {built}"),
         format!(
-            "layout: {} policies to a namespace (and its `-staging` twin), {} shared base(s) watched every {}, approvals {}, scans through {}, {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
+            "layout: {} policies to a namespace (and its `-staging` twin), {} shared base(s) watched every {}, approvals {}, scans through {}, kube-controller-manager {}, {} run(s) per N, idle window {} s, history {} ended Releases and {} ended Promotions; whole bench {:.0?}",
             args.per_namespace,
             args.bases,
             args.base_interval,
@@ -964,6 +994,16 @@ fn facts(
                 .map_or("Trivy's local database, one scan at a time".to_string(), |k| format!(
                     "a Trivy server on loopback, {k} scans at once"
                 )),
+            args.controller_manager_qps.map_or(
+                "at upstream's client rate (20 requests a second, 5 workers)".to_string(),
+                |q| {
+                    format!(
+                        "at {q} requests a second (burst {}, {} workers)",
+                        q.saturating_mul(2),
+                        controller_manager_workers(q)
+                    )
+                }
+            ),
             args.runs,
             args.idle_seconds,
             args.history,

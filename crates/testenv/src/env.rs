@@ -32,11 +32,21 @@ pub struct Options {
     /// Extra kube-apiserver flags, after the environment's own (e.g. `--audit-policy-file=…` and
     /// `--audit-log-path=…` for `cargo xtask bench scale`). Default: none.
     pub apiserver_args: Vec<String>,
+    /// Extra kube-controller-manager flags, after the environment's own (e.g. `--kube-api-qps=…`
+    /// for `cargo xtask bench scale --controller-manager-qps`). Default: none, so the
+    /// controller-manager runs with upstream's client rate limits.
+    pub controller_manager_args: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { dir: None, nodes: 2, install_crds: true, apiserver_args: Vec::new() }
+        Self {
+            dir: None,
+            nodes: 2,
+            install_crds: true,
+            apiserver_args: Vec::new(),
+            controller_manager_args: Vec::new(),
+        }
     }
 }
 
@@ -183,7 +193,10 @@ impl TestEnv {
                 "--use-service-account-credentials=true".into(),
                 "--controllers=*".into(),
                 "--v=1".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(options.controller_manager_args.iter().cloned())
+            .collect(),
         )?;
         env.spawn(
             &tools,
