@@ -50,9 +50,29 @@ impl WorkloadChanges for Reach {
         let api: Api<Deployment> = Api::namespaced(self.client(policy_namespace)?, target_namespace);
         // The cache takes each event before it is reported: a woken reconciler reads the change.
         let feed = self.deployment_cache().feed(policy_namespace, target_namespace);
-        let events = watcher::watcher(api, watcher::Config::default()).default_backoff().inspect(move |e| feed.take(e));
+        let config = watcher::Config::default().timeout(watch_timeout(policy_namespace, target_namespace));
+        let events = watcher::watcher(api, config).default_backoff().inspect(move |e| feed.take(e));
         Ok(changes(events).boxed())
     }
+}
+
+/// Seconds the API server keeps one watch request of the pair open (the watch is then opened
+/// again from where it was): between 240 and 289 (kube requires less than 295), fixed per pair
+/// and spread over the pairs. Watches started together (a controller's start, a thousand new
+/// policies) would otherwise all be opened again in the same second, every time.
+fn watch_timeout(policy_namespace: &str, target_namespace: &str) -> u32 {
+    // FNV-1a, stable across builds and processes, then MurmurHash3's finalizer: FNV's low bits
+    // alone follow the parity of the bytes, and names such as `a-01`/`a-01-staging` share it.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in policy_namespace.bytes().chain([b'/']).chain(target_namespace.bytes()) {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    hash ^= hash >> 16;
+    hash = hash.wrapping_mul(0x85eb_ca6b);
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(0xc2b2_ae35);
+    hash ^= hash >> 16;
+    240 + hash % 50
 }
 
 /// The resource version of every Deployment seen, by name.
@@ -130,6 +150,17 @@ mod tests {
         meta.metadata.name = Some(name.into());
         meta.metadata.resource_version = Some(version.into());
         meta
+    }
+
+    #[test]
+    fn the_watches_of_many_pairs_time_out_spread_over_fifty_seconds_each_always_the_same() {
+        let timeouts: Vec<u32> =
+            (0..200).map(|i| watch_timeout(&format!("bench-{i:02}"), &format!("bench-{i:02}-staging"))).collect();
+        assert!(timeouts.iter().all(|t| (240..290).contains(t)), "{timeouts:?}");
+        let distinct: std::collections::BTreeSet<u32> = timeouts.iter().copied().collect();
+        assert!(distinct.len() >= 40, "200 pairs share only {} timeouts: {distinct:?}", distinct.len());
+        assert_eq!(watch_timeout("a", "b"), watch_timeout("a", "b"));
+        assert_ne!(watch_timeout("a", "b"), watch_timeout("b", "a"), "the pair is ordered");
     }
 
     #[tokio::test]
