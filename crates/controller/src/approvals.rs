@@ -3,6 +3,7 @@
 //! was first seen, and who may not approve because their action produced the candidate.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -70,8 +71,15 @@ pub fn record(promotion: &Promotion, history: &[AuditEntry], now: Timestamp) -> 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Approvals {
     /// Each approver's right is proven now (one access review per approver and namespace): the
-    /// candidate may be written to production in this pass, or a record names the approvers.
+    /// candidate may be written to production for the first time in this pass, or a record names
+    /// the approvers.
     Prove,
+    /// The rollout goes on (`Promoting`, polled every few seconds and woken by every change of
+    /// its workloads): a right this Promotion proved less than [`crate::proofs::REUSE_FOR`] ago
+    /// stands; any other is proven now. Each poll would otherwise ask the API server once per
+    /// approver and namespace, and a morning's rollouts would queue the next approvals behind
+    /// those reviews. A right found missing ends the reuse at once.
+    ProveOrReuse,
     /// Nothing this pass does depends on who approved (the rollout is done; only rollbacks and
     /// records of them can follow), so no approver is asked about.
     NotNeeded,
@@ -86,6 +94,7 @@ impl Approvals {
     pub fn for_phase(phase: PromotionPhase) -> Self {
         match phase {
             PromotionPhase::Monitoring | PromotionPhase::Succeeded | PromotionPhase::RolledBack => Self::NotNeeded,
+            PromotionPhase::Promoting => Self::ProveOrReuse,
             _ => Self::Prove,
         }
     }
@@ -135,7 +144,9 @@ pub async fn establish(
         history.iter().find(|e| e.action == action && e.user == user).map(|e| e.at.0).unwrap_or_else(|| ctx.now())
     };
     let names = match approvals {
-        Approvals::Prove => annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default(),
+        Approvals::Prove | Approvals::ProveOrReuse => {
+            annotation(promotion, ANNOTATION_APPROVED_BY).map(approvers).unwrap_or_default()
+        }
         Approvals::NotNeeded => Vec::new(),
     };
     let groups = recorded_groups(annotation(promotion, ANNOTATION_APPROVER_GROUPS).unwrap_or_default());
@@ -148,8 +159,9 @@ pub async fn establish(
                 names.len()
             )),
             Some(groups) => {
-                right(ctx, &Subject { user: user.clone(), groups: groups.clone() }, promotion, target_namespaces)
-                    .await?
+                let subject = Subject { user: user.clone(), groups: groups.clone() };
+                let reuse = approvals == Approvals::ProveOrReuse;
+                right(ctx, &subject, promotion, target_namespaces, reuse).await?
             }
         };
         people.approvals.push(Evidence { user: user.clone(), seen_at: seen_at(AuditAction::Approved, user), right });
@@ -166,7 +178,8 @@ pub async fn establish(
         }
         let groups = recorded_groups(annotation(promotion, groups_key).unwrap_or_default());
         let subject = Subject { user: user.clone(), groups: groups.into_iter().next().unwrap_or_default() };
-        match right(ctx, &subject, promotion, target_namespaces).await? {
+        // Always proven now: a rejection or a rollback request changes what production runs.
+        match right(ctx, &subject, promotion, target_namespaces, false).await? {
             Right::Holds => *slot = Some(user),
             Right::Lacks(why) => people.refused.push(format!("{key}={user} does not count: {why}")),
         }
@@ -186,24 +199,59 @@ fn identity_key(promotion: &Promotion, release: Option<&Release>) -> String {
 
 /// Whether `subject` holds `approve` on this Promotion and on Promotions in every namespace
 /// the Promotion changes: an approver bound in one namespace does not approve another's
-/// production.
+/// production. With `reuse`, what this Promotion proved lately stands ([`Approvals::ProveOrReuse`]).
 async fn right(
     ctx: &Context,
     subject: &Subject,
     promotion: &Promotion,
     target_namespaces: &BTreeSet<String>,
+    reuse: bool,
 ) -> Result<Right> {
     let namespace = promotion.namespace().unwrap_or_default();
     let name = promotion.name_any();
-    if let Err(why) = ctx.authorizer.may(subject, APPROVE, GROUP, "promotions", &namespace, Some(&name)).await? {
+    let uid = promotion.uid();
+    if let Err(why) = may_approve(ctx, subject, uid.as_deref(), reuse, &namespace, Some(&name)).await? {
         return Ok(Right::Lacks(why));
     }
     for target in target_namespaces.iter().filter(|t| **t != namespace) {
-        if let Err(why) = ctx.authorizer.may(subject, APPROVE, GROUP, "promotions", target, None).await? {
+        if let Err(why) = may_approve(ctx, subject, uid.as_deref(), reuse, target, None).await? {
             return Ok(Right::Lacks(format!("{why} (production is there)")));
         }
     }
     Ok(Right::Holds)
+}
+
+/// Who was asked about, and where: the user, the groups admission recorded, the namespace and
+/// the Promotion's name (none for a namespace where production lies).
+type Asked = (String, Vec<String>, String, Option<String>);
+
+/// Rights to approve proven lately, by the uid of the Promotion that asked.
+pub type RightProofs = crate::proofs::Proofs<Asked>;
+
+/// Whether `subject` may approve Promotions in `namespace` (`name`: this one): asked of the API
+/// server, or with `reuse`, what Promotion `uid` proved lately. An answer is kept for that
+/// Promotion only; a refusal forgets everything it proved.
+async fn may_approve(
+    ctx: &Context,
+    subject: &Subject,
+    uid: Option<&str>,
+    reuse: bool,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<std::result::Result<(), String>> {
+    let asked: Asked = (subject.user.clone(), subject.groups.clone(), namespace.to_string(), name.map(str::to_string));
+    let now = Instant::now();
+    if reuse && uid.is_some_and(|uid| ctx.right_proofs.recent(uid, &asked, now)) {
+        return Ok(Ok(()));
+    }
+    let answer = ctx.authorizer.may(subject, APPROVE, GROUP, "promotions", namespace, name).await?;
+    if let Some(uid) = uid {
+        match &answer {
+            Ok(()) => ctx.right_proofs.proven(uid, &asked, now),
+            Err(_) => ctx.right_proofs.forget(uid),
+        }
+    }
+    Ok(answer)
 }
 
 #[cfg(test)]

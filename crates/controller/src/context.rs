@@ -45,6 +45,8 @@ pub struct Context {
     pub signer: Arc<dyn Signer>,
     /// Verifications a Promotion's rollout may reuse for its next production write.
     pub signature_proofs: crate::signature_proofs::SignatureProofs,
+    /// Approvers' rights a Promotion's rollout may reuse while it goes on.
+    pub right_proofs: crate::approvals::RightProofs,
     /// What production workloads were seen to run (rollback targets).
     pub known_runs: crate::known_runs::KnownRuns,
     /// Attaches signed promotion records to digests.

@@ -16,6 +16,7 @@ pub mod objects;
 pub mod observe;
 pub mod policy;
 pub mod promotion;
+pub mod proofs;
 pub mod release;
 pub mod rescan;
 pub mod scan_queue;
@@ -276,6 +277,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         scan_queue,
         signer: signing.signer,
         signature_proofs: Default::default(),
+        right_proofs: Default::default(),
         known_runs: Default::default(),
         attestor: signing.attestor,
         events: Arc::new(objects::Recorded(Recorder::new(client.clone(), MANAGER.into()))),

@@ -331,9 +331,6 @@ async fn start_release_with_source(
 ) -> Result<()> {
     let namespace = policy.namespace().unwrap_or_default();
     let api = ctx.objects.releases.as_ref();
-    if api.get(&namespace, &name).await?.is_some() {
-        return Ok(());
-    }
     let why = format!("{:?}", reason.kind);
     let manual = reason.kind == tidegate_api::release::ReasonKind::Manual;
     let mut release = Release::new(&name, ReleaseSpec { policy: policy.name_any(), reason, source });
@@ -351,8 +348,13 @@ async fn start_release_with_source(
         controller: Some(false),
         block_owner_deletion: None,
     }]);
+    // Created outright: one that exists already (the trigger fired before) is refused as a
+    // conflict, and the create costs no more than reading it first would.
     match api.create(&namespace, &release).await {
-        Ok(_) => {
+        Ok(created) => {
+            // This process wrote that version: the Release's first reconcile may act on the
+            // watch's copy of it instead of reading it again.
+            ctx.stores.versions.record(&created);
             ctx.event(policy, false, "ReleaseStarted", format!("release {name} started ({why})"), "Trigger").await;
             Ok(())
         }

@@ -151,7 +151,7 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
     }
     // Past the rollout nobody's approval is asked about again: the condition keeps what it said.
     let kept = match approvals::Approvals::for_phase(facts.phase) {
-        approvals::Approvals::Prove => None,
+        approvals::Approvals::Prove | approvals::Approvals::ProveOrReuse => None,
         approvals::Approvals::NotNeeded => {
             status.conditions.iter().find(|c| c.type_ == "Approved").map(|c| (c.status == "True", c.message.clone()))
         }

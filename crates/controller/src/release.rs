@@ -517,17 +517,14 @@ impl<'a> Work<'a> {
 
 /// Opens the Promotion of a Verified Release; a later call finds it already there. Every pass
 /// of a Verified Release asks for it, so the watch's copy answers first and only a Promotion the
-/// watch does not show (not opened yet, or not seen yet) is read from the API server: a cluster
-/// of Releases waiting for approval costs no request per pass.
+/// watch does not show (not opened yet, or not seen yet) is created: a cluster of Releases
+/// waiting for approval costs no request per pass.
 async fn open_promotion(ctx: &Context, release: &Release, name: &str, digest: &Digest) -> Result<()> {
     let namespace = release.namespace().unwrap_or_default();
     if ctx.stores.promotions.get(&ObjectRef::new(name).within(&namespace)).is_some() {
         return Ok(());
     }
     let api = ctx.objects.promotions.as_ref();
-    if api.get(&namespace, name).await?.is_some() {
-        return Ok(());
-    }
     let mut promotion = Promotion::new(
         name,
         PromotionSpec {
@@ -541,9 +538,13 @@ async fn open_promotion(ctx: &Context, release: &Release, name: &str, digest: &D
     promotion.metadata.namespace = Some(namespace.clone());
     promotion.metadata.labels = Some([(LABEL_POLICY.to_string(), release.spec.policy.clone())].into());
     // No owner reference: deleting the Release must not delete an approved or in-flight
-    // Promotion (and with it the audit record and the monitor window).
+    // Promotion (and with it the audit record and the monitor window). Created outright: one the
+    // watch does not show yet is refused as a conflict.
     match api.create(&namespace, &promotion).await {
-        Ok(_) => {
+        Ok(created) => {
+            // This process wrote that version: the Promotion's first reconcile may act on the
+            // watch's copy of it.
+            ctx.stores.versions.record(&created);
             ctx.event(
                 release,
                 false,

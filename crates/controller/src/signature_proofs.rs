@@ -10,9 +10,7 @@
 //! verifications the same way. A proof belongs to one object (a Promotion's or a Release's uid)
 //! and one digest; nothing else can use it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::ResourceExt;
 use tidegate_api::{Promotion, PromotionPhase};
@@ -21,38 +19,10 @@ use tidegate_providers::{ProviderError, Verification, registry};
 
 use crate::context::Context;
 use crate::error::Result;
-
-/// How long a Promotion's verification stands for its own next production write.
-pub const REUSE_FOR: Duration = Duration::from_secs(30);
+pub use crate::proofs::REUSE_FOR;
 
 /// Recent verifications, by the uid of the Promotion or Release that made them and digest.
-#[derive(Debug, Default)]
-pub struct SignatureProofs {
-    proven: Mutex<HashMap<(String, Digest), Instant>>,
-}
-
-impl SignatureProofs {
-    /// Whether Promotion `uid` verified the signature of `digest` less than [`REUSE_FOR`] ago.
-    pub fn recent(&self, uid: &str, digest: &Digest, now: Instant) -> bool {
-        let proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
-        proven
-            .get(&(uid.to_string(), digest.clone()))
-            .is_some_and(|at| now.checked_duration_since(*at).is_some_and(|age| age < REUSE_FOR))
-    }
-
-    /// Promotion `uid` verified the signature of `digest` at `now`. Proofs past their time are
-    /// dropped, so the map holds only rollouts of the last [`REUSE_FOR`].
-    pub fn proven(&self, uid: &str, digest: &Digest, now: Instant) {
-        let mut proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
-        proven.retain(|_, at| now.checked_duration_since(*at).is_some_and(|age| age < REUSE_FOR));
-        proven.insert((uid.to_string(), digest.clone()), now);
-    }
-
-    /// Forgets what Promotion `uid` proved: a failed verification ends reuse at once.
-    pub fn forget(&self, uid: &str) {
-        self.proven.lock().unwrap_or_else(|e| e.into_inner()).retain(|(u, _), _| u != uid);
-    }
-}
+pub type SignatureProofs = crate::proofs::Proofs<Digest>;
 
 /// Why the signature of `digest` (in `repository`) does not allow the next production write of
 /// `promotion` in `phase`, or `None` when it does: verified afresh (ahead of other registry work,
@@ -91,35 +61,4 @@ pub async fn problem_before_write(
         }
     }
     Ok(problem)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn digest(c: char) -> Digest {
-        format!("sha256:{}", c.to_string().repeat(64)).parse().expect("digest")
-    }
-
-    #[test]
-    fn a_proof_stands_for_its_own_promotion_and_digest_only_and_not_for_long() {
-        let proofs = SignatureProofs::default();
-        let start = Instant::now();
-        proofs.proven("uid-a", &digest('a'), start);
-        assert!(proofs.recent("uid-a", &digest('a'), start + Duration::from_secs(29)));
-        assert!(!proofs.recent("uid-b", &digest('a'), start), "another Promotion's proof");
-        assert!(!proofs.recent("uid-a", &digest('b'), start), "another digest");
-        assert!(!proofs.recent("uid-a", &digest('a'), start + REUSE_FOR), "too old");
-    }
-
-    #[test]
-    fn old_proofs_are_dropped_and_a_failure_forgets() {
-        let proofs = SignatureProofs::default();
-        let start = Instant::now();
-        proofs.proven("uid-a", &digest('a'), start);
-        proofs.proven("uid-b", &digest('b'), start + REUSE_FOR);
-        assert_eq!(proofs.proven.lock().unwrap().len(), 1, "uid-a's proof is past its time");
-        proofs.forget("uid-b");
-        assert!(!proofs.recent("uid-b", &digest('b'), start + REUSE_FOR));
-    }
 }

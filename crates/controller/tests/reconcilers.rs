@@ -350,6 +350,34 @@ async fn a_verified_release_finds_its_promotion_in_the_watch_and_reads_nothing()
 }
 
 #[tokio::test]
+async fn a_production_rollout_leans_on_its_approvers_recent_rights_instead_of_asking_every_poll() {
+    let w = world(&digest('0'), &digest('1')).await;
+    w.targets.rolls_out_slowly(PRODUCTION, 3);
+    approve(&w, "alice", "team-shop");
+    for _ in 0..4 {
+        if phase(&w) == PromotionPhase::Promoting {
+            break;
+        }
+        w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+    }
+    assert_eq!(phase(&w), PromotionPhase::Promoting, "production was written once and rolls out");
+    let asked = w.authorizer.asked();
+    assert!(!asked.is_empty(), "alice's right was proven before production was first written");
+    for _ in 0..2 {
+        w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+    }
+    assert_eq!(phase(&w), PromotionPhase::Promoting, "still rolling out");
+    assert_eq!(w.authorizer.asked(), asked, "the rollout's polls lean on the right it proved a moment ago");
+
+    // Another approver's right is not covered by alice's proof: it is asked about.
+    approve(&w, "alice,bob", "team-shop|team-shop");
+    w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+    let now_asked = w.authorizer.asked();
+    assert_eq!(now_asked.len(), asked.len() + 1, "{now_asked:?}");
+    assert!(now_asked.last().is_some_and(|q| q.starts_with("bob approve promotions")), "{now_asked:?}");
+}
+
+#[tokio::test]
 async fn a_staging_rollout_leans_on_its_own_recent_verification_instead_of_asking_every_poll() {
     use tidegate_api::ReleasePhase::*;
     let w = release_world(&digest('0'));
@@ -465,6 +493,13 @@ async fn a_manual_trigger_starts_one_release_naming_who_asked_for_it() {
     assert_eq!(started[0].annotations().get(ANNOTATION_TRIGGERED_BY).map(String::as_str), Some("bob"));
     assert_eq!(started[0].spec.reason.kind, tidegate_api::release::ReasonKind::Manual);
     assert_eq!(w.targets.writes(), vec![], "a trigger writes to no workload");
+
+    // Created outright (a trigger that fires again is refused as a conflict), and the new
+    // Release's first reconcile acts on the version this process created: nothing is read.
+    assert_eq!(w.releases.reads(), 0, "no Release was read to find out whether it exists");
+    w.sync();
+    w.reconcile_release(NS, &started[0].name_any()).await.expect("the reconcile succeeds");
+    assert_eq!(w.releases.reads(), 0, "the watch's copy is the version this process created");
 }
 
 #[tokio::test]

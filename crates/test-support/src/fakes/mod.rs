@@ -146,6 +146,7 @@ impl World {
             scan_queue: Arc::new(scan_queue::ScanQueue::new(wake, metrics.scans_pending.clone())),
             signer: signer.clone(),
             signature_proofs: signature_proofs::SignatureProofs::default(),
+            right_proofs: Default::default(),
             known_runs: Default::default(),
             attestor: attestor.clone(),
             events: events.clone(),
