@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tidegate_api::image_policy::DigestRecord;
 use tidegate_api::release::{BaseImageChange, ReasonKind, ReleaseReason};
@@ -330,6 +331,11 @@ async fn start_release_with_source(
     source: Option<tidegate_api::release::ReleaseSource>,
 ) -> Result<()> {
     let namespace = policy.namespace().unwrap_or_default();
+    // The trigger fired before (a manual trigger stays on the policy; a policy reconciled again
+    // before its own status write is seen fires its base trigger again): the watch shows it.
+    if ctx.stores.releases.get(&ObjectRef::new(&name).within(&namespace)).is_some() {
+        return Ok(());
+    }
     let api = ctx.objects.releases.as_ref();
     let why = format!("{:?}", reason.kind);
     let manual = reason.kind == tidegate_api::release::ReasonKind::Manual;
@@ -348,8 +354,7 @@ async fn start_release_with_source(
         controller: Some(false),
         block_owner_deletion: None,
     }]);
-    // Created outright: one that exists already (the trigger fired before) is refused as a
-    // conflict, and the create costs no more than reading it first would.
+    // Created outright: one the watch does not show yet is refused as a conflict.
     match api.create(&namespace, &release).await {
         Ok(created) => {
             // This process wrote that version: the Release's first reconcile may act on the

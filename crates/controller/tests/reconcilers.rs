@@ -494,9 +494,10 @@ async fn a_manual_trigger_starts_one_release_naming_who_asked_for_it() {
     assert_eq!(started[0].spec.reason.kind, tidegate_api::release::ReasonKind::Manual);
     assert_eq!(w.targets.writes(), vec![], "a trigger writes to no workload");
 
-    // Created outright (a trigger that fires again is refused as a conflict), and the new
-    // Release's first reconcile acts on the version this process created: nothing is read.
+    // Created outright (a trigger that fires again finds it in the watch), and the new Release's
+    // first reconcile acts on the version this process created: nothing is read.
     assert_eq!(w.releases.reads(), 0, "no Release was read to find out whether it exists");
+    assert_eq!(w.releases.creates(), 1, "the passes after the first find it in the watch");
     w.sync();
     w.reconcile_release(NS, &started[0].name_any()).await.expect("the reconcile succeeds");
     assert_eq!(w.releases.reads(), 0, "the watch's copy is the version this process created");

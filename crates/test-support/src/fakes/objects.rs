@@ -20,6 +20,7 @@ pub struct FakeObjects<K> {
     version: AtomicU64,
     status_writes: AtomicU64,
     reads: AtomicU64,
+    creates: AtomicU64,
     clock: crate::fakes::Clock,
 }
 
@@ -34,6 +35,7 @@ where
             version: AtomicU64::new(1),
             status_writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            creates: AtomicU64::new(0),
             clock,
         }
     }
@@ -85,6 +87,11 @@ where
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::SeqCst)
     }
+
+    /// How many creates reached this kind, refused ones included.
+    pub fn creates(&self) -> u64 {
+        self.creates.load(Ordering::SeqCst)
+    }
 }
 
 fn refused(code: u16, reason: &str, message: String) -> Error {
@@ -113,6 +120,7 @@ where
     }
 
     async fn create(&self, namespace: &str, object: &K) -> Result<K> {
+        self.creates.fetch_add(1, Ordering::SeqCst);
         let name = object.meta().name.clone().unwrap_or_default();
         if self.find(namespace, &name).is_some() {
             return Err(refused(409, "AlreadyExists", format!("{} {namespace}/{name} already exists", K::kind(&()))));
