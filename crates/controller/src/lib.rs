@@ -297,32 +297,35 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let bounded = || kube::runtime::controller::Config::default().concurrency(config.max_concurrent_reconciles);
     metrics.set_ready(true);
 
-    let releases = Controller::for_shared_stream(triggers.releases, stores.releases.clone())
-        .with_config(bounded())
-        // The controller holds no rights on workloads or Jobs: a Release that waits for a rollout
-        // or a Job looks again every POLL, and sooner when its Deployments change (watched as the
-        // policy namespace's deployer).
-        .reconcile_on(workload_watch::stream(woken.releases))
-        .watches_shared_stream(triggers.policies_for_releases, {
-            let stores = stores.clone();
-            move |policy| stores.release_refs_of(&policy)
-        })
-        .shutdown_on_signal()
-        .run(reconcile_release, error_policy, ctx.clone())
-        .for_each(|_| async {});
+    let own = || stores.versions.clone();
+    let releases =
+        Controller::for_shared_stream(stores::changed_by_others(triggers.releases, own()), stores.releases.clone())
+            .with_config(bounded())
+            // The controller holds no rights on workloads or Jobs: a Release that waits for a rollout
+            // or a Job looks again every POLL, and sooner when its Deployments change (watched as the
+            // policy namespace's deployer).
+            .reconcile_on(workload_watch::stream(woken.releases))
+            .watches_shared_stream(triggers.policies_for_releases, {
+                let stores = stores.clone();
+                move |policy| stores.release_refs_of(&policy)
+            })
+            .shutdown_on_signal()
+            .run(reconcile_release, error_policy, ctx.clone())
+            .for_each(|_| async {});
 
-    let promotions = Controller::for_shared_stream(triggers.promotions, stores.promotions.clone())
-        .with_config(bounded())
-        // Promotions that change or watch production look again every few seconds (see the
-        // planner's requeue), and sooner when their Deployments change.
-        .reconcile_on(workload_watch::stream(woken.promotions))
-        .watches_shared_stream(triggers.releases_for_promotions, {
-            let stores = stores.clone();
-            move |release| stores.promotion_refs_of(&release)
-        })
-        .shutdown_on_signal()
-        .run(reconcile_promotion, error_policy, ctx.clone())
-        .for_each(|_| async {});
+    let promotions =
+        Controller::for_shared_stream(stores::changed_by_others(triggers.promotions, own()), stores.promotions.clone())
+            .with_config(bounded())
+            // Promotions that change or watch production look again every few seconds (see the
+            // planner's requeue), and sooner when their Deployments change.
+            .reconcile_on(workload_watch::stream(woken.promotions))
+            .watches_shared_stream(triggers.releases_for_promotions, {
+                let stores = stores.clone();
+                move |release| stores.promotion_refs_of(&release)
+            })
+            .shutdown_on_signal()
+            .run(reconcile_promotion, error_policy, ctx.clone())
+            .for_each(|_| async {});
 
     let (changed_tx, changed_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(watcher.clone().run(stores.policies.clone(), changed_tx));

@@ -28,8 +28,9 @@ where
     }
     let status = serde_json::to_value(new).map_err(|e| Error::Invalid(format!("status: {e}")))?;
     let written = api.apply_status(namespace, name, status).await?;
-    // The next reconcile may take this version from the watch cache (see `stores::latest`).
-    ctx.stores.versions.record(&written);
+    // The next reconcile may take this version from the watch cache (see `stores::latest`), and
+    // its watch event starts no pass of its own (`stores::changed_by_others`).
+    ctx.stores.versions.wrote(&written);
     let kind: &'static str = match K::kind(&()).as_ref() {
         "ImagePolicy" => "ImagePolicy",
         "Release" => "Release",

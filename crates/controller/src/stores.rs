@@ -270,6 +270,8 @@ where
 #[derive(Debug, Default)]
 pub struct Versions {
     known: Mutex<HashMap<(String, String, String), String>>,
+    /// The version this process's last status write of each object produced.
+    written: Mutex<HashMap<(String, String, String), String>>,
 }
 
 impl Versions {
@@ -280,9 +282,25 @@ impl Versions {
         }
     }
 
+    /// Remembers `object` as what this process's status write produced (and as current).
+    pub fn wrote<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        self.record(object);
+        if let Some(version) = object.meta().resource_version.clone() {
+            self.written.lock().unwrap_or_else(|e| e.into_inner()).insert(id(object), version);
+        }
+    }
+
+    /// Whether `object` is the version this process's last status write of it produced.
+    pub fn is_own_write<K: Resource<DynamicType = ()>>(&self, object: &K) -> bool {
+        let version = object.meta().resource_version.as_deref();
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        version.is_some() && written.get(&id(object)).map(String::as_str) == version
+    }
+
     /// Forgets `object` (it was deleted).
     pub fn forget<K: Resource<DynamicType = ()>>(&self, object: &K) {
         self.lock().remove(&id(object));
+        self.written.lock().unwrap_or_else(|e| e.into_inner()).remove(&id(object));
     }
 
     /// Whether `cached` is the version this process last wrote or read.
@@ -299,6 +317,21 @@ impl Versions {
 fn id<K: Resource<DynamicType = ()>>(object: &K) -> (String, String, String) {
     let meta = object.meta();
     (K::kind(&()).into_owned(), meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+/// The changes of `K` that start its own reconciler: all but those that are just what this
+/// process's own status write produced. The reconcile that wrote had already decided when to
+/// look again (the planners look again at once after a phase changes), so such a change would
+/// only start a pass that finds nothing new: during a morning's rollouts, one Promotion pass in
+/// two. Anyone else's change, and every change of another kind, still starts one.
+pub fn changed_by_others<K>(
+    changes: impl Stream<Item = Arc<K>> + Send + 'static,
+    versions: Arc<Versions>,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    changes.filter(move |object| ready(!versions.is_own_write(object.as_ref())))
 }
 
 /// The latest copy of `object`: the store's when it is the version this process last wrote or
@@ -424,5 +457,29 @@ mod tests {
         versions.record(&unversioned);
         unversioned.metadata.resource_version = None;
         assert!(!versions.is_current(&unversioned));
+    }
+
+    #[tokio::test]
+    async fn only_what_this_process_s_own_status_write_produced_starts_no_reconcile() {
+        let versions = Arc::new(Versions::default());
+        versions.record(&release("read", "5"));
+        versions.wrote(&release("written", "7"));
+        versions.wrote(&release("gone", "8"));
+        versions.forget(&release("gone", "8"));
+        let changes = [
+            release("read", "5"),    // read, not written: a reconcile may need it (a new object)
+            release("written", "7"), // the status write's own event
+            release("written", "9"), // someone's change after it
+            release("other", "7"),   // another object with the same version string
+            release("gone", "8"),    // deleted and forgotten
+        ];
+        let started: Vec<(String, String)> =
+            changed_by_others(futures::stream::iter(changes.map(Arc::new)), versions.clone())
+                .map(|c| (c.name_any(), c.resource_version().unwrap_or_default()))
+                .collect()
+                .await;
+        let expected = [("read", "5"), ("written", "9"), ("other", "7"), ("gone", "8")];
+        assert_eq!(started, expected.map(|(n, v)| (n.to_string(), v.to_string())));
+        assert!(versions.is_current(&release("written", "7")), "a written version is also current");
     }
 }

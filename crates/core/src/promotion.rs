@@ -219,6 +219,12 @@ pub fn plan(facts: &PromotionFacts) -> PromotionPlan {
     if let Some(event) = record_due(facts.phase, &facts.rollback, &facts.recorded) {
         plan.effects.push(Effect::Record { event });
     }
+    // A new phase that says nothing of when to look again is looked at at once (an ended
+    // Promotion owes its record): the watch event of the status write that enters it starts no
+    // pass of its own.
+    if plan.phase != facts.phase && plan.requeue_after.is_none() {
+        plan.requeue_after = Some(Duration::ZERO);
+    }
     // A rollout (or rollback) converging watched workloads is woken by their changes.
     if facts.watched
         && matches!(plan.phase, PromotionPhase::Promoting | PromotionPhase::RolledBack)

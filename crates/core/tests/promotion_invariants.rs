@@ -205,6 +205,11 @@ proptest! {
                 .filter(|e| matches!(e, Effect::DeployProduction { .. } | Effect::RollbackProduction { .. }))
                 .collect();
             prop_assert!(writes.len() <= 1, "more than one production write in one step: {:?}", step.effects);
+            // A step into a new phase always says when to look again: the controller's own
+            // status write starts no pass.
+            if step.phase != facts.phase {
+                prop_assert!(step.requeue_after.is_some(), "{:?} → {:?} waits for a change", facts.phase, step.phase);
+            }
             // A write is followed by a look: soon, or, when its workloads wake the Promotion as
             // they change, a little later.
             if !writes.is_empty() {
