@@ -322,8 +322,8 @@ fn id<K: Resource<DynamicType = ()>>(object: &K) -> (String, String, String) {
 /// The changes of `K` that start its own reconciler: all but those that are just what this
 /// process's own status write produced. The reconcile that wrote had already decided when to
 /// look again (the planners look again at once after a phase changes), so such a change would
-/// only start a pass that finds nothing new: during a morning's rollouts, one Promotion pass in
-/// two. Anyone else's change, and every change of another kind, still starts one.
+/// only start a pass that finds nothing new. Anyone else's change, and every change of another
+/// kind, still starts one.
 pub fn changed_by_others<K>(
     changes: impl Stream<Item = Arc<K>> + Send + 'static,
     versions: Arc<Versions>,
