@@ -39,7 +39,6 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use tidegate_api::{ImagePolicy, Promotion, Release};
 use tidegate_providers::authz::{Access, ClusterAuthorizer, Reach};
@@ -280,7 +279,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         right_proofs: Default::default(),
         known_runs: Default::default(),
         attestor: signing.attestor,
-        events: Arc::new(objects::Recorded(Recorder::new(client.clone(), MANAGER.into()))),
+        events: Arc::new(objects::Published::new(client.clone(), MANAGER, replica.clone())),
         metrics: metrics.clone(),
         backoff: backoff::Backoff::default(),
         identity: identity.clone(),

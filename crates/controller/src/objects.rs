@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, core::NamespaceResourceScope};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -103,12 +103,96 @@ pub trait EventSink: Send + Sync {
     async fn publish(&self, event: &Event, object: &ObjectReference) -> std::result::Result<(), String>;
 }
 
-/// The product's [`EventSink`]: `events.k8s.io` Events through kube's recorder.
-pub struct Recorded(pub Recorder);
+/// The product's [`EventSink`]: one `events.k8s.io` Event per transition, each with its own note.
+///
+/// kube's `Recorder` folds a repeat of the same reason and action about the same object, within
+/// minutes, into the first Event's series and keeps the first note: a policy's second drift (who
+/// broke glass this time) or its second Release started would read as the first one. Tidegate
+/// publishes only on transitions, so nothing is folded.
+pub struct Published {
+    client: kube::Client,
+    controller: String,
+    instance: String,
+    sequence: std::sync::atomic::AtomicU64,
+}
+
+impl Published {
+    /// Events reported as `controller` (`reportingController`) by `instance`
+    /// (`reportingInstance`, this replica).
+    pub fn new(client: kube::Client, controller: impl Into<String>, instance: impl Into<String>) -> Self {
+        Self { client, controller: controller.into(), instance: instance.into(), sequence: Default::default() }
+    }
+
+    fn event(&self, event: &Event, object: &ObjectReference) -> k8s_openapi::api::events::v1::Event {
+        let now = jiff::Timestamp::now();
+        let sequence = self.sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let about = object.name.as_deref().unwrap_or(&self.controller);
+        k8s_openapi::api::events::v1::Event {
+            metadata: kube::api::ObjectMeta {
+                namespace: object.namespace.clone(),
+                name: Some(format!("{about}.{:x}.{sequence:x}", now.as_nanosecond())),
+                ..Default::default()
+            },
+            action: Some(event.action.clone()),
+            reason: Some(event.reason.clone()),
+            note: event.note.clone(),
+            type_: Some(match event.type_ {
+                EventType::Normal => "Normal".into(),
+                EventType::Warning => "Warning".into(),
+            }),
+            event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now)),
+            regarding: Some(object.clone()),
+            related: event.secondary.clone(),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        }
+    }
+}
 
 #[async_trait::async_trait]
-impl EventSink for Recorded {
+impl EventSink for Published {
     async fn publish(&self, event: &Event, object: &ObjectReference) -> std::result::Result<(), String> {
-        self.0.publish(event, object).await.map_err(|e| e.to_string())
+        let namespace = object.namespace.as_deref().unwrap_or("default");
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), namespace);
+        api.create(&PostParams::default(), &self.event(event, object)).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_transition_is_an_event_of_its_own_with_its_own_note() {
+        // A client that is never used: building the Event body sends nothing.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let published = Published::new(kube::Client::try_from(config).expect("client"), MANAGER, "replica-1");
+        let policy = ObjectReference {
+            kind: Some("ImagePolicy".into()),
+            namespace: Some("shop".into()),
+            name: Some("shop-app".into()),
+            ..Default::default()
+        };
+        let drift = |note: &str| Event {
+            type_: EventType::Warning,
+            reason: "ProductionDrift".into(),
+            note: Some(note.into()),
+            action: "Observe".into(),
+            secondary: None,
+        };
+        let first = published.event(&drift("break-glass by alice"), &policy);
+        let second = published.event(&drift("break-glass by oncall"), &policy);
+        assert_ne!(first.metadata.name, second.metadata.name, "a second Event, not a series of the first");
+        assert!(second.metadata.name.as_deref().is_some_and(|n| n.starts_with("shop-app.")));
+        assert_eq!(second.note.as_deref(), Some("break-glass by oncall"));
+        assert_eq!(second.series, None);
+        assert_eq!(second.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(second.type_.as_deref(), Some("Warning"));
+        assert_eq!((second.reason.as_deref(), second.action.as_deref()), (Some("ProductionDrift"), Some("Observe")));
+        assert_eq!(second.reporting_controller.as_deref(), Some(MANAGER));
+        assert_eq!(second.reporting_instance.as_deref(), Some("replica-1"));
+        assert_eq!(second.regarding.as_ref(), Some(&policy));
+        assert!(second.event_time.is_some());
     }
 }
