@@ -84,7 +84,20 @@ pub async fn http_check(check: &HttpCheck, base_url: &str, options: &HttpCheckOp
         Ok(client) => client,
         Err(e) => return failed(format!("cannot build an HTTP client: {e}")),
     };
-    let (passed, message) = match client.get(&url).send().await {
+    // A target that has just rolled out can refuse connections for a moment, until its Service
+    // routes to the new Pods: a refused connection is tried again, twice, after 1 s and 2 s. Any
+    // answer, and any other error, counts at once.
+    let mut attempt = 0;
+    let sent = loop {
+        match client.get(&url).send().await {
+            Err(e) if e.is_connect() && attempt < CONNECT_RETRIES.len() => {
+                tokio::time::sleep(CONNECT_RETRIES[attempt]).await;
+                attempt += 1;
+            }
+            sent => break sent,
+        }
+    };
+    let (passed, message) = match sent {
         Ok(response) => {
             let status = i32::from(response.status().as_u16());
             (status == check.expect_status, format!("GET {url}: {status}, expected {}", check.expect_status))
@@ -93,6 +106,9 @@ pub async fn http_check(check: &HttpCheck, base_url: &str, options: &HttpCheckOp
     };
     CheckResult { name: check.name.clone(), passed, message }
 }
+
+/// The waits before trying a refused connection of an HTTP check again.
+const CONNECT_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 
 pub use crate::jobs::JobOutcome;
 
@@ -165,5 +181,41 @@ impl TestJobs for DeployerTestJobs {
     ) -> Result<JobOutcome> {
         let client = self.reach.client(policy_namespace)?;
         test_job(&client, policy_namespace, template, namespace, name, image, labels).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check() -> HttpCheck {
+        serde_json::from_value(serde_json::json!({"name": "health", "workload": "web", "path": "/healthz"}))
+            .expect("a check")
+    }
+
+    #[tokio::test]
+    async fn a_target_that_starts_listening_a_moment_after_its_rollout_is_checked() {
+        // A port that refuses connections now and answers 200 a moment later.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind again");
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            tokio::io::AsyncWriteExt::write_all(&mut socket, answer).await.expect("answer");
+        });
+        let result = http_check(&check(), &format!("http://127.0.0.1:{port}"), &HttpCheckOptions::default()).await;
+        assert!(result.passed, "{result:?}");
+        server.await.expect("the server answered");
+    }
+
+    #[tokio::test]
+    async fn a_target_that_never_listens_fails_after_the_retries() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let result = http_check(&check(), &format!("http://127.0.0.1:{port}"), &HttpCheckOptions::default()).await;
+        assert!(!result.passed);
+        assert!(result.message.contains("failed"), "{}", result.message);
     }
 }
