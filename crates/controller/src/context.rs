@@ -49,6 +49,8 @@ pub struct Context {
     pub right_proofs: crate::approvals::RightProofs,
     /// What production workloads were seen to run (rollback targets).
     pub known_runs: crate::known_runs::KnownRuns,
+    /// One pass at a time per Promotion, across the Promotion controller and its approval lane.
+    pub turns: crate::turns::Turns,
     /// Attaches signed promotion records to digests.
     pub attestor: Arc<dyn tidegate_providers::provenance::Attestor>,
     /// Publishes Events.

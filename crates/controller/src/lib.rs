@@ -2,6 +2,7 @@
 //! observes the world, asks `tidegate-core` for a plan, executes the plan through the provider
 //! traits and writes status once, only when it changed.
 
+pub mod approval_lane;
 pub mod approvals;
 pub mod azure;
 pub mod backoff;
@@ -25,6 +26,7 @@ pub mod signature_proofs;
 pub mod signing;
 pub mod status;
 pub mod stores;
+pub mod turns;
 pub mod vulnerabilities;
 pub mod watcher;
 pub mod workload_watch;
@@ -278,6 +280,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         signature_proofs: Default::default(),
         right_proofs: Default::default(),
         known_runs: Default::default(),
+        turns: Default::default(),
         attestor: signing.attestor,
         events: Arc::new(objects::Published::new(client.clone(), MANAGER, replica.clone())),
         metrics: metrics.clone(),
@@ -326,6 +329,17 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
             .run(reconcile_promotion, error_policy, ctx.clone())
             .for_each(|_| async {});
 
+    // A person's approval or rejection does not wait behind the rollouts' polls in the
+    // Promotion controller's queue: the approval lane acts on it with slots of its own.
+    let approval_lane = Controller::for_shared_stream(
+        approval_lane::triggers(triggers.promotions_for_approvals, own()),
+        stores.promotions.clone(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(approval_lane::SLOTS))
+    .shutdown_on_signal()
+    .run(reconcile_approval, approval_error_policy, ctx.clone())
+    .for_each(|_| async {});
+
     let (changed_tx, changed_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(watcher.clone().run(stores.policies.clone(), changed_tx));
     let policies = Controller::for_shared_stream(triggers.policies, stores.policies.clone())
@@ -343,7 +357,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         .for_each(|_| async {});
 
     let controllers = async {
-        futures::future::join3(releases, promotions, policies).await;
+        futures::future::join4(releases, promotions, approval_lane, policies).await;
     };
     tokio::select! {
         _ = controllers => {}
@@ -421,6 +435,11 @@ async fn reconcile_promotion(object: Arc<Promotion>, ctx: Arc<Context>) -> Resul
     instrumented(&ctx.clone(), "Promotion", key, promotion::reconcile(object, ctx)).await
 }
 
+async fn reconcile_approval(object: Arc<Promotion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key("Approval", object.as_ref());
+    instrumented(&ctx.clone(), "Approval", key, approval_lane::reconcile(object, ctx)).await
+}
+
 async fn reconcile_policy(object: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = key("ImagePolicy", object.as_ref());
     instrumented(&ctx.clone(), "ImagePolicy", key, policy::reconcile(object, ctx)).await
@@ -435,6 +454,13 @@ fn error_policy<K: kube::Resource<DynamicType = ()> + ResourceExt>(
     let delay = ctx.backoff.failed(&key);
     tracing::warn!(object = %key, category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// A failed lane pass is not retried by the lane: the change that woke it also woke the
+/// Promotion controller, whose pass (and its backoff) carries on from there.
+fn approval_error_policy(object: Arc<Promotion>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::debug!(object = %key("Promotion", object.as_ref()), category = error.category(), error = %error, "approval lane pass failed; the Promotion controller retries");
+    Action::await_change()
 }
 
 /// The flags `args` give, parsed as the binary parses them (for unit tests).

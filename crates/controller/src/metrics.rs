@@ -21,7 +21,8 @@ use crate::watcher::BaseWatcher;
 /// Labels of reconcile metrics: the resource kind.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// `ImagePolicy`, `Release` or `Promotion`.
+    /// `ImagePolicy`, `Release` or `Promotion`; `Approval` for the approval lane's passes over
+    /// Promotions.
     pub kind: &'static str,
 }
 

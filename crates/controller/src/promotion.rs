@@ -45,15 +45,52 @@ pub async fn reconcile(promotion: Arc<Promotion>, ctx: Arc<Context>) -> Result<A
     {
         return Ok(Action::await_change());
     }
+    let _turn = ctx.turns.take(&namespace, &name).await;
     // Boxed: the work below is a large future (about 24 KiB), and kube spawns every reconcile as
     // a task of its own, all at once when the watches list. Inline, each ended Promotion of a
     // cluster's history would hold that much while its reconcile is queued or waits for the
     // stores; boxed, only a Promotion that goes on pays for it.
-    Box::pin(advance(promotion, ctx, namespace, name)).await
+    Ok(Box::pin(passes(promotion, &ctx)).await?.action())
+}
+
+/// What one pass over a Promotion decided.
+pub struct Pass {
+    /// When to look again; `None` waits for a change.
+    pub next: Option<Duration>,
+    /// The phase the pass moved the Promotion into, if it moved it.
+    pub entered: Option<PromotionPhase>,
+    /// The Promotion as the pass's status write left it.
+    pub written: Option<Arc<Promotion>>,
+}
+
+impl Pass {
+    fn action(&self) -> Action {
+        match self.next {
+            Some(after) => Action::requeue(after),
+            None => Action::await_change(),
+        }
+    }
+}
+
+/// The passes of one reconcile of `promotion`, whose turn ([`crate::turns`]) the caller holds:
+/// one, and a second right away when the first recorded an approval, so that the step from a
+/// person's approval to the production write waits in no queue. The second pass is a pass like
+/// any other: it proves the approvals and the signature again before it writes.
+pub async fn passes(promotion: Arc<Promotion>, ctx: &Arc<Context>) -> Result<Pass> {
+    let namespace = promotion.namespace().unwrap_or_default();
+    let name = promotion.name_any();
+    let mut pass = advance(promotion, ctx.clone(), namespace.clone(), name.clone()).await?;
+    if pass.entered == Some(PromotionPhase::Approved)
+        && pass.next == Some(Duration::ZERO)
+        && let Some(written) = pass.written.clone()
+    {
+        pass = advance(written, ctx.clone(), namespace, name).await?;
+    }
+    Ok(pass)
 }
 
 /// Reconciles a Promotion that may still move or owes its record.
-async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String, name: String) -> Result<Action> {
+async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String, name: String) -> Result<Pass> {
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a production change or overwrite the recorded rollback target, so the watch
     // cache serves only the version this process last wrote or read (`stores::latest`).
@@ -61,11 +98,11 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
         ctx.objects.promotions.as_ref(),
         &ctx.stores.promotions,
         &ctx.stores.versions,
-        promotion.as_ref(),
+        &promotion,
     )
     .await?
     else {
-        return Ok(Action::await_change());
+        return Ok(Pass { next: None, entered: None, written: None });
     };
     let old = promotion.status.clone();
     let mut status = old.clone().unwrap_or_default();
@@ -88,12 +125,14 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
             status.records.push(entry.clone());
             attached = Some(entry);
         }
-        crate::status::apply(&ctx, ctx.objects.promotions.as_ref(), &namespace, &name, old.as_ref(), &status).await?;
+        let written =
+            crate::status::apply(&ctx, ctx.objects.promotions.as_ref(), &namespace, &name, old.as_ref(), &status)
+                .await?;
         if let Some(entry) = &attached {
             record_event(&ctx, &promotion, entry).await;
         }
         audit_events(&ctx, &promotion, &new_entries).await;
-        return Ok(Action::await_change());
+        return Ok(Pass { next: None, entered: None, written: written.map(Arc::new) });
     }
     // The rules that count are those that held when the Promotion opened.
     let policy = observe::policy(&ctx, &namespace, &promotion.spec.policy).await?;
@@ -201,7 +240,8 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
         status.rollback = Some(typed_progress(&progress));
     }
     status.conditions = conditions::merge(&status.conditions, &wanted, promotion.meta().generation, now);
-    crate::status::apply(&ctx, ctx.objects.promotions.as_ref(), &namespace, &name, old.as_ref(), &status).await?;
+    let written =
+        crate::status::apply(&ctx, ctx.objects.promotions.as_ref(), &namespace, &name, old.as_ref(), &status).await?;
 
     for entry in &records {
         record_event(&ctx, &promotion, entry).await;
@@ -218,10 +258,15 @@ async fn advance(promotion: Arc<Promotion>, ctx: Arc<Context>, namespace: String
             .inc();
         ctx.event(promotion.as_ref(), warning, plan.reason, plan.message.clone(), &format!("{:?}", plan.phase)).await;
     }
-    Ok(match plan.requeue_after {
-        Some(after) => Action::requeue(after),
-        None if plan.phase != facts.phase => Action::requeue(Duration::ZERO),
-        None => Action::await_change(),
+    let moved = plan.phase != facts.phase;
+    Ok(Pass {
+        next: match plan.requeue_after {
+            Some(after) => Some(after),
+            None if moved => Some(Duration::ZERO),
+            None => None,
+        },
+        entered: moved.then_some(plan.phase),
+        written: written.map(Arc::new),
     })
 }
 

@@ -49,13 +49,9 @@ async fn advance(release: Arc<Release>, ctx: Arc<Context>, namespace: String, na
     // Act on the latest status: a cached copy that predates this controller's own last write
     // could repeat a started build, so the watch cache serves only the version this process last
     // wrote or read (`stores::latest`).
-    let Some(release) = crate::stores::latest(
-        ctx.objects.releases.as_ref(),
-        &ctx.stores.releases,
-        &ctx.stores.versions,
-        release.as_ref(),
-    )
-    .await?
+    let Some(release) =
+        crate::stores::latest(ctx.objects.releases.as_ref(), &ctx.stores.releases, &ctx.stores.versions, &release)
+            .await?
     else {
         return Ok(Action::await_change());
     };

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::metrics::KindLabel;
 use crate::objects::ObjectApi;
 
-/// Applies `new` as the status of `namespace`/`name` unless it equals `old`. Returns whether it
-/// wrote.
+/// Applies `new` as the status of `namespace`/`name` unless it equals `old`. Returns the object
+/// as written (without managedFields), or `None` when nothing needed writing.
 pub async fn apply<K, S>(
     ctx: &Context,
     api: &dyn ObjectApi<K>,
@@ -18,16 +18,17 @@ pub async fn apply<K, S>(
     name: &str,
     old: Option<&S>,
     new: &S,
-) -> Result<bool>
+) -> Result<Option<K>>
 where
     K: Resource<DynamicType = ()>,
     S: Serialize + PartialEq,
 {
     if old == Some(new) {
-        return Ok(false);
+        return Ok(None);
     }
     let status = serde_json::to_value(new).map_err(|e| Error::Invalid(format!("status: {e}")))?;
-    let written = api.apply_status(namespace, name, status).await?;
+    let mut written = api.apply_status(namespace, name, status).await?;
+    crate::stores::trim(&mut written);
     // The next reconcile may take this version from the watch cache (see `stores::latest`), and
     // its watch event starts no pass of its own (`stores::changed_by_others`).
     ctx.stores.versions.wrote(&written);
@@ -38,5 +39,5 @@ where
         _ => "Other",
     };
     ctx.metrics.status_writes.get_or_create(&KindLabel { kind }).inc();
-    Ok(true)
+    Ok(Some(written))
 }

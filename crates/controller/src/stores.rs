@@ -61,6 +61,8 @@ pub struct Triggers {
     pub promotions: ReflectHandle<Promotion>,
     /// Promotions, for the ImagePolicy controller.
     pub promotions_for_policies: ReflectHandle<Promotion>,
+    /// Promotions, for the approval lane.
+    pub promotions_for_approvals: ReflectHandle<Promotion>,
     /// ImagePolicies, for the ImagePolicy controller.
     pub policies: ReflectHandle<ImagePolicy>,
     /// ImagePolicies, for the Release controller (a policy's change wakes its Releases).
@@ -87,6 +89,7 @@ pub fn watch(
         releases_for_policies: subscriber(&release_writer),
         promotions: subscriber(&promotion_writer),
         promotions_for_policies: subscriber(&promotion_writer),
+        promotions_for_approvals: subscriber(&promotion_writer),
         policies: subscriber(&policy_writer),
         policies_for_releases: subscriber(&policy_writer),
     };
@@ -334,18 +337,22 @@ where
     changes.filter(move |object| ready(!versions.is_own_write(object.as_ref())))
 }
 
-/// The latest copy of `object`: the store's when it is the version this process last wrote or
-/// read, otherwise read afresh from the API server (and remembered). `None` once it is gone.
+/// The latest copy of `object`: `object` itself or the store's when it is the version this
+/// process last wrote or read, otherwise read afresh from the API server (and remembered). `None`
+/// once it is gone.
 pub async fn latest<K>(
     api: &dyn ObjectApi<K>,
     store: &Store<K>,
     versions: &Versions,
-    object: &K,
+    object: &Arc<K>,
 ) -> Result<Option<Arc<K>>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    if let Some(cached) = store.get(&ObjectRef::from_obj(object))
+    if versions.is_current(object.as_ref()) {
+        return Ok(Some(object.clone()));
+    }
+    if let Some(cached) = store.get(&ObjectRef::from_obj(object.as_ref()))
         && versions.is_current(cached.as_ref())
     {
         return Ok(Some(cached));
@@ -358,7 +365,7 @@ where
             Ok(Some(Arc::new(fresh)))
         }
         None => {
-            versions.forget(object);
+            versions.forget(object.as_ref());
             Ok(None)
         }
     }

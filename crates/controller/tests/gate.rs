@@ -91,7 +91,7 @@ async fn only_approvals_the_controller_proves_move_production_under_frozen_rules
         s.user("gate-carol", &[]).await,
         s.user("gate-dave", &[]).await,
     );
-    let _controller = s.controller();
+    let controller = s.controller();
 
     // dave asks for the candidate by hand.
     let policies: Api<ImagePolicy> = Api::namespaced(dave.clone(), &s.ns);
@@ -154,6 +154,9 @@ async fn only_approvals_the_controller_proves_move_production_under_frozen_rules
         .expect("wake");
     s.promotion_in(PromotionPhase::Monitoring, 2 * MINUTE).await;
     assert_eq!(production().await, Some(pinned(&digest)), "production runs the approved digest");
+    // The approvals were looked at in the approval lane too (which gives way where the Promotion
+    // controller got there first): it is wired to the watch.
+    assert!(controller.reconciles("Approval").await > 0, "the approval lane was woken by the approvals");
 
     // Deleting the Release neither deletes the Promotion nor stops its monitor window.
     let release = promotion.spec.release.clone();

@@ -150,6 +150,61 @@ async fn an_approval_by_a_holder_of_approve_deploys_exactly_that_digest() {
 }
 
 #[tokio::test]
+async fn an_approval_reaches_production_in_the_reconcile_that_records_it() {
+    let w = world(&digest('0'), &digest('1')).await;
+    settle(&w).await;
+    approve(&w, "alice", "team-shop");
+    w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+    assert_eq!(w.targets.writes().len(), 1, "recorded as Approved and written to production in one reconcile");
+    assert_ne!(phase(&w), PromotionPhase::Approved);
+    let asked = w.authorizer.asked();
+    let proofs = asked.iter().filter(|q| q.starts_with("alice approve promotions")).count();
+    assert_eq!(proofs, 2, "alice's right was proven by both passes, right before each decided: {asked:?}");
+}
+
+/// The approval lane's pass over the watch's copy of the Promotion.
+async fn lane(w: &World) {
+    w.sync();
+    let promotion = w.promotions.find(NS, RELEASE).expect("the Promotion");
+    tidegate_controller::approval_lane::reconcile(std::sync::Arc::new(promotion), w.context.clone())
+        .await
+        .expect("the lane's pass succeeds");
+}
+
+#[tokio::test]
+async fn the_approval_lane_carries_an_approval_to_production_and_leaves_what_was_done_alone() {
+    let w = world(&digest('0'), &digest('1')).await;
+    w.targets.rolls_out_slowly(PRODUCTION, 3);
+    settle(&w).await;
+    lane(&w).await;
+    assert_eq!(w.promotions.status_writes(), 1, "nobody approved: the lane has nothing to do");
+
+    approve(&w, "alice", "team-shop");
+    lane(&w).await;
+    assert_eq!(w.targets.writes().len(), 1, "the lane wrote production");
+    assert_eq!(phase(&w), PromotionPhase::Promoting);
+    // The Promotion controller, woken by the same approval, goes on with the rollout.
+    w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+    assert_eq!(phase(&w), PromotionPhase::Promoting, "still rolling out");
+    assert!(w.targets.writes().iter().all(|write| write.image == pinned(&digest('1'))), "only the approved digest");
+
+    // Where the Promotion controller got to an approval first, the lane's pass finds it done.
+    let w = world(&digest('0'), &digest('1')).await;
+    settle(&w).await;
+    approve(&w, "mallory", "team-shop");
+    w.reconcile_promotion(NS, RELEASE).await.expect("the reconcile succeeds");
+    let (asked, writes) = (w.authorizer.asked(), w.promotions.status_writes());
+    lane(&w).await;
+    assert_eq!(w.authorizer.asked(), asked, "the lane asked nothing again");
+    assert_eq!(w.promotions.status_writes(), writes);
+    assert_eq!(phase(&w), PromotionPhase::AwaitingApproval);
+    // A later approval is the lane's again.
+    approve(&w, "alice", "team-shop");
+    lane(&w).await;
+    assert_eq!(w.targets.writes().len(), 1, "alice's approval went to production");
+}
+
+#[tokio::test]
 async fn an_approval_by_someone_without_the_right_moves_nothing() {
     let w = world(&digest('0'), &digest('1')).await;
     approve(&w, "mallory", "team-shop");

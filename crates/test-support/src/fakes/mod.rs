@@ -148,6 +148,7 @@ impl World {
             signature_proofs: signature_proofs::SignatureProofs::default(),
             right_proofs: Default::default(),
             known_runs: Default::default(),
+            turns: Default::default(),
             attestor: attestor.clone(),
             events: events.clone(),
             metrics,
