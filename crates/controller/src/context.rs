@@ -113,12 +113,45 @@ impl Context {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
+            note: Some(fit_note(note)),
             action: action.to_string(),
             secondary: None,
         };
         if let Err(e) = self.events.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "publishing an Event failed");
+        }
+    }
+}
+
+/// The API server refuses an Event whose note is longer than 1 KiB (in bytes: a note in a script
+/// of 3-byte characters reaches it at 342 of them). A longer note keeps its first 1,021 bytes, cut
+/// at a character, and ends with "…".
+const NOTE_LIMIT: usize = 1024;
+
+fn fit_note(mut note: String) -> String {
+    if note.len() > NOTE_LIMIT {
+        let ellipsis = "…";
+        note.truncate(note.floor_char_boundary(NOTE_LIMIT - ellipsis.len()));
+        note.push_str(ellipsis);
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_note_fits_the_api_server_s_limit_in_bytes_and_says_it_was_cut() {
+        assert_eq!(fit_note("rolled out".into()), "rolled out");
+        let exact = "a".repeat(NOTE_LIMIT);
+        assert_eq!(fit_note(exact.clone()), exact, "1 KiB fits");
+        for long in ["b".repeat(5000), "緊急対応".repeat(200), "é".repeat(700)] {
+            let fitted = fit_note(long.clone());
+            assert!(fitted.len() <= NOTE_LIMIT, "{} bytes", fitted.len());
+            assert!(fitted.ends_with('…'));
+            assert!(long.starts_with(fitted.trim_end_matches('…')), "a prefix, cut at a character");
+            assert!(fitted.len() > NOTE_LIMIT - 4, "as much as fits");
         }
     }
 }
