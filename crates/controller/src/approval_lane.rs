@@ -4,9 +4,9 @@
 //! kube's controller queue is first come, first served: with a thousand Promotions rolling out,
 //! each looking again every few seconds, a new approval waited behind every poll that was due
 //! before it (over a minute at the tail in the scale benchmark). The lane is a second controller
-//! over the same watch of Promotions, with slots of its own, woken only by someone else's change
-//! to a Promotion that waits for approval or is approved and that carries an approval or a
-//! rejection. It decides nothing of its own: it runs the Promotion controller's passes
+//! over the same watch of Promotions, with as many slots of its own as each kind has
+//! (`--max-concurrent-reconciles`), woken only by someone else's change to a Promotion that waits
+//! for approval or is approved and that carries an approval or a rejection. It decides nothing of its own: it runs the Promotion controller's passes
 //! ([`crate::promotion::passes`]) under the object's turn ([`crate::turns`]), so every rule of the
 //! gate applies exactly as there. What it leaves (the rollout, the monitor window) the Promotion
 //! controller carries on: the same change woke it too, and its pass then finds the work done.
@@ -21,9 +21,6 @@ use tidegate_api::{ANNOTATION_APPROVED_BY, ANNOTATION_REJECTED_BY, Promotion, Pr
 use crate::context::Context;
 use crate::error::Result;
 use crate::stores::Versions;
-
-/// Passes the lane runs at once, beside the Promotion controller's own.
-pub const SLOTS: u16 = 8;
 
 /// Whether `promotion` is one the lane acts on: it waits for approval or is approved, and
 /// someone approved or rejected it.

@@ -102,8 +102,8 @@ pub struct Config {
     #[arg(long, env = "TIDEGATE_RESYNC_INTERVAL_SECONDS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub resync_interval_seconds: u64,
-    /// Reconciles that may run at once, per kind (ImagePolicy, Release, Promotion); more wait
-    /// their turn in order. Bounds the burst of API requests after a start or a base-image update
+    /// Reconciles that may run at once, per kind (ImagePolicy, Release, Promotion, and the
+    /// approval lane's passes over Promotions); more wait their turn in order. Bounds the burst of API requests after a start or a base-image update
     /// of many policies, which would otherwise queue the controller's own Lease renewals behind
     /// thousands of its reads on the API server (and lose its leadership).
     #[arg(long, env = "TIDEGATE_MAX_CONCURRENT_RECONCILES", default_value_t = 32,
@@ -335,7 +335,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         approval_lane::triggers(triggers.promotions_for_approvals, own()),
         stores.promotions.clone(),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(approval_lane::SLOTS))
+    .with_config(bounded())
     .shutdown_on_signal()
     .run(reconcile_approval, approval_error_policy, ctx.clone())
     .for_each(|_| async {});
