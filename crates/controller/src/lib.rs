@@ -103,9 +103,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub resync_interval_seconds: u64,
     /// Reconciles that may run at once, per kind (ImagePolicy, Release, Promotion, and the
-    /// approval lane's passes over Promotions); more wait their turn in order. Bounds the burst of API requests after a start or a base-image update
-    /// of many policies, which would otherwise queue the controller's own Lease renewals behind
-    /// thousands of its reads on the API server (and lose its leadership).
+    /// approval lane's passes over Promotions); more wait their turn in order. Bounds the burst
+    /// of API requests after a start or a base-image update of many policies, which would
+    /// otherwise queue the controller's own Lease renewals behind thousands of its reads on the
+    /// API server (and lose its leadership).
     #[arg(long, env = "TIDEGATE_MAX_CONCURRENT_RECONCILES", default_value_t = 32,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
