@@ -6,9 +6,9 @@
 //! before it (over a minute at the tail in the scale benchmark). The lane is a second controller
 //! over the same watch of Promotions, with as many slots of its own as each kind has
 //! (`--max-concurrent-reconciles`), woken only by someone else's change to a Promotion that waits
-//! for approval or is approved and that carries an approval or a rejection. It decides nothing of its own: it runs the Promotion controller's passes
-//! ([`crate::promotion::passes`]) under the object's turn ([`crate::turns`]), so every rule of the
-//! gate applies exactly as there. What it leaves (the rollout, the monitor window) the Promotion
+//! for approval or is approved and that carries an approval or a rejection. It decides nothing of
+//! its own: it runs the Promotion controller's passes ([`crate::promotion::passes`]) under the
+//! object's turn ([`crate::turns`]), so every rule of the gate applies exactly as there. What it leaves (the rollout, the monitor window) the Promotion
 //! controller carries on: the same change woke it too, and its pass then finds the work done.
 
 use std::sync::Arc;
@@ -26,16 +26,10 @@ use crate::stores::Versions;
 /// someone approved or rejected it.
 pub fn wants(promotion: &Promotion) -> bool {
     let annotations = promotion.annotations();
-    in_lane(phase(promotion))
-        && (annotations.contains_key(ANNOTATION_APPROVED_BY) || annotations.contains_key(ANNOTATION_REJECTED_BY))
-}
-
-fn phase(promotion: &Promotion) -> PromotionPhase {
-    promotion.status.as_ref().map(|s| s.phase).unwrap_or_default()
-}
-
-fn in_lane(phase: PromotionPhase) -> bool {
-    matches!(phase, PromotionPhase::AwaitingApproval | PromotionPhase::Approved)
+    matches!(
+        promotion.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+        PromotionPhase::AwaitingApproval | PromotionPhase::Approved
+    ) && (annotations.contains_key(ANNOTATION_APPROVED_BY) || annotations.contains_key(ANNOTATION_REJECTED_BY))
 }
 
 /// The changes that wake the lane: someone else's change (not this process's own status write)
