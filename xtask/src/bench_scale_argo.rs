@@ -392,8 +392,7 @@ impl ArgoController {
         std::fs::write(&kubeconfig, env.user_kubeconfig(USER, &["system:serviceaccounts"])?)?;
         let log = dir.join("argo-rollouts.log");
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let port =
-            || -> Result<String> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string()) };
+        let port = || -> Result<String> { Ok(tidegate_testenv::free_port()?.to_string()) };
         let child = Command::new(argo.controller())
             .env_remove("KUBECONFIG")
             .env("POD_NAMESPACE", NAMESPACE)

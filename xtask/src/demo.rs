@@ -596,7 +596,7 @@ impl Controller {
         std::fs::write(&kubeconfig, env.user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts"])?)?;
         let log = dir.join("controller.log");
         let out = std::fs::File::create(&log)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = tidegate_testenv::free_port()?;
         let child = Command::new(binary)
             .env("KUBECONFIG", &kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])

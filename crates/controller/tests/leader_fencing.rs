@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ impl Replica {
             .user_kubeconfig(CONTROLLER_USER, &["system:serviceaccounts", "system:serviceaccounts:tidegate-system"])
             .expect("kubeconfig");
         std::fs::write(&kubeconfig, yaml).expect("write kubeconfig");
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let port = tidegate_testenv::free_port().expect("free port");
         let log = s.path(&format!("{identity}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_tidegate-controller"))

@@ -196,7 +196,7 @@ mod tests {
     #[tokio::test]
     async fn a_target_that_starts_listening_a_moment_after_its_rollout_is_checked() {
         // A port that refuses connections now and answers 200 a moment later.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = tidegate_testenv::free_port().expect("a free port");
         let server = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind again");
@@ -213,7 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_target_that_never_listens_fails_after_the_retries() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = tidegate_testenv::free_port().expect("a free port");
         let result = http_check(&check(), &format!("http://127.0.0.1:{port}"), &HttpCheckOptions::default()).await;
         assert!(!result.passed);
         assert!(result.message.contains("failed"), "{}", result.message);

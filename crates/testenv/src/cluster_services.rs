@@ -30,8 +30,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
+use crate::ports::free_port;
 use crate::process::Process;
-use crate::real_node::{HostBinaries, free_port, run, start_error, write};
+use crate::real_node::{HostBinaries, run, start_error, write};
 use crate::tools::NodeTools;
 use crate::{Error, TestEnv, pki};
 

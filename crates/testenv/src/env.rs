@@ -1,6 +1,6 @@
 //! Starting and stopping the control plane.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -11,12 +11,16 @@ use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 
 use crate::pki::{self, Authority, CertifiedKey};
+use crate::ports::{free_port, is_address_in_use};
 use crate::process::Process;
 use crate::tools::Tools;
 use crate::{Error, kubeconfig, nodes};
 
 /// User name of the environment's administrator (group `system:masters`).
 pub const ADMIN_USER: &str = "tidegate-admin";
+
+/// Attempts at starting an environment whose ports were taken by another process meanwhile.
+const STARTS: u32 = 3;
 
 /// How an environment is started.
 #[derive(Clone, Debug)]
@@ -76,8 +80,22 @@ impl TestEnv {
         Self::start_with(Options::default()).await
     }
 
-    /// Starts an environment.
+    /// Starts an environment. A start that fails because another process took one of the chosen
+    /// ports in the meantime is tried again with new ports, up to [`STARTS`] times.
     pub async fn start_with(options: Options) -> Result<Self, Error> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&options).await {
+                Err(e) if attempt < STARTS && is_address_in_use(&e) => {
+                    tracing::warn!(attempt, error = %e, "a port was taken while the environment started; starting again");
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_once(options: &Options) -> Result<Self, Error> {
         let tools = Tools::locate()?;
         let (dir, temp) = match &options.dir {
             Some(dir) => {
@@ -424,13 +442,4 @@ pub async fn ready_nodes(client: &kube::Client) -> Result<Vec<String>, Error> {
 fn write_pair(dir: &Path, name: &str, pair: &CertifiedKey) -> Result<(), Error> {
     pki::write_file(&dir.join(format!("{name}.crt")), &pair.cert_pem)?;
     pki::write_file(&dir.join(format!("{name}.key")), &pair.key_pem)
-}
-
-fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|e| Error::Start { component: "testenv".into(), message: format!("no free loopback port: {e}") })?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::Start { component: "testenv".into(), message: e.to_string() })
 }

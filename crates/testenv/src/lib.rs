@@ -30,6 +30,7 @@ pub mod node_images;
 pub mod nodes;
 pub mod operator_crds;
 pub mod pki;
+pub mod ports;
 pub mod process;
 pub mod real_node;
 pub mod registry;
@@ -41,6 +42,7 @@ pub mod workloads;
 use std::path::{Path, PathBuf};
 
 pub use env::{ADMIN_USER, Options, TestEnv, established_crds, ready_nodes};
+pub use ports::free_port;
 pub use registry::{Registry, RegistryAuth, RegistryKind, RegistryOptions};
 pub use shared::shared;
 

@@ -45,6 +45,7 @@ pub use crate::node_images::{
     OciImage, TestServerImage, build_image_binary, image_source, images_dir, push_test_server_image,
     push_test_server_image_as, push_test_server_on_base,
 };
+use crate::ports::free_port;
 use crate::process::Process;
 use crate::registry::Registry;
 use crate::tools;
@@ -795,11 +796,6 @@ pub(crate) fn run(program: &Path, args: &[&str]) -> Result<String, String> {
     } else {
         Err(format!("{} ({}): {}", program.display(), output.status, String::from_utf8_lossy(&output.stderr).trim()))
     }
-}
-
-pub(crate) fn free_port() -> Result<u16, Error> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| start_error(&e.to_string()))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| start_error(&e.to_string()))
 }
 
 /// Takes [`LOCK_FILE`] (an exclusive `flock`), waiting up to `timeout` for another node to stop.

@@ -26,7 +26,6 @@ pub mod faults;
 mod token;
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +40,7 @@ pub use faults::{Fault, FaultProxy, Scope, Seen};
 pub use token::{TOKEN_ISSUER, TOKEN_LIFETIME_SECS, TOKEN_SERVICE, TokenServer};
 
 use crate::Error;
+use crate::ports::free_port;
 use crate::process::Process;
 use crate::tools::SupplyChainTools;
 
@@ -410,15 +410,6 @@ pub fn htpasswd_line(user: &str, password: &str) -> Result<String, Error> {
 /// A YAML double-quoted string (JSON's syntax is valid YAML).
 fn yaml_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
-}
-
-fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .map_err(|e| Error::Start { component: "registry".into(), message: format!("no free loopback port: {e}") })?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::Start { component: "registry".into(), message: e.to_string() })
 }
 
 #[cfg(test)]

@@ -440,10 +440,7 @@ impl TrivyServer {
     /// Starts the server on the database in `cache_dir` (written by [`write_vulnerability_db`]),
     /// with its home and XDG directories in `home`; returns once it accepts connections.
     pub async fn start(tools: &ScannerTools, cache_dir: &Path, home: &Path) -> Result<Self, Error> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| Error::Tool(format!("no free loopback port: {e}")))?
-            .port();
+        let port = crate::ports::free_port()?;
         let address = format!("127.0.0.1:{port}");
         let mut child = tokio::process::Command::new(tools.trivy())
             .args(["server", "--listen", &address, "--skip-db-update", "--cache-dir"])

@@ -11,7 +11,6 @@
 
 pub mod azure;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -661,7 +660,7 @@ impl ControllerProcess {
         args: Vec<String>,
         env: Vec<(String, String)>,
     ) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let port = tidegate_testenv::free_port().expect("free port");
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(&binary)
             .env("KUBECONFIG", &kubeconfig)
