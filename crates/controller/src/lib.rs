@@ -12,6 +12,7 @@ pub mod error;
 pub mod index;
 pub mod known_runs;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod objects;
 pub mod observe;
@@ -207,6 +208,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
     let registry = Arc::new(registry_client(&config).await?);
     let watcher = Arc::new(watcher::BaseWatcher::new(registry.clone()));
     let server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone(), watcher.clone()));
+    tokio::spawn(memory::release_unused());
 
     let replica = config.identity.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     // One leader acts. `leadership` is valid only until the renew deadline after the start of
