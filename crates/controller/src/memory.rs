@@ -77,12 +77,12 @@ mod tests {
         // 64 MiB in small blocks (below the mmap threshold, so they live in an arena), written
         // so that the pages are resident, then freed: the arena keeps them until released.
         let blocks: Vec<Vec<u8>> = (0..16 * 1024).map(|i| vec![i as u8; 4096]).collect();
-        let peak = resident_bytes().expect("statm");
+        let peak = resident_bytes().expect("VmRSS");
         // Keep one block at the end so that the free pages are inside the heap, not at its top.
         let last = blocks.last().cloned();
         drop(blocks);
         let released = release_now();
-        let after = resident_bytes().expect("statm");
+        let after = resident_bytes().expect("VmRSS");
         if cfg!(all(target_os = "linux", target_env = "gnu")) {
             assert!(released >= 32 * 1024 * 1024, "released {released} bytes (resident {peak} → {after})");
         }
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn the_resident_set_reads_in_bytes() {
-        let resident = resident_bytes().expect("statm");
+        let resident = resident_bytes().expect("VmRSS");
         assert!(resident > 1024 * 1024, "{resident}");
     }
 }
