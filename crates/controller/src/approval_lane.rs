@@ -8,8 +8,9 @@
 //! (`--max-concurrent-reconciles`), woken only by someone else's change to a Promotion that waits
 //! for approval or is approved and that carries an approval or a rejection. It decides nothing of
 //! its own: it runs the Promotion controller's passes ([`crate::promotion::passes`]) under the
-//! object's turn ([`crate::turns`]), so every rule of the gate applies exactly as there. What it leaves (the rollout, the monitor window) the Promotion
-//! controller carries on: the same change woke it too, and its pass then finds the work done.
+//! object's turn ([`crate::turns`]), so every rule of the gate applies exactly as there. What it
+//! leaves (the rollout, the monitor window) the Promotion controller carries on: the same change
+//! woke it too, and its pass then finds the work done.
 
 use std::sync::Arc;
 

@@ -249,7 +249,7 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
                 .with_acr_tasks(azure.as_ref().map(|azure| azure.acr_tasks())),
         )
     });
-    // One watch per kind, shared by the controllers (and the approval lane) and read by every reconcile.
+    // One watch per kind, shared by the controllers (the approval lane too), read by every reconcile.
     let (stores, triggers, watches) = stores::watch(&client, config.namespace.as_deref());
     let workload_watches = Arc::new(workload_watch::WorkloadWatches::default());
     let (wakes, woken) = workload_watch::wakes();

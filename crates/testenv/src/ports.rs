@@ -11,7 +11,7 @@
 //! in one process. Another process choosing the same port in the same instant is the one race left;
 //! [`is_address_in_use`] lets a caller start again.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
@@ -27,7 +27,7 @@ const ENOUGH: usize = 1_000;
 /// Random candidates tried before giving up.
 const ATTEMPTS: usize = 200;
 
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A TCP port free on every address of this machine right now, which this process has not handed
 /// out before, for a component to listen on `127.0.0.1`.
@@ -37,7 +37,6 @@ pub fn free_port() -> Result<u16, Error> {
         return kernel_port();
     }
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for _ in 0..ATTEMPTS {
         let port = candidates.start + (random_u32()? % u32::from(candidates.end - candidates.start)) as u16;
         if !handed_out.contains(&port) && TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
@@ -99,7 +98,7 @@ mod tests {
     #[test]
     fn a_port_is_free_and_never_handed_out_twice() {
         let ports: Vec<u16> = (0..50).map(|_| free_port().expect("a free port")).collect();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "{ports:?}");
         for port in ports {
             TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("the port is free");
