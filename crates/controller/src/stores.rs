@@ -4,9 +4,11 @@
 //!
 //! Reading from a watch cache can lag behind the API server, and a reconciler that acted on a
 //! copy older than its own last write could repeat a step it already took. So the freshness rule
-//! ([`Versions`]): a Release or Promotion is taken from the store only when the store holds the
-//! very version this process last wrote or read from the API server; otherwise it is read
-//! afresh (and that version remembered).
+//! ([`Versions`], [`latest`]): a Release or Promotion is taken from the store only when the store
+//! holds the very version this process last wrote or read from the API server, or a version the
+//! watch delivered after that one. While the store is behind (a pass right after its own status
+//! write), the reconcile waits briefly for the watch; otherwise, and when nothing is known yet,
+//! the object is read afresh (and that version remembered).
 
 use std::collections::HashMap;
 use std::future::ready;
@@ -21,6 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher as kube_watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tidegate_api::{ImagePolicy, Promotion, Release};
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -153,6 +156,7 @@ where
     // a CRD whose cache was just rebuilt, answer with a version its watch already expired): the
     // picture after a (re)list is never older than what this controller last wrote.
     let config = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
+    let delivered = versions.clone();
     kube_watcher(api, config)
         .default_backoff()
         .modify(trim)
@@ -168,9 +172,13 @@ where
             event
         })
         .reflect_shared(writer)
-        .for_each(|event| {
-            if let Err(e) = event {
-                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff");
+        .for_each(move |event| {
+            // The store holds the event's object by now.
+            match &event {
+                Ok(Event::Apply(object)) => delivered.delivered(object),
+                Ok(Event::InitDone) => delivered.relisted(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff"),
             }
             ready(())
         })
@@ -269,19 +277,48 @@ where
 }
 
 /// The resourceVersion of the newest copy of each object this process has written or read
-/// from the API server (not from a watch).
+/// from the API server (not from a watch), and whether the watch has shown that copy yet.
+///
+/// A watch delivers one object's changes in the order they were made, and a relist is a
+/// consistent read. So once the store has held the version this process knows, whatever the
+/// store holds later is that version or newer; until then, whatever it holds is older.
 #[derive(Debug, Default)]
 pub struct Versions {
-    known: Mutex<HashMap<(String, String, String), String>>,
+    known: Mutex<HashMap<Id, Known>>,
     /// The version this process's last status write of each object produced.
-    written: Mutex<HashMap<(String, String, String), String>>,
+    written: Mutex<HashMap<Id, String>>,
+    /// Woken whenever the watch shows a known version.
+    shown: Notify,
+}
+
+type Id = (String, String, String);
+
+#[derive(Debug)]
+struct Known {
+    /// The newest version this process wrote or read.
+    version: String,
+    /// Whether the store has held `version` (so it now holds that version or a newer one).
+    shown: bool,
+    /// The last version the watch delivered, in case the watch shows a write before the write's
+    /// answer arrives.
+    delivered: Option<String>,
 }
 
 impl Versions {
     /// Remembers `object`'s version as current.
     pub fn record<K: Resource<DynamicType = ()>>(&self, object: &K) {
         if let Some(version) = object.meta().resource_version.clone() {
-            self.lock().insert(id(object), version);
+            let mut known = self.lock();
+            match known.get_mut(&id(object)) {
+                Some(entry) if entry.version == version => {}
+                Some(entry) => {
+                    entry.shown = entry.delivered.as_ref() == Some(&version);
+                    entry.version = version;
+                }
+                None => {
+                    known.insert(id(object), Known { version, shown: false, delivered: None });
+                }
+            }
         }
     }
 
@@ -309,15 +346,63 @@ impl Versions {
     /// Whether `cached` is the version this process last wrote or read.
     pub fn is_current<K: Resource<DynamicType = ()>>(&self, cached: &K) -> bool {
         let version = cached.meta().resource_version.as_deref();
-        version.is_some() && self.lock().get(&id(cached)).map(String::as_str) == version
+        version.is_some() && self.lock().get(&id(cached)).map(|k| k.version.as_str()) == version
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), String>> {
+    /// The watch has put `object` in the store (call after the store holds it).
+    pub fn delivered<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        let Some(version) = object.meta().resource_version.as_deref() else { return };
+        let mut known = self.lock();
+        if let Some(entry) = known.get_mut(&id(object)) {
+            if entry.version == version && !entry.shown {
+                entry.shown = true;
+                self.shown.notify_waiters();
+            }
+            entry.delivered = Some(version.to_string());
+        }
+    }
+
+    /// The watch has listed its kind again: whatever waits for a version looks at the store anew.
+    pub fn relisted(&self) {
+        self.shown.notify_waiters();
+    }
+
+    /// What the store's copy `cached` is, next to the version this process knows.
+    fn compare<K: Resource<DynamicType = ()>>(&self, cached: Option<&K>, object: &K) -> InStore {
+        let mut known = self.lock();
+        let Some(entry) = known.get_mut(&id(object)) else { return InStore::Unknown };
+        match cached.and_then(|c| c.meta().resource_version.as_deref()) {
+            Some(version) if version == entry.version => {
+                entry.shown = true;
+                InStore::Current
+            }
+            Some(version) if entry.shown => {
+                // The store went past the known version: someone else's change, newer.
+                entry.version = version.to_string();
+                InStore::Current
+            }
+            _ if entry.shown => InStore::Unknown,
+            _ => InStore::Behind,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Known>> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn id<K: Resource<DynamicType = ()>>(object: &K) -> (String, String, String) {
+/// Where the store's copy of an object stands against what this process knows of it.
+#[derive(Debug, PartialEq, Eq)]
+enum InStore {
+    /// The known version, or a newer one: act on it.
+    Current,
+    /// Older than this process's own last write or read: the watch has not brought that yet.
+    Behind,
+    /// Nothing known to compare with (never read, or gone from the store): read afresh.
+    Unknown,
+}
+
+fn id<K: Resource<DynamicType = ()>>(object: &K) -> Id {
     let meta = object.meta();
     (K::kind(&()).into_owned(), meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
@@ -337,9 +422,16 @@ where
     changes.filter(move |object| ready(!versions.is_own_write(object.as_ref())))
 }
 
-/// The latest copy of `object`: `object` itself or the store's when it is the version this
-/// process last wrote or read, otherwise read afresh from the API server (and remembered). `None`
-/// once it is gone.
+/// How long a reconcile waits for the watch to bring this process's own last write (or read)
+/// of an object before it reads the object from the API server instead. A reconcile that looks
+/// again right after its status write usually starts before the watch has delivered that write.
+const OWN_VERSION_WAIT: Duration = Duration::from_millis(500);
+
+/// The latest copy of `object` this process can vouch for: `object` itself or the store's when it
+/// is the version this process last wrote or read, or newer (the store held that version before);
+/// while the store is behind this process's own last write or read, the store's once the watch
+/// brings it (waiting at most [`OWN_VERSION_WAIT`]); otherwise read afresh from the API server
+/// (and remembered). `None` once it is gone.
 pub async fn latest<K>(
     api: &dyn ObjectApi<K>,
     store: &Store<K>,
@@ -352,10 +444,19 @@ where
     if versions.is_current(object.as_ref()) {
         return Ok(Some(object.clone()));
     }
-    if let Some(cached) = store.get(&ObjectRef::from_obj(object.as_ref()))
-        && versions.is_current(cached.as_ref())
-    {
-        return Ok(Some(cached));
+    let key = ObjectRef::from_obj(object.as_ref());
+    let deadline = tokio::time::Instant::now() + OWN_VERSION_WAIT;
+    loop {
+        // Registered before the store is looked at, so a delivery in between is not missed.
+        let shown = versions.shown.notified();
+        let mut shown = std::pin::pin!(shown);
+        shown.as_mut().enable();
+        let cached = store.get(&key);
+        match (versions.compare(cached.as_deref(), object.as_ref()), cached) {
+            (InStore::Current, Some(cached)) => return Ok(Some(cached)),
+            (InStore::Behind, _) if tokio::time::timeout_at(deadline, shown).await.is_ok() => continue,
+            _ => break,
+        }
     }
     let name = object.meta().name.clone().unwrap_or_default();
     let namespace = object.meta().namespace.clone().unwrap_or_default();
@@ -464,6 +565,141 @@ mod tests {
         versions.record(&unversioned);
         unversioned.metadata.resource_version = None;
         assert!(!versions.is_current(&unversioned));
+    }
+
+    /// The API server's copy of each ConfigMap, counting reads.
+    #[derive(Default)]
+    struct Server {
+        objects: Mutex<HashMap<String, ConfigMap>>,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectApi<ConfigMap> for Server {
+        async fn get(&self, _namespace: &str, name: &str) -> Result<Option<ConfigMap>> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.objects.lock().unwrap().get(name).cloned())
+        }
+        async fn apply_status(&self, _: &str, _: &str, _: serde_json::Value) -> Result<ConfigMap> {
+            unreachable!("not written here")
+        }
+        async fn create(&self, _: &str, _: &ConfigMap) -> Result<ConfigMap> {
+            unreachable!("not written here")
+        }
+    }
+
+    impl Server {
+        fn holds(&self, object: &ConfigMap) {
+            self.objects.lock().unwrap().insert(object.name_any(), object.clone());
+        }
+        fn gets(&self) -> usize {
+            self.gets.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// A watch that shows `object`: the store holds it, then the version record hears of it.
+    fn show(writer: &mut reflector::store::Writer<ConfigMap>, versions: &Versions, object: &ConfigMap) {
+        writer.apply_watcher_event(&Event::Apply(object.clone()));
+        versions.delivered(object);
+    }
+
+    fn version_of(object: Option<Arc<ConfigMap>>) -> Option<String> {
+        object.and_then(|o| o.resource_version())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_right_after_its_own_write_takes_that_write_from_the_watch_without_reading() {
+        let server = Server::default();
+        let versions = Versions::default();
+        let mut writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        show(&mut writer, &versions, &release("r1", "10"));
+        versions.record(&release("r1", "10"));
+        assert_eq!(
+            version_of(latest(&server, &store, &versions, &Arc::new(release("r1", "10"))).await.unwrap()),
+            Some("10".into())
+        );
+
+        // The status write answers with version 11; the store still has 10.
+        server.holds(&release("r1", "11"));
+        versions.wrote(&release("r1", "11"));
+        let stale = Arc::new(release("r1", "10"));
+        let watch = async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            show(&mut writer, &versions, &release("r1", "11"));
+        };
+        let (read, ()) = tokio::join!(latest(&server, &store, &versions, &stale), watch);
+        assert_eq!(version_of(read.unwrap()), Some("11".into()), "the pass acts on its own write, not on 10");
+        assert_eq!(server.gets(), 0, "the watch brought it: no read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_that_does_not_bring_the_own_write_in_time_is_read_past() {
+        let server = Server::default();
+        let versions = Versions::default();
+        let mut writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        show(&mut writer, &versions, &release("r1", "10"));
+        server.holds(&release("r1", "11"));
+        versions.wrote(&release("r1", "11"));
+        let started = tokio::time::Instant::now();
+        let read = latest(&server, &store, &versions, &Arc::new(release("r1", "10"))).await.unwrap();
+        assert_eq!(version_of(read), Some("11".into()), "never the store's older copy");
+        assert_eq!(server.gets(), 1);
+        assert_eq!(started.elapsed(), OWN_VERSION_WAIT, "it waited for the watch, then read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn someone_else_s_change_after_the_known_version_is_taken_from_the_store() {
+        let server = Server::default();
+        let versions = Versions::default();
+        let mut writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        versions.wrote(&release("r1", "11"));
+        show(&mut writer, &versions, &release("r1", "11"));
+        // An approval (version 12) arrives on the watch.
+        server.holds(&release("r1", "12"));
+        show(&mut writer, &versions, &release("r1", "12"));
+        let started = tokio::time::Instant::now();
+        let read = latest(&server, &store, &versions, &Arc::new(release("r1", "12"))).await.unwrap();
+        assert_eq!(version_of(read), Some("12".into()));
+        assert_eq!((server.gets(), started.elapsed()), (0, Duration::ZERO), "no read, no wait");
+        assert!(versions.is_current(&release("r1", "12")), "and it is now the version this process knows");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_that_shows_the_write_before_its_answer_arrives_still_counts() {
+        let server = Server::default();
+        let versions = Versions::default();
+        let mut writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        versions.wrote(&release("r1", "10"));
+        show(&mut writer, &versions, &release("r1", "10"));
+        show(&mut writer, &versions, &release("r1", "11")); // the watch first,
+        versions.wrote(&release("r1", "11")); // then the write's answer
+        show(&mut writer, &versions, &release("r1", "12")); // then someone else
+        server.holds(&release("r1", "12"));
+        let read = latest(&server, &store, &versions, &Arc::new(release("r1", "12"))).await.unwrap();
+        assert_eq!((version_of(read), server.gets()), (Some("12".into()), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_object_never_read_and_one_gone_from_the_store_are_read_afresh() {
+        let server = Server::default();
+        let versions = Versions::default();
+        let mut writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        // After a start, the store's copy comes from a list this process has not vouched for.
+        server.holds(&release("r1", "10"));
+        writer.apply_watcher_event(&Event::Apply(release("r1", "10")));
+        let read = latest(&server, &store, &versions, &Arc::new(release("r1", "10"))).await.unwrap();
+        assert_eq!((version_of(read), server.gets()), (Some("10".into()), 1));
+        // Deleted: gone from the store after the store had held the known version.
+        versions.delivered(&release("r1", "10"));
+        writer.apply_watcher_event(&Event::Delete(release("r1", "10")));
+        server.objects.lock().unwrap().clear();
+        let read = latest(&server, &store, &versions, &Arc::new(release("r1", "9"))).await.unwrap();
+        assert_eq!((read.is_none(), server.gets()), (true, 2));
     }
 
     #[tokio::test]
