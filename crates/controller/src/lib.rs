@@ -349,9 +349,10 @@ pub async fn run_with(config: Config, overrides: Overrides) -> anyhow::Result<()
         .with_config(bounded())
         .reconcile_all_on(stores::stream_of(changed_rx))
         .reconcile_on(workload_watch::stream(woken.policies))
-        .watches_shared_stream(triggers.releases_for_policies, |r| {
-            r.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&r.spec.policy).within(&ns))
-        })
+        .watches_shared_stream(
+            stores::releases_new_to_their_policy(triggers.releases_for_policies, stores.policies.clone()),
+            |r| r.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&r.spec.policy).within(&ns)),
+        )
         .watches_shared_stream(triggers.promotions_for_policies, |p| {
             p.namespace().map(|ns| ObjectRef::<ImagePolicy>::new(&p.spec.policy).within(&ns))
         })

@@ -25,11 +25,17 @@ const HISTORY: usize = 10;
 /// Reconciles one ImagePolicy.
 #[tracing::instrument(skip(policy, ctx), fields(kind = "ImagePolicy", namespace = %policy.namespace().unwrap_or_default(), name = %policy.name_any()))]
 pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Action> {
+    // Not a copy older than this process's own last status write, when the watch brings that in
+    // time: the write below is skipped when nothing changed since.
+    let policy = crate::stores::settled(&ctx.stores.policies, &ctx.stores.versions, policy).await;
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
     let old = policy.status.clone();
     let mut status = old.clone().unwrap_or_default();
     let now = ctx.now();
+    // Releases this pass creates: the latest of them is the policy's latest before the watch
+    // shows it.
+    let mut started = Vec::new();
 
     if let Some(token) = policy.annotations().get(ANNOTATION_TRIGGER).filter(|t| !t.trim().is_empty()) {
         let reason = ReleaseReason {
@@ -38,7 +44,7 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
             vulnerabilities: None,
             message: Some(format!("requested with {ANNOTATION_TRIGGER}={token}")),
         };
-        start_release(&ctx, &policy, names::release_name(&name, "manual", token), reason).await?;
+        started.extend(start_release(&ctx, &policy, names::release_name(&name, "manual", token), reason).await?);
     }
     if let Some(base) = &policy.spec.triggers.base_image
         && let Some(digest) = ctx.watcher.digest(&base.reference)
@@ -57,7 +63,8 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
                     vulnerabilities: None,
                     message: None,
                 };
-                start_release(&ctx, &policy, names::release_name(&name, "base", &digest), reason).await?;
+                started
+                    .extend(start_release(&ctx, &policy, names::release_name(&name, "base", &digest), reason).await?);
                 status.base_digest = Some(digest);
             }
             Some(_) => {}
@@ -112,7 +119,8 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ctx: Arc<Context>) -> Result<Ac
     };
 
     let releases = observe::releases_of(&ctx, &namespace, &name).await?;
-    status.latest_release = releases.iter().max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
+    status.latest_release =
+        releases.iter().chain(&started).max_by_key(|r| observe::creation_key(*r)).map(ResourceExt::name_any);
     let promotions = observe::promotions_of(&ctx, &namespace, &name).await?;
     status.production_history = history(&promotions, status.production_digest.as_deref());
     // Drift keeps its last known value while production cannot be read.
@@ -280,7 +288,7 @@ async fn new_build(ctx: &Context, policy: &ImagePolicy, pattern: &str, productio
         message: Some(format!("new build {newest}")),
     };
     let source = tidegate_api::release::ReleaseSource { image: format!("{}@{}", image.repository_ref(), head.digest) };
-    start_release_with_source(ctx, policy, name, reason, Some(source)).await
+    start_release_with_source(ctx, policy, name, reason, Some(source)).await.map(drop)
 }
 
 /// Orders tags so that `v1.10.0` comes after `v1.9.0`: digit runs compare as numbers.
@@ -319,7 +327,7 @@ pub(crate) async fn start_release(
     policy: &ImagePolicy,
     name: String,
     reason: ReleaseReason,
-) -> Result<()> {
+) -> Result<Option<Release>> {
     start_release_with_source(ctx, policy, name, reason, None).await
 }
 
@@ -329,12 +337,12 @@ async fn start_release_with_source(
     name: String,
     reason: ReleaseReason,
     source: Option<tidegate_api::release::ReleaseSource>,
-) -> Result<()> {
+) -> Result<Option<Release>> {
     let namespace = policy.namespace().unwrap_or_default();
     // The trigger fired before (a manual trigger stays on the policy; a policy reconciled again
     // before its own status write is seen fires its base trigger again): the watch shows it.
     if ctx.stores.releases.get(&ObjectRef::new(&name).within(&namespace)).is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let api = ctx.objects.releases.as_ref();
     let why = format!("{:?}", reason.kind);
@@ -361,9 +369,9 @@ async fn start_release_with_source(
             // watch's copy of it instead of reading it again.
             ctx.stores.versions.record(&created);
             ctx.event(policy, false, "ReleaseStarted", format!("release {name} started ({why})"), "Trigger").await;
-            Ok(())
+            Ok(Some(created))
         }
-        Err(crate::error::Error::Kube(kube::Error::Api(s))) if s.code == 409 => Ok(()),
+        Err(crate::error::Error::Kube(kube::Error::Api(s))) if s.code == 409 => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -115,7 +115,7 @@ async fn start(
         vulnerabilities: Some(fix.ids.iter().take(256).cloned().collect()),
         message: Some(message.chars().take(1000).collect()),
     };
-    policy::start_release(ctx, policy, fix.name.clone(), reason).await
+    policy::start_release(ctx, policy, fix.name.clone(), reason).await.map(drop)
 }
 
 /// The condition the last rescan asks for; `None` when rescans are off or nothing was scanned.

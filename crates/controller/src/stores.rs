@@ -427,6 +427,24 @@ where
 /// again right after its status write usually starts before the watch has delivered that write.
 const OWN_VERSION_WAIT: Duration = Duration::from_millis(500);
 
+/// The Release changes that concern their ImagePolicy: of a policy's status only
+/// `latestRelease` follows its Releases, and it changes only when a Release is created. So a
+/// Release wakes its policy while the policy's status (as watched) does not name it as its
+/// latest; the status changes of a Release it names (ten or so on the way to approval) do not.
+/// A policy not in the store is woken too.
+pub fn releases_new_to_their_policy(
+    changes: impl Stream<Item = Arc<Release>> + Send + 'static,
+    policies: Store<ImagePolicy>,
+) -> impl Stream<Item = Arc<Release>> + Send + 'static {
+    changes.filter(move |release| {
+        let namespace = release.namespace().unwrap_or_default();
+        let named = policies.get(&ObjectRef::new(&release.spec.policy).within(&namespace)).is_some_and(|policy| {
+            policy.status.as_ref().and_then(|s| s.latest_release.as_deref()) == Some(release.name_any().as_str())
+        });
+        ready(!named)
+    })
+}
+
 /// The latest copy of `object` this process can vouch for: `object` itself or the store's when it
 /// is the version this process last wrote or read, or newer (the store held that version before);
 /// while the store is behind this process's own last write or read, the store's once the watch
@@ -441,22 +459,8 @@ pub async fn latest<K>(
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    if versions.is_current(object.as_ref()) {
-        return Ok(Some(object.clone()));
-    }
-    let key = ObjectRef::from_obj(object.as_ref());
-    let deadline = tokio::time::Instant::now() + OWN_VERSION_WAIT;
-    loop {
-        // Registered before the store is looked at, so a delivery in between is not missed.
-        let shown = versions.shown.notified();
-        let mut shown = std::pin::pin!(shown);
-        shown.as_mut().enable();
-        let cached = store.get(&key);
-        match (versions.compare(cached.as_deref(), object.as_ref()), cached) {
-            (InStore::Current, Some(cached)) => return Ok(Some(cached)),
-            (InStore::Behind, _) if tokio::time::timeout_at(deadline, shown).await.is_ok() => continue,
-            _ => break,
-        }
+    if let Some(vouched) = vouched(store, versions, object).await {
+        return Ok(Some(vouched));
     }
     let name = object.meta().name.clone().unwrap_or_default();
     let namespace = object.meta().namespace.clone().unwrap_or_default();
@@ -468,6 +472,45 @@ where
         None => {
             versions.forget(object.as_ref());
             Ok(None)
+        }
+    }
+}
+
+/// The store's copy of `object` (or `object`), once it is at least what this process last wrote: for a
+/// reconciler that must not repeat a status write it already made (an ImagePolicy's status is
+/// derived from the world anew each time, so an older copy is safe to act on; it only costs a
+/// write that changes nothing). Waits for the watch as [`latest`] does, and never reads.
+pub async fn settled<K>(store: &Store<K>, versions: &Versions, object: Arc<K>) -> Arc<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    match vouched(store, versions, &object).await {
+        Some(vouched) => vouched,
+        None => store.get(&ObjectRef::from_obj(object.as_ref())).unwrap_or(object),
+    }
+}
+
+/// `object` or the store's copy when this process can vouch for it (see [`latest`]), waiting at
+/// most [`OWN_VERSION_WAIT`] for the watch to bring this process's own last write or read.
+async fn vouched<K>(store: &Store<K>, versions: &Versions, object: &Arc<K>) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    if versions.is_current(object.as_ref()) {
+        return Some(object.clone());
+    }
+    let key = ObjectRef::from_obj(object.as_ref());
+    let deadline = tokio::time::Instant::now() + OWN_VERSION_WAIT;
+    loop {
+        // Registered before the store is looked at, so a delivery in between is not missed.
+        let shown = versions.shown.notified();
+        let mut shown = std::pin::pin!(shown);
+        shown.as_mut().enable();
+        let cached = store.get(&key);
+        match (versions.compare(cached.as_deref(), object.as_ref()), cached) {
+            (InStore::Current, Some(cached)) => return Some(cached),
+            (InStore::Behind, _) if tokio::time::timeout_at(deadline, shown).await.is_ok() => continue,
+            _ => return None,
         }
     }
 }
@@ -700,6 +743,68 @@ mod tests {
         server.objects.lock().unwrap().clear();
         let read = latest(&server, &store, &versions, &Arc::new(release("r1", "9"))).await.unwrap();
         assert_eq!((read.is_none(), server.gets()), (true, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_policy_s_pass_takes_its_own_last_write_from_the_watch_and_never_reads() {
+        let versions = Versions::default();
+        let mut writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        show(&mut writer, &versions, &release("p", "3"));
+        // Nothing known yet: the store's copy, at once.
+        let started = tokio::time::Instant::now();
+        let taken = settled(&store, &versions, Arc::new(release("p", "2"))).await;
+        assert_eq!((taken.resource_version(), started.elapsed()), (Some("3".into()), Duration::ZERO));
+        // Right after its own write (4), the write once the watch brings it.
+        versions.wrote(&release("p", "4"));
+        let watch = async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            show(&mut writer, &versions, &release("p", "4"));
+        };
+        let (taken, ()) = tokio::join!(settled(&store, &versions, Arc::new(release("p", "3"))), watch);
+        assert_eq!(taken.resource_version(), Some("4".into()));
+        // A watch that does not bring it in time: the newest copy there is, after the wait.
+        versions.wrote(&release("p", "5"));
+        let started = tokio::time::Instant::now();
+        let taken = settled(&store, &versions, Arc::new(release("p", "3"))).await;
+        assert_eq!((taken.resource_version(), started.elapsed()), (Some("4".into()), OWN_VERSION_WAIT));
+    }
+
+    #[tokio::test]
+    async fn a_release_wakes_its_policy_until_the_policy_names_it_as_its_latest() {
+        let mut policies = reflector::store::Writer::<ImagePolicy>::default();
+        let policy: ImagePolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tidegate.dev/v1alpha1", "kind": "ImagePolicy",
+            "metadata": {"name": "app", "namespace": "shop"},
+            "spec": {"image": "registry.example/app", "build": {"strategy": "rebase"}, "workloads": []},
+            "status": {"latestRelease": "app-2"},
+        }))
+        .expect("a policy");
+        policies.apply_watcher_event(&Event::Apply(policy));
+        let release = |name: &str, policy: &str, namespace: &str| {
+            let mut release = Release::new(
+                name,
+                tidegate_api::ReleaseSpec {
+                    policy: policy.into(),
+                    reason: serde_json::from_value(serde_json::json!({"type": "Manual"})).expect("a reason"),
+                    source: None,
+                },
+            );
+            release.metadata.namespace = Some(namespace.into());
+            Arc::new(release)
+        };
+        let changes = [
+            release("app-2", "app", "shop"),  // named: its status changes concern nobody else
+            release("app-3", "app", "shop"),  // new: latestRelease changes
+            release("app-1", "app", "shop"),  // an older one: looked at (nothing changes)
+            release("app-2", "app", "other"), // the same names in another namespace
+            release("web-1", "web", "shop"),  // a policy not in the store
+        ];
+        let woken: Vec<String> = releases_new_to_their_policy(futures::stream::iter(changes), policies.as_reader())
+            .map(|r| format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()))
+            .collect()
+            .await;
+        assert_eq!(woken, ["shop/app-3", "shop/app-1", "other/app-2", "shop/web-1"]);
     }
 
     #[tokio::test]

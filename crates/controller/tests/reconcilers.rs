@@ -559,6 +559,27 @@ async fn a_manual_trigger_starts_one_release_naming_who_asked_for_it() {
 }
 
 #[tokio::test]
+async fn the_status_write_after_a_trigger_names_the_release_it_started() {
+    use tidegate_api::ANNOTATION_TRIGGER;
+    let w = release_world(&digest('0'));
+    reconcile_policy(&w).await;
+    let writes = w.policies.status_writes();
+    w.policies.edit(NS, POLICY, |p| {
+        p.annotations_mut().insert(ANNOTATION_TRIGGER.into(), "2026-12-05-1".into());
+    });
+    // The watch does not show the new Release during the pass that creates it.
+    w.clock.advance(jiff::SignedDuration::from_secs(1));
+    reconcile_policy(&w).await;
+    let started = w.releases.all().into_iter().max_by_key(|r| r.creation_timestamp().map(|t| t.0)).expect("started");
+    assert_eq!(started.spec.reason.kind, tidegate_api::release::ReasonKind::Manual);
+    let latest = w.policies.find(NS, POLICY).and_then(|p| p.status).and_then(|s| s.latest_release);
+    assert_eq!(latest, Some(started.name_any()), "the same write names it");
+    assert_eq!(w.policies.status_writes(), writes + 1);
+    reconcile_policy(&w).await;
+    assert_eq!(w.policies.status_writes(), writes + 1, "once the watch shows it, nothing is left to write");
+}
+
+#[tokio::test]
 async fn a_new_build_tag_starts_a_release_of_the_digest_it_resolved_to() {
     let w = release_world(&digest('0'));
     w.policies.edit(NS, POLICY, |p| {
