@@ -646,16 +646,20 @@ mod tests {
         versions.delivered(object);
     }
 
+    /// An API server, the version record, and a watch's store (with the writer that fills it).
+    fn watched() -> (Server, Versions, reflector::store::Writer<ConfigMap>, Store<ConfigMap>) {
+        let writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        (Server::default(), Versions::default(), writer, store)
+    }
+
     fn version_of(object: Option<Arc<ConfigMap>>) -> Option<String> {
         object.and_then(|o| o.resource_version())
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_pass_right_after_its_own_write_takes_that_write_from_the_watch_without_reading() {
-        let server = Server::default();
-        let versions = Versions::default();
-        let mut writer = reflector::store::Writer::<ConfigMap>::default();
-        let store = writer.as_reader();
+        let (server, versions, mut writer, store) = watched();
         show(&mut writer, &versions, &release("r1", "10"));
         versions.record(&release("r1", "10"));
         assert_eq!(
@@ -678,10 +682,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_watch_that_does_not_bring_the_own_write_in_time_is_read_past() {
-        let server = Server::default();
-        let versions = Versions::default();
-        let mut writer = reflector::store::Writer::<ConfigMap>::default();
-        let store = writer.as_reader();
+        let (server, versions, mut writer, store) = watched();
         show(&mut writer, &versions, &release("r1", "10"));
         server.holds(&release("r1", "11"));
         versions.wrote(&release("r1", "11"));
@@ -694,10 +695,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn someone_else_s_change_after_the_known_version_is_taken_from_the_store() {
-        let server = Server::default();
-        let versions = Versions::default();
-        let mut writer = reflector::store::Writer::<ConfigMap>::default();
-        let store = writer.as_reader();
+        let (server, versions, mut writer, store) = watched();
         versions.wrote(&release("r1", "11"));
         show(&mut writer, &versions, &release("r1", "11"));
         // An approval (version 12) arrives on the watch.
@@ -712,10 +710,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_watch_that_shows_the_write_before_its_answer_arrives_still_counts() {
-        let server = Server::default();
-        let versions = Versions::default();
-        let mut writer = reflector::store::Writer::<ConfigMap>::default();
-        let store = writer.as_reader();
+        let (server, versions, mut writer, store) = watched();
         versions.wrote(&release("r1", "10"));
         show(&mut writer, &versions, &release("r1", "10"));
         show(&mut writer, &versions, &release("r1", "11")); // the watch first,
@@ -728,10 +723,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_object_never_read_and_one_gone_from_the_store_are_read_afresh() {
-        let server = Server::default();
-        let versions = Versions::default();
-        let mut writer = reflector::store::Writer::<ConfigMap>::default();
-        let store = writer.as_reader();
+        let (server, versions, mut writer, store) = watched();
         // After a start, the store's copy comes from a list this process has not vouched for.
         server.holds(&release("r1", "10"));
         writer.apply_watcher_event(&Event::Apply(release("r1", "10")));
@@ -747,9 +739,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_policy_s_pass_takes_its_own_last_write_from_the_watch_and_never_reads() {
-        let versions = Versions::default();
-        let mut writer = reflector::store::Writer::<ConfigMap>::default();
-        let store = writer.as_reader();
+        let (_, versions, mut writer, store) = watched();
         show(&mut writer, &versions, &release("p", "3"));
         // Nothing known yet: the store's copy, at once.
         let started = tokio::time::Instant::now();
