@@ -1131,12 +1131,71 @@ Trivy on its local database one scan at a time.
    machine): VmRSS at the end of the run 64.1 MiB against 80.7, the first list's peak 78 against
    81 MiB. So the run's end had kept about 17 MiB of freed heap; what stays is the live set.
 
+9. **the cluster's own rate** (`--controller-manager-qps Q`): the local kube-controller-manager
+   runs with `--kube-api-qps Q`, twice that as burst, and Q/10 (at least 5) Deployment and
+   ReplicaSet workers instead of upstream's defaults (20 requests a second, 5 workers). Every
+   staging and production rollout is the controller-manager's work (a ReplicaSet, Pods, status
+   writes), whoever changed the Deployment; at its default rate it rolls out about two
+   Deployments a second, which bounds push → all AwaitingApproval from N=200 up. Sections made
+   with it say so in their layout line.
+
+   Where the time goes at N=1000 (2026-12-04, sections `s17-…`). With upstream's
+   controller-manager rate, push → all AwaitingApproval was 407 s (`s16-n1000-idle`); at 200 a
+   second it is 209 s (`s17-n1000-cm200`), and at N=200 80.2 → 39.1 s the same way: half of it
+   was the cluster rolling out the staging Deployments. What remains is the API server on these
+   2 cores, shared with etcd, the controller-manager, the scheduler, kwok, the registry and
+   Trivy: the controller's requests arrive at 150–230 a second throughout, and a Release is
+   carried from its creation to Verified in a few seconds of work (one traced Release: created
+   24 s after the push, built, scanned and signed within 3 s of its first reconcile, 28 s in the
+   staging rollout) but waits its turn behind a thousand others. From the push until every
+   Promotion waits, the controller makes about 30 requests per policy (`s17-n1000-own-writes`:
+   10 Release status writes, one per phase and a few progress messages; 8 Events, one per
+   transition; 3.4 policy status writes; 2.5 Release reads; 2 Promotion status writes; a create
+   each of the Release, the Promotion and the staging write). 1,000 policies in 30 s would need
+   about 1,000 of those requests a second; this API server serves the controller 150–230 a
+   second while the cluster rolls out. With the rollouts no longer held back, approval →
+   production write suffers instead: approvals arriving at 10 a second queue behind the
+   requests of the rollouts already approved (p99 about 100 s, where the throttled cluster's
+   slow rollouts had spread the same work over a longer time: 3.74 s in `s16-n1000-idle`).
+   Since fe2c6fb an approval does not queue behind them: the approval lane (controller.md,
+   "Approvals first") acts on it with slots of its own, and the pass that records it is followed
+   at once by the one that writes production. p99 2.81, 4.62 and 6.28 s in three runs
+   (`s18-n1000-lane-32`, `-r2`, `-r3`; 51 and 47 s for the binary before, run in the same session
+   as `s18-n1000-ab-9708ae5` and `-r2`, and push → all AwaitingApproval the same within the
+   runs' spread: 217–243 s with the lane, 209–221 s without); what
+   remains is two passes of about ten requests each, at about 100 ms a request while the API
+   server carries the rollouts.
+
+   Where the time goes at N=1000 since 2026-12-05 (sections `s20-…`, each build run beside the
+   one before it). Read from the registry's access log and the audit log of a kept run
+   (`s20-n1000-ab-bbdbd59`): the policies created their 1,000 Releases over the first 55 s, with
+   about 2.5 ImagePolicy status writes per Release created, since every status write of a Release
+   woke its policy; one traced Release was created 57 s after the push, built, scanned and signed
+   in 6 s, and waited 81 s for its staging rollout. Since fe46c0a a Release wakes its policy only
+   while it is new to it, and the pass that starts it names it in the same status write: the
+   Releases were all created 35 s after the push, ImagePolicy status writes went from 6.1–6.3 to
+   4.1 per policy, and push → all AwaitingApproval from 196.6–207.5 to 175.6–181.1 s (two runs
+   each). What bounds it now is the registry budget the bench gives the controller (200 requests
+   a second): from 60 to 140 s after the push the controller's registry requests ran at 176–196
+   a second. A policy costs about 25 registry requests before approval (the rebase build 9, the
+   signature 11, about two per signature check while staging rolls out), so 1,000 policies need
+   at least 125 s of registry time at that budget; under 30 s would need a budget above 800
+   requests a second, or far fewer requests per candidate.
+
 Times are wall-clock on a machine shared with compilers: read them as orders of magnitude.
 "#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_report_begins_with_the_preamble_a_run_writes() {
+        // A run rewrites everything above the table from PREAMBLE: text added to the document
+        // alone would be lost at the next run.
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md")).unwrap();
+        assert!(doc.starts_with(PREAMBLE.trim_end()), "docs/benchmarks.md and PREAMBLE differ above the table");
+    }
 
     #[test]
     fn a_slot_deployment_belongs_to_the_policy_it_was_made_for() {
